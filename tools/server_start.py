@@ -1,0 +1,123 @@
+"""``kafka-server-start CONFIG [--override key=value ...]``: validate, check storage, run a node.
+
+Start-up order, as Kafka's ``KafkaRaftServer``: load and validate the configuration (a bad value
+exits 1 naming the key and value), check ``meta.properties`` in every log directory and the
+metadata log directory (unformatted or mismatched exits 1), set up logging, run the node until
+SIGTERM/SIGINT (exit 0 on a clean stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from broker.node import run_node
+from storage.config import KafkaConfig
+from storage.errors import ConfigError, MetaPropertiesError
+from storage.meta_properties import verify_log_dirs
+from storage.properties import PropertiesError
+
+PROG = "kafka-server-start"
+LOG_FORMAT = "[%(asctime)s] %(levelname)s [node.id=%(node_id)s] %(message)s (%(name)s)"
+
+
+class _NodeIdFilter(logging.Filter):
+    """Stamps every record with the node id (``-`` until the config is loaded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node_id = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node_id = self.node_id
+        return True
+
+
+def setup_logging(level: str = "INFO") -> _NodeIdFilter:
+    """Log to stdout (as Kafka's default log4j console appender) with timestamp, level, node id."""
+    node_filter = _NodeIdFilter()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(node_filter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return node_filter
+
+
+def _parse_overrides(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--override expects key=value, got {item!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM/SIGINT before the node's own handlers exist: nothing is running yet, stop now."""
+    raise SystemExit(0)
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Start a broker and/or controller.")
+    parser.add_argument("config", help="server.properties file")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE",
+        help="override a property of the config file (repeatable)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="root log level (default INFO)",
+    )
+    args = parser.parse_args(argv)
+    overrides = _parse_overrides(parser, args.override)
+    # Until run_node installs its handlers (on the event loop), a stop signal just exits 0.
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    signal.signal(signal.SIGINT, _stop_before_start)
+
+    node_filter = setup_logging(args.log_level)
+    log = logging.getLogger("tools.server_start")
+    try:
+        config = KafkaConfig.load(args.config, overrides)
+    except FileNotFoundError:
+        return _error(f"config file {args.config} not found")
+    except (OSError, PropertiesError) as e:
+        return _error(f"cannot read config file {args.config}: {e}")
+    except ConfigError as e:
+        return _error(str(e))
+    node_filter.node_id = str(config.node_id)
+
+    try:
+        metas = verify_log_dirs(config.log_dirs, config.metadata_log_dir, config.node_id)
+    except MetaPropertiesError as e:
+        return _error(str(e))
+    cluster_id = next(iter(metas.values())).cluster_id
+    log.info(
+        "Storage verified: cluster.id=%s, %d director%s",
+        cluster_id, len(metas), "y" if len(metas) == 1 else "ies",
+    )
+    for key, value in sorted(config.values().items()):
+        log.debug("config %s = %s", key, value)
+
+    try:
+        return run_node(config)
+    except Exception:
+        log.exception("Fatal error during node run, exiting")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
