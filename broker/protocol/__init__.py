@@ -1,0 +1,1 @@
+"""Kafka wire protocol: one schema module per API, framing, error codes."""
