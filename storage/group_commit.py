@@ -19,13 +19,23 @@ import itertools
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["FlushPolicy", "GroupCommit", "SyncContractError"]
+__all__ = ["FlushPolicy", "GroupCommit", "SyncContractError", "SyncJob"]
 
 
 class SyncContractError(RuntimeError):
     """``sync()`` returned a position below one that was written before it started: a bug in the
     sync function (it must read the position *before* it fsyncs, and cover all written data)."""
+
+
+class SyncJob(Protocol):
+    """A sync prepared on the event loop (``begin``), run in a worker thread, and finished
+    on the event loop again, e.g. ``PartitionLog.begin_flush``'s ``LogFlushJob``."""
+
+    def run(self) -> int: ...
+
+    def finish(self, ok: bool) -> None: ...
 
 
 class GroupCommit:
@@ -52,13 +62,19 @@ class GroupCommit:
 
     def __init__(
         self,
-        sync: Callable[[], int],
+        sync: Callable[[], int] | None = None,
         *,
+        begin: Callable[[], SyncJob] | None = None,
         executor: Executor | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         durable_position: int = -1,
     ) -> None:
+        """Give either ``sync`` (thread-safe on its own) or ``begin``, which is called on the
+        event loop to prepare each sync job (for state that only the loop may touch)."""
+        if (sync is None) == (begin is None):
+            raise TypeError("GroupCommit needs exactly one of sync or begin")
         self._sync = sync
+        self._begin = begin
         self._executor = executor
         self._loop = loop
         self.durable_position = durable_position  # highest position a completed sync returned
@@ -107,11 +123,28 @@ class GroupCommit:
         self._syncing = True
         self._covering = self.written_position
         self.sync_count += 1
-        task = loop.run_in_executor(self._executor, self._sync)
-        task.add_done_callback(lambda t: self._on_sync_done(loop, t))
+        job: SyncJob | None = None
+        if self._begin is not None:
+            try:
+                job = self._begin()
+            except BaseException as e:  # noqa: BLE001 - handed to the waiters below
+                failed: asyncio.Future[int] = loop.create_future()
+                failed.set_exception(e)
+                self._on_sync_done(loop, failed)
+                return
+            sync = job.run
+        else:
+            assert self._sync is not None
+            sync = self._sync
+        task = loop.run_in_executor(self._executor, sync)
+        task.add_done_callback(lambda t: self._on_sync_done(loop, t, job))
 
-    def _on_sync_done(self, loop: asyncio.AbstractEventLoop, task: asyncio.Future[int]) -> None:
+    def _on_sync_done(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Future[int], job: SyncJob | None = None
+    ) -> None:
         self._syncing = False
+        if job is not None:
+            job.finish(not task.cancelled() and task.exception() is None)
         error: BaseException | None
         if task.cancelled():
             error = asyncio.CancelledError("sync was cancelled")

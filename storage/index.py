@@ -88,6 +88,10 @@ class _IndexFile:
         self._pending: list[bytes] = []
 
     @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
     def size_bytes(self) -> int:
         return len(self) * self.ENTRY_SIZE
 
@@ -237,6 +241,18 @@ class OffsetIndex(_IndexFile):
 
     def append(self, offset: int, position: int) -> None:
         relative = offset - self.base_offset
+        offsets = self._offsets
+        # Fast path (one check for the usual case): runs once per appended batch.
+        if (
+            offsets
+            and offsets[-1] < relative <= INT32_MAX
+            and self._positions[-1] < position
+            and len(offsets) < self.max_entries
+        ):
+            self._pending.append(_OFFSET_ENTRY.pack(relative, position))
+            offsets.append(relative)
+            self._positions.append(position)
+            return
         if not 0 <= relative <= INT32_MAX:
             raise ValueError(f"offset {offset} does not fit segment base {self.base_offset}")
         if self._offsets and (relative <= self._offsets[-1] or position <= self._positions[-1]):

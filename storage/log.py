@@ -50,7 +50,6 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Self
 
@@ -66,11 +65,14 @@ from storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from storage.log_config import LogConfig
 from storage.record_batch import (
     ATTRIBUTES_OFFSET,
+    CURRENT_MAGIC,
+    HEADER_SIZE,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
     BatchHeader,
+    crc32c,
     parse_header,
-    set_base_offset,
     set_max_timestamp,
     set_partition_leader_epoch,
     validate_batch,
@@ -99,6 +101,7 @@ MAX_TIMESTAMP = -3
 EARLIEST_LOCAL_TIMESTAMP = -4
 
 _I16 = struct.Struct(">h")
+_I64 = struct.Struct(">q")
 
 
 def _now_ms() -> int:
@@ -178,6 +181,39 @@ class FetchSlice:
         )
 
 
+class LogFlushJob:
+    """One group-commit flush of a ``PartitionLog``; see ``PartitionLog.begin_flush``."""
+
+    __slots__ = ("_fds", "_log", "marks", "target", "truncations")
+
+    def __init__(
+        self,
+        log: PartitionLog,
+        target: int,
+        fds: list[int],
+        marks: list[tuple[LogSegment, int, int, int]],
+        truncations: int,
+    ) -> None:
+        self._log = log
+        self.target = target  # every offset below this is durable once run() returns
+        self._fds = fds
+        self.marks = marks
+        self.truncations = truncations
+
+    def run(self) -> int:
+        """fsync (any thread). Returns the offset below which everything is now durable."""
+        for fd in self._fds:
+            os.fsync(fd)
+        return self.target
+
+    def finish(self, ok: bool) -> None:
+        """Back on the log's thread: record the result and release the descriptors."""
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+        self._log._finish_flush(self, ok)
+
+
 class PartitionLog:
     """A segmented partition log. Create with ``PartitionLog.open``."""
 
@@ -204,6 +240,9 @@ class PartitionLog:
         self._closed = False
         self.last_flush_ms = now_ms
         self._random = random.Random()
+        # Bumped by every truncation: a flush job started before one must not mark the
+        # (since rewritten) tail as durable.
+        self._truncations = 0
 
     # -- opening / recovery -----------------------------------------------------------------
 
@@ -342,42 +381,62 @@ class PartitionLog:
         # Validate everything first (all or nothing), then rewrite headers. The leader path
         # copies the buffer once so base offsets can be patched in place (outside the CRC).
         data: bytes | bytearray | memoryview = bytearray(view) if assign_offsets else buf
-        headers: list[tuple[int, BatchHeader]] = []
+        # (position, last offset, max timestamp, size) per batch: all the segment needs.
+        batches: list[tuple[int, int, int, int]] = []
+        epochs: list[tuple[int, int]] = []  # (partition leader epoch, base offset)
         pos = 0
         offset = leo
         max_bytes = self.config.max_message_bytes
         max_ts, offset_of_max_ts = -1, leo
         num_records = 0
+        unpack = HEADER_STRUCT.unpack_from
         while pos < size:
-            header = validate_batch(view, pos)
-            batch_size = header.batch_length + LOG_OVERHEAD
+            # validate_batch, inlined: this loop runs once per produced batch.
+            if size - pos < HEADER_SIZE:
+                validate_batch(view, pos)  # raises the precise error
+            (
+                base_offset, batch_length, epoch, magic, crc, _attributes, last_delta,
+                _base_ts, batch_max_ts, _pid, _pepoch, _seq, record_count,
+            ) = unpack(view, pos)
+            batch_size = batch_length + LOG_OVERHEAD
+            if (
+                magic != CURRENT_MAGIC
+                or batch_length < HEADER_SIZE - LOG_OVERHEAD
+                or batch_size > size - pos
+                or last_delta < 0
+                or crc32c(view[pos + ATTRIBUTES_OFFSET : pos + batch_size]) != crc
+            ):
+                validate_batch(view, pos)  # raises the precise error
+                raise CorruptRecordError(f"invalid record batch at position {pos}")
             if batch_size > max_bytes:
                 raise RecordTooLargeError(
                     f"record batch of {batch_size} bytes exceeds max.message.bytes {max_bytes}"
                 )
             if assign_offsets:
-                if header.record_count <= 0 or header.record_count != header.last_offset_delta + 1:
+                if record_count <= 0 or record_count != last_delta + 1:
                     raise InvalidRecordError(
-                        f"batch record count {header.record_count} does not match its offset "
-                        f"range (last offset delta {header.last_offset_delta})"
+                        f"batch record count {record_count} does not match its offset "
+                        f"range (last offset delta {last_delta})"
                     )
-                set_base_offset(data, pos, offset)  # type: ignore[arg-type]
-                header = header._replace(base_offset=offset)
+                base_offset = offset
+                _I64.pack_into(data, pos, offset)  # type: ignore[arg-type]
                 if rewrite:
-                    header = self._stamp(data, pos, header, leader_epoch, log_append_time)
-            elif header.base_offset < offset:
+                    batch_max_ts, epoch = self._stamp(
+                        data, pos, batch_size, leader_epoch, log_append_time, batch_max_ts, epoch
+                    )
+            elif base_offset < offset:
                 raise InvalidRecordError(
-                    f"batch base offset {header.base_offset} is below the expected "
+                    f"batch base offset {base_offset} is below the expected "
                     f"{offset} (log end offset {leo}): offsets must be increasing"
                 )
-            headers.append((pos, header))
-            num_records += header.record_count
-            if header.max_timestamp > max_ts:
-                max_ts = header.max_timestamp
-                offset_of_max_ts = header.base_offset + header.last_offset_delta
+            offset = base_offset + last_delta + 1
+            batches.append((pos, offset - 1, batch_max_ts, batch_size))
+            epochs.append((epoch, base_offset))
+            num_records += record_count
+            if batch_max_ts > max_ts:
+                max_ts, offset_of_max_ts = batch_max_ts, offset - 1
             pos += batch_size
-            offset = header.base_offset + header.last_offset_delta + 1
-        first_offset = headers[0][1].base_offset
+        first_offset = epochs[0][1]
         last_offset = offset - 1
         if last_offset - first_offset > INT32_MAX:
             raise InvalidRecordError(
@@ -387,7 +446,7 @@ class PartitionLog:
             if self._should_roll(size, last_offset, now):
                 self._roll(first_offset, now)
             self._segments[-1].append(
-                last_offset, max_ts, offset_of_max_ts, data, headers=headers, now_ms=now
+                last_offset, max_ts, offset_of_max_ts, data, batches=batches, now_ms=now
             )
         except OSError as e:
             err = self._io_error("appending", e)
@@ -397,10 +456,9 @@ class PartitionLog:
         cache = self.leader_epoch_cache
         if cache is not None:
             latest = cache.latest_epoch
-            for _, header in headers:
-                epoch = header.partition_leader_epoch
+            for epoch, base_offset in epochs:
                 if epoch >= 0 and (latest is None or epoch > latest):
-                    cache.assign(epoch, header.base_offset)
+                    cache.assign(epoch, base_offset)
                     latest = epoch
         if offset - self._recovery_point >= self.config.flush_messages:
             self.flush(now_ms=now)
@@ -410,7 +468,7 @@ class PartitionLog:
             max_ts,
             offset_of_max_ts,
             log_append_time,
-            len(headers),
+            len(batches),
             num_records,
             size,
             self._log_start_offset,
@@ -420,23 +478,37 @@ class PartitionLog:
     def _stamp(
         data: bytearray,
         pos: int,
-        header: BatchHeader,
+        batch_size: int,
         leader_epoch: int | None,
         log_append_time: int,
-    ) -> BatchHeader:
-        """Stamp the leader epoch and, for LogAppendTime topics, the append time."""
+        max_timestamp: int,
+        epoch: int,
+    ) -> tuple[int, int]:
+        """Stamp the leader epoch and, for LogAppendTime topics, the append time (which is
+        inside the CRC, so the CRC is recomputed). Returns (max timestamp, epoch) as stamped."""
         if leader_epoch is not None:
             set_partition_leader_epoch(data, pos, leader_epoch)
-            header = header._replace(partition_leader_epoch=leader_epoch)
+            epoch = leader_epoch
         if log_append_time >= 0:
-            attributes = header.attributes | TIMESTAMP_TYPE_MASK
+            attributes = _I16.unpack_from(data, pos + ATTRIBUTES_OFFSET)[0] | TIMESTAMP_TYPE_MASK
             _I16.pack_into(data, pos + ATTRIBUTES_OFFSET, attributes)
-            set_max_timestamp(data, pos, header.batch_length + LOG_OVERHEAD, log_append_time)
-            header = parse_header(data, pos)
-        return header
+            set_max_timestamp(data, pos, batch_size, log_append_time)
+            max_timestamp = log_append_time
+        return max_timestamp, epoch
 
     def _should_roll(self, message_size: int, last_offset: int, now_ms: int) -> bool:
-        segment = self.active_segment
+        segment = self._segments[-1]
+        config = self.config
+        rolling_base = segment.rolling_base_ms
+        if (
+            0 < segment.size <= config.segment_bytes - message_size
+            and rolling_base is not None
+            and now_ms - rolling_base <= config.segment_ms - segment.roll_jitter_ms
+            and len(segment.offset_index) < segment.offset_index.max_entries
+            and len(segment.time_index) < segment.time_index.max_entries
+            and last_offset - segment.base_offset <= INT32_MAX
+        ):
+            return False  # the usual case, decided in one test
         if segment.size == 0:
             # An empty segment is reused unless the offsets cannot fit its base.
             return last_offset - segment.base_offset > INT32_MAX
@@ -609,6 +681,7 @@ class PartitionLog:
             self.active_segment.truncate_to(offset)
             if self._dir_dirty:
                 self._sync_dir()
+        self._truncations += 1
         leo = self.log_end_offset
         self._log_start_offset = min(self._log_start_offset, leo)
         self._recovery_point = min(self._recovery_point, leo)
@@ -629,6 +702,7 @@ class PartitionLog:
             self._bases = [offset]
             fsync_dir(self.dir)
             self._dir_dirty = False
+        self._truncations += 1
         self._log_start_offset = offset
         self._recovery_point = offset
         if self.leader_epoch_cache is not None:
@@ -761,6 +835,56 @@ class PartitionLog:
                 self._sync_dir()
         self._recovery_point = max(self._recovery_point, target)
         self.last_flush_ms = _now_ms() if now_ms is None else now_ms
+
+    def begin_flush(self) -> LogFlushJob:
+        """Start a flush whose fsyncs can run in another thread (group commit).
+
+        Call on the log's own thread; run ``job.run()`` anywhere (it only fsyncs duplicated
+        descriptors, so appends, rolls and retention may go on meanwhile), then call
+        ``job.finish(ok)`` on the log's thread again to advance ``recovery_point``.
+        """
+        self._check_writable()
+        target = self.log_end_offset
+        fds: list[int] = []
+        marks: list[tuple[LogSegment, int, int, int]] = []
+        try:
+            for segment in self._segments:
+                if segment.base_offset >= target:
+                    break
+                if not segment.dirty:
+                    continue
+                segment.offset_index.write_pending()
+                segment.time_index.write_pending()
+                fds.extend(os.dup(fd) for fd in segment.flush_fds())
+                marks.append(
+                    (
+                        segment,
+                        segment.size,
+                        segment.offset_index.size_bytes,
+                        segment.time_index.size_bytes,
+                    )
+                )
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            err = self._io_error("flushing", e)
+            if err is e:
+                raise
+            raise err from e
+        return LogFlushJob(self, target, fds, marks, self._truncations)
+
+    def _finish_flush(self, job: LogFlushJob, ok: bool) -> None:
+        if not ok:
+            self._io_error("flushing", OSError(errno.EIO, "fsync failed"))
+            return
+        if job.truncations != self._truncations or self._closed:
+            return  # the log changed under the job: claim nothing
+        for segment, log_size, oi_size, ti_size in job.marks:
+            segment.flushed_size = max(segment.flushed_size, log_size)
+            segment.offset_index.flushed_size = max(segment.offset_index.flushed_size, oi_size)
+            segment.time_index.flushed_size = max(segment.time_index.flushed_size, ti_size)
+        self._recovery_point = max(self._recovery_point, job.target)
+        self.last_flush_ms = _now_ms()
 
     def flush_if_due(self, now_ms: int | None = None) -> bool:
         """Apply flush.ms: flush if that long has passed since the last flush."""

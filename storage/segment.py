@@ -35,7 +35,6 @@ from storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 from storage.log_config import LogConfig
 from storage.record_batch import (
     HEADER_SIZE,
-    LOG_OVERHEAD,
     BatchHeader,
     decode_records,
     parse_header,
@@ -375,24 +374,32 @@ class LogSegment:
         buffer: bytes | bytearray | memoryview,
         *,
         headers: Sequence[tuple[int, BatchHeader]] | None = None,
+        batches: Sequence[tuple[int, int, int, int]] | None = None,
         now_ms: int | None = None,
     ) -> int:
         """Append validated batches (absolute offsets assigned); returns the file position.
 
-        ``headers`` are the ``(position in buffer, header)`` of each batch, if the caller already
-        parsed them. ``largest_timestamp``/``offset_of_max_timestamp`` describe the whole buffer.
+        Describe the batches either as ``batches``, ``(position in buffer, last offset, max
+        timestamp, size)`` each (the cheap form the log's append builds), or as ``headers``,
+        ``(position in buffer, header)``; with neither, the headers are parsed here.
+        ``largest_timestamp``/``offset_of_max_timestamp`` describe the whole buffer.
         """
         if not buffer:
             return self.size
         relative = largest_offset - self.base_offset
         assert 0 <= relative <= INT32_MAX, (largest_offset, self.base_offset)
-        if headers is None:
-            headers = []
-            pos = 0
-            while pos < len(buffer):
-                header = parse_header(buffer, pos)
-                headers.append((pos, header))
-                pos += header.size
+        if batches is None:
+            if headers is None:
+                headers = []
+                pos = 0
+                while pos < len(buffer):
+                    header = parse_header(buffer, pos)
+                    headers.append((pos, header))
+                    pos += header.size
+            batches = [
+                (pos, h.base_offset + h.last_offset_delta, h.max_timestamp, h.size)
+                for pos, h in headers
+            ]
         physical = self.size
         if physical == 0:
             self.rolling_base_ms = _now_ms() if now_ms is None else now_ms
@@ -400,24 +407,24 @@ class LogSegment:
         if written != len(buffer):
             _pwrite_all(self._fd, memoryview(buffer)[written:], physical + written)
         self.size = physical + len(buffer)
-        max_ts = self.max_timestamp_and_offset
+        max_ts, max_ts_offset = self.max_timestamp_and_offset
         interval = self.config.index_interval_bytes
         since_last = self._bytes_since_last_index_entry
-        for pos, header in headers:
-            last_offset = header.base_offset + header.last_offset_delta
-            if header.max_timestamp > max_ts[0]:
-                max_ts = (header.max_timestamp, last_offset)
+        offset_index, time_index = self.offset_index, self.time_index
+        for pos, last_offset, batch_max_ts, size in batches:
+            if batch_max_ts > max_ts:
+                max_ts, max_ts_offset = batch_max_ts, last_offset
             if since_last > interval:
-                if not self.offset_index.is_full:
-                    self.offset_index.append(last_offset, physical + pos)
-                if not self.time_index.is_full:
-                    self.time_index.maybe_append(max_ts[0], max_ts[1])
+                if len(offset_index) < offset_index.max_entries:
+                    offset_index.append(last_offset, physical + pos)
+                if len(time_index) < time_index.max_entries:
+                    time_index.maybe_append(max_ts, max_ts_offset)
                 since_last = 0
-            since_last += header.batch_length + LOG_OVERHEAD
+            since_last += size
         self._bytes_since_last_index_entry = since_last
-        if largest_timestamp > max_ts[0]:
-            max_ts = (largest_timestamp, offset_of_max_timestamp)
-        self._max_ts = max_ts
+        if largest_timestamp > max_ts:
+            max_ts, max_ts_offset = largest_timestamp, offset_of_max_timestamp
+        self._max_ts = (max_ts, max_ts_offset)
         self._next_offset = largest_offset + 1
         return physical
 
@@ -630,6 +637,10 @@ class LogSegment:
         ts, offset = self.max_timestamp_and_offset
         if ts >= 0:
             self.time_index.maybe_append(ts, offset, skip_full_check=True)
+
+    def flush_fds(self) -> tuple[int, int, int]:
+        """The descriptors a flush must fsync: log, offset index, time index."""
+        return self._fd, self.offset_index.fd, self.time_index.fd
 
     def flush(self) -> None:
         """fsync the log and both indexes (the time index gets its final entry first)."""

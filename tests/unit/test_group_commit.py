@@ -307,3 +307,34 @@ def test_flush_policy_either_rule() -> None:
 def test_flush_policy_validation(messages: int, ms: int) -> None:
     with pytest.raises(ValueError):
         FlushPolicy(flush_messages=messages, flush_ms=ms)
+
+
+def test_group_commit_drives_partition_log_flush_jobs(tmp_path: Path) -> None:
+    """begin=log.begin_flush: fsyncs run in a thread while the loop keeps appending; every
+    waiter resolves only once recovery_point covers its offset."""
+    from storage.log import PartitionLog
+    from tests.helpers_batches import make_batch
+
+    log = PartitionLog.open(tmp_path / "t-0")
+    gc = GroupCommit(begin=log.begin_flush)
+
+    async def producer(n: int) -> list[int]:
+        seen = []
+        for _ in range(n):
+            info = log.append(make_batch([100]))
+            await gc.wait_durable(info.last_offset + 1)
+            assert log.recovery_point >= info.last_offset + 1
+            seen.append(info.last_offset)
+        return seen
+
+    async def main() -> None:
+        results = await asyncio.gather(*(producer(20) for _ in range(10)))
+        assert sum(len(r) for r in results) == 200
+
+    asyncio.run(main())
+    assert log.recovery_point == log.log_end_offset == 200
+    assert gc.sync_count < 200  # waiters shared fsyncs
+    for path, durable_size in log.durable_file_sizes().items():
+        if path.suffix == ".log":
+            assert durable_size == path.stat().st_size
+    log.close()
