@@ -1,7 +1,8 @@
 """A node's lifecycle: start the roles, run until told to stop, stop in reverse order.
 
-This is the *start* of the node's lifecycle. So far it only announces what it would run (roles,
-listeners, directories) and waits for SIGTERM/SIGINT; later milestones add, in start order:
+So far a node announces its roles, listeners and directories, and (broker role) loads and
+recovers its partition logs through a ``LogManager``, runs the periodic log work (flush.ms,
+retention, checkpoints) and shuts the logs down cleanly. Later milestones add, in start order:
 the Raft driver over the metadata log, the controller (controller role), the metadata
 publisher, replica manager and group coordinator (broker role), the Kafka listeners and the HTTP
 admin API; shutdown runs the same list backwards.
@@ -12,11 +13,15 @@ admin API; shutdown runs the same list backwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 
 from storage.config import KafkaConfig
+from storage.log_config import LogConfig
+from storage.log_manager import LogManager
 
 __all__ = ["Node", "run_node"]
 
@@ -40,6 +45,8 @@ class Node:
         self.config = config
         self._shutdown: asyncio.Event | None = None
         self.shutdown_reason: str | None = None
+        self.log_manager: LogManager | None = None
+        self._log_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         cfg = self.config
@@ -64,8 +71,34 @@ class Node:
         logger.info(
             "Log dirs: %s; metadata log dir: %s", ", ".join(cfg.log_dirs), cfg.metadata_log_dir
         )
-        # Later milestones start the Raft driver, controller, broker and listeners here.
+        # Later milestones start the Raft driver and controller here, before the broker.
+        if cfg.is_broker:
+            self._start_log_manager()
         logger.info("%s", STARTED_MESSAGE)
+
+    def _start_log_manager(self) -> None:
+        cfg = self.config
+        defaults = LogConfig.from_topic_configs(cfg.log_config_defaults())
+        started = time.monotonic()
+        self.log_manager = manager = LogManager.open(cfg.log_dirs, defaults)
+        logger.info(
+            "Loaded %d partition log(s) in %.0f ms; offline log dirs: %s",
+            len(manager.all_logs()),
+            (time.monotonic() - started) * 1000,
+            ", ".join(str(d) for d in sorted(manager.offline_dirs)) or "none",
+        )
+        periodic = [
+            ("log flusher", cfg.get("log.flush.scheduler.interval.ms"), manager.flush_due),
+            ("log retention", cfg.get("log.retention.check.interval.ms"),
+             manager.enforce_retention),
+            ("log checkpoints", cfg.get("log.flush.offset.checkpoint.interval.ms"),
+             lambda _now_ms: manager.checkpoint()),
+        ]
+        for name, interval_ms, work in periodic:
+            if 0 < interval_ms < 2**62:
+                self._log_tasks.append(
+                    asyncio.create_task(_every(name, interval_ms, work), name=name)
+                )
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop (idempotent; safe to call from a signal handler)."""
@@ -79,7 +112,15 @@ class Node:
         self._shutdown.set()
 
     async def stop(self) -> None:
-        # Later milestones stop the components in reverse start order here.
+        # Later milestones stop the other components, in reverse start order, around this.
+        for task in self._log_tasks:
+            task.cancel()
+        for task in self._log_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.log_manager is not None:
+            self.log_manager.shutdown()
+            logger.info("Partition logs flushed and closed")
         logger.info("Kafka Server shut down cleanly")
 
     async def run(self) -> int:
@@ -100,6 +141,16 @@ class Node:
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return 0
+
+
+async def _every(name: str, interval_ms: int, work: Callable[[int], object]) -> None:
+    """Run ``work(now_ms)`` every ``interval_ms``; an error is logged, not fatal to the loop."""
+    while True:
+        await asyncio.sleep(interval_ms / 1000)
+        try:
+            work(int(time.time() * 1000))
+        except Exception:
+            logger.exception("Periodic task %s failed", name)
 
 
 def run_node(config: KafkaConfig) -> int:

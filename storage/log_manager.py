@@ -1,0 +1,256 @@
+"""The partition logs of one node, across its ``log.dirs`` (Kafka's LogManager).
+
+Start-up loads every ``<topic>-<partition>`` directory: after a clean shutdown (the
+``.kafka_cleanshutdown`` marker is present) the checkpointed recovery points are trusted;
+otherwise every segment from the recovery point on is validated and a torn or corrupt tail is
+truncated (``PartitionLog.open`` logs what it cut). Per log dir it keeps Kafka's checkpoint
+files, each written atomically: ``recovery-point-offset-checkpoint``,
+``log-start-offset-checkpoint`` and ``replication-offset-checkpoint`` (high watermarks, owned
+by the replica manager and stored here).
+
+Single-threaded like ``PartitionLog``: the caller serialises access (the broker's event loop).
+The metadata log (``__cluster_metadata-0``) is the Raft layer's, not ours, and is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from storage.checkpoint import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_OFFSET_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
+    OffsetCheckpointFile,
+)
+from storage.errors import LogDirOfflineError, StorageError
+from storage.fileutil import fsync_dir
+from storage.log import PartitionLog
+from storage.log_config import LogConfig
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+METADATA_TOPIC = "__cluster_metadata"
+# Kafka's legal topic names: ASCII letters, digits, '.', '_' and '-'; at most 249 chars.
+_PARTITION_DIR = re.compile(r"^([a-zA-Z0-9._-]{1,249})-([0-9]+)$")
+
+TopicPartition = tuple[str, int]
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def parse_partition_dir(name: str) -> TopicPartition | None:
+    """``orders-3`` -> ``("orders", 3)``; None for anything that is not a partition dir."""
+    match = _PARTITION_DIR.match(name)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2))
+
+
+class LogManager:
+    """Owns every partition log of a node. Create with ``LogManager.open``."""
+
+    def __init__(self, log_dirs: list[Path], default_config: LogConfig) -> None:
+        assert log_dirs, "a node has at least one log dir"
+        self.log_dirs = log_dirs
+        self.default_config = default_config
+        self._logs: dict[TopicPartition, PartitionLog] = {}
+        self._log_dir_of: dict[TopicPartition, Path] = {}
+        self.offline_dirs: set[Path] = set()
+
+    @classmethod
+    def open(
+        cls,
+        log_dirs: Iterable[str | os.PathLike[str]],
+        default_config: LogConfig | None = None,
+        *,
+        topic_configs: Mapping[str, LogConfig] | None = None,
+        now_ms: int | None = None,
+    ) -> LogManager:
+        """Load and recover every partition log in ``log_dirs``.
+
+        A log dir that fails with an I/O error is taken offline (logged, listed in
+        ``offline_dirs``); the others keep working.
+        """
+        manager = cls([Path(d) for d in log_dirs], default_config or LogConfig())
+        topic_configs = topic_configs or {}
+        for directory in manager.log_dirs:
+            try:
+                manager._load_dir(directory, topic_configs, now_ms)
+            except (OSError, LogDirOfflineError) as e:
+                manager._take_offline(directory, e)
+        return manager
+
+    def _load_dir(
+        self, directory: Path, topic_configs: Mapping[str, LogConfig], now_ms: int | None
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        clean_marker = directory / CLEAN_SHUTDOWN_FILE
+        clean = clean_marker.exists()
+        recovery_points = _read_checkpoint(directory / RECOVERY_POINT_OFFSET_CHECKPOINT)
+        log_starts = _read_checkpoint(directory / LOG_START_OFFSET_CHECKPOINT)
+        loaded = 0
+        for child in sorted(directory.iterdir()):
+            tp = parse_partition_dir(child.name) if child.is_dir() else None
+            if tp is None or tp[0] == METADATA_TOPIC:
+                continue
+            if tp in self._logs:
+                raise StorageError(
+                    f"partition {tp[0]}-{tp[1]} is in two log dirs: {self._log_dir_of[tp]} "
+                    f"and {directory}"
+                )
+            # After a clean shutdown everything was flushed: skip recovery. Otherwise recover
+            # from the checkpointed recovery point (0 if there is none: validate everything).
+            recovery_point = (1 << 63) - 1 if clean else recovery_points.get(tp, 0)
+            partition_log = PartitionLog.open(
+                child,
+                topic_configs.get(tp[0], self.default_config),
+                recovery_point=recovery_point,
+                log_start_offset=log_starts.get(tp),
+                now_ms=now_ms,
+            )
+            self._logs[tp] = partition_log
+            self._log_dir_of[tp] = directory
+            loaded += 1
+        if clean:
+            # From here on the logs are live again: a crash must trigger recovery.
+            clean_marker.unlink()
+            fsync_dir(directory)
+        log.info(
+            "Loaded %d partition log(s) from %s (%s shutdown)",
+            loaded, directory, "clean" if clean else "unclean",
+        )
+
+    def _take_offline(self, directory: Path, error: BaseException) -> None:
+        log.error("Log directory %s is offline: %s", directory, error)
+        self.offline_dirs.add(directory)
+        for tp in [tp for tp, d in self._log_dir_of.items() if d == directory]:
+            del self._log_dir_of[tp]
+            partition_log = self._logs.pop(tp)
+            try:
+                partition_log.close()
+            except StorageError:
+                pass
+
+    # -- access -------------------------------------------------------------------------------
+
+    def get_log(self, topic: str, partition: int) -> PartitionLog | None:
+        return self._logs.get((topic, partition))
+
+    def all_logs(self) -> dict[TopicPartition, PartitionLog]:
+        return dict(self._logs)
+
+    def log_dir_of(self, topic: str, partition: int) -> Path | None:
+        return self._log_dir_of.get((topic, partition))
+
+    def get_or_create_log(
+        self, topic: str, partition: int, config: LogConfig | None = None
+    ) -> PartitionLog:
+        """The log of a partition, created in the online log dir holding the fewest logs."""
+        tp = (topic, partition)
+        existing = self._logs.get(tp)
+        if existing is not None:
+            return existing
+        if topic == METADATA_TOPIC or parse_partition_dir(partition_dir_name(*tp)) != tp:
+            raise ValueError(f"illegal topic partition {topic!r}/{partition}")
+        online = [d for d in self.log_dirs if d not in self.offline_dirs]
+        if not online:
+            raise LogDirOfflineError("every log dir is offline")
+        counts = {d: 0 for d in online}
+        for d in self._log_dir_of.values():
+            if d in counts:
+                counts[d] += 1
+        directory = min(online, key=lambda d: (counts[d], online.index(d)))
+        partition_log = PartitionLog.open(
+            directory / partition_dir_name(topic, partition), config or self.default_config
+        )
+        fsync_dir(directory)
+        self._logs[tp] = partition_log
+        self._log_dir_of[tp] = directory
+        return partition_log
+
+    def delete_log(self, topic: str, partition: int) -> bool:
+        """Remove a partition's log and its files. True if there was one."""
+        tp = (topic, partition)
+        partition_log = self._logs.pop(tp, None)
+        directory = self._log_dir_of.pop(tp, None)
+        if partition_log is None or directory is None:
+            return False
+        partition_log.close()
+        shutil.rmtree(partition_log.dir, ignore_errors=True)
+        fsync_dir(directory)
+        return True
+
+    # -- periodic work ------------------------------------------------------------------------
+
+    def flush_due(self, now_ms: int) -> int:
+        """Apply every log's ``flush.ms``; returns how many logs were flushed."""
+        return sum(1 for partition_log in self._logs.values() if partition_log.flush_if_due(now_ms))
+
+    def enforce_retention(
+        self, now_ms: int, high_watermarks: Mapping[TopicPartition, int] | None = None
+    ) -> int:
+        """Delete segments past retention (time and size); returns segments deleted."""
+        deleted = 0
+        for tp, partition_log in self._logs.items():
+            hw = None if high_watermarks is None else high_watermarks.get(tp)
+            deleted += partition_log.delete_retention_segments(now_ms, high_watermark=hw)
+        return deleted
+
+    def checkpoint(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
+        """Write recovery points, log start offsets and (if given) high watermarks per dir."""
+        for directory in self.log_dirs:
+            if directory in self.offline_dirs:
+                continue
+            tps = [tp for tp, d in self._log_dir_of.items() if d == directory]
+            try:
+                OffsetCheckpointFile(directory / RECOVERY_POINT_OFFSET_CHECKPOINT).write(
+                    {tp: self._logs[tp].recovery_point for tp in tps}
+                )
+                OffsetCheckpointFile(directory / LOG_START_OFFSET_CHECKPOINT).write(
+                    {tp: self._logs[tp].log_start_offset for tp in tps}
+                )
+                if high_watermarks is not None:
+                    OffsetCheckpointFile(directory / REPLICATION_OFFSET_CHECKPOINT).write(
+                        {tp: high_watermarks[tp] for tp in tps if tp in high_watermarks}
+                    )
+            except (OSError, LogDirOfflineError) as e:
+                self._take_offline(directory, e)
+
+    def read_high_watermarks(self) -> dict[TopicPartition, int]:
+        """The high watermarks checkpointed in every online log dir."""
+        out: dict[TopicPartition, int] = {}
+        for directory in self.log_dirs:
+            if directory not in self.offline_dirs:
+                out.update(_read_checkpoint(directory / REPLICATION_OFFSET_CHECKPOINT))
+        return out
+
+    def shutdown(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
+        """Flush and close every log, write the checkpoints and the clean-shutdown marker."""
+        for partition_log in self._logs.values():
+            if not partition_log.offline:
+                partition_log.flush()
+        self.checkpoint(high_watermarks)
+        for partition_log in self._logs.values():
+            partition_log.close()
+        for directory in self.log_dirs:
+            if directory in self.offline_dirs:
+                continue
+            marker = directory / CLEAN_SHUTDOWN_FILE
+            marker.write_bytes(b"")
+            fsync_dir(directory)
+        self._logs.clear()
+        self._log_dir_of.clear()
+
+
+def _read_checkpoint(path: Path) -> dict[TopicPartition, int]:
+    if not path.exists():
+        return {}
+    return OffsetCheckpointFile(path).read()

@@ -1,0 +1,127 @@
+"""LogManager: loading, recovery after unclean shutdown, checkpoints, placement, offline dirs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from storage.checkpoint import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_OFFSET_CHECKPOINT,
+    OffsetCheckpointFile,
+)
+from storage.log_config import LogConfig
+from storage.log_manager import CLEAN_SHUTDOWN_FILE, LogManager, parse_partition_dir
+from tests.helpers_batches import make_batch
+
+
+def _contents(manager: LogManager, topic: str, partition: int) -> bytes:
+    partition_log = manager.get_log(topic, partition)
+    assert partition_log is not None
+    return partition_log.read_batches(partition_log.log_start_offset)
+
+
+def test_parse_partition_dir() -> None:
+    assert parse_partition_dir("orders-3") == ("orders", 3)
+    assert parse_partition_dir("my-topic-12") == ("my-topic", 12)
+    assert parse_partition_dir("orders") is None
+    assert parse_partition_dir("orders-x") is None
+    assert parse_partition_dir("bad topic-1") is None
+
+
+def test_clean_shutdown_round_trip(tmp_path: Path) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    manager = LogManager.open(dirs)
+    for p in range(4):
+        manager.get_or_create_log("orders", p).append(make_batch([10] * (p + 1)))
+    placed = {manager.log_dir_of("orders", p) for p in range(4)}
+    assert placed == set(dirs)  # spread over both dirs
+    before = {p: _contents(manager, "orders", p) for p in range(4)}
+    manager.shutdown()
+    assert all((d / CLEAN_SHUTDOWN_FILE).exists() for d in dirs)
+    recovery = OffsetCheckpointFile(dirs[0] / RECOVERY_POINT_OFFSET_CHECKPOINT).read()
+    assert recovery and all(offset > 0 for offset in recovery.values())
+    assert (dirs[0] / LOG_START_OFFSET_CHECKPOINT).exists()
+
+    reopened = LogManager.open(dirs)
+    assert not any((d / CLEAN_SHUTDOWN_FILE).exists() for d in dirs)  # live again
+    assert {p: _contents(reopened, "orders", p) for p in range(4)} == before
+    for p in range(4):
+        partition_log = reopened.get_log("orders", p)
+        assert partition_log is not None and partition_log.log_end_offset == p + 1
+    reopened.shutdown()
+
+
+def test_unclean_shutdown_truncates_torn_tail_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = LogManager.open([tmp_path])
+    partition_log = manager.get_or_create_log("t", 0)
+    partition_log.append(make_batch([100, 100]))
+    partition_log.flush()
+    manager.checkpoint()
+    partition_log.append(make_batch([100, 100, 100]))
+    segment_file = partition_log.active_segment.log_path
+    partition_log.close()  # a crash: no shutdown, no marker
+    size = segment_file.stat().st_size
+    os.truncate(segment_file, size - 7)  # tear the last batch
+
+    with caplog.at_level(logging.WARNING):
+        recovered = LogManager.open([tmp_path])
+    partition_log = recovered.get_log("t", 0)
+    assert partition_log is not None
+    assert partition_log.log_end_offset == 2  # the torn batch is gone, the first one kept
+    assert any("t-0" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    recovered.shutdown()
+
+
+def test_high_watermark_checkpoint_and_delete(tmp_path: Path) -> None:
+    manager = LogManager.open([tmp_path], LogConfig(segment_bytes=1 << 20))
+    manager.get_or_create_log("a", 0).append(make_batch([5] * 3))
+    manager.get_or_create_log("b", 1).append(make_batch([5]))
+    manager.checkpoint(high_watermarks={("a", 0): 2, ("b", 1): 1})
+    assert manager.read_high_watermarks() == {("a", 0): 2, ("b", 1): 1}
+    assert manager.delete_log("b", 1)
+    assert not (tmp_path / "b-1").exists()
+    assert manager.get_log("b", 1) is None
+    assert not manager.delete_log("b", 1)
+    manager.shutdown()
+    assert set(LogManager.open([tmp_path]).all_logs()) == {("a", 0)}
+
+
+def test_metadata_log_and_stray_entries_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "__cluster_metadata-0").mkdir()
+    (tmp_path / "not-a-partition").mkdir()
+    (tmp_path / "meta.properties").write_text("version=1\n")
+    manager = LogManager.open([tmp_path])
+    assert manager.all_logs() == {}
+    with pytest.raises(ValueError):
+        manager.get_or_create_log("__cluster_metadata", 0)
+
+
+def test_a_broken_log_dir_goes_offline_and_the_others_keep_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    manager = LogManager.open([good, bad])
+    manager.get_or_create_log("t", 0)
+    manager.get_or_create_log("t", 1)
+    manager.shutdown()
+    bad_log_dir = next(p for p in bad.iterdir() if p.is_dir())
+    # A segment file that cannot be opened as a file: an I/O error on load.
+    for f in bad_log_dir.glob("*.log"):
+        f.unlink()
+        f.mkdir()
+
+    with caplog.at_level(logging.ERROR):
+        manager = LogManager.open([good, bad])
+    assert manager.offline_dirs == {bad}
+    assert any("offline" in r.getMessage() for r in caplog.records)
+    assert len(manager.all_logs()) == 1
+    created = manager.get_or_create_log("u", 0)
+    assert manager.log_dir_of("u", 0) == good
+    created.append(make_batch([1]))
+    manager.shutdown()
