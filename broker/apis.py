@@ -1,0 +1,104 @@
+"""Request dispatch: API key -> handler method, and the version table we advertise.
+
+``ApiDispatcher.handle`` is the ``handler`` a ``broker.server.KafkaServer`` calls. ApiVersions
+never reaches it (the server answers that itself, from ``ApiDispatcher.advertised``). A handler
+method takes ``(ctx, header, request)`` and returns a response object, None for no response, or
+an awaitable of either: write it as a plain ``def`` when it never waits (no task, no extra loop
+iteration: the cheap path), as ``async def`` when it does (the server runs it in a task).
+
+Exceptions escaping a handler method are turned into error responses where that is cheap (an
+API's handler does this per partition/topic itself); for now an exception is logged and the
+server closes the connection. So far this serves an empty cluster with this node as its only
+broker: later milestones add the metadata image, replica manager and group coordinator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from broker.protocol.api_keys import API_SPECS, ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.framing import RequestHeader
+from broker.protocol.messages import metadata
+from broker.server import RequestContext
+
+__all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]
+
+logger = logging.getLogger(__name__)
+
+# What every real client we test against negotiates down to (CLIENTS.md); later milestones
+# add APIs here as they get handlers. ApiVersions stays at 0-3: kafka-python's first v4
+# request then exercises the error-35 fallback, as it does against Kafka 2.x/3.x brokers.
+DEFAULT_ADVERTISED: dict[int, tuple[int, int]] = {
+    ApiKey.API_VERSIONS: (0, 3),
+    ApiKey.METADATA: (0, 12),
+}
+
+MethodHandler = Callable[[RequestContext, RequestHeader, Any], Any]
+
+
+class ApiDispatcher:
+    """Maps API keys to handler methods; holds the advertised version table.
+
+    ``advertised_host``/``advertised_port`` name this broker in Metadata responses; when None,
+    the address the request arrived on is used (right for tests and single-host clusters).
+    """
+
+    def __init__(self, node_id: int, cluster_id: str, *,
+                 advertised: Mapping[int, tuple[int, int]] | None = None,
+                 advertised_host: str | None = None, advertised_port: int | None = None,
+                 rack: str | None = None) -> None:
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.advertised_host = advertised_host
+        self.advertised_port = advertised_port
+        self.rack = rack
+        self.advertised: dict[int, tuple[int, int]] = {
+            int(k): v for k, v in (DEFAULT_ADVERTISED if advertised is None
+                                   else advertised).items()}
+        self._handlers: dict[int, MethodHandler] = {
+            ApiKey.METADATA: self.handle_metadata,
+        }
+        missing = [API_SPECS[k].name for k in self.advertised
+                   if k != ApiKey.API_VERSIONS and k not in self._handlers]
+        if missing:
+            raise ValueError(f"advertised APIs without a handler: {', '.join(missing)}")
+
+    def handle(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
+        """The server's entry point: route by API key; returns what the method returns (a
+        response, None, or an awaitable)."""
+        # The server only routes advertised APIs here, so the lookup cannot miss.
+        return self._handlers[header.api_key](ctx, header, request)
+
+    # -- Metadata (key 3) -------------------------------------------------------------------
+
+    def handle_metadata(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
+        resp = metadata.RESPONSE
+        host, port = self.advertised_host, self.advertised_port
+        if host is None or port is None:
+            local = ctx.local_address
+            host = host if host is not None else local[0]
+            port = port if port is not None else local[1]
+        broker = resp.MetadataResponseBroker(node_id=self.node_id, host=host, port=port,
+                                             rack=self.rack)
+        topics = []
+        # v0: an empty list means every topic; v1+: null means every topic. There are none.
+        for t in request.topics or ():
+            if t.name is None:
+                topics.append(resp.MetadataResponseTopic(
+                    error_code=ErrorCode.UNKNOWN_TOPIC_ID,
+                    name=None if header.api_version >= 12 else "", topic_id=t.topic_id))
+            else:
+                topics.append(resp.MetadataResponseTopic(
+                    error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=t.name))
+        return resp.cls(
+            throttle_time_ms=0,
+            brokers=[broker],
+            cluster_id=self.cluster_id,
+            # KRaft brokers report a live broker as "controller": clients send admin requests
+            # there and the broker forwards them. Only this node exists.
+            controller_id=self.node_id,
+            topics=topics,
+        )
