@@ -1,8 +1,9 @@
 """A node's lifecycle: start the roles, run until told to stop, stop in reverse order.
 
-So far a node announces its roles, listeners and directories, and (broker role) loads and
-recovers its partition logs through a ``LogManager``, runs the periodic log work (flush.ms,
-retention, checkpoints) and shuts the logs down cleanly. Later milestones add, in start order:
+So far a node announces its roles, listeners and directories, (broker role) loads and
+recovers its partition logs through a ``LogManager`` and runs the periodic log work (flush.ms,
+retention, checkpoints), and opens its Kafka listeners, which answer ApiVersions and Metadata
+(this node as the only broker, no topics yet). Later milestones add, in start order:
 the Raft driver over the metadata log, the controller (controller role), the metadata
 publisher, replica manager and group coordinator (broker role), the Kafka listeners and the HTTP
 admin API; shutdown runs the same list backwards.
@@ -19,6 +20,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from broker.apis import ApiDispatcher
+from broker.server import KafkaServer, ListenerSpec
 from storage.config import KafkaConfig
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
@@ -41,8 +44,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 class Node:
     """One process running the broker role, the controller role, or both."""
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, cluster_id: str) -> None:
         self.config = config
+        self.cluster_id = cluster_id
+        self.server: KafkaServer | None = None
         self._shutdown: asyncio.Event | None = None
         self.shutdown_reason: str | None = None
         self.log_manager: LogManager | None = None
@@ -74,7 +79,38 @@ class Node:
         # Later milestones start the Raft driver and controller here, before the broker.
         if cfg.is_broker:
             self._start_log_manager()
+        await self._start_listeners()
         logger.info("%s", STARTED_MESSAGE)
+
+    async def _start_listeners(self) -> None:
+        cfg = self.config
+        controller_names = set(cfg.controller_listener_names)
+        specs = []
+        for endpoint in cfg.listeners:
+            kind = "controller" if endpoint.name in controller_names else "broker"
+            if (kind == "controller" and not cfg.is_controller) or (
+                kind == "broker" and not cfg.is_broker
+            ):
+                continue
+            specs.append(
+                ListenerSpec(name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind)
+            )
+        advertised = cfg.effective_advertised_broker_listeners if cfg.is_broker else []
+        host = advertised[0].host if advertised and advertised[0].host else None
+        dispatcher = ApiDispatcher(
+            cfg.node_id,
+            self.cluster_id,
+            advertised_host=host,
+            advertised_port=advertised[0].port if host else None,
+            rack=cfg.get("broker.rack"),
+        )
+        self.server = KafkaServer(
+            specs,
+            dispatcher.handle,
+            advertised=dispatcher.advertised,
+            max_request_bytes=cfg.get("socket.request.max.bytes"),
+        )
+        await self.server.start()
 
     def _start_log_manager(self) -> None:
         cfg = self.config
@@ -113,6 +149,8 @@ class Node:
 
     async def stop(self) -> None:
         # Later milestones stop the other components, in reverse start order, around this.
+        if self.server is not None:
+            await self.server.stop()
         for task in self._log_tasks:
             task.cancel()
         for task in self._log_tasks:
@@ -153,7 +191,7 @@ async def _every(name: str, interval_ms: int, work: Callable[[int], object]) -> 
             logger.exception("Periodic task %s failed", name)
 
 
-def run_node(config: KafkaConfig) -> int:
+def run_node(config: KafkaConfig, cluster_id: str) -> int:
     """Run a node until SIGTERM/SIGINT; return the process exit code (0 on a clean stop)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(Node(config).run())
+        return runner.run(Node(config, cluster_id).run())

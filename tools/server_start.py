@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("config %s = %s", key, value)
 
     try:
-        return run_node(config)
+        return run_node(config, cluster_id)
     except Exception:
         log.exception("Fatal error during node run, exiting")
         return 1
