@@ -333,7 +333,12 @@ class _Connection(asyncio.Protocol):
             server.stats.connections_closed += 1
         self._pending.clear()
         self._stash = bytearray()
-        # Running handlers finish on their own (their responses are dropped); stop() cancels.
+        # Running handlers finish on their own (their responses are dropped); the server keeps
+        # them so that stop() can still cancel them.
+        for task in self._tasks:
+            if not task.done():
+                server._orphaned_tasks.add(task)
+                task.add_done_callback(server._orphaned_tasks.discard)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -777,6 +782,8 @@ class KafkaServer:
         self._bound = {spec.name: _Bound(_Listener(spec, spec.advertised or advertised))
                        for spec in listeners}
         self._connections: set[_Connection] = set()
+        # Handlers still running for connections that have closed (see connection_lost).
+        self._orphaned_tasks: set[asyncio.Task[Any]] = set()
         self._next_connection_id = 0
         self.stats = ServerStats()
         self._started = False
@@ -826,7 +833,7 @@ class KafkaServer:
         for srv in servers:
             srv.close()
         connections = list(self._connections)
-        tasks: list[asyncio.Task[Any]] = []
+        tasks: list[asyncio.Task[Any]] = list(self._orphaned_tasks)
         for conn in connections:
             tasks.extend(conn._tasks)
             conn.abort()

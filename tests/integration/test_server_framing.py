@@ -539,3 +539,38 @@ def test_fuzz_never_hurts_other_connections(srv: ServerThread, good_connection: 
         s.shutdown(socket.SHUT_WR)  # an incomplete frame then ends with EOF
         read_until_closed(s)
     assert_healthy(srv, good_connection)
+
+
+def test_stop_cancels_handlers_of_connections_that_already_closed() -> None:
+    """A handler still running after its client disconnected must not outlive the server."""
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def hang(ctx: RequestContext, header: Any, request: object) -> object:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return None
+
+    async def main() -> None:
+        server = KafkaServer(
+            [ListenerSpec("PLAINTEXT", "127.0.0.1", 0, "broker")],
+            hang,
+            advertised={ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (0, 12)},
+        )
+        await server.start()
+        port = server.port("PLAINTEXT")
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(encode_request(metadata.REQUEST, metadata.REQUEST(), 1, 7, "c", 1))
+        await writer.drain()
+        await asyncio.wait_for(started.wait(), 5)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)  # let the server see the disconnect
+        await server.stop()
+        assert cancelled.is_set()
+
+    asyncio.run(main())
