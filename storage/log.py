@@ -41,6 +41,7 @@ Choices (see also ``storage/segment.py`` and ``storage/index.py``):
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import random
@@ -885,6 +886,14 @@ class PartitionLog:
             segment.time_index.flushed_size = max(segment.time_index.flushed_size, ti_size)
         self._recovery_point = max(self._recovery_point, job.target)
         self.last_flush_ms = _now_ms()
+
+    def install_segments(self, segments: list[LogSegment]) -> None:
+        """Replace the segment list after compaction swapped files in. The active segment and
+        the offsets covered stay the same; only inactive segments change."""
+        assert segments and segments[-1] is self._segments[-1], "the active segment must stay"
+        assert all(a.base_offset < b.base_offset for a, b in itertools.pairwise(segments))
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
 
     def flush_if_due(self, now_ms: int | None = None) -> bool:
         """Apply flush.ms: flush if that long has passed since the last flush."""
