@@ -22,7 +22,9 @@ from collections.abc import Callable
 
 from broker.apis import ApiDispatcher
 from broker.server import KafkaServer, ListenerSpec
+from storage.cleaner import Throttler, prepare_clean
 from storage.config import KafkaConfig
+from storage.errors import StorageError
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
 
@@ -135,6 +137,33 @@ class Node:
                 self._log_tasks.append(
                     asyncio.create_task(_every(name, interval_ms, work), name=name)
                 )
+        if cfg.get("log.cleaner.enable"):
+            self._log_tasks.append(asyncio.create_task(self._run_cleaner(), name="log cleaner"))
+
+    async def _run_cleaner(self) -> None:
+        """Compaction: pick logs on the loop, rewrite segments in a worker thread (within the
+        log.cleaner.io.max.bytes.per.second budget), swap them in on the loop."""
+        cfg = self.config
+        manager = self.log_manager
+        assert manager is not None
+        rate = cfg.get("log.cleaner.io.max.bytes.per.second")
+        budget = Throttler(rate) if 0 < rate < 1e300 else None
+        dedupe = cfg.get("log.cleaner.dedupe.buffer.size")
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(cfg.get("log.cleaner.backoff.ms") / 1000)
+            for tp, to_clean in manager.begin_cleaning(int(time.time() * 1000)):
+                try:
+                    plan = await loop.run_in_executor(
+                        None,
+                        lambda t=to_clean: prepare_clean(
+                            t, io_budget=budget, dedupe_buffer_size=dedupe
+                        ),
+                    )
+                except (StorageError, OSError) as e:
+                    manager.finish_cleaning(tp, e)
+                else:
+                    manager.finish_cleaning(tp, plan)
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop (idempotent; safe to call from a signal handler)."""

@@ -5,8 +5,11 @@ Start-up loads every ``<topic>-<partition>`` directory: after a clean shutdown (
 otherwise every segment from the recovery point on is validated and a torn or corrupt tail is
 truncated (``PartitionLog.open`` logs what it cut). Per log dir it keeps Kafka's checkpoint
 files, each written atomically: ``recovery-point-offset-checkpoint``,
-``log-start-offset-checkpoint`` and ``replication-offset-checkpoint`` (high watermarks, owned
-by the replica manager and stored here).
+``log-start-offset-checkpoint``, ``cleaner-offset-checkpoint`` (where compaction resumes) and
+``replication-offset-checkpoint`` (high watermarks, owned by the replica manager and stored
+here). Compaction runs in three steps so its heavy middle can go to a worker thread:
+``begin_cleaning`` (pick the logs), ``storage.cleaner.prepare_clean`` (anywhere),
+``finish_cleaning`` (swap in, checkpoint).
 
 Single-threaded like ``PartitionLog``: the caller serialises access (the broker's event loop).
 The metadata log (``__cluster_metadata-0``) is the Raft layer's, not ours, and is skipped.
@@ -22,12 +25,23 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from storage.checkpoint import (
+    CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_OFFSET_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,
     OffsetCheckpointFile,
 )
-from storage.errors import LogDirOfflineError, StorageError
+from storage.cleaner import (
+    CleanAbortedError,
+    CleanPlan,
+    CleanResult,
+    LogToClean,
+    commit_clean,
+    log_to_clean,
+    needs_cleaning,
+    prepare_clean,
+)
+from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
 from storage.fileutil import fsync_dir
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
@@ -64,6 +78,12 @@ class LogManager:
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
         self.offline_dirs: set[Path] = set()
+        # Compaction state: where the next cleaning of each log starts, and what the last one
+        # learnt about tombstone horizons (saves a scan in needs_cleaning).
+        self._first_dirty: dict[TopicPartition, int] = {}
+        self._delete_horizons: dict[TopicPartition, int | None] = {}
+        self._cleaning: set[TopicPartition] = set()
+        self.uncleanable: set[TopicPartition] = set()
 
     @classmethod
     def open(
@@ -96,6 +116,7 @@ class LogManager:
         clean = clean_marker.exists()
         recovery_points = _read_checkpoint(directory / RECOVERY_POINT_OFFSET_CHECKPOINT)
         log_starts = _read_checkpoint(directory / LOG_START_OFFSET_CHECKPOINT)
+        self._first_dirty.update(_read_checkpoint(directory / CLEANER_OFFSET_CHECKPOINT))
         loaded = 0
         for child in sorted(directory.iterdir()):
             tp = parse_partition_dir(child.name) if child.is_dir() else None
@@ -186,6 +207,8 @@ class LogManager:
         partition_log.close()
         shutil.rmtree(partition_log.dir, ignore_errors=True)
         fsync_dir(directory)
+        self._first_dirty.pop(tp, None)
+        self._delete_horizons.pop(tp, None)
         return True
 
     # -- periodic work ------------------------------------------------------------------------
@@ -203,6 +226,98 @@ class LogManager:
             hw = None if high_watermarks is None else high_watermarks.get(tp)
             deleted += partition_log.delete_retention_segments(now_ms, high_watermark=hw)
         return deleted
+
+    def begin_cleaning(
+        self, now_ms: int, last_stable_offsets: Mapping[TopicPartition, int] | None = None
+    ) -> list[tuple[TopicPartition, LogToClean]]:
+        """Step 1 of compaction (on the owner): the compacted logs that need cleaning now,
+        each with its range chosen and private fds taken. ``last_stable_offsets`` (high
+        watermark, or first unstable offset) bounds what may be cleaned; None: the log end."""
+        picked = []
+        for tp, partition_log in self._logs.items():
+            if (
+                tp in self._cleaning
+                or tp in self.uncleanable
+                or not partition_log.config.compact_enabled
+                or partition_log.offline
+            ):
+                continue
+            lso = None if last_stable_offsets is None else last_stable_offsets.get(tp)
+            first_dirty = self._first_dirty.get(tp)
+            if not needs_cleaning(
+                partition_log,
+                first_dirty,
+                now_ms,
+                last_stable_offset=lso,
+                earliest_delete_horizon_ms=self._delete_horizons.get(tp),
+            ):
+                continue
+            picked.append(
+                (
+                    tp,
+                    log_to_clean(
+                        partition_log,
+                        now_ms=now_ms,
+                        first_dirty_offset=first_dirty,
+                        last_stable_offset=lso,
+                    ),
+                )
+            )
+            self._cleaning.add(tp)
+        return picked
+
+    def finish_cleaning(
+        self, tp: TopicPartition, plan: CleanPlan | BaseException
+    ) -> CleanResult | None:
+        """Step 3 (on the owner): swap a prepared plan in and checkpoint where the next
+        cleaning starts. Pass the exception instead if ``prepare_clean`` failed."""
+        self._cleaning.discard(tp)
+        partition_log = self._logs.get(tp)
+        if isinstance(plan, BaseException):
+            if isinstance(plan, CorruptRecordError):
+                # As Kafka: a corrupt batch makes the partition uncleanable until restart.
+                self.uncleanable.add(tp)
+                log.error("Compaction of %s-%d found a corrupt batch: %s", *tp, plan)
+            elif not isinstance(plan, CleanAbortedError):
+                log.error("Compaction of %s-%d failed: %s", *tp, plan)
+            return None
+        if partition_log is None:
+            plan.abort()
+            return None
+        try:
+            result = commit_clean(partition_log, plan)
+        except CleanAbortedError as e:
+            log.info("Compaction of %s-%d aborted: %s", *tp, e)
+            return None
+        self._first_dirty[tp] = result.next_dirty_offset
+        self._delete_horizons[tp] = result.earliest_delete_horizon_ms
+        directory = self._log_dir_of[tp]
+        self._write_cleaner_checkpoint(directory)
+        log.info(
+            "Compacted %s-%d: %d segment(s) rewritten into %d in %.3f s; next dirty offset %d",
+            *tp, result.segments_replaced, result.segments_written, result.elapsed_s,
+            result.next_dirty_offset,
+        )
+        return result
+
+    def clean_all(self, now_ms: int) -> list[CleanResult]:
+        """All three compaction steps, synchronously (tests, tools)."""
+        results = []
+        for tp, to_clean in self.begin_cleaning(now_ms):
+            plan: CleanPlan | BaseException
+            try:
+                plan = prepare_clean(to_clean)
+            except StorageError as e:
+                plan = e
+            result = self.finish_cleaning(tp, plan)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _write_cleaner_checkpoint(self, directory: Path) -> None:
+        OffsetCheckpointFile(directory / CLEANER_OFFSET_CHECKPOINT).write(
+            {tp: o for tp, o in self._first_dirty.items() if self._log_dir_of.get(tp) == directory}
+        )
 
     def checkpoint(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
         """Write recovery points, log start offsets and (if given) high watermarks per dir."""

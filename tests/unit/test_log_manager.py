@@ -125,3 +125,49 @@ def test_a_broken_log_dir_goes_offline_and_the_others_keep_working(
     assert manager.log_dir_of("u", 0) == good
     created.append(make_batch([1]))
     manager.shutdown()
+
+
+def _latest_values(manager: LogManager, topic: str, partition: int) -> dict[bytes, bytes | None]:
+    from storage.record_batch import decode_batch, iter_batches
+
+    partition_log = manager.get_log(topic, partition)
+    assert partition_log is not None
+    latest: dict[bytes, bytes | None] = {}
+    data = partition_log.read_batches(partition_log.log_start_offset)
+    for pos, _header in iter_batches(data):
+        for record in decode_batch(data, pos)[1]:
+            assert record.key is not None
+            latest[record.key] = record.value
+    return latest
+
+
+def test_compaction_through_the_log_manager_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from storage.checkpoint import CLEANER_OFFSET_CHECKPOINT
+    from storage.record_batch import SimpleRecord, build_batch
+
+    compacted = LogConfig(cleanup_policy="compact", segment_bytes=600, index_interval_bytes=64)
+    manager = LogManager.open([tmp_path], LogConfig(segment_bytes=600))
+    partition_log = manager.get_or_create_log("state", 0, compacted)
+    manager.get_or_create_log("plain", 0).append(make_batch([50] * 20))  # delete policy
+    for i in range(60):
+        key = b"k%d" % (i % 5)
+        partition_log.append(build_batch([SimpleRecord(b"v%d" % i, key=key, timestamp=1)]))
+    size_before = partition_log.size_bytes
+    end_before = partition_log.log_end_offset
+
+    results = manager.clean_all(now_ms=10_000)
+    assert len(results) == 1  # only the compacted log
+    assert partition_log.size_bytes < size_before
+    assert partition_log.log_end_offset == end_before  # offsets preserved
+    latest = _latest_values(manager, "state", 0)
+    assert latest == {b"k%d" % k: b"v%d" % (55 + k) for k in range(5)}
+    checkpoint = OffsetCheckpointFile(tmp_path / CLEANER_OFFSET_CHECKPOINT).read()
+    assert checkpoint[("state", 0)] == results[0].next_dirty_offset > 0
+    assert manager.clean_all(now_ms=10_000) == []  # nothing dirty enough any more
+    manager.shutdown()
+
+    reopened = LogManager.open([tmp_path], LogConfig(segment_bytes=600),
+                               topic_configs={"state": compacted})
+    assert _latest_values(reopened, "state", 0) == latest
+    assert reopened.clean_all(now_ms=10_000) == []  # resumes from the checkpoint
+    reopened.shutdown()
