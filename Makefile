@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,fast]'
 	touch $(STAMP)
 
-# Sets everything up, formats storage on first run and starts a local node.
+# Sets everything up, formats storage on first run and starts a local 3-node cluster.
 run: $(STAMP)
 	$(PY) -m tools.local_cluster up
 
