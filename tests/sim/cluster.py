@@ -1,0 +1,442 @@
+"""A seeded, single-threaded KRaft cluster simulation (TigerBeetle's VOPR / Kafka's
+RaftEventSimulationTest in miniature) used by ``test_raft_sim.py`` and the unit tests.
+
+Everything random comes from one seed: message delays, drops, duplicates (reordering follows from
+random delays), partitions and heals, crashes (also in the middle of persisting a Ready, so
+unsynced writes are lost), restarts rebuilt from the fake disk, and client appends at the leader.
+Invariants are checked every time a node's Ready is processed, i.e. after every step or tick.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from kraft.log import LogEntry, MemoryRaftLog
+from kraft.messages import Message, VoteRequest, VoteResponse
+from kraft.quorum_state import ElectionState
+from kraft.raft import NotLeader, RaftNode, Ready
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+@dataclass
+class Disk:
+    """What survives a crash: only what a driver wrote and fsynced."""
+
+    election: ElectionState = field(default_factory=lambda: ElectionState(0))
+    entries: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    disk: Disk = field(default_factory=Disk)
+    node: RaftNode | None = None
+    incarnation: int = 0
+    last_hw: int = 0
+    crashed: bool = False
+    applied: list[LogEntry] = field(default_factory=list)
+    pending: Ready | None = None  # written to the page cache, fsync in progress
+
+
+@dataclass
+class SimConfig:
+    voters: int = 3
+    observers: int = 1
+    election_timeout_ms: int = 150
+    fetch_timeout_ms: int = 300
+    fetch_backoff_ms: int = 25
+    tick_ms: int = 10
+    min_delay_ms: int = 1
+    max_delay_ms: int = 12
+    drop_prob: float = 0.05
+    dup_prob: float = 0.03
+    chaos_ms: int = 2000
+    fault_interval_ms: int = 150
+    min_fsync_ms: int = 0
+    max_fsync_ms: int = 15
+    client_interval_ms: int = 20
+    liveness_bound_ms: int = 3000
+
+
+class Sim:
+    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
+        self.seed = seed
+        self.cfg = cfg = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.now = 0
+        self.steps = 0
+        self.voters = frozenset(range(1, cfg.voters + 1))
+        ids = list(range(1, cfg.voters + cfg.observers + 1))
+        self.nodes: dict[int, SimNode] = {i: SimNode(i) for i in ids}
+        # Small fetches make partially replicated epochs (Raft's Figure 8) likely.
+        self.max_fetch_entries = self.rng.choice([1, 2, 3, 64])
+        self.events: list[tuple[int, int, str, Any]] = []
+        self._seq = 0
+        self.group: dict[int, int] = {i: 0 for i in ids}  # partition id per node
+        self.faults = False
+        self.drop_prob = 0.0
+        self.dup_prob = 0.0
+        # Invariant state.
+        self.leaders: dict[int, int] = {}  # epoch -> leader id
+        self.entries: dict[tuple[int, int], tuple[bytes, int]] = {}  # (off, ep) -> (data, prev ep)
+        self.committed: list[LogEntry] = []
+        self.commit_tags: list[int] = []
+        self.checked_leaders: set[tuple[int, int]] = set()
+        self.client_seq = 0
+        self.history: list[str] = []
+        for i in ids:
+            self._boot(self.nodes[i])
+            self._schedule(self.rng.randrange(cfg.tick_ms), "tick", i)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def fail(self, what: str) -> None:
+        tail = "\n".join(self.history[-25:])
+        raise InvariantViolation(
+            f"seed={self.seed} step={self.steps} t={self.now}ms: {what}\nrecent events:\n{tail}"
+        )
+
+    def _schedule(self, delay: int, kind: str, arg: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self.events, (self.now + delay, self._seq, kind, arg))
+
+    def _boot(self, sn: SimNode) -> None:
+        sn.incarnation += 1
+        sn.last_hw = 0
+        sn.crashed = False
+        sn.applied = []
+        sn.node = RaftNode(
+            sn.node_id,
+            self.voters,
+            random=random.Random(self.seed * 7919 + sn.node_id * 131 + sn.incarnation),
+            election_timeout_ms=self.cfg.election_timeout_ms,
+            fetch_timeout_ms=self.cfg.fetch_timeout_ms,
+            fetch_backoff_ms=self.cfg.fetch_backoff_ms,
+            max_fetch_entries=self.max_fetch_entries,
+            log=MemoryRaftLog(list(sn.disk.entries)),
+            election_state=sn.disk.election,
+        )
+
+    def crash(self, nid: int) -> None:
+        sn = self.nodes[nid]
+        if sn.crashed:
+            return
+        self.history.append(f"t={self.now} crash {nid}")
+        sn.crashed = True
+        sn.node = None
+        if sn.pending is not None:
+            self._persist_partially(sn, sn.pending)
+            sn.pending = None
+
+    def restart(self, nid: int) -> None:
+        sn = self.nodes[nid]
+        if not sn.crashed:
+            return
+        self.history.append(f"t={self.now} restart {nid}")
+        self._boot(sn)
+
+    def connected(self, a: int, b: int) -> bool:
+        return self.group[a] == self.group[b]
+
+    def partition(self, groups: list[set[int]]) -> None:
+        for g, members in enumerate(groups):
+            for m in members:
+                self.group[m] = g + 1
+        self.history.append(f"t={self.now} partition {groups}")
+
+    def heal(self) -> None:
+        for i in self.group:
+            self.group[i] = 0
+        self.history.append(f"t={self.now} heal")
+
+    # ------------------------------------------------------------------ driving a node
+
+    def _drive(self, sn: SimNode) -> None:
+        """Poll the node; writes go to the page cache and become durable after a simulated
+        fsync delay, and only then are the Ready's messages sent (a crash in between loses
+        an arbitrary suffix of the unsynced writes and all of the messages)."""
+        node = sn.node
+        if node is None or sn.pending is not None:
+            return
+        ready = node.poll()
+        self._check_ready(sn, node, ready)
+        if (
+            not (ready.election_state_to_persist or ready.entries_to_append)
+            and ready.truncate_to is None
+        ):
+            self._complete(sn, node, ready)
+            return
+        sn.pending = ready
+        delay = self.rng.randint(self.cfg.min_fsync_ms, self.cfg.max_fsync_ms)
+        self._schedule(delay, "synced", (sn.node_id, sn.incarnation))
+
+    def _synced(self, nid: int, incarnation: int) -> None:
+        sn = self.nodes[nid]
+        if sn.node is None or sn.incarnation != incarnation or sn.pending is None:
+            return
+        ready, sn.pending = sn.pending, None
+        self._persist(sn, ready)
+        self._complete(sn, sn.node, ready)
+
+    def _complete(self, sn: SimNode, node: RaftNode, ready: Ready) -> None:
+        for dest, msg in ready.messages_to_send:
+            self._check_message(sn, dest, msg)
+            self._send(sn.node_id, dest, msg)
+        sn.applied.extend(ready.committed)
+        node.advance(ready, self.now)
+        if not ready.is_empty():
+            self._drive(sn)  # advance() may have moved the leader's high watermark
+
+    def _persist(self, sn: SimNode, ready: Ready) -> None:
+        disk = sn.disk
+        if ready.election_state_to_persist is not None:
+            disk.election = ready.election_state_to_persist
+        if ready.truncate_to is not None:
+            del disk.entries[ready.truncate_to :]
+        for e in ready.entries_to_append:
+            assert e.offset == len(disk.entries), (e.offset, len(disk.entries))
+            disk.entries.append(e)
+
+    def _persist_partially(self, sn: SimNode, ready: Ready) -> None:
+        """A crash while writing: some prefix of the writes reached the platter."""
+        disk = sn.disk
+        budget = self.rng.randrange(3 + len(ready.entries_to_append))
+        if budget == 0:
+            return
+        if ready.election_state_to_persist is not None:
+            disk.election = ready.election_state_to_persist
+        if budget == 1:
+            return
+        if ready.truncate_to is not None:
+            del disk.entries[ready.truncate_to :]
+        for e in ready.entries_to_append[: budget - 2]:
+            disk.entries.append(e)
+
+    def _send(self, src: int, dest: int, msg: Message) -> None:
+        if not self.connected(src, dest) or self.rng.random() < self.drop_prob:
+            return
+        copies = 2 if self.rng.random() < self.dup_prob else 1
+        for _ in range(copies):
+            delay = self.rng.randint(self.cfg.min_delay_ms, self.cfg.max_delay_ms)
+            self._schedule(delay, "deliver", (src, dest, msg))
+
+    # ------------------------------------------------------------------ invariants
+
+    def _check_message(self, sn: SimNode, dest: int, msg: Message) -> None:
+        """Term and vote are durable before any message that depends on them is sent."""
+        durable = sn.disk.election
+        if isinstance(msg, VoteRequest) and msg.pre_vote:
+            if msg.candidate_epoch != durable.epoch + 1:
+                self.fail(f"node {sn.node_id} PreVote {msg} at durable {durable}")
+            return
+        epoch = msg.candidate_epoch if isinstance(msg, VoteRequest) else msg.epoch
+        if epoch > durable.epoch:
+            self.fail(f"node {sn.node_id} sent {msg} before persisting its epoch ({durable})")
+        if (
+            isinstance(msg, VoteResponse)
+            and msg.granted
+            and not msg.pre_vote
+            and (durable.epoch != msg.candidate_epoch or durable.voted_for != dest)
+        ):
+            self.fail(f"node {sn.node_id} granted a vote to {dest} not durable ({durable})")
+
+    def _check_ready(self, sn: SimNode, node: RaftNode, ready: Ready) -> None:
+        nid = sn.node_id
+        if node.is_leader():
+            prev = self.leaders.setdefault(node.epoch, nid)
+            if prev != nid:
+                self.fail(f"two leaders in epoch {node.epoch}: {prev} and {nid}")
+        log = node.log
+        assert isinstance(log, MemoryRaftLog)
+        for e in ready.entries_to_append:
+            prev_epoch = log.epoch_at(e.offset - 1)
+            key = (e.offset, e.epoch)
+            seen = self.entries.setdefault(key, (e.data, prev_epoch))
+            if seen != (e.data, prev_epoch):
+                self.fail(f"log matching broken at {key} on node {nid}: {seen} vs {e}")
+        hw = ready.high_watermark
+        if hw < sn.last_hw:
+            self.fail(f"node {nid} high watermark went back {sn.last_hw} -> {hw}")
+        if hw > log.end_offset:
+            self.fail(f"node {nid} high watermark {hw} beyond its log end {log.end_offset}")
+        for off in range(sn.last_hw, hw):
+            e = log.entry(off)
+            if off < len(self.committed):
+                c = self.committed[off]
+                if (c.epoch, c.data) != (e.epoch, e.data):
+                    self.fail(f"committed entry changed at {off} on node {nid}: {c} vs {e}")
+            else:
+                self.committed.append(e)
+                self.commit_tags.append(node.epoch)
+        sn.last_hw = hw
+        if node.is_leader() and (nid, node.epoch) not in self.checked_leaders:
+            # Leader completeness, checked when a node first acts as leader of an epoch: it has
+            # every entry committed in an earlier epoch. An entry is tagged with the epoch of the
+            # node that first reported it committed, which is >= the epoch it was committed in,
+            # so the check is sound even for a stale leader elected late.
+            self.checked_leaders.add((nid, node.epoch))
+            for off, (c, tag) in enumerate(zip(self.committed, self.commit_tags, strict=True)):
+                if tag >= node.epoch:
+                    continue
+                if off >= log.end_offset:
+                    self.fail(f"leader {nid} epoch {node.epoch} lacks committed entry {off}")
+                e = log.entry(off)
+                if (c.epoch, c.data) != (e.epoch, e.data):
+                    self.fail(f"leader {nid} epoch {node.epoch} differs at committed {off}")
+
+    # ------------------------------------------------------------------ the run
+
+    def leader(self) -> RaftNode | None:
+        best = None
+        for sn in self.nodes.values():
+            n = sn.node
+            if n is not None and n.is_leader() and (best is None or n.epoch > best.epoch):
+                best = n
+        return best
+
+    def client_append(self, tag: str = "c") -> tuple[int, bytes] | None:
+        node = self.leader()
+        if node is None:
+            return None
+        self.client_seq += 1
+        data = f"{tag}{self.client_seq}".encode()
+        try:
+            off = node.append([data])
+        except NotLeader:  # pragma: no cover - leader() checked
+            return None
+        self._drive(self.nodes[node.node_id])
+        return off, data
+
+    def _random_fault(self) -> None:
+        r = self.rng.random()
+        ids = sorted(self.nodes)
+        alive = [i for i in ids if not self.nodes[i].crashed]
+        dead = [i for i in ids if self.nodes[i].crashed]
+        if r < 0.15 and alive:
+            self.crash(self.rng.choice(alive))
+        elif r < 0.3:
+            # Leaders are the interesting victims: crash one mid-fsync, mid-replication.
+            # kill -9 and a supervisor restart soon after.
+            node = self.leader()
+            if node is not None:
+                self.crash(node.node_id)
+                self._schedule(
+                    self.rng.randrange(self.cfg.election_timeout_ms), "restart", node.node_id
+                )
+        elif r < 0.55 and dead:
+            self.restart(self.rng.choice(dead))
+        elif r < 0.7:
+            shuffled = ids[:]
+            self.rng.shuffle(shuffled)
+            k = self.rng.randrange(1, len(ids))
+            self.partition([set(shuffled[:k]), set(shuffled[k:])])
+        elif r < 0.8:
+            victim = self.rng.choice(ids)
+            self.group[victim] = 100 + victim  # isolate one node, leave the rest as they are
+            self.history.append(f"t={self.now} isolate {victim}")
+        elif r < 0.93:
+            self.heal()
+        else:
+            node = self.leader()
+            if node is not None:
+                self.history.append(f"t={self.now} resign {node.node_id}")
+                node.resign(self.now)
+                self._drive(self.nodes[node.node_id])
+
+    def run_until(self, end_ms: int) -> None:
+        try:
+            self._run_until(end_ms)
+        except InvariantViolation:
+            raise
+        except AssertionError as e:  # a node's own safety assert (e.g. truncating committed)
+            self.fail(f"node assertion: {e}")
+
+    def _run_until(self, end_ms: int) -> None:
+        while self.events and self.events[0][0] <= end_ms:
+            t, _, kind, arg = heapq.heappop(self.events)
+            self.now = t
+            self.steps += 1
+            if kind == "tick":
+                sn = self.nodes[arg]
+                self._schedule(self.cfg.tick_ms, "tick", arg)
+                if sn.node is not None:
+                    sn.node.tick(t)
+                    self._drive(sn)
+            elif kind == "deliver":
+                src, dest, msg = arg
+                sn = self.nodes[dest]
+                if sn.node is not None and self.connected(src, dest):
+                    self.history.append(f"t={t} {src}->{dest} {msg}"[:200])
+                    sn.node.step(msg, t)
+                    self._drive(sn)
+            elif kind == "restart":
+                if self.faults:
+                    self.restart(arg)
+            elif kind == "synced":
+                self._synced(*arg)
+            elif kind == "fault":
+                if self.faults:
+                    self._random_fault()
+                    self._schedule(
+                        self.rng.randint(1, 2 * self.cfg.fault_interval_ms), "fault", None
+                    )
+            elif kind == "client" and self.faults:
+                self.client_append()
+                self._schedule(self.cfg.client_interval_ms, "client", None)
+            if len(self.history) > 200:
+                del self.history[:100]
+        self.now = max(self.now, end_ms)
+
+    def run(self) -> None:
+        """Chaos, then heal everything and require a commit within the liveness bound."""
+        cfg = self.cfg
+        self.faults = True
+        self.drop_prob, self.dup_prob = cfg.drop_prob, cfg.dup_prob
+        self._schedule(self.rng.randint(1, cfg.fault_interval_ms), "fault", None)
+        self._schedule(1, "client", None)
+        self.run_until(cfg.chaos_ms)
+        # Quiet period: heal, restart everyone, stop faults; delays stay.
+        self.faults = False
+        self.drop_prob = self.dup_prob = 0.0
+        self.heal()
+        for i in sorted(self.nodes):
+            self.restart(i)
+        healed_at = self.now
+        pending: list[tuple[int, bytes]] = []
+        deadline = healed_at + cfg.liveness_bound_ms
+        appended_in: set[tuple[int, int]] = set()
+        while self.now < deadline:
+            self.run_until(self.now + cfg.client_interval_ms)
+            # One record per leader term, so a slow link (tiny fetches) cannot fall behind.
+            leader = self.leader()
+            if leader is not None and (leader.node_id, leader.epoch) not in appended_in:
+                appended_in.add((leader.node_id, leader.epoch))
+                got = self.client_append("q")
+                if got is not None:
+                    pending.append(got)
+            for off, data in pending:
+                if off < len(self.committed) and self.committed[off].data == data:
+                    self._check_observers_catch_up(deadline)
+                    return
+        self.fail(
+            f"liveness: nothing appended after healing committed within {cfg.liveness_bound_ms}ms"
+        )
+
+    def _check_observers_catch_up(self, deadline: int) -> None:
+        """After a commit in the quiet period, every node learns it within the bound."""
+        target = len(self.committed)
+        while self.now < deadline:
+            self.run_until(self.now + 50)
+            if all(
+                sn.node is not None and sn.node.high_watermark >= target
+                for sn in self.nodes.values()
+            ):
+                return
+        lag = {i: sn.node.high_watermark for i, sn in self.nodes.items() if sn.node}
+        self.fail(f"liveness: nodes did not reach high watermark {target}: {lag}")
