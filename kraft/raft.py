@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random as _random
 from dataclasses import dataclass, field
+from typing import Any
 
 from kraft.log import LogEntry, RaftLog
 from kraft.messages import (
@@ -395,30 +396,15 @@ class RaftNode:
             self._become_unattached(req.epoch, now_ms)
             st = self.state
         if not isinstance(st, Leader):
-            self._send(
-                req.sender,
-                FetchResponse(
-                    self.node_id,
-                    self.epoch,
-                    self.leader_id,
-                    req.fetch_offset,
-                    req.last_fetched_epoch,
-                    error=FetchError.NOT_LEADER,
-                ),
-            )
+            self._reply_fetch(req, self.epoch, self.leader_id, error=FetchError.NOT_LEADER)
             return
         if req.epoch < st.epoch:
-            self._send(
-                req.sender,
-                FetchResponse(
-                    self.node_id,
-                    st.epoch,
-                    self.node_id,
-                    req.fetch_offset,
-                    req.last_fetched_epoch,
-                    high_watermark=self.high_watermark,
-                    error=FetchError.FENCED_EPOCH,
-                ),
+            self._reply_fetch(
+                req,
+                st.epoch,
+                self.node_id,
+                high_watermark=self.high_watermark,
+                error=FetchError.FENCED_EPOCH,
             )
             return
         rs = st.voter_states.get(req.sender)
@@ -429,17 +415,12 @@ class RaftNode:
             epoch == req.last_fetched_epoch and req.fetch_offset <= end
         )
         if not valid:
-            self._send(
-                req.sender,
-                FetchResponse(
-                    self.node_id,
-                    st.epoch,
-                    self.node_id,
-                    req.fetch_offset,
-                    req.last_fetched_epoch,
-                    high_watermark=self.high_watermark,
-                    diverging_epoch=DivergingEpoch(epoch, end),
-                ),
+            self._reply_fetch(
+                req,
+                st.epoch,
+                self.node_id,
+                high_watermark=self.high_watermark,
+                diverging_epoch=DivergingEpoch(epoch, end),
             )
             return
         if rs is not None:
@@ -448,16 +429,18 @@ class RaftNode:
             rs.end_offset = req.fetch_offset
             self._update_high_watermark(st)
         records = tuple(self.log.entries_from(req.fetch_offset, self.max_fetch_entries))
+        self._reply_fetch(
+            req, st.epoch, self.node_id, records=records, high_watermark=self.high_watermark
+        )
+
+    def _reply_fetch(
+        self, req: FetchRequest, epoch: int, leader_id: int | None, **fields: Any
+    ) -> None:
+        """Answer a fetch, echoing its offset and epoch (late duplicates are recognised)."""
         self._send(
             req.sender,
             FetchResponse(
-                self.node_id,
-                st.epoch,
-                self.node_id,
-                req.fetch_offset,
-                req.last_fetched_epoch,
-                records=records,
-                high_watermark=self.high_watermark,
+                self.node_id, epoch, leader_id, req.fetch_offset, req.last_fetched_epoch, **fields
             ),
         )
 
