@@ -35,6 +35,7 @@ import struct
 from array import array
 from bisect import bisect_right
 from pathlib import Path
+from typing import Self
 
 from storage.errors import StorageError
 
@@ -104,6 +105,36 @@ class _IndexFile:
         return self.flushed_size != self.size_bytes
 
     def __len__(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], base_offset: int, max_entries: int) -> Self:
+        """Open (creating if absent) and sanity-check. Raises ``CorruptIndexError``.
+
+        On ``CorruptIndexError`` the file is left as is; open it with ``open_empty`` to rebuild.
+        """
+        path = Path(path)
+        fd, data = cls._open_fd(path)
+        index = cls(path, base_offset, max_entries, fd)
+        try:
+            index._load(data)
+        except CorruptIndexError:
+            os.close(fd)
+            raise
+        index.flushed_size = len(data)
+        index._persisted_entries = len(index)
+        return index
+
+    @classmethod
+    def open_empty(
+        cls, path: str | os.PathLike[str], base_offset: int, max_entries: int
+    ) -> Self:
+        """Open and truncate to empty (the caller rebuilds it)."""
+        path = Path(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        return cls(path, base_offset, max_entries, fd)
+
+    def _load(self, data: bytes) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     @classmethod
@@ -182,33 +213,6 @@ class OffsetIndex(_IndexFile):
         super().__init__(path, base_offset, max_entries, fd)
         self._offsets = array("i")  # relative offsets
         self._positions = array("i")
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str], base_offset: int, max_entries: int) -> OffsetIndex:
-        """Open (creating if absent) and sanity-check. Raises ``CorruptIndexError``.
-
-        On ``CorruptIndexError`` the file is left as is; open it with ``open_empty`` to rebuild.
-        """
-        path = Path(path)
-        fd, data = cls._open_fd(path)
-        index = cls(path, base_offset, max_entries, fd)
-        try:
-            index._load(data)
-        except CorruptIndexError:
-            os.close(fd)
-            raise
-        index.flushed_size = len(data)
-        index._persisted_entries = len(index)
-        return index
-
-    @classmethod
-    def open_empty(
-        cls, path: str | os.PathLike[str], base_offset: int, max_entries: int
-    ) -> OffsetIndex:
-        """Open and truncate to empty (the caller rebuilds it)."""
-        path = Path(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        return cls(path, base_offset, max_entries, fd)
 
     def _load(self, data: bytes) -> None:
         if len(data) % self.ENTRY_SIZE:
@@ -312,28 +316,6 @@ class TimeIndex(_IndexFile):
         super().__init__(path, base_offset, max_entries, fd)
         self._timestamps = array("q")
         self._offsets = array("i")
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str], base_offset: int, max_entries: int) -> TimeIndex:
-        path = Path(path)
-        fd, data = cls._open_fd(path)
-        index = cls(path, base_offset, max_entries, fd)
-        try:
-            index._load(data)
-        except CorruptIndexError:
-            os.close(fd)
-            raise
-        index.flushed_size = len(data)
-        index._persisted_entries = len(index)
-        return index
-
-    @classmethod
-    def open_empty(
-        cls, path: str | os.PathLike[str], base_offset: int, max_entries: int
-    ) -> TimeIndex:
-        path = Path(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        return cls(path, base_offset, max_entries, fd)
 
     def _load(self, data: bytes) -> None:
         if len(data) % self.ENTRY_SIZE:
