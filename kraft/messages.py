@@ -15,6 +15,17 @@ class FetchError(enum.Enum):
     NONE = 0
     NOT_LEADER = 6  # NOT_LEADER_OR_FOLLOWER; leader_id/epoch say who to ask instead
     FENCED_EPOCH = 74  # FENCED_LEADER_EPOCH: the fetcher's epoch is stale
+    SNAPSHOT_NOT_FOUND = 98  # FetchSnapshot for a snapshot the leader no longer has
+    POSITION_OUT_OF_RANGE = 99  # FetchSnapshot position beyond the snapshot's size
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SnapshotId:
+    """A snapshot holds every entry below ``end_offset``; ``epoch`` is the epoch of the last one
+    (KIP-630). On disk: ``<end_offset:020d>-<epoch:010d>.checkpoint``."""
+
+    end_offset: int
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +88,53 @@ class FetchResponse:
     records: tuple[LogEntry, ...] = ()
     high_watermark: int = 0
     diverging_epoch: DivergingEpoch | None = None
+    # Set when fetch_offset is below the leader's log start: fetch this snapshot instead.
+    snapshot_id: SnapshotId | None = None
     error: FetchError = FetchError.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshotRequest:
+    sender: int  # replica_id
+    epoch: int  # the fetcher's current leader epoch
+    snapshot_id: SnapshotId
+    position: int  # byte position in the snapshot file
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshotResponse:
+    sender: int
+    epoch: int
+    leader_id: int | None
+    snapshot_id: SnapshotId
+    position: int  # where ``data`` starts (echo of the request)
+    size: int = 0  # total size of the snapshot in bytes
+    data: bytes = b""
+    error: FetchError = FetchError.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaDescription:
+    """One row of DescribeQuorum; -1 means unknown (Kafka's convention)."""
+
+    replica_id: int
+    log_end_offset: int = -1
+    last_fetch_timestamp: int = -1
+    last_caught_up_timestamp: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumDescription:
+    """What the leader reports for DescribeQuorum (``RaftNode.describe_quorum``)."""
+
+    leader_id: int
+    leader_epoch: int
+    high_watermark: int
+    voters: tuple[ReplicaDescription, ...]
+    observers: tuple[ReplicaDescription, ...]
 
 
 Message = (
     VoteRequest | VoteResponse | BeginQuorumEpoch | EndQuorumEpoch | FetchRequest | FetchResponse
+    | FetchSnapshotRequest | FetchSnapshotResponse
 )
