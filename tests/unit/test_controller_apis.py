@@ -1,0 +1,228 @@
+"""ControllerApis: real wire requests at several versions through an in-process submit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from broker.controller_apis import ControllerApis
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.framing import RequestHeader
+from broker.protocol.messages import (
+    allocate_producer_ids,
+    alter_configs,
+    alter_partition,
+    broker_heartbeat,
+    broker_registration,
+    create_partitions,
+    create_topics,
+    delete_topics,
+    elect_leaders,
+    incremental_alter_configs,
+    unregister_broker,
+)
+from kraft.controller import NotController
+from storage.error_codes import ErrorCode as E
+from tests.unit.test_controller_helpers import Harness, alter_request, reg_request, topic_request
+
+MODULES = {
+    ApiKey.CREATE_TOPICS: create_topics, ApiKey.DELETE_TOPICS: delete_topics,
+    ApiKey.CREATE_PARTITIONS: create_partitions, ApiKey.BROKER_REGISTRATION: broker_registration,
+    ApiKey.BROKER_HEARTBEAT: broker_heartbeat, ApiKey.UNREGISTER_BROKER: unregister_broker,
+    ApiKey.ALTER_PARTITION: alter_partition, ApiKey.ALLOCATE_PRODUCER_IDS: allocate_producer_ids,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
+    ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
+}
+
+
+class InProcess:
+    def __init__(self) -> None:
+        self.h = Harness()
+        self.active = True
+        self.apis = ControllerApis(self.submit)
+
+    async def submit(self, op: Any) -> Any:
+        if not self.active:
+            raise NotController()
+        return self.h.apply(op(self.h.c, self.h.now))
+
+    def call(self, key: ApiKey, version: int, request: Any) -> Any:
+        mod = MODULES[key]
+        # The request must be valid at this version (round trip through the codec).
+        request, _ = mod.REQUEST.decode(mod.REQUEST.encode(request, version), version)
+        header = RequestHeader(int(key), version, 1, "test", 2)
+        resp = asyncio.run(self.apis.handlers[key](None, header, request))
+        raw = mod.RESPONSE.encode(resp, version)  # encodable at this version
+        decoded, _ = mod.RESPONSE.decode(raw, version)
+        return decoded
+
+
+def _ready(p: InProcess, *brokers: int) -> None:
+    p.h.brokers(*brokers)
+
+
+def test_handlers_cover_every_api() -> None:
+    assert set(InProcess().apis.handlers) == set(MODULES)
+
+
+@pytest.mark.parametrize("version", [0, 1, 4])
+def test_broker_registration_and_heartbeat(version: int) -> None:
+    p = InProcess()
+    req = reg_request(1)
+    resp = p.call(ApiKey.BROKER_REGISTRATION, version, req)
+    assert resp.error_code == 0 and resp.broker_epoch == p.h.image.cluster.brokers[1].epoch
+    hb = broker_heartbeat.REQUEST.cls(broker_id=1, broker_epoch=resp.broker_epoch,
+                                      current_metadata_offset=10**6, want_fence=False,
+                                      want_shut_down=False)
+    r = p.call(ApiKey.BROKER_HEARTBEAT, min(version, 1), hb)
+    assert r.error_code == 0 and not r.is_fenced and r.is_caught_up
+    hb.broker_epoch += 1
+    assert p.call(ApiKey.BROKER_HEARTBEAT, 0, hb).error_code == E.STALE_BROKER_EPOCH
+    r = p.call(ApiKey.UNREGISTER_BROKER, 0, unregister_broker.REQUEST.cls(broker_id=1))
+    assert r.error_code == 0
+    r = p.call(ApiKey.UNREGISTER_BROKER, 0, unregister_broker.REQUEST.cls(broker_id=1))
+    assert r.error_code == E.BROKER_ID_NOT_REGISTERED
+
+
+@pytest.mark.parametrize("version", [0, 1, 4, 5, 7])
+def test_create_topics_versions(version: int) -> None:
+    p = InProcess()
+    _ready(p, 1, 2)
+    resp = p.call(ApiKey.CREATE_TOPICS, version,
+                  topic_request(("t", 2, 2), ("bad name", 1, 1)))
+    ok, bad = resp.topics
+    assert ok.error_code == 0 and bad.error_code == E.INVALID_TOPIC_EXCEPTION
+    if version >= 5:
+        assert ok.num_partitions == 2 and ok.replication_factor == 2 and ok.configs
+    if version >= 7:
+        assert ok.topic_id == p.h.image.topics.by_name["t"].topic_id
+    if version >= 1:
+        assert bad.error_message
+
+
+@pytest.mark.parametrize("version", [1, 5, 6])
+def test_delete_topics_versions(version: int) -> None:
+    p = InProcess()
+    _ready(p, 1)
+    p.h.create("t")
+    R = delete_topics.REQUEST
+    if version >= 6:
+        tid = p.h.image.topics.by_name["t"].topic_id
+        req = R.cls(topics=[R.DeleteTopicState(topic_id=tid), R.DeleteTopicState(name="x")],
+                    timeout_ms=1)
+    else:
+        req = R.cls(topic_names=["t", "x"], timeout_ms=1)
+    resp = p.call(ApiKey.DELETE_TOPICS, version, req)
+    assert [r.error_code for r in resp.responses] == [0, E.UNKNOWN_TOPIC_OR_PARTITION]
+    assert resp.responses[0].name == "t"
+    assert "t" not in p.h.image.topics.by_name
+
+
+def test_create_partitions_and_configs() -> None:
+    p = InProcess()
+    _ready(p, 1)
+    p.h.create("t")
+    R = create_partitions.REQUEST
+    resp = p.call(ApiKey.CREATE_PARTITIONS, 2, R.cls(topics=[R.CreatePartitionsTopic(
+        name="t", count=3, assignments=None)], timeout_ms=1, validate_only=False))
+    assert resp.results[0].error_code == 0
+    assert len(p.h.image.topics.by_name["t"].partitions) == 3
+    IR = incremental_alter_configs.REQUEST
+    for v in (0, 1):
+        resp = p.call(ApiKey.INCREMENTAL_ALTER_CONFIGS, v, IR.cls(resources=[
+            IR.AlterConfigsResource(resource_type=2, resource_name="t", configs=[
+                IR.AlterableConfig(name="retention.ms", config_operation=0, value=str(v + 1))])],
+            validate_only=False))
+        assert resp.responses[0].error_code == 0 and resp.responses[0].resource_name == "t"
+    assert p.h.image.configs.topic_config("t") == {"retention.ms": "2"}
+    AR = alter_configs.REQUEST
+    resp = p.call(ApiKey.ALTER_CONFIGS, 0, AR.cls(resources=[AR.AlterConfigsResource(
+        resource_type=2, resource_name="t", configs=[
+            AR.AlterableConfig(name="retention.ms", value="nope")])], validate_only=False))
+    assert resp.responses[0].error_code == E.INVALID_CONFIG
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_alter_partition_versions(version: int) -> None:
+    p = InProcess()
+    _ready(p, 1, 2)
+    p.h.create("t", 1, 2)
+    topic = p.h.image.topics.by_name["t"]
+    part = topic.partitions[0]
+    leader = part.leader
+    epoch = p.h.image.cluster.brokers[leader].epoch
+    req = alter_request(leader, epoch, topic, 0, part.leader_epoch, part.partition_epoch,
+                        [leader], version)
+    resp = p.call(ApiKey.ALTER_PARTITION, version, req)
+    assert resp.error_code == 0
+    r = resp.topics[0].partitions[0]
+    assert r.error_code == 0 and r.isr == [leader] and r.partition_epoch == 1
+    if version >= 2:
+        assert resp.topics[0].topic_id == topic.topic_id
+    else:
+        assert resp.topics[0].topic_name == "t"
+
+
+def test_allocate_producer_ids_and_elect_leaders() -> None:
+    p = InProcess()
+    _ready(p, 1)
+    p.h.create("t")
+    e = p.h.image.cluster.brokers[1].epoch
+    resp = p.call(ApiKey.ALLOCATE_PRODUCER_IDS, 0,
+                  allocate_producer_ids.REQUEST.cls(broker_id=1, broker_epoch=e))
+    assert (resp.error_code, resp.producer_id_start, resp.producer_id_len) == (0, 0, 1000)
+    R = elect_leaders.REQUEST
+    for v in (0, 1, 2):
+        resp = p.call(ApiKey.ELECT_LEADERS, v, R.cls(election_type=0, topic_partitions=[
+            R.TopicPartitions(topic="t", partitions=[0])], timeout_ms=1))
+        pr = resp.replica_election_results[0].partition_result[0]
+        assert pr.error_code == E.ELECTION_NOT_NEEDED
+
+
+@pytest.mark.parametrize("key,version", [
+    (ApiKey.CREATE_TOPICS, 0), (ApiKey.CREATE_TOPICS, 7), (ApiKey.DELETE_TOPICS, 6),
+    (ApiKey.DELETE_TOPICS, 0), (ApiKey.CREATE_PARTITIONS, 0), (ApiKey.BROKER_REGISTRATION, 0),
+    (ApiKey.BROKER_HEARTBEAT, 1), (ApiKey.UNREGISTER_BROKER, 0), (ApiKey.ALTER_PARTITION, 3),
+    (ApiKey.ALLOCATE_PRODUCER_IDS, 0), (ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
+    (ApiKey.ALTER_CONFIGS, 2), (ApiKey.ELECT_LEADERS, 0), (ApiKey.ELECT_LEADERS, 2),
+])
+def test_not_controller(key: ApiKey, version: int) -> None:
+    p = InProcess()
+    p.active = False
+    mod = MODULES[key]
+    R = mod.REQUEST
+    samples: dict[int, Any] = {
+        ApiKey.CREATE_TOPICS: lambda R: topic_request(("t", 1, 1)),
+        ApiKey.DELETE_TOPICS: lambda R: (
+            R.cls(topics=[R.DeleteTopicState(name="t")], timeout_ms=1)
+            if version >= 6 else R.cls(topic_names=["t"], timeout_ms=1)),
+        ApiKey.CREATE_PARTITIONS: lambda R: R.cls(
+            topics=[R.CreatePartitionsTopic(name="t", count=2)], timeout_ms=1,
+            validate_only=False),
+        ApiKey.BROKER_REGISTRATION: lambda R: reg_request(1),
+        ApiKey.BROKER_HEARTBEAT: lambda R: R.cls(
+            broker_id=1, broker_epoch=1, current_metadata_offset=0, want_fence=False,
+            want_shut_down=False),
+        ApiKey.UNREGISTER_BROKER: lambda R: R.cls(broker_id=1),
+        ApiKey.ALTER_PARTITION: lambda R: R.cls(broker_id=1, broker_epoch=1, topics=[]),
+        ApiKey.ALLOCATE_PRODUCER_IDS: lambda R: R.cls(broker_id=1, broker_epoch=1),
+        ApiKey.INCREMENTAL_ALTER_CONFIGS: lambda R: R.cls(resources=[R.AlterConfigsResource(
+            resource_type=2, resource_name="t", configs=[])], validate_only=False),
+        ApiKey.ALTER_CONFIGS: lambda R: R.cls(resources=[R.AlterConfigsResource(
+            resource_type=2, resource_name="t", configs=[])], validate_only=False),
+        ApiKey.ELECT_LEADERS: lambda R: R.cls(election_type=0, topic_partitions=[
+            R.TopicPartitions(topic="t", partitions=[0])], timeout_ms=1),
+    }
+    resp = p.call(key, version, samples[key](R))
+    codes: list[int] = []
+    for attr in ("topics", "responses", "results", "replica_election_results"):
+        for item in getattr(resp, attr, None) or ():
+            if hasattr(item, "error_code"):
+                codes.append(item.error_code)
+            for pr in getattr(item, "partition_result", ()):
+                codes.append(pr.error_code)
+    if hasattr(resp, "error_code") and (key != ApiKey.ELECT_LEADERS or version >= 1):
+        codes.append(resp.error_code)
+    assert codes and all(c == E.NOT_CONTROLLER for c in codes), resp

@@ -1,0 +1,211 @@
+"""Shared helpers for controller tests: a harness that commits results at once, and builders
+of real wire request objects."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from broker.protocol.messages import (
+    alter_partition,
+    broker_heartbeat,
+    broker_registration,
+    create_topics,
+)
+from kraft.controller import ControllerConfig, ControllerResult, QuorumController
+from kraft.image import NO_LEADER, MetadataImage
+
+EPOCH = 1
+
+
+def incarnation(broker_id: int, gen: int = 0) -> uuid.UUID:
+    return uuid.UUID(int=(broker_id << 32) + gen + 1)
+
+
+def reg_request(broker_id: int, gen: int = 0, rack: str | None = None,
+                mv_range: tuple[int, int] | None = (1, 25)) -> Any:
+    R = broker_registration.REQUEST
+    features = []
+    if mv_range is not None:
+        features.append(R.Feature(name="metadata.version", min_supported_version=mv_range[0],
+                                  max_supported_version=mv_range[1]))
+    return R.cls(broker_id=broker_id, cluster_id="c1", incarnation_id=incarnation(broker_id, gen),
+                 listeners=[R.Listener(name="PLAINTEXT", host="h", port=9092 + broker_id,
+                                       security_protocol=0)],
+                 features=features, rack=rack)
+
+
+def hb_request(broker_id: int, epoch: int, offset: int, want_fence: bool = False,
+               want_shut_down: bool = False) -> Any:
+    return broker_heartbeat.REQUEST.cls(broker_id=broker_id, broker_epoch=epoch,
+                                        current_metadata_offset=offset, want_fence=want_fence,
+                                        want_shut_down=want_shut_down)
+
+
+def topic_request(*topics: tuple[str, int, int], configs: dict[str, str] | None = None,
+                  assignments: dict[str, list[list[int]]] | None = None,
+                  validate_only: bool = False) -> Any:
+    R = create_topics.REQUEST
+    out = []
+    for name, n, rf in topics:
+        a = (assignments or {}).get(name, [])
+        out.append(R.CreatableTopic(
+            name=name, num_partitions=n, replication_factor=rf,
+            assignments=[R.CreatableReplicaAssignment(partition_index=i, broker_ids=b)
+                         for i, b in enumerate(a)],
+            configs=[R.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()]))
+    return R.cls(topics=out, timeout_ms=1000, validate_only=validate_only)
+
+
+def alter_request(broker_id: int, broker_epoch: int, topic: Any, partition: int,
+                  leader_epoch: int, partition_epoch: int, isr: list[int],
+                  version: int = 3, recovery: int = 0) -> Any:
+    R = alter_partition.REQUEST
+    pd = R.PartitionData(partition_index=partition, leader_epoch=leader_epoch,
+                         partition_epoch=partition_epoch, leader_recovery_state=recovery)
+    if version >= 3:
+        pd.new_isr_with_epochs = [R.BrokerState(broker_id=b, broker_epoch=-1) for b in isr]
+    else:
+        pd.new_isr = list(isr)
+    td = R.TopicData(partitions=[pd])
+    if version >= 2:
+        td.topic_id = topic.topic_id
+    else:
+        td.topic_name = topic.name
+    return R.cls(broker_id=broker_id, broker_epoch=broker_epoch, topics=[td])
+
+
+class Harness:
+    """An active controller whose results are written and committed immediately."""
+
+    def __init__(self, config: ControllerConfig | None = None, seed: int = 0) -> None:
+        self.c = QuorumController(config or ControllerConfig(), random.Random(seed))
+        self.offset = -1
+        self.log: list[tuple[list[Any], int]] = []
+        self.now = 0
+        self.apply(self.c.become_active(EPOCH, self.now))
+
+    @property
+    def image(self) -> MetadataImage:
+        return self.c.image
+
+    def apply(self, result: ControllerResult | None) -> Any:
+        if result is None:
+            return None
+        if result.records:
+            last = self.offset + len(result.records)
+            self.c.record_written(result.records, last, EPOCH)
+            self.log.append((list(result.records), last))
+            self.offset = last
+            self.c.replay_committed(result.records, last, EPOCH)
+        return result.response
+
+    def register(self, broker_id: int, gen: int = 0, rack: str | None = None) -> int:
+        reply = self.apply(self.c.register_broker(reg_request(broker_id, gen, rack), self.now))
+        assert reply.error_code == 0, reply
+        return reply.broker_epoch
+
+    def unfence(self, broker_id: int) -> Any:
+        epoch = self.image.cluster.brokers[broker_id].epoch
+        return self.apply(self.c.broker_heartbeat(hb_request(broker_id, epoch, self.offset),
+                                                  self.now))
+
+    def heartbeat(self, broker_id: int, **kw: Any) -> Any:
+        epoch = self.image.cluster.brokers[broker_id].epoch
+        return self.apply(self.c.broker_heartbeat(hb_request(broker_id, epoch, self.offset, **kw),
+                                                  self.now))
+
+    def brokers(self, *ids: int, racks: dict[int, str] | None = None) -> None:
+        for b in ids:
+            self.register(b, rack=(racks or {}).get(b))
+            self.unfence(b)
+
+    def create(self, name: str, n: int = 1, rf: int = 1, **kw: Any) -> Any:
+        reply = self.apply(self.c.create_topics(topic_request((name, n, rf), **kw), self.now))
+        return reply.topics[0]
+
+
+def check_invariants(image: MetadataImage) -> None:
+    for t in image.topics.by_id.values():
+        for pid, p in t.partitions.items():
+            assert p.isr, (t.name, pid, p)
+            assert set(p.isr) <= set(p.replicas), (t.name, pid, p)
+            assert len(set(p.isr)) == len(p.isr)
+            if p.leader != NO_LEADER:
+                assert p.leader in p.isr, (t.name, pid, p)
+                b = image.cluster.brokers.get(p.leader)
+                assert b is not None and not b.fenced, (t.name, pid, p, b)
+
+
+def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
+    """One random operation (time advances a little), applied through the harness."""
+    from broker.protocol.messages import (
+        allocate_producer_ids,
+        create_partitions,
+        delete_topics,
+        elect_leaders,
+        incremental_alter_configs,
+    )
+
+    h.now += rng.choice([0, 100, 1000, 3000, 10_000])
+    img = h.image
+    brokers = sorted(img.cluster.brokers)
+    topics = sorted(img.topics.by_name)
+    kind = rng.randrange(12)
+    if kind == 0 or not brokers:
+        b = rng.randint(1, max_broker)
+        h.apply(h.c.register_broker(reg_request(b, gen=rng.randrange(2)), h.now))
+    elif kind in (1, 2):
+        b = rng.choice(brokers)
+        reg = img.cluster.brokers[b]
+        h.apply(h.c.broker_heartbeat(hb_request(
+            b, reg.epoch, h.offset, want_fence=rng.random() < 0.05,
+            want_shut_down=rng.random() < 0.1), h.now))
+    elif kind == 3:
+        name = rng.choice(["a", "b", "c", "d.e", "d_e"])
+        h.apply(h.c.create_topics(topic_request(
+            (name, rng.randint(1, 4), rng.randint(1, 3)),
+            configs=rng.choice([{}, {"unclean.leader.election.enable": "true"}])), h.now))
+    elif kind == 4 and topics:
+        R = delete_topics.REQUEST
+        h.apply(h.c.delete_topics(R.cls(topic_names=[rng.choice(topics)], timeout_ms=1), h.now))
+    elif kind == 5 and topics:
+        R = create_partitions.REQUEST
+        t = rng.choice(topics)
+        n = len(img.topics.by_name[t].partitions) + rng.randint(0, 2)
+        h.apply(h.c.create_partitions(R.cls(topics=[R.CreatePartitionsTopic(
+            name=t, count=n, assignments=None)], timeout_ms=1, validate_only=False), h.now))
+    elif kind == 6 and topics:
+        topic = img.topics.by_name[rng.choice(topics)]
+        pid = rng.choice(sorted(topic.partitions))
+        p = topic.partitions[pid]
+        if p.leader >= 0:
+            isr = [p.leader] + [r for r in p.replicas if r != p.leader and rng.random() < 0.6]
+            reg = img.cluster.brokers.get(p.leader)
+            epoch = reg.epoch if reg is not None else -1
+            version = rng.randrange(4)
+            h.apply(h.c.alter_partition(alter_request(
+                p.leader, epoch, topic, pid, p.leader_epoch, p.partition_epoch, isr, version),
+                h.now, version))
+    elif kind == 7 and topics:
+        R = elect_leaders.REQUEST
+        h.apply(h.c.elect_leaders(R.cls(election_type=rng.randrange(2), topic_partitions=None,
+                                        timeout_ms=1), h.now, 2))
+    elif kind == 8 and brokers:
+        b = rng.choice(brokers)
+        R = allocate_producer_ids.REQUEST
+        h.apply(h.c.allocate_producer_ids(R.cls(broker_id=b,
+                                                broker_epoch=img.cluster.brokers[b].epoch), h.now))
+    elif kind == 9 and topics:
+        R = incremental_alter_configs.REQUEST
+        h.apply(h.c.incremental_alter_configs(R.cls(resources=[R.AlterConfigsResource(
+            resource_type=2, resource_name=rng.choice(topics), configs=[R.AlterableConfig(
+                name="unclean.leader.election.enable", config_operation=rng.choice([0, 1]),
+                value=rng.choice(["true", "false"]))])], validate_only=False), h.now))
+    elif kind == 10 and brokers and rng.random() < 0.3:
+        from broker.protocol.messages import unregister_broker
+        h.apply(h.c.unregister_broker(
+            unregister_broker.REQUEST.cls(broker_id=rng.choice(brokers)), h.now))
+    else:
+        h.apply(h.c.tick(h.now))
