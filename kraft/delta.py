@@ -328,14 +328,11 @@ class MetadataDelta:
         so the replica manager sees every new leader epoch and ISR."""
         out = LocalReplicaChanges()
         for old in self._deleted_topics.values():
-            if old.topic_id in self._topics:
-                continue  # deleted and recreated in one delta: handled below
             for pid, p in old.partitions.items():
                 if broker_id in p.replicas:
                     out.deletes.add(TopicPartition(old.name, pid))
         for tid, td in self._topics.items():
             old_image = td.image
-            prev_deleted = self._deleted_topics.get(tid)
             for pid, p in td.partition_changes.items():
                 tp = TopicPartition(td.name, pid)
                 if broker_id in p.replicas:
@@ -345,8 +342,6 @@ class MetadataDelta:
                         out.followers[tp] = (tid, p)
                 else:
                     before = old_image.partitions.get(pid) if old_image is not None else None
-                    if prev_deleted is not None:
-                        before = prev_deleted.partitions.get(pid)
                     if before is not None and broker_id in before.replicas:
                         out.deletes.add(tp)
         return out

@@ -304,7 +304,8 @@ class MetadataImage:
             )
         for _, b in sorted(self.cluster.brokers.items()):
             yield MetadataRecordType.REGISTER_BROKER_RECORD, b.to_record()
-        for _, t in sorted(self.topics.by_name.items()):
+        # By id, not name: a name is unique only as far as the controller checked it.
+        for t in sorted(self.topics.by_id.values(), key=lambda t: (t.name, t.topic_id)):
             yield MetadataRecordType.TOPIC_RECORD, TopicRecord(name=t.name, topic_id=t.topic_id)
             for pid, p in sorted(t.partitions.items()):
                 yield MetadataRecordType.PARTITION_RECORD, p.to_record(t.topic_id, pid)
