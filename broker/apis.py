@@ -23,6 +23,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import metadata
 from broker.server import RequestContext
+from kraft.image import MetadataImage
 
 __all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]
 
@@ -49,8 +50,11 @@ class ApiDispatcher:
     def __init__(self, node_id: int, cluster_id: str, *,
                  advertised: Mapping[int, tuple[int, int]] | None = None,
                  advertised_host: str | None = None, advertised_port: int | None = None,
-                 rack: str | None = None) -> None:
+                 rack: str | None = None,
+                 image: Callable[[], MetadataImage] | None = None,
+                 extra_handlers: Mapping[int, MethodHandler] | None = None) -> None:
         self.node_id = node_id
+        self.image = image
         self.cluster_id = cluster_id
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
@@ -61,6 +65,8 @@ class ApiDispatcher:
         self._handlers: dict[int, MethodHandler] = {
             ApiKey.METADATA: self.handle_metadata,
         }
+        if extra_handlers:
+            self._handlers.update({int(k): h for k, h in extra_handlers.items()})
         missing = [API_SPECS[k].name for k in self.advertised
                    if k != ApiKey.API_VERSIONS and k not in self._handlers]
         if missing:
@@ -75,6 +81,8 @@ class ApiDispatcher:
     # -- Metadata (key 3) -------------------------------------------------------------------
 
     def handle_metadata(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
+        if self.image is not None:
+            return self._metadata_from_image(ctx, header, request, self.image())
         resp = metadata.RESPONSE
         host, port = self.advertised_host, self.advertised_port
         if host is None or port is None:
@@ -102,3 +110,60 @@ class ApiDispatcher:
             controller_id=self.node_id,
             topics=topics,
         )
+
+    def _metadata_from_image(self, ctx: RequestContext, header: RequestHeader, request: Any,
+                             image: MetadataImage) -> Any:
+        """Brokers: every unfenced broker's endpoint on the listener the request came in on
+        (Kafka's KRaftMetadataCache); topics from the image. Auto-creation is not done here."""
+        resp = metadata.RESPONSE
+        listener = ctx.connection.listener_name
+        brokers = []
+        live: set[int] = set()
+        for b in sorted(image.cluster.brokers.values(), key=lambda b: b.broker_id):
+            if b.fenced:
+                continue
+            ep = b.listener(listener)
+            if ep is None:
+                continue
+            live.add(b.broker_id)
+            brokers.append(resp.MetadataResponseBroker(
+                node_id=b.broker_id, host=ep.host, port=ep.port, rack=b.rack))
+        v = header.api_version
+        topics_image = image.topics
+        wanted = request.topics
+        if wanted is None or (v == 0 and not wanted):
+            selected: list[tuple[Any, Any]] = [(t.name, t) for t in topics_image.by_name.values()]
+        else:
+            selected = []
+            for t in wanted:
+                if t.name is None:
+                    selected.append((None, topics_image.by_id.get(t.topic_id)))
+                else:
+                    selected.append((t.name, topics_image.by_name.get(t.name)))
+        topics = []
+        for name, t in selected:
+            if t is None:
+                if name is None:
+                    topics.append(resp.MetadataResponseTopic(
+                        error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None if v >= 12 else ""))
+                else:
+                    topics.append(resp.MetadataResponseTopic(
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name))
+                continue
+            parts = []
+            for pid, p in sorted(t.partitions.items()):
+                offline = [r for r in p.replicas if r not in live]
+                # A leader without an endpoint here (fenced, or no such listener) is no leader
+                # a client can use: it retries after a refresh.
+                code = ErrorCode.NONE if p.leader in live else ErrorCode.LEADER_NOT_AVAILABLE
+                parts.append(resp.MetadataResponsePartition(
+                    error_code=code, partition_index=pid, leader_id=p.leader,
+                    leader_epoch=p.leader_epoch, replica_nodes=list(p.replicas),
+                    isr_nodes=list(p.isr), offline_replicas=offline))
+            topics.append(resp.MetadataResponseTopic(
+                error_code=ErrorCode.NONE, name=t.name, topic_id=t.topic_id,
+                is_internal=t.name.startswith("__"), partitions=parts))
+        controller_id = self.node_id if self.node_id in live else (
+            brokers[0].node_id if brokers else -1)
+        return resp.cls(throttle_time_ms=0, brokers=brokers, cluster_id=self.cluster_id,
+                        controller_id=controller_id, topics=topics)

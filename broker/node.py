@@ -1,12 +1,13 @@
 """A node's lifecycle: start the roles, run until told to stop, stop in reverse order.
 
-So far a node announces its roles, listeners and directories, (broker role) loads and
-recovers its partition logs through a ``LogManager`` and runs the periodic log work (flush.ms,
-retention, checkpoints), and opens its Kafka listeners, which answer ApiVersions and Metadata
-(this node as the only broker, no topics yet). Later milestones add, in start order:
-the Raft driver over the metadata log, the controller (controller role), the metadata
-publisher, replica manager and group coordinator (broker role), the Kafka listeners and the HTTP
-admin API; shutdown runs the same list backwards.
+Start order (Kafka's KafkaRaftServer): the Raft manager over the metadata log (a voter on
+controllers, an observer on brokers) with a ``MetadataLoader`` that keeps the committed
+``MetadataImage``; the controller role's ``ControllerService`` (active while this node leads the
+quorum); the broker role's partition logs (``LogManager``) and periodic log work; the Kafka
+listeners (controller listener: Raft and controller RPCs; broker listeners: client APIs); then
+Raft itself, and for a broker the registration and heartbeats, waiting until the controller
+unfences it. Shutdown: a broker first asks for a controlled shutdown (leadership moves away),
+then listeners, controller, Raft (a leader resigns) and logs stop, in that order.
 
 ``run_node`` owns the event loop (uvloop when importable), so the caller stays synchronous.
 """
@@ -16,17 +17,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 from broker.apis import ApiDispatcher
-from broker.server import KafkaServer, ListenerSpec
+from broker.controller_apis import ControllerApis
+from broker.controller_channel import ControllerChannel, ControllerUnavailableError
+from broker.controller_server import ControllerService
+from broker.lifecycle import BrokerLifecycleManager
+from broker.metadata_loader import MetadataLoader
+from broker.protocol.api_keys import API_SPECS, ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.messages import describe_cluster
+from broker.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.server import KafkaServer, ListenerSpec, RequestContext
+from kraft.controller import ControllerConfig, QuorumController
+from kraft.image import Endpoint as BrokerEndpoint
 from storage.cleaner import Throttler, prepare_clean
 from storage.config import KafkaConfig
 from storage.errors import StorageError
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
+from storage.meta_properties import read_bootstrap
 
 __all__ = ["Node", "run_node"]
 
@@ -43,6 +59,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
+CONTROLLED_SHUTDOWN_TIMEOUT_S = 30.0
+
+
 class Node:
     """One process running the broker role, the controller role, or both."""
 
@@ -54,6 +74,24 @@ class Node:
         self.shutdown_reason: str | None = None
         self.log_manager: LogManager | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
+        self.raft: RaftManager | None = None
+        self.loader = MetadataLoader(config.node_id)
+        self.controller: ControllerService | None = None
+        self.channel: ControllerChannel | None = None
+        self.lifecycle: BrokerLifecycleManager | None = None
+        self.voters: dict[int, tuple[str, int]] = {}
+
+    def _quorum_voters(self) -> dict[int, tuple[str, int]]:
+        cfg = self.config
+        if cfg.controller_quorum_voters:
+            return dict(cfg.controller_quorum_voters)
+        boot = read_bootstrap(cfg.metadata_log_dir)
+        if boot is not None and boot.initial_controllers:
+            return {v.node_id: (v.host, v.port) for v in boot.initial_controllers}
+        raise StorageError(
+            "controller.quorum.bootstrap.servers without controller.quorum.voters is only "
+            "supported on controllers formatted with --standalone or --initial-controllers; "
+            "set controller.quorum.voters (id@host:port,...) on this node")
 
     async def start(self) -> None:
         cfg = self.config
@@ -66,27 +104,131 @@ class Node:
                 ", ".join(str(e) for e in cfg.effective_advertised_broker_listeners),
                 cfg.inter_broker_listener_name,
             )
-        if cfg.controller_quorum_voters:
-            voters = ", ".join(
-                f"{i}@{h}:{p}" for i, (h, p) in sorted(cfg.controller_quorum_voters.items())
-            )
-            logger.info("Controller quorum voters (static): %s", voters)
-        else:
-            servers = ", ".join(f"{h}:{p}" for h, p in cfg.controller_quorum_bootstrap_servers)
-            logger.info("Controller quorum bootstrap servers (dynamic): %s", servers)
+        self.voters = self._quorum_voters()
+        logger.info("Controller quorum voters: %s", ", ".join(
+            f"{i}@{h}:{p}" for i, (h, p) in sorted(self.voters.items())))
         logger.info("Admin API listeners: %s", ", ".join(str(e) for e in cfg.admin_listeners))
         logger.info(
             "Log dirs: %s; metadata log dir: %s", ", ".join(cfg.log_dirs), cfg.metadata_log_dir
         )
-        # Later milestones start the Raft driver and controller here, before the broker.
+        self.raft = raft = RaftManager(
+            cfg.node_id, self.cluster_id, self.voters, cfg.metadata_log_dir,
+            election_timeout_ms=cfg.get("controller.quorum.election.timeout.ms"),
+            fetch_timeout_ms=cfg.get("controller.quorum.fetch.timeout.ms"),
+            request_timeout_ms=cfg.get("controller.quorum.request.timeout.ms"),
+        )
+        raft.register(self.loader)
+        controller_handlers: dict[int, Any] = {}
+        if cfg.is_controller:
+            qc = QuorumController(ControllerConfig.from_kafka_config(cfg),
+                                  random.Random(uuid.uuid4().int))
+            self.controller = ControllerService(cfg.node_id, raft, qc)
+            raft.register(self.controller)
+            controller_handlers.update(raft.handlers)
+            controller_handlers.update(ControllerApis(self.controller.submit).handlers)
+            controller_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_controller
+        broker_handlers: dict[int, Any] = {}
         if cfg.is_broker:
             self._start_log_manager()
-        await self._start_listeners()
+            self.channel = ControllerChannel(
+                cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
+            broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
+            broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
+        await self._start_listeners(controller_handlers, broker_handlers)
+        await raft.start()
+        if self.controller is not None:
+            self.controller.start()
+        if cfg.is_broker:
+            await self._start_broker_lifecycle()
         logger.info("%s", STARTED_MESSAGE)
 
-    async def _start_listeners(self) -> None:
+    async def _start_broker_lifecycle(self) -> None:
+        cfg = self.config
+        assert self.server is not None and self.channel is not None
+        endpoints = []
+        for e in cfg.effective_advertised_broker_listeners:
+            port = e.port or self.server.port(e.name)
+            host = e.host or "localhost"
+            proto = cfg.listener_security_protocol_map.get(e.name, "PLAINTEXT")
+            endpoints.append(BrokerEndpoint(e.name, host, port, SECURITY_PROTOCOL_IDS[proto]))
+        self.lifecycle = lifecycle = BrokerLifecycleManager(
+            cfg.node_id, self.cluster_id, self.channel, listeners=endpoints,
+            rack=cfg.get("broker.rack"), metadata_offset=lambda: self.loader.offset,
+            heartbeat_interval_ms=cfg.get("broker.heartbeat.interval.ms"))
+        lifecycle.start()
+        # Kafka's broker start-up waits until the controller unfences it (metadata caught up);
+        # a shutdown request ends the wait.
+        assert self._shutdown is not None
+        unfenced = asyncio.create_task(lifecycle.unfenced.wait())
+        stop = asyncio.create_task(self._shutdown.wait())
+        await asyncio.wait({unfenced, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (unfenced, stop):
+            t.cancel()
+        if lifecycle.unfenced.is_set():
+            logger.info("Broker %d registered (epoch %d) and unfenced", cfg.node_id,
+                        lifecycle.broker_epoch)
+
+    def _forward(self, api_key: int) -> Any:
+        async def forward(ctx: RequestContext, header: Any, request: Any) -> Any:
+            assert self.channel is not None
+            try:
+                return await self.channel.send(api_key, request, timeout_s=15.0)
+            except ControllerUnavailableError:
+                return API_SPECS[api_key].response.cls(error_code=ErrorCode.REQUEST_TIMED_OUT)
+        return forward
+
+    def _describe_cluster_controller(self, ctx: RequestContext, header: Any,
+                                     request: Any) -> Any:
+        """On the controller listener: the controllers themselves (endpoint type 2)."""
+        resp = describe_cluster.RESPONSE
+        assert self.raft is not None
+        if header.api_version >= 1 and request.endpoint_type not in (1, 2):
+            return resp.cls(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, cluster_id="")
+        nodes = [resp.DescribeClusterBroker(broker_id=i, host=h, port=p)
+                 for i, (h, p) in sorted(self.voters.items())]
+        leader = self.raft.leader_and_epoch.leader_id
+        return resp.cls(error_code=0, endpoint_type=2, cluster_id=self.cluster_id,
+                        controller_id=-1 if leader is None else leader, brokers=nodes)
+
+    def _describe_cluster_broker(self, ctx: RequestContext, header: Any, request: Any) -> Any:
+        resp = describe_cluster.RESPONSE
+        if header.api_version >= 1 and request.endpoint_type != 1:
+            return resp.cls(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, cluster_id="")
+        listener = ctx.connection.listener_name
+        brokers = []
+        for b in sorted(self.loader.image.cluster.brokers.values(), key=lambda b: b.broker_id):
+            ep = b.listener(listener)
+            if b.fenced or ep is None:
+                continue
+            brokers.append(resp.DescribeClusterBroker(broker_id=b.broker_id, host=ep.host,
+                                                      port=ep.port, rack=b.rack))
+        ids = [b.broker_id for b in brokers]
+        controller_id = self.config.node_id if self.config.node_id in ids else (
+            ids[0] if ids else -1)
+        return resp.cls(error_code=0, endpoint_type=1, cluster_id=self.cluster_id,
+                        controller_id=controller_id, brokers=brokers)
+
+    async def _start_listeners(self, controller_handlers: dict[int, Any],
+                               broker_handlers: dict[int, Any]) -> None:
         cfg = self.config
         controller_names = set(cfg.controller_listener_names)
+        advertised = cfg.effective_advertised_broker_listeners if cfg.is_broker else []
+        host = advertised[0].host if advertised and advertised[0].host else None
+        dispatcher = ApiDispatcher(
+            cfg.node_id,
+            self.cluster_id,
+            advertised={ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (0, 12),
+                        **_full_ranges(broker_handlers)},
+            advertised_host=host,
+            advertised_port=advertised[0].port if host else None,
+            rack=cfg.get("broker.rack"),
+            image=lambda: self.loader.image,
+            extra_handlers=broker_handlers,
+        )
+        controller_table = {int(k): h for k, h in controller_handlers.items()}
+        controller_advertised = {ApiKey.API_VERSIONS: (0, 3), **_full_ranges(controller_table)}
+        controller_advertised.update(
+            {k: v for k, v in RAFT_API_VERSIONS.items() if k in controller_advertised})
         specs = []
         for endpoint in cfg.listeners:
             kind = "controller" if endpoint.name in controller_names else "broker"
@@ -94,21 +236,18 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
-            specs.append(
-                ListenerSpec(name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind)
-            )
-        advertised = cfg.effective_advertised_broker_listeners if cfg.is_broker else []
-        host = advertised[0].host if advertised and advertised[0].host else None
-        dispatcher = ApiDispatcher(
-            cfg.node_id,
-            self.cluster_id,
-            advertised_host=host,
-            advertised_port=advertised[0].port if host else None,
-            rack=cfg.get("broker.rack"),
-        )
+            specs.append(ListenerSpec(
+                name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
+                advertised=controller_advertised if kind == "controller" else None))
+
+        def handle(ctx: RequestContext, header: Any, request: Any) -> Any:
+            if ctx.connection.listener_kind == "controller":
+                return controller_table[header.api_key](ctx, header, request)
+            return dispatcher.handle(ctx, header, request)
+
         self.server = KafkaServer(
             specs,
-            dispatcher.handle,
+            handle,
             advertised=dispatcher.advertised,
             max_request_bytes=cfg.get("socket.request.max.bytes"),
         )
@@ -177,9 +316,17 @@ class Node:
         self._shutdown.set()
 
     async def stop(self) -> None:
-        # Later milestones stop the other components, in reverse start order, around this.
+        if self.lifecycle is not None:
+            await self.lifecycle.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT_S)
+            await self.lifecycle.stop()
+        if self.channel is not None:
+            await self.channel.close()
         if self.server is not None:
             await self.server.stop()
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.raft is not None:
+            await self.raft.shutdown()
         for task in self._log_tasks:
             task.cancel()
         for task in self._log_tasks:
@@ -208,6 +355,15 @@ class Node:
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return 0
+
+
+def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:
+    """Advertise every version of each API we have a handler for."""
+    out = {}
+    for key in handlers:
+        v = API_SPECS[key].valid_versions
+        out[int(key)] = (v.lowest, v.highest)
+    return out
 
 
 async def _every(name: str, interval_ms: int, work: Callable[[int], object]) -> None:

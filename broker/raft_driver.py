@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import random
 import time
@@ -65,6 +66,7 @@ from kraft.messages import (
     FetchSnapshotResponse,
     Message,
     QuorumDescription,
+    ReplicaDescription,
     VoteRequest,
     VoteResponse,
 )
@@ -429,12 +431,22 @@ class RaftManager:
         return base + len(records) - 1
 
     def describe_quorum(self) -> QuorumDescription:
-        """The leader's view of the quorum (``NotLeader`` elsewhere)."""
-        node = self._node
-        fn = getattr(node, "describe_quorum", None)
-        if fn is None:
-            raise NotImplementedError("RaftNode has no describe_quorum")
-        return fn(self._now())  # type: ignore[no-any-return]
+        """The leader's view of the quorum (``NotLeader`` elsewhere), timestamps in wall-clock
+        milliseconds as Kafka reports them (the node runs on the loop's monotonic clock)."""
+        mono = self._now()
+        desc = self._node.describe_quorum(mono)
+        shift = int(time.time() * 1000) - mono
+
+        def wall(rows: tuple[ReplicaDescription, ...]) -> tuple[ReplicaDescription, ...]:
+            return tuple(dataclasses.replace(
+                r,
+                last_fetch_timestamp=r.last_fetch_timestamp + shift
+                if r.last_fetch_timestamp >= 0 else -1,
+                last_caught_up_timestamp=r.last_caught_up_timestamp + shift
+                if r.last_caught_up_timestamp >= 0 else -1) for r in rows)
+
+        return dataclasses.replace(desc, voters=wall(desc.voters),
+                                   observers=wall(desc.observers))
 
     # ------------------------------------------------------------------ driving the node
 
