@@ -43,7 +43,7 @@ class ControllerService:
         self.raft = raft
         self.controller = controller
         self.active_epoch: int | None = None
-        self._claim: tuple[int, int] | None = None  # (epoch, high watermark when elected)
+        self._claim: int | None = None  # the epoch we lead and may activate in
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._tick_task: asyncio.Task[None] | None = None
         self.committed_offset = -1
@@ -88,7 +88,7 @@ class ControllerService:
         if leader.leader_id == self.node_id:
             if self.active_epoch != leader.epoch:
                 self._resign(f"new epoch {leader.epoch}")
-                self._claim = (leader.epoch, self.raft.high_watermark)
+                self._claim = leader.epoch
                 self._maybe_activate()
         else:
             self._claim = None
@@ -98,13 +98,14 @@ class ControllerService:
         claim = self._claim
         if claim is None or self.active_epoch is not None:
             return
-        epoch, hw_at_election = claim
+        epoch = claim
         le = self.raft.leader_and_epoch
-        if le.leader_id != self.node_id or le.epoch != epoch:
+        start = self.raft.epoch_start_offset
+        if le.leader_id != self.node_id or le.epoch != epoch or start is None:
             return
-        # The leader's high watermark only moves once an entry of its own epoch commits, and
-        # every committed batch below it has been handed to handle_commit by then.
-        if self.raft.high_watermark <= hw_at_election:
+        # Once the high watermark passes the epoch's first entry, everything before it is
+        # committed, and every committed batch has been handed to handle_commit by then.
+        if self.raft.high_watermark <= start:
             return
         self._claim = None
         self.active_epoch = epoch

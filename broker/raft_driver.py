@@ -70,7 +70,7 @@ from kraft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from kraft.quorum_state import ElectionState
+from kraft.quorum_state import ElectionState, Leader
 from kraft.raft import NotLeader, RaftNode, Ready
 from storage.codec import CodecError
 from storage.quorum_state_file import QuorumStateFile, quorum_state_path
@@ -410,6 +410,13 @@ class RaftManager:
     @property
     def log_end_offset(self) -> int:
         return self._node.log.end_offset if self._node is not None else 0
+
+    @property
+    def epoch_start_offset(self) -> int | None:
+        """As leader, the offset of the first entry of its epoch (its LeaderChange record);
+        once the high watermark passes it, everything before it is committed."""
+        st = self._node.state if self._node is not None else None
+        return st.epoch_start_offset if isinstance(st, Leader) else None
 
     def is_leader(self) -> bool:
         return self._node is not None and not self._closed and self._node.is_leader()
