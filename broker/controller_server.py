@@ -23,6 +23,7 @@ from typing import Any
 from broker.metadata_loader import decode_records
 from kraft.controller import ControllerResult, NotController, QuorumController
 from kraft.raft import NotLeader
+from kraft.snapshot import load_image, read_snapshot
 from storage.metadata_records import encode_metadata_record, latest_version
 
 __all__ = ["ControllerService"]
@@ -78,8 +79,6 @@ class ControllerService:
         self._maybe_activate()
 
     def handle_load_snapshot(self, snapshot_id: Any, data: bytes) -> None:
-        from kraft.snapshot import load_image, read_snapshot
-
         image = load_image(read_snapshot(data), snapshot_id.end_offset - 1, snapshot_id.epoch)
         self.controller.load_snapshot(image)
         self.committed_offset = snapshot_id.end_offset - 1

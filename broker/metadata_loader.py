@@ -8,16 +8,26 @@ image, and reconcile against it in full (Kafka's ``MetadataLoader`` + ``Metadata
 A record that does not decode or does not apply is a corrupt or incompatible log: the loader
 logs it with its offset and stops publishing (the node keeps serving its last good image)
 rather than acting on a guess.
+
+Snapshots (KIP-630, Kafka's SnapshotGenerator): once ``metadata.log.max.record.bytes.between.
+snapshots`` bytes of records (or ``metadata.log.max.snapshot.interval.ms``) have been committed
+since the last one, the current image is written as ``<end_offset>-<epoch>.checkpoint`` in a
+worker thread (the image is immutable, so the loop keeps going); then Raft is told, drops the
+log prefix below it, and older snapshots are deleted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from kraft.delta import MetadataDelta, MetadataReplayError
 from kraft.image import MetadataImage
+from kraft.messages import SnapshotId
+from kraft.snapshot import FileSnapshotStore, image_snapshot_records, load_image, read_snapshot
 from storage.codec import CodecError
 from storage.metadata_records import decode_metadata_record
 
@@ -45,6 +55,22 @@ class MetadataLoader:
         self.leader_epoch = -1
         self.failed: str | None = None
         self._waiters: list[tuple[int, Callable[[], None]]] = []
+        # Snapshot generation (off until enable_snapshots).
+        self._store: FileSnapshotStore | None = None
+        self._raft: Any = None
+        self._max_bytes = 0
+        self._max_interval_ms = 0
+        self._bytes_since = 0
+        self._last_snapshot_ms = time.monotonic() * 1000
+        self._writing = False
+        self.snapshots_written = 0
+
+    def enable_snapshots(self, store: FileSnapshotStore, raft: Any, *, max_bytes: int,
+                         max_interval_ms: int) -> None:
+        self._store = store
+        self._raft = raft
+        self._max_bytes = max_bytes
+        self._max_interval_ms = max_interval_ms
 
     @property
     def offset(self) -> int:
@@ -70,10 +96,11 @@ class MetadataLoader:
             return
         delta.set_provenance(batch.last_offset, batch.epoch)
         self._publish(delta, delta.apply())
+        if self._store is not None:
+            self._bytes_since += sum(len(r) for r in batch.records)
+            self.maybe_snapshot()
 
     def handle_load_snapshot(self, snapshot_id: Any, data: bytes) -> None:
-        from kraft.snapshot import load_image, read_snapshot
-
         try:
             image = load_image(read_snapshot(data), snapshot_id.end_offset - 1, snapshot_id.epoch)
         except (CodecError, MetadataReplayError, ValueError) as e:
@@ -87,6 +114,55 @@ class MetadataLoader:
     def handle_leader_change(self, leader: Any) -> None:
         self.leader_id = leader.leader_id
         self.leader_epoch = leader.epoch
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def maybe_snapshot(self, force: bool = False) -> bool:
+        """Start writing a snapshot of the current image if one is due; True if started."""
+        if self._store is None or self._writing or self.failed is not None:
+            return False
+        image = self.image
+        if image.offset < 0 or not self._bytes_since:
+            return False
+        now_ms = time.monotonic() * 1000
+        due = force or self._bytes_since >= self._max_bytes or (
+            self._max_interval_ms > 0 and now_ms - self._last_snapshot_ms >= self._max_interval_ms)
+        if not due:
+            return False
+        snapshot_id = SnapshotId(image.offset + 1, image.epoch)
+        latest = self._store.latest()
+        if latest is not None and latest >= snapshot_id:
+            return False
+        self._writing = True
+        self._bytes_since = 0
+        self._last_snapshot_ms = now_ms
+        store = self._store
+        started = time.monotonic()
+
+        def write() -> None:
+            store.write_records(snapshot_id, image_snapshot_records(image),
+                                int(time.time() * 1000))
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._writing = False
+            exc = fut.exception()
+            if exc is not None:
+                logger.error("Writing metadata snapshot %s failed: %s", snapshot_id, exc)
+                return
+            self.snapshots_written += 1
+            logger.info("Wrote metadata snapshot %s (%d topics, %d partitions) in %.0f ms",
+                        snapshot_id, len(image.topics.by_id), image.topics.partition_count(),
+                        (time.monotonic() - started) * 1000)
+            try:
+                self._raft.snapshot_taken(snapshot_id)
+            except Exception:
+                logger.exception("Raft refused snapshot %s", snapshot_id)
+                return
+            store.delete_before(snapshot_id)
+
+        fut = asyncio.get_running_loop().run_in_executor(None, write)
+        fut.add_done_callback(done)
+        return True
 
     # -- waiting for an offset ---------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from broker.apis import ApiDispatcher
@@ -37,6 +38,7 @@ from broker.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.server import KafkaServer, ListenerSpec, RequestContext
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
+from kraft.snapshot import FileSnapshotStore
 from storage.cleaner import Throttler, prepare_clean
 from storage.config import KafkaConfig
 from storage.errors import StorageError
@@ -59,6 +61,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+METADATA_PARTITION_DIR = "__cluster_metadata-0"
 SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
 CONTROLLED_SHUTDOWN_TIMEOUT_S = 30.0
 
@@ -111,13 +114,21 @@ class Node:
         logger.info(
             "Log dirs: %s; metadata log dir: %s", ", ".join(cfg.log_dirs), cfg.metadata_log_dir
         )
+        metadata_dir = Path(cfg.metadata_log_dir) / METADATA_PARTITION_DIR
+        metadata_dir.mkdir(parents=True, exist_ok=True)
+        snapshots = FileSnapshotStore(metadata_dir)
         self.raft = raft = RaftManager(
             cfg.node_id, self.cluster_id, self.voters, cfg.metadata_log_dir,
             election_timeout_ms=cfg.get("controller.quorum.election.timeout.ms"),
             fetch_timeout_ms=cfg.get("controller.quorum.fetch.timeout.ms"),
             request_timeout_ms=cfg.get("controller.quorum.request.timeout.ms"),
+            snapshots=snapshots,
         )
         raft.register(self.loader)
+        self.loader.enable_snapshots(
+            snapshots, raft,
+            max_bytes=cfg.get("metadata.log.max.record.bytes.between.snapshots"),
+            max_interval_ms=cfg.get("metadata.log.max.snapshot.interval.ms"))
         controller_handlers: dict[int, Any] = {}
         if cfg.is_controller:
             qc = QuorumController(ControllerConfig.from_kafka_config(cfg),

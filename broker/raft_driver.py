@@ -67,6 +67,7 @@ from kraft.messages import (
     Message,
     QuorumDescription,
     ReplicaDescription,
+    SnapshotId,
     VoteRequest,
     VoteResponse,
 )
@@ -310,6 +311,16 @@ class RaftManager:
             election_state=ElectionState(epoch, voted, leader), **kwargs)
         self._leader = LeaderAndEpoch(self._node.leader_id, self._node.epoch)
         self._committed_end = self._node.log.start_offset
+        if snapshot_id is not None and self._snapshots is not None:
+            # Everything below the log start is in the snapshot: listeners start from it.
+            size = self._snapshots.size(snapshot_id)  # type: ignore[attr-defined]
+            data = self._snapshots.read(snapshot_id, 0, size)  # type: ignore[attr-defined]
+            for st in self._listeners:
+                fn = getattr(st.listener, "handle_load_snapshot", None)
+                if fn is not None:
+                    self._call(fn, snapshot_id, data)
+            logger.info("node %d: loaded snapshot %s (%d bytes)", self.node_id, snapshot_id,
+                        size)
         for st in self._listeners:
             st.next_offset = max(st.next_offset, self._committed_end)
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -410,6 +421,13 @@ class RaftManager:
     @property
     def log_end_offset(self) -> int:
         return self._node.log.end_offset if self._node is not None else 0
+
+    def snapshot_taken(self, snapshot_id: SnapshotId) -> None:
+        """The application wrote ``snapshot_id`` into the snapshot store: Raft may drop the
+        log below it (the segments go at the next Ready)."""
+        assert self._node is not None
+        self._node.snapshot_taken(snapshot_id, self._now())
+        self._wake.set()
 
     @property
     def epoch_start_offset(self) -> int | None:
@@ -534,7 +552,9 @@ class RaftManager:
         install = getattr(ready, "snapshot_to_install", None)
         snapshot_write = None
         if install is not None:
-            add = getattr(self._snapshots, "add", None)
+            # FileSnapshotStore.write (atomic, fsynced); MemorySnapshotStore.add in tests.
+            add = getattr(self._snapshots, "write", None) or getattr(
+                self._snapshots, "add", None)
             if callable(add):
                 def snapshot_write() -> None:
                     add(install[0], install[1])

@@ -234,3 +234,39 @@ def test_quorum_controller_failover_fencing_and_restart(cluster: ProcCluster) ->
         assert state == snapshot
     for p in topic_state(c, 4, ["orders"]).topics[0].partitions:
         assert p.leader_epoch >= epochs[p.partition_index]
+
+
+def test_snapshots_bound_the_log_and_catch_up_a_lagging_broker(tmp_path: Path) -> None:
+    """Snapshots every ~4 KB of records: every node writes them, the log start moves past
+    them, a broker that was down while the log moved on catches up by fetching a snapshot, and
+    a full restart loads the snapshot plus the log tail."""
+    c = ProcCluster(tmp_path, controllers=3, brokers=2,
+                    extra={"metadata.log.max.record.bytes.between.snapshots": "4000"})
+    try:
+        c.start(c.controller_ids)
+        c.start(c.broker_ids)
+        c.nodes[5].stop()
+        for i in range(12):
+            assert create_topic(c, f"t{i}", partitions=8, rf=1).error_code == 0
+        snaps = {i: sorted((c.nodes[i].dir / "data" / "__cluster_metadata-0").glob(
+            "*.checkpoint")) for i in c.controller_ids + [4]}
+        for i, files in snaps.items():
+            assert files, f"node {i} wrote no snapshot"
+        # The leader dropped its log prefix: broker 5 (far behind) must fetch a snapshot.
+        c.start([5])
+        c.nodes[5].wait_for("Loaded metadata snapshot", 30)
+        md = wait_for(lambda: (m := topic_state(c, 5)) and len(m.topics) == 12 and m, 20,
+                      "broker 5 to see all 12 topics")
+        assert sorted(t.name for t in md.topics) == sorted(f"t{i}" for i in range(12))
+        before = {t.name: t.topic_id for t in md.topics}
+        c.stop_all()
+        c.start(c.controller_ids)
+        c.start(c.broker_ids)
+        for i in c.controller_ids:
+            assert "loaded snapshot" in c.nodes[i].output()
+        for b in c.broker_ids:
+            state = {t.name: t.topic_id for t in topic_state(c, b).topics}
+            assert state == before
+    finally:
+        c.stop_all()
+        c.kill_all()
