@@ -59,10 +59,35 @@ class Candidate:
 
 @dataclass(slots=True)
 class ReplicaState:
-    """The leader's view of one replica: its durable end offset and when it last fetched."""
+    """The leader's view of one replica: its durable end offset and when it last fetched.
+
+    ``last_fetch_ms`` is any contact (Fetch or FetchSnapshot; check-quorum and observer expiry).
+    The ``last_*`` fields with -1 for "never" feed DescribeQuorum and follow Kafka's
+    ``LeaderState.ReplicaState.updateFollowerState``: they move on valid fetches only.
+    """
 
     end_offset: int = 0
     last_fetch_ms: int | None = None
+    last_fetch_timestamp: int = -1
+    last_caught_up_timestamp: int = -1
+    # The leader's log end when this replica last fetched (Kafka's lastFetchLeaderLogEndOffset).
+    last_fetch_leader_end_offset: int = -1
+
+    def update_follower_state(self, now_ms: int, fetch_offset: int, leader_end: int) -> None:
+        """A valid fetch at ``fetch_offset`` while the leader's log ends at ``leader_end``.
+
+        Caught up now if it reached the leader's end; otherwise caught up as of its previous
+        fetch if it reached the leader's end as of that fetch.
+        """
+        if fetch_offset >= leader_end:
+            self.last_caught_up_timestamp = max(self.last_caught_up_timestamp, now_ms)
+        elif 0 < self.last_fetch_leader_end_offset <= fetch_offset:
+            self.last_caught_up_timestamp = max(
+                self.last_caught_up_timestamp, self.last_fetch_timestamp
+            )
+        self.last_fetch_leader_end_offset = leader_end
+        self.last_fetch_timestamp = max(self.last_fetch_timestamp, now_ms)
+        self.end_offset = fetch_offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +96,8 @@ class Leader:
     epoch_start_offset: int
     # Per-voter fetch state; the mapping is fixed at election, the values are updated in place.
     voter_states: dict[int, ReplicaState] = field(default_factory=dict, compare=False)
+    # Observers that fetched from this leader, by replica id (bounded: idle ones are dropped).
+    observer_states: dict[int, ReplicaState] = field(default_factory=dict, compare=False)
     kind: StateKind = field(default=StateKind.LEADER, init=False)
 
 

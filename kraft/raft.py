@@ -5,11 +5,18 @@ The node never touches sockets, clocks or files. The driver loop is (etcd-io/raf
     node.step(msg, now_ms) / node.tick(now_ms) / node.append(records)
     ready = node.poll()
     persist ready.election_state_to_persist        (write temp, fsync, rename, fsync dir)
+    if ready.snapshot_to_install (id, data):       (fetched from the leader, KIP-630)
+        write the snapshot durably, then empty the durable log and restart it at id.end_offset
     truncate the durable log to ready.truncate_to  (if not None)
     append ready.entries_to_append; fsync
+    delete the durable log below ready.log_start_offset (if not None; optional, any time after)
     send ready.messages_to_send                    (only now: they may depend on the above)
-    apply ready.committed
+    the application loads snapshot_to_install (if any), then applies ready.committed
     node.advance(ready, now_ms)                    (tells the node its entries are durable)
+
+Snapshots the application takes (of applied, hence committed, state) go to the same store the
+node serves FetchSnapshot from; ``snapshot_taken`` then drops the log prefix they cover. On
+restart the log is rebuilt with ``MemoryRaftLog.recover`` from the latest snapshot.
 
 The node edits its in-memory ``RaftLog`` view at once; the leader counts its own entries toward
 the high watermark only after ``advance``. A follower's Fetch (which acknowledges its log end) is
@@ -31,7 +38,12 @@ from kraft.messages import (
     FetchError,
     FetchRequest,
     FetchResponse,
+    FetchSnapshotRequest,
+    FetchSnapshotResponse,
     Message,
+    QuorumDescription,
+    ReplicaDescription,
+    SnapshotId,
     VoteRequest,
     VoteResponse,
 )
@@ -48,9 +60,13 @@ from kraft.quorum_state import (
     check_transition,
     initial_state,
 )
+from kraft.snapshot_store import MemorySnapshotStore, SnapshotStore
 
 MAX_FETCH_ENTRIES = 64
+MAX_SNAPSHOT_CHUNK_BYTES = 1 << 20
 LEADER_CHANGE_DATA = b"LeaderChange"
+# The leader forgets an observer it has not heard from for this long (Kafka's value).
+OBSERVER_SESSION_TIMEOUT_MS = 5 * 60 * 1000
 
 
 class NotLeader(Exception):
@@ -72,6 +88,14 @@ class Ready:
     high_watermark: int
     # Bookkeeping for ``advance``: the log end this Ready makes durable.
     durable_end_offset: int = field(default=0, repr=False)
+    # A snapshot fetched from the leader: write it durably, then empty the durable log and
+    # restart it at its end offset, before appending ``entries_to_append`` (which follow it)
+    # or sending anything. The application loads it before applying ``committed``.
+    # ``truncate_to`` is None whenever this is set.
+    snapshot_to_install: tuple[SnapshotId, bytes] | None = None
+    # The log no longer holds entries below this offset (a durable snapshot covers them): the
+    # driver may delete them from the durable log.
+    log_start_offset: int | None = None
 
     def is_empty(self) -> bool:
         return (
@@ -80,7 +104,18 @@ class Ready:
             and not self.entries_to_append
             and not self.messages_to_send
             and not self.committed
+            and self.snapshot_to_install is None
+            and self.log_start_offset is None
         )
+
+
+@dataclass(slots=True)
+class _SnapshotFetch:
+    """A follower's FetchSnapshot in progress: the bytes received so far, in memory."""
+
+    snapshot_id: SnapshotId
+    data: bytearray = field(default_factory=bytearray)
+    size: int | None = None
 
 
 class RaftNode:
@@ -96,6 +131,8 @@ class RaftNode:
         max_fetch_entries: int = MAX_FETCH_ENTRIES,
         log: RaftLog,
         election_state: ElectionState,
+        snapshots: SnapshotStore | None = None,
+        max_snapshot_chunk_bytes: int = MAX_SNAPSHOT_CHUNK_BYTES,
     ) -> None:
         assert voters, "a quorum needs voters"
         self.node_id = node_id
@@ -108,18 +145,30 @@ class RaftNode:
         self.max_fetch_entries = max_fetch_entries
         self.request_timeout_ms = max(1, fetch_timeout_ms // 4)
         self.log = log
+        self.snapshots: SnapshotStore = (
+            snapshots if snapshots is not None else MemorySnapshotStore()
+        )
+        assert max_snapshot_chunk_bytes > 0
+        self.max_snapshot_chunk_bytes = max_snapshot_chunk_bytes
         self.election = election_state
         self.state: EpochState = initial_state(node_id, election_state)
         if not self.is_voter:
             assert not isinstance(self.state, Resigned), "an observer was never leader"
 
-        self.high_watermark = 0
-        self._applied = 0
+        # Everything below the log start is in a snapshot, hence committed; the application
+        # loads that snapshot itself at startup.
+        self.high_watermark = log.start_offset
+        self._applied = log.start_offset
         # Disk bookkeeping: the disk matches memory below _stable_end (as of the last poll);
         # _durable_end is what the driver acknowledged via advance().
         self._stable_end = log.end_offset
         self._durable_end = log.end_offset
         self._truncated = False
+        # A fetched snapshot installed in memory and not yet handed out by poll().
+        self._pending_install: tuple[SnapshotId, bytes] | None = None
+        self._log_start_dirty = False
+        self._snapshot_fetch: _SnapshotFetch | None = None
+        self._next_observer_gc_ms = 0
         self._election_dirty = False
         self._outbox: list[tuple[int, Message]] = []
         self._outstanding: Ready | None = None
@@ -180,6 +229,10 @@ class RaftNode:
             self._on_begin_quorum_epoch(message, now_ms)
         elif isinstance(message, EndQuorumEpoch):
             self._on_end_quorum_epoch(message, now_ms)
+        elif isinstance(message, FetchSnapshotRequest):
+            self._on_fetch_snapshot_request(message, now_ms)
+        elif isinstance(message, FetchSnapshotResponse):
+            self._on_fetch_snapshot_response(message, now_ms)
         else:  # pragma: no cover
             raise TypeError(f"unknown message {message!r}")
 
@@ -203,13 +256,18 @@ class RaftNode:
         assert self._outstanding is None, "advance() the previous Ready first"
         election = self.election if self._election_dirty else None
         truncate_to = self._stable_end if self._truncated else None
-        entries = self.log.entries_from(self._stable_end, self.log.end_offset - self._stable_end)
-        committed_end = min(self.high_watermark, self.log.end_offset)
+        log = self.log
+        end = log.end_offset
+        stable = self._stable_end
+        entries = log.entries_from(stable, end - stable) if end > stable else []
+        committed_end = min(self.high_watermark, end)
+        applied = self._applied
         committed = (
-            self.log.entries_from(self._applied, committed_end - self._applied)
-            if committed_end > self._applied
-            else []
+            log.entries_from(applied, committed_end - applied) if committed_end > applied else []
         )
+        install = self._pending_install
+        if install is not None:
+            truncate_to = None  # the reset replaces the whole durable log
         ready = Ready(
             election_state_to_persist=election,
             truncate_to=truncate_to,
@@ -217,12 +275,17 @@ class RaftNode:
             messages_to_send=self._outbox,
             committed=committed,
             high_watermark=self.high_watermark,
-            durable_end_offset=self.log.end_offset,
+            durable_end_offset=end,
+            snapshot_to_install=install,
+            log_start_offset=log.start_offset if self._log_start_dirty else None,
         )
+        self._pending_install = None
+        self._log_start_dirty = False
         self._election_dirty = False
         self._truncated = False
-        self._stable_end = self.log.end_offset
-        self._applied = max(self._applied, committed_end)
+        self._stable_end = end
+        if committed_end > applied:
+            self._applied = committed_end
         self._outbox = []
         self._outstanding = ready
         return ready
@@ -230,11 +293,54 @@ class RaftNode:
     def advance(self, ready: Ready, now_ms: int) -> None:
         assert ready is self._outstanding, "advance() takes the Ready from the last poll()"
         self._outstanding = None
-        # A truncation after poll() may have removed part of what this Ready wrote.
-        self._durable_end = min(ready.durable_end_offset, self._stable_end)
+        if self._pending_install is None:
+            # A truncation after poll() may have removed part of what this Ready wrote. (After
+            # a reset to a snapshot that the driver has not written yet, nothing counts.)
+            self._durable_end = min(ready.durable_end_offset, self._stable_end)
         st = self.state
         if isinstance(st, Leader):
             self._update_high_watermark(st)
+
+    def snapshot_taken(self, snapshot_id: SnapshotId, now_ms: int) -> None:
+        """The application durably wrote ``snapshot_id`` (of committed, applied entries) into
+        the store: drop the log prefix it covers; the next Ready reports ``log_start_offset``."""
+        self._start(now_ms)
+        end = snapshot_id.end_offset
+        assert end <= self.high_watermark, (
+            f"snapshot {snapshot_id} beyond the high watermark {self.high_watermark}"
+        )
+        if end <= self.log.start_offset:
+            return  # an older snapshot than the one the log starts after
+        assert end <= self._applied, f"snapshot {snapshot_id} beyond applied {self._applied}"
+        assert self.log.epoch_at(end - 1) == snapshot_id.epoch, (
+            f"snapshot {snapshot_id} does not match the log (epoch {self.log.epoch_at(end - 1)})"
+        )
+        self.log.truncate_prefix(snapshot_id)
+        self._log_start_dirty = True
+
+    def describe_quorum(self, now_ms: int) -> QuorumDescription:
+        """DescribeQuorum as the leader sees it (the leader's own row uses ``now_ms``)."""
+        st = self.state
+        if not isinstance(st, Leader):
+            raise NotLeader(self.epoch, self.leader_id)
+        self._expire_observers(st, now_ms)
+
+        def row(rid: int, rs: ReplicaState) -> ReplicaDescription:
+            return ReplicaDescription(
+                rid,
+                rs.end_offset if rs.last_fetch_timestamp >= 0 else -1,
+                rs.last_fetch_timestamp,
+                rs.last_caught_up_timestamp,
+            )
+
+        me = ReplicaDescription(self.node_id, self.log.end_offset, now_ms, now_ms)
+        voters = [
+            me if v == self.node_id else row(v, st.voter_states[v]) for v in sorted(self.voters)
+        ]
+        observers = [row(o, st.observer_states[o]) for o in sorted(st.observer_states)]
+        return QuorumDescription(
+            self.node_id, st.epoch, self.high_watermark, tuple(voters), tuple(observers)
+        )
 
     # ------------------------------------------------------------------ transitions
 
@@ -262,6 +368,7 @@ class RaftNode:
             self.election = election
             self._election_dirty = True
         self._fetch_in_flight_since = None
+        self._snapshot_fetch = None  # the new leader may not have it; start over
 
     def _become_unattached(self, epoch: int, now_ms: int) -> None:
         self._transition(Unattached(epoch), ElectionState(epoch))
@@ -374,6 +481,50 @@ class RaftNode:
                 return
         if now_ms >= self._next_begin_epoch_ms:
             self._send_begin_quorum_epoch(now_ms)
+        if now_ms >= self._next_observer_gc_ms:
+            self._expire_observers(st, now_ms)
+            self._next_observer_gc_ms = now_ms + OBSERVER_SESSION_TIMEOUT_MS // 10
+
+    def _expire_observers(self, st: Leader, now_ms: int) -> None:
+        idle = [
+            o
+            for o, rs in st.observer_states.items()
+            if rs.last_fetch_ms is None or now_ms - rs.last_fetch_ms >= OBSERVER_SESSION_TIMEOUT_MS
+        ]
+        for o in idle:
+            del st.observer_states[o]
+
+    def _replica_state(self, st: Leader, replica_id: int, now_ms: int) -> ReplicaState | None:
+        """The state of a fetching replica, marking contact; None for ourselves."""
+        if replica_id == self.node_id:
+            return None
+        rs = st.voter_states.get(replica_id)
+        if rs is None:
+            rs = st.observer_states.setdefault(replica_id, ReplicaState())
+        rs.last_fetch_ms = now_ms
+        return rs
+
+    def _snapshot_required(self, fetch_offset: int, last_fetched_epoch: int) -> bool:
+        """Kafka's ``validateOffsetAndEpoch``: the fetcher must start from a snapshot if it is
+        below our log start, or at it with another epoch, or its last epoch is older than the
+        snapshot we start after (so it diverged from committed data we no longer hold)."""
+        sid = self.log.snapshot_id
+        if sid is None:
+            return False
+        start = self.log.start_offset
+        return (
+            fetch_offset < start
+            or (fetch_offset == start and last_fetched_epoch != sid.epoch)
+            or last_fetched_epoch < sid.epoch
+        )
+
+    def _snapshot_to_offer(self) -> SnapshotId:
+        sid = self.log.snapshot_id
+        assert sid is not None
+        latest = self.snapshots.latest()
+        # The driver may not have written a snapshot we just installed; the fetcher will get
+        # SNAPSHOT_NOT_FOUND and retry.
+        return sid if latest is None or latest < sid else latest
 
     def _is_majority(self, votes: frozenset[int]) -> bool:
         return self._is_majority_count(len(votes & self.voters))
@@ -407,9 +558,16 @@ class RaftNode:
                 error=FetchError.FENCED_EPOCH,
             )
             return
-        rs = st.voter_states.get(req.sender)
-        if rs is not None:
-            rs.last_fetch_ms = now_ms
+        rs = self._replica_state(st, req.sender, now_ms)
+        if self._snapshot_required(req.fetch_offset, req.last_fetched_epoch):
+            self._reply_fetch(
+                req,
+                st.epoch,
+                self.node_id,
+                high_watermark=self.high_watermark,
+                snapshot_id=self._snapshot_to_offer(),
+            )
+            return
         epoch, end = self.log.end_offset_for_epoch(req.last_fetched_epoch)
         valid = (req.fetch_offset == 0 and req.last_fetched_epoch == 0) or (
             epoch == req.last_fetched_epoch and req.fetch_offset <= end
@@ -426,8 +584,9 @@ class RaftNode:
         if rs is not None:
             # The fetch offset is what the voter has durably; it may go down after a crash
             # that lost unacknowledged entries, and the leader's high watermark never does.
-            rs.end_offset = req.fetch_offset
-            self._update_high_watermark(st)
+            rs.update_follower_state(now_ms, req.fetch_offset, self.log.end_offset)
+            if req.sender in st.voter_states:
+                self._update_high_watermark(st)
         records = tuple(self.log.entries_from(req.fetch_offset, self.max_fetch_entries))
         self._reply_fetch(
             req, st.epoch, self.node_id, records=records, high_watermark=self.high_watermark
@@ -441,6 +600,42 @@ class RaftNode:
             req.sender,
             FetchResponse(
                 self.node_id, epoch, leader_id, req.fetch_offset, req.last_fetched_epoch, **fields
+            ),
+        )
+
+    def _on_fetch_snapshot_request(self, req: FetchSnapshotRequest, now_ms: int) -> None:
+        st = self.state
+        if isinstance(st, Leader) and req.epoch > st.epoch:
+            self._become_unattached(req.epoch, now_ms)
+            st = self.state
+        if not isinstance(st, Leader):
+            self._reply_fetch_snapshot(req, self.epoch, self.leader_id, error=FetchError.NOT_LEADER)
+            return
+        if req.epoch < st.epoch:
+            self._reply_fetch_snapshot(req, st.epoch, self.node_id, error=FetchError.FENCED_EPOCH)
+            return
+        self._replica_state(st, req.sender, now_ms)  # contact, for check-quorum
+        size = self.snapshots.size(req.snapshot_id)
+        if size is None:
+            self._reply_fetch_snapshot(
+                req, st.epoch, self.node_id, error=FetchError.SNAPSHOT_NOT_FOUND
+            )
+            return
+        if not 0 <= req.position <= size:
+            self._reply_fetch_snapshot(
+                req, st.epoch, self.node_id, size=size, error=FetchError.POSITION_OUT_OF_RANGE
+            )
+            return
+        data = self.snapshots.read(req.snapshot_id, req.position, self.max_snapshot_chunk_bytes)
+        self._reply_fetch_snapshot(req, st.epoch, self.node_id, size=size, data=bytes(data))
+
+    def _reply_fetch_snapshot(
+        self, req: FetchSnapshotRequest, epoch: int, leader_id: int | None, **fields: Any
+    ) -> None:
+        self._send(
+            req.sender,
+            FetchSnapshotResponse(
+                self.node_id, epoch, leader_id, req.snapshot_id, req.position, **fields
             ),
         )
 
@@ -460,6 +655,15 @@ class RaftNode:
         return self.random.choice(sorted(self.voters))
 
     def _maybe_fetch(self, now_ms: int) -> None:
+        if (
+            self._snapshot_fetch is not None
+            and self._leader_contact_ms is not None
+            and now_ms - self._leader_contact_ms >= self.fetch_timeout_ms
+        ):
+            # The leader went quiet mid-snapshot: fall back to fetching (an observer then asks
+            # around for the current leader).
+            self._snapshot_fetch = None
+            self._fetch_in_flight_since = None
         if self._fetch_in_flight_since is not None:
             if now_ms - self._fetch_in_flight_since < self.request_timeout_ms:
                 return
@@ -468,6 +672,16 @@ class RaftNode:
         self._send_fetch(now_ms)
 
     def _send_fetch(self, now_ms: int) -> None:
+        sf = self._snapshot_fetch
+        if sf is not None:
+            st = self.state
+            assert isinstance(st, Follower)
+            self._fetch_in_flight_since = now_ms
+            self._send(
+                st.leader_id,
+                FetchSnapshotRequest(self.node_id, self.epoch, sf.snapshot_id, len(sf.data)),
+            )
+            return
         target = self._fetch_target(now_ms)
         if target is None:
             return
@@ -481,6 +695,8 @@ class RaftNode:
         if resp.epoch < self.epoch or isinstance(self.state, Leader):
             return
         self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
+        if self._snapshot_fetch is not None:
+            return  # a late answer to a fetch from before the snapshot fetch began
         st = self.state
         if resp.error is not FetchError.NONE or not isinstance(st, Follower):
             if isinstance(st, Follower) or not self.is_voter:
@@ -496,6 +712,11 @@ class RaftNode:
         self._fetch_in_flight_since = None
         self._leader_contact_ms = now_ms
         self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        if resp.snapshot_id is not None:
+            # We are below the leader's log start (or diverged before it): fetch its snapshot.
+            self._snapshot_fetch = _SnapshotFetch(resp.snapshot_id)
+            self._send_fetch(now_ms)
+            return
         div = resp.diverging_epoch
         if div is not None:
             _, own_end = self.log.end_offset_for_epoch(div.epoch)
@@ -511,6 +732,64 @@ class RaftNode:
             self._send_fetch(now_ms)
         else:
             self._next_fetch_ms = now_ms + self.fetch_backoff_ms
+
+    def _on_fetch_snapshot_response(self, resp: FetchSnapshotResponse, now_ms: int) -> None:
+        if resp.epoch < self.epoch or isinstance(self.state, Leader):
+            return
+        self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
+        st = self.state
+        sf = self._snapshot_fetch
+        if (
+            sf is None
+            or not isinstance(st, Follower)
+            or resp.sender != st.leader_id
+            or resp.snapshot_id != sf.snapshot_id
+            or resp.position != len(sf.data)
+        ):
+            return  # stale or duplicated
+        self._fetch_in_flight_since = None
+        if resp.error is FetchError.NOT_LEADER or resp.error is FetchError.FENCED_EPOCH:
+            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
+            return
+        self._leader_contact_ms = now_ms
+        self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        if resp.error is not FetchError.NONE or (sf.size is not None and sf.size != resp.size):
+            # Gone (the leader took a newer one) or inconsistent: fetch again, which names the
+            # snapshot to use now.
+            self._snapshot_fetch = None
+            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
+            return
+        sf.size = resp.size
+        sf.data += resp.data
+        if len(sf.data) > resp.size:
+            self._snapshot_fetch = None
+            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
+            return
+        if len(sf.data) == resp.size:
+            self._install_snapshot(sf.snapshot_id, bytes(sf.data))
+            self._snapshot_fetch = None
+            self._send_fetch(now_ms)
+        elif resp.data:
+            self._send_fetch(now_ms)
+        else:
+            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
+
+    def _install_snapshot(self, snapshot_id: SnapshotId, data: bytes) -> None:
+        """Replace the log by a snapshot fetched from the leader (held in memory until poll)."""
+        end = snapshot_id.end_offset
+        # We were sent a snapshot only when our log does not hold the committed entry at
+        # end - 1, so our high watermark is below it: nothing committed is lost.
+        assert end >= self.high_watermark, (
+            f"node {self.node_id} installing {snapshot_id} below its HW {self.high_watermark}"
+        )
+        self.log.reset_to_snapshot(snapshot_id)
+        self.high_watermark = max(self.high_watermark, end)
+        self._applied = max(self._applied, end)
+        self._pending_install = (snapshot_id, data)
+        self._log_start_dirty = True
+        self._stable_end = end
+        self._truncated = False
+        self._durable_end = 0  # until the driver wrote the snapshot and advanced
 
     def _truncate_to(self, offset: int) -> None:
         assert offset >= self.high_watermark, (

@@ -5,23 +5,53 @@ Everything random comes from one seed: message delays, drops, duplicates (reorde
 random delays), partitions and heals, crashes (also in the middle of persisting a Ready, so
 unsynced writes are lost), restarts rebuilt from the fake disk, and client appends at the leader.
 Invariants are checked every time a node's Ready is processed, i.e. after every step or tick.
+
+The state machine is the list of applied entries. Now and then a node snapshots it (KIP-630:
+the bytes are a deterministic encoding of every applied entry), writes the snapshot to its disk
+and store and calls ``snapshot_taken``, so the log prefix goes away and lagging, restarted and
+observer nodes must catch up through FetchSnapshot. A snapshot fetched from the leader is durable
+only once the sim wrote it at the Ready step (and a crash may land between writing it and
+resetting the log); a restart loads the latest durable snapshot (``MemoryRaftLog.recover``).
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kraft.log import LogEntry, MemoryRaftLog
-from kraft.messages import Message, VoteRequest, VoteResponse
+from kraft.messages import (
+    FetchResponse,
+    FetchSnapshotResponse,
+    Message,
+    SnapshotId,
+    VoteRequest,
+    VoteResponse,
+)
 from kraft.quorum_state import ElectionState
 from kraft.raft import NotLeader, RaftNode, Ready
+from kraft.snapshot_store import MemorySnapshotStore
 
 
 class InvariantViolation(AssertionError):
     pass
+
+
+def encode_state(applied: list[LogEntry]) -> bytes:
+    """The snapshot of the sim's state machine: every applied entry, in order."""
+    return b"".join(f"{e.epoch} {int(e.control)} {e.data.hex()}\n".encode() for e in applied)
+
+
+def decode_state(data: bytes) -> list[LogEntry]:
+    out = []
+    for i, line in enumerate(data.decode().splitlines()):
+        epoch, control, hexdata = line.split(" ")
+        out.append(LogEntry(i, int(epoch), bytes.fromhex(hexdata), control == "1"))
+    return out
 
 
 @dataclass
@@ -29,7 +59,15 @@ class Disk:
     """What survives a crash: only what a driver wrote and fsynced."""
 
     election: ElectionState = field(default_factory=lambda: ElectionState(0))
+    log_start: int = 0  # offset of entries[0]
     entries: list[LogEntry] = field(default_factory=list)
+    snapshots: dict[SnapshotId, bytes] = field(default_factory=dict)
+
+    def add_snapshot(self, sid: SnapshotId, data: bytes) -> None:
+        """Write (temp, fsync, rename) and keep only the newest snapshot."""
+        self.snapshots[sid] = data
+        latest = max(self.snapshots)
+        self.snapshots = {latest: self.snapshots[latest]}
 
 
 @dataclass
@@ -42,6 +80,7 @@ class SimNode:
     crashed: bool = False
     applied: list[LogEntry] = field(default_factory=list)
     pending: Ready | None = None  # written to the page cache, fsync in progress
+    store: MemorySnapshotStore = field(default_factory=MemorySnapshotStore)
 
 
 @dataclass
@@ -76,6 +115,10 @@ class Sim:
         self.nodes: dict[int, SimNode] = {i: SimNode(i) for i in ids}
         # Small fetches make partially replicated epochs (Raft's Figure 8) likely.
         self.max_fetch_entries = self.rng.choice([1, 2, 3, 64])
+        # Snapshot every so many applied entries (0: never), served in small chunks.
+        self.snapshot_every = self.rng.choice([0, 3, 6, 12, 25])
+        self.snapshot_chunk_bytes = self.rng.choice([40, 200, 1 << 20])
+        self.stats: Counter[str] = Counter()
         self.events: list[tuple[int, int, str, Any]] = []
         self._seq = 0
         self.group: dict[int, int] = {i: 0 for i in ids}  # partition id per node
@@ -108,9 +151,15 @@ class Sim:
 
     def _boot(self, sn: SimNode) -> None:
         sn.incarnation += 1
-        sn.last_hw = 0
         sn.crashed = False
-        sn.applied = []
+        disk = sn.disk
+        sid = max(disk.snapshots) if disk.snapshots else None
+        log = MemoryRaftLog.recover(sid, disk.log_start, list(disk.entries))
+        sn.store = MemorySnapshotStore(disk.snapshots)
+        # The application loads its latest snapshot at startup.
+        sn.applied = decode_state(disk.snapshots[sid]) if sid is not None else []
+        if sid is not None:
+            self._check_snapshot_state(sn, sid, sn.applied, "loaded")
         sn.node = RaftNode(
             sn.node_id,
             self.voters,
@@ -119,9 +168,12 @@ class Sim:
             fetch_timeout_ms=self.cfg.fetch_timeout_ms,
             fetch_backoff_ms=self.cfg.fetch_backoff_ms,
             max_fetch_entries=self.max_fetch_entries,
-            log=MemoryRaftLog(list(sn.disk.entries)),
-            election_state=sn.disk.election,
+            log=log,
+            election_state=disk.election,
+            snapshots=sn.store,
+            max_snapshot_chunk_bytes=self.snapshot_chunk_bytes,
         )
+        sn.last_hw = sn.node.high_watermark
 
     def crash(self, nid: int) -> None:
         sn = self.nodes[nid]
@@ -169,6 +221,8 @@ class Sim:
         if (
             not (ready.election_state_to_persist or ready.entries_to_append)
             and ready.truncate_to is None
+            and ready.snapshot_to_install is None
+            and ready.log_start_offset is None
         ):
             self._complete(sn, node, ready)
             return
@@ -188,37 +242,113 @@ class Sim:
         for dest, msg in ready.messages_to_send:
             self._check_message(sn, dest, msg)
             self._send(sn.node_id, dest, msg)
-        sn.applied.extend(ready.committed)
+        if ready.snapshot_to_install is not None:
+            # The application loads the snapshot before applying what follows it.
+            _, data = ready.snapshot_to_install
+            sn.applied = decode_state(data)
+            self.stats["install_observer" if sn.node_id not in self.voters else "install"] += 1
+            if sn.incarnation > 1:
+                self.stats["install_after_restart"] += 1
+        for e in ready.committed:
+            if e.offset != len(sn.applied):
+                self.fail(f"node {sn.node_id} applied {e.offset} after {len(sn.applied)}")
+            c = self.committed[e.offset]
+            if (c.epoch, c.data) != (e.epoch, e.data):
+                self.fail(f"node {sn.node_id} applied {e} but {c} was committed")
+            sn.applied.append(e)
         node.advance(ready, self.now)
-        if not ready.is_empty():
+        took = self._maybe_take_snapshot(sn, node)
+        if took or not ready.is_empty():
             self._drive(sn)  # advance() may have moved the leader's high watermark
 
-    def _persist(self, sn: SimNode, ready: Ready) -> None:
+    def _maybe_take_snapshot(self, sn: SimNode, node: RaftNode) -> bool:
+        """The application snapshots its applied state now and then (written and fsynced
+        before telling the node, which then drops the log prefix)."""
+        end = len(sn.applied)
+        if not self.snapshot_every or end - node.log.start_offset < self.snapshot_every:
+            return False
+        if self.rng.random() < 0.5:
+            return False
+        sid = SnapshotId(end, sn.applied[-1].epoch)
+        data = encode_state(sn.applied)
+        sn.disk.add_snapshot(sid, data)
+        sn.store.add(sid, data)
+        for old in sn.store.ids():
+            if old < sid:
+                sn.store.delete(old)
+        node.snapshot_taken(sid, self.now)
+        self.stats["snapshot_taken"] += 1
+        return True
+
+    def _write_ops(self, sn: SimNode, ready: Ready) -> list[Callable[[], None]]:
+        """The writes a Ready asks for, in the order a driver does them."""
         disk = sn.disk
-        if ready.election_state_to_persist is not None:
-            disk.election = ready.election_state_to_persist
-        if ready.truncate_to is not None:
-            del disk.entries[ready.truncate_to :]
+        ops: list[Callable[[], None]] = []
+        election = ready.election_state_to_persist
+        if election is not None:
+
+            def write_election() -> None:
+                disk.election = election
+
+            ops.append(write_election)
+        install = ready.snapshot_to_install
+        if install is not None:
+            sid, data = install
+
+            def write_snapshot() -> None:
+                disk.add_snapshot(sid, data)
+                sn.store.add(sid, data)
+                for old in sn.store.ids():
+                    if old < sid:
+                        sn.store.delete(old)
+
+            def reset_log() -> None:
+                disk.log_start = sid.end_offset
+                disk.entries = []
+
+            ops += [write_snapshot, reset_log]
+        truncate_to = ready.truncate_to
+        if truncate_to is not None:
+
+            def truncate() -> None:
+                del disk.entries[truncate_to - disk.log_start :]
+
+            ops.append(truncate)
         for e in ready.entries_to_append:
-            assert e.offset == len(disk.entries), (e.offset, len(disk.entries))
-            disk.entries.append(e)
+
+            def append(e: LogEntry = e) -> None:
+                assert e.offset == disk.log_start + len(disk.entries), (e, disk.log_start)
+                disk.entries.append(e)
+
+            ops.append(append)
+        start = ready.log_start_offset
+        if start is not None:
+
+            def delete_prefix() -> None:
+                if not disk.snapshots or max(disk.snapshots).end_offset < start:
+                    self.fail(f"node {sn.node_id} deleted its log below {start} without snapshot")
+                if start > disk.log_start:
+                    del disk.entries[: start - disk.log_start]
+                    disk.log_start = start
+
+            ops.append(delete_prefix)
+        return ops
+
+    def _persist(self, sn: SimNode, ready: Ready) -> None:
+        for op in self._write_ops(sn, ready):
+            op()
 
     def _persist_partially(self, sn: SimNode, ready: Ready) -> None:
         """A crash while writing: some prefix of the writes reached the platter."""
-        disk = sn.disk
-        budget = self.rng.randrange(3 + len(ready.entries_to_append))
-        if budget == 0:
-            return
-        if ready.election_state_to_persist is not None:
-            disk.election = ready.election_state_to_persist
-        if budget == 1:
-            return
-        if ready.truncate_to is not None:
-            del disk.entries[ready.truncate_to :]
-        for e in ready.entries_to_append[: budget - 2]:
-            disk.entries.append(e)
+        ops = self._write_ops(sn, ready)
+        for op in ops[: self.rng.randrange(len(ops) + 1)]:
+            op()
 
     def _send(self, src: int, dest: int, msg: Message) -> None:
+        if isinstance(msg, FetchResponse) and msg.snapshot_id is not None:
+            self.stats["fetch_snapshot_needed"] += 1
+        elif isinstance(msg, FetchSnapshotResponse):
+            self.stats[f"fetch_snapshot_{msg.error.name.lower()}"] += 1
         if not self.connected(src, dest) or self.rng.random() < self.drop_prob:
             return
         copies = 2 if self.rng.random() < self.dup_prob else 1
@@ -246,6 +376,19 @@ class Sim:
         ):
             self.fail(f"node {sn.node_id} granted a vote to {dest} not durable ({durable})")
 
+    def _check_snapshot_state(
+        self, sn: SimNode, sid: SnapshotId, state: list[LogEntry], how: str
+    ) -> None:
+        """A snapshot holds exactly the committed prefix of its length."""
+        if len(state) != sid.end_offset or (state and state[-1].epoch != sid.epoch):
+            self.fail(f"node {sn.node_id} {how} snapshot {sid} of {len(state)} entries")
+        if len(state) > len(self.committed):
+            self.fail(f"node {sn.node_id} {how} snapshot {sid} beyond committed")
+        for e in state:
+            c = self.committed[e.offset]
+            if (c.epoch, c.data, c.control) != (e.epoch, e.data, e.control):
+                self.fail(f"node {sn.node_id} {how} snapshot {sid}: {e} but {c} committed")
+
     def _check_ready(self, sn: SimNode, node: RaftNode, ready: Ready) -> None:
         nid = sn.node_id
         if node.is_leader():
@@ -265,7 +408,14 @@ class Sim:
             self.fail(f"node {nid} high watermark went back {sn.last_hw} -> {hw}")
         if hw > log.end_offset:
             self.fail(f"node {nid} high watermark {hw} beyond its log end {log.end_offset}")
-        for off in range(sn.last_hw, hw):
+        if ready.snapshot_to_install is not None:
+            sid, data = ready.snapshot_to_install
+            if ready.truncate_to is not None or log.start_offset < sid.end_offset:
+                self.fail(f"node {nid} install of {sid} with {ready}")
+            self._check_snapshot_state(sn, sid, decode_state(data), "installed")
+        elif sn.last_hw < log.start_offset:
+            self.fail(f"node {nid} log starts at {log.start_offset} beyond HW {sn.last_hw}")
+        for off in range(max(sn.last_hw, log.start_offset), hw):
             e = log.entry(off)
             if off < len(self.committed):
                 c = self.committed[off]
@@ -282,8 +432,8 @@ class Sim:
             # so the check is sound even for a stale leader elected late.
             self.checked_leaders.add((nid, node.epoch))
             for off, (c, tag) in enumerate(zip(self.committed, self.commit_tags, strict=True)):
-                if tag >= node.epoch:
-                    continue
+                if tag >= node.epoch or off < log.start_offset:
+                    continue  # below the log start: checked when its snapshot was made
                 if off >= log.end_offset:
                     self.fail(f"leader {nid} epoch {node.epoch} lacks committed entry {off}")
                 e = log.entry(off)
