@@ -64,6 +64,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 METADATA_PARTITION_DIR = "__cluster_metadata-0"
 SECURITY_PROTOCOL_IDS = {"PLAINTEXT": 0, "SSL": 1, "SASL_PLAINTEXT": 2, "SASL_SSL": 3}
 CONTROLLED_SHUTDOWN_TIMEOUT_S = 30.0
+QUORUM_LOST_GRACE_S = 2.0
 
 
 class Node:
@@ -328,7 +329,7 @@ class Node:
 
     async def stop(self) -> None:
         if self.lifecycle is not None:
-            await self.lifecycle.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT_S)
+            await self._controlled_shutdown(self.lifecycle)
             await self.lifecycle.stop()
         if self.channel is not None:
             await self.channel.close()
@@ -347,6 +348,29 @@ class Node:
             self.log_manager.shutdown()
             logger.info("Partition logs flushed and closed")
         logger.info("Kafka Server shut down cleanly")
+
+    async def _controlled_shutdown(self, lifecycle: BrokerLifecycleManager) -> None:
+        """Ask the controller to move leadership away; give up after
+        CONTROLLED_SHUTDOWN_TIMEOUT_S, or sooner once no controller has led the quorum for
+        QUORUM_LOST_GRACE_S (e.g. the whole cluster is stopping: nobody is left to ask)."""
+        raft = self.raft
+        done = asyncio.create_task(lifecycle.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT_S))
+        leaderless_since: float | None = None
+        while not done.done():
+            await asyncio.wait({done}, timeout=0.1)
+            leader = raft.leader_and_epoch.leader_id if raft is not None else None
+            if leader is not None:
+                leaderless_since = None
+                continue
+            now = time.monotonic()
+            leaderless_since = leaderless_since or now
+            if now - leaderless_since >= QUORUM_LOST_GRACE_S:
+                logger.warning("No active controller for %.0fs: shutting down without a "
+                               "controlled shutdown", QUORUM_LOST_GRACE_S)
+                done.cancel()
+                break
+        with contextlib.suppress(asyncio.CancelledError):
+            await done
 
     async def run(self) -> int:
         self._shutdown = asyncio.Event()
