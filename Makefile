@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all system-deps bench-storage bench-protocol clean
+.PHONY: run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata sim-long clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ bench-storage: $(STAMP)
 
 bench-protocol: $(STAMP)
 	$(PY) -m tools.protocol_bench
+
+# Election time after kill -9 of the leader controller, committed metadata records/s.
+bench-kraft: $(STAMP)
+	$(PY) -m tools.kraft_bench
+
+# Snapshot write/load and replay rate for 100 K partitions.
+bench-metadata: $(STAMP)
+	$(PY) -m tools.metadata_bench
+
+# The long Raft simulation run (SEEDS seeds per cluster shape; default 20000).
+SEEDS ?= 20000
+sim-long: $(STAMP)
+	RAFT_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q tests/sim -k long
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -349,7 +349,13 @@ class RaftNode:
             return
         self._started = True
         self._reset_election_timer(now_ms)
-        self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
+
+    def _follower_timeout_ms(self) -> int:
+        """The fetch timeout plus a little jitter (up to a quarter of the election timeout):
+        followers that last heard from a dead leader at the same moment would otherwise start
+        their elections together and split the vote, costing a whole election timeout."""
+        return self.fetch_timeout_ms + self.random.randrange(max(1, self.election_timeout_ms // 4))
 
     def _random_election_timeout(self) -> int:
         return self.election_timeout_ms + self.random.randrange(self.election_timeout_ms)
@@ -380,7 +386,7 @@ class RaftNode:
         # Only the leader itself counts as contact (fetch response, BeginQuorumEpoch); hearing
         # of it from a third party must not make us reject PreVotes.
         self._leader_contact_ms = None
-        self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
         self._next_fetch_ms = now_ms
 
     def _observe_epoch(self, epoch: int, leader_id: int | None, now_ms: int) -> None:
@@ -711,7 +717,7 @@ class RaftNode:
             return  # stale or duplicated: it answers a fetch we no longer stand behind
         self._fetch_in_flight_since = None
         self._leader_contact_ms = now_ms
-        self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
         if resp.snapshot_id is not None:
             # We are below the leader's log start (or diverged before it): fetch its snapshot.
             self._snapshot_fetch = _SnapshotFetch(resp.snapshot_id)
@@ -752,7 +758,7 @@ class RaftNode:
             self._next_fetch_ms = now_ms + self.fetch_backoff_ms
             return
         self._leader_contact_ms = now_ms
-        self._follower_deadline_ms = now_ms + self.fetch_timeout_ms
+        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
         if resp.error is not FetchError.NONE or (sf.size is not None and sf.size != resp.size):
             # Gone (the leader took a newer one) or inconsistent: fetch again, which names the
             # snapshot to use now.
