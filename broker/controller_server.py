@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from broker.metadata_loader import decode_records
+from broker.metadata_loader import MetadataLoader, decode_records
 from kraft.controller import ControllerResult, NotController, QuorumController
 from kraft.raft import NotLeader
 from kraft.snapshot import load_image, read_snapshot
@@ -39,8 +39,12 @@ def _now_ms() -> int:
 
 
 class ControllerService:
-    def __init__(self, node_id: int, raft: Any, controller: QuorumController) -> None:
+    def __init__(self, node_id: int, raft: Any, controller: QuorumController,
+                 loader: MetadataLoader | None = None) -> None:
         self.node_id = node_id
+        # The node's loader, registered with Raft before us: a snapshot it just loaded is
+        # reused rather than decoded a second time.
+        self.loader = loader
         self.raft = raft
         self.controller = controller
         self.active_epoch: int | None = None
@@ -79,7 +83,13 @@ class ControllerService:
         self._maybe_activate()
 
     def handle_load_snapshot(self, snapshot_id: Any, data: bytes) -> None:
-        image = load_image(read_snapshot(data), snapshot_id.end_offset - 1, snapshot_id.epoch)
+        loaded = self.loader.image if self.loader is not None else None
+        if loaded is not None and (loaded.offset, loaded.epoch) == (
+                snapshot_id.end_offset - 1, snapshot_id.epoch):
+            image = loaded
+        else:
+            image = load_image(read_snapshot(data), snapshot_id.end_offset - 1,
+                               snapshot_id.epoch)
         self.controller.load_snapshot(image)
         self.committed_offset = snapshot_id.end_offset - 1
 

@@ -134,7 +134,7 @@ class Node:
         if cfg.is_controller:
             qc = QuorumController(ControllerConfig.from_kafka_config(cfg),
                                   random.Random(uuid.uuid4().int))
-            self.controller = ControllerService(cfg.node_id, raft, qc)
+            self.controller = ControllerService(cfg.node_id, raft, qc, self.loader)
             raft.register(self.controller)
             controller_handlers.update(raft.handlers)
             controller_handlers.update(ControllerApis(self.controller.submit).handlers)
