@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,69 +31,9 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import create_topics, describe_quorum
+from tools.proc_cluster import ProcCluster
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class Nodes:
-    def __init__(self, root: Path, n: int, extra: dict[str, str]) -> None:
-        self.root = root
-        ports = _free_ports(2 * n)
-        self.ports = dict(zip(range(1, n + 1), ports[:n], strict=True))
-        broker_ports = dict(zip(range(1, n + 1), ports[n:], strict=True))
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, PYTHONPATH=str(REPO))
-        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in self.ports.items())
-        cid = subprocess.run([sys.executable, "-m", "tools.storage_cli", "random-uuid"],
-                             env=self.env, cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        for i, port in self.ports.items():
-            d = root / f"node-{i}"
-            d.mkdir(parents=True)
-            props = {"node.id": str(i), "process.roles": "broker,controller",
-                     "listeners": f"PLAINTEXT://127.0.0.1:{broker_ports[i]},"
-                                  f"CONTROLLER://127.0.0.1:{port}",
-                     "controller.listener.names": "CONTROLLER",
-                     "controller.quorum.voters": voters, "log.dirs": str(d / "data"),
-                     "admin.listeners": "", **extra}
-            (d / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            subprocess.run([sys.executable, "-m", "tools.storage_cli", "format", "-t", cid, "-c",
-                            str(d / "server.properties")], env=self.env, cwd=REPO,
-                           capture_output=True, check=True)
-
-    def start(self, i: int) -> None:
-        d = self.root / f"node-{i}"
-        log = (d / "server.log").open("ab")
-        self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "tools.server_start", str(d / "server.properties")],
-            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self, i: int) -> None:
-        p = self.procs.pop(i)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-
-    def stop_all(self) -> None:
-        for p in self.procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        self.procs.clear()
 
 
 async def _send(port: int, api_key: int, req: Any, timeout_s: float = 2.0) -> Any:
@@ -108,20 +44,20 @@ async def _send(port: int, api_key: int, req: Any, timeout_s: float = 2.0) -> An
         await conn.close()
 
 
-async def leader_state(ctl: Nodes, among: Sequence[int]) -> Any | None:
+async def leader_state(ctl: ProcCluster, among: Sequence[int]) -> Any | None:
     req = describe_quorum.REQUEST.cls(topics=[describe_quorum.REQUEST.TopicData(
         topic_name="__cluster_metadata",
         partitions=[describe_quorum.REQUEST.PartitionData(partition_index=0)])])
     for i in among:
         with contextlib.suppress(KafkaConnectionError, KafkaTimeoutError, OSError):
-            resp = await _send(ctl.ports[i], ApiKey.DESCRIBE_QUORUM, req, 1.0)
+            resp = await _send(ctl.nodes[i].controller_port, ApiKey.DESCRIBE_QUORUM, req, 1.0)
             p = resp.topics[0].partitions[0] if resp.topics else None
             if resp.error_code == 0 and p is not None and p.error_code == 0:
                 return p
     return None
 
 
-async def wait_leader(ctl: Nodes, among: Sequence[int], newer_than: int = -1,
+async def wait_leader(ctl: ProcCluster, among: Sequence[int], newer_than: int = -1,
                       timeout_s: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -132,8 +68,8 @@ async def wait_leader(ctl: Nodes, among: Sequence[int], newer_than: int = -1,
     raise RuntimeError("no leader elected")
 
 
-async def elections(ctl: Nodes, rounds: int) -> list[float]:
-    ids = list(ctl.ports)
+async def elections(ctl: ProcCluster, rounds: int) -> list[float]:
+    ids = ctl.controller_ids
     times = []
     for r in range(rounds):
         p = await wait_leader(ctl, ids)
@@ -145,22 +81,22 @@ async def elections(ctl: Nodes, rounds: int) -> list[float]:
             await asyncio.sleep(0.05)
         old, epoch = p.leader_id, p.leader_epoch
         t0 = time.monotonic()
-        ctl.kill(old)
+        ctl.nodes[old].kill()
         survivors = [i for i in ids if i != old]
         p2 = await wait_leader(ctl, survivors, newer_than=epoch)
         dt = time.monotonic() - t0
         times.append(dt)
         print(f"  round {r + 1}: leader {old} killed -> leader {p2.leader_id} "
               f"(epoch {p2.leader_epoch}) after {dt * 1000:.0f} ms", flush=True)
-        ctl.start(old)
+        ctl.start([old], wait=False)
         await asyncio.sleep(1.0)
     return times
 
 
-async def create_rate(ctl: Nodes, topics: int, partitions: int,
+async def create_rate(ctl: ProcCluster, topics: int, partitions: int,
                       concurrency: int) -> tuple[int, float]:
-    p = await wait_leader(ctl, list(ctl.ports))
-    port = ctl.ports[p.leader_id]
+    p = await wait_leader(ctl, ctl.controller_ids)
+    port = ctl.nodes[p.leader_id].controller_port
     conns = [await KafkaConnection.connect("127.0.0.1", port) for _ in range(concurrency)]
     names = iter(range(topics))
     records = 0
@@ -187,13 +123,14 @@ async def create_rate(ctl: Nodes, topics: int, partitions: int,
 
 async def main_async(args: argparse.Namespace) -> int:
     extra = {"controller.quorum.election.timeout.ms": str(args.election_timeout_ms),
-             "controller.quorum.fetch.timeout.ms": str(args.fetch_timeout_ms)}
+             "controller.quorum.fetch.timeout.ms": str(args.fetch_timeout_ms),
+             # Kafka's broker defaults, not the test harness's faster ones.
+             "broker.heartbeat.interval.ms": "2000", "broker.session.timeout.ms": "9000"}
     with tempfile.TemporaryDirectory(prefix="kraft-bench-") as tmp:
-        ctl = Nodes(Path(tmp), 3, extra)
+        ctl = ProcCluster(Path(tmp), controllers=3, combined=True, extra=extra)
         try:
-            for i in ctl.ports:
-                ctl.start(i)
-            await wait_leader(ctl, list(ctl.ports))
+            ctl.start(wait=False)
+            await wait_leader(ctl, ctl.controller_ids)
             print(f"election after kill -9 of the leader controller "
                   f"(election.timeout.ms={args.election_timeout_ms}, "
                   f"fetch.timeout.ms={args.fetch_timeout_ms}):", flush=True)
@@ -202,7 +139,7 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"max {max(times) * 1000:.0f} ms over {len(times)} kills "
                   f"(median / fetch.timeout.ms = "
                   f"{statistics.median(times) * 1000 / args.fetch_timeout_ms:.2f})")
-            await wait_leader(ctl, list(ctl.ports))
+            await wait_leader(ctl, ctl.controller_ids)
             await asyncio.sleep(3.0)  # the restarted broker registers and is unfenced
             records, dt = await create_rate(ctl, args.topics, args.partitions,
                                             args.concurrency)
@@ -211,6 +148,7 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"{args.partitions} partitions RF 3, {args.concurrency} in flight)")
         finally:
             ctl.stop_all()
+            ctl.kill_all()
     return 0
 
 

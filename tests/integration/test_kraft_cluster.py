@@ -21,7 +21,7 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import create_topics, describe_quorum, metadata
-from tests.integration.proc_cluster import REPO, ProcCluster, env
+from tools.proc_cluster import REPO, ProcCluster, env
 
 SESSION_TIMEOUT_S = 4.0  # broker.session.timeout.ms in ProcCluster
 

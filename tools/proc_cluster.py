@@ -1,4 +1,5 @@
-"""Real node processes for integration tests: format storage and start nodes from the CLI.
+"""Real node processes on loopback, for tests and benchmarks: format storage and start nodes
+from the CLI.
 
 ``ProcCluster(tmp_path, controllers=3, brokers=2)`` writes one ``server.properties`` per node
 (ports picked free on 127.0.0.1), runs ``kafka-storage format`` for each, and starts/stops/kills
@@ -18,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STARTED = "Kafka Server started"
 
 
@@ -136,6 +137,7 @@ class ProcCluster:
                  combined: bool = False, extra: dict[str, str] | None = None) -> None:
         self.root = root
         self.nodes: dict[int, NodeProc] = {}
+        # Fast broker heartbeats and a short session suit tests; ``extra`` overrides them.
         ports = free_ports(2 * (controllers + brokers))
         for i in range(1, controllers + 1):
             roles = "broker,controller" if combined else "controller"
