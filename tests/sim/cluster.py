@@ -155,6 +155,13 @@ class Sim:
         disk = sn.disk
         sid = max(disk.snapshots) if disk.snapshots else None
         log = MemoryRaftLog.recover(sid, disk.log_start, list(disk.entries))
+        if log.end_offset != disk.log_start + len(disk.entries):
+            # The durable log does not continue the snapshot (a crash between installing a
+            # snapshot and resetting the log): restart it at the snapshot, as the driver does
+            # (broker.metadata_log.MetadataLog.open).
+            assert log.end_offset == log.start_offset, (log.start_offset, log.end_offset)
+            disk.log_start = log.start_offset
+            disk.entries = []
         sn.store = MemorySnapshotStore(disk.snapshots)
         # The application loads its latest snapshot at startup.
         sn.applied = decode_state(disk.snapshots[sid]) if sid is not None else []
