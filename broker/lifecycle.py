@@ -31,8 +31,8 @@ __all__ = ["BrokerLifecycleManager", "BrokerState"]
 
 logger = logging.getLogger(__name__)
 
-# metadata.version levels this broker can run (3.3-IV0 .. 3.9-IV0).
-METADATA_VERSION_RANGE = (7, 21)
+# metadata.version levels this broker can run (3.3-IV0 .. 4.0-IV3).
+METADATA_VERSION_RANGE = (4, 25)
 
 
 class BrokerState(enum.Enum):

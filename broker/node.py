@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -44,7 +45,7 @@ from storage.config import KafkaConfig
 from storage.errors import StorageError
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
-from storage.meta_properties import read_bootstrap
+from storage.meta_properties import metadata_version_level, read_bootstrap
 
 __all__ = ["Node", "run_node"]
 
@@ -132,7 +133,14 @@ class Node:
             max_interval_ms=cfg.get("metadata.log.max.snapshot.interval.ms"))
         controller_handlers: dict[int, Any] = {}
         if cfg.is_controller:
-            qc = QuorumController(ControllerConfig.from_kafka_config(cfg),
+            controller_config = ControllerConfig.from_kafka_config(cfg)
+            boot = read_bootstrap(cfg.metadata_log_dir)
+            if boot is not None:
+                # The metadata.version chosen at format time (--release-version).
+                controller_config = dataclasses.replace(
+                    controller_config,
+                    metadata_version=metadata_version_level(boot.metadata_version))
+            qc = QuorumController(controller_config,
                                   random.Random(uuid.uuid4().int))
             self.controller = ControllerService(cfg.node_id, raft, qc, self.loader)
             raft.register(self.controller)

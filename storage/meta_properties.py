@@ -376,6 +376,29 @@ def parse_dynamic_voters(text: str) -> list[DynamicVoter]:
     return list(voters.values())
 
 
+# Kafka's MetadataVersion feature levels for the KRaft-capable releases (3.3-IV0 .. 4.0-IV3).
+METADATA_VERSION_LEVELS: dict[str, int] = {
+    "3.3-IV0": 4, "3.3-IV1": 5, "3.3-IV2": 6, "3.3-IV3": 7, "3.4-IV0": 8, "3.5-IV0": 9,
+    "3.5-IV1": 10, "3.5-IV2": 11, "3.6-IV0": 12, "3.6-IV1": 13, "3.6-IV2": 14, "3.7-IV0": 15,
+    "3.7-IV1": 16, "3.7-IV2": 17, "3.7-IV3": 18, "3.7-IV4": 19, "3.8-IV0": 20, "3.9-IV0": 21,
+    "4.0-IV0": 22, "4.0-IV1": 23, "4.0-IV2": 24, "4.0-IV3": 25,
+}
+
+
+def metadata_version_level(release_version: str) -> int:
+    """The feature level of ``3.9-IV0``, ``3.9`` or ``3.9.1`` (a release without ``-IV`` means
+    its last one, as ``kafka-storage format --release-version`` does)."""
+    text = release_version.strip()
+    if text in METADATA_VERSION_LEVELS:
+        return METADATA_VERSION_LEVELS[text]
+    major_minor = ".".join(text.split(".")[:2])
+    levels = [lvl for name, lvl in METADATA_VERSION_LEVELS.items()
+              if name.split("-")[0] == major_minor]
+    if not levels:
+        raise MetaPropertiesError(f"unknown metadata.version {release_version!r}")
+    return max(levels)
+
+
 @dataclass(frozen=True, slots=True)
 class BootstrapMetadata:
     """What ``kafka-storage format`` decided for the cluster's first metadata.

@@ -265,3 +265,16 @@ def test_bootstrap_invalid(tmp_path: Path) -> None:
     (tmp_path / "bootstrap.properties").write_text("version=1\ncluster.id=x\n")
     with pytest.raises(MetaPropertiesError, match="missing"):
         read_bootstrap(tmp_path)
+
+
+def test_metadata_version_levels() -> None:
+    from storage.meta_properties import metadata_version_level
+
+    assert metadata_version_level("3.3-IV0") == 4
+    assert metadata_version_level("3.9-IV0") == 21
+    assert metadata_version_level("4.0-IV3") == 25
+    # A release without -IV means its last one; a patch release is its minor release.
+    assert metadata_version_level("3.7") == 19
+    assert metadata_version_level("3.9.1") == 21
+    with pytest.raises(MetaPropertiesError, match="unknown metadata.version"):
+        metadata_version_level("2.8")
