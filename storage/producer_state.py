@@ -1,0 +1,795 @@
+"""Per-partition idempotent producer state: Kafka's ``ProducerStateManager``.
+
+For every producer id seen on a partition we keep a ``ProducerStateEntry``: its epoch, the
+metadata of its last ``NUM_BATCHES_TO_RETAIN`` (5) data batches (sequence range, offset range,
+max timestamp), and the transaction fields (coordinator epoch, first offset of the open
+transaction). Memory per producer is therefore constant; the number of producers is bounded by
+``producer.id.expiration.ms`` (``remove_expired_producers``).
+
+Paths (who calls what, and when):
+
+- **Leader, before assigning offsets**: ``check_batches(headers)`` (or ``check(header)``) returns
+  a ``CheckResult``. ``result.duplicate`` set: a retry of one of the last 5 batches; answer with
+  its original offsets and append nothing. ``result.error`` not NONE: answer with that error code
+  and append nothing. Otherwise append, then ``on_append(headers, first_offset=info.first_offset,
+  log_append_time_ms=info.log_append_time_ms)``.
+- **Follower / recovery replay**: ``on_append(headers)`` (the headers carry their offsets). No
+  sequence validation: the leader already did it and a follower must mirror the leader's log.
+- **Roll**: ``take_snapshot(new_segment.base_offset)``; retention: ``delete_snapshots_before(
+  first remaining segment's base offset)`` and ``on_log_start_offset_incremented``.
+- **Truncation / open**: ``rebuild_from_log(log, now_ms)`` (= ``truncate_and_reload`` + replay of
+  the headers from the loaded snapshot's offset + a snapshot at the log end offset).
+
+Rules follow Kafka's ``ProducerAppendInfo`` (client origin):
+
+- A batch whose (epoch, first sequence, last sequence) equals one of the cached batches of the
+  producer's current epoch is a duplicate.
+- An epoch below the producer's epoch: INVALID_PRODUCER_EPOCH.
+- A new (higher) epoch must start at sequence 0: OUT_OF_ORDER_SEQUENCE_NUMBER otherwise.
+- The same epoch must continue at ``last_seq + 1`` (``INT32_MAX`` wraps to 0).
+- An unknown producer (never seen, or expired, or its data deleted) is accepted at any sequence:
+  Kafka stopped answering UNKNOWN_PRODUCER_ID on produce with KIP-360 (2.5), and so do we.
+- A non-transactional batch while the producer has an open transaction: INVALID_TXN_STATE.
+- A batch with a producer id but no base sequence: INVALID_RECORD (Kafka's ``LogValidator``).
+
+Snapshots are ``<offset:020d>.snapshot`` files in the partition directory, as in Kafka, holding the
+state of every producer for the log prefix below ``offset``. The format is ours (Kafka's stores
+only the last batch per producer; we store all retained ones, so a restarted leader still
+deduplicates retries of any of the last 5 batches, and snapshot + replay equals a full replay)::
+
+    version                   int16   1
+    crc                       uint32  CRC32C of everything after this field
+    producer_count            int32
+    per producer (sorted by producer id):
+      producer_id             int64
+      producer_epoch          int16
+      coordinator_epoch       int32
+      last_timestamp          int64
+      current_txn_first_offset int64  -1 = none
+      batch_count             int8    0..5
+      per batch: first_seq int32, last_seq int32, first_offset int64, last_offset int64,
+                 max_timestamp int64
+
+Written with ``atomic_write`` (temp file, fsync, rename, fsync dir). A snapshot that fails to
+decode is logged, deleted, and the next older one is tried (then the log start offset): the caller
+replays more of the log, nothing is lost.
+
+Pure in time: every method that needs the clock takes ``now_ms``. Single-threaded, like the
+``PartitionLog`` that owns it. ``OSError`` becomes ``LogDirOfflineError``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
+
+from storage.error_codes import ErrorCode
+from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
+from storage.fileutil import atomic_write
+from storage.record_batch import (
+    NO_PRODUCER_EPOCH,
+    NO_SEQUENCE,
+    NO_TIMESTAMP,
+    BatchHeader,
+    crc32c,
+    parse_header,
+)
+
+if TYPE_CHECKING:
+    from storage.log import PartitionLog
+    from storage.segment import LogSegment
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CHECK_OK",
+    "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
+    "NUM_BATCHES_TO_RETAIN",
+    "SNAPSHOT_SUFFIX",
+    "BatchMetadata",
+    "CheckResult",
+    "CorruptSnapshotError",
+    "ProducerStateEntry",
+    "ProducerStateManager",
+    "batch_headers",
+    "decode_snapshot",
+    "encode_snapshot",
+    "iter_log_headers",
+    "snapshot_file_name",
+]
+
+NUM_BATCHES_TO_RETAIN = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
+SNAPSHOT_SUFFIX = ".snapshot"
+SNAPSHOT_VERSION = 1
+NO_COORDINATOR_EPOCH = -1
+NO_TXN_OFFSET = -1
+INT32_MAX = 2**31 - 1
+
+_FILE_HEADER = struct.Struct(">hI")  # version, crc
+_COUNT = struct.Struct(">i")
+_ENTRY = struct.Struct(">qhiqqb")
+_BATCH = struct.Struct(">iiqqq")
+_CRC_START = _FILE_HEADER.size
+
+
+def snapshot_file_name(offset: int) -> str:
+    return f"{offset:020d}{SNAPSHOT_SUFFIX}"
+
+
+def _parse_snapshot_offset(name: str) -> int | None:
+    if not name.endswith(SNAPSHOT_SUFFIX):
+        return None
+    stem = name[: -len(SNAPSHOT_SUFFIX)]
+    if len(stem) != 20 or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+class BatchMetadata(NamedTuple):
+    """One cached data batch of a producer (Kafka's ``BatchMetadata``)."""
+
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    max_timestamp: int
+
+
+@dataclass(slots=True)
+class ProducerStateEntry:
+    """What we know of one producer id. Mutable, owned by the manager: read it, do not change it.
+
+    ``batches`` holds the producer's last data batches of ``producer_epoch``, oldest first; an
+    epoch change empties it (Kafka's ``maybeUpdateProducerEpoch``).
+    """
+
+    producer_id: int
+    producer_epoch: int = NO_PRODUCER_EPOCH
+    coordinator_epoch: int = NO_COORDINATOR_EPOCH
+    last_timestamp: int = NO_TIMESTAMP
+    current_txn_first_offset: int = NO_TXN_OFFSET  # -1: no open transaction
+    batches: deque[BatchMetadata] = field(
+        default_factory=lambda: deque(maxlen=NUM_BATCHES_TO_RETAIN)
+    )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.batches
+
+    @property
+    def first_seq(self) -> int:
+        return self.batches[0].first_seq if self.batches else NO_SEQUENCE
+
+    @property
+    def last_seq(self) -> int:
+        return self.batches[-1].last_seq if self.batches else NO_SEQUENCE
+
+    @property
+    def last_data_offset(self) -> int:
+        return self.batches[-1].last_offset if self.batches else -1
+
+    @property
+    def has_ongoing_txn(self) -> bool:
+        return self.current_txn_first_offset >= 0
+
+    def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:
+        """The cached batch with exactly this epoch and sequence range, if any."""
+        if epoch != self.producer_epoch:
+            return None
+        for batch in self.batches:
+            if batch.first_seq == first_seq and batch.last_seq == last_seq:
+                return batch
+        return None
+
+    def _set_epoch(self, epoch: int) -> None:
+        if epoch != self.producer_epoch:
+            self.batches.clear()
+            self.producer_epoch = epoch
+
+
+class CheckResult(NamedTuple):
+    """The leader's verdict on a produce request's batches, before any offset is assigned.
+
+    - ``duplicate`` set: the request retries that cached batch; answer NONE with its offsets
+      (``first_offset``, ``last_offset``; ``max_timestamp`` is the log append time for
+      LogAppendTime topics) and append nothing.
+    - ``error`` not NONE: answer with it (``message`` for the error message) and append nothing.
+    - otherwise (``ok``): append.
+    """
+
+    error: ErrorCode = ErrorCode.NONE
+    duplicate: BatchMetadata | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is ErrorCode.NONE and self.duplicate is None
+
+
+CHECK_OK = CheckResult()
+
+
+class CorruptSnapshotError(StorageError):
+    """A producer state snapshot does not decode (bad version, CRC, length)."""
+
+
+def _in_sequence(last_seq: int, next_seq: int) -> bool:
+    return next_seq == last_seq + 1 or (next_seq == 0 and last_seq == INT32_MAX)
+
+
+def _error(code: ErrorCode, message: str) -> CheckResult:
+    return CheckResult(code, None, message)
+
+
+class _Pending:
+    """Scratch state of one producer while checking several batches of one request."""
+
+    __slots__ = ("epoch", "last_seq", "txn_open")
+
+    def __init__(self, epoch: int, last_seq: int, txn_open: bool) -> None:
+        self.epoch = epoch
+        self.last_seq = last_seq
+        self.txn_open = txn_open
+
+
+def _check_one(
+    header: BatchHeader, entry: ProducerStateEntry | None, pending: _Pending | None
+) -> CheckResult | None:
+    """Kafka's ``ProducerAppendInfo`` checks for a client batch. None means valid.
+
+    ``entry`` is the committed state, ``pending`` the effect of earlier batches of the same
+    request (None for the first batch of this producer in the request).
+    """
+    pid = header.producer_id
+    epoch = header.producer_epoch
+    first_seq = header.base_sequence
+    if first_seq < 0 and not header.is_control:
+        # Kafka's LogValidator, which runs before any producer state check.
+        return _error(
+            ErrorCode.INVALID_RECORD,
+            f"invalid sequence number {first_seq} in a batch of producer {pid}",
+        )
+    if pending is not None:
+        cur_epoch, cur_last_seq, txn_open = pending.epoch, pending.last_seq, pending.txn_open
+    elif entry is not None:
+        cur_epoch, cur_last_seq = entry.producer_epoch, entry.last_seq
+        txn_open = entry.current_txn_first_offset >= 0
+    else:
+        cur_epoch, cur_last_seq, txn_open = NO_PRODUCER_EPOCH, NO_SEQUENCE, False
+    if epoch < cur_epoch:
+        return _error(
+            ErrorCode.INVALID_PRODUCER_EPOCH,
+            f"epoch {epoch} of producer {pid} is older than its current epoch {cur_epoch}",
+        )
+    if header.is_control:
+        return None  # transaction markers (from the coordinator) only check the epoch
+    if epoch != cur_epoch:
+        if first_seq != 0 and cur_epoch != NO_PRODUCER_EPOCH:
+            return _error(
+                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                f"new epoch {epoch} of producer {pid} must start at sequence 0, not "
+                f"{first_seq} (current epoch {cur_epoch})",
+            )
+    else:
+        known_epoch = NO_PRODUCER_EPOCH if entry is None else entry.producer_epoch
+        # Kafka: a producer with no known epoch (data deleted by retention) may go on at any
+        # sequence.
+        if known_epoch != NO_PRODUCER_EPOCH and not _in_sequence(cur_last_seq, first_seq):
+            return _error(
+                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                f"out of order sequence number for producer {pid}: {first_seq} (incoming), "
+                f"{cur_last_seq} (current end sequence number)",
+            )
+    if txn_open and not header.is_transactional:
+        return _error(
+            ErrorCode.INVALID_TXN_STATE,
+            f"expected a transactional write from producer {pid}: it has an open transaction",
+        )
+    return None
+
+
+class ProducerStateManager:
+    """Producer id -> ``ProducerStateEntry`` for one partition, plus its snapshot files.
+
+    ``map_end_offset`` is the log offset the in-memory state reflects (everything below it has
+    been applied). A new manager only lists the snapshot files; load the state with
+    ``rebuild_from_log`` (or ``truncate_and_reload`` + ``rebuild``).
+    """
+
+    def __init__(
+        self,
+        partition_dir: str | os.PathLike[str],
+        *,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    ) -> None:
+        if producer_id_expiration_ms < 0:
+            raise ValueError(f"producer_id_expiration_ms {producer_id_expiration_ms} < 0")
+        self.dir = Path(partition_dir)
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._producers: dict[int, ProducerStateEntry] = {}
+        self._map_end_offset = 0
+        self._last_snap_offset = 0
+        self._snapshots: list[int] = self._list_snapshots()  # sorted offsets
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def map_end_offset(self) -> int:
+        return self._map_end_offset
+
+    @property
+    def producer_count(self) -> int:
+        return len(self._producers)
+
+    @property
+    def active_producers(self) -> Mapping[int, ProducerStateEntry]:
+        """A read-only view of the producers."""
+        return MappingProxyType(self._producers)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._producers
+
+    def last_entry(self, producer_id: int) -> ProducerStateEntry | None:
+        return self._producers.get(producer_id)
+
+    def first_undecided_offset(self) -> int | None:
+        """First offset of the oldest open transaction (None if none). For the LSO, later."""
+        offsets = [
+            e.current_txn_first_offset for e in self._producers.values() if e.has_ongoing_txn
+        ]
+        return min(offsets) if offsets else None
+
+    # -- leader: validation before append ---------------------------------------------------
+
+    def check(self, header: BatchHeader) -> CheckResult:
+        """Check one client batch (see ``CheckResult``). Batches without a producer id pass."""
+        pid = header.producer_id
+        if pid < 0:
+            return CHECK_OK
+        entry = self._producers.get(pid)
+        if entry is not None and header.base_sequence >= 0 and not header.is_control:
+            duplicate = entry.find_duplicate(
+                header.producer_epoch, header.base_sequence, header.last_sequence
+            )
+            if duplicate is not None:
+                return CheckResult(ErrorCode.NONE, duplicate)
+        result = _check_one(header, entry, None)
+        return CHECK_OK if result is None else result
+
+    def check_batches(self, headers: Sequence[BatchHeader]) -> CheckResult:
+        """Check all batches of one produce request, in order, each against the state the earlier
+        ones would leave. The first error wins; as in Kafka, a duplicate batch makes the whole
+        request a duplicate of it (clients send one batch per partition per request)."""
+        if len(headers) == 1:
+            return self.check(headers[0])
+        pending: dict[int, _Pending] = {}
+        for header in headers:
+            pid = header.producer_id
+            if pid < 0:
+                continue
+            entry = self._producers.get(pid)
+            if entry is not None and header.base_sequence >= 0 and not header.is_control:
+                duplicate = entry.find_duplicate(
+                    header.producer_epoch, header.base_sequence, header.last_sequence
+                )
+                if duplicate is not None:
+                    return CheckResult(ErrorCode.NONE, duplicate)
+            state = pending.get(pid)
+            result = _check_one(header, entry, state)
+            if result is not None:
+                return result
+            if state is None:
+                state = pending[pid] = _Pending(
+                    NO_PRODUCER_EPOCH if entry is None else entry.producer_epoch,
+                    NO_SEQUENCE if entry is None else entry.last_seq,
+                    entry is not None and entry.has_ongoing_txn,
+                )
+            if header.producer_epoch != state.epoch:
+                state.epoch, state.last_seq = header.producer_epoch, NO_SEQUENCE
+            if header.is_control:
+                state.txn_open = False
+            else:
+                state.last_seq = header.last_sequence
+                state.txn_open = state.txn_open or header.is_transactional
+        return CHECK_OK
+
+    # -- applying appended batches (leader, follower, recovery) ------------------------------
+
+    def update(
+        self,
+        header: BatchHeader,
+        *,
+        base_offset: int | None = None,
+        max_timestamp: int | None = None,
+        coordinator_epoch: int | None = None,
+    ) -> None:
+        """Apply one batch that is now in the log and move ``map_end_offset`` past it.
+
+        ``base_offset``: the offset the log assigned (leader path), default the header's.
+        ``max_timestamp``: the log append time on LogAppendTime topics, default the header's.
+        ``coordinator_epoch``: a transaction marker's (decoded by the caller), if known.
+        No validation: on the leader ``check`` ran before; followers mirror the leader.
+        """
+        first = header.base_offset if base_offset is None else base_offset
+        last = first + header.last_offset_delta
+        pid = header.producer_id
+        if pid >= 0 and not (header.is_control and header.record_count == 0):
+            timestamp = header.max_timestamp if max_timestamp is None else max_timestamp
+            entry = self._producers.get(pid)
+            if entry is None:
+                entry = self._producers[pid] = ProducerStateEntry(pid)
+            elif header.producer_epoch < entry.producer_epoch:
+                log.warning(
+                    "%s: batch at offset %d of producer %d has epoch %d, older than %d",
+                    self.dir, first, pid, header.producer_epoch, entry.producer_epoch,
+                )
+            entry._set_epoch(header.producer_epoch)
+            entry.last_timestamp = timestamp
+            if header.is_control:
+                # A transaction marker (an empty control batch is a cleaned one: ignored above).
+                entry.current_txn_first_offset = NO_TXN_OFFSET
+                if coordinator_epoch is not None:
+                    entry.coordinator_epoch = coordinator_epoch
+            else:
+                entry.batches.append(
+                    BatchMetadata(header.base_sequence, header.last_sequence, first, last,
+                                  timestamp)
+                )
+                if header.is_transactional and entry.current_txn_first_offset < 0:
+                    entry.current_txn_first_offset = first
+        self._map_end_offset = max(self._map_end_offset, last + 1)
+
+    def on_append(
+        self,
+        headers: Iterable[BatchHeader],
+        *,
+        first_offset: int | None = None,
+        log_append_time_ms: int = -1,
+    ) -> None:
+        """Apply every batch of one append (call after ``PartitionLog.append`` succeeded).
+
+        Leader path: pass ``first_offset`` and ``log_append_time_ms`` from the ``LogAppendInfo``
+        (the headers still carry the client's offsets; the log assigned contiguous ones).
+        Follower and replay paths: leave both out, the headers carry the real offsets.
+        """
+        max_timestamp = log_append_time_ms if log_append_time_ms >= 0 else None
+        if first_offset is None:
+            for header in headers:
+                self.update(header, max_timestamp=max_timestamp)
+            return
+        offset = first_offset
+        for header in headers:
+            self.update(header, base_offset=offset, max_timestamp=max_timestamp)
+            offset += header.last_offset_delta + 1
+
+    def update_map_end_offset(self, offset: int) -> None:
+        self._map_end_offset = offset
+
+    # -- expiration -------------------------------------------------------------------------
+
+    def _is_expired(self, entry: ProducerStateEntry, now_ms: int) -> bool:
+        return (
+            entry.current_txn_first_offset < 0
+            and now_ms - entry.last_timestamp >= self.producer_id_expiration_ms
+        )
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Forget producers idle for ``producer_id_expiration_ms`` (by their last batch's
+        timestamp) without an open transaction. Returns how many were removed."""
+        expired = [pid for pid, e in self._producers.items() if self._is_expired(e, now_ms)]
+        for pid in expired:
+            del self._producers[pid]
+        return len(expired)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    @property
+    def snapshot_offsets(self) -> list[int]:
+        return list(self._snapshots)
+
+    @property
+    def latest_snapshot_offset(self) -> int | None:
+        return self._snapshots[-1] if self._snapshots else None
+
+    @property
+    def oldest_snapshot_offset(self) -> int | None:
+        return self._snapshots[0] if self._snapshots else None
+
+    def snapshot_path(self, offset: int) -> Path:
+        return self.dir / snapshot_file_name(offset)
+
+    def take_snapshot(self, offset: int | None = None) -> Path | None:
+        """Write the state as ``<map_end_offset>.snapshot`` unless no newer one is needed.
+
+        ``offset`` first sets ``map_end_offset`` (on roll: the new segment's base offset, so
+        recovery can start from a snapshot at a segment boundary): call it before
+        ``on_append`` applies the batches written to the new segment. Durable when it returns.
+        """
+        if offset is not None:
+            if offset < self._map_end_offset:
+                # The state already holds batches at or after ``offset``: a snapshot named
+                # ``offset`` would make recovery replay them twice.
+                raise ValueError(
+                    f"snapshot offset {offset} is below the map end offset {self._map_end_offset}"
+                )
+            self._map_end_offset = offset
+        if self._map_end_offset <= self._last_snap_offset:
+            return None
+        snap_offset = self._map_end_offset
+        path = self.snapshot_path(snap_offset)
+        data = encode_snapshot(self._producers.values())
+        try:
+            atomic_write(path, data)
+        except OSError as e:
+            raise LogDirOfflineError(f"Error writing producer snapshot {path}: {e}") from e
+        i = bisect.bisect_left(self._snapshots, snap_offset)
+        if i == len(self._snapshots) or self._snapshots[i] != snap_offset:
+            self._snapshots.insert(i, snap_offset)
+        self._last_snap_offset = snap_offset
+        log.debug(
+            "%s: wrote producer snapshot at offset %d with %d producers",
+            self.dir, snap_offset, len(self._producers),
+        )
+        return path
+
+    def delete_snapshots_before(self, offset: int) -> None:
+        """Delete the snapshots at offsets below ``offset`` (e.g. the first remaining segment's
+        base offset after retention)."""
+        while self._snapshots and self._snapshots[0] < offset:
+            self._delete_snapshot(self._snapshots[0])
+
+    def truncate_and_reload(self, log_start_offset: int, log_end_offset: int, now_ms: int) -> int:
+        """Make the state reflect a log prefix ending at or below ``log_end_offset`` (after a
+        truncation, or on open). Returns the new ``map_end_offset``: the caller replays the log's
+        batches from there to ``log_end_offset`` with ``rebuild``.
+
+        Snapshots beyond the log end or at/below the log start are deleted (Kafka). Unless the
+        state already ends exactly at ``log_end_offset``, it is reloaded from the latest
+        remaining snapshot that decodes (corrupt ones are deleted), or emptied at the log start.
+        """
+        for offset in list(self._snapshots):
+            if offset > log_end_offset or offset <= log_start_offset:
+                self._delete_snapshot(offset)
+        if log_end_offset != self._map_end_offset:
+            self._producers.clear()
+            self._load_from_snapshot(log_start_offset, now_ms)
+        else:
+            self.on_log_start_offset_incremented(log_start_offset)
+        return self._map_end_offset
+
+    def rebuild(self, headers: Iterable[BatchHeader], end_offset: int) -> None:
+        """Replay the log's batch headers (in offset order) from ``map_end_offset`` up to
+        ``end_offset``; batches already reflected or at/after ``end_offset`` are skipped.
+        Afterwards ``map_end_offset == end_offset``."""
+        start = self._map_end_offset
+        for header in headers:
+            if header.base_offset < start:
+                continue
+            if header.base_offset >= end_offset:
+                break
+            self.update(header)
+        self._map_end_offset = end_offset
+
+    def rebuild_from_log(self, log: PartitionLog, now_ms: int) -> None:
+        """Kafka's ``rebuildProducerState``: load the state for ``log`` as it is now (after open
+        or a truncation): reload from the latest usable snapshot, replay the rest of the log,
+        snapshot at the bases of the last two segments on the way and at the log end."""
+        end = log.log_end_offset
+        self.truncate_and_reload(log.log_start_offset, end, now_ms)
+        if self._map_end_offset < end:
+            segments = log.segments
+            snapshot_at = {s.base_offset for s in segments[-2:]}
+            for segment in segments:
+                if segment.base_offset >= end:
+                    break
+                if segment.next_offset <= self._map_end_offset:
+                    continue
+                if segment.base_offset >= self._map_end_offset:
+                    self._map_end_offset = segment.base_offset
+                    if segment.base_offset in snapshot_at:
+                        self.take_snapshot()
+                self.rebuild(
+                    _segment_headers(segment, self._map_end_offset, end),
+                    min(segment.next_offset, end),
+                )
+        self._map_end_offset = end
+        self.take_snapshot()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """The log was emptied and restarts at ``offset``: forget everything, delete every
+        snapshot."""
+        self._producers.clear()
+        for snap in list(self._snapshots):
+            self._delete_snapshot(snap)
+        self._last_snap_offset = 0
+        self._map_end_offset = offset
+
+    def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
+        """The log start moved forward (retention, DeleteRecords)."""
+        self._map_end_offset = max(self._map_end_offset, log_start_offset)
+        latest = self.latest_snapshot_offset
+        self._last_snap_offset = log_start_offset if latest is None else latest
+
+    # -- snapshot helpers -------------------------------------------------------------------
+
+    def _list_snapshots(self) -> list[int]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise LogDirOfflineError(f"Error listing {self.dir}: {e}") from e
+        offsets: list[int] = []
+        for name in names:
+            if name.endswith(SNAPSHOT_SUFFIX + ".tmp"):
+                # An interrupted atomic_write: never renamed, so never a snapshot.
+                _unlink(self.dir / name)
+                continue
+            offset = _parse_snapshot_offset(name)
+            if offset is not None:
+                offsets.append(offset)
+        offsets.sort()
+        return offsets
+
+    def _delete_snapshot(self, offset: int) -> None:
+        i = bisect.bisect_left(self._snapshots, offset)
+        if i < len(self._snapshots) and self._snapshots[i] == offset:
+            del self._snapshots[i]
+        # No directory fsync: a deleted snapshot that reappears after a crash is deleted again
+        # (it is beyond the log end or below the log start).
+        _unlink(self.snapshot_path(offset))
+
+    def _load_from_snapshot(self, log_start_offset: int, now_ms: int) -> None:
+        while self._snapshots:
+            offset = self._snapshots[-1]
+            path = self.snapshot_path(offset)
+            try:
+                data = path.read_bytes()
+                entries = decode_snapshot(data)
+            except FileNotFoundError:
+                log.warning("%s: producer snapshot %s disappeared", self.dir, path.name)
+                self._snapshots.pop()
+                continue
+            except OSError as e:
+                raise LogDirOfflineError(f"Error reading producer snapshot {path}: {e}") from e
+            except CorruptSnapshotError as e:
+                log.warning(
+                    "%s: ignoring and deleting corrupt producer snapshot %s: %s",
+                    self.dir, path.name, e,
+                )
+                self._delete_snapshot(offset)
+                continue
+            for entry in entries:
+                if not self._is_expired(entry, now_ms):
+                    self._producers[entry.producer_id] = entry
+            self._last_snap_offset = self._map_end_offset = offset
+            log.info(
+                "%s: loaded producer state from snapshot %s (%d producers)",
+                self.dir, path.name, len(self._producers),
+            )
+            return
+        self._last_snap_offset = self._map_end_offset = log_start_offset
+
+    def __repr__(self) -> str:
+        return (
+            f"ProducerStateManager({self.dir}, producers={len(self._producers)}, "
+            f"map_end_offset={self._map_end_offset}, snapshots={self._snapshots})"
+        )
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise LogDirOfflineError(f"Error deleting {path}: {e}") from e
+
+
+# -- snapshot encoding ----------------------------------------------------------------------
+
+
+def encode_snapshot(entries: Iterable[ProducerStateEntry]) -> bytes:
+    """The snapshot file bytes for ``entries`` (sorted by producer id: equal states, equal
+    bytes)."""
+    body = bytearray()
+    ordered = sorted(entries, key=lambda e: e.producer_id)
+    body += _COUNT.pack(len(ordered))
+    for e in ordered:
+        body += _ENTRY.pack(
+            e.producer_id, e.producer_epoch, e.coordinator_epoch, e.last_timestamp,
+            e.current_txn_first_offset, len(e.batches),
+        )
+        for b in e.batches:
+            body += _BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset,
+                                b.max_timestamp)
+    return _FILE_HEADER.pack(SNAPSHOT_VERSION, crc32c(body)) + bytes(body)
+
+
+def decode_snapshot(data: bytes) -> list[ProducerStateEntry]:
+    """Parse snapshot bytes; ``CorruptSnapshotError`` on any deviation."""
+    if len(data) < _FILE_HEADER.size + _COUNT.size:
+        raise CorruptSnapshotError(f"snapshot too short ({len(data)} bytes)")
+    version, crc = _FILE_HEADER.unpack_from(data, 0)
+    if version != SNAPSHOT_VERSION:
+        raise CorruptSnapshotError(f"unknown snapshot version {version}")
+    actual = crc32c(memoryview(data)[_CRC_START:])
+    if actual != crc:
+        raise CorruptSnapshotError(f"CRC mismatch: stored {crc:#010x}, computed {actual:#010x}")
+    pos = _CRC_START
+    (count,) = _COUNT.unpack_from(data, pos)
+    pos += _COUNT.size
+    if count < 0 or count * _ENTRY.size > len(data) - pos:
+        raise CorruptSnapshotError(f"bad producer count {count}")
+    entries: list[ProducerStateEntry] = []
+    seen: set[int] = set()
+    try:
+        for _ in range(count):
+            pid, epoch, coord_epoch, last_ts, txn_first, n = _ENTRY.unpack_from(data, pos)
+            pos += _ENTRY.size
+            if pid < 0 or pid in seen or not 0 <= n <= NUM_BATCHES_TO_RETAIN:
+                raise CorruptSnapshotError(f"bad producer entry (id {pid}, {n} batches)")
+            seen.add(pid)
+            entry = ProducerStateEntry(pid, epoch, coord_epoch, last_ts, txn_first)
+            for _ in range(n):
+                entry.batches.append(BatchMetadata(*_BATCH.unpack_from(data, pos)))
+                pos += _BATCH.size
+            entries.append(entry)
+    except struct.error as e:
+        raise CorruptSnapshotError(f"snapshot truncated: {e}") from None
+    if pos != len(data):
+        raise CorruptSnapshotError(f"{len(data) - pos} bytes left after {count} producers")
+    return entries
+
+
+# -- header helpers -------------------------------------------------------------------------
+
+
+def batch_headers(buf: bytes | bytearray | memoryview) -> list[BatchHeader]:
+    """The headers of the batches in ``buf`` (no CRC check: ``PartitionLog.append`` does it).
+    ``CorruptRecordError`` if a batch runs past the end."""
+    headers: list[BatchHeader] = []
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        header = parse_header(buf, pos)
+        if header.size > end - pos:
+            raise CorruptRecordError(
+                f"record batch at {pos} declares {header.size} bytes, only {end - pos} present"
+            )
+        headers.append(header)
+        pos += header.size
+    return headers
+
+
+def _segment_headers(
+    segment: LogSegment, start_offset: int, end_offset: int
+) -> Iterator[BatchHeader]:
+    found = segment.translate_offset(start_offset)
+    if found is None:
+        return
+    for _pos, header in segment.iter_headers(found[0]):
+        if header.base_offset >= end_offset:
+            return
+        yield header
+
+
+def iter_log_headers(log: PartitionLog, start_offset: int, end_offset: int) -> Iterator[BatchHeader]:
+    """Headers of ``log``'s batches with offsets in ``[start_offset, end_offset)`` (a batch
+    containing ``start_offset`` included), in offset order, reading headers only."""
+    for segment in log.segments:
+        if segment.base_offset >= end_offset:
+            return
+        if segment.next_offset <= start_offset:
+            continue
+        yield from _segment_headers(segment, start_offset, end_offset)
