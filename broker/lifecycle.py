@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # metadata.version levels this broker can run (3.3-IV0 .. 4.0-IV3).
 METADATA_VERSION_RANGE = (4, 25)
+NO_CONTROLLER_GIVE_UP_S = 2.0
 
 
 class BrokerState(enum.Enum):
@@ -63,6 +64,7 @@ class BrokerLifecycleManager:
         self.unfenced = asyncio.Event()
         self.shutdown_allowed = asyncio.Event()
         self.last_error: str | None = None
+        self._last_answer = 0.0  # monotonic time of the last heartbeat answer
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"broker {self.node_id} lifecycle")
@@ -126,6 +128,7 @@ class BrokerLifecycleManager:
             want_shut_down=self._want_shutdown,
         )
         resp = await self.channel.send(ApiKey.BROKER_HEARTBEAT, req, timeout_s=10.0)
+        self._last_answer = time.monotonic()
         self._on_heartbeat(resp)
 
     def _on_heartbeat(self, resp: Any) -> None:
@@ -164,12 +167,20 @@ class BrokerLifecycleManager:
         self.state = BrokerState.PENDING_CONTROLLED_SHUTDOWN
         self._wake.set()
         started = time.monotonic()
-        try:
-            await asyncio.wait_for(self.shutdown_allowed.wait(), timeout_s)
-        except TimeoutError:
-            logger.warning("Broker %d: controlled shutdown not confirmed within %.0fs",
-                           self.node_id, timeout_s)
-            return False
+        while not self.shutdown_allowed.is_set():
+            now = time.monotonic()
+            if now - started >= timeout_s:
+                logger.warning("Broker %d: controlled shutdown not confirmed within %.0fs",
+                               self.node_id, timeout_s)
+                return False
+            if now - max(started, self._last_answer) >= NO_CONTROLLER_GIVE_UP_S:
+                # No controller has answered a heartbeat for a while (the quorum is down, or
+                # the whole cluster is stopping): nobody is left to move leadership.
+                logger.warning("Broker %d: no controller answered for %.0fs; stopping without "
+                               "a controlled shutdown", self.node_id, NO_CONTROLLER_GIVE_UP_S)
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.shutdown_allowed.wait(), 0.1)
         logger.info("Broker %d: controlled shutdown complete in %.0f ms", self.node_id,
                     (time.monotonic() - started) * 1000)
         return True
