@@ -26,16 +26,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from broker.admin_apis import AdminApis
 from broker.apis import ApiDispatcher
 from broker.controller_apis import ControllerApis
 from broker.controller_channel import ControllerChannel, ControllerUnavailableError
 from broker.controller_server import ControllerService
+from broker.data_apis import ADVERTISED as DATA_API_VERSIONS
+from broker.data_apis import DataApis
 from broker.lifecycle import BrokerLifecycleManager
 from broker.metadata_loader import MetadataLoader
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
 from broker.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.replica_manager import ReplicaManager
 from broker.server import KafkaServer, ListenerSpec, RequestContext
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
@@ -84,6 +88,7 @@ class Node:
         self.controller: ControllerService | None = None
         self.channel: ControllerChannel | None = None
         self.lifecycle: BrokerLifecycleManager | None = None
+        self.replica_manager: ReplicaManager | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
     def _quorum_voters(self) -> dict[int, tuple[str, int]]:
@@ -153,7 +158,12 @@ class Node:
             self.channel = ControllerChannel(
                 cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
+            self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
+            broker_handlers.update(AdminApis(
+                cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
+                broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1,
+            ).handlers)
         await self._start_listeners(controller_handlers, broker_handlers)
         await raft.start()
         if self.controller is not None:
@@ -161,6 +171,18 @@ class Node:
         if cfg.is_broker:
             await self._start_broker_lifecycle()
         logger.info("%s", STARTED_MESSAGE)
+
+    def _start_replica_manager(self, broker_handlers: dict[int, Any]) -> None:
+        """Partitions on this broker: created after the log manager, fed by the metadata
+        loader, serving Produce/Fetch/ListOffsets/OffsetForLeaderEpoch."""
+        assert self.log_manager is not None and self.channel is not None
+        channel = self.channel
+        self.replica_manager = rm = ReplicaManager(
+            self.config, self.log_manager, send_to_controller=channel.send,
+            broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
+        self.loader.add_publisher(rm.on_metadata)
+        rm.start()
+        broker_handlers.update(DataApis(rm).handlers)
 
     async def _start_broker_lifecycle(self) -> None:
         cfg = self.config
@@ -238,7 +260,9 @@ class Node:
             cfg.node_id,
             self.cluster_id,
             advertised={ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (0, 12),
-                        **_full_ranges(broker_handlers)},
+                        **_full_ranges(broker_handlers),
+                        **{k: v for k, v in DATA_API_VERSIONS.items()
+                           if k in broker_handlers}},
             advertised_host=host,
             advertised_port=advertised[0].port if host else None,
             rack=cfg.get("broker.rack"),
@@ -273,6 +297,10 @@ class Node:
         )
         await self.server.start()
 
+    def _high_watermarks(self) -> dict[tuple[str, int], int] | None:
+        rm = self.replica_manager
+        return None if rm is None else rm.high_watermarks()
+
     def _start_log_manager(self) -> None:
         cfg = self.config
         defaults = LogConfig.from_topic_configs(cfg.log_config_defaults())
@@ -289,7 +317,7 @@ class Node:
             ("log retention", cfg.get("log.retention.check.interval.ms"),
              manager.enforce_retention),
             ("log checkpoints", cfg.get("log.flush.offset.checkpoint.interval.ms"),
-             lambda _now_ms: manager.checkpoint()),
+             lambda _now_ms: manager.checkpoint(self._high_watermarks())),
         ]
         for name, interval_ms, work in periodic:
             if 0 < interval_ms < 2**62:
@@ -347,13 +375,15 @@ class Node:
             await self.controller.stop()
         if self.raft is not None:
             await self.raft.shutdown()
+        if self.replica_manager is not None:
+            await self.replica_manager.stop()
         for task in self._log_tasks:
             task.cancel()
         for task in self._log_tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.log_manager is not None:
-            self.log_manager.shutdown()
+            self.log_manager.shutdown(self._high_watermarks())
             logger.info("Partition logs flushed and closed")
         logger.info("Kafka Server shut down cleanly")
 

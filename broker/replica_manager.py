@@ -1,0 +1,569 @@
+"""The broker's partitions: which it leads or follows, appends, reads, ISR and high watermark.
+
+Kafka's ``ReplicaManager`` + the I/O half of ``Partition``. The replication state machine of
+each partition is ``broker.partition.PartitionState`` (pure); this module owns the logs
+(through ``LogManager``), the delayed operations (``broker.purgatory``), the follower fetchers
+(``broker.fetcher``) and the AlterPartition requests to the controller.
+
+It is a metadata publisher (``on_metadata``): each committed metadata delta says which
+partitions this broker must lead, follow or delete (``MetadataDelta.local_changes``); a snapshot
+load (delta None) is reconciled in full against the image.
+
+- **Become leader**: the new leader epoch is recorded in the leader epoch cache at the log end
+  offset (so OffsetsForLeaderEpoch answers for the previous epoch end where this one starts),
+  follower states are reset, the fetcher for the partition is removed.
+- **Become follower**: produce is refused, the fetcher towards the leader (re)starts and first
+  truncates with OffsetsForLeaderEpoch (KIP-101/KIP-279), never to the high watermark.
+- **Delete**: the fetcher stops, waiting requests are answered, the log is deleted.
+
+Single-threaded (the event loop): every check-then-act on a partition happens without an
+``await`` in between, which is what makes append + HW bookkeeping atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.client import KafkaProtocolError
+from broker.fetcher import ReplicaFetcherManager
+from broker.partition import IsrChange, PartitionState
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode, KafkaError
+from broker.protocol.messages import alter_partition
+from broker.purgatory import Purgatory
+from kraft.delta import MetadataDelta
+from kraft.image import MetadataImage, PartitionRegistration
+from storage.config import KafkaConfig
+from storage.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    LogDirOfflineError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    StorageError,
+)
+from storage.log import LogAppendInfo, PartitionLog
+from storage.log_config import LogConfig
+from storage.log_manager import LogManager
+
+__all__ = ["HostedPartition", "PartitionRead", "ReplicaManager"]
+
+logger = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+SendToController = Callable[..., Awaitable[Any]]
+
+ALTER_PARTITION_TIMEOUT_S = 10.0
+MIN_ISR_CHECK_INTERVAL_MS = 100
+# Metadata-driven partition work runs in slices of APPLY_BUDGET_MS with APPLY_GAP_S between
+# them, so the loop (above all this broker's own Raft fetching) keeps moving during a burst.
+APPLY_BUDGET_MS = 4.0
+APPLY_GAP_S = 0.004
+_LEADER, _FOLLOWER, _DELETE, _STRAYS = "leader", "follower", "delete", "strays"
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class HostedPartition:
+    """One partition replica on this broker: its log and its replication state."""
+
+    __slots__ = ("log", "partition", "state", "topic", "topic_id")
+
+    def __init__(self, topic: str, partition: int, topic_id: uuid.UUID, log: PartitionLog,
+                 state: PartitionState) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.topic_id = topic_id
+        self.log = log
+        self.state = state
+
+    @property
+    def tp(self) -> TP:
+        return (self.topic, self.partition)
+
+    def __repr__(self) -> str:
+        s = self.state
+        return (f"HostedPartition({self.topic}-{self.partition}, leader={s.leader}, "
+                f"epoch={s.leader_epoch}, isr={s.isr}, hw={s.high_watermark}, "
+                f"leo={self.log.log_end_offset})")
+
+
+@dataclass(slots=True)
+class PartitionRead:
+    """One partition's share of a Fetch answer."""
+
+    error: ErrorCode
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    records: bytes = b""
+    diverging_epoch: tuple[int, int] | None = None
+
+
+class ReplicaManager:
+    def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
+                 send_to_controller: SendToController,
+                 broker_epoch: Callable[[], int]) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.log_manager = log_manager
+        self.send_to_controller = send_to_controller
+        self.broker_epoch = broker_epoch
+        self.replica_lag_time_max_ms: int = config.get("replica.lag.time.max.ms")
+        self.default_min_isr: int = config.get("min.insync.replicas")
+        self.log_defaults = LogConfig.from_topic_configs(config.log_config_defaults())
+        self.partitions: dict[TP, HostedPartition] = {}
+        self.image = MetadataImage()
+        self.produce_purgatory: Purgatory[TP] = Purgatory("produce")
+        self.fetch_purgatory: Purgatory[TP] = Purgatory("fetch")
+        self._checkpointed_hw = log_manager.read_high_watermarks()
+        self.fetchers = ReplicaFetcherManager(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._isr_task: asyncio.Task[None] | None = None
+        # Queued partition changes from metadata: (kind, tp or set of tps, topic id, reg).
+        self._ops: deque[tuple[str, Any, Any, Any]] = deque()
+        self._apply_scheduled = False
+        self._stopped = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._isr_task = asyncio.create_task(self._isr_expiration(), name="isr-expiration")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._isr_task is not None:
+            self._isr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._isr_task
+        await self.fetchers.shutdown()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.produce_purgatory.cancel_all()
+        self.fetch_purgatory.cancel_all()
+
+    def high_watermarks(self) -> dict[TP, int]:
+        """For the replication-offset checkpoint: hosted partitions, plus the checkpointed
+        value of logs metadata has not handed us yet (so an early checkpoint keeps them)."""
+        out = dict(self._checkpointed_hw)
+        out.update((tp, hp.state.high_watermark) for tp, hp in self.partitions.items())
+        return out
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def on_metadata(self, delta: MetadataDelta | None, image: MetadataImage) -> None:
+        """Loader publisher: queue what this broker must now lead, follow or delete.
+
+        The work (creating and opening logs, fsyncs) runs right after, in publish order, in
+        slices of at most APPLY_BUDGET_MS per loop iteration: thousands of new partitions
+        must not stall the loop, least of all this broker's own metadata fetching."""
+        self.image = image
+        if self._stopped:
+            return
+        ops = self._ops
+        if delta is None:
+            seen: set[TP] = set()
+            for t in image.topics.by_id.values():
+                for pid, reg in t.partitions.items():
+                    if self.node_id in reg.replicas:
+                        tp = (t.name, pid)
+                        seen.add(tp)
+                        ops.append((_LEADER if reg.leader == self.node_id else _FOLLOWER,
+                                    tp, t.topic_id, reg))
+            ops.append((_STRAYS, seen, None, None))
+        else:
+            changes = delta.local_changes(self.node_id)
+            ops.extend((_DELETE, (tp.topic, tp.partition), None, None) for tp in changes.deletes)
+            ops.extend((_LEADER, (tp.topic, tp.partition), tid, reg)
+                       for tp, (tid, reg) in changes.leaders.items())
+            ops.extend((_FOLLOWER, (tp.topic, tp.partition), tid, reg)
+                       for tp, (tid, reg) in changes.followers.items())
+        if self._apply_scheduled or not ops:
+            return
+        self._apply_scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self._apply_pending)
+        except RuntimeError:  # no running loop (tools, tests): apply everything now
+            self._apply_pending(budget_ms=None)
+
+    def _apply_pending(self, budget_ms: float | None = APPLY_BUDGET_MS) -> None:
+        self._apply_scheduled = False
+        started = time.monotonic()
+        ops = self._ops
+        while ops and not self._stopped:
+            kind, key, tid, reg = ops.popleft()
+            try:
+                if kind == _LEADER:
+                    self._make_leader(key, tid, reg)
+                elif kind == _FOLLOWER:
+                    self._make_follower(key, tid, reg)
+                elif kind == _DELETE:
+                    self._delete(key)
+                else:
+                    for tp in [tp for tp in self.partitions if tp not in key]:
+                        self._delete(tp)
+            except Exception:
+                logger.exception("Applying a metadata change to %s failed", key)
+            if budget_ms is not None and (time.monotonic() - started) * 1000 >= budget_ms:
+                break
+        if ops and not self._stopped:
+            self._apply_scheduled = True
+            asyncio.get_running_loop().call_later(APPLY_GAP_S, self._apply_pending)
+
+    def topic_log_config(self, topic: str) -> LogConfig:
+        overrides = self.image.configs.topic_config(topic)
+        if not overrides:
+            return self.log_defaults
+        try:
+            return LogConfig.from_topic_configs(dict(overrides), self.log_defaults,
+                                                ignore_unknown=True)
+        except StorageError as e:
+            logger.warning("Topic %s has an invalid config (%s); using broker defaults", topic, e)
+            return self.log_defaults
+
+    def min_insync_replicas(self, topic: str) -> int:
+        raw = self.image.configs.topic_config(topic).get("min.insync.replicas")
+        if raw is None:
+            raw = self.image.configs.broker_config("").get("min.insync.replicas")
+        try:
+            return int(raw) if raw is not None else self.default_min_isr
+        except ValueError:
+            return self.default_min_isr
+
+    def _hosted(self, tp: TP, topic_id: uuid.UUID) -> HostedPartition | None:
+        hp = self.partitions.get(tp)
+        if hp is not None and hp.topic_id != topic_id:
+            # Same name, new topic: the old replica is gone.
+            self._delete(tp)
+            hp = None
+        if hp is not None:
+            return hp
+        config = self.topic_log_config(tp[0])
+        try:
+            log = self.log_manager.get_or_create_log(tp[0], tp[1], config)
+            if log.config != config:
+                log.update_config(config)
+        except (StorageError, OSError, ValueError) as e:
+            logger.error("Cannot open the log of %s-%d: %s", tp[0], tp[1], e)
+            return None
+        hw = self._checkpointed_hw.pop(tp, 0)
+        hw = max(min(hw, log.log_end_offset), log.log_start_offset)
+        hp = HostedPartition(tp[0], tp[1], topic_id, log,
+                             PartitionState(self.node_id, high_watermark=hw))
+        self.partitions[tp] = hp
+        return hp
+
+    def _make_leader(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
+        hp = self._hosted(tp, topic_id)
+        if hp is None:
+            return
+        self.fetchers.remove(tp)
+        log = hp.log
+        st = hp.state
+        was_leader = st.is_leader
+        new_epoch = st.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
+                              reg.partition_epoch, log_end_offset=log.log_end_offset,
+                              now_ms=monotonic_ms())
+        if new_epoch:
+            cache = log.leader_epoch_cache
+            if cache is not None and (cache.latest_epoch is None
+                                      or cache.latest_epoch < reg.leader_epoch):
+                cache.assign(reg.leader_epoch, log.log_end_offset)
+            logger.info("Leader of %s-%d at epoch %d (was %s), log end offset %d, HW %d, "
+                        "ISR %s", tp[0], tp[1], reg.leader_epoch,
+                        "leader" if was_leader else "follower or new", log.log_end_offset,
+                        st.high_watermark, list(st.isr))
+        self._maybe_increment_hw(hp)
+        self._wake(tp)
+
+    def _make_follower(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
+        hp = self._hosted(tp, topic_id)
+        if hp is None:
+            return
+        st = hp.state
+        new_epoch = st.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
+                              reg.partition_epoch, log_end_offset=hp.log.log_end_offset,
+                              now_ms=monotonic_ms())
+        st.high_watermark = min(st.high_watermark, hp.log.log_end_offset)
+        if not reg.has_leader:
+            self.fetchers.remove(tp)
+        elif new_epoch or not self.fetchers.has(tp, reg.leader):
+            logger.info("Follower of %s-%d: leader %d at epoch %d, log end offset %d",
+                        tp[0], tp[1], reg.leader, reg.leader_epoch, hp.log.log_end_offset)
+            self.fetchers.add(tp, reg.leader, reg.leader_epoch)
+        self._wake(tp)
+
+    def _delete(self, tp: TP) -> None:
+        self.fetchers.remove(tp)
+        hp = self.partitions.pop(tp, None)
+        self._checkpointed_hw.pop(tp, None)
+        if hp is not None:
+            hp.state.leader = -1
+        try:
+            if self.log_manager.delete_log(*tp):
+                logger.info("Deleted the log of %s-%d", *tp)
+        except (StorageError, OSError) as e:
+            logger.error("Deleting the log of %s-%d failed: %s", tp[0], tp[1], e)
+        self._wake(tp)
+
+    def _wake(self, tp: TP) -> None:
+        self.produce_purgatory.check(tp)
+        self.fetch_purgatory.check(tp)
+
+    # -- leader: produce ----------------------------------------------------------------------
+
+    def unknown_or_not_leader(self, topic: str, partition: int) -> ErrorCode:
+        t = self.image.topics.by_name.get(topic)
+        if t is None or partition not in t.partitions:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int
+                         ) -> tuple[ErrorCode, LogAppendInfo | None, HostedPartition | None]:
+        """Append a produce request's batches for one partition (leader only)."""
+        tp = (topic, partition)
+        hp = self.partitions.get(tp)
+        if hp is None:
+            return self.unknown_or_not_leader(topic, partition), None, None
+        st = hp.state
+        if not st.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, None, None
+        if acks == -1 and st.under_min_isr(self.min_insync_replicas(topic)):
+            return ErrorCode.NOT_ENOUGH_REPLICAS, None, None
+        if records is None or len(records) == 0:
+            return ErrorCode.INVALID_RECORD, None, None
+        # HOOK(producer-state): the idempotent producer check (storage/producer_state.py)
+        # goes here: validate each batch's producer id/epoch/sequence against the partition's
+        # producer state before the append (duplicate -> answer with the original offsets,
+        # gap -> OUT_OF_ORDER_SEQUENCE_NUMBER, unknown id -> UNKNOWN_PRODUCER_ID), then update
+        # the state from the LogAppendInfo after it.
+        try:
+            info = hp.log.append(records, assign_offsets=True, leader_epoch=st.leader_epoch)
+        except CorruptRecordError:
+            return ErrorCode.CORRUPT_MESSAGE, None, None
+        except RecordTooLargeError:
+            return ErrorCode.MESSAGE_TOO_LARGE, None, None
+        except InvalidRecordError:
+            return ErrorCode.INVALID_RECORD, None, None
+        except (LogDirOfflineError, OSError) as e:
+            logger.error("Append to %s-%d failed: %s", topic, partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR, None, None
+        self._maybe_increment_hw(hp)
+        self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
+        return ErrorCode.NONE, info, hp
+
+    def produce_status(self, hp: HostedPartition, leader_epoch: int, last_offset: int
+                       ) -> ErrorCode | None:
+        """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
+        st = hp.state
+        if self.partitions.get(hp.tp) is not hp or not st.is_leader or (
+                st.leader_epoch != leader_epoch):
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if st.high_watermark > last_offset:
+            if len(st.maximal_isr) < self.min_insync_replicas(hp.topic):
+                return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            return ErrorCode.NONE
+        return None
+
+    # -- leader: HW and ISR -------------------------------------------------------------------
+
+    def _maybe_increment_hw(self, hp: HostedPartition) -> None:
+        if hp.state.maybe_increment_hw(hp.log.log_end_offset, monotonic_ms(),
+                                       self.replica_lag_time_max_ms):
+            self._wake(hp.tp)
+
+    def _eligible(self, broker_id: int) -> bool:
+        b = self.image.cluster.brokers.get(broker_id)
+        return b is not None and not b.fenced and not b.in_controlled_shutdown
+
+    async def _isr_expiration(self) -> None:
+        interval_ms = max(self.replica_lag_time_max_ms // 2, MIN_ISR_CHECK_INTERVAL_MS)
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                self.maybe_shrink_isrs()
+            except Exception:
+                logger.exception("ISR expiration check failed")
+
+    def maybe_shrink_isrs(self) -> None:
+        now = monotonic_ms()
+        for hp in list(self.partitions.values()):
+            st = hp.state
+            if not st.is_leader:
+                continue
+            change = st.shrink_candidate(hp.log.log_end_offset, now, self.replica_lag_time_max_ms)
+            if change is not None:
+                logger.info("Shrinking ISR of %s-%d from %s to %s (HW %d, log end offset %d)",
+                            hp.topic, hp.partition, list(st.isr), list(change.new_isr),
+                            st.high_watermark, hp.log.log_end_offset)
+                self._alter_isr(hp, change)
+            else:
+                self._maybe_increment_hw(hp)
+
+    def _alter_isr(self, hp: HostedPartition, change: IsrChange) -> None:
+        hp.state.begin_isr_change(change)
+        task = asyncio.create_task(self._send_alter_partition(hp, change),
+                                   name=f"alter-partition-{hp.topic}-{hp.partition}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_alter_partition(self, hp: HostedPartition, change: IsrChange) -> None:
+        R = alter_partition.REQUEST
+        brokers = self.image.cluster.brokers
+        pd = R.PartitionData(
+            partition_index=hp.partition, leader_epoch=change.leader_epoch,
+            # AlterPartition v3 (what the controller listener advertises): ISR with epochs.
+            new_isr_with_epochs=[
+                R.BrokerState(broker_id=b, broker_epoch=brokers[b].epoch if b in brokers else -1)
+                for b in change.new_isr],
+            leader_recovery_state=0, partition_epoch=change.partition_epoch)
+        req = R.cls(broker_id=self.node_id, broker_epoch=self.broker_epoch(), topics=[
+            R.TopicData(topic_name=hp.topic, topic_id=hp.topic_id, partitions=[pd])])
+        try:
+            resp = await self.send_to_controller(ApiKey.ALTER_PARTITION, req,
+                                                 timeout_s=ALTER_PARTITION_TIMEOUT_S)
+        except (KafkaError, KafkaProtocolError, ConnectionError, TimeoutError, OSError) as e:
+            logger.warning("AlterPartition of %s-%d to %s failed: %s", hp.topic, hp.partition,
+                           list(change.new_isr), e)
+            hp.state.fail_isr_change(change)
+            return
+        code = resp.error_code
+        p = None
+        if code == 0 and resp.topics and resp.topics[0].partitions:
+            p = resp.topics[0].partitions[0]
+            code = p.error_code
+        if code != 0 or p is None:
+            logger.info("AlterPartition of %s-%d to %s answered %s", hp.topic, hp.partition,
+                        list(change.new_isr), ErrorCode(code).name if code else "no partition")
+            hp.state.fail_isr_change(change)
+            return
+        applied = hp.state.complete_isr_change(change, leader_epoch=p.leader_epoch, isr=p.isr,
+                                               partition_epoch=p.partition_epoch)
+        if applied:
+            logger.info("ISR of %s-%d is now %s (partition epoch %d)", hp.topic, hp.partition,
+                        list(p.isr), p.partition_epoch)
+        if self.partitions.get(hp.tp) is hp:
+            self._maybe_increment_hw(hp)
+            self._wake(hp.tp)
+
+    # -- fetch --------------------------------------------------------------------------------
+
+    def check_leader_epoch(self, st: PartitionState, current_leader_epoch: int) -> ErrorCode:
+        if current_leader_epoch < 0 or current_leader_epoch == st.leader_epoch:
+            return ErrorCode.NONE
+        if current_leader_epoch < st.leader_epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+
+    def leader_partition(self, topic: str, partition: int, current_leader_epoch: int
+                         ) -> tuple[ErrorCode, HostedPartition | None]:
+        hp = self.partitions.get((topic, partition))
+        if hp is None:
+            return self.unknown_or_not_leader(topic, partition), None
+        code = self.check_leader_epoch(hp.state, current_leader_epoch)
+        if code:
+            return code, None
+        if not hp.state.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, None
+        return ErrorCode.NONE, hp
+
+    def read(self, topic: str, partition: int, *, fetch_offset: int, current_leader_epoch: int,
+             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int,
+             update_follower: bool) -> PartitionRead:
+        """Read one partition for a Fetch: consumers up to the HW, followers up to the log end
+        (a follower fetch also records the follower's progress, which may move the HW)."""
+        code, hp = self.leader_partition(topic, partition, current_leader_epoch)
+        if hp is None:
+            return PartitionRead(code)
+        log = hp.log
+        st = hp.state
+        leo = log.log_end_offset
+        if fetch_offset < log.log_start_offset or fetch_offset > leo:
+            return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
+                                 st.high_watermark, log.log_start_offset)
+        if last_fetched_epoch >= 0 and fetch_offset > 0 and log.leader_epoch_cache is not None:
+            epoch, end = log.leader_epoch_cache.end_offset_for(last_fetched_epoch, leo)
+            if end >= 0 and (epoch < last_fetched_epoch or end < fetch_offset):
+                # The fetcher's log diverged from ours: tell it where our epoch ends.
+                return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
+                                     log.log_start_offset, diverging_epoch=(epoch, end))
+        if replica_id >= 0:
+            if update_follower:
+                if not st.update_follower(replica_id, fetch_offset, leo, monotonic_ms()):
+                    return PartitionRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+                self._after_follower_fetch(hp, replica_id)
+            max_offset = None
+        else:
+            max_offset = st.high_watermark
+        records = b""
+        try:
+            sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
+            if sl is not None:
+                with sl:
+                    records = sl.read_bytes()
+        except OffsetOutOfRangeError:
+            return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
+                                 st.high_watermark, log.log_start_offset)
+        except (LogDirOfflineError, OSError) as e:
+            logger.error("Read of %s-%d failed: %s", topic, partition, e)
+            return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
+        hw = st.high_watermark
+        return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
+
+    def _after_follower_fetch(self, hp: HostedPartition, replica_id: int) -> None:
+        self._maybe_increment_hw(hp)
+        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id))
+        if change is not None:
+            logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
+                        list(hp.state.isr), list(change.new_isr))
+            self._alter_isr(hp, change)
+
+    def available_bytes(self, topic: str, partition: int, fetch_offset: int,
+                        current_leader_epoch: int, replica_id: int, limit: int) -> int:
+        """For a waiting Fetch: bytes now readable at ``fetch_offset`` (up to ``limit``);
+        -1 when the partition must be answered now (an error: leadership moved, offset out of
+        range)."""
+        hp = self.partitions.get((topic, partition))
+        if hp is None or not hp.state.is_leader or self.check_leader_epoch(
+                hp.state, current_leader_epoch):
+            return -1
+        log = hp.log
+        end = log.log_end_offset if replica_id >= 0 else hp.state.high_watermark
+        if fetch_offset >= end:
+            return -1 if fetch_offset > log.log_end_offset else 0
+        if fetch_offset < log.log_start_offset:
+            return -1
+        if limit <= 1:
+            return 1
+        try:
+            sl = log.read(fetch_offset, limit, max_offset=end)
+        except (StorageError, OSError):
+            return -1
+        if sl is None:
+            return 0
+        with sl:
+            return sl.length
+
+    # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
+
+    def end_offset_for_epoch(self, hp: HostedPartition, leader_epoch: int) -> tuple[int, int]:
+        cache = hp.log.leader_epoch_cache
+        if cache is None:
+            return -1, -1
+        return cache.end_offset_for(leader_epoch, hp.log.log_end_offset)
+
+    def hosted(self) -> Mapping[TP, HostedPartition]:
+        return self.partitions

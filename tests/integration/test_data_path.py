@@ -1,0 +1,370 @@
+"""The broker data path on one node (combined broker+controller, a real process): real
+clients (kafka-python, aiokafka, confluent-kafka, kcat) produce with acks 0/1/all and every
+compression codec, then consume the records back byte for byte; and the per-partition errors
+and offsets Produce, Fetch, ListOffsets and OffsetForLeaderEpoch answer, on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from broker.client import KafkaConnection, parse_address
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.messages import (
+    create_topics,
+    fetch,
+    list_offsets,
+    offset_for_leader_epoch,
+    produce,
+)
+from storage.record_batch import CompressionType, SimpleRecord, build_batch, decode_batch
+from tools.proc_cluster import ProcCluster
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+ACKS = [0, 1, -1]
+N = 20  # records per (acks, codec) combination
+
+
+def _messages(client: str) -> list[tuple[bytes, bytes]]:
+    """Deterministic records, with binary values (every byte value) to catch mangling."""
+    out = []
+    for acks in ACKS:
+        for codec in CODECS:
+            for i in range(N):
+                key = f"{client}-{acks}-{codec}-{i}".encode()
+                value = bytes((i * 7 + j) % 256 for j in range(200 + i)) + key
+                out.append((key, value))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
+    c = ProcCluster(tmp_path_factory.mktemp("data-path"), controllers=1, brokers=1,
+                    combined=True)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+        c.kill_all()
+
+
+async def _send(address: str, api_key: int, req: Any, version: int | None = None,
+                timeout_s: float = 15.0) -> Any:
+    host, port = parse_address(address)
+    conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
+    try:
+        return await conn.send(api_key, req, version, timeout_s=timeout_s)
+    finally:
+        await conn.close()
+
+
+def send(address: str, api_key: int, req: Any, version: int | None = None) -> Any:
+    return asyncio.run(_send(address, api_key, req, version))
+
+
+def create_topic(c: ProcCluster, name: str, partitions: int = 1,
+                 configs: dict[str, str] | None = None) -> None:
+    R = create_topics.REQUEST
+    req = R.cls(topics=[R.CreatableTopic(
+        name=name, num_partitions=partitions, replication_factor=1, assignments=[],
+        configs=[R.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()])],
+        timeout_ms=10000)
+    resp = send(c.nodes[1].controller_address, ApiKey.CREATE_TOPICS, req)
+    assert resp.topics[0].error_code == 0, resp
+    wait_leader(c, name, partitions)
+
+
+def wait_leader(c: ProcCluster, name: str, partitions: int, timeout: float = 15.0) -> None:
+    """Until the broker answers ListOffsets as leader for every partition."""
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [p.error_code for p in list_offsets_of(c, name, range(partitions), -1)]
+        if all(code == 0 for code in codes):
+            return
+        assert time.monotonic() < deadline, f"{name}: no leader ({codes})"
+        time.sleep(0.05)
+
+
+def list_offsets_of(c: ProcCluster, topic: str, partitions: Any, timestamp: int,
+                    version: int | None = None) -> list[Any]:
+    R = list_offsets.REQUEST
+    req = R.cls(replica_id=-1, isolation_level=0, topics=[R.ListOffsetsTopic(
+        name=topic, partitions=[R.ListOffsetsPartition(partition_index=p, timestamp=timestamp)
+                                for p in partitions])])
+    return send(c.nodes[1].bootstrap, ApiKey.LIST_OFFSETS, req, version).topics[0].partitions
+
+
+def produce_raw(c: ProcCluster, topic: str, partition: int, records: bytes, acks: int = -1,
+                version: int | None = None) -> Any:
+    R = produce.REQUEST
+    req = R.cls(acks=acks, timeout_ms=5000, topic_data=[R.TopicProduceData(
+        name=topic, partition_data=[R.PartitionProduceData(index=partition, records=records)])])
+    return send(c.nodes[1].bootstrap, ApiKey.PRODUCE, req, version).responses[0] \
+        .partition_responses[0]
+
+
+def fetch_raw(c: ProcCluster, topic: str, partition: int, offset: int, *,
+              max_wait_ms: int = 0, epoch: int = -1, version: int | None = None) -> Any:
+    R = fetch.REQUEST
+    req = R.cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=1 << 20,
+                isolation_level=0, session_id=0, session_epoch=-1, topics=[R.FetchTopic(
+                    topic=topic, partitions=[R.FetchPartition(
+                        partition=partition, current_leader_epoch=epoch, fetch_offset=offset,
+                        log_start_offset=-1, partition_max_bytes=1 << 20)])],
+                forgotten_topics_data=[], rack_id="")
+    return send(c.nodes[1].bootstrap, ApiKey.FETCH, req, version).responses[0].partitions[0]
+
+
+# -- real clients ---------------------------------------------------------------------------
+
+
+def test_kafka_python(cluster: ProcCluster) -> None:
+    kafka = pytest.importorskip("kafka")
+    create_topic(cluster, "kp")
+    sent = _messages("kp")
+    it = iter(sent)
+    for acks in ACKS:
+        for codec in CODECS:
+            p = kafka.KafkaProducer(
+                bootstrap_servers=cluster.bootstrap_servers, acks={-1: "all"}.get(acks, acks),
+                compression_type=None if codec == "none" else codec,
+                enable_idempotence=False, linger_ms=5)
+            for _ in range(N):
+                k, v = next(it)
+                p.send("kp", key=k, value=v, partition=0)
+            p.flush(timeout=20)
+            p.close(timeout=10)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=cluster.bootstrap_servers,
+                                   enable_auto_commit=False, group_id=None,
+                                   auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    tp = kafka.TopicPartition("kp", 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=1000).values():
+            got.extend((r.key, r.value) for r in records)
+    consumer.close()
+    assert got == sent
+
+
+def test_aiokafka(cluster: ProcCluster) -> None:
+    aiokafka = pytest.importorskip("aiokafka")
+    create_topic(cluster, "aio")
+    sent = _messages("aio")
+
+    async def run() -> list[tuple[bytes, bytes]]:
+        it = iter(sent)
+        for acks in ACKS:
+            for codec in CODECS:
+                p = aiokafka.AIOKafkaProducer(
+                    bootstrap_servers=cluster.bootstrap_servers,
+                    acks={-1: "all"}.get(acks, acks),
+                    compression_type=None if codec == "none" else codec, linger_ms=5)
+                await p.start()
+                try:
+                    futs = [await p.send("aio", key=k, value=v, partition=0)
+                            for k, v in (next(it) for _ in range(N))]
+                    await asyncio.gather(*futs)
+                finally:
+                    await p.stop()
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap_servers,
+                                             enable_auto_commit=False,
+                                             auto_offset_reset="earliest")
+        await consumer.start()
+        got: list[tuple[bytes, bytes]] = []
+        try:
+            tp = aiokafka.TopicPartition("aio", 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            async with asyncio.timeout(30):
+                while len(got) < len(sent):
+                    batch = await consumer.getmany(timeout_ms=1000)
+                    for records in batch.values():
+                        got.extend((r.key, r.value) for r in records)
+        finally:
+            await consumer.stop()
+        return got
+
+    assert asyncio.run(run()) == sent
+
+
+def test_confluent_kafka(cluster: ProcCluster) -> None:
+    ck = pytest.importorskip("confluent_kafka")
+    create_topic(cluster, "ck")
+    sent = _messages("ck")
+    it = iter(sent)
+    errors: list[Any] = []
+    for acks in ACKS:
+        for codec in CODECS:
+            p = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers,
+                             "acks": str(acks), "compression.type": codec,
+                             "linger.ms": 5})
+            for _ in range(N):
+                k, v = next(it)
+                p.produce("ck", key=k, value=v, partition=0,
+                          on_delivery=lambda err, msg: err and errors.append(err))
+            assert p.flush(20) == 0
+            assert not errors
+    consumer = ck.Consumer({"bootstrap.servers": cluster.bootstrap_servers,
+                            "group.id": "unused", "enable.auto.commit": False,
+                            "auto.offset.reset": "earliest"})
+    consumer.assign([ck.TopicPartition("ck", 0, ck.OFFSET_BEGINNING)])
+    got: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for m in consumer.consume(num_messages=500, timeout=1.0):
+            assert m.error() is None, m.error()
+            got.append((m.key(), m.value()))
+    consumer.close()
+    assert got == sent
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
+def test_kcat(cluster: ProcCluster) -> None:
+    create_topic(cluster, "kc")
+    bs = cluster.bootstrap_servers
+    lines: list[bytes] = []
+    for acks in ACKS:
+        for codec in CODECS:
+            batch = [f"kc-{acks}-{codec}-{i}-{'x' * i}".encode() for i in range(N)]
+            out = subprocess.run(["kcat", "-b", bs, "-P", "-t", "kc", "-p", "0", "-z", codec,
+                                  "-X", f"acks={acks}"], input=b"\n".join(batch) + b"\n",
+                                 capture_output=True, timeout=30, check=False)
+            assert out.returncode == 0, out.stderr
+            lines.extend(batch)
+    out = subprocess.run(["kcat", "-b", bs, "-C", "-t", "kc", "-p", "0", "-o", "beginning",
+                          "-e", "-c", str(len(lines))], capture_output=True, timeout=30,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(b"\n")[:-1] == lines
+
+
+# -- the protocol, partition by partition -----------------------------------------------------
+
+
+def _batch(*values: bytes, codec: int = CompressionType.NONE) -> bytes:
+    return build_batch([SimpleRecord(v, key=None) for v in values], compression=codec)
+
+
+def test_produce_errors_and_offsets(cluster: ProcCluster) -> None:
+    c = cluster
+    create_topic(c, "raw", partitions=2)
+    # Offsets are assigned by the leader; the response carries base offset and log start.
+    r = produce_raw(c, "raw", 0, _batch(b"a", b"b") + _batch(b"c"))
+    assert (r.error_code, r.base_offset, r.log_start_offset) == (0, 0, 0)
+    r = produce_raw(c, "raw", 0, _batch(b"d"), acks=1)
+    assert (r.error_code, r.base_offset) == (0, 3)
+    # Unknown topic and partition.
+    assert produce_raw(c, "nope", 0, _batch(b"x")).error_code == \
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert produce_raw(c, "raw", 7, _batch(b"x")).error_code == \
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    # A flipped bit inside the CRC-covered part: CORRUPT_MESSAGE, nothing appended.
+    bad = bytearray(_batch(b"payload"))
+    bad[-1] ^= 0xFF
+    assert produce_raw(c, "raw", 0, bytes(bad)).error_code == ErrorCode.CORRUPT_MESSAGE
+    # A count that does not match the offset range: INVALID_RECORD.
+    b = bytearray(_batch(b"p", b"q"))
+    b[57:61] = (5).to_bytes(4, "big")  # record count
+    crc = _crc32c(bytes(b[21:]))
+    b[17:21] = crc.to_bytes(4, "big")
+    assert produce_raw(c, "raw", 0, bytes(b)).error_code == ErrorCode.INVALID_RECORD
+    # Larger than max.message.bytes.
+    create_topic(c, "small", configs={"max.message.bytes": "1000"})
+    big = _batch(bytes(range(256)) * 8)
+    assert produce_raw(c, "small", 0, big).error_code == ErrorCode.MESSAGE_TOO_LARGE
+    # acks=all on a partition whose ISR (1) is below min.insync.replicas (2); acks=1 works.
+    create_topic(c, "strict", configs={"min.insync.replicas": "2"})
+    assert produce_raw(c, "strict", 0, _batch(b"x")).error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+    assert produce_raw(c, "strict", 0, _batch(b"x"), acks=1).error_code == 0
+    # The log holds exactly what was acknowledged, byte for byte (offsets rewritten).
+    f = fetch_raw(c, "raw", 0, 0)
+    assert f.error_code == 0 and f.high_watermark == 4 and f.last_stable_offset == 4
+    values = []
+    data = bytes(f.records)
+    pos = 0
+    while pos < len(data):
+        header, records = decode_batch(data, pos)
+        values += [(r.offset, r.value) for r in records]
+        pos += header.size
+    assert values == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]
+
+
+def _crc32c(data: bytes) -> int:
+    from storage.record_batch import crc32c
+    return crc32c(data)
+
+
+def test_fetch_list_offsets_and_epochs(cluster: ProcCluster) -> None:
+    c = cluster
+    create_topic(c, "offs")
+    t0 = int(time.time() * 1000)
+    for i in range(5):
+        r = produce_raw(c, "offs", 0, build_batch([SimpleRecord(b"v%d" % i)],
+                                                  base_timestamp=t0 + i * 1000))
+        assert r.error_code == 0
+    # ListOffsets: earliest, latest (= HW), by timestamp, max timestamp; v0 old style.
+    assert [p.offset for p in list_offsets_of(c, "offs", [0], -2)] == [0]
+    assert [p.offset for p in list_offsets_of(c, "offs", [0], -1)] == [5]
+    hit = list_offsets_of(c, "offs", [0], t0 + 2500)[0]
+    assert (hit.offset, hit.timestamp) == (3, t0 + 3000)
+    assert list_offsets_of(c, "offs", [0], t0 + 99_000)[0].offset == -1
+    mx = list_offsets_of(c, "offs", [0], -3, version=7)[0]
+    assert (mx.offset, mx.timestamp) == (4, t0 + 4000)
+    assert list_offsets_of(c, "offs", [0], -1, version=0)[0].old_style_offsets == [5]
+    assert list_offsets_of(c, "nope", [0], -1)[0].error_code == \
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+    # Fetch: out of range; leader epoch checks; every version from 4 to 12.
+    assert fetch_raw(c, "offs", 0, 6).error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+    assert fetch_raw(c, "offs", 0, 0, epoch=5).error_code == ErrorCode.UNKNOWN_LEADER_EPOCH
+    for v in range(4, 13):
+        f = fetch_raw(c, "offs", 0, 2, version=v)
+        assert f.error_code == 0 and f.high_watermark == 5
+        assert decode_batch(bytes(f.records))[1][0].value == b"v2"
+
+    # Long poll: an empty fetch waits max_wait_ms; a produce wakes it early.
+    started = time.monotonic()
+    f = fetch_raw(c, "offs", 0, 5, max_wait_ms=400)
+    waited = time.monotonic() - started
+    assert f.error_code == 0 and len(f.records or b"") == 0 and waited >= 0.35
+
+    async def poll_and_produce() -> tuple[Any, float]:
+        R = fetch.REQUEST
+        req = R.cls(replica_id=-1, max_wait_ms=10_000, min_bytes=1, max_bytes=1 << 20,
+                    isolation_level=0, session_id=0, session_epoch=-1, topics=[R.FetchTopic(
+                        topic="offs", partitions=[R.FetchPartition(
+                            partition=0, fetch_offset=5, partition_max_bytes=1 << 20)])],
+                    forgotten_topics_data=[], rack_id="")
+        t = time.monotonic()
+        task = asyncio.create_task(_send(c.nodes[1].bootstrap, ApiKey.FETCH, req))
+        await asyncio.sleep(0.3)
+        P = produce.REQUEST
+        await _send(c.nodes[1].bootstrap, ApiKey.PRODUCE, P.cls(
+            acks=1, timeout_ms=5000, topic_data=[P.TopicProduceData(
+                name="offs", partition_data=[P.PartitionProduceData(
+                    index=0, records=_batch(b"wake"))])]))
+        resp = await task
+        return resp.responses[0].partitions[0], time.monotonic() - t
+
+    f, took = asyncio.run(poll_and_produce())
+    assert f.error_code == 0 and decode_batch(bytes(f.records))[1][0].value == b"wake"
+    assert took < 5
+
+    # OffsetForLeaderEpoch: the current epoch ends at the log end offset.
+    R = offset_for_leader_epoch.REQUEST
+    req = R.cls(replica_id=-1, topics=[R.OffsetForLeaderTopic(topic="offs", partitions=[
+        R.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=0)])])
+    p = send(c.nodes[1].bootstrap, ApiKey.OFFSET_FOR_LEADER_EPOCH, req).topics[0].partitions[0]
+    assert (p.error_code, p.leader_epoch, p.end_offset) == (0, 0, 6)
