@@ -112,9 +112,10 @@ class ControllerService:
         start = self.raft.epoch_start_offset
         if le.leader_id != self.node_id or le.epoch != epoch or start is None:
             return
-        # Once the high watermark passes the epoch's first entry, everything before it is
-        # committed, and every committed batch has been handed to handle_commit by then.
-        if self.raft.high_watermark <= start:
+        # Once the epoch's first entry (our LeaderChange record) is committed *and handed to
+        # us*, every earlier record has been replayed. The high watermark alone is not enough:
+        # it moves before the driver delivers the batches below it.
+        if self.committed_offset < start:
             return
         self._claim = None
         self.active_epoch = epoch

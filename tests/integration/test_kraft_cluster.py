@@ -270,3 +270,26 @@ def test_snapshots_bound_the_log_and_catch_up_a_lagging_broker(tmp_path: Path) -
     finally:
         c.stop_all()
         c.kill_all()
+
+
+def test_single_node_restart_replays_the_log_before_acting(tmp_path: Path) -> None:
+    """A restarted single-voter controller commits its whole log at once; it must replay it
+    before it acts, or it would answer from an empty image. Its partitions (leaderless after
+    the controlled shutdown) get their only replica back as leader once it is unfenced."""
+    c = ProcCluster(tmp_path, controllers=1, combined=True)
+    try:
+        c.start()
+        t = create_topic(c, "solo", partitions=2, rf=1)
+        assert t.error_code == 0
+        c.stop_all()
+        c.start()
+        line = c.nodes[1].wait_for("is active in epoch 2")
+        assert "committed offset -1" not in line, line
+        md = wait_for(lambda: (m := topic_state(c, 1, ["solo"])) and all(
+            p.leader_id == 1 for p in m.topics[0].partitions) and m, 15, "leaders back")
+        assert md.topics[0].topic_id == t.topic_id
+        assert create_topic(c, "solo", partitions=2, rf=1).error_code == (
+            ErrorCode.TOPIC_ALREADY_EXISTS)
+    finally:
+        c.stop_all()
+        c.kill_all()
