@@ -33,6 +33,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
 from storage.errors import StorageError
 from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+from storage.producer_state import batch_headers
 
 if TYPE_CHECKING:
     from broker.replica_manager import HostedPartition, ReplicaManager
@@ -235,10 +236,7 @@ class ReplicaFetcher:
         if offset < log.log_end_offset:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
-            if offset < log.log_start_offset:
-                log.truncate_fully_and_start_at(offset)
-            else:
-                log.truncate_to(offset)
+            hp.truncate(offset)
         hp.state.high_watermark = min(hp.state.high_watermark, log.log_end_offset)
 
     def _truncation_done(self, hp: HostedPartition, s: FetchState, offset: int | None) -> None:
@@ -307,7 +305,7 @@ class ReplicaFetcher:
             log = hp.log
             if records is not None and len(records) > 0:
                 try:
-                    log.append(records, assign_offsets=False)
+                    hp.append(records, batch_headers(records), assign_offsets=False)
                 except (StorageError, OSError) as e:
                     logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
                     self._delay(tp, s)
@@ -346,7 +344,7 @@ class ReplicaFetcher:
         elif leo < earliest:
             logger.info("%s-%d: our log end %d is below the leader's log start %d: "
                         "restarting the log there", hp.topic, hp.partition, leo, earliest)
-            log.truncate_fully_and_start_at(earliest)
+            hp.truncate(earliest)  # below our log start: restarts the log there
             hp.state.high_watermark = earliest
         else:
             self._delay(hp.tp, s)

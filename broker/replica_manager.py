@@ -53,6 +53,8 @@ from storage.errors import (
 from storage.log import LogAppendInfo, PartitionLog
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
+from storage.producer_state import ProducerStateManager, batch_headers
+from storage.record_batch import BatchHeader
 
 __all__ = ["HostedPartition", "PartitionRead", "ReplicaManager"]
 
@@ -77,15 +79,43 @@ def monotonic_ms() -> int:
 class HostedPartition:
     """One partition replica on this broker: its log and its replication state."""
 
-    __slots__ = ("log", "partition", "state", "topic", "topic_id")
+    __slots__ = ("log", "partition", "producers", "state", "topic", "topic_id")
 
     def __init__(self, topic: str, partition: int, topic_id: uuid.UUID, log: PartitionLog,
-                 state: PartitionState) -> None:
+                 state: PartitionState, producers: ProducerStateManager) -> None:
         self.topic = topic
         self.partition = partition
         self.topic_id = topic_id
         self.log = log
         self.state = state
+        self.producers = producers
+
+    def append(self, records: Any, headers: list[BatchHeader], **kwargs: Any) -> LogAppendInfo:
+        """Append to the log and keep the idempotent-producer state in step: a snapshot of it
+        at every segment roll (before the new segment's batches), then the new batches."""
+        log = self.log
+        base = log.active_segment.base_offset
+        info = log.append(records, **kwargs)
+        new_base = log.active_segment.base_offset
+        if new_base != base:
+            self.producers.take_snapshot(new_base)
+        if any(h.producer_id >= 0 for h in headers):
+            self.producers.on_append(
+                headers, first_offset=info.first_offset if kwargs.get("assign_offsets") else None,
+                log_append_time_ms=info.log_append_time_ms)
+        return info
+
+    def truncate(self, offset: int) -> None:
+        """Truncate the log to ``offset``, or restart it empty there when ``offset`` is outside
+        it (below its start, or past its end: behind the leader's log start); the producer
+        state follows."""
+        log = self.log
+        if offset < log.log_start_offset or offset > log.log_end_offset:
+            log.truncate_fully_and_start_at(offset)
+            self.producers.truncate_fully_and_start_at(offset)
+        else:
+            log.truncate_to(offset)
+            self.producers.rebuild_from_log(log, int(time.time() * 1000))
 
     @property
     def tp(self) -> TP:
@@ -261,8 +291,14 @@ class ReplicaManager:
             return None
         hw = self._checkpointed_hw.pop(tp, 0)
         hw = max(min(hw, log.log_end_offset), log.log_start_offset)
+        try:
+            producers = ProducerStateManager(log.dir)
+            producers.rebuild_from_log(log, int(time.time() * 1000))
+        except (StorageError, OSError) as e:
+            logger.error("Cannot load the producer state of %s-%d: %s", tp[0], tp[1], e)
+            return None
         hp = HostedPartition(tp[0], tp[1], topic_id, log,
-                             PartitionState(self.node_id, high_watermark=hw))
+                             PartitionState(self.node_id, high_watermark=hw), producers)
         self.partitions[tp] = hp
         return hp
 
@@ -345,13 +381,23 @@ class ReplicaManager:
             return ErrorCode.NOT_ENOUGH_REPLICAS, None, None
         if records is None or len(records) == 0:
             return ErrorCode.INVALID_RECORD, None, None
-        # HOOK(producer-state): the idempotent producer check (storage/producer_state.py)
-        # goes here: validate each batch's producer id/epoch/sequence against the partition's
-        # producer state before the append (duplicate -> answer with the original offsets,
-        # gap -> OUT_OF_ORDER_SEQUENCE_NUMBER, unknown id -> UNKNOWN_PRODUCER_ID), then update
-        # the state from the LogAppendInfo after it.
         try:
-            info = hp.log.append(records, assign_offsets=True, leader_epoch=st.leader_epoch)
+            headers = batch_headers(records)
+        except StorageError:
+            return ErrorCode.CORRUPT_MESSAGE, None, None
+        if any(h.producer_id >= 0 for h in headers):
+            # Idempotent producers: a retry of one of the last five batches is answered with
+            # its original offsets; a gap or a stale epoch is refused.
+            check = hp.producers.check_batches(headers)
+            if check.duplicate is not None:
+                d = check.duplicate
+                return ErrorCode.NONE, LogAppendInfo(
+                    d.first_offset, d.last_offset, d.max_timestamp, -1, -1, 0, 0, 0,
+                    hp.log.log_start_offset), hp
+            if check.error != ErrorCode.NONE:
+                return check.error, None, None
+        try:
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
         except CorruptRecordError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
         except RecordTooLargeError:

@@ -368,3 +368,63 @@ def test_fetch_list_offsets_and_epochs(cluster: ProcCluster) -> None:
         R.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=0)])])
     p = send(c.nodes[1].bootstrap, ApiKey.OFFSET_FOR_LEADER_EPOCH, req).topics[0].partitions[0]
     assert (p.error_code, p.leader_epoch, p.end_offset) == (0, 0, 6)
+
+
+# -- idempotent producers ----------------------------------------------------------------------
+
+
+def _pid_batch(pid: int, epoch: int, seq: int, *values: bytes) -> bytes:
+    return build_batch([SimpleRecord(v, key=None) for v in values], producer_id=pid,
+                       producer_epoch=epoch, base_sequence=seq)
+
+
+def test_idempotent_produce_on_the_wire(cluster: ProcCluster) -> None:
+    c = cluster
+    create_topic(c, "idem")
+    pid = 4242
+    r = produce_raw(c, "idem", 0, _pid_batch(pid, 0, 0, b"a", b"b"))
+    assert (r.error_code, r.base_offset) == (0, 0)
+    # A retry of the same batch is answered with its original offset and appends nothing.
+    r = produce_raw(c, "idem", 0, _pid_batch(pid, 0, 0, b"a", b"b"))
+    assert (r.error_code, r.base_offset) == (0, 0)
+    r = produce_raw(c, "idem", 0, _pid_batch(pid, 0, 2, b"c"))
+    assert (r.error_code, r.base_offset) == (0, 2)
+    # A gap in the sequence, and an older epoch after a newer one, are refused.
+    assert produce_raw(c, "idem", 0, _pid_batch(pid, 0, 9, b"x")).error_code == \
+        ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert produce_raw(c, "idem", 0, _pid_batch(pid, 1, 0, b"d")).error_code == 0
+    assert produce_raw(c, "idem", 0, _pid_batch(pid, 0, 3, b"y")).error_code == \
+        ErrorCode.INVALID_PRODUCER_EPOCH
+    f = fetch_raw(c, "idem", 0, 0)
+    data, pos, values = bytes(f.records), 0, []
+    while pos < len(data):
+        header, records = decode_batch(data, pos)
+        values += [r.value for r in records]
+        pos += header.size
+    assert values == [b"a", b"b", b"c", b"d"]
+
+
+def test_confluent_kafka_idempotent_producer(cluster: ProcCluster) -> None:
+    ck = pytest.importorskip("confluent_kafka")
+    c = cluster
+    create_topic(c, "idem-ck", partitions=2)
+    p = ck.Producer({"bootstrap.servers": c.nodes[1].bootstrap, "enable.idempotence": True,
+                     "linger.ms": 5})
+    errors: list[Any] = []
+    for i in range(2000):
+        p.produce("idem-ck", str(i).encode(), key=str(i % 7).encode(),
+                  on_delivery=lambda err, _m: errors.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(30) == 0
+    assert errors == []
+    consumer = ck.Consumer({"bootstrap.servers": c.nodes[1].bootstrap, "group.id": "idem",
+                            "enable.auto.commit": False})
+    consumer.assign([ck.TopicPartition("idem-ck", i, 0) for i in range(2)])
+    got: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2000 and time.monotonic() < deadline:
+        for m in consumer.consume(500, 1.0):
+            if m.error() is None:
+                got.append(int(m.value()))
+    consumer.close()
+    assert sorted(got) == list(range(2000))
