@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata sim-long clean
+.PHONY: run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-protocol: $(STAMP)
 # Election time after kill -9 of the leader controller, committed metadata records/s.
 bench-kraft: $(STAMP)
 	$(PY) -m tools.kraft_bench
+
+# Produce/consume records/s and MB/s, e2e latency, with confluent-kafka on real nodes.
+bench-produce: $(STAMP)
+	$(PY) -m tools.produce_bench
 
 # Snapshot write/load and replay rate for 100 K partitions.
 bench-metadata: $(STAMP)

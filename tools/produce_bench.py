@@ -1,0 +1,234 @@
+"""Produce/consume throughput and latency on real nodes, driven by confluent-kafka (librdkafka,
+so the load generator is not the bottleneck): ``python -m tools.produce_bench``.
+
+Scenarios, each on a fresh cluster of ``kafka-server-start`` processes on loopback:
+
+- ``rf1``: one combined node, a topic with RF 1, producer acks=1;
+- ``rf3``: three combined nodes, RF 3, ``min.insync.replicas=2``, producer acks=all.
+
+For each value size (100 B and 1 KiB by default): producer records/s and MB/s
+(``linger.ms=5``, large batches), consumer records/s and MB/s reading everything back, and
+produce-to-consume latency p50/p99 at a fixed moderate rate (``--latency-rate`` records/s).
+Raw disk append MB/s (1 MiB writes, fsync at the end) is measured in the same run, so the
+throughput is also printed as a ratio of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.messages import create_topics
+from tools.proc_cluster import ProcCluster
+
+
+def raw_disk_mb_s(directory: Path, total_mb: int = 256) -> float:
+    chunk = os.urandom(1 << 20)
+    path = directory / "raw-append.bin"
+    t0 = time.perf_counter()
+    with path.open("wb", buffering=0) as f:
+        for _ in range(total_mb):
+            f.write(chunk)
+        os.fsync(f.fileno())
+    dt = time.perf_counter() - t0
+    path.unlink()
+    return total_mb * (1 << 20) / dt / 1e6
+
+
+async def _create_topic(cluster: ProcCluster, topic: str, partitions: int, rf: int) -> None:
+    req = create_topics.REQUEST.cls(topics=[create_topics.REQUEST.CreatableTopic(
+        name=topic, num_partitions=partitions, replication_factor=rf, assignments=[],
+        configs=[])], timeout_ms=30000)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for i in cluster.controller_ids:
+            try:
+                conn = await KafkaConnection.connect("127.0.0.1",
+                                                     cluster.nodes[i].controller_port)
+            except (KafkaConnectionError, OSError):
+                continue
+            try:
+                resp = await conn.send(ApiKey.CREATE_TOPICS, req, timeout_s=30)
+            except (KafkaConnectionError, KafkaTimeoutError):
+                continue
+            finally:
+                await conn.close()
+            code = resp.topics[0].error_code
+            if code in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("could not create the benchmark topic")
+
+
+def _producer(bootstrap: str, acks: str, extra: dict[str, object] | None = None) -> object:
+    from confluent_kafka import Producer
+
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
+        "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False,
+        "compression.type": "none", "message.max.bytes": 10_000_000,
+    }
+    conf.update(extra or {})
+    return Producer(conf)
+
+
+def produce_throughput(bootstrap: str, topic: str, acks: str, records: int, size: int) -> float:
+    p = _producer(bootstrap, acks)
+    value = b"x" * size
+    errors = 0
+
+    def on_delivery(err: object, _msg: object) -> None:
+        nonlocal errors
+        if err is not None:
+            errors += 1
+
+    t0 = time.perf_counter()
+    for _ in range(records):
+        while True:
+            try:
+                p.produce(topic, value, on_delivery=on_delivery)  # type: ignore[attr-defined]
+                break
+            except BufferError:
+                p.poll(0.005)  # type: ignore[attr-defined]
+        p.poll(0)  # type: ignore[attr-defined]
+    p.flush(120)  # type: ignore[attr-defined]
+    dt = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{errors} produce errors")
+    return dt
+
+
+def consume_throughput(bootstrap: str, topic: str, partitions: int,
+                       records: int) -> tuple[float, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit":
+                  False, "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = 0
+    nbytes = 0
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + 120
+    while got < records and time.monotonic() < deadline:
+        for m in c.consume(10000, 1.0):
+            if m.error() is None:
+                got += 1
+                nbytes += len(m.value())
+    dt = time.perf_counter() - t0
+    c.close()
+    if got < records:
+        raise RuntimeError(f"consumed {got} of {records}")
+    return dt, nbytes
+
+
+def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
+                seconds: float) -> list[float]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic_latencies: list[float] = []
+    stop = threading.Event()
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lat",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, 0, 0)])
+
+    def consume() -> None:
+        while not stop.is_set():
+            for m in c.consume(1000, 0.1):
+                if m.error() is None and len(m.value()) >= 8:
+                    sent = struct.unpack(">d", m.value()[:8])[0]
+                    topic_latencies.append(time.time() - sent)
+
+    th = threading.Thread(target=consume, daemon=True)
+    th.start()
+    time.sleep(2.0)  # the consumer's first fetch is in place
+    p = _producer(bootstrap, acks, {"linger.ms": 0})
+    n = int(rate * seconds)
+    t0 = time.perf_counter()
+    for i in range(n):
+        target = t0 + i / rate
+        while (now := time.perf_counter()) < target:
+            time.sleep(min(0.001, target - now))
+        p.produce(topic, struct.pack(">d", time.time()) + b"y" * 92,  # type: ignore[attr-defined]
+                  partition=0)
+        p.poll(0)  # type: ignore[attr-defined]
+    p.flush(30)  # type: ignore[attr-defined]
+    time.sleep(1.0)
+    stop.set()
+    th.join(5)
+    c.close()
+    return topic_latencies
+
+
+def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
+                 sizes: Sequence[int], records: int, latency_rate: int, raw_mb_s: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="produce-bench-") as tmp:
+        extra = {"min.insync.replicas": "2" if rf >= 3 else "1", "num.partitions": "1",
+                 "log.flush.interval.messages": str(2**62)}
+        cluster = ProcCluster(Path(tmp), controllers=nodes, combined=True, extra=extra)
+        try:
+            cluster.start()
+            for size in sizes:
+                asyncio.run(_create_topic(cluster, f"bench-{size}", partitions, rf))
+            asyncio.run(_create_topic(cluster, "bench-latency", 1, rf))
+            bootstrap = cluster.bootstrap_servers
+            time.sleep(1.0)
+            for size in sizes:
+                topic = f"bench-{size}"
+                dt = produce_throughput(bootstrap, topic, acks, records, size)
+                mb = records * size / dt / 1e6
+                print(f"{name} produce {size:>5} B  {records / dt:>12,.0f} records/s "
+                      f"{mb:>8.1f} MB/s  ratio {mb / raw_mb_s:.3f} of raw disk", flush=True)
+                cdt, nbytes = consume_throughput(bootstrap, topic, partitions, records)
+                print(f"{name} consume {size:>5} B  {records / cdt:>12,.0f} records/s "
+                      f"{nbytes / cdt / 1e6:>8.1f} MB/s", flush=True)
+            lat = sorted(e2e_latency(bootstrap, "bench-latency", acks, latency_rate, 5.0))
+            if lat:
+                p50 = statistics.median(lat) * 1000
+                p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+                print(f"{name} e2e latency at {latency_rate:,} records/s: p50 {p50:.2f} ms, "
+                      f"p99 {p99:.2f} ms ({len(lat)} records)", flush=True)
+        finally:
+            cluster.stop_all()
+            cluster.kill_all()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="produce_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--sizes", default="100,1024")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--latency-rate", type=int, default=10_000)
+    ap.add_argument("--scenarios", default="rf1,rf3")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="raw-disk-") as tmp:
+        raw = raw_disk_mb_s(Path(tmp))
+    print(f"raw disk append: {raw:.1f} MB/s (1 MiB writes, one fsync)", flush=True)
+    for name in args.scenarios.split(","):
+        if name == "rf1":
+            run_scenario("rf1/acks=1", 1, 1, "1", args.partitions, sizes, args.records,
+                         args.latency_rate, raw)
+        elif name == "rf3":
+            run_scenario("rf3/acks=all", 3, 3, "all", args.partitions, sizes, args.records,
+                         args.latency_rate, raw)
+        else:
+            print(f"unknown scenario {name}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
