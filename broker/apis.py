@@ -14,8 +14,10 @@ broker: later milestones add the metadata image, replica manager and group coord
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from broker.protocol.api_keys import API_SPECS, ApiKey
@@ -37,6 +39,8 @@ DEFAULT_ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.METADATA: (0, 12),
 }
 
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
 MethodHandler = Callable[[RequestContext, RequestHeader, Any], Any]
 
 
@@ -52,9 +56,13 @@ class ApiDispatcher:
                  advertised_host: str | None = None, advertised_port: int | None = None,
                  rack: str | None = None,
                  image: Callable[[], MetadataImage] | None = None,
-                 extra_handlers: Mapping[int, MethodHandler] | None = None) -> None:
+                 extra_handlers: Mapping[int, MethodHandler] | None = None,
+                 auto_create: Callable[[list[str]], Awaitable[Any]] | None = None) -> None:
         self.node_id = node_id
         self.image = image
+        # auto.create.topics.enable: Metadata for an unknown topic starts its creation.
+        self.auto_create = auto_create
+        self._auto_tasks: set[asyncio.Task[Any]] = set()
         self.cluster_id = cluster_id
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
@@ -141,9 +149,26 @@ class ApiDispatcher:
                 else:
                     selected.append((t.name, topics_image.by_name.get(t.name)))
         topics = []
+        missing = [name for name, t in selected if t is None and name is not None]
+        creating: set[str] = set()
+        if missing and self.auto_create is not None and (
+                v < 4 or request.allow_auto_topic_creation):
+            creating = {n for n in missing if _LEGAL_TOPIC.fullmatch(n) and n not in (".", "..")}
+            if creating:
+                task = asyncio.get_running_loop().create_task(self.auto_create(sorted(creating)))
+                self._auto_tasks.add(task)
+                task.add_done_callback(self._auto_tasks.discard)
         for name, t in selected:
             if t is None:
-                if name is None:
+                if name in creating:
+                    # Being created: the client retries until it has a leader (as in Kafka).
+                    topics.append(resp.MetadataResponseTopic(
+                        error_code=ErrorCode.LEADER_NOT_AVAILABLE, name=name))
+                elif self.auto_create is not None and name is not None and (
+                        v < 4 or request.allow_auto_topic_creation):
+                    topics.append(resp.MetadataResponseTopic(
+                        error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name))
+                elif name is None:
                     topics.append(resp.MetadataResponseTopic(
                         error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None if v >= 12 else ""))
                 else:

@@ -89,6 +89,7 @@ class Node:
         self.channel: ControllerChannel | None = None
         self.lifecycle: BrokerLifecycleManager | None = None
         self.replica_manager: ReplicaManager | None = None
+        self.admin: AdminApis | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
     def _quorum_voters(self) -> dict[int, tuple[str, int]]:
@@ -160,10 +161,10 @@ class Node:
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
-            broker_handlers.update(AdminApis(
+            self.admin = AdminApis(
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
-                broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1,
-            ).handlers)
+                broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
+            broker_handlers.update(self.admin.handlers)
         await self._start_listeners(controller_handlers, broker_handlers)
         await raft.start()
         if self.controller is not None:
@@ -268,6 +269,8 @@ class Node:
             rack=cfg.get("broker.rack"),
             image=lambda: self.loader.image,
             extra_handlers=broker_handlers,
+            auto_create=self.admin.auto_create
+            if self.admin is not None and cfg.get("auto.create.topics.enable") else None,
         )
         controller_table = {int(k): h for k, h in controller_handlers.items()}
         controller_advertised = {ApiKey.API_VERSIONS: (0, 3), **_full_ranges(controller_table)}

@@ -22,6 +22,7 @@ from broker.protocol.messages import (
     create_topics,
     fetch,
     list_offsets,
+    metadata,
     offset_for_leader_epoch,
     produce,
 )
@@ -428,3 +429,25 @@ def test_confluent_kafka_idempotent_producer(cluster: ProcCluster) -> None:
                 got.append(int(m.value()))
     consumer.close()
     assert sorted(got) == list(range(2000))
+
+
+def test_auto_topic_creation(cluster: ProcCluster) -> None:
+    """auto.create.topics.enable (Kafka's default): a producer's Metadata for an unknown
+    topic creates it with num.partitions; an illegal name is refused, not created."""
+    kafka = pytest.importorskip("kafka")
+    p = kafka.KafkaProducer(bootstrap_servers=c_bootstrap(cluster), acks="all")
+    md = p.send("auto-made", b"v").get(timeout=30)
+    assert (md.topic, md.partition, md.offset) == ("auto-made", 0, 0)
+    p.close()
+    R = metadata.REQUEST
+    resp = send(c_bootstrap(cluster), ApiKey.METADATA, R.cls(
+        topics=[R.MetadataRequestTopic(name="bad/name")], allow_auto_topic_creation=True))
+    assert resp.topics[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+    # allow_auto_topic_creation=false (what consumers send): nothing is created.
+    resp = send(c_bootstrap(cluster), ApiKey.METADATA, R.cls(
+        topics=[R.MetadataRequestTopic(name="not-made")], allow_auto_topic_creation=False))
+    assert resp.topics[0].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def c_bootstrap(c: ProcCluster) -> str:
+    return c.nodes[1].bootstrap
