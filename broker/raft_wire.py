@@ -191,26 +191,13 @@ def begin_quorum_epoch_request_to_wire(msg: BeginQuorumEpoch, cluster_id: str,
 
 def begin_quorum_epoch_request_from_wire(req: Any, cluster_id: str
                                          ) -> tuple[BeginQuorumEpoch | None, int]:
-    err = _check_cluster(req.cluster_id, cluster_id)
-    if err:
-        return None, err
-    part, err = _single_partition(req.topics, lambda t: t.topic_name, lambda t: t.partitions,
-                                  lambda p: p.partition_index)
-    if part is None:
-        return None, err
-    return BeginQuorumEpoch(part.leader_id, part.leader_epoch), ErrorCode.NONE
+    return _epoch_request_from_wire(req, cluster_id, BeginQuorumEpoch)
 
 
 def begin_quorum_epoch_response(error_code: int, leader_id: int | None = None,
                                 epoch: int = -1) -> Any:
     """Top-level error; with no error, the responder's current leader and epoch."""
-    R = _bqe.RESPONSE
-    if error_code:
-        return R.cls(error_code=error_code)
-    part = R.PartitionData(partition_index=METADATA_PARTITION, error_code=0,
-                           leader_id=_id(leader_id), leader_epoch=epoch)
-    return R.cls(error_code=0, topics=[R.TopicData(topic_name=METADATA_TOPIC,
-                                                   partitions=[part])])
+    return _epoch_response(_bqe.RESPONSE, error_code, leader_id, epoch)
 
 
 def check_begin_quorum_epoch_response(resp: Any) -> int:
@@ -232,6 +219,17 @@ def end_quorum_epoch_request_to_wire(msg: EndQuorumEpoch, cluster_id: str,
 
 def end_quorum_epoch_request_from_wire(req: Any, cluster_id: str
                                        ) -> tuple[EndQuorumEpoch | None, int]:
+    return _epoch_request_from_wire(req, cluster_id, EndQuorumEpoch)
+
+
+def end_quorum_epoch_response(error_code: int, leader_id: int | None = None,
+                              epoch: int = -1) -> Any:
+    return _epoch_response(_eqe.RESPONSE, error_code, leader_id, epoch)
+
+
+def _epoch_request_from_wire(req: Any, cluster_id: str, cls: Any) -> tuple[Any, int]:
+    """Begin/EndQuorumEpoch requests share their shape: one partition naming leader and
+    epoch."""
     err = _check_cluster(req.cluster_id, cluster_id)
     if err:
         return None, err
@@ -239,12 +237,10 @@ def end_quorum_epoch_request_from_wire(req: Any, cluster_id: str
                                   lambda p: p.partition_index)
     if part is None:
         return None, err
-    return EndQuorumEpoch(part.leader_id, part.leader_epoch), ErrorCode.NONE
+    return cls(part.leader_id, part.leader_epoch), ErrorCode.NONE
 
 
-def end_quorum_epoch_response(error_code: int, leader_id: int | None = None,
-                              epoch: int = -1) -> Any:
-    R = _eqe.RESPONSE
+def _epoch_response(R: Any, error_code: int, leader_id: int | None, epoch: int) -> Any:
     if error_code:
         return R.cls(error_code=error_code)
     part = R.PartitionData(partition_index=METADATA_PARTITION, error_code=0,
