@@ -164,6 +164,10 @@ class ReplicaManager:
         self._ops: deque[tuple[str, Any, Any, Any]] = deque()
         self._apply_scheduled = False
         self._stopped = False
+        # Called as fn(tp, is_leader, leader_epoch) after this broker becomes leader or
+        # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
+        # internal-topic users (group coordinator) load and unload their state here.
+        self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,6 +188,43 @@ class ReplicaManager:
                 await t
         self.produce_purgatory.cancel_all()
         self.fetch_purgatory.cancel_all()
+
+    def add_leadership_listener(self, fn: Callable[[TP, bool, int], None]) -> None:
+        self._leadership_listeners.append(fn)
+
+    def _tell_leadership(self, tp: TP, is_leader: bool, leader_epoch: int) -> None:
+        for fn in self._leadership_listeners:
+            try:
+                fn(tp, is_leader, leader_epoch)
+            except Exception:
+                logger.exception("Leadership listener failed for %s-%d", *tp)
+
+    async def append_and_wait(self, topic: str, partition: int, records: bytes, *,
+                              acks: int = -1, timeout_s: float = 5.0
+                              ) -> tuple[ErrorCode, int]:
+        """Append batches as the leader (for internal topics: group metadata and offsets) and,
+        for acks=-1, wait until the high watermark passes them. Returns (error, base offset)."""
+        code, info, hp = self.append_to_leader(topic, partition, records, acks)
+        if info is None or hp is None:
+            return code, -1
+        if acks != -1:
+            return ErrorCode.NONE, info.first_offset
+        epoch = hp.state.leader_epoch
+        last = info.last_offset
+        result: list[ErrorCode] = []
+
+        def ready() -> bool:
+            status = self.produce_status(hp, epoch, last)
+            if status is None:
+                return False
+            result.append(status)
+            return True
+
+        if not ready():
+            await self.produce_purgatory.wait([hp.tp], ready, timeout_s)
+            if not result and not ready():
+                return ErrorCode.REQUEST_TIMED_OUT, info.first_offset
+        return result[0], info.first_offset
 
     def high_watermarks(self) -> dict[TP, int]:
         """For the replication-offset checkpoint: hosted partitions, plus the checkpointed
@@ -324,6 +365,8 @@ class ReplicaManager:
                         st.high_watermark, list(st.isr))
         self._maybe_increment_hw(hp)
         self._wake(tp)
+        if new_epoch:
+            self._tell_leadership(tp, True, reg.leader_epoch)
 
     def _make_follower(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
         hp = self._hosted(tp, topic_id)
@@ -341,6 +384,8 @@ class ReplicaManager:
                         tp[0], tp[1], reg.leader, reg.leader_epoch, hp.log.log_end_offset)
             self.fetchers.add(tp, reg.leader, reg.leader_epoch)
         self._wake(tp)
+        if new_epoch:
+            self._tell_leadership(tp, False, reg.leader_epoch)
 
     def _delete(self, tp: TP) -> None:
         self.fetchers.remove(tp)
@@ -348,6 +393,7 @@ class ReplicaManager:
         self._checkpointed_hw.pop(tp, None)
         if hp is not None:
             hp.state.leader = -1
+            self._tell_leadership(tp, False, -1)
         try:
             if self.log_manager.delete_log(*tp):
                 logger.info("Deleted the log of %s-%d", *tp)
