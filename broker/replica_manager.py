@@ -160,6 +160,10 @@ class ReplicaManager:
         self.fetchers = ReplicaFetcherManager(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._isr_task: asyncio.Task[None] | None = None
+        self._producer_task: asyncio.Task[None] | None = None
+        self.producer_id_expiration_ms: int = config.get("producer.id.expiration.ms")
+        self.producer_expiration_check_ms: int = config.get(
+            "producer.id.expiration.check.interval.ms")
         # Queued partition changes from metadata: (kind, tp or set of tps, topic id, reg).
         self._ops: deque[tuple[str, Any, Any, Any]] = deque()
         self._apply_scheduled = False
@@ -173,13 +177,16 @@ class ReplicaManager:
 
     def start(self) -> None:
         self._isr_task = asyncio.create_task(self._isr_expiration(), name="isr-expiration")
+        self._producer_task = asyncio.create_task(self._producer_expiration(),
+                                                  name="producer-expiration")
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._isr_task is not None:
-            self._isr_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._isr_task
+        for task in (self._isr_task, self._producer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.fetchers.shutdown()
         for t in list(self._tasks):
             t.cancel()
@@ -333,7 +340,8 @@ class ReplicaManager:
         hw = self._checkpointed_hw.pop(tp, 0)
         hw = max(min(hw, log.log_end_offset), log.log_start_offset)
         try:
-            producers = ProducerStateManager(log.dir)
+            producers = ProducerStateManager(
+                log.dir, producer_id_expiration_ms=self.producer_id_expiration_ms)
             producers.rebuild_from_log(log, int(time.time() * 1000))
         except (StorageError, OSError) as e:
             logger.error("Cannot load the producer state of %s-%d: %s", tp[0], tp[1], e)
@@ -489,6 +497,33 @@ class ReplicaManager:
                 self.maybe_shrink_isrs()
             except Exception:
                 logger.exception("ISR expiration check failed")
+
+    async def _producer_expiration(self) -> None:
+        while True:
+            await asyncio.sleep(self.producer_expiration_check_ms / 1000)
+            try:
+                self.maintain_producer_state(int(time.time() * 1000))
+            except Exception:
+                logger.exception("Producer state maintenance failed")
+
+    def maintain_producer_state(self, now_ms: int) -> None:
+        """Kafka's producer-id expiration check: forget producers idle for
+        producer.id.expiration.ms, and once retention (or a leader's log start) moved the log
+        start, drop the producer snapshots below the first remaining segment."""
+        for hp in list(self.partitions.values()):
+            producers = hp.producers
+            removed = producers.remove_expired_producers(now_ms)
+            if removed:
+                logger.info("%s-%d: expired %d idle producer id(s)", hp.topic, hp.partition,
+                            removed)
+            log = hp.log
+            if log.closed:
+                continue
+            oldest = producers.oldest_snapshot_offset
+            first_base = log.segments[0].base_offset
+            if oldest is not None and oldest < first_base:
+                producers.on_log_start_offset_incremented(log.log_start_offset)
+                producers.delete_snapshots_before(first_base)
 
     def maybe_shrink_isrs(self) -> None:
         now = monotonic_ms()

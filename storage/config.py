@@ -545,6 +545,8 @@ _DEFS: list[ConfigDef] = [
          "How often expired transactional ids are removed."),
     _def("producer.id.expiration.ms", INT, 86400000, AtLeast(1),
          "Idle producer ids expire after this."),
+    _def("producer.id.expiration.check.interval.ms", INT, 600000, AtLeast(1),
+         "How often idle producer ids are expired and stale producer snapshots deleted."),
     # --- security (accepted; only PLAINTEXT is implemented) ------------------------------------
     _def("ssl.keystore.password", PASSWORD, None, None, "Keystore password."),
     _def("ssl.key.password", PASSWORD, None, None, "Private key password."),
