@@ -8,7 +8,9 @@ Scenarios, each on a fresh cluster of ``kafka-server-start`` processes on loopba
 
 For each value size (100 B and 1 KiB by default): producer records/s and MB/s
 (``linger.ms=5``, large batches), consumer records/s and MB/s reading everything back, and
-produce-to-consume latency p50/p99 at a fixed moderate rate (``--latency-rate`` records/s).
+produce-to-consume latency p50/p99 at a fixed moderate rate (``--latency-rate`` records/s), once
+per producer ``linger.ms`` in ``--latency-linger-ms`` (0 sends every record in its own request;
+1 lets librdkafka batch for up to a millisecond). ``--sizes ''`` skips the throughput runs.
 Raw disk append MB/s (1 MiB writes, fsync at the end) is measured in the same run, so the
 throughput is also printed as a ratio of it.
 """
@@ -135,7 +137,7 @@ def consume_throughput(bootstrap: str, topic: str, partitions: int,
 
 
 def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
-                seconds: float) -> list[float]:
+                seconds: float, linger_ms: float = 0.0) -> list[float]:
     from confluent_kafka import Consumer, TopicPartition
 
     topic_latencies: list[float] = []
@@ -156,7 +158,7 @@ def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
     th = threading.Thread(target=consume, daemon=True)
     th.start()
     time.sleep(2.0)  # the consumer's first fetch is in place
-    p = _producer(bootstrap, acks, {"linger.ms": 0})
+    p = _producer(bootstrap, acks, {"linger.ms": linger_ms})
     n = int(rate * seconds)
     t0 = time.perf_counter()
     for i in range(n):
@@ -175,7 +177,8 @@ def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
 
 
 def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
-                 sizes: Sequence[int], records: int, latency_rate: int, raw_mb_s: float) -> None:
+                 sizes: Sequence[int], records: int, latency_rate: int, raw_mb_s: float,
+                 lingers: Sequence[float] = (0.0, 1.0)) -> None:
     with tempfile.TemporaryDirectory(prefix="produce-bench-") as tmp:
         extra = {"min.insync.replicas": "2" if rf >= 3 else "1", "num.partitions": "1",
                  "log.flush.interval.messages": str(2**62)}
@@ -184,7 +187,8 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
             cluster.start()
             for size in sizes:
                 asyncio.run(_create_topic(cluster, f"bench-{size}", partitions, rf))
-            asyncio.run(_create_topic(cluster, "bench-latency", 1, rf))
+            for linger in lingers:
+                asyncio.run(_create_topic(cluster, f"bench-latency-{linger:g}", 1, rf))
             bootstrap = cluster.bootstrap_servers
             time.sleep(1.0)
             for size in sizes:
@@ -196,12 +200,16 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
                 cdt, nbytes = consume_throughput(bootstrap, topic, partitions, records)
                 print(f"{name} consume {size:>5} B  {records / cdt:>12,.0f} records/s "
                       f"{nbytes / cdt / 1e6:>8.1f} MB/s", flush=True)
-            lat = sorted(e2e_latency(bootstrap, "bench-latency", acks, latency_rate, 5.0))
-            if lat:
-                p50 = statistics.median(lat) * 1000
-                p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-                print(f"{name} e2e latency at {latency_rate:,} records/s: p50 {p50:.2f} ms, "
-                      f"p99 {p99:.2f} ms ({len(lat)} records)", flush=True)
+            for linger in lingers:
+                # A fresh topic per run: the consumer reads from offset 0.
+                lat = sorted(e2e_latency(bootstrap, f"bench-latency-{linger:g}", acks,
+                                         latency_rate, 5.0, linger))
+                if lat:
+                    p50 = statistics.median(lat) * 1000
+                    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+                    print(f"{name} e2e latency at {latency_rate:,} records/s, linger.ms="
+                          f"{linger:g}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} records)",
+                          flush=True)
         finally:
             cluster.stop_all()
             cluster.kill_all()
@@ -214,18 +222,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--latency-rate", type=int, default=10_000)
     ap.add_argument("--scenarios", default="rf1,rf3")
+    ap.add_argument("--latency-linger-ms", default="0,1",
+                    help="producer linger.ms values for the latency runs (comma-separated)")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
+    lingers = [float(x) for x in args.latency_linger_ms.split(",")]
     with tempfile.TemporaryDirectory(prefix="raw-disk-") as tmp:
         raw = raw_disk_mb_s(Path(tmp))
     print(f"raw disk append: {raw:.1f} MB/s (1 MiB writes, one fsync)", flush=True)
     for name in args.scenarios.split(","):
         if name == "rf1":
             run_scenario("rf1/acks=1", 1, 1, "1", args.partitions, sizes, args.records,
-                         args.latency_rate, raw)
+                         args.latency_rate, raw, lingers)
         elif name == "rf3":
             run_scenario("rf3/acks=all", 3, 3, "all", args.partitions, sizes, args.records,
-                         args.latency_rate, raw)
+                         args.latency_rate, raw, lingers)
         else:
             print(f"unknown scenario {name}", file=sys.stderr)
             return 1
