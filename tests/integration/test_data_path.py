@@ -1,7 +1,8 @@
-"""The broker data path on one node (combined broker+controller, a real process): real
-clients (kafka-python, aiokafka, confluent-kafka, kcat) produce with acks 0/1/all and every
-compression codec, then consume the records back byte for byte; and the per-partition errors
-and offsets Produce, Fetch, ListOffsets and OffsetForLeaderEpoch answer, on the wire.
+"""The broker data path on real processes: real clients (kafka-python, aiokafka,
+confluent-kafka, kcat) produce with acks 0/1/all and every compression codec, then consume the
+records back byte for byte, on one node (combined broker+controller) and on three nodes with
+replication factor 3 (min.insync.replicas=2); and, on one node, the per-partition errors and
+offsets Produce, Fetch, ListOffsets and OffsetForLeaderEpoch answer, on the wire.
 """
 
 from __future__ import annotations
@@ -72,16 +73,58 @@ def send(address: str, api_key: int, req: Any, version: int | None = None) -> An
     return asyncio.run(_send(address, api_key, req, version))
 
 
+@pytest.fixture(scope="module")
+def rf3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
+    c = ProcCluster(tmp_path_factory.mktemp("data-path-rf3"), controllers=3, combined=True,
+                    extra={"min.insync.replicas": "2"})
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+        c.kill_all()
+
+
+@pytest.fixture(params=["1-node", "3-nodes-rf3"])
+def client_cluster(request: pytest.FixtureRequest) -> ProcCluster:
+    """The real-client tests run on both clusters; topics get RF = the number of brokers."""
+    name = "cluster" if request.param == "1-node" else "rf3_cluster"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 def create_topic(c: ProcCluster, name: str, partitions: int = 1,
                  configs: dict[str, str] | None = None) -> None:
+    rf = len(c.broker_ids)
     R = create_topics.REQUEST
     req = R.cls(topics=[R.CreatableTopic(
-        name=name, num_partitions=partitions, replication_factor=1, assignments=[],
+        name=name, num_partitions=partitions, replication_factor=rf, assignments=[],
         configs=[R.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()])],
         timeout_ms=10000)
-    resp = send(c.nodes[1].controller_address, ApiKey.CREATE_TOPICS, req)
+    resp = send(c.nodes[c.broker_ids[0]].bootstrap, ApiKey.CREATE_TOPICS, req)  # forwarded
     assert resp.topics[0].error_code == 0, resp
-    wait_leader(c, name, partitions)
+    if rf == 1:
+        wait_leader(c, name, partitions)
+    else:
+        wait_in_sync(c, name, partitions, rf)
+
+
+def wait_in_sync(c: ProcCluster, name: str, partitions: int, rf: int,
+                 timeout: float = 20.0) -> None:
+    """Until every broker's Metadata shows a leader and a full ISR for every partition."""
+    deadline = time.monotonic() + timeout
+    R = metadata.REQUEST
+    while True:
+        ready = True
+        for b in c.broker_ids:
+            md = send(c.nodes[b].bootstrap, ApiKey.METADATA,
+                      R.cls(topics=[R.MetadataRequestTopic(name=name)]))
+            t = md.topics[0]
+            ready = ready and t.error_code == 0 and len(t.partitions) == partitions and all(
+                p.leader_id >= 0 and len(p.isr_nodes) == rf for p in t.partitions)
+        if ready:
+            return
+        assert time.monotonic() < deadline, f"{name}: not all partitions led and in sync"
+        time.sleep(0.1)
 
 
 def wait_leader(c: ProcCluster, name: str, partitions: int, timeout: float = 15.0) -> None:
@@ -128,7 +171,8 @@ def fetch_raw(c: ProcCluster, topic: str, partition: int, offset: int, *,
 # -- real clients ---------------------------------------------------------------------------
 
 
-def test_kafka_python(cluster: ProcCluster) -> None:
+def test_kafka_python(client_cluster: ProcCluster) -> None:
+    cluster = client_cluster
     kafka = pytest.importorskip("kafka")
     create_topic(cluster, "kp")
     sent = _messages("kp")
@@ -159,7 +203,8 @@ def test_kafka_python(cluster: ProcCluster) -> None:
     assert got == sent
 
 
-def test_aiokafka(cluster: ProcCluster) -> None:
+def test_aiokafka(client_cluster: ProcCluster) -> None:
+    cluster = client_cluster
     aiokafka = pytest.importorskip("aiokafka")
     create_topic(cluster, "aio")
     sent = _messages("aio")
@@ -200,7 +245,8 @@ def test_aiokafka(cluster: ProcCluster) -> None:
     assert asyncio.run(run()) == sent
 
 
-def test_confluent_kafka(cluster: ProcCluster) -> None:
+def test_confluent_kafka(client_cluster: ProcCluster) -> None:
+    cluster = client_cluster
     ck = pytest.importorskip("confluent_kafka")
     create_topic(cluster, "ck")
     sent = _messages("ck")
@@ -232,7 +278,8 @@ def test_confluent_kafka(cluster: ProcCluster) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
-def test_kcat(cluster: ProcCluster) -> None:
+def test_kcat(client_cluster: ProcCluster) -> None:
+    cluster = client_cluster
     create_topic(cluster, "kc")
     bs = cluster.bootstrap_servers
     lines: list[bytes] = []
