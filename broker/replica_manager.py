@@ -40,9 +40,10 @@ from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
 from broker.purgatory import Purgatory
 from kraft.delta import MetadataDelta
-from kraft.image import MetadataImage, PartitionRegistration
+from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
 from storage.config import KafkaConfig
 from storage.errors import (
+    ConfigError,
     CorruptRecordError,
     InvalidRecordError,
     LogDirOfflineError,
@@ -151,7 +152,10 @@ class ReplicaManager:
         self.broker_epoch = broker_epoch
         self.replica_lag_time_max_ms: int = config.get("replica.lag.time.max.ms")
         self.default_min_isr: int = config.get("min.insync.replicas")
-        self.log_defaults = LogConfig.from_topic_configs(config.log_config_defaults())
+        self.static_log_defaults = LogConfig.from_topic_configs(config.log_config_defaults())
+        # Static defaults with the dynamic broker configs (cluster default, then this broker)
+        # from the metadata image applied on top.
+        self.log_defaults = self.static_log_defaults
         self.partitions: dict[TP, HostedPartition] = {}
         self.image = MetadataImage()
         self.produce_purgatory: Purgatory[TP] = Purgatory("produce")
@@ -172,6 +176,7 @@ class ReplicaManager:
         # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
         # internal-topic users (group coordinator) load and unload their state here.
         self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
+        self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.metrics)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -251,6 +256,10 @@ class ReplicaManager:
         self.image = image
         if self._stopped:
             return
+        if delta is None:
+            self._apply_config_changes(None)
+        elif delta.changed_config_resources():
+            self._apply_config_changes(delta.changed_config_resources())
         ops = self._ops
         if delta is None:
             seen: set[TP] = set()
@@ -300,6 +309,43 @@ class ReplicaManager:
         if ops and not self._stopped:
             self._apply_scheduled = True
             asyncio.get_running_loop().call_later(APPLY_GAP_S, self._apply_pending)
+
+    def _apply_config_changes(self, changed: set[tuple[int, str]] | None) -> None:
+        """Apply dynamic config changes to the logs hosted here (Kafka's DynamicConfigPublisher):
+        a changed topic config re-derives that topic's LogConfig; a changed broker-level config
+        (the cluster default or this broker's) re-derives the defaults of every topic."""
+        broker_keys = {(ConfigResourceType.BROKER, ""),
+                       (ConfigResourceType.BROKER, str(self.node_id))}
+        if changed is None or changed & broker_keys:
+            self.log_defaults = self._dynamic_log_defaults()
+            topics = None  # every hosted topic
+        else:
+            topics = {name for rtype, name in changed if rtype == ConfigResourceType.TOPIC}
+            if not topics:
+                return
+        for hp in self.partitions.values():
+            if topics is not None and hp.topic not in topics:
+                continue
+            config = self.topic_log_config(hp.topic)
+            if hp.log.config != config and not hp.log.closed:
+                logger.info("Applying changed configs to %s-%d", hp.topic, hp.partition)
+                hp.log.update_config(config)
+
+    def _dynamic_log_defaults(self) -> LogConfig:
+        configs = self.image.configs
+        dynamic = {**configs.broker_config(""), **configs.broker_config(str(self.node_id))}
+        dynamic = {k: v for k, v in dynamic.items() if v is not None}
+        if not dynamic:
+            return self.static_log_defaults
+        props = {k: v for k, v in self.config.originals.items() if v is not None}
+        props.update(dynamic)
+        try:
+            effective = KafkaConfig(props)
+            return LogConfig.from_topic_configs(effective.log_config_defaults())
+        except (ConfigError, StorageError, ValueError) as e:
+            logger.warning("Dynamic broker configs do not apply to logs (%s); keeping the "
+                           "static defaults", e)
+            return self.static_log_defaults
 
     def topic_log_config(self, topic: str) -> LogConfig:
         overrides = self.image.configs.topic_config(topic)
@@ -536,6 +582,7 @@ class ReplicaManager:
                 logger.info("Shrinking ISR of %s-%d from %s to %s (HW %d, log end offset %d)",
                             hp.topic, hp.partition, list(st.isr), list(change.new_isr),
                             st.high_watermark, hp.log.log_end_offset)
+                self.isr_shrinks += 1
                 self._alter_isr(hp, change)
             else:
                 self._maybe_increment_hw(hp)
@@ -656,6 +703,7 @@ class ReplicaManager:
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
                         list(hp.state.isr), list(change.new_isr))
+            self.isr_expands += 1
             self._alter_isr(hp, change)
 
     def available_bytes(self, topic: str, partition: int, fetch_offset: int,
