@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.admin_apis import AdminApis
+from broker.admin_http import AdminHttpServer
 from broker.apis import ApiDispatcher
 from broker.controller_apis import ControllerApis
 from broker.controller_channel import ControllerChannel, ControllerUnavailableError
@@ -90,6 +91,7 @@ class Node:
         self.lifecycle: BrokerLifecycleManager | None = None
         self.replica_manager: ReplicaManager | None = None
         self.admin: AdminApis | None = None
+        self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
     def _quorum_voters(self) -> dict[int, tuple[str, int]]:
@@ -166,6 +168,11 @@ class Node:
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
             broker_handlers.update(self.admin.handlers)
         await self._start_listeners(controller_handlers, broker_handlers)
+        if cfg.admin_listeners:
+            self.admin_http = AdminHttpServer(self)
+            assert self.server is not None
+            self.server.request_observer = self.admin_http.metrics.requests.observe
+            await self.admin_http.start()
         await raft.start()
         if self.controller is not None:
             self.controller.start()
@@ -370,6 +377,8 @@ class Node:
         if self.lifecycle is not None:
             await self._controlled_shutdown(self.lifecycle)
             await self.lifecycle.stop()
+        if self.admin_http is not None:
+            await self.admin_http.stop()
         if self.channel is not None:
             await self.channel.close()
         if self.server is not None:

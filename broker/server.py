@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from time import perf_counter
 from typing import Any, Self
 
 from broker.protocol.api_keys import API_SPECS, ApiKey, request_header_version
@@ -455,6 +456,7 @@ class _Connection(asyncio.Protocol):
         if api_key == _API_VERSIONS:
             self._answer_api_versions(header, request, frame)
             return
+        started = perf_counter()
         try:
             result = self._handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - any handler bug closes only this connection
@@ -462,14 +464,15 @@ class _Connection(asyncio.Protocol):
             return
         if not hasattr(result, "__await__"):  # answered synchronously: the fast path
             self._complete(result, response_schema, api_version, correlation_id,
-                           response_header_version, None)
+                           response_header_version, None, started, len(frame))
             return
         # An awaitable: run it in a task, answer in order.
         slot: list[Any] = [_PENDING, None]
         self._pending.append(slot)
         self._note_in_flight()
         task = _new_task(self._loop, self._finish(
-            result, slot, header, response_schema, response_header_version))
+            result, slot, header, response_schema, response_header_version, started,
+            len(frame)))
         if not task.done():
             slot[1] = task
             self._tasks.add(task)
@@ -487,7 +490,8 @@ class _Connection(asyncio.Protocol):
             self._unroutable(frame, api_key, api_version, correlation_id)
 
     async def _finish(self, awaitable: Awaitable[Any], slot: list[Any],
-                      header: RequestHeader, schema: Message, header_version: int) -> None:
+                      header: RequestHeader, schema: Message, header_version: int,
+                      started: float = 0.0, bytes_in: int = 0) -> None:
         """Await a handler's result, then send every response now at the head of the queue."""
         try:
             try:
@@ -504,7 +508,7 @@ class _Connection(asyncio.Protocol):
             if self.closed:
                 return
             self._complete(response, schema, header.api_version, header.correlation_id,
-                           header_version, slot)
+                           header_version, slot, started, bytes_in)
             if self.closed:
                 return
             pending = self._pending
@@ -590,8 +594,10 @@ class _Connection(asyncio.Protocol):
     # -- responses ----------------------------------------------------------------------------
 
     def _complete(self, response: Any, schema: Message, version: int, correlation_id: int,
-                  header_version: int, slot: list[Any] | None) -> None:
-        """Encode a handler's response into its slot (or straight out if nothing is ahead)."""
+                  header_version: int, slot: list[Any] | None, started: float = 0.0,
+                  bytes_in: int = 0) -> None:
+        """Encode a handler's response into its slot (or straight out if nothing is ahead);
+        then tell ``KafkaServer.request_observer`` (metrics), if any."""
         if response is None:
             data = None
         else:
@@ -611,6 +617,10 @@ class _Connection(asyncio.Protocol):
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
             data = b"".join(out)
+        observe = self._server.request_observer
+        if observe is not None:
+            observe(schema.api_key, getattr(response, "error_code", 0),
+                    perf_counter() - started, bytes_in, 0 if data is None else len(data))
         if slot is not None:
             slot[0] = data
         elif self._pending:
@@ -786,6 +796,9 @@ class KafkaServer:
         self._orphaned_tasks: set[asyncio.Task[Any]] = set()
         self._next_connection_id = 0
         self.stats = ServerStats()
+        # observer(api_key, top-level error code, seconds, bytes in, bytes out) per answered
+        # request (broker.metrics); None: no per-request accounting.
+        self.request_observer: Callable[[int | None, int, float, int, int], None] | None = None
         self._started = False
 
     def advertised_for(self, listener_name: str) -> dict[int, tuple[int, int]]:

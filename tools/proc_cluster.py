@@ -54,6 +54,7 @@ class NodeProc:
         self.config = directory / "server.properties"
         self.log_path = directory / "server.log"
         self.proc: subprocess.Popen[str] | None = None
+        self.admin_port: int | None = None  # HTTP admin API (ProcCluster(admin=True))
         self._lines: list[str] = []
         self._cond = threading.Condition()
 
@@ -64,6 +65,11 @@ class NodeProc:
     @property
     def controller_address(self) -> str:
         return f"127.0.0.1:{self.controller_port}"
+
+    @property
+    def admin_url(self) -> str:
+        assert self.admin_port is not None, "start the cluster with ProcCluster(admin=True)"
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -134,11 +140,12 @@ class NodeProc:
 
 class ProcCluster:
     def __init__(self, root: Path, *, controllers: int = 3, brokers: int = 2,
-                 combined: bool = False, extra: dict[str, str] | None = None) -> None:
+                 combined: bool = False, extra: dict[str, str] | None = None,
+                 admin: bool = False) -> None:
         self.root = root
         self.nodes: dict[int, NodeProc] = {}
         # Fast broker heartbeats and a short session suit tests; ``extra`` overrides them.
-        ports = free_ports(2 * (controllers + brokers))
+        ports = free_ports(3 * (controllers + brokers))
         for i in range(1, controllers + 1):
             roles = "broker,controller" if combined else "controller"
             self.nodes[i] = NodeProc(i, roles, root / f"node-{i}",
@@ -155,6 +162,8 @@ class ProcCluster:
                              cwd=REPO, env=env(), capture_output=True, text=True, check=True)
         self.cluster_id = cid.stdout.strip()
         for n in self.nodes.values():
+            if admin:
+                n.admin_port = ports.pop()
             n.dir.mkdir(parents=True)
             listeners = []
             if n.broker_port is not None:
@@ -169,7 +178,7 @@ class ProcCluster:
                 "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 "controller.quorum.voters": voters,
                 "log.dirs": str(n.dir / "data"),
-                "admin.listeners": "",
+                "admin.listeners": f"http://127.0.0.1:{n.admin_port}" if admin else "",
                 "broker.heartbeat.interval.ms": "500",
                 "broker.session.timeout.ms": "4000",
             }
