@@ -1,4 +1,5 @@
-"""Run a local cluster on loopback: ``python -m tools.local_cluster up|down|status``.
+"""Run a local cluster on loopback: ``kraft-cluster up|down|status`` (also
+``python -m tools.local_cluster``; ``make run`` runs ``up``).
 
 ``up`` (foreground) writes one ``server.properties`` per node, formats storage on the first run
 (a random cluster id kept in ``<dir>/cluster.json``), starts every node with
@@ -40,7 +41,7 @@ from typing import Any
 from storage.meta_properties import random_uuid, read_meta_properties
 from storage.properties import parse_properties
 
-PROG = "local_cluster"
+PROG = "kraft-cluster"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Ports end in 2 (PLAINTEXT), 3 (CONTROLLER) and 4 (admin), so no two nodes ever share one.
 MAX_NODES = 50
@@ -98,6 +99,14 @@ def plan(nodes: int, separate_roles: bool, port_offset: int = 0) -> list[NodeSpe
             NodeSpec(i, ("broker",), port_offset) for i in range(nodes + 1, 2 * nodes + 1)
         ]
     return [NodeSpec(i, ("broker", "controller"), port_offset) for i in range(1, nodes + 1)]
+
+
+def bootstrap_servers(specs: Sequence[NodeSpec]) -> str:
+    return ",".join(f"127.0.0.1:{n.broker_port}" for n in specs if n.is_broker)
+
+
+def bootstrap_controllers(specs: Sequence[NodeSpec]) -> str:
+    return ",".join(f"127.0.0.1:{n.controller_port}" for n in specs if n.is_controller)
 
 
 def node_dir(root: Path, node: NodeSpec) -> Path:
@@ -354,6 +363,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"      config={ndir / 'server.properties'} data={ndir / 'data'} "
                 f"log={logs[node.node_id]}"
             )
+        print(f"Bootstrap servers: {bootstrap_servers(specs)}")
+        if any(n.is_controller for n in specs):
+            print(f"Bootstrap controllers: {bootstrap_controllers(specs)}")
+        print("Admin URLs: " + " ".join(f"http://127.0.0.1:{n.admin_port}" for n in specs))
         _wait_started(logs, log_offsets, procs, stop_requested)
         print("Running; press Ctrl-C to stop.")
         while not stop_requested:
@@ -429,6 +442,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"roles={','.join(e['roles'])} listeners={','.join(e['listeners'])} "
             f"admin={e['admin']} log={e['log']}"
         )
+    brokers = [a.removeprefix("PLAINTEXT://") for e in entries for a in e["listeners"]
+               if a.startswith("PLAINTEXT://")]
+    if brokers:
+        print(f"Bootstrap servers: {','.join(brokers)}")
     print(f"{alive}/{len(entries)} nodes alive")
     return 0 if alive == len(entries) else 1
 
