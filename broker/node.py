@@ -34,6 +34,7 @@ from broker.controller_channel import ControllerChannel, ControllerUnavailableEr
 from broker.controller_server import ControllerService
 from broker.data_apis import ADVERTISED as DATA_API_VERSIONS
 from broker.data_apis import DataApis
+from broker.group_apis import GroupApis
 from broker.lifecycle import BrokerLifecycleManager
 from broker.metadata_loader import MetadataLoader
 from broker.protocol.api_keys import API_SPECS, ApiKey
@@ -91,6 +92,7 @@ class Node:
         self.lifecycle: BrokerLifecycleManager | None = None
         self.replica_manager: ReplicaManager | None = None
         self.admin: AdminApis | None = None
+        self.group_coordinator: GroupApis | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
@@ -167,6 +169,12 @@ class Node:
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
             broker_handlers.update(self.admin.handlers)
+            assert self.replica_manager is not None
+            self.group_coordinator = GroupApis(
+                cfg, self.replica_manager, lambda: self.loader.image, self.admin.auto_create)
+            self.replica_manager.add_leadership_listener(self.group_coordinator.on_leadership)
+            broker_handlers.update(self.group_coordinator.handlers)
+            self.group_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
@@ -387,6 +395,8 @@ class Node:
             await self.controller.stop()
         if self.raft is not None:
             await self.raft.shutdown()
+        if self.group_coordinator is not None:
+            await self.group_coordinator.stop()
         if self.replica_manager is not None:
             await self.replica_manager.stop()
         for task in self._log_tasks:
