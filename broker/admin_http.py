@@ -70,6 +70,8 @@ __all__ = ["AdminHttpServer", "HttpError"]
 
 logger = logging.getLogger(__name__)
 
+LAG_REFRESH_TIMEOUT_S = 5.0  # a scrape waits at most this long for ListOffsets answers
+
 WRITE_TIMEOUT_MS = 30_000
 READ_TIMEOUT_S = 10.0
 QUORUM_TIMEOUT_S = 5.0
@@ -926,8 +928,39 @@ class AdminHttpServer:
         return _json({"status": "live", "node_id": self.node_id, "reasons": []})
 
     async def get_metrics(self, request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(LAG_REFRESH_TIMEOUT_S):
+                self.metrics.collector.consumer_lag = await self._consumer_lag()
+        except TimeoutError:
+            logger.info("Consumer lag not refreshed within %.0f s: serving the last values",
+                        LAG_REFRESH_TIMEOUT_S)
         return web.Response(body=self.metrics.exposition(),
                             headers={"Content-Type": PROMETHEUS_TEXT})
+
+    async def _consumer_lag(self) -> dict[tuple[str, str, int], int]:
+        """Lag of every committed offset of the groups this broker coordinates: the
+        partition's high watermark (ListOffsets to its leader) minus the committed offset."""
+        coordinator = getattr(getattr(self.node, "group_coordinator", None), "coordinator", None)
+        groups = getattr(coordinator, "groups", None)
+        if not groups:
+            return {}
+        committed: dict[tuple[str, str, int], int] = {}
+        for g in list(groups.values()):
+            for (topic, pid), o in list(g.offsets.items()):
+                if topic in self.image.topics.by_name:
+                    committed[(g.group_id, topic, pid)] = o.offset
+        by_topic: dict[str, set[int]] = {}
+        for _g, topic, pid in committed:
+            by_topic.setdefault(topic, set()).add(pid)
+        hws: dict[tuple[str, int], int] = {}
+        for topic, pids in by_topic.items():
+            try:
+                found = await self._list_offsets(topic, sorted(pids), LATEST_TIMESTAMP)
+            except HttpError:
+                continue
+            hws.update(((topic, pid), off) for pid, off in found.items())
+        return {key: max(0, hws[key[1:]] - off) for key, off in committed.items()
+                if key[1:] in hws}
 
     async def get_openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(f"{request.scheme}://{request.host}"))

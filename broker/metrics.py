@@ -120,6 +120,9 @@ class NodeCollector(Collector):
     def __init__(self, node: Any, requests: RequestMetrics) -> None:
         self.node = node
         self.requests = requests
+        # (group, topic, partition) -> lag, refreshed by the HTTP handler before each scrape
+        # (it needs ListOffsets round trips to the partitions' leaders).
+        self.consumer_lag: dict[tuple[str, str, int], int] = {}
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
@@ -132,6 +135,13 @@ class NodeCollector(Collector):
         yield from self._replicas(node)
         yield from self._raft(node)
         yield from _groups(node)
+        lag = GaugeMetricFamily("pykraft_consumer_group_lag", "Records between a group's "
+                                "committed offset and the partition's high watermark (groups "
+                                "coordinated by this broker)",
+                                labels=["group", "topic", "partition"])
+        for (group, topic, partition), n in sorted(self.consumer_lag.items()):
+            lag.add_metric([group, topic, str(partition)], n)
+        yield lag
 
     @staticmethod
     def _server(node: Any) -> Iterator[Metric]:
@@ -298,7 +308,8 @@ class NodeMetrics:
     def __init__(self, node: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = RequestMetrics()
-        self.registry.register(NodeCollector(node, self.requests))
+        self.collector = NodeCollector(node, self.requests)
+        self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
 
     def exposition(self) -> bytes:

@@ -405,6 +405,8 @@ def test_consumer_groups(cluster: ProcCluster) -> None:
         assert value(m["pykraft_consumer_groups"], "pykraft_consumer_groups",
                      state="Stable") >= 1
         assert value(m["pykraft_group_rebalances"], "pykraft_group_rebalances_total") >= 1
+        assert value(m["pykraft_consumer_group_lag"], "pykraft_consumer_group_lag",
+                     group="admin-http-group") == 10 - got
     finally:
         consumer.close()
     error(call("GET", url(cluster, 3, "/v1/consumer-groups/no-such-group")), 404)
