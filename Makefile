@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long clean
+.PHONY: jepsen run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,9 @@ sim-long: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The fault suite (needs root for network namespaces): long runs under kill -9, pauses,
+# partitions and lost unsynced writes. Override e.g. JEPSEN_ARGS="--nodes 5 --seed 42".
+JEPSEN_ARGS ?= --profile long --time-limit 600 --runs 3
+jepsen: $(STAMP)
+	$(PY) jepsen-style/run.py $(JEPSEN_ARGS) --out jepsen-results

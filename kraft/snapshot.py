@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Self
 from kraft.delta import MetadataDelta
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
+from storage import fsync_journal
 from storage.codec import CodecError, DecodeError
 from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.fileutil import fsync_dir
@@ -206,7 +207,7 @@ def _write_durably(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
                     _write_all(fd, buf)
                     buf.clear()
             _write_all(fd, buf)
-            os.fsync(fd)
+            fsync_journal.fsync(fd)
         finally:
             os.close(fd)
         os.replace(part, path)

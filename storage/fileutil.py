@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from storage import fsync_journal
+
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so that a rename or a new file in it survives a crash."""
@@ -28,7 +30,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        fsync_journal.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -37,6 +37,7 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import Self
 
+from storage import fsync_journal
 from storage.errors import StorageError
 
 OFFSET_INDEX_ENTRY_SIZE = 8
@@ -173,7 +174,7 @@ class _IndexFile:
     def flush(self) -> None:
         self.write_pending()
         if self.dirty:
-            os.fsync(self._fd)
+            fsync_journal.fsync(self._fd)
             self.flushed_size = self.size_bytes
 
     def close(self) -> None:

@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, Self
 
+from storage import fsync_journal
 from storage.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -204,7 +205,7 @@ class LogFlushJob:
     def run(self) -> int:
         """fsync (any thread). Returns the offset below which everything is now durable."""
         for fd in self._fds:
-            os.fsync(fd)
+            fsync_journal.fsync(fd)
         return self.target
 
     def finish(self, ok: bool) -> None:

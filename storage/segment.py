@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage import fsync_journal
 from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 from storage.log_config import LogConfig
@@ -595,7 +596,7 @@ class LogSegment:
         elif self.rolling_base_ms is None:
             self.rolling_base_ms = first_ts if first_ts is not None and first_ts >= 0 else _now_ms()
         # Make the validated state durable: it may be unsynced data from a crashed process.
-        os.fsync(self._fd)
+        fsync_journal.fsync(self._fd)
         self.flushed_size = position
         self.offset_index.flush()
         self.time_index.flush()
@@ -615,7 +616,7 @@ class LogSegment:
         self.time_index.truncate_to(header.base_offset)
         removed = self.size - position
         os.ftruncate(self._fd, position)
-        os.fsync(self._fd)
+        fsync_journal.fsync(self._fd)
         self.size = position
         self.flushed_size = position
         self.offset_index.flush()
@@ -646,7 +647,7 @@ class LogSegment:
         """fsync the log and both indexes (the time index gets its final entry first)."""
         self.on_become_inactive()
         if self.flushed_size != self.size:
-            os.fsync(self._fd)
+            fsync_journal.fsync(self._fd)
             self.flushed_size = self.size
         self.offset_index.flush()
         self.time_index.flush()

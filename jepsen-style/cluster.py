@@ -1,0 +1,359 @@
+"""Cluster control for the fault suite: N real nodes, each in its own network namespace.
+
+Why network namespaces: iptables/nft are not available, and a per-link TCP proxy cannot cover
+broker-to-broker links (every broker dials the advertised listener from the metadata image, the
+same address for everybody). With one namespace per node, linked by veth pairs to a bridge in the
+root namespace, each node has its own IP (10.<net>.0.<id>) and a partition is a set of
+``ip route add blackhole <peer>/32`` routes inside the namespaces: packets to a blackholed
+destination are dropped before they leave, so both directions of every TCP connection between the
+two nodes stop (replies are dropped too). Clients run in the root namespace; a client-node
+partition is a blackhole route in the root namespace, which does not touch bridged node-to-node
+traffic (the bridge forwards at layer 2).
+
+Nodes run ``broker,controller`` (combined) and are started from the CLI
+(``kafka-storage format`` then ``kafka-server-start``) with their own data directory. With
+``fsync_journal=True`` every node writes an fsync journal (storage/fsync_journal.py) so the
+lose-unsynced nemesis can cut its files back to what was fsynced.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Self
+
+REPO = Path(__file__).resolve().parents[1]
+STARTED = "Kafka Server started"
+BROKER_PORT = 9092
+CONTROLLER_PORT = 9093
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(["ip", *args], check=False, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise ClusterError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def netns_available() -> bool:
+    """True if we may create network namespaces (root and iproute2)."""
+    if os.geteuid() != 0:
+        return False
+    name = f"jpchk{os.getpid() % 100000}"
+    if _ip("netns", "add", name, check=False).returncode != 0:
+        return False
+    _ip("netns", "del", name, check=False)
+    return True
+
+
+def _env(journal: Path | None) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONUNBUFFERED"] = "1"
+    e.pop("PYKRAFT_FSYNC_LOG", None)
+    if journal is not None:
+        e["PYKRAFT_FSYNC_LOG"] = str(journal)
+    return e
+
+
+class Node:
+    def __init__(self, cluster: Cluster, node_id: int) -> None:
+        self.cluster = cluster
+        self.node_id = node_id
+        self.dir = cluster.root / f"node-{node_id}"
+        self.data_dir = self.dir / "data"
+        self.config = self.dir / "server.properties"
+        self.log_path = self.dir / "server.log"
+        self.journal = self.dir / "fsync.journal" if cluster.fsync_journal else None
+        self.ip = f"10.{cluster.net}.0.{node_id}"
+        self.netns = f"{cluster.prefix}n{node_id}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.paused = False
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.ip}:{BROKER_PORT}"
+
+    def command(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    def start(self) -> None:
+        if self.alive():
+            raise ClusterError(f"node {self.node_id} already running")
+        self._lines = []
+        self.paused = False
+        log = self.log_path.open("a")
+        log.write(f"--- start {time.strftime('%H:%M:%S')}\n")
+        # ``ip netns exec`` execs the command: the pid is the node's own.
+        self.proc = subprocess.Popen(
+            self.command([sys.executable, "-m", "tools.server_start", str(self.config)]),
+            cwd=REPO, env=_env(self.journal), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        proc = self.proc
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                with self._cond:
+                    self._lines.append(line)
+                    if len(self._lines) > 2000:
+                        del self._lines[:1000]
+                    self._cond.notify_all()
+            log.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(needle in ln for ln in self._lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive():
+                    tail = "".join(self._lines[-30:])
+                    raise ClusterError(f"node {self.node_id}: {needle!r} not seen:\n{tail}")
+                self._cond.wait(min(left, 0.5))
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.paused = False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.resume()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def pause(self) -> None:
+        if self.alive() and not self.paused:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.alive() and self.paused:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+
+class Cluster:
+    """``Cluster(root, n=3, extra={...})``; ``setup()``, ``start()``, ``teardown()``."""
+
+    def __init__(self, root: Path, *, n: int = 3, extra: dict[str, str] | None = None,
+                 fsync_journal: bool = True, seed: int | None = None) -> None:
+        if n not in (1, 3, 5):
+            raise ClusterError(f"n must be 1, 3 or 5, not {n}")
+        self.root = root
+        self.n = n
+        self.extra = dict(extra or {})
+        self.fsync_journal = fsync_journal
+        rnd = random.Random(seed if seed is not None else time.time_ns())
+        tag = f"{os.getpid() % 1000:03d}{rnd.randrange(100):02d}"
+        self.prefix = f"jp{tag}"  # short: interface names have at most 15 characters
+        self.net = self._free_net(rnd)
+        self.bridge = f"{self.prefix}br"
+        self.gateway = f"10.{self.net}.0.254"
+        self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
+        self.blackholes: set[tuple[str, str]] = set()  # (netns or "root", destination ip)
+        self._set_up = False
+
+    @staticmethod
+    def _free_net(rnd: random.Random) -> int:
+        used = _ip("-4", "addr").stdout
+        for _ in range(200):
+            net = rnd.randrange(100, 250)
+            if f"10.{net}.0." not in used:
+                return net
+        raise ClusterError("no free 10.x.0.0/24 network")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    # -- network ------------------------------------------------------------------------------
+
+    def _setup_network(self) -> None:
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for n in self.nodes.values():
+            host_if, ns_if = f"{self.prefix}h{n.node_id}", f"{self.prefix}v{n.node_id}"
+            _ip("netns", "add", n.netns)
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            _ip("link", "set", ns_if, "netns", n.netns)
+            _ip("link", "set", host_if, "master", self.bridge)
+            _ip("link", "set", host_if, "up")
+            _ip("-n", n.netns, "addr", "add", f"{n.ip}/24", "dev", ns_if)
+            _ip("-n", n.netns, "link", "set", ns_if, "up")
+            _ip("-n", n.netns, "link", "set", "lo", "up")
+
+    def _teardown_network(self) -> None:
+        for n in self.nodes.values():
+            _ip("netns", "del", n.netns, check=False)
+        for dest in {d for ns, d in self.blackholes if ns == "root"}:
+            _ip("route", "del", "blackhole", f"{dest}/32", check=False)
+        self.blackholes.clear()
+        _ip("link", "del", self.bridge, check=False)
+
+    def block(self, src: int | None, dst: int) -> None:
+        """Drop traffic from ``src`` (a node id, or None for the clients) to node ``dst``."""
+        where = "root" if src is None else self.nodes[src].netns
+        dest = self.nodes[dst].ip
+        if (where, dest) in self.blackholes:
+            return
+        args = ["route", "add", "blackhole", f"{dest}/32"]
+        _ip(*args) if where == "root" else _ip("-n", where, *args)
+        self.blackholes.add((where, dest))
+
+    def partition(self, groups: Iterable[Iterable[int]]) -> None:
+        """Nodes in different groups cannot talk (both directions). Nodes in no group are cut
+        from everybody."""
+        member: dict[int, int] = {}
+        for gi, g in enumerate(groups):
+            for i in g:
+                member[i] = gi
+        for a in self.nodes:
+            for b in self.nodes:
+                if a != b and (a not in member or b not in member or member[a] != member[b]):
+                    self.block(a, b)
+
+    def block_links(self, links: Iterable[tuple[int, int]]) -> None:
+        """Cut each (a, b) link in both directions."""
+        for a, b in links:
+            self.block(a, b)
+            self.block(b, a)
+
+    def heal(self) -> None:
+        for where, dest in sorted(self.blackholes):
+            args = ["route", "del", "blackhole", f"{dest}/32"]
+            if where == "root":
+                _ip(*args, check=False)
+            else:
+                _ip("-n", where, *args, check=False)
+        self.blackholes.clear()
+
+    def can_connect(self, src: int | None, dst: int, timeout: float = 1.0) -> bool:
+        """Try a TCP connect from ``src``'s namespace (None: the root namespace) to ``dst``'s
+        broker port. Used by the tests that check a partition really blocks traffic."""
+        code = ("import socket,sys\n"
+                "s=socket.socket();s.settimeout(float(sys.argv[2]))\n"
+                "try:\n s.connect((sys.argv[1],int(sys.argv[3])));print('ok')\n"
+                "except OSError as e:\n print('no',e)\n")
+        argv = [sys.executable, "-c", code, self.nodes[dst].ip, str(timeout), str(BROKER_PORT)]
+        if src is not None:
+            argv = self.nodes[src].command(argv)
+        r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout + 10)
+        return r.stdout.startswith("ok")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create the network, write configs and format storage (from the CLI)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._setup_network()
+        self._set_up = True
+        # Namespaces, the bridge and routes outlive us unless removed: also on an early exit.
+        atexit.register(self.teardown)
+        voters = ",".join(f"{n.node_id}@{n.ip}:{CONTROLLER_PORT}" for n in self.nodes.values())
+        cid = subprocess.run([sys.executable, "-m", "tools.storage_cli", "random-uuid"],
+                             cwd=REPO, env=_env(None), capture_output=True, text=True, check=True)
+        cluster_id = cid.stdout.strip()
+        for n in self.nodes.values():
+            n.dir.mkdir(parents=True, exist_ok=True)
+            props = {
+                "node.id": str(n.node_id),
+                "process.roles": "broker,controller",
+                "listeners": f"PLAINTEXT://{n.ip}:{BROKER_PORT},CONTROLLER://{n.ip}:{CONTROLLER_PORT}",
+                "advertised.listeners": f"PLAINTEXT://{n.ip}:{BROKER_PORT}",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "controller.quorum.voters": voters,
+                "log.dirs": str(n.data_dir),
+                "admin.listeners": "",
+                "broker.heartbeat.interval.ms": "500",
+                "broker.session.timeout.ms": "4000",
+                "replica.lag.time.max.ms": "3000",
+                "num.partitions": "1",
+                "default.replication.factor": str(min(3, self.n)),
+                "offsets.topic.replication.factor": str(min(3, self.n)),
+            }
+            props.update(self.extra)
+            n.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+            r = subprocess.run([sys.executable, "-m", "tools.storage_cli", "format",
+                                "--cluster-id", cluster_id, "--config", str(n.config)],
+                               cwd=REPO, env=_env(n.journal), capture_output=True, text=True,
+                               check=False)
+            if r.returncode != 0:
+                raise ClusterError(f"format node {n.node_id}: {r.stdout}{r.stderr}")
+
+    def start(self, ids: Iterable[int] | None = None, wait: bool = True,
+              timeout: float = 90.0) -> None:
+        todo = list(self.nodes) if ids is None else list(ids)
+        for i in todo:
+            self.nodes[i].start()
+        if wait:
+            for i in todo:
+                self.nodes[i].wait_for(STARTED, timeout)
+
+    def teardown(self) -> None:
+        """Stop every node (resume paused ones first), then remove the network."""
+        with contextlib.suppress(Exception):
+            self.heal()
+        for n in self.nodes.values():
+            n.resume()
+        for n in self.nodes.values():
+            if n.alive():
+                assert n.proc is not None
+                n.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for n in self.nodes.values():
+            if n.proc is not None:
+                try:
+                    n.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    n.kill()
+        if self._set_up:
+            self._teardown_network()
+            self._set_up = False
+            atexit.unregister(self.teardown)
+
+    def __enter__(self) -> Self:
+        try:
+            self.setup()
+            self.start()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()

@@ -1,0 +1,287 @@
+"""Run the fault suite: start a cluster, run the queue workload under a nemesis, heal, read
+everything back, check the history.
+
+    python jepsen-style/run.py                         # the smoke profile (~2 minutes)
+    python jepsen-style/run.py --time-limit 600 --nemesis kill,pause,partition --runs 3
+    python jepsen-style/run.py --profile planted-unsafe  # must report lost writes
+    python jepsen-style/run.py --seed 42               # reproduce a run
+
+Writes ``<out>/run-<i>-seed-<seed>/{history.jsonl,report.json}`` and ``<out>/summary.json``,
+prints a report per run. Exit status 0 when every run is valid (for ``--expect lost-write``:
+when every run found lost writes), 1 otherwise, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for p in (str(HERE), str(REPO)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from checker import check
+from cluster import Cluster, netns_available
+from history import History
+from nemesis import (
+    DEFAULT_KINDS,
+    Fault,
+    Nemesis,
+    NemesisError,
+    check_kinds,
+    run_schedule,
+    schedule,
+)
+from workload import Workload, WorkloadConfig, create_topic, wait_healthy
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"time_limit": 60.0, "nemesis": ",".join(DEFAULT_KINDS), "consumer_mode": "mixed",
+              "commit": True, "consumers": 3},
+    "long": {"time_limit": 600.0, "nemesis": ",".join(DEFAULT_KINDS), "consumer_mode": "mixed",
+             "commit": True, "consumers": 3},
+    # Followers paused, acks=1 writes land on the leader alone, the leader is killed: a
+    # follower takes over without them. The checker must report lost writes.
+    "planted-unsafe": {"time_limit": 25.0, "nemesis": "followers-lag", "acks": "1",
+                       "idempotence": "off", "expect": "lost-write"},
+    # The same schedule with acks=all and min.insync.replicas=2: nothing may be lost.
+    "planted-safe": {"time_limit": 25.0, "nemesis": "followers-lag", "acks": "all"},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
+    ap.add_argument("--nemesis", help="comma-separated: kill,pause,partition,lose-unsynced,"
+                    "lose-unsynced-all,followers-lag,clock; 'none' for no faults")
+    ap.add_argument("--seed", type=int, help="seed of the first run (default: random)")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    ap.add_argument("--replication-factor", type=int)
+    ap.add_argument("--min-insync", type=int)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--acks", choices=("all", "1", "-1"))
+    ap.add_argument("--idempotence", choices=("on", "off"))
+    ap.add_argument("--consumer-mode", choices=("assign", "subscribe", "mixed"))
+    ap.add_argument("--commit", action=argparse.BooleanOptionalAction,
+                    help="consumers commit offsets and read them back")
+    ap.add_argument("--rate", type=float, default=40.0, help="sends per second, all producers")
+    ap.add_argument("--producers", type=int, default=4)
+    ap.add_argument("--consumers", type=int)
+    ap.add_argument("--flush-every-message", action="store_true",
+                    help="log.flush.interval.messages=1 (fsync every append)")
+    ap.add_argument("--expect", choices=("valid", "lost-write"),
+                    help="what counts as success (planted-unsafe: lost-write)")
+    ap.add_argument("--strict-hw", action="store_true",
+                    help="a high watermark going backwards makes a run invalid")
+    ap.add_argument("--out", type=Path, default=Path("jepsen-results"))
+    a = ap.parse_args(argv)
+    prof = PROFILES[a.profile]
+    a.time_limit = a.time_limit if a.time_limit is not None else prof["time_limit"]
+    a.nemesis = a.nemesis if a.nemesis is not None else prof["nemesis"]
+    a.acks = a.acks or prof.get("acks", "all")
+    a.idempotence = a.idempotence or prof.get("idempotence", "on")
+    a.expect = a.expect or prof.get("expect", "valid")
+    a.consumer_mode = a.consumer_mode or prof.get("consumer_mode", "assign")
+    a.commit = a.commit if a.commit is not None else prof.get("commit", False)
+    a.consumers = a.consumers or prof.get("consumers", 2)
+    a.replication_factor = a.replication_factor or a.nodes
+    a.min_insync = a.min_insync or (a.replication_factor // 2 + 1)
+    if a.replication_factor > a.nodes:
+        ap.error(f"--replication-factor {a.replication_factor} > --nodes {a.nodes}")
+    if a.min_insync > a.replication_factor:
+        ap.error(f"--min-insync {a.min_insync} > replication factor {a.replication_factor}")
+    if a.acks == "1" and a.idempotence == "on":
+        ap.error("idempotence needs --acks all (librdkafka refuses acks=1 with idempotence)")
+    if a.runs < 1 or a.time_limit <= 0:
+        ap.error("--runs and --time-limit must be positive")
+    a.kinds = [] if a.nemesis == "none" else [k for k in a.nemesis.split(",") if k]
+    try:
+        check_kinds(a.kinds)
+    except NemesisError as e:
+        ap.error(str(e))
+    return a
+
+
+def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    rnd = random.Random(seed)
+    extra = {"min.insync.replicas": str(a.min_insync)}
+    if a.flush_every_message:
+        extra["log.flush.interval.messages"] = "1"
+    cluster = Cluster(out / "cluster", n=a.nodes, extra=extra, seed=seed)
+    history = History(out / "history.jsonl")
+    cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
+                         replication_factor=a.replication_factor, min_insync=a.min_insync,
+                         acks=a.acks, idempotence=a.idempotence == "on",
+                         producers=a.producers, consumers=a.consumers, rate=a.rate,
+                         consumer_mode=a.consumer_mode, commit=a.commit)
+    if a.kinds == ["followers-lag"]:
+        # One planted fault, early; heal after the controller fenced the killed leader.
+        faults = [Fault(5.0, min(a.time_limit - 1, 18.0), "followers-lag", "leader",
+                        rnd.randrange(2**31))]
+    else:
+        faults = schedule(rnd.randrange(2**31), a.kinds, a.time_limit) if a.kinds else []
+    t_start = time.monotonic()
+    notes: list[str] = []
+    final_complete = False
+    workload: Workload | None = None
+    try:
+        cluster.setup()
+        cluster.start()
+        create_topic(cfg)
+        nemesis = Nemesis(cluster, history, cfg)
+        workload = Workload(cfg, history, random.Random(rnd.randrange(2**31)))
+        workload.start()
+        stop = threading.Event()
+        t0 = time.monotonic()
+        nem = threading.Thread(target=run_schedule, args=(nemesis, faults, t0, stop),
+                               daemon=True)
+        nem.start()
+        nem.join(a.time_limit)
+        stop.set()
+        nem.join(120)
+        nemesis.heal_all()
+        history.add("info", "healed", "nemesis", value={})
+        # Let consumers catch up on a healed cluster before stopping the clients.
+        if not wait_healthy(cfg, timeout=60):
+            notes.append("cluster not healthy (leaders / full ISR) 60 s after healing")
+        time.sleep(5)
+        workload.finish()
+        final_complete = workload.final_read(timeout=90)
+        if not final_complete:
+            notes.append("final read did not reach the high watermark of every partition")
+    except Exception as e:  # noqa: BLE001 - any harness failure still gets a report
+        notes.append(f"harness error: {e!r}")
+        history.add("info", "harness-error", "harness", error=repr(e))
+    finally:
+        if workload is not None:
+            workload.stop.set()
+        cluster.teardown()
+        history.close()
+    result = check(history.ops, strict_hw=a.strict_hw,
+                   allow_duplicates=a.idempotence == "off")
+    fault_events = [op for op in history.ops
+                    if op["process"] == "nemesis" and op["f"].startswith("start-")]
+    fault_seconds = measured_fault_seconds(history.ops, {f.kind for f in faults})
+    crashed = [op for op in history.ops if op["f"] in ("worker-crash", "harness-error")]
+    report = {
+        "seed": seed,
+        "reproduce": reproduce_command(a, seed),
+        "config": {"nodes": a.nodes, "replication_factor": a.replication_factor,
+                   "min_insync_replicas": a.min_insync, "acks": a.acks,
+                   "idempotence": a.idempotence, "partitions": a.partitions,
+                   "consumer_mode": a.consumer_mode, "commit": a.commit,
+                   "time_limit_s": a.time_limit, "nemesis": a.kinds},
+        "duration_s": round(time.monotonic() - t_start, 1),
+        "fault_seconds": round(fault_seconds, 1),
+        "faults": [{"f": op["f"], **op.get("value", {})} for op in fault_events],
+        "final_read_complete": final_complete,
+        "notes": notes + [f"{op['f']}: {op.get('error')}" for op in crashed],
+        **result,
+    }
+    if crashed:
+        report["valid"] = False
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def reproduce_command(a: argparse.Namespace, seed: int) -> str:
+    """The command that runs the same schedule and choices again (timing is not replayed)."""
+    parts = [f"python jepsen-style/run.py --profile {a.profile} --seed {seed}",
+             f"--time-limit {a.time_limit:g} --nemesis {a.nemesis or 'none'}",
+             f"--nodes {a.nodes} --replication-factor {a.replication_factor}",
+             f"--min-insync {a.min_insync} --partitions {a.partitions} --acks {a.acks}",
+             f"--idempotence {a.idempotence} --consumer-mode {a.consumer_mode}",
+             f"--rate {a.rate:g} --producers {a.producers} --consumers {a.consumers}"]
+    parts.append("--commit" if a.commit else "--no-commit")
+    parts += [flag for flag, on in (("--flush-every-message", a.flush_every_message),
+                                    ("--strict-hw", a.strict_hw)) if on]
+    return " ".join(parts)
+
+
+def measured_fault_seconds(ops: list[dict[str, Any]], kinds: set[str]) -> float:
+    """Seconds between each fault's start and its heal, from the history."""
+    total, started = 0.0, None
+    for op in ops:
+        if op["process"] != "nemesis":
+            continue
+        if op["f"] in {f"start-{k}" for k in kinds}:
+            started = op["time"]
+        elif op["f"] in {f"stop-{k}" for k in kinds} and started is not None:
+            total += (op["time"] - started) / 1e9
+            started = None
+    return total
+
+
+def print_report(r: dict[str, Any]) -> None:
+    s = r["stats"]
+    verdict = "VALID" if r["valid"] else "INVALID"
+    print(f"== seed {r['seed']}: {verdict}  ({r['duration_s']} s, "
+          f"{r['fault_seconds']} s of faults)")
+    kinds: dict[str, int] = {}
+    for f in r["faults"]:
+        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
+    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    print(f"   sends: {s['sends_attempted']} attempted, {s['sends_acknowledged']} acknowledged, "
+          f"{s['sends_failed']} failed, {s['sends_unknown']} unknown; "
+          f"{s['values_read']} values read ({s['acknowledged_read']} acknowledged), "
+          f"{s['polls']} polls, final read complete: {r['final_read_complete']}")
+    found = {k: v for k, v in r["anomalies"].items() if v}
+    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
+    for k, ex in r["examples"].items():
+        print(f"     {k}: {json.dumps(ex[:2], default=str)}")
+    for n in r["notes"]:
+        print(f"   note: {n}")
+    print(f"   reproduce: {r['reproduce']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if not netns_available():
+        print("network namespaces are not available (needs root and iproute2)", file=sys.stderr)
+        return 2
+    first = a.seed if a.seed is not None else random.randrange(2**31)
+    reports = []
+    for i in range(a.runs):
+        seed = first + i
+        r = run_once(a, seed, a.out / f"run-{i + 1}-seed-{seed}")
+        print_report(r)
+        reports.append(r)
+    if a.expect == "lost-write":
+        ok = all(r["anomalies"]["lost-write"] > 0 for r in reports)
+    else:
+        ok = all(r["valid"] for r in reports)
+    summary = {
+        "runs": len(reports),
+        "expect": a.expect,
+        "passed": ok,
+        "fault_minutes": round(sum(r["fault_seconds"] for r in reports) / 60, 2),
+        "sends_attempted": sum(r["stats"]["sends_attempted"] for r in reports),
+        "sends_acknowledged": sum(r["stats"]["sends_acknowledged"] for r in reports),
+        "values_read": sum(r["stats"]["values_read"] for r in reports),
+        "anomalies": {k: sum(r["anomalies"][k] for r in reports)
+                      for k in reports[0]["anomalies"]},
+        "nemeses": a.kinds,
+        "seeds": [r["seed"] for r in reports],
+    }
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"== {len(reports)} run(s), {summary['fault_minutes']} min of faults, "
+          f"{summary['sends_attempted']} sends attempted, {summary['sends_acknowledged']} "
+          f"acknowledged, {summary['values_read']} read; expected {a.expect}: "
+          f"{'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""System-level property test: Hypothesis draws sequences of produce / kill / restart /
+partition / heal steps against a real 3-node cluster (RF 3, min.insync.replicas 2, acks=all,
+idempotent confluent-kafka producer); after each sequence the cluster is healed, every
+partition is read from offset 0, and the fault suite's checker (jepsen-style/checker.py) is
+the oracle: no acknowledged record may be lost, duplicated or reordered.
+
+Bounded: 6 examples of at most 6 steps on one cluster (each example gets its own topic).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+ck = pytest.importorskip("confluent_kafka")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jepsen-style"))
+
+from checker import check
+from cluster import Cluster, netns_available
+from history import History
+from workload import Workload, WorkloadConfig, create_topic, wait_healthy
+
+pytestmark = pytest.mark.skipif(not netns_available(),
+                                reason="needs root and `ip netns` for per-node networks")
+
+NODES = (1, 2, 3)
+TOPIC_IDS = itertools.count(1)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("produce"), st.integers(5, 30)),
+        st.tuples(st.just("kill"), st.sampled_from(NODES)),
+        st.tuples(st.just("restart"), st.sampled_from(NODES)),
+        st.tuples(st.just("partition"), st.sampled_from(NODES)),  # isolate that node
+        st.tuples(st.just("heal"), st.just(0)),
+    ),
+    min_size=1, max_size=6)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("jepsen-props"), n=3,
+                extra={"min.insync.replicas": "2"}, seed=11)
+    with c:
+        yield c
+
+
+class Run:
+    def __init__(self, cluster: Cluster, topic: str) -> None:
+        self.cluster = cluster
+        self.history = History()
+        self.cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, topic=topic,
+                                  partitions=2, message_timeout_ms=4000)
+        self.workload = Workload(self.cfg, self.history, random.Random(0))
+        self.value = 0
+
+    def produce(self, count: int) -> None:
+        producer = ck.Producer(self.workload._producer_conf())
+        process = self.workload._new_process()
+        unknown = 0
+        for _ in range(count):
+            self.value += 1
+            v, p = self.value, self.value % self.cfg.partitions
+            self.history.add("invoke", "send", process, key=p, partition=p, value=v)
+            result: list[tuple[object, int]] = []
+            producer.produce(self.cfg.topic, value=str(v).encode(), key=str(p).encode(),
+                             partition=p,
+                             on_delivery=lambda err, msg, r=result: r.append((err, msg.offset())))
+            producer.flush(10)
+            if result and result[0][0] is None:
+                self.history.add("ok", "send", process, key=p, partition=p, value=v,
+                                 offset=result[0][1])
+            else:
+                self.history.add("info", "send", process, key=p, partition=p, value=v)
+                process = self.workload._new_process()
+                unknown += 1
+                if unknown >= 2:
+                    break  # the cluster is not taking writes now: keep the example short
+        producer.flush(5)
+
+    def step(self, kind: str, arg: int) -> None:
+        c = self.cluster
+        self.history.add("info", f"start-{kind}", "nemesis", value={"arg": arg})
+        if kind == "produce":
+            self.produce(arg)
+        elif kind == "kill":
+            c.nodes[arg].kill()
+        elif kind == "restart" and not c.nodes[arg].alive():
+            c.start([arg])
+        elif kind == "partition":
+            c.partition([[arg], [i for i in NODES if i != arg]])
+        elif kind == "heal":
+            c.heal()
+
+    def finish(self) -> dict[str, object]:
+        c = self.cluster
+        c.heal()
+        down = [i for i in NODES if not c.nodes[i].alive()]
+        if down:
+            c.start(down)
+        assert wait_healthy(self.cfg, timeout=60), "cluster did not heal"
+        assert self.workload.final_read(timeout=60), "final read incomplete"
+        return check(self.history.ops)
+
+
+# No shrinking: each example costs a real cluster run; a failure prints its steps and the
+# checker's examples instead.
+@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps)
+def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
+                                                         steps: list[tuple[str, int]]) -> None:
+    # Not random.*: Hypothesis reseeds it per example, and topics must differ.
+    topic = f"props-{next(TOPIC_IDS)}-{time.time_ns() % 10**6}"
+    cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, topic=topic, partitions=2)
+    cluster.heal()
+    cluster.start([i for i in NODES if not cluster.nodes[i].alive()])
+    create_topic(cfg)
+    run = Run(cluster, topic)
+    run.produce(5)
+    for kind, arg in steps:
+        run.step(kind, arg)
+    run.produce(5)
+    result = run.finish()
+    assert result["valid"], (steps, result["anomalies"], result["examples"])
+    assert result["stats"]["sends_acknowledged"] > 0  # type: ignore[index]

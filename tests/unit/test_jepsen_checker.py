@@ -1,0 +1,250 @@
+"""The fault suite's checker (jepsen-style/checker.py) on hand-written histories."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jepsen-style"))
+
+from checker import check
+from history import History, load
+
+
+class H:
+    """Builds a history in memory."""
+
+    def __init__(self) -> None:
+        self.h = History()
+
+    def send(self, process: int, p: int, v: int, offset: int | None, type_: str = "ok") -> H:
+        self.h.add("invoke", "send", process, key=p, partition=p, value=v)
+        extra: dict[str, Any] = {"offset": offset} if type_ == "ok" else {}
+        self.h.add(type_, "send", process, key=p, partition=p, value=v, **extra)
+        return self
+
+    def assign(self, process: int, session: int, offsets: dict[int, int]) -> H:
+        self.h.add("ok", "assign", process, session=session, offsets=offsets)
+        return self
+
+    def poll(self, process: int, session: int, reads: list[list[int]],
+             watermarks: dict[int, int] | None = None) -> H:
+        self.h.add("invoke", "poll", process, session=session)
+        self.h.add("ok", "poll", process, session=session, reads=reads,
+                   watermarks=watermarks or {})
+        return self
+
+    def final(self, reads: list[list[int]]) -> H:
+        self.h.add("ok", "final-read", 99, session=0, reads=reads)
+        return self
+
+    def committed(self, offsets: dict[int, int]) -> H:
+        self.h.add("ok", "committed", 50, group="g", offsets=offsets)
+        return self
+
+    def check(self) -> dict[str, Any]:
+        return check(self.h.ops)
+
+
+def anomalies(r: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in r["anomalies"].items() if v}
+
+
+def test_clean_history_is_valid() -> None:
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(2, 1, 3, 0)
+         .assign(10, 1, {0: -2}).poll(10, 1, [[0, 0, 1], [0, 1, 2]], {0: 2})
+         .final([[0, 0, 1], [0, 1, 2], [1, 0, 3]]).check())
+    assert r["valid"], r
+    assert anomalies(r) == {}
+    assert r["stats"]["sends_acknowledged"] == 3
+    assert r["stats"]["acknowledged_read"] == 3
+
+
+def test_lost_write_when_a_later_offset_was_read() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2).final([[0, 0, 1], [0, 2, 3]]).check()
+    assert not r["valid"]
+    assert anomalies(r) == {"lost-write": 1}
+    assert r["examples"]["lost-write"][0]["value"] == 2
+
+
+def test_lost_write_when_read_once_but_missing_from_the_final_read() -> None:
+    # A consumer saw value 2 at offset 1; after a crash the log reuses offset 1 for value 3.
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).poll(10, 1, [[0, 0, 1], [0, 1, 2]])
+         .send(2, 0, 3, None, "info").final([[0, 0, 1], [0, 1, 3]]).check())
+    assert anomalies(r) == {"lost-write": 1, "inconsistent-offset": 1}
+    assert r["examples"]["lost-write"][0]["why"] == "read earlier, missing from the final read"
+
+
+def test_acknowledged_offset_taken_by_another_value() -> None:
+    # Value 2 was acknowledged at offset 1, but the log holds value 3 there: 2 is lost, the
+    # offset has two values, and 3 sits at two offsets (acknowledged 2, read 1).
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2).final([[0, 0, 1], [0, 1, 3]]).check()
+    assert anomalies(r) == {"lost-write": 1, "inconsistent-offset": 1, "duplicate": 1}
+
+
+def test_unseen_when_no_read_got_that_far() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).final([[0, 0, 1]]).check()
+    assert r["valid"]
+    assert r["anomalies"]["unseen"] == 1
+    assert r["anomalies"]["lost-write"] == 0
+
+
+def test_unknown_send_never_read_is_fine_but_failed_send_read_is_aborted_read() -> None:
+    r = H().send(1, 0, 1, None, "info").final([]).check()
+    assert r["valid"]
+    r = H().send(1, 0, 1, None, "fail").final([[0, 0, 1]]).check()
+    assert anomalies(r) == {"aborted-read": 1}
+
+
+def test_duplicate_value_at_two_offsets() -> None:
+    r = H().send(1, 0, 1, 0).final([[0, 0, 1], [0, 1, 1]]).check()
+    assert anomalies(r) == {"duplicate": 1}
+
+
+def test_duplicates_are_allowed_without_idempotence() -> None:
+    h = H().send(1, 0, 1, 0).final([[0, 0, 1], [0, 1, 1]])
+    r = check(h.h.ops, allow_duplicates=True)
+    assert r["valid"] and r["anomalies"]["duplicate"] == 1
+
+
+def test_inconsistent_offset_across_readers() -> None:
+    r = (H().send(1, 0, 1, None, "info").send(2, 0, 2, None, "info")
+         .poll(10, 1, [[0, 0, 1]]).final([[0, 0, 2]]).check())
+    assert anomalies(r) == {"inconsistent-offset": 1}
+
+
+def test_poll_skip_and_nonmonotonic_poll_within_a_session() -> None:
+    h = H()
+    for i in range(4):
+        h.send(1, 0, i, i)
+    h.assign(10, 1, {0: -2}).poll(10, 1, [[0, 0, 0], [0, 2, 2]])  # skips offset 1
+    h.poll(10, 1, [[0, 1, 1]])  # goes back
+    h.final([[0, i, i] for i in range(4)])
+    r = h.check()
+    assert anomalies(r) == {"poll-skip": 1, "nonmonotonic-poll": 1}
+    assert r["examples"]["poll-skip"][0]["skipped"] == 1
+
+
+def test_new_session_may_restart_but_not_skip_its_start_offset() -> None:
+    h = H()
+    for i in range(4):
+        h.send(1, 0, i, i)
+    h.assign(10, 1, {0: -2}).poll(10, 1, [[0, 0, 0], [0, 1, 1]])
+    h.assign(10, 2, {0: -2}).poll(10, 2, [[0, 0, 0]])  # a new session from the start: fine
+    h.assign(10, 3, {0: 2}).poll(10, 3, [[0, 3, 3]])  # started at 2, first read 3: skip
+    h.final([[0, i, i] for i in range(4)])
+    assert anomalies(h.check()) == {"poll-skip": 1}
+
+
+def test_gaps_that_nobody_saw_are_not_skips() -> None:
+    # Offsets 1..2 never observed (e.g. control records): jumping over them is fine.
+    h = H().send(1, 0, 0, 0).send(1, 0, 3, 3).assign(10, 1, {0: -2})
+    h.poll(10, 1, [[0, 0, 0], [0, 3, 3]]).final([[0, 0, 0], [0, 3, 3]])
+    assert h.check()["valid"]
+
+
+def test_nonmonotonic_send_per_producer() -> None:
+    r = H().send(1, 0, 1, 5).send(1, 0, 2, 4).final([[0, 4, 2], [0, 5, 1]]).check()
+    assert anomalies(r) == {"nonmonotonic-send": 1}
+
+
+def test_phantom_read() -> None:
+    r = H().final([[0, 0, 42]]).check()
+    assert anomalies(r) == {"phantom-read": 1}
+
+
+def test_high_watermark_and_committed_offsets_must_not_go_backwards() -> None:
+    h = H().send(1, 0, 1, 0).assign(10, 1, {0: -2})
+    h.poll(10, 1, [[0, 0, 1]], {0: 5}).poll(10, 1, [], {0: 3})
+    h.committed({0: 4}).committed({0: 2}).committed({0: -1001})
+    h.final([[0, 0, 1]])
+    assert anomalies(h.check()) == {"hw-regression": 1, "committed-regression": 1}
+
+
+def test_hw_regression_alone_is_a_warning_unless_strict() -> None:
+    h = H().send(1, 0, 1, 0).assign(10, 1, {0: -2})
+    h.poll(10, 1, [[0, 0, 1]], {0: 5}).poll(10, 1, [], {0: 3}).final([[0, 0, 1]])
+    r = h.check()
+    assert r["valid"] and r["anomalies"]["hw-regression"] == 1
+    assert not check(h.h.ops, strict_hw=True)["valid"]
+
+
+def test_history_round_trips_through_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    h = History(path)
+    h.add("invoke", "send", 1, key=0, partition=0, value=1)
+    h.add("ok", "send", 1, key=0, partition=0, value=1, offset=0)
+    h.add("ok", "poll", 2, session=1, reads=[[0, 0, 1]], watermarks={0: 1})
+    h.close()
+    ops = load(path)
+    assert [o["index"] for o in ops] == [0, 1, 2]
+    assert ops[2]["watermarks"] == {0: 1}
+    assert check(ops)["valid"]
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "clock-skew"])
+def test_unknown_nemesis_is_refused(bad: str) -> None:
+    from nemesis import NemesisError, check_kinds
+
+    with pytest.raises(NemesisError, match="unknown nemesis"):
+        check_kinds([bad])
+
+
+def test_schedule_is_a_pure_function_of_the_seed() -> None:
+    from nemesis import schedule
+
+    a = schedule(5, ["kill", "pause", "partition"], 120)
+    assert a == schedule(5, ["kill", "pause", "partition"], 120)
+    assert a != schedule(6, ["kill", "pause", "partition"], 120)
+    assert all(f.start_s < f.heal_s <= 120 for f in a)
+    assert all(x.heal_s < y.start_s for x, y in itertools.pairwise(a))
+    assert {f.kind for f in a} <= {"kill", "pause", "partition"}
+
+
+# -- storage/fsync_journal.py: the lose-unsynced nemesis's bookkeeping ----------------------
+
+
+def test_fsync_hook_is_plain_os_fsync_without_the_env_var() -> None:
+    import os
+
+    from storage import fsync_journal
+
+    assert os.environ.get(fsync_journal.ENV_VAR) is None
+    assert fsync_journal.fsync is os.fsync
+
+
+def test_lose_unsynced_cuts_files_to_their_last_fsynced_length(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from storage.fsync_journal import lose_unsynced
+
+    data, journal = tmp_path / "data", tmp_path / "fsync.journal"
+    data.mkdir()
+    # A separate process with the journal on, as a node runs: a segment-like file fsynced at
+    # 10 bytes then appended to, a file replaced atomically (fsynced under its temp name,
+    # then renamed), and a file never fsynced.
+    script = f"""
+import os
+from storage import fsync_journal
+from storage.fileutil import atomic_write
+fd = os.open({str(data / "seg.log")!r}, os.O_RDWR | os.O_CREAT)
+os.write(fd, b"0123456789")
+fsync_journal.fsync(fd)
+os.write(fd, b"unsynced")
+atomic_write({str(data / "state")!r}, b"durable state")
+open({str(data / "fresh")!r}, "wb").write(b"never synced")
+"""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYKRAFT_FSYNC_LOG": str(journal), "PYTHONPATH": str(repo)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=repo)
+    cuts = lose_unsynced(journal, [data])
+    assert (data / "seg.log").read_bytes() == b"0123456789"
+    assert (data / "state").read_bytes() == b"durable state"
+    assert (data / "fresh").read_bytes() == b""
+    assert sorted((Path(c.path).name, c.size_before, c.size_after) for c in cuts) == [
+        ("fresh", 12, 0), ("seg.log", 18, 10)]
