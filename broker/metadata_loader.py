@@ -5,6 +5,12 @@ The loader is a Raft listener: every committed batch is decoded and replayed int
 loaded snapshot replaces the image wholesale; publishers then get ``delta=None`` and the new
 image, and reconcile against it in full (Kafka's ``MetadataLoader`` + ``MetadataPublisher``).
 
+At start-up nothing is published until the image has caught up with the high watermark the
+quorum had when loading began (Kafka's MetadataLoader does the same): a restarted broker that
+replays its log must not act on each intermediate image (become leader at an epoch long gone,
+follow a broker that no longer leads). Publishers then get the caught-up image with
+``delta=None``.
+
 A record that does not decode or does not apply is a corrupt or incompatible log: the loader
 logs it with its offset and stops publishing (the node keeps serving its last good image)
 rather than acting on a guess.
@@ -64,6 +70,16 @@ class MetadataLoader:
         self._last_snapshot_ms = time.monotonic() * 1000
         self._writing = False
         self.snapshots_written = 0
+        # Start-up catch-up (see the module docstring): off until catch_up_with() is called.
+        self._high_watermark: Callable[[], int] | None = None
+        self._catch_up_target: int | None = None
+        self.caught_up = True
+
+    def catch_up_with(self, high_watermark: Callable[[], int]) -> None:
+        """Hold publishing until the image reaches the high watermark (as it was when the first
+        committed batch or snapshot arrived)."""
+        self._high_watermark = high_watermark
+        self.caught_up = False
 
     def enable_snapshots(self, store: FileSnapshotStore, raft: Any, *, max_bytes: int,
                          max_interval_ms: int) -> None:
@@ -79,7 +95,7 @@ class MetadataLoader:
 
     def add_publisher(self, publisher: Publisher) -> None:
         self.publishers.append(publisher)
-        if not self.image.is_empty():
+        if not self.image.is_empty() and self.caught_up:
             self._call(publisher, None, self.image)
 
     # -- Raft listener ----------------------------------------------------------------------
@@ -175,13 +191,24 @@ class MetadataLoader:
 
     def _publish(self, delta: MetadataDelta | None, image: MetadataImage) -> None:
         self.image = image
-        for publisher in self.publishers:
-            self._call(publisher, delta, image)
         if self._waiters:
             ready = [cb for off, cb in self._waiters if image.offset >= off]
             self._waiters = [(off, cb) for off, cb in self._waiters if image.offset < off]
             for cb in ready:
                 cb()
+        if not self.caught_up:
+            assert self._high_watermark is not None
+            if self._catch_up_target is None:
+                self._catch_up_target = self._high_watermark()
+                logger.info("Loading the metadata log up to offset %d before acting on it",
+                            self._catch_up_target)
+            if image.offset + 1 < self._catch_up_target:
+                return
+            self.caught_up = True
+            delta = None  # publishers reconcile with the whole caught-up image
+            logger.info("Metadata caught up at offset %d: publishing", image.offset)
+        for publisher in self.publishers:
+            self._call(publisher, delta, image)
 
     def _call(self, publisher: Publisher, delta: MetadataDelta | None,
               image: MetadataImage) -> None:

@@ -137,6 +137,7 @@ class Node:
             snapshots=snapshots,
         )
         raft.register(self.loader)
+        self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
             max_bytes=cfg.get("metadata.log.max.record.bytes.between.snapshots"),
