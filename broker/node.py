@@ -197,9 +197,34 @@ class Node:
         self.replica_manager = rm = ReplicaManager(
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
-        self.loader.add_publisher(rm.on_metadata)
+        self.loader.add_publisher(self._replica_publisher(rm))
         rm.start()
         broker_handlers.update(DataApis(rm).handlers)
+
+    def _replica_publisher(self, rm: ReplicaManager) -> Any:
+        """The replica manager acts on metadata only once the image holds this process's own
+        registration (Kafka installs its publishers only after the broker registered and caught
+        up). A broker restarted within its session timeout is still the leader of record of its
+        partitions, perhaps with less data than it had acknowledged (writes it had not fsynced
+        are gone); acting on that image would make the followers truncate to its shorter log
+        and lose committed records. The controller refuses the new registration until the old
+        incarnation's session expired, and fencing it moved those leaderships away first."""
+        held = True
+
+        def publish(delta: Any, image: Any) -> None:
+            nonlocal held
+            if held:
+                lc = self.lifecycle
+                reg = image.cluster.brokers.get(self.config.node_id)
+                if lc is None or reg is None or reg.incarnation_id != lc.incarnation_id:
+                    return
+                held = False
+                delta = None  # reconcile with the whole image once
+                logger.info("This broker's registration is in the metadata (offset %d): "
+                            "partitions follow the metadata from now on", image.offset)
+            rm.on_metadata(delta, image)
+
+        return publish
 
     async def _start_broker_lifecycle(self) -> None:
         cfg = self.config
