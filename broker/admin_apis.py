@@ -226,6 +226,13 @@ def _effective_config(config: KafkaConfig, layers: _BrokerLayers) -> KafkaConfig
         return config
 
 
+def effective_broker_config(config: KafkaConfig, image: MetadataImage,
+                            node_id: int) -> KafkaConfig:
+    """This broker's config with the dynamic broker configs of ``image`` (the cluster-wide
+    default, then this broker's own) applied; the static one if they do not parse."""
+    return _effective_config(config, _BrokerLayers(config, image, node_id))
+
+
 def _wanted(keys: list[str] | None) -> Callable[[str], bool]:
     if not keys:
         return lambda _n: True

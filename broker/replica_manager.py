@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker.admin_apis import effective_broker_config
 from broker.client import KafkaProtocolError
 from broker.fetcher import ReplicaFetcherManager
 from broker.partition import IsrChange, PartitionState
@@ -43,7 +44,6 @@ from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
 from storage.config import KafkaConfig
 from storage.errors import (
-    ConfigError,
     CorruptRecordError,
     InvalidRecordError,
     LogDirOfflineError,
@@ -332,17 +332,12 @@ class ReplicaManager:
                 hp.log.update_config(config)
 
     def _dynamic_log_defaults(self) -> LogConfig:
-        configs = self.image.configs
-        dynamic = {**configs.broker_config(""), **configs.broker_config(str(self.node_id))}
-        dynamic = {k: v for k, v in dynamic.items() if v is not None}
-        if not dynamic:
+        effective = effective_broker_config(self.config, self.image, self.node_id)
+        if effective is self.config:
             return self.static_log_defaults
-        props = {k: v for k, v in self.config.originals.items() if v is not None}
-        props.update(dynamic)
         try:
-            effective = KafkaConfig(props)
             return LogConfig.from_topic_configs(effective.log_config_defaults())
-        except (ConfigError, StorageError, ValueError) as e:
+        except StorageError as e:
             logger.warning("Dynamic broker configs do not apply to logs (%s); keeping the "
                            "static defaults", e)
             return self.static_log_defaults
