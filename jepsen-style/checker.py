@@ -22,7 +22,8 @@ Anomalies (after Jepsen's Kafka queue workload):
   (or loaded from its checkpoint after a restart) until its followers catch up, so a consumer
   can see it drop after a leader change without any record being lost. Counted and shown, but
   it makes the run invalid only with ``strict_hw=True``.
-- ``committed-regression``: the committed offset of a group's partition went backwards.
+- ``committed-regression``: the committed offset of a group's partition went backwards: a read
+  of it returned less than a read that had completed before this one was invoked.
 """
 
 from __future__ import annotations
@@ -201,21 +202,35 @@ def check(ops: list[Op], *, strict_hw: bool = False,
                                                 "ops": [before[1], op["index"]]})
             send_last[pkey] = (op["offset"], op["index"])
 
-    # Committed offsets per group partition never go backwards.
+    # Committed offsets per group partition never go backwards: a read of them must not return
+    # less than a read that had completed before it was invoked. Reads that overlap in time may
+    # be ordered either way (one may see a commit the other started before), so each read is
+    # compared with the floor as it stood when the read was invoked.
     committed: dict[tuple[Any, int], tuple[int, int]] = {}
+    floor_at_invoke: dict[Any, dict[tuple[Any, int], tuple[int, int]]] = {}
     for op in ops:
-        if op["f"] == "committed" and op["type"] == "ok":
-            for p, off in (op.get("offsets") or {}).items():
-                if off < 0:
-                    continue
-                gkey = (op.get("group"), p)
-                before = committed.get(gkey)
-                if before is not None and off < before[0]:
-                    found.add("committed-regression", {"group": op.get("group"), "partition": p,
-                                                       "before": before[0], "after": off,
-                                                       "ops": [before[1], op["index"]]})
-                if before is None or off > before[0]:
-                    committed[gkey] = (off, op["index"])
+        if op["f"] != "committed":
+            continue
+        if op["type"] == "invoke":
+            floor_at_invoke[op["process"]] = dict(committed)
+            continue
+        floor = floor_at_invoke.pop(op["process"], None)
+        if op["type"] != "ok":
+            continue
+        if floor is None:  # no invoke recorded: compare with everything before it
+            floor = committed
+        for p, off in (op.get("offsets") or {}).items():
+            if off < 0:
+                continue
+            gkey = (op.get("group"), p)
+            before = floor.get(gkey)
+            if before is not None and off < before[0]:
+                found.add("committed-regression", {"group": op.get("group"), "partition": p,
+                                                   "before": before[0], "after": off,
+                                                   "ops": [before[1], op["index"]]})
+            latest = committed.get(gkey)
+            if latest is None or off > latest[0]:
+                committed[gkey] = (off, op["index"])
 
     counts = {k: found.counts.get(k, 0) for k in (*INVALID, *WARNINGS)}
     fatal = tuple(k for k in INVALID if not (allow_duplicates and k == "duplicate"))

@@ -146,24 +146,36 @@ def described(c: ProcCluster, group: str) -> tuple[int, str, set[str]]:
 
 
 class PollingThread:
-    """A kafka-python consumer polling in a thread; ``assigned`` mirrors its assignment."""
+    """A kafka-python consumer polling in a thread; ``assigned`` mirrors its assignment.
+
+    ``metadata_max_age_ms`` is short because a kafka-python group leader that computes the
+    assignment before its first metadata response for the topic arrives assigns nothing, and
+    only rejoins once a later metadata response shows the partitions: with the default
+    (5 minutes) a lost refresh request can leave the group with an empty assignment.
+    """
 
     def __init__(self, bootstrap: str, group: str, topic: str, **kw: Any) -> None:
         from kafka import KafkaConsumer
         self.consumer = KafkaConsumer(
             topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-            session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500, **kw)
+            session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500, metadata_max_age_ms=3000,
+            **kw)
         self.assigned: set[int] = set()
         self.values: list[bytes] = []
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            for records in self.consumer.poll(timeout_ms=100).values():
-                self.values += [r.value for r in records]
-            self.assigned = {tp.partition for tp in self.consumer.assignment()}
+        try:
+            while not self._stop.is_set():
+                for records in self.consumer.poll(timeout_ms=100).values():
+                    self.values += [r.value for r in records]
+                self.assigned = {tp.partition for tp in self.consumer.assignment()}
+        except BaseException as e:  # shown by the test that waits on this consumer
+            self.error = e
+            raise
 
     def close(self) -> None:
         self._stop.set()
@@ -177,9 +189,14 @@ def test_kafka_python_members_split_and_a_leaver_hands_over(cluster: ProcCluster
     a = PollingThread(cluster.bootstrap_servers, "kp-group", "kp")
     b = PollingThread(cluster.bootstrap_servers, "kp-group", "kp")
     try:
-        wait_until(lambda: len(a.assigned) == 2 and len(b.assigned) == 2
-                   and a.assigned | b.assigned == set(range(PARTITIONS)), 30,
-                   "kafka-python members splitting the partitions")
+        try:
+            wait_until(lambda: len(a.assigned) == 2 and len(b.assigned) == 2
+                       and a.assigned | b.assigned == set(range(PARTITIONS)), 30,
+                       "kafka-python members splitting the partitions")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: a has {a.assigned} (error {a.error!r}), b has "
+                                 f"{b.assigned} (error {b.error!r}); the coordinator "
+                                 f"describes {described(cluster, 'kp-group')}") from None
         wait_until(lambda: len(a.values) + len(b.values) == 40, 20, "all records consumed")
         assert sorted(a.values + b.values) == sorted(f"kp-{i}".encode() for i in range(40))
         started = time.monotonic()

@@ -165,6 +165,23 @@ def test_high_watermark_and_committed_offsets_must_not_go_backwards() -> None:
     assert anomalies(h.check()) == {"hw-regression": 1, "committed-regression": 1}
 
 
+def test_committed_reads_that_overlap_may_be_ordered_either_way() -> None:
+    """Seen in a fault run: a read invoked before a commit was acknowledged returns the older
+    offsets after a later read already returned the newer ones. Overlapping reads are not
+    ordered, so that is no regression; a read invoked after the newer one completed is."""
+    h = H().send(1, 0, 1, 0).final([[0, 0, 1]])
+    h.h.add("invoke", "committed", 6, group="g")
+    h.h.add("invoke", "committed", 7, group="g")
+    h.h.add("ok", "committed", 7, group="g", offsets={0: 202})
+    h.h.add("ok", "committed", 6, group="g", offsets={0: 197})
+    assert h.check()["valid"]
+    h.h.add("invoke", "committed", 6, group="g")
+    h.h.add("ok", "committed", 6, group="g", offsets={0: 197})
+    r = h.check()
+    assert anomalies(r) == {"committed-regression": 1}
+    assert r["examples"]["committed-regression"][0]["before"] == 202
+
+
 def test_hw_regression_alone_is_a_warning_unless_strict() -> None:
     h = H().send(1, 0, 1, 0).assign(10, 1, {0: -2})
     h.poll(10, 1, [[0, 0, 1]], {0: 5}).poll(10, 1, [], {0: 3}).final([[0, 0, 1]])
