@@ -12,8 +12,10 @@ partition, as Kafka 4 does; Fetch stops at v12 (v13+ addresses topics by id).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from broker.fetch_session import CachedPartition, FetchContext, FetchSessionCache
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
@@ -39,6 +41,8 @@ READ_COMMITTED = 1
 class DataApis:
     def __init__(self, replica_manager: ReplicaManager) -> None:
         self.rm = replica_manager
+        self.sessions = FetchSessionCache(
+            replica_manager.config.get("max.incremental.fetch.session.cache.slots"))
         self.handlers = {
             ApiKey.PRODUCE: self.handle_produce,
             ApiKey.FETCH: self.handle_fetch,
@@ -124,35 +128,42 @@ class DataApis:
     def handle_fetch(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
         R = fetch.RESPONSE
         v = header.api_version
-        if v >= 7 and request.session_id != 0:
-            # We never create fetch sessions (session_id 0 in every answer): a client asking
-            # for one gets a full fetch each time, so an id here is not ours.
-            return R.cls(throttle_time_ms=0, error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
-                         session_id=0, responses=[])
         replica_id = request.replica_id
         if v >= 15 and request.replica_state is not None:
             replica_id = request.replica_state.replica_id
-        first = self._read_all(request, replica_id, update_follower=True)
+        if v >= 7:
+            fctx = self.sessions.new_context(
+                request.session_id, request.session_epoch, request.topics,
+                request.forgotten_topics_data or [], follower=replica_id >= 0,
+                now_ms=int(time.monotonic() * 1000))
+            if fctx.error:
+                return R.cls(throttle_time_ms=0, error_code=int(fctx.error), session_id=0,
+                             responses=[])
+        else:
+            fctx = FetchContext(partitions=[CachedPartition.requested(t.topic, p) for t in request.topics
+                                            for p in t.partitions])
+        wanted = fctx.wanted()
+        first = self._read_all(request, wanted, replica_id)
         max_wait_ms = request.max_wait_ms
         min_bytes = max(request.min_bytes, 1)
-        got = sum(len(p.records) for _, parts in first for _, p in parts)
-        errors = any(p.error or p.diverging_epoch is not None for _, parts in first
-                     for _, p in parts)
+        got = sum(len(r.records) for _, r in first)
+        errors = any(r.error or r.diverging_epoch is not None for _, r in first)
         if max_wait_ms <= 0 or got >= min_bytes or errors or not first:
-            return self._fetch_response(request, first, v)
-        return self._delayed_fetch(request, v, replica_id, min_bytes, max_wait_ms)
+            return self._fetch_response(request, fctx, first, v)
+        return self._delayed_fetch(request, fctx, wanted, v, replica_id, min_bytes,
+                                   max_wait_ms)
 
-    async def _delayed_fetch(self, request: Any, v: int, replica_id: int, min_bytes: int,
-                             max_wait_ms: int) -> Any:
+    async def _delayed_fetch(self, request: Any, fctx: FetchContext,
+                             wanted: list[CachedPartition], v: int, replica_id: int,
+                             min_bytes: int, max_wait_ms: int) -> Any:
         rm = self.rm
-        wanted = [(td.topic, p.partition, p.fetch_offset, p.current_leader_epoch,
-                   p.partition_max_bytes) for td in request.topics for p in td.partitions]
 
         def ready() -> bool:
             total = 0
-            for topic, partition, offset, epoch, pmax in wanted:
-                n = rm.available_bytes(topic, partition, offset, epoch, replica_id,
-                                       min(pmax, min_bytes))
+            for c in wanted:
+                n = rm.available_bytes(c.topic, c.partition, c.fetch_offset,
+                                       c.current_leader_epoch, replica_id,
+                                       min(c.max_bytes, min_bytes))
                 if n < 0:
                     return True
                 total += n
@@ -160,55 +171,78 @@ class DataApis:
                     return True
             return False
 
-        keys = [(w[0], w[1]) for w in wanted]
-        await rm.fetch_purgatory.wait(keys, ready, max_wait_ms / 1000)
-        return self._fetch_response(request, self._read_all(request, replica_id,
-                                                            update_follower=True), v)
+        by_tp = {(c.topic, c.partition): c for c in wanted}
 
-    def _read_all(self, request: Any, replica_id: int, *, update_follower: bool
-                  ) -> list[tuple[str, list[tuple[int, Any]]]]:
+        def ready_for(tp: tuple[str, int]) -> bool:
+            # min_bytes 1 (followers, most consumers): the partition that moved decides.
+            c = by_tp.get(tp)
+            if c is None:
+                return False
+            n = rm.available_bytes(c.topic, c.partition, c.fetch_offset, c.current_leader_epoch,
+                                   replica_id, 1)
+            return n != 0
+
+        await rm.fetch_purgatory.wait(by_tp, ready, max_wait_ms / 1000,
+                                      ready_for=ready_for if min_bytes <= 1 else None)
+        return self._fetch_response(request, fctx, self._read_all(request, wanted, replica_id),
+                                    v)
+
+    def _read_all(self, request: Any, wanted: list[CachedPartition], replica_id: int
+                  ) -> list[tuple[CachedPartition, Any]]:
         rm = self.rm
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         read_any = False
         out = []
-        for td in request.topics:
-            parts = []
-            for p in td.partitions:
-                r = rm.read(td.topic, p.partition, fetch_offset=p.fetch_offset,
-                            current_leader_epoch=p.current_leader_epoch,
-                            last_fetched_epoch=getattr(p, "last_fetched_epoch", -1),
-                            max_bytes=max(min(p.partition_max_bytes, remaining), 0),
-                            min_one=not read_any,
-                            replica_id=replica_id, update_follower=update_follower)
-                remaining -= len(r.records)
-                read_any = read_any or bool(r.records)
-                parts.append((p.partition, r))
-            out.append((td.topic, parts))
+        for c in wanted:
+            r = rm.read(c.topic, c.partition, fetch_offset=c.fetch_offset,
+                        current_leader_epoch=c.current_leader_epoch,
+                        last_fetched_epoch=c.last_fetched_epoch,
+                        max_bytes=max(min(c.max_bytes, remaining), 0), min_one=not read_any,
+                        replica_id=replica_id, update_follower=True)
+            remaining -= len(r.records)
+            read_any = read_any or bool(r.records)
+            out.append((c, r))
         return out
 
     @staticmethod
-    def _fetch_response(request: Any, reads: list[tuple[str, list[tuple[int, Any]]]],
-                        v: int) -> Any:
+    def _fetch_response(request: Any, fctx: FetchContext,
+                        reads: list[tuple[CachedPartition, Any]], v: int) -> Any:
         R = fetch.RESPONSE
         read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
-        topics = []
-        for topic, parts in reads:
-            out = []
-            for pid, r in parts:
-                pd = R.PartitionData(partition_index=pid, error_code=int(r.error),
-                                     high_watermark=r.high_watermark, records=r.records)
-                if v >= 4:
-                    # No transactions yet: the last stable offset is the high watermark.
-                    pd.last_stable_offset = r.last_stable_offset
-                    pd.aborted_transactions = [] if read_committed else None
-                if v >= 5:
-                    pd.log_start_offset = r.log_start_offset
-                if r.diverging_epoch is not None and v >= 12:
-                    pd.diverging_epoch = R.EpochEndOffset(epoch=r.diverging_epoch[0],
-                                                          end_offset=r.diverging_epoch[1])
-                out.append(pd)
-            topics.append(R.FetchableTopicResponse(topic=topic, partitions=out))
-        return R.cls(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
+        incremental = fctx.incremental
+        remember = fctx.session is not None
+        topics: list[Any] = []
+        out: list[Any] = []
+        current = None
+        moved: list[tuple[str, int]] = []
+        for c, r in reads:
+            if remember:
+                respond = c.must_respond(int(r.error), r.high_watermark, r.last_stable_offset,
+                                         r.log_start_offset, bool(r.records),
+                                         r.diverging_epoch is not None)
+                if r.records:
+                    moved.append((c.topic, c.partition))
+                if incremental and not respond:
+                    continue
+            pd = R.PartitionData(partition_index=c.partition, error_code=int(r.error),
+                                 high_watermark=r.high_watermark, records=r.records)
+            if v >= 4:
+                # No transactions yet: the last stable offset is the high watermark.
+                pd.last_stable_offset = r.last_stable_offset
+                pd.aborted_transactions = [] if read_committed else None
+            if v >= 5:
+                pd.log_start_offset = r.log_start_offset
+            if r.diverging_epoch is not None and v >= 12:
+                pd.diverging_epoch = R.EpochEndOffset(epoch=r.diverging_epoch[0],
+                                                      end_offset=r.diverging_epoch[1])
+            if c.topic != current:
+                current, out = c.topic, []
+                topics.append(R.FetchableTopicResponse(topic=c.topic, partitions=out))
+            out.append(pd)
+        if fctx.session is not None and moved:
+            fctx.session.rotate(moved)
+        return R.cls(throttle_time_ms=0, error_code=0, session_id=fctx.session_id,
+                     responses=topics)
 
     # -- ListOffsets (2) ----------------------------------------------------------------------
 

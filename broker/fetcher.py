@@ -7,7 +7,7 @@ Kafka's ``ReplicaFetcherManager`` / ``AbstractFetcherThread``, as an asyncio tas
    the two logs stop agreeing (KIP-101, KIP-279: when the leader answers with an epoch we do
    not have, truncate to the end of our largest epoch below it and ask again). Never truncate
    simply to the high watermark (only when the leader has no epoch information at all).
-2. **Fetch** (plain full fetches, no incremental session) from the log end offset with
+2. **Fetch** in an incremental fetch session (KIP-227, see ``_fetch``) from the log end offset with
    ``replica_id`` = this broker; append what comes back with the leader's offsets, set the
    follower high watermark to min(leader HW, log end offset), follow the leader's log start.
    ``OFFSET_OUT_OF_RANGE``: ask the leader (ListOffsets) for its log start and end; restart
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
+from broker.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
@@ -63,6 +64,11 @@ class ReplicaFetcher:
         self.source_id = source_id
         self.partitions: dict[TP, FetchState] = {}
         self._conn: KafkaConnection | None = None
+        # The fetch session with the leader: its id (0: none yet), the epoch of the next
+        # request, and the position the leader holds for each partition in it.
+        self._session_id = 0
+        self._session_epoch = INITIAL_EPOCH
+        self._in_session: dict[TP, tuple[int, int, int]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         cfg = self.rm.config
@@ -92,6 +98,7 @@ class ReplicaFetcher:
         await self._close()
 
     async def _close(self) -> None:
+        self._reset_session()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -247,50 +254,88 @@ class ReplicaFetcher:
     # -- fetch --------------------------------------------------------------------------------
 
     async def _fetch(self, conn: KafkaConnection) -> bool:
-        """One fetch round; False if no partition was ready to fetch."""
+        """One fetch round; False if no partition was ready to fetch.
+
+        Within a fetch session (KIP-227) the request names only the partitions whose position
+        (or leader epoch) changed since the leader last heard of them, and forgets those no
+        longer fetched (backing off, truncating, moved away); the answer carries only the
+        partitions with something new. The other partitions are still fetched, at the
+        positions the session holds for them."""
         R = fetch.REQUEST
-        sent: dict[TP, tuple[FetchState, int]] = {}
-        topics: dict[str, list[Any]] = {}
+        wanted: dict[TP, tuple[FetchState, tuple[int, int, int]]] = {}
         for tp, s in self._ready().items():
             if s.truncating:
                 continue
             hp = self._current(tp, s)
             if hp is None:
                 continue
-            offset = hp.log.log_end_offset
-            sent[tp] = (s, offset)
-            topics.setdefault(tp[0], []).append(R.FetchPartition(
-                partition=tp[1], current_leader_epoch=s.leader_epoch, fetch_offset=offset,
-                last_fetched_epoch=-1, log_start_offset=hp.log.log_start_offset,
-                partition_max_bytes=self.partition_max_bytes))
-        if not sent:
+            wanted[tp] = (s, (hp.log.log_end_offset, s.leader_epoch, hp.log.log_start_offset))
+        if not wanted:
             return False
+        version = min(conn.version_for(ApiKey.FETCH), MAX_FETCH_VERSION)
+        sessions = version >= 7
+        if not sessions:
+            self._session_id, self._session_epoch = 0, FINAL_EPOCH
+        full = self._session_epoch in (INITIAL_EPOCH, FINAL_EPOCH)
+        if full:
+            self._in_session = {}
+        changed = {tp: pos for tp, (_, pos) in wanted.items()
+                   if full or self._in_session.get(tp) != pos}
+        forgotten = [] if full else [tp for tp in self._in_session if tp not in wanted]
+        topics: dict[str, list[Any]] = {}
+        for tp, (offset, epoch, log_start) in changed.items():
+            topics.setdefault(tp[0], []).append(R.FetchPartition(
+                partition=tp[1], current_leader_epoch=epoch, fetch_offset=offset,
+                last_fetched_epoch=-1, log_start_offset=log_start,
+                partition_max_bytes=self.partition_max_bytes))
+        gone: dict[str, list[int]] = {}
+        for tp in forgotten:
+            gone.setdefault(tp[0], []).append(tp[1])
         req = R.cls(replica_id=self.rm.node_id, max_wait_ms=self.max_wait_ms,
                     min_bytes=self.min_bytes, max_bytes=self.max_bytes, isolation_level=0,
-                    session_id=0, session_epoch=-1,
+                    session_id=self._session_id, session_epoch=self._session_epoch,
                     topics=[R.FetchTopic(topic=t, partitions=ps) for t, ps in topics.items()],
-                    forgotten_topics_data=[], rack_id="")
-        version = min(conn.version_for(ApiKey.FETCH), MAX_FETCH_VERSION)
+                    forgotten_topics_data=[R.ForgottenTopic(topic=t, partitions=ps)
+                                           for t, ps in gone.items()], rack_id="")
         resp = await conn.send(ApiKey.FETCH, req, version,
                                timeout_s=self.socket_timeout_s + self.max_wait_ms / 1000)
         if getattr(resp, "error_code", 0):
             logger.info("Fetch from broker %d: %s", self.source_id,
                         ErrorCode(resp.error_code).name)
-            for tp, (s, _) in sent.items():
-                self._delay(tp, s)
+            self._reset_session()
+            if resp.error_code not in (ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
+                                       ErrorCode.INVALID_FETCH_SESSION_EPOCH):
+                for tp, (s, _) in wanted.items():
+                    self._delay(tp, s)
             return True
+        # The leader now holds these positions for this fetcher.
+        if sessions and resp.session_id:
+            if full:
+                self._session_id, self._session_epoch = resp.session_id, 1
+            else:
+                self._session_epoch += 1
+            for tp in forgotten:
+                self._in_session.pop(tp, None)
+            self._in_session.update(changed)
+        else:
+            self._reset_session()
         for t in resp.responses:
             for p in t.partitions:
                 tp = (t.topic, p.partition_index)
-                entry = sent.get(tp)
+                entry = wanted.get(tp)
                 if entry is None:
                     continue
-                s, offset = entry
+                s, (offset, _, _) = entry
                 hp = self._current(tp, s)
                 if hp is None or hp.log.log_end_offset != offset:
                     continue
                 await self._process(conn, hp, s, p)
         return True
+
+    def _reset_session(self) -> None:
+        """Start over with a full fetch that opens a new session (closing the old one)."""
+        self._session_epoch = INITIAL_EPOCH
+        self._in_session = {}
 
     async def _process(self, conn: KafkaConnection, hp: HostedPartition, s: FetchState,
                        p: Any) -> None:

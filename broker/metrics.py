@@ -228,6 +228,20 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("pykraft_isr_expands", "ISR expands proposed by this leader "
                                   "(kafka.server ReplicaManager IsrExpandsPerSec)",
                                   value=getattr(rm, "isr_expands", 0))
+        data = getattr(node, "data_apis", None)
+        if data is not None:
+            sessions = data.sessions
+            yield GaugeMetricFamily("pykraft_fetch_sessions", "Incremental fetch sessions "
+                                    "cached (kafka.server FetchSessionCache NumIncrementalFetch"
+                                    "Sessions)", value=len(sessions))
+            yield GaugeMetricFamily("pykraft_fetch_session_partitions", "Partitions in cached "
+                                    "fetch sessions (kafka.server FetchSessionCache "
+                                    "NumIncrementalFetchPartitionsCached)",
+                                    value=sessions.partitions_cached())
+            yield CounterMetricFamily("pykraft_fetch_sessions_evicted", "Fetch sessions evicted "
+                                      "to make room (kafka.server FetchSessionCache "
+                                      "IncrementalFetchSessionEvictionsPerSec)",
+                                      value=sessions.evicted)
 
     @staticmethod
     def _raft(node: Any) -> Iterator[Metric]:

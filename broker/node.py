@@ -93,6 +93,7 @@ class Node:
         self.replica_manager: ReplicaManager | None = None
         self.admin: AdminApis | None = None
         self.group_coordinator: GroupApis | None = None
+        self.data_apis: DataApis | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
@@ -199,7 +200,8 @@ class Node:
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
         self.loader.add_publisher(self._replica_publisher(rm))
         rm.start()
-        broker_handlers.update(DataApis(rm).handlers)
+        self.data_apis = DataApis(rm)
+        broker_handlers.update(self.data_apis.handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own

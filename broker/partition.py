@@ -143,6 +143,20 @@ class PartitionState:
         r.last_fetch_ms = now_ms
         return True
 
+    def idle_fetch(self, replica_id: int, fetch_offset: int, leader_leo: int,
+                   now_ms: int) -> bool:
+        """The cheap path of ``update_follower`` for the common idle case: an in-sync
+        follower fetching at the log end it already had, with the HW there too. Only its
+        clocks move; neither the HW nor the ISR can change. False (nothing recorded) for any
+        other fetch, which then takes the full path."""
+        r = self.followers.get(replica_id)
+        if (r is None or fetch_offset != leader_leo or r.log_end_offset != fetch_offset
+                or self.high_watermark != leader_leo or replica_id not in self.isr):
+            return False
+        r.last_caught_up_ms = r.last_fetch_ms = now_ms
+        r.last_fetch_leader_leo = leader_leo
+        return True
+
     def maybe_increment_hw(self, leader_leo: int, now_ms: int, max_lag_ms: int) -> bool:
         """HW = min log end offset of the maximal ISR (and of caught-up replicas about to
         join it). Never moves backwards. True if it moved."""

@@ -27,12 +27,14 @@ DEFAULT_PURGATORY_SIZE = 50_000
 
 
 class _Op:
-    __slots__ = ("future", "keys", "ready")
+    __slots__ = ("future", "keys", "ready", "ready_for")
 
     def __init__(self, keys: tuple[Hashable, ...], ready: Callable[[], bool],
+                 ready_for: Callable[[Hashable], bool] | None,
                  future: asyncio.Future[bool]) -> None:
         self.keys = keys
         self.ready = ready
+        self.ready_for = ready_for
         self.future = future
 
 
@@ -50,9 +52,14 @@ class Purgatory(Generic[K]):
     def __len__(self) -> int:
         return self._size
 
-    async def wait(self, keys: Iterable[K], ready: Callable[[], bool], timeout_s: float) -> bool:
+    async def wait(self, keys: Iterable[K], ready: Callable[[], bool], timeout_s: float, *,
+                   ready_for: Callable[[K], bool] | None = None) -> bool:
         """Wait until ``ready()`` holds (checked now and on each ``check`` of a key) or until
-        ``timeout_s``. True if ready."""
+        ``timeout_s``. True if ready.
+
+        ``ready_for(key)``, if given, is what a ``check(key)`` evaluates instead of ``ready()``:
+        whether the operation is now ready given that ``key`` changed. An operation watching
+        many keys (a fetch of 50 partitions) then looks at the one that moved, not at all."""
         if ready():
             return True
         if timeout_s <= 0:
@@ -60,7 +67,7 @@ class Purgatory(Generic[K]):
         if self._size >= self.max_size:
             self.rejected += 1
             return False
-        op = _Op(tuple(dict.fromkeys(keys)), ready,
+        op = _Op(tuple(dict.fromkeys(keys)), ready, ready_for,  # type: ignore[arg-type]
                  asyncio.get_running_loop().create_future())
         for k in op.keys:
             self._watchers.setdefault(k, []).append(op)
@@ -84,7 +91,7 @@ class Purgatory(Generic[K]):
         for op in list(ops):
             if op.future.done():
                 continue
-            if op.ready():
+            if op.ready() if op.ready_for is None else op.ready_for(key):
                 op.future.set_result(True)
                 done += 1
         self.completed += done

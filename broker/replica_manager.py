@@ -671,13 +671,20 @@ class ReplicaManager:
                                      log.log_start_offset, diverging_epoch=(epoch, end))
         if replica_id >= 0:
             if update_follower:
-                if not st.update_follower(replica_id, fetch_offset, leo, monotonic_ms()):
+                now = monotonic_ms()
+                if st.idle_fetch(replica_id, fetch_offset, leo, now):
+                    hw = st.high_watermark
+                    return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
+                if not st.update_follower(replica_id, fetch_offset, leo, now):
                     return PartitionRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 self._after_follower_fetch(hp, replica_id)
             max_offset = None
         else:
             max_offset = st.high_watermark
         records = b""
+        if fetch_offset >= (leo if max_offset is None else max_offset):  # nothing to read yet
+            hw = st.high_watermark
+            return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
         try:
             sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
             if sl is not None:

@@ -497,6 +497,8 @@ _DEFS: list[ConfigDef] = [
     _def("replica.fetch.response.max.bytes", INT, 10485760, AtLeast(0),
          "Bytes of a whole follower fetch response."),
     _def("replica.fetch.backoff.ms", INT, 1000, AtLeast(0), "Backoff after a fetch error."),
+    _def("max.incremental.fetch.session.cache.slots", INT, 1000, AtLeast(0),
+         "Incremental fetch sessions (KIP-227) the broker keeps."),
     _def("replica.high.watermark.checkpoint.interval.ms", LONG, 5000, None,
          "How often high watermarks are checkpointed."),
     _def("replica.selector.class", CLASS, None, None, "Replica selector for fetch-from-follower."),

@@ -332,10 +332,12 @@ def test_metrics(cluster: ProcCluster) -> None:
     for k in range(20):
         producer.produce("metered", value=b"x" * 100, partition=k % 2)
     assert producer.flush(30) == 0
-    active = 0.0
+    active = sessions = 0.0
     for node in cluster.nodes:
         m = scrape(cluster, node)
         assert value(m["pykraft_node_info"], "pykraft_node_info", node_id=str(node)) == 1
+        # Followers replicate in incremental fetch sessions (KIP-227) with each leader.
+        sessions += value(m["pykraft_fetch_sessions"], "pykraft_fetch_sessions")
         active += value(m["pykraft_active_controller"], "pykraft_active_controller")
         assert value(m["pykraft_raft_epoch"], "pykraft_raft_epoch") >= 1
         assert value(m["pykraft_raft_high_watermark"], "pykraft_raft_high_watermark") > 0
@@ -352,6 +354,7 @@ def test_metrics(cluster: ProcCluster) -> None:
             assert "voter" in roles
         assert value(m["process_cpu_seconds"], "process_cpu_seconds_total") > 0
     assert active == 1
+    assert sessions >= 2  # each partition's leader has a session per follower
     # Produce requests went to the partitions' leaders: counted with their latency histogram.
     total = count = 0.0
     for node in cluster.nodes:

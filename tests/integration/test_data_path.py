@@ -418,6 +418,95 @@ def test_fetch_list_offsets_and_epochs(cluster: ProcCluster) -> None:
     assert (p.error_code, p.leader_epoch, p.end_offset) == (0, 0, 6)
 
 
+def test_incremental_fetch_sessions(cluster: ProcCluster) -> None:
+    """KIP-227 on the wire: a session opened with epoch 0 answers in full and names itself;
+    incremental requests carry only changed partitions and get back only partitions with
+    news; forgotten partitions leave the session; a wrong epoch or an unknown id is a
+    top-level error; epoch -1 closes the session."""
+    c = cluster
+    create_topic(c, "sess", partitions=3)
+    for p in range(3):
+        assert produce_raw(c, "sess", p, _batch(b"p%d" % p)).error_code == 0
+    R = fetch.REQUEST
+
+    def req(session_id: int, epoch: int, parts: dict[int, int], forget: list[int] = ()) -> Any:
+        return R.cls(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20,
+                     isolation_level=0, session_id=session_id, session_epoch=epoch,
+                     topics=[R.FetchTopic(topic="sess", partitions=[R.FetchPartition(
+                         partition=p, current_leader_epoch=-1, fetch_offset=o,
+                         log_start_offset=-1, partition_max_bytes=1 << 20)
+                         for p, o in parts.items()])] if parts else [],
+                     forgotten_topics_data=[R.ForgottenTopic(topic="sess", partitions=list(
+                         forget))] if forget else [], rack_id="")
+
+    async def run() -> None:
+        host, port = parse_address(c.nodes[1].bootstrap)
+        conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
+        try:
+            async def produce_to(partition: int, value: bytes) -> None:
+                P = produce.REQUEST
+                resp = await conn.send(ApiKey.PRODUCE, P.cls(
+                    acks=-1, timeout_ms=5000, topic_data=[P.TopicProduceData(
+                        name="sess", partition_data=[P.PartitionProduceData(
+                            index=partition, records=_batch(value))])]))
+                assert resp.responses[0].partition_responses[0].error_code == 0
+
+            async def parts_of(r: Any) -> dict[int, Any]:
+                resp = await conn.send(ApiKey.FETCH, r, 12, timeout_s=10)
+                assert resp.error_code == 0, resp
+                return {p.partition_index: p for t in resp.responses for p in t.partitions}
+
+            # Sessionless (epoch -1): session id 0, every partition.
+            resp = await conn.send(ApiKey.FETCH, req(0, -1, {0: 0, 1: 0, 2: 0}), 12)
+            assert resp.session_id == 0 and len(resp.responses[0].partitions) == 3
+            # Open a session: a full answer, with the session's id.
+            resp = await conn.send(ApiKey.FETCH, req(0, 0, {0: 0, 1: 0, 2: 0}), 12)
+            sid = resp.session_id
+            assert sid > 0 and resp.error_code == 0
+            got = {p.partition_index: p for p in resp.responses[0].partitions}
+            assert sorted(got) == [0, 1, 2]
+            assert all(decode_batch(bytes(got[p].records))[1][0].value == b"p%d" % p
+                       for p in range(3))
+            # Incremental: move every position to 1. A partition a request names is answered
+            # (with its offsets, here no records); then, with nothing new, nothing comes back.
+            back = await parts_of(req(sid, 1, {0: 1, 1: 1, 2: 1}))
+            assert sorted(back) == [0, 1, 2] and not any(p.records for p in back.values())
+            assert await parts_of(req(sid, 2, {})) == {}
+            # New data on partition 1 only: only partition 1 comes back, although the
+            # request names no partition at all (positions are the session's).
+            await produce_to(1, b"more")
+            back = await parts_of(req(sid, 3, {}))
+            assert sorted(back) == [1] and back[1].high_watermark == 2
+            assert decode_batch(bytes(back[1].records))[1][0].value == b"more"
+            # The session still fetches partition 1 at offset 1 until told otherwise: the
+            # same records again, but nothing from partitions 0 and 2.
+            again = await parts_of(req(sid, 4, {}))
+            assert sorted(again) == [1]
+            assert sorted(await parts_of(req(sid, 5, {1: 2}))) == [1]
+            assert await parts_of(req(sid, 6, {})) == {}
+            # Forget partition 0, then new data there does not come back.
+            assert await parts_of(req(sid, 7, {}, forget=[0])) == {}
+            await produce_to(0, b"zero")
+            assert await parts_of(req(sid, 8, {})) == {}
+            # A position out of range is answered, as an error, in an incremental answer.
+            back = await parts_of(req(sid, 9, {2: 99}))
+            assert back[2].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+            # Wrong epoch, unknown session: top-level errors.
+            bad = await conn.send(ApiKey.FETCH, req(sid, 43, {}), 12)
+            assert bad.error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+            bad = await conn.send(ApiKey.FETCH, req(sid + 1, 1, {}), 12)
+            assert bad.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+            # Epoch -1 closes it: a sessionless full answer, and the id is gone.
+            resp = await conn.send(ApiKey.FETCH, req(sid, -1, {0: 1}), 12)
+            assert resp.error_code == 0 and resp.session_id == 0
+            bad = await conn.send(ApiKey.FETCH, req(sid, 10, {}), 12)
+            assert bad.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 # -- idempotent producers ----------------------------------------------------------------------
 
 

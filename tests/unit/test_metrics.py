@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from broker.fetch_session import FetchSessionCache
 from broker.metrics import LATENCY_BUCKETS_S, NodeMetrics, RequestMetrics
 from broker.partition import PartitionState
 from broker.protocol.api_keys import ApiKey
@@ -128,13 +129,18 @@ def _node(image: MetadataImage) -> Any:
     stats = SimpleNamespace(api_versions_requests=3, connections_accepted=9,
                             protocol_errors=1, handler_errors=0)
     group = SimpleNamespace(state=SimpleNamespace(value="Stable"))
+    sessions = FetchSessionCache()
+    wire = [SimpleNamespace(topic="t", partitions=[SimpleNamespace(
+        partition=p, fetch_offset=0, partition_max_bytes=100) for p in (0, 1)])]
+    sessions.new_context(0, 0, wire, [], follower=True, now_ms=0)
     return SimpleNamespace(
         config=SimpleNamespace(node_id=1, process_roles={"broker", "controller"}),
         cluster_id="abc", loader=SimpleNamespace(image=image), replica_manager=rm,
         raft=_Raft(), controller=object(),
         server=SimpleNamespace(stats=stats, connection_count=2),
         group_coordinator=SimpleNamespace(coordinator=SimpleNamespace(
-            groups={"g": group, "h": group}, rebalances=6)))
+            groups={"g": group, "h": group}, rebalances=6)),
+        data_apis=SimpleNamespace(sessions=sessions))
 
 
 def test_node_collector_reads_state_at_scrape_time() -> None:
@@ -154,6 +160,8 @@ def test_node_collector_reads_state_at_scrape_time() -> None:
     assert got[("pykraft_under_min_isr_partitions", ())] == 1
     assert got[("pykraft_isr_shrinks_total", ())] == 4
     assert got[("pykraft_isr_expands_total", ())] == 2
+    assert got[("pykraft_fetch_sessions", ())] == 1
+    assert got[("pykraft_fetch_session_partitions", ())] == 2
     assert got[("pykraft_active_controller", ())] == 1
     assert got[("pykraft_raft_epoch", ())] == 5
     assert got[("pykraft_raft_high_watermark", ())] == 100
