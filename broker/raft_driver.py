@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import random
@@ -574,10 +575,18 @@ class RaftManager:
             mlog.write(None, ready.entries_to_append, leader_of_epoch=lambda _e: node_id,
                        voters=self.voters)
             job = mlog.begin_flush()
+            fsync = self._loop.run_in_executor(self._executor, job.run)
             ok = False
             try:
-                await self._loop.run_in_executor(self._executor, job.run)
+                await asyncio.shield(fsync)
                 ok = True
+            except asyncio.CancelledError:
+                # Shutting down: the fsync itself goes on in its thread. Wait for it before
+                # its descriptors are closed; a cancelled wait is not an I/O error.
+                with contextlib.suppress(BaseException):
+                    await fsync
+                    ok = True
+                raise
             finally:
                 job.finish(ok)
         start = getattr(ready, "log_start_offset", None)
