@@ -325,25 +325,43 @@ class GroupApis:
     async def expire_offsets(self) -> None:
         """offsets.retention.minutes: tombstone the offsets of groups that stayed Empty that
         long (by commit time for groups without group management), then the emptied group."""
-        now = _now_ms()
+        for gid, tps in self.coordinator.expired_offsets(_now_ms()).items():
+            await self._remove_offsets(gid, tps, "Expired")
+
+    def on_metadata(self, delta: Any, image: Any) -> None:
+        """A metadata publisher: when topics are deleted, their committed offsets go too
+        (Kafka's ``onPartitionsDeleted``), in the groups this broker coordinates."""
+        if delta is None:
+            return
+        names = {t.name for t in delta.deleted_topics.values()}
+        if names:
+            self._spawn(self.remove_offsets_of_topics(names))
+
+    async def remove_offsets_of_topics(self, names: set[str]) -> None:
+        for gid, group in list(self.coordinator.groups.items()):
+            tps = [tp for tp in group.offsets if tp[0] in names]
+            if tps:
+                await self._remove_offsets(gid, tps, "Removed (topic deleted)")
+
+    async def _remove_offsets(self, gid: str, tps: list[tuple[str, int]], why: str) -> None:
+        """Tombstone ``tps`` of group ``gid`` (and the group itself once it is Empty with no
+        offsets left), then forget them. Only the group's loaded coordinator does this."""
         coord = self.coordinator
-        for gid, tps in coord.expired_offsets(now).items():
-            if self.group_error(gid):
-                continue
-            records: list[tuple[bytes, bytes | None]] = [
-                (offset_commit_key(gid, t, p), None) for t, p in tps]
-            group = coord.groups[gid]
-            drop_group = len(tps) == len(group.offsets) and not group.members
-            if drop_group:
-                records.append((group_metadata_key(gid), None))
-            code = await self._append(gid, records)
-            if code:
-                continue
-            coord.remove_offsets(gid, tps)
-            logger.info("Expired %d offset(s) of group %s", len(tps), gid)
-            g = coord.groups.get(gid)
-            if drop_group and g is not None and g.is_(GroupState.EMPTY) and not g.offsets:
-                coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+        group = coord.groups.get(gid)
+        if group is None or self.group_error(gid):
+            return
+        records: list[tuple[bytes, bytes | None]] = [
+            (offset_commit_key(gid, t, p), None) for t, p in tps]
+        drop_group = len(tps) == len(group.offsets) and not group.members
+        if drop_group:
+            records.append((group_metadata_key(gid), None))
+        if await self._append(gid, records):
+            return
+        coord.remove_offsets(gid, tps)
+        logger.info("%s %d offset(s) of group %s", why, len(tps), gid)
+        g = coord.groups.get(gid)
+        if drop_group and g is not None and g.is_(GroupState.EMPTY) and not g.offsets:
+            coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
 
     # -- FindCoordinator (10) -----------------------------------------------------------------
 

@@ -175,6 +175,7 @@ class Node:
             self.group_coordinator = GroupApis(
                 cfg, self.replica_manager, lambda: self.loader.image, self.admin.auto_create)
             self.replica_manager.add_leadership_listener(self.group_coordinator.on_leadership)
+            self.loader.add_publisher(self.group_coordinator.on_metadata)
             broker_handlers.update(self.group_coordinator.handlers)
             self.group_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)

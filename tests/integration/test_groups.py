@@ -627,6 +627,36 @@ def _take(consumer: Any, n: int) -> list[Any]:
     return out
 
 
+# -- offsets of deleted topics ---------------------------------------------------------------
+
+
+def test_offsets_of_deleted_topics_are_removed(cluster: ProcCluster) -> None:
+    """Deleting a topic removes its committed offsets from every group (Kafka's
+    onPartitionsDeleted, with tombstones in __consumer_offsets); a group whose last offsets
+    go, with no members, goes too."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    create_topic(cluster, "gone-a", partitions=2)
+    create_topic(cluster, "gone-b", partitions=1)
+    cons = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "gone-group",
+                     "enable.auto.commit": False})
+    cons.commit(offsets=[TopicPartition("gone-a", 0, 3), TopicPartition("gone-a", 1, 4),
+                         TopicPartition("gone-b", 0, 5)], asynchronous=False)
+    cons.close()
+    assert committed(cluster, "gone-group")[1] == {("gone-a", 0): 3, ("gone-a", 1): 4,
+                                                   ("gone-b", 0): 5}
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    admin.delete_topics(["gone-a"])["gone-a"].result(30)
+    wait_until(lambda: committed(cluster, "gone-group")[1] == {("gone-b", 0): 5}, 20,
+               "the deleted topic's offsets removed, the other topic's kept")
+    assert described(cluster, "gone-group")[1] == "Empty"
+    admin.delete_topics(["gone-b"])["gone-b"].result(30)
+    wait_until(lambda: committed(cluster, "gone-group")[1] == {}, 20,
+               "the last offsets removed")
+    wait_until(lambda: described(cluster, "gone-group")[1] == "Dead", 20,
+               "the group without offsets or members removed")
+
+
 # -- offset retention (slow: offsets.retention.minutes is at least one minute) -------------------
 
 
