@@ -680,11 +680,23 @@ class GroupCoordinator:
     def expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
         """Offsets due for removal (Kafka 2.1+ rules): all of a group's offsets once it has
         been Empty for the retention time; offsets of a group without group management by
-        their commit time."""
+        their commit time; in a Stable consumer group, by their commit time, the offsets of
+        topics no member subscribes to any more."""
         retention = self.config.offsets_retention_ms
         out: dict[str, list[tuple[str, int]]] = {}
         for g in self.groups.values():
-            if not g.is_(GroupState.EMPTY) or not g.offsets:
+            if not g.offsets:
+                continue
+            if g.is_(GroupState.STABLE) and g.protocol_type == "consumer":
+                subscribed = g.subscribed_topics()
+                if subscribed is None:
+                    continue
+                due = [tp for tp, o in g.offsets.items() if tp[0] not in subscribed
+                       and now_ms - o.commit_timestamp >= retention]
+                if due:
+                    out[g.group_id] = due
+                continue
+            if not g.is_(GroupState.EMPTY):
                 continue
             if g.protocol_type:
                 if now_ms - g.state_timestamp_ms >= retention:

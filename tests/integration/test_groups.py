@@ -669,18 +669,31 @@ def test_offsets_of_an_empty_group_expire(tmp_path: Any, request: pytest.Fixture
     from kafka.structs import OffsetAndMetadata
     c = ProcCluster(tmp_path, controllers=1, brokers=1, combined=True, extra={
         "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "1",
-        "offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "1000"})
+        "offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "1000",
+        "group.min.session.timeout.ms": "1000", "group.initial.rebalance.delay.ms": "0"})
     c.start()
     try:
         create_topic(c, "ret", partitions=1)
-        cons = KafkaConsumer(bootstrap_servers=c.bootstrap_servers, group_id="ret-group",
-                             enable_auto_commit=False)
-        cons.assign([TopicPartition("ret", 0)])
-        cons.commit({TopicPartition("ret", 0): OffsetAndMetadata(0, "", -1)})
-        cons.close()
+        create_topic(c, "ret-sub", partitions=1)
+        for group in ("ret-group", "ret-active"):
+            cons = KafkaConsumer(bootstrap_servers=c.bootstrap_servers, group_id=group,
+                                 enable_auto_commit=False)
+            cons.assign([TopicPartition("ret", 0)])
+            cons.commit({TopicPartition("ret", 0): OffsetAndMetadata(0, "", -1)})
+            cons.close()
         assert committed(c, "ret-group")[1] == {("ret", 0): 0}
-        c.nodes[1].wait_for("Expired 1 offset(s) of group ret-group", timeout=90)
-        assert committed(c, "ret-group")[1] == {}
+        # "ret-active" stays Stable, subscribed to another topic: its offsets of "ret" expire
+        # by commit time all the same (Kafka 2.1+), those of "ret-sub" stay.
+        active = PollingThread(c.bootstrap_servers, "ret-active", "ret-sub")
+        try:
+            wait_until(lambda: active.assigned == {0}, 30, "the active member's assignment")
+            c.nodes[1].wait_for("Expired 1 offset(s) of group ret-group", timeout=90)
+            assert committed(c, "ret-group")[1] == {}
+            c.nodes[1].wait_for("Expired 1 offset(s) of group ret-active", timeout=30)
+            assert ("ret", 0) not in committed(c, "ret-active")[1]
+            assert described(c, "ret-active")[1] == "Stable"
+        finally:
+            active.close()
         # The tombstones are in the log: a restart does not bring the offsets back.
         c.nodes[1].stop()
         c.start([1])

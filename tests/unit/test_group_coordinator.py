@@ -344,6 +344,23 @@ def test_offset_retention_and_delete_checks() -> None:
     assert gc.expired_offsets(1500)["s"] == [("t", 0)]
 
 
+def test_a_stable_group_expires_offsets_of_topics_it_no_longer_subscribes_to() -> None:
+    from broker.group_records import ConsumerSubscription, encode_consumer_subscription
+    gc, _ = make()
+    sub = encode_consumer_subscription(ConsumerSubscription(("t1",)))
+    a = join(gc, protocols=[("range", sub)]).one
+    sync(gc, a.member_id, a.generation_id, 0)
+    assert gc.groups["g"].state is GroupState.STABLE
+    gc.apply_offsets("g", {("t1", 0): CommittedOffset(1, -1, "", 0),
+                           ("t2", 0): CommittedOffset(1, -1, "", 0),
+                           ("t2", 1): CommittedOffset(1, -1, "", 500)})
+    retention = gc.config.offsets_retention_ms
+    assert gc.expired_offsets(retention - 1) == {}
+    # By commit time, and only for topics no member subscribes to.
+    assert gc.expired_offsets(retention) == {"g": [("t2", 0)]}
+    assert gc.expired_offsets(retention + 500) == {"g": [("t2", 0), ("t2", 1)]}
+
+
 def test_offset_delete_respects_subscriptions() -> None:
     from broker.group_records import ConsumerSubscription, encode_consumer_subscription
     gc, _ = make()
