@@ -10,8 +10,10 @@ two nodes stop (replies are dropped too). Clients run in the root namespace; a c
 partition is a blackhole route in the root namespace, which does not touch bridged node-to-node
 traffic (the bridge forwards at layer 2).
 
-Nodes run ``broker,controller`` (combined) and are started from the CLI
-(``kafka-storage format`` then ``kafka-server-start``) with their own data directory. With
+Nodes run ``broker,controller`` (combined), or, with ``controllers=k``, brokers 1..n run
+``broker`` and k more nodes (ids 101..100+k) run ``controller`` and form the metadata quorum.
+They are started from the CLI (``kafka-storage format`` then ``kafka-server-start``) with their
+own data directory. With
 ``fsync_journal=True`` every node writes an fsync journal (storage/fsync_journal.py) so the
 lose-unsynced nemesis can cut its files back to what was fsynced.
 """
@@ -69,10 +71,16 @@ def _env(journal: Path | None) -> dict[str, str]:
     return e
 
 
+CONTROLLER_ID_BASE = 100  # separate controllers are nodes 101, 102, ...
+
+
 class Node:
-    def __init__(self, cluster: Cluster, node_id: int) -> None:
+    def __init__(self, cluster: Cluster, node_id: int, roles: str = "broker,controller") -> None:
         self.cluster = cluster
         self.node_id = node_id
+        self.roles = roles
+        self.is_broker = "broker" in roles
+        self.is_controller = "controller" in roles
         self.dir = cluster.root / f"node-{node_id}"
         self.data_dir = self.dir / "data"
         self.config = self.dir / "server.properties"
@@ -165,12 +173,17 @@ class Node:
 
 
 class Cluster:
-    """``Cluster(root, n=3, extra={...})``; ``setup()``, ``start()``, ``teardown()``."""
+    """``Cluster(root, n=3, controllers=0, extra={...})``; ``setup()``, ``start()``,
+    ``teardown()``. ``n`` brokers; ``controllers`` 0 makes them combined nodes that are also
+    the quorum, otherwise that many controller-only nodes form it."""
 
-    def __init__(self, root: Path, *, n: int = 3, extra: dict[str, str] | None = None,
-                 fsync_journal: bool = True, seed: int | None = None) -> None:
+    def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
+                 extra: dict[str, str] | None = None, fsync_journal: bool = True,
+                 seed: int | None = None) -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
+        if controllers not in (0, 1, 3, 5):
+            raise ClusterError(f"controllers must be 0 (combined), 1, 3 or 5, not {controllers}")
         self.root = root
         self.n = n
         self.extra = dict(extra or {})
@@ -181,7 +194,15 @@ class Cluster:
         self.net = self._free_net(rnd)
         self.bridge = f"{self.prefix}br"
         self.gateway = f"10.{self.net}.0.254"
-        self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
+        self.broker_ids = list(range(1, n + 1))
+        if controllers:
+            self.controller_ids = [CONTROLLER_ID_BASE + i for i in range(1, controllers + 1)]
+            self.nodes = {i: Node(self, i, "broker") for i in self.broker_ids}
+            self.nodes.update({i: Node(self, i, "controller") for i in self.controller_ids})
+        else:
+            self.controller_ids = list(self.broker_ids)
+            self.nodes = {i: Node(self, i) for i in self.broker_ids}
+        self.combined = not controllers
         self.blackholes: set[tuple[str, str]] = set()  # (netns or "root", destination ip)
         self._set_up = False
 
@@ -196,7 +217,7 @@ class Cluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(n.bootstrap for n in self.nodes.values())
+        return ",".join(self.nodes[i].bootstrap for i in self.broker_ids)
 
     # -- network ------------------------------------------------------------------------------
 
@@ -282,20 +303,24 @@ class Cluster:
         self._set_up = True
         # Namespaces, the bridge and routes outlive us unless removed: also on an early exit.
         atexit.register(self.teardown)
-        voters = ",".join(f"{n.node_id}@{n.ip}:{CONTROLLER_PORT}" for n in self.nodes.values())
+        voters = ",".join(f"{i}@{self.nodes[i].ip}:{CONTROLLER_PORT}"
+                          for i in self.controller_ids)
         cid = subprocess.run([sys.executable, "-m", "tools.storage_cli", "random-uuid"],
                              cwd=REPO, env=_env(None), capture_output=True, text=True, check=True)
         cluster_id = cid.stdout.strip()
         for n in self.nodes.values():
             n.dir.mkdir(parents=True, exist_ok=True)
+            listeners = []
+            if n.is_broker:
+                listeners.append(f"PLAINTEXT://{n.ip}:{BROKER_PORT}")
+            if n.is_controller:
+                listeners.append(f"CONTROLLER://{n.ip}:{CONTROLLER_PORT}")
             props = {
                 "node.id": str(n.node_id),
-                "process.roles": "broker,controller",
-                "listeners": f"PLAINTEXT://{n.ip}:{BROKER_PORT},CONTROLLER://{n.ip}:{CONTROLLER_PORT}",
-                "advertised.listeners": f"PLAINTEXT://{n.ip}:{BROKER_PORT}",
+                "process.roles": n.roles,
+                "listeners": ",".join(listeners),
                 "controller.listener.names": "CONTROLLER",
                 "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "inter.broker.listener.name": "PLAINTEXT",
                 "controller.quorum.voters": voters,
                 "log.dirs": str(n.data_dir),
                 "admin.listeners": "",
@@ -306,6 +331,9 @@ class Cluster:
                 "default.replication.factor": str(min(3, self.n)),
                 "offsets.topic.replication.factor": str(min(3, self.n)),
             }
+            if n.is_broker:
+                props["advertised.listeners"] = f"PLAINTEXT://{n.ip}:{BROKER_PORT}"
+                props["inter.broker.listener.name"] = "PLAINTEXT"
             props.update(self.extra)
             n.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
             r = subprocess.run([sys.executable, "-m", "tools.storage_cli", "format",

@@ -119,7 +119,7 @@ def active_controller(cluster: Cluster) -> int:
     """The Raft leader of the metadata quorum (the active controller), asked with
     DescribeQuorum on the controller listener of each reachable node; -1 if none answers."""
     for n in cluster.nodes.values():
-        if not n.alive() or n.paused:
+        if not n.is_controller or not n.alive() or n.paused:
             continue
         try:
             leader = asyncio.run(_describe_quorum_leader(n.ip, CONTROLLER_PORT))
@@ -146,13 +146,15 @@ class Nemesis:
         except KafkaException:
             leaders = {}
         live = [lead for lead, _ in leaders.values() if lead > 0]
-        return rnd.choice(live) if live else rnd.choice(list(self.cluster.nodes))
+        return rnd.choice(live) if live else rnd.choice(self.cluster.broker_ids)
 
     def _controller(self, rnd: random.Random) -> int:
         c = active_controller(self.cluster)
-        return c if c in self.cluster.nodes else rnd.choice(list(self.cluster.nodes))
+        return c if c in self.cluster.nodes else rnd.choice(self.cluster.controller_ids)
 
     def _nodes(self, target: str, rnd: random.Random) -> list[int]:
+        """``one`` and ``minority`` pick among all nodes (brokers and controllers alike);
+        ``n-1`` is n-1 of the brokers (the failures RF n must survive)."""
         ids = sorted(self.cluster.nodes)
         n = len(ids)
         if target == "one":
@@ -160,7 +162,8 @@ class Nemesis:
         if target == "minority":
             return sorted(rnd.sample(ids, rnd.randint(1, (n - 1) // 2)))
         if target == "n-1":
-            return sorted(rnd.sample(ids, n - 1))
+            brokers = self.cluster.broker_ids
+            return sorted(rnd.sample(brokers, len(brokers) - 1))
         if target == "leader":
             return [self._leader(rnd)]
         if target == "controller":
@@ -200,7 +203,7 @@ class Nemesis:
             c.block_links(cut)
             return {"ring": ids, "cut": sorted(cut)}
         if target == "clients":
-            node = rnd.choice(ids)
+            node = rnd.choice(c.broker_ids)
             c.block(None, node)
             return {"clients_cut_from": node}
         raise NemesisError(f"unknown partition {target!r}")
@@ -256,7 +259,7 @@ class Nemesis:
             raise NemesisError("followers-lag: no partition has a leader")
         p = rnd.choice(usable)
         leader = leaders[p][0]
-        followers = [i for i in c.nodes if i != leader]
+        followers = [i for i in c.broker_ids if i != leader]
         for i in followers:
             c.nodes[i].pause()
         self._record("start-pause", {"nodes": followers, "why": f"followers of partition {p}"})

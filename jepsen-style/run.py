@@ -65,7 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "lose-unsynced-all,followers-lag,clock; 'none' for no faults")
     ap.add_argument("--seed", type=int, help="seed of the first run (default: random)")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    ap.add_argument("--nodes", type=int, choices=(3, 5), default=3,
+                    help="brokers (combined broker+controller nodes unless --controllers)")
+    ap.add_argument("--controllers", type=int, choices=(0, 1, 3, 5), default=0,
+                    help="separate controller-only nodes forming the metadata quorum "
+                         "(0: the brokers are combined nodes and form it)")
     ap.add_argument("--replication-factor", type=int)
     ap.add_argument("--min-insync", type=int)
     ap.add_argument("--partitions", type=int, default=4)
@@ -118,7 +122,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     extra = {"min.insync.replicas": str(a.min_insync)}
     if a.flush_every_message:
         extra["log.flush.interval.messages"] = "1"
-    cluster = Cluster(out / "cluster", n=a.nodes, extra=extra, seed=seed)
+    cluster = Cluster(out / "cluster", n=a.nodes, controllers=a.controllers, extra=extra,
+                      seed=seed)
     history = History(out / "history.jsonl")
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
                          replication_factor=a.replication_factor, min_insync=a.min_insync,
@@ -177,7 +182,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     report = {
         "seed": seed,
         "reproduce": reproduce_command(a, seed),
-        "config": {"nodes": a.nodes, "replication_factor": a.replication_factor,
+        "config": {"nodes": a.nodes, "controllers": a.controllers,
+                   "replication_factor": a.replication_factor,
                    "min_insync_replicas": a.min_insync, "acks": a.acks,
                    "idempotence": a.idempotence, "partitions": a.partitions,
                    "consumer_mode": a.consumer_mode, "commit": a.commit,
@@ -199,7 +205,8 @@ def reproduce_command(a: argparse.Namespace, seed: int) -> str:
     """The command that runs the same schedule and choices again (timing is not replayed)."""
     parts = [f"python jepsen-style/run.py --profile {a.profile} --seed {seed}",
              f"--time-limit {a.time_limit:g} --nemesis {a.nemesis or 'none'}",
-             f"--nodes {a.nodes} --replication-factor {a.replication_factor}",
+             f"--nodes {a.nodes} --controllers {a.controllers}",
+             f"--replication-factor {a.replication_factor}",
              f"--min-insync {a.min_insync} --partitions {a.partitions} --acks {a.acks}",
              f"--idempotence {a.idempotence} --consumer-mode {a.consumer_mode}",
              f"--rate {a.rate:g} --producers {a.producers} --consumers {a.consumers}"]

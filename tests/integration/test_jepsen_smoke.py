@@ -3,6 +3,7 @@
 
 - smoke: ~60 s of the queue workload (acks=all, idempotence, RF 3, min.insync.replicas 2)
   under kill -9, SIGSTOP, partitions and lost unsynced writes; the checker must find nothing.
+  Once on 3 combined nodes, once on 3 brokers with 3 separate controllers.
 - planted-unsafe: acks=1, the followers of a leader paused while it takes writes alone, then
   the leader killed: a follower takes over without them. The checker must report lost writes
   (the suite can fail). The same schedule with acks=all must stay valid.
@@ -48,6 +49,24 @@ def test_smoke_profile_finds_no_anomalies(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "summary.json").exists()
     history = next((tmp_path / "results").glob("run-*/history.jsonl")).read_text().splitlines()
     assert sum('"process":"nemesis"' in line for line in history) >= 4  # start + heal each
+
+
+def test_smoke_with_separate_controllers_finds_no_anomalies(tmp_path: Path) -> None:
+    """The production KRaft shape: 3 broker-only nodes and 3 controller-only nodes (101-103)
+    forming the metadata quorum; the faults reach controllers as well as brokers."""
+    code, r = run_profile(tmp_path, "--profile", "smoke", "--controllers", "3", "--seed", "11")
+    assert r["valid"], json.dumps(r, indent=1)[:4000]
+    assert code == 0 and r["final_read_complete"]
+    assert r["config"]["controllers"] == 3
+    hit = {i for f in r["faults"] for i in f.get("nodes", [])}
+    assert hit & {101, 102, 103} and hit & {1, 2, 3}, r["faults"]
+    s = r["stats"]
+    assert s["sends_acknowledged"] > 200
+    assert s["acknowledged_read"] == s["sends_acknowledged"]
+    roles = sorted(line for n in (tmp_path / "results").glob("run-*/cluster/node-*")
+                   for line in (n / "server.properties").read_text().splitlines()
+                   if line.startswith("process.roles="))
+    assert roles == ["process.roles=broker"] * 3 + ["process.roles=controller"] * 3
 
 
 def test_planted_unsafe_run_is_detected_as_lost_writes(tmp_path: Path) -> None:
