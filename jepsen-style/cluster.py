@@ -329,7 +329,9 @@ class Cluster:
                 "replica.lag.time.max.ms": "3000",
                 "num.partitions": "1",
                 "default.replication.factor": str(min(3, self.n)),
-                "offsets.topic.replication.factor": str(min(3, self.n)),
+                # As many replicas as brokers: with 5 brokers and min.insync.replicas 3, an
+                # offsets topic of RF 3 could take no commit while any of its replicas is down.
+                "offsets.topic.replication.factor": str(self.n),
             }
             if n.is_broker:
                 props["advertised.listeners"] = f"PLAINTEXT://{n.ip}:{BROKER_PORT}"

@@ -192,6 +192,10 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         "fault_seconds": round(fault_seconds, 1),
         "faults": [{"f": op["f"], **op.get("value", {})} for op in fault_events],
         "final_read_complete": final_complete,
+        "unfinished_client_ops": unfinished_client_ops(history.ops),
+        "stuck_clients": [{"process": op["process"], "f": op.get("f_stuck"),
+                           "group": op.get("group")}
+                          for op in history.ops if op["f"] == "client-stuck"],
         "notes": notes + [f"{op['f']}: {op.get('error')}" for op in crashed],
         **result,
     }
@@ -214,6 +218,23 @@ def reproduce_command(a: argparse.Namespace, seed: int) -> str:
     parts += [flag for flag, on in (("--flush-every-message", a.flush_every_message),
                                     ("--strict-hw", a.strict_hw)) if on]
     return " ".join(parts)
+
+
+def unfinished_client_ops(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consumer operations (poll, assign, commit, committed) invoked and never completed: a
+    client stuck for the rest of the run. Not an anomaly of the data, but a liveness
+    problem the verdict would otherwise hide (fewer polls is all it shows)."""
+    t0 = ops[0]["time"] if ops else 0
+    pending: dict[Any, dict[str, Any]] = {}
+    for op in ops:
+        if op["f"] not in ("poll", "assign", "commit", "committed"):
+            continue
+        if op["type"] == "invoke":
+            pending[op["process"]] = op
+        else:
+            pending.pop(op["process"], None)
+    return [{"process": op["process"], "f": op["f"], "group": op.get("group"),
+             "at_s": round((op["time"] - t0) / 1e9, 2)} for op in pending.values()]
 
 
 def measured_fault_seconds(ops: list[dict[str, Any]], kinds: set[str]) -> float:
@@ -249,6 +270,11 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"     {k}: {json.dumps(ex[:2], default=str)}")
     for n in r["notes"]:
         print(f"   note: {n}")
+    for u in r.get("stuck_clients", []):
+        print(f"   stuck client: process {u['process']} {u['f']} did not return; replaced")
+    for u in r.get("unfinished_client_ops", []):
+        print(f"   unfinished: process {u['process']} {u['f']} invoked at {u['at_s']} s "
+              "never returned")
     print(f"   reproduce: {r['reproduce']}")
 
 

@@ -31,6 +31,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from history import History
 
 OFFSET_STORED = -1000  # librdkafka: start at the committed offset
+# librdkafka's synchronous commit can block for good after its coordinator stalled (seen in
+# long runs, and reported against confluent-kafka-python: issue 1801); past this the
+# consumer is abandoned and a fresh one (a new process) takes over.
+COMMIT_STUCK_S = 30.0
+
+
+class ClientStuck(Exception):
+    pass
 
 
 @dataclass(slots=True)
@@ -115,6 +123,7 @@ class Workload:
         self._next_process = 0
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._abandoned: list[Consumer] = []  # stuck consumers, kept referenced, never closed
 
     def _new_process(self) -> int:
         with self._lock:
@@ -246,15 +255,34 @@ class Workload:
             return
         self.history.add("invoke", "commit", process, group=group, offsets=offsets)
         tps = [TopicPartition(self.cfg.topic, p, o + 1) for p, o in offsets.items()]
-        try:
-            consumer.commit(offsets=tps, asynchronous=False)
+        outcome: list[BaseException | None] = []
+
+        def commit() -> None:
+            try:
+                consumer.commit(offsets=tps, asynchronous=False)
+                outcome.append(None)
+            except BaseException as e:  # noqa: BLE001 - handed back to the consumer thread
+                outcome.append(e)
+
+        t = threading.Thread(target=commit, daemon=True)
+        t.start()
+        t.join(COMMIT_STUCK_S)
+        if not outcome:
+            self.history.add("info", "commit", process, group=group, offsets=offsets,
+                             error=f"commit did not return in {COMMIT_STUCK_S:g} s")
+            self.history.add("info", "client-stuck", process, group=group, f_stuck="commit")
+            self._abandoned.append(consumer)  # never closed: close() would block too
+            raise ClientStuck()
+        if outcome[0] is None:
             self.history.add("ok", "commit", process, group=group, offsets=offsets)
             if scope is not None:
                 scope.update(offsets)
-        except KafkaException as e:
+        elif isinstance(outcome[0], KafkaException):
             self.history.add("info", "commit", process, group=group, offsets=offsets,
-                             error=str(e))
+                             error=str(outcome[0]))
             return
+        else:
+            raise outcome[0]
         self.history.add("invoke", "committed", process, group=group)
         try:
             parts = sorted(scope) if scope is not None else range(self.cfg.partitions)
@@ -267,6 +295,13 @@ class Workload:
 
     def _consumer_loop(self, seed: int, index: int) -> None:
         rnd = random.Random(seed)
+        while not self.stop.is_set():
+            try:
+                self._consumer_process(rnd, index)
+            except ClientStuck:
+                continue  # a fresh consumer, a new process
+
+    def _consumer_process(self, rnd: random.Random, index: int) -> None:
         process = self._new_process()
         conf = self._consumer_conf()
         mode = self.cfg.consumer_mode
@@ -304,7 +339,8 @@ class Workload:
                                      f"{conf['group.id']}/session-{session}", committed_here)
                 consumer.unassign()
         finally:
-            consumer.close()
+            if consumer not in self._abandoned:
+                consumer.close()
 
     def _subscribe_loop(self, consumer: Consumer, process: int, rnd: random.Random) -> None:
         session = [0]

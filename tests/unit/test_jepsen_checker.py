@@ -265,3 +265,17 @@ open({str(data / "fresh")!r}, "wb").write(b"never synced")
     assert (data / "fresh").read_bytes() == b""
     assert sorted((Path(c.path).name, c.size_before, c.size_after) for c in cuts) == [
         ("fresh", 12, 0), ("seg.log", 18, 10)]
+
+
+def test_unfinished_client_ops_are_the_invocations_that_never_completed() -> None:
+    pytest.importorskip("confluent_kafka")
+    from run import unfinished_client_ops
+    h = History()
+    h.add("invoke", "poll", 5, session=1)
+    h.add("ok", "poll", 5, session=1, reads=[])
+    h.add("invoke", "commit", 5, group="g", offsets={0: 1})
+    h.add("invoke", "commit", 6, group="g", offsets={0: 1})
+    h.add("info", "commit", 6, group="g", offsets={0: 1}, error="timed out")
+    h.add("invoke", "send", 7, key=0, partition=0, value=1)  # sends are not client ops here
+    assert [(u["process"], u["f"], u["group"]) for u in unfinished_client_ops(h.ops)] == [
+        (5, "commit", "g")]
