@@ -31,9 +31,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from history import History
 
 OFFSET_STORED = -1000  # librdkafka: start at the committed offset
-# librdkafka's synchronous commit can block for good after its coordinator stalled (seen in
-# long runs, and reported against confluent-kafka-python: issue 1801); past this the
-# consumer is abandoned and a fresh one (a new process) takes over.
+# librdkafka's synchronous commit can block for good: when its coordinator is fenced, the
+# broker drops out of Metadata responses (as in Kafka), librdkafka decommissions it, and its
+# coordinator lookup then logs "no broker available for coordinator query" for good
+# (librdkafka issue 5511). Past this the consumer is abandoned and a fresh one (a new process)
+# takes over.
 COMMIT_STUCK_S = 30.0
 
 
