@@ -140,8 +140,8 @@ class DataApis:
                 return R.cls(throttle_time_ms=0, error_code=int(fctx.error), session_id=0,
                              responses=[])
         else:
-            fctx = FetchContext(partitions=[CachedPartition.requested(t.topic, p) for t in request.topics
-                                            for p in t.partitions])
+            fctx = FetchContext(partitions=[CachedPartition.requested(t.topic, p)
+                                            for t in request.topics for p in t.partitions])
         wanted = fctx.wanted()
         first = self._read_all(request, wanted, replica_id)
         max_wait_ms = request.max_wait_ms
@@ -198,7 +198,7 @@ class DataApis:
                         current_leader_epoch=c.current_leader_epoch,
                         last_fetched_epoch=c.last_fetched_epoch,
                         max_bytes=max(min(c.max_bytes, remaining), 0), min_one=not read_any,
-                        replica_id=replica_id, update_follower=True)
+                        replica_id=replica_id)
             remaining -= len(r.records)
             read_any = read_any or bool(r.records)
             out.append((c, r))

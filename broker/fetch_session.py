@@ -96,7 +96,6 @@ class FetchSession:
     id: int
     follower: bool
     partitions: OrderedDict[TP, CachedPartition]
-    created_ms: int
     last_used_ms: int
     epoch: int = 1  # the epoch the next incremental request must carry
 
@@ -135,7 +134,6 @@ class FetchSessionCache:
         self.eviction_idle_ms = eviction_idle_ms
         self.sessions: OrderedDict[int, FetchSession] = OrderedDict()  # least recently used first
         self._rng = rng or random.Random()
-        self.created = 0
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -188,9 +186,8 @@ class FetchSessionCache:
             if sid not in self.sessions:
                 break
         session = FetchSession(sid, follower, OrderedDict(((c.topic, c.partition), c)
-                                                          for c in wanted), now_ms, now_ms)
+                                                          for c in wanted), now_ms)
         self.sessions[sid] = session
-        self.created += 1
         return session
 
     def _evict_one(self, follower: bool, now_ms: int) -> bool:

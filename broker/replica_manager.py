@@ -650,8 +650,8 @@ class ReplicaManager:
         return ErrorCode.NONE, hp
 
     def read(self, topic: str, partition: int, *, fetch_offset: int, current_leader_epoch: int,
-             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int,
-             update_follower: bool) -> PartitionRead:
+             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int
+             ) -> PartitionRead:
         """Read one partition for a Fetch: consumers up to the HW, followers up to the log end
         (a follower fetch also records the follower's progress, which may move the HW)."""
         code, hp = self.leader_partition(topic, partition, current_leader_epoch)
@@ -670,14 +670,13 @@ class ReplicaManager:
                 return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
                                      log.log_start_offset, diverging_epoch=(epoch, end))
         if replica_id >= 0:
-            if update_follower:
-                now = monotonic_ms()
-                if st.idle_fetch(replica_id, fetch_offset, leo, now):
-                    hw = st.high_watermark
-                    return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
-                if not st.update_follower(replica_id, fetch_offset, leo, now):
-                    return PartitionRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-                self._after_follower_fetch(hp, replica_id)
+            now = monotonic_ms()
+            if st.idle_fetch(replica_id, fetch_offset, leo, now):
+                hw = st.high_watermark
+                return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
+            if not st.update_follower(replica_id, fetch_offset, leo, now):
+                return PartitionRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            self._after_follower_fetch(hp, replica_id)
             max_offset = None
         else:
             max_offset = st.high_watermark
