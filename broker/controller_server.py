@@ -168,6 +168,11 @@ class ControllerService:
             raise NotController(
                 f"records at offset {last_offset} not committed in {COMMIT_TIMEOUT_S:.0f}s"
             ) from None
+        finally:
+            # Nobody waits any more (timeout, or the request was cancelled at shutdown): a
+            # later resignation must not fail a future no one will read.
+            if not fut.done():
+                fut.cancel()
         return result.response
 
     async def _tick_loop(self) -> None:
