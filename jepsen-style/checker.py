@@ -1,16 +1,26 @@
 """The checker: a pure function from a history (history.py) to a verdict.
 
+The final read (workload.py ``final_read``) reads every partition from offset 0 after the
+faults are healed and the clients stopped. It is *complete* when its ``ok`` op says
+``complete: true``: it read up to high watermarks that two successive queries agreed on, so it
+is the whole committed log. A final read that is ``info``, says ``complete: false`` (or not at
+all), or is missing leaves the log's contents unknown past what it did read.
+
 Anomalies (after Jepsen's Kafka queue workload):
 
-- ``lost-write``: an acknowledged send never read, although some read of its partition got to an
-  offset at or past the send's offset (the final read from offset 0 always does, once it
-  reaches the high watermark); or one that was read, but is missing from the final read
-  although that read got past its offset (the log lost it later).
-- ``unseen``: an acknowledged send never read and no read got that far (the final read was cut
-  short); reported, but not by itself invalid.
+- ``lost-write``: a value the log must hold that the final read lacks. With a complete final
+  read: any acknowledged send, and any value a consumer polled (consumers only read below the
+  high watermark, so what they read was committed, even when its send's outcome was unknown),
+  whatever offsets other reads reached: records missing from the end of a partition are lost
+  too. With an incomplete final read, only where it gives definite evidence: it read past the
+  offset the send was acknowledged at, or past an offset a consumer read the value at.
+- ``unseen``: an acknowledged send no read saw, while the final read was incomplete (or
+  missing) and did not get to its offset. Not by itself invalid; it is why such a run's verdict
+  is ``unknown``. A complete final read leaves none.
 - ``duplicate``: one value at two offsets. Expected from a producer without idempotence that
   retries (Kafka's at-least-once): with ``allow_duplicates=True`` they are counted, not fatal.
-- ``inconsistent-offset``: one offset, two values, across all reads and acknowledged sends.
+- ``inconsistent-offset``: one offset, two values, across all reads and acknowledged sends
+  (among them, an acknowledged offset that holds another value in the final read).
 - ``poll-skip``: within one consumer session, two successive reads of a partition jump over an
   offset that some other read or send shows to exist.
 - ``nonmonotonic-poll``: within one consumer session, a read at an offset at or below the previous.
@@ -24,6 +34,10 @@ Anomalies (after Jepsen's Kafka queue workload):
   it makes the run invalid only with ``strict_hw=True``.
 - ``committed-regression``: the committed offset of a group's partition went backwards: a read
   of it returned less than a read that had completed before this one was invoked.
+
+The verdict (``verdict``): ``invalid`` when a fatal anomaly was found (even if the final read
+was incomplete), else ``unknown`` when the final read was not complete (``unknown_reason``
+says why), else ``valid``. ``valid`` is True only for ``valid``.
 """
 
 from __future__ import annotations
@@ -52,6 +66,14 @@ class _Found:
             self.examples[name].append(example)
 
 
+def _final_read(ops: list[Op]) -> Op | None:
+    """The last completion of a final read (ok, info or fail), or None."""
+    for op in reversed(ops):
+        if op["f"] == "final-read" and op["type"] != "invoke":
+            return op
+    return None
+
+
 def check(ops: list[Op], *, strict_hw: bool = False,
           allow_duplicates: bool = False) -> dict[str, Any]:
     found = _Found()
@@ -62,11 +84,20 @@ def check(ops: list[Op], *, strict_hw: bool = False,
     # (partition, offset) -> {value: first op index that showed it}
     at: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
     read_at: dict[int, set[tuple[int, int]]] = defaultdict(set)  # value -> {(p, o)} from reads
-    max_read: dict[int, int] = defaultdict(lambda: -1)  # partition -> highest offset read
+    # The same, from every read but the final read: what consumers saw before it.
+    earlier_at: dict[int, set[tuple[int, int]]] = defaultdict(set)
     polls = final_reads = 0
     reads_total = 0
+    final = _final_read(ops)
+    final_ok = final if final is not None and final["type"] == "ok" else None
+    # Only an explicit ``complete: true`` counts: without it nothing says the read got to the
+    # end of every partition (workload.py final_read).
+    complete = final_ok is not None and final_ok.get("complete") is True
     final_values: set[int] = set()
-    final_max: dict[int, int] = defaultdict(lambda: -1)
+    final_max: dict[int, int] = defaultdict(lambda: -1)  # partition -> highest offset it read
+    # JSON turns the partition keys of ``ends`` into strings (history.py load).
+    ends = ({int(p): int(e) for p, e in (final_ok.get("ends") or {}).items()}
+            if final_ok is not None else {})
 
     for op in ops:
         f, t = op["f"], op["type"]
@@ -86,14 +117,16 @@ def check(ops: list[Op], *, strict_hw: bool = False,
                 polls += 1
             else:
                 final_reads += 1
+            is_final = op is final
             for p, o, v in op["reads"]:
                 reads_total += 1
-                if f == "final-read":
+                if is_final:
                     final_values.add(v)
                     final_max[p] = max(final_max[p], o)
+                else:
+                    earlier_at[v].add((p, o))
                 at[(p, o)].setdefault(v, op["index"])
                 read_at[v].add((p, o))
-                max_read[p] = max(max_read[p], o)
 
     # One offset, two values.
     for (p, o), values in sorted(at.items()):
@@ -112,23 +145,41 @@ def check(ops: list[Op], *, strict_hw: bool = False,
                                        "read_at": sorted(places)})
         if v not in invoked:
             found.add("phantom-read", {"value": v, "read_at": sorted(places)})
-    # Acknowledged, then never read, or missing from the final read although it read past it.
-    unseen = 0
+    # Values the log must hold that the final read lacks. A complete final read is the whole
+    # log, so everything acknowledged or read before must be in it, wherever other reads got
+    # to: a partition that lost its last records has no later offset to give the loss away.
+    # An incomplete one only shows what it read: offsets at or below the highest it reached.
+    def covered(p: int, o: int) -> bool:
+        return complete or final_max[p] >= o
+
+    def lost(v: int, p: int, o: int, why: str, **extra: Any) -> None:
+        found.add("lost-write", {"value": v, "partition": p, "offset": o, "why": why,
+                                 "final_read_complete": complete,
+                                 "final_read_reached": final_max[p],
+                                 "final_read_end": ends.get(p), **extra})
+
     for v, op in acked.items():
+        if v in final_values:
+            continue
         p, o = op["partition"], op["offset"]
-        if v not in read_at:
-            if max_read[p] >= o:
-                found.add("lost-write", {"value": v, "partition": p, "offset": o,
-                                         "acked_at_index": op["index"], "why": "never read",
-                                         "highest_offset_read": max_read[p]})
-            else:
-                unseen += 1
-                found.add("unseen", {"value": v, "partition": p, "offset": o})
-        elif final_reads and v not in final_values and final_max[p] >= o:
-            found.add("lost-write", {"value": v, "partition": p, "offset": o,
-                                     "acked_at_index": op["index"],
-                                     "why": "read earlier, missing from the final read",
-                                     "final_read_reached": final_max[p]})
+        earlier = earlier_at.get(v, set())
+        if covered(p, o) or any(covered(q, k) for q, k in earlier):
+            lost(v, p, o, "read earlier, missing from the final read" if earlier
+                 else "acknowledged, never read", acked_at_index=op["index"],
+                 read_at=sorted(earlier))
+        elif not earlier:
+            found.add("unseen", {"value": v, "partition": p, "offset": o,
+                                 "final_read_reached": final_max[p]})
+    # Consumers read below the high watermark only: a value they read was committed, whatever
+    # its send's outcome, and must survive like an acknowledged one.
+    for v, places in earlier_at.items():
+        if v in acked or v in final_values:
+            continue
+        hit = sorted((q, k) for q, k in places if covered(q, k))
+        if hit:
+            send = "info" if v in info else "fail" if v in failed else None
+            lost(v, hit[0][0], hit[0][1], "read earlier, missing from the final read",
+                 send=send, read_at=sorted(places))
 
     # Offsets some reader saw, per partition, for skip detection (an acknowledged offset that
     # nobody read is a lost write, not a skip).
@@ -236,10 +287,28 @@ def check(ops: list[Op], *, strict_hw: bool = False,
     fatal = tuple(k for k in INVALID if not (allow_duplicates and k == "duplicate"))
     if strict_hw:
         fatal = (*fatal, "hw-regression")
-    valid = not any(counts[k] for k in fatal)
+    if any(counts[k] for k in fatal):
+        verdict = "invalid"  # definite anomalies: an incomplete final read cannot undo them
+    elif not complete:
+        verdict = "unknown"
+    else:
+        verdict = "valid"
+    if final is None:
+        final_state = "missing"
+    elif final_ok is None:
+        final_state = final["type"]  # info: outcome unknown
+    else:
+        final_state = "complete" if complete else "incomplete"
+    unknown_reason = {
+        "missing": "no final read",
+        "incomplete": "the final read did not reach the end of every partition",
+        "info": "the final read's outcome is unknown (it ended info)",
+    }.get(final_state, f"the final read ended {final_state}")
     faults = [op for op in ops if op["process"] == "nemesis" and op["f"].startswith("start-")]
     return {
-        "valid": valid,
+        "verdict": verdict,
+        "valid": verdict == "valid",
+        "unknown_reason": unknown_reason if verdict == "unknown" else None,
         "anomalies": counts,
         "examples": {k: v for k, v in found.examples.items() if v},
         "stats": {
@@ -253,6 +322,7 @@ def check(ops: list[Op], *, strict_hw: bool = False,
             "reads": reads_total,
             "polls": polls,
             "final_reads": final_reads,
+            "final_read": final_state,
             "faults": len(faults),
         },
     }

@@ -38,8 +38,17 @@ class H:
                    watermarks=watermarks or {})
         return self
 
-    def final(self, reads: list[list[int]]) -> H:
-        self.h.add("ok", "final-read", 99, session=0, reads=reads)
+    def final(self, reads: list[list[int]], complete: bool = True) -> H:
+        """The final read as workload.py final_read records it: ``complete`` says it reached
+        the end of every partition."""
+        self.h.add("invoke", "final-read", 99, session=0)
+        self.h.add("ok", "final-read", 99, session=0, reads=reads, complete=complete)
+        return self
+
+    def final_info(self) -> H:
+        """A final read whose outcome is unknown (it raised)."""
+        self.h.add("invoke", "final-read", 99, session=0)
+        self.h.add("info", "final-read", 99, session=0, error="timed out")
         return self
 
     def committed(self, offsets: dict[int, int]) -> H:
@@ -86,11 +95,98 @@ def test_acknowledged_offset_taken_by_another_value() -> None:
     assert anomalies(r) == {"lost-write": 1, "inconsistent-offset": 1, "duplicate": 1}
 
 
-def test_unseen_when_no_read_got_that_far() -> None:
-    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).final([[0, 0, 1]]).check()
-    assert r["valid"]
-    assert r["anomalies"]["unseen"] == 1
-    assert r["anomalies"]["lost-write"] == 0
+def test_tail_loss_of_records_consumers_read_is_lost_write() -> None:
+    # The last two records of the partition vanish and nothing is written after them: no read
+    # gets past their offsets, but the complete final read is the whole log.
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2)
+         .assign(10, 1, {0: -2}).poll(10, 1, [[0, 0, 1], [0, 1, 2], [0, 2, 3]], {0: 3})
+         .final([[0, 0, 1]]).check())
+    assert r["verdict"] == "invalid" and not r["valid"]
+    assert anomalies(r) == {"lost-write": 2}
+    assert sorted(e["value"] for e in r["examples"]["lost-write"]) == [2, 3]
+    assert {e["why"] for e in r["examples"]["lost-write"]} == {
+        "read earlier, missing from the final read"}
+
+
+def test_tail_loss_of_records_never_read_is_lost_write() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2).final([[0, 0, 1]]).check()
+    assert r["verdict"] == "invalid" and not r["valid"]
+    assert anomalies(r) == {"lost-write": 2}
+    assert r["anomalies"]["unseen"] == 0
+    assert {e["why"] for e in r["examples"]["lost-write"]} == {"acknowledged, never read"}
+
+
+def test_value_read_by_a_consumer_must_survive_although_its_send_is_unknown() -> None:
+    # Consumers read below the high watermark: value 2 was committed, whatever its producer
+    # was told.
+    r = (H().send(1, 0, 1, 0).send(2, 0, 2, None, "info")
+         .poll(10, 1, [[0, 0, 1], [0, 1, 2]]).final([[0, 0, 1]]).check())
+    assert r["verdict"] == "invalid"
+    assert anomalies(r) == {"lost-write": 1}
+    ex = r["examples"]["lost-write"][0]
+    assert (ex["value"], ex["offset"], ex["send"]) == (2, 1, "info")
+
+
+def test_acknowledged_offset_holding_another_value_in_the_final_read() -> None:
+    # Value 2 was acknowledged at offset 1; the final read finds value 3 (outcome unknown) there.
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(2, 0, 3, None, "info")
+         .final([[0, 0, 1], [0, 1, 3]]).check())
+    assert r["verdict"] == "invalid"
+    assert anomalies(r) == {"inconsistent-offset": 1, "lost-write": 1}
+    assert r["examples"]["inconsistent-offset"][0] == {"partition": 0, "offset": 1,
+                                                       "values": [2, 3]}
+
+
+def test_incomplete_final_read_is_unknown_even_with_everything_present() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).final([[0, 0, 1], [0, 1, 2]], False).check()
+    assert r["verdict"] == "unknown" and r["valid"] is False
+    assert anomalies(r) == {}
+    assert r["unknown_reason"] == "the final read did not reach the end of every partition"
+    assert r["stats"]["final_read"] == "incomplete"
+
+
+def test_incomplete_final_read_counts_what_it_did_not_reach_as_unseen() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2).final([[0, 0, 1]], False).check()
+    assert r["verdict"] == "unknown" and not r["valid"]
+    assert anomalies(r) == {"unseen": 2}
+
+
+def test_incomplete_final_read_with_definite_evidence_is_invalid() -> None:
+    # The final read stopped early but read offset 2: value 2 acknowledged at offset 1 is gone.
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 0, 3, 2).send(1, 0, 4, 3)
+         .final([[0, 0, 1], [0, 2, 3]], False).check())
+    assert r["verdict"] == "invalid" and not r["valid"]
+    assert anomalies(r) == {"lost-write": 1, "unseen": 1}
+    assert r["examples"]["lost-write"][0]["value"] == 2
+    assert r["unknown_reason"] is None
+    # A value a consumer read, missing from the part of the partition the final read covered.
+    r = (H().send(1, 0, 1, 0).send(1, 0, 2, 1).send(1, 1, 3, 0)
+         .poll(10, 1, [[0, 0, 1], [0, 1, 2]]).final([[0, 0, 1], [0, 1, 9]], False).check())
+    assert r["verdict"] == "invalid"
+    assert r["anomalies"]["lost-write"] == 1 and r["anomalies"]["unseen"] == 1
+
+
+def test_no_final_read_is_unknown() -> None:
+    r = H().send(1, 0, 1, 0).assign(10, 1, {0: -2}).poll(10, 1, [[0, 0, 1]]).check()
+    assert r["verdict"] == "unknown" and not r["valid"]
+    assert anomalies(r) == {}
+    assert r["unknown_reason"] == "no final read"
+    r = H().send(1, 0, 1, 0).check()
+    assert r["verdict"] == "unknown"
+    assert anomalies(r) == {"unseen": 1}
+
+
+def test_final_read_with_unknown_outcome_is_unknown() -> None:
+    r = H().send(1, 0, 1, 0).send(1, 0, 2, 1).final_info().check()
+    assert r["verdict"] == "unknown" and not r["valid"]
+    assert anomalies(r) == {"unseen": 2}
+    assert r["stats"]["final_read"] == "info"
+
+
+def test_final_read_without_a_complete_field_is_not_taken_as_complete() -> None:
+    h = H().send(1, 0, 1, 0)
+    h.h.add("ok", "final-read", 99, session=0, reads=[[0, 0, 1]])
+    assert h.check()["verdict"] == "unknown"
 
 
 def test_unknown_send_never_read_is_fine_but_failed_send_read_is_aborted_read() -> None:
@@ -112,9 +208,11 @@ def test_duplicates_are_allowed_without_idempotence() -> None:
 
 
 def test_inconsistent_offset_across_readers() -> None:
+    # Value 1, read by a consumer, was committed: the final read holding 2 there also lost it.
     r = (H().send(1, 0, 1, None, "info").send(2, 0, 2, None, "info")
          .poll(10, 1, [[0, 0, 1]]).final([[0, 0, 2]]).check())
-    assert anomalies(r) == {"inconsistent-offset": 1}
+    assert anomalies(r) == {"inconsistent-offset": 1, "lost-write": 1}
+    assert r["examples"]["inconsistent-offset"][0]["values"] == [1, 2]
 
 
 def test_poll_skip_and_nonmonotonic_poll_within_a_session() -> None:
@@ -196,11 +294,17 @@ def test_history_round_trips_through_jsonl(tmp_path: Path) -> None:
     h.add("invoke", "send", 1, key=0, partition=0, value=1)
     h.add("ok", "send", 1, key=0, partition=0, value=1, offset=0)
     h.add("ok", "poll", 2, session=1, reads=[[0, 0, 1]], watermarks={0: 1})
+    h.add("ok", "final-read", 3, session=0, reads=[[0, 0, 1]], ends={0: 1}, complete=True)
     h.close()
     ops = load(path)
-    assert [o["index"] for o in ops] == [0, 1, 2]
+    assert [o["index"] for o in ops] == [0, 1, 2, 3]
     assert ops[2]["watermarks"] == {0: 1}
-    assert check(ops)["valid"]
+    assert check(ops)["verdict"] == "valid"
+    # ``ends`` comes back with string keys; the checker still finds each partition's end.
+    ops.insert(2, {**ops[1], "index": 9, "value": 2, "offset": 1})
+    r = check(ops)
+    assert r["verdict"] == "invalid"
+    assert r["examples"]["lost-write"][0]["final_read_end"] == 1
 
 
 @pytest.mark.parametrize("bad", ["nonsense", "clock-skew"])
