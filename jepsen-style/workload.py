@@ -13,7 +13,8 @@ and ends after a random number of polls; in ``subscribe`` mode a session is one 
 assignment; ``mixed`` makes every third consumer an assigner and the others group members. With ``commit=True`` consumers commit the
 offsets they read and record the group's committed offsets (``committed`` ops).
 
-The final read assigns every partition from offset 0 and reads up to the high watermark.
+The final read assigns every partition from offset 0 and reads up to the high watermark,
+asking for it again until two successive answers agree and everything below them was read.
 """
 
 from __future__ import annotations
@@ -384,38 +385,74 @@ class Workload:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
 
+    def _high_watermarks(self, consumer: Consumer, parts: list[int],
+                         deadline: float) -> dict[int, int] | None:
+        """Every partition's high watermark, asked of its leader; None when some partition
+        gave none before ``deadline``."""
+        ends: dict[int, int] = {}
+        for p in parts:
+            while p not in ends:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    got = consumer.get_watermark_offsets(
+                        TopicPartition(self.cfg.topic, p), timeout=min(5.0, left))
+                except KafkaException:
+                    got = None
+                if got is not None and got[1] >= 0:  # None: the request timed out
+                    ends[p] = int(got[1])
+                else:
+                    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        return ends
+
     def final_read(self, timeout: float = 60.0) -> bool:
         """Read every partition from offset 0 up to its high watermark. Returns whether every
-        partition was read to the end."""
+        partition was read to the end.
+
+        The high watermarks are asked again once they were read up to, and reading goes on
+        until two successive answers agree: a high watermark that moved during the read (a
+        follower catching up, a late retry landing) would otherwise leave records past the
+        read's end, and the checker (checker.py) takes a complete final read for the whole
+        log. The workload is stopped by now, so this settles; if it does not before
+        ``timeout``, the read is recorded with ``complete: false``. ``ends`` are the high
+        watermarks it last read up to, ``hw_queries`` how many times they were asked."""
         process = self._new_process()
         consumer = Consumer({**self._consumer_conf(), "group.id": self.cfg.group + "-final"})
         parts = list(range(self.cfg.partitions))
         self.history.add("invoke", "final-read", process, session=0)
         reads: list[list[int]] = []
-        ends: dict[int, int] = {}
         deadline = time.monotonic() + timeout
         try:
-            for p in parts:
-                while p not in ends:
-                    try:
-                        _low, high = consumer.get_watermark_offsets(
-                            TopicPartition(self.cfg.topic, p), timeout=5)
-                        ends[p] = int(high)
-                    except KafkaException:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.5)
+            ends = self._high_watermarks(consumer, parts, deadline)
+            if ends is None:
+                self.history.add("info", "final-read", process, session=0,
+                                 error="no high watermark for every partition")
+                return False
+            queries = 1
             consumer.assign([TopicPartition(self.cfg.topic, p, OFFSET_BEGINNING) for p in parts])
             pos = {p: -1 for p in parts}
-            while any(pos[p] + 1 < ends[p] for p in parts) and time.monotonic() < deadline:
-                for m in consumer.consume(num_messages=500, timeout=1.0):
-                    if m.error() is None:
-                        r = _record(m)
-                        reads.append(r)
-                        pos[r[0]] = max(pos[r[0]], r[1])
-            complete = all(pos[p] + 1 >= ends[p] for p in parts)
+            complete = False
+            while True:
+                while (any(pos[p] + 1 < ends[p] for p in parts)
+                       and time.monotonic() < deadline):
+                    for m in consumer.consume(num_messages=500, timeout=1.0):
+                        if m.error() is None:
+                            r = _record(m)
+                            reads.append(r)
+                            pos[r[0]] = max(pos[r[0]], r[1])
+                if any(pos[p] + 1 < ends[p] for p in parts) or time.monotonic() >= deadline:
+                    break
+                again = self._high_watermarks(consumer, parts, deadline)
+                if again is None:
+                    break
+                queries += 1
+                if again == ends:
+                    complete = True
+                    break
+                ends = again
             self.history.add("ok", "final-read", process, session=0, reads=reads,
-                             ends=ends, complete=complete)
+                             ends=ends, complete=complete, hw_queries=queries)
             return complete
         except KafkaException as e:
             self.history.add("info", "final-read", process, session=0, error=str(e))
