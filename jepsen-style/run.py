@@ -7,8 +7,17 @@ everything back, check the history.
     python jepsen-style/run.py --seed 42               # reproduce a run
 
 Writes ``<out>/run-<i>-seed-<seed>/{history.jsonl,report.json}`` and ``<out>/summary.json``,
-prints a report per run. Exit status 0 when every run is valid (for ``--expect lost-write``:
-when every run found lost writes), 1 otherwise, 2 for bad arguments.
+prints a report per run with its verdict: VALID, INVALID (a fatal anomaly), or UNKNOWN (no
+anomaly found, but the history cannot vouch for the data: the final read did not complete,
+or a worker or the harness crashed). Exit status:
+
+- 0: every run met ``--expect``: ``valid``: every verdict is valid; ``lost-write``: every
+  run found lost writes (lost-write > 0);
+- 1: some run definitely did not (``valid``: a run was invalid; ``lost-write``: a run whose
+  verdict is valid or invalid found no lost write);
+- 2: bad arguments, or no network namespaces;
+- 3: no run definitely failed, but some run that did not meet ``--expect`` had the verdict
+  unknown: it could not be checked.
 """
 
 from __future__ import annotations
@@ -164,7 +173,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         workload.finish()
         final_complete = workload.final_read(timeout=90)
         if not final_complete:
-            notes.append("final read did not reach the high watermark of every partition")
+            notes.append("final read incomplete: it did not read every partition up to a "
+                         "high watermark that held still")
     except Exception as e:  # noqa: BLE001 - any harness failure still gets a report
         notes.append(f"harness error: {e!r}")
         history.add("info", "harness-error", "harness", error=repr(e))
@@ -199,8 +209,10 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         "notes": notes + [f"{op['f']}: {op.get('error')}" for op in crashed],
         **result,
     }
-    if crashed:
-        report["valid"] = False
+    if crashed and report["verdict"] == "valid":
+        # A crashed worker or harness leaves a history that cannot vouch for the data.
+        report["verdict"], report["valid"] = "unknown", False
+        report["unknown_reason"] = "a worker or the harness crashed"
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
@@ -253,8 +265,8 @@ def measured_fault_seconds(ops: list[dict[str, Any]], kinds: set[str]) -> float:
 
 def print_report(r: dict[str, Any]) -> None:
     s = r["stats"]
-    verdict = "VALID" if r["valid"] else "INVALID"
-    print(f"== seed {r['seed']}: {verdict}  ({r['duration_s']} s, "
+    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
+    print(f"== seed {r['seed']}: {r['verdict'].upper()}{why}  ({r['duration_s']} s, "
           f"{r['fault_seconds']} s of faults)")
     kinds: dict[str, int] = {}
     for f in r["faults"]:
@@ -290,14 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         r = run_once(a, seed, a.out / f"run-{i + 1}-seed-{seed}")
         print_report(r)
         reports.append(r)
-    if a.expect == "lost-write":
-        ok = all(r["anomalies"]["lost-write"] > 0 for r in reports)
-    else:
-        ok = all(r["valid"] for r in reports)
+    code = exit_status(reports, a.expect)
+    ok = code == 0
+    verdicts = [r["verdict"] for r in reports]
     summary = {
         "runs": len(reports),
         "expect": a.expect,
         "passed": ok,
+        "verdict": next((v for v in ("invalid", "unknown") if v in verdicts), "valid"),
+        "verdicts": verdicts,
         "fault_minutes": round(sum(r["fault_seconds"] for r in reports) / 60, 2),
         "sends_attempted": sum(r["stats"]["sends_attempted"] for r in reports),
         "sends_acknowledged": sum(r["stats"]["sends_acknowledged"] for r in reports),
@@ -311,9 +324,26 @@ def main(argv: list[str] | None = None) -> int:
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"== {len(reports)} run(s), {summary['fault_minutes']} min of faults, "
           f"{summary['sends_attempted']} sends attempted, {summary['sends_acknowledged']} "
-          f"acknowledged, {summary['values_read']} read; expected {a.expect}: "
-          f"{'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+          f"acknowledged, {summary['values_read']} read; verdicts: "
+          f"{', '.join(v.upper() for v in verdicts)}; expected {a.expect}: "
+          f"{'PASS' if ok else 'UNKNOWN' if code == 3 else 'FAIL'}")
+    return code
+
+
+def met_expectation(r: dict[str, Any], expect: str) -> bool:
+    """``lost-write``: the run found lost writes (so its verdict is invalid); ``valid``: its
+    verdict is valid (an unknown one is not)."""
+    if expect == "lost-write":
+        return bool(r["anomalies"]["lost-write"] > 0)
+    return bool(r["verdict"] == "valid")
+
+
+def exit_status(reports: list[dict[str, Any]], expect: str) -> int:
+    """0, 1 or 3 as the module docstring says."""
+    failed = [r for r in reports if not met_expectation(r, expect)]
+    if not failed:
+        return 0
+    return 1 if any(r["verdict"] != "unknown" for r in failed) else 3
 
 
 if __name__ == "__main__":

@@ -383,3 +383,24 @@ def test_unfinished_client_ops_are_the_invocations_that_never_completed() -> Non
     h.add("invoke", "send", 7, key=0, partition=0, value=1)  # sends are not client ops here
     assert [(u["process"], u["f"], u["group"]) for u in unfinished_client_ops(h.ops)] == [
         (5, "commit", "g")]
+
+
+def test_exit_status_and_printed_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("confluent_kafka")
+    from run import exit_status, print_report
+
+    complete = H().send(1, 0, 1, 0).final([[0, 0, 1]]).check()
+    incomplete = H().send(1, 0, 1, 0).final([[0, 0, 1]], False).check()
+    lost = H().send(1, 0, 1, 0).send(1, 0, 2, 1).final([[0, 0, 1]]).check()
+    assert [r["verdict"] for r in (complete, incomplete, lost)] == ["valid", "unknown", "invalid"]
+    assert exit_status([complete], "valid") == 0
+    assert exit_status([complete, incomplete], "valid") == 3
+    assert exit_status([incomplete, lost], "valid") == 1
+    assert exit_status([lost], "lost-write") == 0
+    assert exit_status([lost, complete], "lost-write") == 1
+    assert exit_status([lost, incomplete], "lost-write") == 3
+    report = {**incomplete, "seed": 1, "duration_s": 1.0, "fault_seconds": 0.0, "faults": [],
+              "final_read_complete": False, "notes": [], "reproduce": "python run.py"}
+    print_report(report)
+    assert capsys.readouterr().out.startswith(
+        "== seed 1: UNKNOWN (the final read did not reach the end of every partition)")
