@@ -12,9 +12,28 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so that a rename or a new file in it survives a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fsync_journal.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: str | os.PathLike[str]) -> None:
+    """``mkdir -p`` that survives a crash: the parent of every directory created is fsynced.
+
+    A new directory is only an entry in its parent until the parent is fsynced; files made
+    durable inside it would vanish with it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+    # Also when another thread created it: it may not have made it durable yet.
+    fsync_dir(path.parent)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -33,5 +52,5 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         fsync_journal.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    fsync_journal.replace(tmp, path)
     fsync_dir(path.parent)

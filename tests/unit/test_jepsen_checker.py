@@ -326,51 +326,6 @@ def test_schedule_is_a_pure_function_of_the_seed() -> None:
     assert {f.kind for f in a} <= {"kill", "pause", "partition"}
 
 
-# -- storage/fsync_journal.py: the lose-unsynced nemesis's bookkeeping ----------------------
-
-
-def test_fsync_hook_is_plain_os_fsync_without_the_env_var() -> None:
-    import os
-
-    from storage import fsync_journal
-
-    assert os.environ.get(fsync_journal.ENV_VAR) is None
-    assert fsync_journal.fsync is os.fsync
-
-
-def test_lose_unsynced_cuts_files_to_their_last_fsynced_length(tmp_path: Path) -> None:
-    import os
-    import subprocess
-
-    from storage.fsync_journal import lose_unsynced
-
-    data, journal = tmp_path / "data", tmp_path / "fsync.journal"
-    data.mkdir()
-    # A separate process with the journal on, as a node runs: a segment-like file fsynced at
-    # 10 bytes then appended to, a file replaced atomically (fsynced under its temp name,
-    # then renamed), and a file never fsynced.
-    script = f"""
-import os
-from storage import fsync_journal
-from storage.fileutil import atomic_write
-fd = os.open({str(data / "seg.log")!r}, os.O_RDWR | os.O_CREAT)
-os.write(fd, b"0123456789")
-fsync_journal.fsync(fd)
-os.write(fd, b"unsynced")
-atomic_write({str(data / "state")!r}, b"durable state")
-open({str(data / "fresh")!r}, "wb").write(b"never synced")
-"""
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYKRAFT_FSYNC_LOG": str(journal), "PYTHONPATH": str(repo)}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=repo)
-    cuts = lose_unsynced(journal, [data])
-    assert (data / "seg.log").read_bytes() == b"0123456789"
-    assert (data / "state").read_bytes() == b"durable state"
-    assert (data / "fresh").read_bytes() == b""
-    assert sorted((Path(c.path).name, c.size_before, c.size_after) for c in cuts) == [
-        ("fresh", 12, 0), ("seg.log", 18, 10)]
-
-
 def test_unfinished_client_ops_are_the_invocations_that_never_completed() -> None:
     pytest.importorskip("confluent_kafka")
     from run import unfinished_client_ops

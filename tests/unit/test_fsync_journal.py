@@ -1,0 +1,315 @@
+"""storage/fsync_journal.py: the fsync journal and the power-loss model of the lose-unsynced
+nemesis. Every scenario writes from a child process with ``PYKRAFT_FSYNC_LOG`` set, as a node
+does, then models the power loss in this process (where the journal is off)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from storage import fileutil, fsync_journal
+from storage.fsync_journal import Cut, baseline, lose_unsynced, parse_journal, read_journal
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Helpers the child scripts start with: D is the data directory (argv[1]).
+PRELUDE = """
+import os, sys
+from pathlib import Path
+from storage import fsync_journal
+from storage.fileutil import atomic_write, fsync_dir, make_dirs
+D = Path(sys.argv[1])
+
+def write(name, data, sync=True):
+    fd = os.open(D / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(fd, data)
+    if sync:
+        fsync_journal.fsync(fd)
+    os.close(fd)
+"""
+
+
+def run_child(journal: Path, data: Path, script: str) -> str:
+    env = {**os.environ, fsync_journal.ENV_VAR: str(journal), "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script), str(data)],
+                       env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return tmp_path / "fsync.journal"
+
+
+def changes(cuts: list[Cut], root: Path) -> list[tuple[str, str]]:
+    return sorted((str(Path(c.path).relative_to(root)), c.change) for c in cuts)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its content (None for a directory)."""
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[str((Path(dirpath) / d).relative_to(root))] = None
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def test_without_the_env_var_the_hooks_are_the_os_functions() -> None:
+    assert os.environ.get(fsync_journal.ENV_VAR) is None
+    assert fsync_journal.fsync is os.fsync
+    assert fsync_journal.unlink is os.unlink
+    assert fsync_journal.replace is os.replace
+    assert fsync_journal.rename is os.rename
+    assert fsync_journal.rmtree is shutil.rmtree
+
+
+def test_files_are_cut_to_their_last_fsynced_length(data: Path, journal: Path) -> None:
+    baseline(journal, [data])
+    # A segment-like file fsynced at 10 bytes then appended to, a file replaced atomically
+    # (fsynced under its temp name, then renamed) and a file never fsynced; every name durable.
+    run_child(journal, data, """
+        write("seg.log", b"0123456789")
+        write("seg.log", b"unsynced", sync=False)
+        atomic_write(D / "state", b"durable state")
+        write("fresh", b"never synced", sync=False)
+        fsync_dir(D)
+    """)
+    assert read_journal(journal), "the child wrote no journal"
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"seg.log": b"0123456789", "state": b"durable state", "fresh": b""}
+    assert sorted((Path(c.path).name, c.size_before, c.size_after, c.change) for c in cuts) == [
+        ("fresh", 12, 0, "cut"), ("seg.log", 18, 10, "cut")]
+
+
+def test_a_file_fsynced_in_a_directory_never_fsynced_vanishes(data: Path, journal: Path) -> None:
+    baseline(journal, [data])
+    run_child(journal, data, 'write("f", b"synced data")')
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {}
+    assert cuts == [Cut(str(data / "f"), 11, 0, "vanished")]
+
+
+def test_a_file_fsynced_then_its_directory_fsynced_survives(data: Path, journal: Path) -> None:
+    baseline(journal, [data])
+    run_child(journal, data, 'write("f", b"synced data")\nfsync_dir(D)')
+    assert lose_unsynced(journal, [data]) == []
+    assert tree(data) == {"f": b"synced data"}
+
+
+def test_atomic_write_survives_with_the_new_content(data: Path, journal: Path) -> None:
+    (data / "state").write_bytes(b"old")
+    baseline(journal, [data])
+    run_child(journal, data, 'atomic_write(D / "state", b"new")\natomic_write(D / "x", b"x")')
+    assert lose_unsynced(journal, [data]) == []
+    assert tree(data) == {"state": b"new", "x": b"x"}
+
+
+def test_a_rename_over_without_the_directory_fsync_reverts(data: Path, journal: Path) -> None:
+    (data / "state").write_bytes(b"old contents")
+    baseline(journal, [data])
+    run_child(journal, data, """
+        write("state.tmp", b"new contents")
+        fsync_journal.replace(D / "state.tmp", D / "state")
+    """)
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"state": b"old contents"}
+    assert cuts == [Cut(str(data / "state"), 12, 12, "reverted")]
+
+
+def test_an_unlink_made_durable_by_a_directory_fsync_stays(data: Path, journal: Path) -> None:
+    (data / "gone").write_bytes(b"gone for good")
+    baseline(journal, [data])
+    run_child(journal, data, 'fsync_journal.unlink(D / "gone")\nfsync_dir(D)')
+    assert lose_unsynced(journal, [data]) == []
+    assert tree(data) == {}
+
+
+def test_an_unlink_after_the_last_directory_fsync_reverts_cut_to_its_synced_length(
+        data: Path, journal: Path) -> None:
+    (data / "seg").write_bytes(b"0123456789")
+    baseline(journal, [data])
+    run_child(journal, data, """
+        write("seg", b"abcde")             # synced at 15 bytes
+        write("seg", b"fghij", sync=False)
+        fsync_journal.unlink(D / "seg")
+    """)
+    assert tree(data) == {}
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"seg": b"0123456789abcde"}
+    assert cuts == [Cut(str(data / "seg"), 0, 15, "reverted")]
+
+
+def test_a_file_in_a_new_subdirectory_vanishes_with_it_unless_made_durable(
+        data: Path, journal: Path) -> None:
+    baseline(journal, [data])
+    run_child(journal, data, """
+        make_dirs(D / "durable" / "deeper")  # fsyncs each parent it adds an entry to
+        write("durable/deeper/f", b"data")
+        fsync_dir(D / "durable" / "deeper")
+        os.mkdir(D / "sub")                # D is never fsynced after this
+        write("sub/f", b"data")
+        fsync_dir(D / "sub")
+    """)
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"durable": None, "durable/deeper": None, "durable/deeper/f": b"data"}
+    assert cuts == [Cut(str(data / "sub"), 4, 0, "vanished")]
+
+
+def test_an_rmtree_without_the_parent_fsync_brings_the_tree_back(
+        data: Path, journal: Path) -> None:
+    (data / "log").mkdir()
+    (data / "log" / "seg").write_bytes(b"0123456789")
+    (data / "deleted").mkdir()
+    (data / "deleted" / "seg").write_bytes(b"x")
+    baseline(journal, [data])
+    run_child(journal, data, """
+        write("log/seg", b"synced")
+        write("log/seg", b"unsynced", sync=False)
+        fsync_journal.rmtree(D / "deleted")
+        fsync_dir(D)
+        fsync_journal.rmtree(D / "log")
+    """)
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"log": None, "log/seg": b"0123456789synced"}
+    assert cuts == [Cut(str(data / "log"), 0, 0, "reverted")]
+
+
+def test_a_directory_inode_removed_by_rmtree_is_another_directory_when_reused(
+        journal: Path) -> None:
+    # Written by hand: inode 5 is listed, then removed; a directory found with inode 5 later
+    # is not the one the listing describes.
+    journal.write_text('B 1 2 {"path":"r","entries":{"sub":[1,5,1]}}\n'
+                       'B 1 5 {"path":"r/sub","entries":{"f":[1,6,0]}}\n'
+                       "X 1 5\n")
+    state = parse_journal(journal)
+    old = state.listings[(1, 2, 0)]["sub"]
+    assert old.ident == (1, 5, 0) and (1, 5, 0) in state.listings
+    assert state.current(fsync_journal.Entry(1, 5, True)).ident == (1, 5, 1)
+
+
+def test_files_present_at_the_baseline_survive(data: Path, journal: Path) -> None:
+    (data / "a").write_bytes(b"never fsynced by anyone")
+    (data / "sub").mkdir()
+    (data / "sub" / "b").write_bytes(b"b")
+    baseline(journal, [data])
+    run_child(journal, data, 'write("sub/b", b" more", sync=False)')
+    cuts = lose_unsynced(journal, [data])
+    assert tree(data) == {"a": b"never fsynced by anyone", "sub": None, "sub/b": b"b"}
+    assert cuts == [Cut(str(data / "sub" / "b"), 6, 1)]
+
+
+def test_a_second_loss_right_after_the_first_changes_nothing(data: Path, journal: Path) -> None:
+    (data / "state").write_bytes(b"old")
+    baseline(journal, [data])
+    run_child(journal, data, """
+        write("state.tmp", b"new")
+        fsync_journal.replace(D / "state.tmp", D / "state")
+        os.mkdir(D / "sub")
+        write("sub/f", b"x")
+    """)
+    assert lose_unsynced(journal, [data], rng=random.Random(3))
+    after = tree(data)
+    assert lose_unsynced(journal, [data]) == []
+    assert tree(data) == after
+    assert not fsync_journal.graveyard_dir(journal).exists()
+
+
+CHURN = """
+for i in range(6):
+    write(f"new{i}", b"new")         # fsynced, the name never
+for i in range(6):
+    write(f"old{i}.tmp", b"replaced")
+    fsync_journal.replace(D / f"old{i}.tmp", D / f"old{i}")
+for i in range(6):
+    fsync_journal.unlink(D / f"del{i}")
+"""
+
+
+def churn(root: Path) -> tuple[Path, Path]:
+    data, journal = root / "data", root / "fsync.journal"
+    data.mkdir(parents=True)
+    for i in range(6):
+        (data / f"old{i}").write_bytes(b"old")
+        (data / f"del{i}").write_bytes(b"deleted")
+    baseline(journal, [data])
+    run_child(journal, data, CHURN)
+    return data, journal
+
+
+def test_with_an_rng_each_change_reverts_or_not_reproducibly(tmp_path: Path) -> None:
+    results = []
+    for run in ("a", "b"):
+        data, journal = churn(tmp_path / run)
+        cuts = lose_unsynced(journal, [data], rng=random.Random(42))
+        results.append((changes(cuts, data), tree(data)))
+    assert results[0] == results[1]
+    got, contents = results[0]
+    assert 0 < len(got) < 18, "with p=1/2 over 18 changes, seed 42 both keeps and reverts"
+    for i in range(6):
+        assert contents.get(f"new{i}") in (None, b"new")
+        assert contents[f"old{i}"] in (b"old", b"replaced")
+        assert contents.get(f"del{i}") in (None, b"deleted")
+    data, journal = churn(tmp_path / "worst")
+    assert len(lose_unsynced(journal, [data])) == 18
+    assert tree(data) == {**{f"old{i}": b"old" for i in range(6)},
+                          **{f"del{i}": b"deleted" for i in range(6)}}
+
+
+def test_a_torn_last_line_is_ignored(data: Path, journal: Path) -> None:
+    baseline(journal, [data])
+    run_child(journal, data, 'write("f", b"1234")\nfsync_dir(D)')
+    whole = journal.read_bytes()
+    st = (data / "f").stat()
+    torn = f"{st.st_dev} {st.st_ino} 99".encode()  # a length record cut before its path
+    journal.write_bytes(whole + torn)
+    assert read_journal(journal)[(st.st_dev, st.st_ino)] == 4
+    journal.write_bytes(whole + b'D 1 2 {"path":"x","entr')
+    assert (1, 2) not in parse_journal(journal).listings
+    assert lose_unsynced(journal, [data]) == []
+    assert tree(data) == {"f": b"1234"}
+
+
+# -- a planted bug --------------------------------------------------------------------------
+
+
+def _atomic_write_without_the_directory_fsync() -> str:
+    """storage/fileutil.atomic_write as it is, minus its last line (the directory fsync)."""
+    src = textwrap.dedent(inspect.getsource(fileutil.atomic_write))
+    planted = src.replace("    fsync_dir(path.parent)\n", "")
+    assert planted != src, "atomic_write no longer ends with fsync_dir(path.parent)"
+    return planted
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_the_power_loss_model_catches_an_atomic_write_without_its_directory_fsync(
+        data: Path, journal: Path, planted: bool) -> None:
+    (data / "state").write_bytes(b"previous")
+    baseline(journal, [data])
+    script = "atomic_write(D / 'state', b'next')"
+    if planted:
+        script = (f"from storage import fileutil\nns = dict(vars(fileutil))\n"
+                  f"exec({_atomic_write_without_the_directory_fsync()!r}, ns)\n"
+                  f"ns['atomic_write'](D / 'state', b'next')")
+    run_child(journal, data, script)
+    assert (data / "state").read_bytes() == b"next"  # until the power goes
+    lose_unsynced(journal, [data])
+    assert (data / "state").read_bytes() == (b"previous" if planted else b"next")
