@@ -210,10 +210,10 @@ def _write_durably(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
             fsync_journal.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(part, path)
+        fsync_journal.replace(part, path)
     except BaseException:
         try:
-            os.unlink(part)
+            fsync_journal.unlink(part)
         except FileNotFoundError:
             pass
         raise
@@ -448,7 +448,7 @@ class FileSnapshotStore:
             if name.endswith((PARTIAL_SUFFIX, DELETED_SUFFIX)):
                 # A write or delete cut short by a crash.
                 logger.info("Removing incomplete snapshot file %s", entry.path)
-                os.unlink(entry.path)
+                fsync_journal.unlink(entry.path)
                 removed = True
                 continue
             if not name.endswith(SNAPSHOT_SUFFIX) or not entry.is_file():
@@ -524,7 +524,7 @@ class FileSnapshotStore:
         doomed = [s for s in sorted(self._sizes) if s < snapshot_id]
         for s in doomed:
             try:
-                os.unlink(self.path(s))
+                fsync_journal.unlink(self.path(s))
             except FileNotFoundError:
                 pass
             del self._sizes[s]

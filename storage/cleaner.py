@@ -91,6 +91,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from storage import fsync_journal
 from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
 from storage.fileutil import fsync_dir
 from storage.index import OffsetIndex, TimeIndex
@@ -535,7 +536,7 @@ class CleanPlan:
 
 def _unlink(path: Path) -> None:
     try:
-        os.unlink(path)
+        fsync_journal.unlink(path)
     except FileNotFoundError:
         pass
 
@@ -1101,7 +1102,7 @@ def commit_clean(
                     cleaned = group.paths[suffix]
                     target = cleaned.with_name(segment_file_name(group.base_offset, suffix)
                                                + SWAP_SUFFIX)
-                    os.rename(cleaned, target)
+                    fsync_journal.rename(cleaned, target)
                     group.paths[suffix] = target
                     swapping = True
                     hook(f"rename {cleaned.name} -> {target.name}")
@@ -1117,7 +1118,7 @@ def commit_clean(
                 assert group.paths is not None
                 for suffix in _SUFFIXES:
                     target = directory / segment_file_name(group.base_offset, suffix)
-                    os.rename(group.paths[suffix], target)
+                    fsync_journal.rename(group.paths[suffix], target)
                     hook(f"rename {group.paths[suffix].name} -> {target.name}")
                     group.paths[suffix] = target
             if swap:

@@ -189,12 +189,12 @@ class _IndexFile:
         self._pending.clear()
         self.close()
         try:
-            os.unlink(self.path)
+            fsync_journal.unlink(self.path)
         except FileNotFoundError:
             pass
 
     def rename_to(self, path: Path) -> None:
-        os.rename(self.path, path)
+        fsync_journal.rename(self.path, path)
         self.path = path
 
     def reset(self) -> None:

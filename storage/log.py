@@ -45,7 +45,6 @@ import itertools
 import logging
 import os
 import random
-import shutil
 import struct
 import time
 from bisect import bisect_right
@@ -951,7 +950,7 @@ class PartitionLog:
                 pass
         self._closed = True
         try:
-            shutil.rmtree(self.dir)
+            fsync_journal.rmtree(self.dir)
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -1005,7 +1004,7 @@ class PartitionLog:
 
 def _unlink(path: Path) -> None:
     try:
-        os.unlink(path)
+        fsync_journal.unlink(path)
     except FileNotFoundError:
         pass
 
@@ -1068,7 +1067,7 @@ def _complete_swap(directory: Path, base: int) -> None:
             continue
         if base <= other < max(next_offset, base + 1):
             _unlink(directory / name)
-    os.rename(swap_path, directory / segment_file_name(base, LOG_SUFFIX))
+    fsync_journal.rename(swap_path, directory / segment_file_name(base, LOG_SUFFIX))
     log.info("%s: completed swap of segment %d (offsets up to %d)", directory, base, next_offset)
 
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from storage import fsync_journal
 from storage.checkpoint import (
     CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
@@ -142,7 +142,7 @@ class LogManager:
             loaded += 1
         if clean:
             # From here on the logs are live again: a crash must trigger recovery.
-            clean_marker.unlink()
+            fsync_journal.unlink(clean_marker)
             fsync_dir(directory)
         log.info(
             "Loaded %d partition log(s) from %s (%s shutdown)",
@@ -205,7 +205,7 @@ class LogManager:
         if partition_log is None or directory is None:
             return False
         partition_log.close()
-        shutil.rmtree(partition_log.dir, ignore_errors=True)
+        fsync_journal.rmtree(partition_log.dir, ignore_errors=True)
         fsync_dir(directory)
         self._first_dirty.pop(tp, None)
         self._delete_horizons.pop(tp, None)

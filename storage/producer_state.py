@@ -71,6 +71,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
+from storage import fsync_journal
 from storage.error_codes import ErrorCode
 from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
 from storage.fileutil import atomic_write
@@ -689,7 +690,7 @@ class ProducerStateManager:
 
 def _unlink(path: Path) -> None:
     try:
-        os.unlink(path)
+        fsync_journal.unlink(path)
     except FileNotFoundError:
         pass
     except OSError as e:

@@ -676,7 +676,7 @@ class LogSegment:
             self._fd = -1
         for path in self.paths(self.dir, self.base_offset):
             try:
-                os.unlink(path)
+                fsync_journal.unlink(path)
             except FileNotFoundError:
                 pass
 
