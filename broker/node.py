@@ -49,6 +49,7 @@ from kraft.snapshot import FileSnapshotStore
 from storage.cleaner import Throttler, prepare_clean
 from storage.config import KafkaConfig
 from storage.errors import StorageError
+from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
 from storage.meta_properties import metadata_version_level, read_bootstrap
@@ -128,7 +129,7 @@ class Node:
             "Log dirs: %s; metadata log dir: %s", ", ".join(cfg.log_dirs), cfg.metadata_log_dir
         )
         metadata_dir = Path(cfg.metadata_log_dir) / METADATA_PARTITION_DIR
-        metadata_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(metadata_dir)  # durable: quorum-state and the metadata log live in it
         snapshots = FileSnapshotStore(metadata_dir)
         self.raft = raft = RaftManager(
             cfg.node_id, self.cluster_id, self.voters, cfg.metadata_log_dir,

@@ -75,6 +75,7 @@ from kraft.messages import (
 from kraft.quorum_state import ElectionState, Leader
 from kraft.raft import NotLeader, RaftNode, Ready
 from storage.codec import CodecError
+from storage.fileutil import make_dirs
 from storage.quorum_state_file import QuorumStateFile, quorum_state_path
 
 __all__ = [
@@ -297,7 +298,7 @@ class RaftManager:
             raise RuntimeError("RaftManager already started")
         self._started = True
         self._loop = asyncio.get_running_loop()
-        self._qs.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self._qs.path.parent)
         epoch, voted, leader = self._qs.read()
         latest = getattr(self._snapshots, "latest", None)
         snapshot_id = latest() if callable(latest) else None

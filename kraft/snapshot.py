@@ -38,7 +38,7 @@ from kraft.messages import SnapshotId
 from storage import fsync_journal
 from storage.codec import CodecError, DecodeError
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.fileutil import fsync_dir
+from storage.fileutil import fsync_dir, make_dirs
 from storage.metadata_records import (
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
@@ -440,7 +440,7 @@ class FileSnapshotStore:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.directory)
         self._sizes: dict[SnapshotId, int] = {}
         removed = False
         for entry in os.scandir(self.directory):

@@ -61,7 +61,7 @@ from storage.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from storage.fileutil import fsync_dir
+from storage.fileutil import fsync_dir, make_dirs
 from storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from storage.log_config import LogConfig
 from storage.record_batch import (
@@ -270,7 +270,7 @@ class PartitionLog:
         now = _now_ms() if now_ms is None else now_ms
         directory = Path(dir_path)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory)
             changed = _clean_leftovers(directory)
             segments = _open_segments(directory, config, now)
             if not segments:

@@ -42,7 +42,7 @@ from storage.cleaner import (
     prepare_clean,
 )
 from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
-from storage.fileutil import fsync_dir
+from storage.fileutil import fsync_dir, make_dirs
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
 
@@ -111,7 +111,7 @@ class LogManager:
     def _load_dir(
         self, directory: Path, topic_configs: Mapping[str, LogConfig], now_ms: int | None
     ) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory)
         clean_marker = directory / CLEAN_SHUTDOWN_FILE
         clean = clean_marker.exists()
         recovery_points = _read_checkpoint(directory / RECOVERY_POINT_OFFSET_CHECKPOINT)

@@ -17,6 +17,9 @@ import pytest
 
 from storage import fileutil, fsync_journal
 from storage.fsync_journal import Cut, baseline, lose_unsynced, parse_journal, read_journal
+from storage.log import PartitionLog
+from storage.log_config import LogConfig
+from storage.record_batch import iter_batches
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -288,7 +291,7 @@ def test_a_torn_last_line_is_ignored(data: Path, journal: Path) -> None:
     assert tree(data) == {"f": b"1234"}
 
 
-# -- a planted bug --------------------------------------------------------------------------
+# -- a planted bug, and the product -----------------------------------------------------------
 
 
 def _atomic_write_without_the_directory_fsync() -> str:
@@ -313,3 +316,34 @@ def test_the_power_loss_model_catches_an_atomic_write_without_its_directory_fsyn
     assert (data / "state").read_bytes() == b"next"  # until the power goes
     lose_unsynced(journal, [data])
     assert (data / "state").read_bytes() == (b"previous" if planted else b"next")
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_every_batch_a_partition_log_flushed_survives_the_loss(
+        data: Path, journal: Path, seed: int | None) -> None:
+    # flush.messages=1 fsyncs every append; small segments make it roll (new segment files,
+    # made durable by the directory fsync of the roll). The log's own directory is new too.
+    baseline(journal, [data])
+    out = run_child(journal, data, """
+        from storage.log import PartitionLog
+        from storage.log_config import LogConfig
+        from tests.helpers_batches import make_batch
+        log = PartitionLog.open(D / "topic-0", LogConfig(segment_bytes=400, flush_messages=1))
+        for i in range(40):
+            info = log.append(make_batch([20, 20], seed=i, base_timestamp=1000 + i))
+            print(info.first_offset, info.last_offset)
+        os._exit(0)  # no close, no final flush: the process just ends
+    """)
+    acked = [tuple(map(int, ln.split())) for ln in out.splitlines()]
+    assert len(acked) == 40
+    segments = [p for p in (data / "topic-0").iterdir() if p.suffix == ".log"]
+    assert len(segments) > 3, "the log did not roll"
+    cuts = lose_unsynced(journal, [data], rng=None if seed is None else random.Random(seed))
+    assert not [c for c in cuts if c.change == "unrestorable"], cuts
+    log = PartitionLog.open(data / "topic-0", LogConfig(segment_bytes=400))
+    try:
+        got = [(h.base_offset, h.last_offset)
+               for _, h in iter_batches(log.read_batches(log.log_start_offset))]
+    finally:
+        log.close()
+    assert got == acked
