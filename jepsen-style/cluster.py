@@ -15,7 +15,9 @@ Nodes run ``broker,controller`` (combined), or, with ``controllers=k``, brokers 
 They are started from the CLI (``kafka-storage format`` then ``kafka-server-start``) with their
 own data directory. With
 ``fsync_journal=True`` every node writes an fsync journal (storage/fsync_journal.py) so the
-lose-unsynced nemesis can cut its files back to what was fsynced.
+lose-unsynced nemesis can model a power loss: files cut back to what was fsynced, directory
+entries back to what directory fsyncs made durable. The journal is baselined after format:
+what format left on disk counts as durable.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
+
+from storage import fsync_journal
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED = "Kafka Server started"
@@ -344,6 +348,8 @@ class Cluster:
                                check=False)
             if r.returncode != 0:
                 raise ClusterError(f"format node {n.node_id}: {r.stdout}{r.stderr}")
+            if n.journal is not None:
+                fsync_journal.baseline(n.journal, [n.data_dir])
 
     def start(self, ids: Iterable[int] | None = None, wait: bool = True,
               timeout: float = 90.0) -> None:

@@ -13,8 +13,11 @@ Kinds:
 - ``partition``: majority/minority halves, isolate a partition leader, isolate the active
   controller, bridge (two halves that share one node), ring (each node sees only its
   neighbours), or cut the clients from one node; heal removes every blackhole route.
-- ``lose-unsynced``: kill -9 of one node or a minority, then every file is cut back to the
-  length its last fsync covered (storage/fsync_journal.py); heal restarts them.
+- ``lose-unsynced``: kill -9 of one node or a minority, then a power loss is modelled on their
+  data (storage/fsync_journal.py): each directory change (file created, renamed over or
+  removed) since the directory's last fsync is undone with probability 1/2, from a random
+  generator seeded by the fault, and every file is cut back to the length its last fsync
+  covered; heal restarts them.
   ``lose-unsynced-all`` does it to every node at once (a power loss of the whole cluster:
   records acknowledged but in no node's fsynced data are lost unless
   ``log.flush.interval.messages=1``).
@@ -30,11 +33,13 @@ Kinds:
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cluster import CONTROLLER_PORT, Cluster
@@ -45,7 +50,7 @@ from workload import WorkloadConfig, partition_leaders
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.protocol.api_keys import ApiKey
 from broker.raft_wire import describe_quorum_from_wire, describe_quorum_request
-from storage.fsync_journal import lose_unsynced
+from storage.fsync_journal import Cut, lose_unsynced
 
 KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "followers-lag",
          "clock")
@@ -228,9 +233,9 @@ class Nemesis:
                     node = c.nodes[i]
                     if node.journal is None:
                         raise NemesisError("lose-unsynced needs the cluster's fsync journal")
-                    done = lose_unsynced(node.journal, [node.data_dir])
-                    cuts[i] = {"files": len(done),
-                               "bytes": sum(x.size_before - x.size_after for x in done)}
+                    rng = random.Random(f"{fault.pick}:{i}")
+                    done = lose_unsynced(node.journal, [node.data_dir], rng=rng)
+                    cuts[i] = _loss_summary(done, node.data_dir)
                 value["cut"] = cuts
             self.affected = nodes
             value["nodes"] = nodes
@@ -305,6 +310,19 @@ class Nemesis:
         for n in c.nodes.values():
             n.resume()
         self._restart(list(c.nodes))
+
+
+def _loss_summary(done: list[Cut], root: Path) -> dict[str, Any]:
+    """For the history: how many files were cut and by how much, and which names vanished or
+    reverted (relative to the node's data directory)."""
+    cut = [x for x in done if x.change == "cut"]
+    out: dict[str, Any] = {"files": len(cut),
+                           "bytes": sum(x.size_before - x.size_after for x in cut)}
+    for change in ("vanished", "reverted", "unrestorable"):
+        paths = [os.path.relpath(x.path, root) for x in done if x.change == change]
+        if paths:
+            out[change] = paths
+    return out
 
 
 def run_schedule(nemesis: Nemesis, faults: list[Fault], t0: float, stop: threading.Event,

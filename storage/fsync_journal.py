@@ -34,9 +34,11 @@ vanishes (a directory with everything under it), a removed or replaced name come
 old inode (from the graveyard, or wherever that inode still lives under ``roots``; a directory
 is recreated from its own durable listing). ``rng=None`` reverts every difference (the worst
 case); with an rng each one reverts independently with probability 1/2, which may also produce
-states a journaling filesystem never would (both or neither name of a rename): a pessimistic
-model, never an optimistic one. Then every regular file is cut to its last synced length (0 if
-never fsynced), and the journal is rebaselined: after the "reboot" everything left is durable.
+states a journaling filesystem never would (both or neither name of a rename): for directory
+entries the model errs on the pessimistic side. Then every regular file is cut to its last
+synced length (0 if never fsynced), and the journal is rebaselined: after the "reboot"
+everything left is durable. Not modelled: unsynced overwrites inside a file's synced length
+(only lengths are journaled).
 
 Without the variable ``fsync``, ``unlink``, ``replace``, ``rename`` and ``rmtree`` are
 ``os.fsync``, ``os.unlink``, ``os.replace``, ``os.rename`` and ``shutil.rmtree`` themselves:

@@ -1,7 +1,7 @@
 """The fault suite's cluster control and nemeses against real nodes: a partition really blocks
-traffic (and healing restores it), and the lose-unsynced nemesis cuts files back to their
-fsynced length (storage/fsync_journal.py) after which the node recovers and the data survives
-on the replicas."""
+traffic (and healing restores it), and the lose-unsynced nemesis's power loss (files cut back
+to their fsynced length, directory changes not made durable undone: storage/fsync_journal.py)
+after which the node recovers and the data survives on the replicas."""
 
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ def test_lose_unsynced_cuts_unsynced_data_and_the_node_recovers(cluster: Cluster
     cuts = lose_unsynced(node.journal, [node.data_dir])
     # The default flush policy never fsyncs the active segment: its records are cut.
     assert any(c.path.endswith(".log") and c.size_before > c.size_after for c in cuts), cuts
+    # Every file the node removed or overwrote went through the journal's wrappers.
+    assert not [c for c in cuts if c.change == "unrestorable"], cuts
     node.start()
     node.wait_for("Kafka Server started", 90)
     assert wait_healthy(cfg, timeout=60), "node 1 did not rejoin the ISR"
