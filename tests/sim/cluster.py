@@ -2,9 +2,12 @@
 RaftEventSimulationTest in miniature) used by ``test_raft_sim.py`` and the unit tests.
 
 Everything random comes from one seed: message delays, drops, duplicates (reordering follows from
-random delays), partitions and heals, crashes (also in the middle of persisting a Ready, so
-unsynced writes are lost), restarts rebuilt from the fake disk, and client appends at the leader.
-Invariants are checked every time a node's Ready is processed, i.e. after every step or tick.
+random delays), partitions and heals, isolated nodes rejoining one by one, pauses (SIGSTOP: timers,
+messages and fsync completions wait, then happen in a burst), crashes (also in the middle of
+persisting a Ready, so unsynced writes are lost), restarts rebuilt from the fake disk, and client
+appends at the leader. Half the seeds replace the random faults by the leader-churn program
+(``Sim._churn``), whose faults are timed to build Raft's Figure-8 schedules. Invariants are
+checked every time a node's Ready is processed, i.e. after every step or tick.
 
 The state machine is the list of applied entries. Now and then a node snapshots it (KIP-630:
 the bytes are a deterministic encoding of every applied entry), writes the snapshot to its disk
@@ -32,7 +35,7 @@ from kraft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from kraft.quorum_state import ElectionState
+from kraft.quorum_state import ElectionState, Leader
 from kraft.raft import NotLeader, RaftNode, Ready
 from kraft.snapshot_store import MemorySnapshotStore
 
@@ -80,7 +83,24 @@ class SimNode:
     crashed: bool = False
     applied: list[LogEntry] = field(default_factory=list)
     pending: Ready | None = None  # written to the page cache, fsync in progress
+    paused: bool = False
+    resumed_at: int = 0
+    cut_since: int | None = None  # leader only: since when no majority can reach it
+    held: list[tuple[str, Any]] = field(default_factory=list)  # events waiting out a pause
     store: MemorySnapshotStore = field(default_factory=MemorySnapshotStore)
+
+
+@dataclass
+class Churn:
+    """The leader-churn program's state (``Sim._churn``)."""
+
+    phase: str = "isolate"
+    round: int = 0
+    old: int | None = None  # the leader cut off in step 1
+    new: int | None = None  # the leader struck in step 2
+    home: int | None = None  # the group the node from step 2 returns to (None: the largest)
+    # (node, epoch) -> its high watermark when first seen leading in step 4
+    floors: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,7 +115,7 @@ class SimConfig:
     max_delay_ms: int = 12
     drop_prob: float = 0.05
     dup_prob: float = 0.03
-    chaos_ms: int = 2000
+    chaos_ms: int = 4000
     fault_interval_ms: int = 150
     min_fsync_ms: int = 0
     max_fsync_ms: int = 15
@@ -125,8 +145,11 @@ class Sim:
         self.faults = False
         self.drop_prob = 0.0
         self.dup_prob = 0.0
+        # Half the seeds run the leader-churn program (``_churn``) instead of random faults.
+        self.churn: Churn | None = Churn() if self.rng.random() < 0.5 else None
         # Invariant state.
         self.leaders: dict[int, int] = {}  # epoch -> leader id
+        self.leading: set[int] = set()  # nodes seen leading, for the check-quorum rule
         self.entries: dict[tuple[int, int], tuple[bytes, int]] = {}  # (off, ep) -> (data, prev ep)
         self.committed: list[LogEntry] = []
         self.commit_tags: list[int] = []
@@ -189,6 +212,13 @@ class Sim:
         self.history.append(f"t={self.now} crash {nid}")
         sn.crashed = True
         sn.node = None
+        if sn.paused:
+            sn.paused = False
+            # What waited dies with the process, but the tick timer belongs to the sim.
+            for kind, arg in sn.held:
+                if kind == "tick":
+                    self._schedule(0, kind, arg)
+            sn.held = []
         if sn.pending is not None:
             self._persist_partially(sn, sn.pending)
             sn.pending = None
@@ -199,6 +229,27 @@ class Sim:
             return
         self.history.append(f"t={self.now} restart {nid}")
         self._boot(sn)
+
+    def pause(self, nid: int) -> None:
+        """SIGSTOP: the node's timers, arriving messages and fsync completions wait."""
+        sn = self.nodes[nid]
+        if sn.crashed or sn.paused:
+            return
+        self.history.append(f"t={self.now} pause {nid}")
+        self.stats["pause"] += 1
+        sn.paused = True
+
+    def resume(self, nid: int) -> None:
+        """SIGCONT: what waited happens now, in the order it arrived."""
+        sn = self.nodes[nid]
+        if not sn.paused:
+            return
+        self.history.append(f"t={self.now} resume {nid}")
+        sn.paused = False
+        sn.resumed_at = self.now
+        held, sn.held = sn.held, []
+        for kind, arg in held:
+            self._schedule(0, kind, arg)
 
     def connected(self, a: int, b: int) -> bool:
         return self.group[a] == self.group[b]
@@ -221,7 +272,7 @@ class Sim:
         fsync delay, and only then are the Ready's messages sent (a crash in between loses
         an arbitrary suffix of the unsynced writes and all of the messages)."""
         node = sn.node
-        if node is None or sn.pending is not None:
+        if node is None or sn.pending is not None or sn.paused:
             return
         ready = node.poll()
         self._check_ready(sn, node, ready)
@@ -246,6 +297,8 @@ class Sim:
         self._complete(sn, sn.node, ready)
 
     def _complete(self, sn: SimNode, node: RaftNode, ready: Ready) -> None:
+        if self.faults and self.churn is not None:
+            self._churn("durable", sn, node, ready)
         for dest, msg in ready.messages_to_send:
             self._check_message(sn, dest, msg)
             self._send(sn.node_id, dest, msg)
@@ -383,6 +436,39 @@ class Sim:
         ):
             self.fail(f"node {sn.node_id} granted a vote to {dest} not durable ({durable})")
 
+    def _note_reachability(self) -> None:
+        """For the check-quorum rule: since when each leader has been cut off from a majority
+        (crashed, paused or partitioned voters cannot fetch from it)."""
+        for nid in list(self.leading):
+            sn = self.nodes[nid]
+            node = sn.node
+            if node is None or not node.is_leader():
+                sn.cut_since = None
+                self.leading.discard(nid)
+                continue
+            reachable = 1
+            for v in self.voters:
+                if v != nid and self.connected(nid, v):
+                    vn = self.nodes[v]
+                    if not vn.crashed and not vn.paused:
+                        reachable += 1
+            if 2 * reachable > len(self.voters):
+                sn.cut_since = None
+            elif sn.cut_since is None:
+                sn.cut_since = self.now
+
+    def _check_quorum_rule(self, sn: SimNode) -> None:
+        """Check-quorum: a leader that no majority could reach for the fetch timeout resigns
+        at its next tick (allowing one more fetch timeout for fetches in flight and the
+        backlog a pause leaves; a paused leader is judged from when it resumed)."""
+        node = sn.node
+        if node is None or not node.is_leader() or sn.cut_since is None:
+            return
+        since = max(sn.cut_since, sn.resumed_at)
+        if self.now - since > 2 * self.cfg.fetch_timeout_ms:
+            self.fail(f"check-quorum: leader {sn.node_id} of epoch {node.epoch} cut off from a "
+                      f"majority since t={since}ms still leads")
+
     def _check_snapshot_state(
         self, sn: SimNode, sid: SnapshotId, state: list[LogEntry], how: str
     ) -> None:
@@ -399,6 +485,9 @@ class Sim:
     def _check_ready(self, sn: SimNode, node: RaftNode, ready: Ready) -> None:
         nid = sn.node_id
         if node.is_leader():
+            if nid not in self.leading:
+                self.leading.add(nid)
+                sn.cut_since = None
             prev = self.leaders.setdefault(node.epoch, nid)
             if prev != nid:
                 self.fail(f"two leaders in epoch {node.epoch}: {prev} and {nid}")
@@ -453,7 +542,8 @@ class Sim:
         best = None
         for sn in self.nodes.values():
             n = sn.node
-            if n is not None and n.is_leader() and (best is None or n.epoch > best.epoch):
+            if (n is not None and not sn.paused and n.is_leader()
+                    and (best is None or n.epoch > best.epoch)):
                 best = n
         return best
 
@@ -470,14 +560,138 @@ class Sim:
         self._drive(self.nodes[node.node_id])
         return off, data
 
+    # ------------------------------------------------------------------ leader churn
+
+    def _churn(self, event: str, sn: SimNode | None = None, node: RaftNode | None = None,
+               ready: Ready | None = None) -> None:
+        """The leader-churn program, a nemesis for the schedules that make Raft's hard cases
+        (the Raft paper's Figure 8): leaders change while their logs hold entries, from
+        earlier epochs, that no majority has yet. Each round, with random timings:
+
+        1. cut the leader off (it keeps taking appends that cannot replicate);
+        2. the next leader fails (crash or isolation) as soon as its first entry is durable
+           on its own disk only, so two nodes now hold different uncommitted tails;
+        3. the old leader rejoins, and can be elected again with its longer, older tail;
+        4. it fails while a voter catches up on those older entries (they reach a majority
+           before any entry of the new epoch does);
+        5. the node from step 2, whose tail is of a later epoch, comes back and may win.
+
+        Only a leader that commits older entries just because a majority holds them (and not
+        once an entry of its own epoch is replicated) can lose a committed entry here.
+        ``event`` is "tick" (the program's own timer) or "durable" (a leader's Ready was
+        made durable)."""
+        c = self.churn
+        assert c is not None
+        phase = c.phase
+        if event == "durable":
+            assert sn is not None and node is not None and ready is not None
+            st = node.state
+            if not isinstance(st, Leader):
+                return
+            if (phase == "new-leader" and sn.node_id != c.old
+                    and any(e.epoch == st.epoch for e in ready.entries_to_append)):
+                c.new = sn.node_id
+                self._churn_strike(sn.node_id, self.rng.randint(0, 3))
+                c.phase = "rejoin-old"
+                self._schedule(self.rng.randint(0, 300), "churn", None)
+            elif phase == "catch-up":
+                self._churn_catch_up(sn, node, st)
+            return
+        if phase == "isolate":
+            leader = self.leader()
+            if leader is None:
+                self._schedule(self.rng.randint(20, 100), "churn", None)
+                return
+            c.old, c.new = leader.node_id, None
+            self._cut(leader.node_id)
+            c.phase = "new-leader"
+            self._schedule(2000, "churn-timeout", c.round)
+        elif phase == "rejoin-old":
+            self._rejoin(c.old)
+            c.phase = "catch-up"
+            self._schedule(1000, "churn-timeout", c.round)
+        elif phase == "return-new":
+            new = c.new
+            if new is not None:
+                self.restart(new)
+                if c.home is not None:
+                    self.group[new] = c.home
+                else:
+                    self._rejoin(new)
+            c.phase = "settle"
+            self._schedule(self.rng.randint(400, 1500), "churn", None)
+        elif phase == "settle":
+            self.heal()
+            for i in sorted(self.nodes):
+                self.restart(i)
+            c.round += 1
+            c.phase, c.old, c.new, c.home = "isolate", None, None, None
+            self._schedule(self.rng.randint(100, 500), "churn", None)
+
+    def _churn_catch_up(self, sn: SimNode, node: RaftNode, st: Leader) -> None:
+        """Step 4: strike a leader once entries of earlier epochs that were on no majority
+        when it took over are on one now (before any entry of its own epoch is)."""
+        c = self.churn
+        assert c is not None
+        floor = c.floors.setdefault((sn.node_id, st.epoch), node.high_watermark)
+        ends = sorted((node.log.end_offset, *(rs.end_offset for rs in st.voter_states.values())),
+                      reverse=True)
+        on_majority = ends[len(self.voters) // 2]
+        if floor < on_majority <= st.epoch_start_offset:
+            self.stats["churn_catch_up"] += 1
+            ahead = {v for v, rs in st.voter_states.items()
+                     if rs.end_offset > st.epoch_start_offset}
+            r = self.rng.random()
+            if r < 0.4 and ahead:
+                # A partition that keeps the leader with the voters that already hold an
+                # entry of its epoch: the others may elect a node without its older entries.
+                side = {sn.node_id, *ahead}
+                self.partition([side, set(self.nodes) - side])
+                c.home = 2
+            elif r < 0.9:
+                self._churn_strike(sn.node_id, self.rng.randint(0, 4))
+            c.phase = "return-new"
+            self._schedule(self.rng.randint(5, 120), "churn", None)
+
+    def _churn_timeout(self, round_: int) -> None:
+        """A step waited too long (nobody got elected, nothing to catch up): move on."""
+        c = self.churn
+        assert c is not None
+        if c.round == round_ and c.phase in ("new-leader", "catch-up"):
+            c.phase = "return-new" if c.phase == "catch-up" else "settle"
+            self._schedule(0, "churn", None)
+
+    def _churn_strike(self, nid: int, delay_ms: int) -> None:
+        self._schedule(delay_ms, "strike", (nid, self.nodes[nid].incarnation))
+
+    def _strike(self, nid: int, incarnation: int) -> None:
+        sn = self.nodes[nid]
+        if sn.crashed or sn.incarnation != incarnation:
+            return
+        self.stats["churn_strike"] += 1
+        if self.rng.random() < 0.5:
+            self.crash(nid)
+        else:
+            self._cut(nid)
+
+    def _cut(self, nid: int) -> None:
+        self.group[nid] = 100 + nid
+        self.history.append(f"t={self.now} isolate {nid}")
+
+    def _rejoin(self, nid: int) -> None:
+        """Put a cut-off node back into the largest group of the others."""
+        others = Counter(self.group[i] for i in self.nodes if i != nid and self.group[i] < 100)
+        self.group[nid] = max(others, key=lambda g: (others[g], -g)) if others else 0
+        self.history.append(f"t={self.now} rejoin {nid}")
+
     def _random_fault(self) -> None:
         r = self.rng.random()
         ids = sorted(self.nodes)
         alive = [i for i in ids if not self.nodes[i].crashed]
         dead = [i for i in ids if self.nodes[i].crashed]
-        if r < 0.15 and alive:
+        if r < 0.12 and alive:
             self.crash(self.rng.choice(alive))
-        elif r < 0.3:
+        elif r < 0.24:
             # Leaders are the interesting victims: crash one mid-fsync, mid-replication.
             # kill -9 and a supervisor restart soon after.
             node = self.leader()
@@ -486,17 +700,34 @@ class Sim:
                 self._schedule(
                     self.rng.randrange(self.cfg.election_timeout_ms), "restart", node.node_id
                 )
-        elif r < 0.55 and dead:
+        elif r < 0.44 and dead:
             self.restart(self.rng.choice(dead))
-        elif r < 0.7:
+        elif r < 0.54:
             shuffled = ids[:]
             self.rng.shuffle(shuffled)
             k = self.rng.randrange(1, len(ids))
             self.partition([set(shuffled[:k]), set(shuffled[k:])])
-        elif r < 0.8:
-            victim = self.rng.choice(ids)
-            self.group[victim] = 100 + victim  # isolate one node, leave the rest as they are
-            self.history.append(f"t={self.now} isolate {victim}")
+        elif r < 0.66:
+            leader = self.leader()
+            # Mostly the leader: it keeps taking appends it cannot replicate.
+            victim = (
+                leader.node_id if leader is not None and self.rng.random() < 0.7
+                else self.rng.choice(ids)
+            )
+            self._cut(victim)  # isolate one node, leave the rest as they are
+        elif r < 0.76:
+            cut = [i for i in ids if self.group[i] >= 100]
+            if cut:
+                self._rejoin(self.rng.choice(cut))  # the other cut-off nodes stay cut off
+        elif r < 0.84 and alive:
+            # SIGSTOP / SIGCONT, the leader half the time: it wakes up still believing it
+            # leads, with a backlog of timers and messages.
+            leader = self.leader()
+            victim = (leader.node_id if leader is not None and self.rng.random() < 0.5
+                      else self.rng.choice(alive))
+            self.pause(victim)
+            self._schedule(self.rng.randint(20, 3 * self.cfg.fetch_timeout_ms), "resume",
+                           (victim, self.nodes[victim].incarnation))
         elif r < 0.93:
             self.heal()
         else:
@@ -519,12 +750,19 @@ class Sim:
             t, _, kind, arg = heapq.heappop(self.events)
             self.now = t
             self.steps += 1
+            if kind in ("tick", "deliver", "synced"):
+                nid = arg if kind == "tick" else arg[1] if kind == "deliver" else arg[0]
+                sn = self.nodes[nid]
+                if sn.paused and (kind != "deliver" or self.connected(arg[0], nid)):
+                    sn.held.append((kind, arg))  # a message waits in the socket buffer
+                    continue
             if kind == "tick":
                 sn = self.nodes[arg]
                 self._schedule(self.cfg.tick_ms, "tick", arg)
                 if sn.node is not None:
                     sn.node.tick(t)
                     self._drive(sn)
+                    self._check_quorum_rule(sn)
             elif kind == "deliver":
                 src, dest, msg = arg
                 sn = self.nodes[dest]
@@ -532,11 +770,24 @@ class Sim:
                     self.history.append(f"t={t} {src}->{dest} {msg}"[:200])
                     sn.node.step(msg, t)
                     self._drive(sn)
+            elif kind == "resume":
+                nid, incarnation = arg
+                if self.nodes[nid].incarnation == incarnation:
+                    self.resume(nid)
             elif kind == "restart":
                 if self.faults:
                     self.restart(arg)
             elif kind == "synced":
                 self._synced(*arg)
+            elif kind == "strike":
+                if self.faults:
+                    self._strike(*arg)
+            elif kind == "churn":
+                if self.faults:
+                    self._churn("tick")
+            elif kind == "churn-timeout":
+                if self.faults:
+                    self._churn_timeout(arg)
             elif kind == "fault":
                 if self.faults:
                     self._random_fault()
@@ -546,6 +797,7 @@ class Sim:
             elif kind == "client" and self.faults:
                 self.client_append()
                 self._schedule(self.cfg.client_interval_ms, "client", None)
+            self._note_reachability()
             if len(self.history) > 200:
                 del self.history[:100]
         self.now = max(self.now, end_ms)
@@ -555,7 +807,10 @@ class Sim:
         cfg = self.cfg
         self.faults = True
         self.drop_prob, self.dup_prob = cfg.drop_prob, cfg.dup_prob
-        self._schedule(self.rng.randint(1, cfg.fault_interval_ms), "fault", None)
+        if self.churn is None:
+            self._schedule(self.rng.randint(1, cfg.fault_interval_ms), "fault", None)
+        else:
+            self._schedule(self.rng.randint(200, 600), "churn", None)
         self._schedule(1, "client", None)
         self.run_until(cfg.chaos_ms)
         # Quiet period: heal, restart everyone, stop faults; delays stay.
@@ -563,6 +818,7 @@ class Sim:
         self.drop_prob = self.dup_prob = 0.0
         self.heal()
         for i in sorted(self.nodes):
+            self.resume(i)
             self.restart(i)
         healed_at = self.now
         pending: list[tuple[int, bytes]] = []
