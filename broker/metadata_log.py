@@ -164,6 +164,13 @@ class MetadataLog:
         ``snapshot_id``, the latest durable snapshot, if any)."""
         directory = Path(metadata_log_dir) / METADATA_PARTITION_DIR
         log = PartitionLog.open(directory, config or METADATA_LOG_CONFIG)
+        if snapshot_id is not None and log.log_start_offset < snapshot_id.end_offset - 1:
+            # Delete again the segments wholly below the snapshot's last entry (kept: recover
+            # checks its epoch). Their deletion was not made durable (storage/log.py), so after
+            # a power loss some may be back and others not: holes that carry nothing the
+            # snapshot does not.
+            log.maybe_increment_log_start_offset(
+                min(snapshot_id.end_offset - 1, log.log_end_offset))
         start = log.log_start_offset
         if start != 0 and snapshot_id is None:
             log.close()
