@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kraft.messages import SnapshotId
+from kraft.snapshot import FileSnapshotStore, read_snapshot
 from storage import fileutil, fsync_journal
 from storage.fsync_journal import Cut, baseline, lose_unsynced, parse_journal, read_journal
 from storage.log import PartitionLog
@@ -347,3 +349,171 @@ def test_every_batch_a_partition_log_flushed_survives_the_loss(
     finally:
         log.close()
     assert got == acked
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_a_partition_log_loses_only_a_suffix_with_the_default_flush_policy(
+        data: Path, journal: Path, seed: int | None) -> None:
+    # Kafka's default flush policy: appends stay in the page cache; only a roll fsyncs (the
+    # outgoing segment). A power loss may take the active segment's tail, never a batch before
+    # one that survives, and the log must not claim offsets it lost (README: "Rolling a segment
+    # fsyncs the old one first").
+    baseline(journal, [data])
+    out = run_child(journal, data, """
+        from storage.log import PartitionLog
+        from storage.log_config import LogConfig
+        from tests.helpers_batches import make_batch
+        log = PartitionLog.open(D / "topic-0", LogConfig(segment_bytes=400))
+        for i in range(40):
+            info = log.append(make_batch([20, 20], seed=i, base_timestamp=1000 + i))
+            print(info.first_offset, info.last_offset)
+        print(log.recovery_point)  # what a recovery-point checkpoint would hold
+        os._exit(0)  # no close, no final flush
+    """)
+    *lines, last = out.splitlines()
+    acked = [tuple(map(int, ln.split())) for ln in lines]
+    recovery_point = int(last)
+    assert len(acked) == 40 and recovery_point > 0, "the log did not roll"
+    cuts = lose_unsynced(journal, [data], rng=None if seed is None else random.Random(seed))
+    assert not [c for c in cuts if c.change == "unrestorable"], cuts
+    log = PartitionLog.open(data / "topic-0", LogConfig(segment_bytes=400),
+                            recovery_point=recovery_point)
+    try:
+        got = [(h.base_offset, h.last_offset)
+               for _, h in iter_batches(log.read_batches(log.log_start_offset))]
+        end = log.log_end_offset
+    finally:
+        log.close()
+    assert got == acked[:len(got)], "a batch is missing before one that survived"
+    assert end == (got[-1][1] + 1 if got else 0), f"log end {end}, but the data ends at {got[-1:]}"
+    assert end >= recovery_point, "data the rolls made durable was lost"
+
+
+@pytest.mark.parametrize("seed", [None, 1])
+def test_a_metadata_snapshot_survives_the_loss_whole(
+        data: Path, journal: Path, seed: int | None) -> None:
+    # kraft/snapshot.py: a snapshot written through the store is durable when the call returns
+    # (part file fsynced, renamed, directory fsynced): a power loss right after it keeps it
+    # whole, never an empty or torn file under the final name.
+    baseline(journal, [data])
+    run_child(journal, data, """
+        from kraft.messages import SnapshotId
+        from kraft.snapshot import FileSnapshotStore
+        store = FileSnapshotStore(D / "meta")
+        store.write_records(SnapshotId(100, 3), [b"record-%d" % i for i in range(500)], 1000)
+        os._exit(0)
+    """)
+    lose_unsynced(journal, [data], rng=None if seed is None else random.Random(seed))
+    store = FileSnapshotStore(data / "meta")
+    [sid] = store.snapshot_ids()
+    assert sid == SnapshotId(100, 3)
+    size = store.size(sid)
+    assert size is not None and size > 0, "the snapshot is empty after the loss"
+    assert list(read_snapshot(store.read(sid, 0, size))) == [b"record-%d" % i
+                                                             for i in range(500)]
+
+
+METADATA_NODE = """
+import asyncio, time, uuid
+import broker.metadata_log as metadata_log
+from storage.log_config import LogConfig
+# Small segments, so that a snapshot lets the node delete whole segments of the log prefix.
+metadata_log.METADATA_LOG_CONFIG = LogConfig(segment_bytes=2048, retention_ms=-1,
+                                             retention_bytes=-1)
+from broker.metadata_loader import MetadataLoader
+from broker.metadata_log import MetadataLog
+from broker.raft_driver import RaftManager
+from kraft.snapshot import FileSnapshotStore
+from storage.fileutil import make_dirs
+from storage.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
+                                      latest_version)
+from storage.quorum_state_file import METADATA_PARTITION_DIR
+
+M = D / METADATA_PARTITION_DIR
+
+def topic(i):
+    t = MetadataRecordType.TOPIC_RECORD
+    return encode_metadata_record(t, latest_version(t), TopicRecord(
+        name=f"t{i}", topic_id=uuid.UUID(int=i + 1)))
+
+def node(max_snapshot_bytes):
+    # As broker/node.py wires them: one voter, its loader taking snapshots.
+    make_dirs(M)
+    store = FileSnapshotStore(M)
+    raft = RaftManager(1, "cluster", {1: ("127.0.0.1", 9)}, str(D), election_timeout_ms=50,
+                       snapshots=store)
+    loader = MetadataLoader(1)
+    raft.register(loader)
+    loader.enable_snapshots(store, raft, max_bytes=max_snapshot_bytes, max_interval_ms=0)
+    return raft, loader
+
+async def until(pred, what):
+    for _ in range(2000):
+        if pred():
+            return
+        await asyncio.sleep(0.005)
+    print("timed out waiting for", what, flush=True)
+    os._exit(3)
+"""
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_a_power_loss_right_after_a_snapshot_dropped_the_log_prefix_loses_nothing(
+        data: Path, journal: Path, seed: int | None) -> None:
+    # The whole path of broker/metadata_loader.py and broker/raft_driver.py: the loader writes a
+    # snapshot, tells Raft, and the driver deletes the segments below it. The node crashes the
+    # moment the first segment is gone and the power goes: the restarted node must still hold
+    # every committed record, from the snapshot and what is left of the log. Snapshot writes
+    # are slowed down, so that a prefix deleted before its snapshot is durable is seen.
+    baseline(journal, [data])
+    out = run_child(journal, data, METADATA_NODE + """
+first_segment = M / "00000000000000000000.log"
+delete_below = MetadataLog.delete_below
+
+def delete_below_then_crash(self, offset):
+    delete_below(self, offset)
+    if not first_segment.exists():
+        print(len(loader.image.topics.by_name), flush=True)  # committed, acknowledged
+        os._exit(0)
+
+MetadataLog.delete_below = delete_below_then_crash
+write_records = FileSnapshotStore.write_records
+
+def slow_write_records(*args):
+    time.sleep(0.2)
+    return write_records(*args)
+
+FileSnapshotStore.write_records = slow_write_records
+raft, loader = node(max_snapshot_bytes=1500)
+
+async def main():
+    await raft.start()
+    await until(raft.is_leader, "leadership")
+    for i in range(5000):
+        raft.append([topic(i)], epoch=raft.epoch)
+        await asyncio.sleep(0.001)
+    print("the log prefix was never deleted", flush=True)
+    os._exit(3)
+
+asyncio.run(main())
+""")
+    committed = int(out.split()[-1])
+    assert committed > 0
+    lose_unsynced(journal, [data], rng=None if seed is None else random.Random(seed))
+    out = run_child(journal, data, METADATA_NODE + """
+raft, loader = node(max_snapshot_bytes=1 << 30)
+
+async def main():
+    await raft.start()
+    await until(lambda: loader.failed or raft.is_leader() and raft.high_watermark
+                == raft.log_end_offset and loader.image.offset + 2 >= raft.high_watermark,
+                "the restarted node to load its metadata")
+    print(loader.failed or sorted(int(n[1:]) for n in loader.image.topics.by_name), flush=True)
+    os._exit(0)
+
+asyncio.run(main())
+""")
+    got = out.strip().splitlines()[-1]
+    assert got.startswith("["), f"the restarted node did not load its metadata: {got}"
+    names = [int(n) for n in got.strip("[]").split(",") if n.strip()]
+    assert names[:committed] == list(range(committed)), "committed records were lost"
