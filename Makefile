@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long clean
+.PHONY: jepsen run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ bench-metadata: $(STAMP)
 SEEDS ?= 20000
 sim-long: $(STAMP)
 	RAFT_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q tests/sim -k long
+
+# Planted safety bugs (tests/mutants/): each must make its catching tests fail, in a scratch
+# copy of the repository. MUTANTS=id1,id2 picks some; MUTANTS_ARGS="--baseline" checks that the
+# catching tests pass unmutated; MUTANTS_ARGS="--markdown mutants.md" also writes the table.
+MUTANTS ?=
+MUTANTS_ARGS ?=
+mutants: $(STAMP)
+	$(PY) tests/mutants/run.py --only "$(MUTANTS)" $(MUTANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info
