@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
+from broker.partition import follower_high_watermark, out_of_range_action, truncation_point
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
 from storage.errors import StorageError
-from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from storage.producer_state import batch_headers
 
 if TYPE_CHECKING:
@@ -218,25 +218,12 @@ class ReplicaFetcher:
 
     def _apply_epoch_end(self, hp: HostedPartition, s: FetchState, asked_epoch: int,
                          leader_epoch: int, leader_end: int) -> None:
-        log = hp.log
-        leo = log.log_end_offset
-        if leader_end == UNDEFINED_EPOCH_OFFSET:
-            # The leader knows nothing at or below our epoch: fall back to our HW (Kafka).
-            self._truncation_done(hp, s, hp.state.high_watermark)
-            return
-        if leader_epoch == UNDEFINED_EPOCH:
-            self._truncation_done(hp, s, min(leader_end, leo))
-            return
-        cache = log.leader_epoch_cache
-        ours = None if cache is None else cache.end_offset_for(leader_epoch, leo)
-        if ours is None or ours[0] == UNDEFINED_EPOCH:
-            self._truncation_done(hp, s, min(leader_end, leo))
-        elif ours[0] != leader_epoch:
-            # We do not have the leader's epoch: cut to the end of our largest epoch below
-            # it and ask again with that one.
-            self._truncate_log(hp, min(ours[1], leo))
-        else:
-            self._truncation_done(hp, s, min(ours[1], leader_end, leo))
+        offset, done = truncation_point(hp.log, hp.state.high_watermark, leader_epoch,
+                                        leader_end)
+        if done:
+            self._truncation_done(hp, s, offset)
+        elif offset is not None:
+            self._truncate_log(hp, offset)  # and ask again with our now latest epoch
 
     def _truncate_log(self, hp: HostedPartition, offset: int) -> None:
         log = hp.log
@@ -356,7 +343,7 @@ class ReplicaFetcher:
                     self._delay(tp, s)
                     return
             leo = log.log_end_offset
-            hp.state.high_watermark = max(min(p.high_watermark, leo), log.log_start_offset)
+            hp.state.high_watermark = follower_high_watermark(p.high_watermark, log)
             if p.log_start_offset > log.log_start_offset:
                 try:
                     log.maybe_increment_log_start_offset(min(p.log_start_offset, leo))
@@ -379,18 +366,19 @@ class ReplicaFetcher:
         if earliest is None or latest is None or self._current(hp.tp, s) is not hp:
             self._delay(hp.tp, s)
             return
-        log = hp.log
-        leo = log.log_end_offset
-        if latest < leo:
+        action = out_of_range_action(hp.log, earliest, latest)
+        if action.truncate is not None:
             # Only after an unclean election can the leader be behind us.
             logger.warning("Leader %d of %s-%d ends at %d, below our %d: truncating",
-                           self.source_id, hp.topic, hp.partition, latest, leo)
-            self._truncate_log(hp, latest)
-        elif leo < earliest:
+                           self.source_id, hp.topic, hp.partition, latest,
+                           hp.log.log_end_offset)
+            self._truncate_log(hp, action.truncate)
+        elif action.restart is not None:
             logger.info("%s-%d: our log end %d is below the leader's log start %d: "
-                        "restarting the log there", hp.topic, hp.partition, leo, earliest)
-            hp.truncate(earliest)  # below our log start: restarts the log there
-            hp.state.high_watermark = earliest
+                        "restarting the log there", hp.topic, hp.partition,
+                        hp.log.log_end_offset, action.restart)
+            hp.truncate(action.restart)  # below our log start: restarts the log there
+            hp.state.high_watermark = action.restart
         else:
             self._delay(hp.tp, s)
 

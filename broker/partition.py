@@ -14,17 +14,97 @@ ISR changes follow Kafka (KIP-497/KIP-841):
   plus a replica being added (expansion), or the old, larger ISR during a shrink. So the HW can
   never advance past what a replica that may already be in the committed ISR has.
 - ``min.insync.replicas`` before an ``acks=all`` append is checked against the committed ISR.
+
+The same module holds the rest of the replication decisions, so that the seeded data-plane
+simulation (tests/sim/replication.py) runs them as the broker does: becoming leader or follower
+(the leader-epoch cache entry of a new epoch), produce admission and ``acks=all`` completion,
+what a fetch may read (offset range, KIP-101 divergence, follower progress), and on the follower
+the KIP-101/KIP-279 truncation point, its high watermark and what to do when its fetch offset is
+out of the leader's range. Logs are seen through ``ReplicaLog`` (``storage.log.PartitionLog``
+in the broker, an in-memory log in the simulation); whoever calls these functions does the I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-__all__ = ["IsrChange", "PartitionState", "ReplicaState"]
+from storage.error_codes import ErrorCode
+from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+
+__all__ = [
+    "EpochCache", "FetchPosition", "IsrChange", "OutOfRange", "PartitionState", "ReplicaLog",
+    "ReplicaState", "follower_high_watermark", "out_of_range_action", "truncation_point",
+]
 
 UNKNOWN_OFFSET = -1
 NEVER_MS = -(1 << 62)  # "never caught up", whatever clock the caller uses
+_AWAIT_METADATA = frozenset({
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID,
+    ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.INVALID_UPDATE_VERSION, ErrorCode.INVALID_REQUEST,
+    ErrorCode.NEW_LEADER_ELECTED,
+})
+
+
+class EpochCache(Protocol):
+    """The leader-epoch cache (``storage.leader_epoch.LeaderEpochFileCache``)."""
+
+    @property
+    def latest_epoch(self) -> int | None: ...
+
+    def assign(self, epoch: int, start_offset: int) -> None: ...
+
+    def end_offset_for(self, requested_epoch: int, log_end_offset: int) -> tuple[int, int]: ...
+
+
+class ReplicaLog(Protocol):
+    """What the replication decisions read of a partition's log."""
+
+    @property
+    def log_start_offset(self) -> int: ...
+
+    @property
+    def log_end_offset(self) -> int: ...
+
+    @property
+    def leader_epoch_cache(self) -> EpochCache | None: ...
+
+
+class Registration(Protocol):
+    """A partition's registration in the metadata (``kraft.image.PartitionRegistration``)."""
+
+    @property
+    def replicas(self) -> tuple[int, ...]: ...
+
+    @property
+    def isr(self) -> tuple[int, ...]: ...
+
+    @property
+    def leader(self) -> int: ...
+
+    @property
+    def leader_epoch(self) -> int: ...
+
+    @property
+    def partition_epoch(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPosition:
+    """What the leader may answer a fetch at some offset with (``PartitionState.fetch_position``).
+
+    ``error`` NONE with ``diverging_epoch`` set: the fetcher's log diverged; tell it where our
+    epoch ends and send nothing. Else read from the fetch offset up to ``max_offset`` (None:
+    the log end, for a follower) unless ``read`` is False (nothing readable yet)."""
+
+    error: ErrorCode
+    diverging_epoch: tuple[int, int] | None = None
+    max_offset: int | None = None
+    read: bool = False
+    hw_moved: bool = False  # the fetch moved the high watermark: wake produce waiters
+    # A follower's new position was recorded: the caller considers an ISR expansion.
+    progress: bool = False
 
 
 @dataclass(slots=True)
@@ -111,6 +191,91 @@ class PartitionState:
         else:
             self.followers = {}
         return new_epoch
+
+    def become_leader(self, reg: Registration, log: ReplicaLog, now_ms: int) -> bool:
+        """Apply a registration that names us leader. A new leader epoch starts at our log end
+        in the leader-epoch cache (so OffsetsForLeaderEpoch answers the previous epoch with the
+        offset where this one starts). True if it is a new epoch or role."""
+        new_epoch = self.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
+                                reg.partition_epoch, log_end_offset=log.log_end_offset,
+                                now_ms=now_ms)
+        if new_epoch:
+            cache = log.leader_epoch_cache
+            if cache is not None and (cache.latest_epoch is None
+                                      or cache.latest_epoch < reg.leader_epoch):
+                cache.assign(reg.leader_epoch, log.log_end_offset)
+        return new_epoch
+
+    def become_follower(self, reg: Registration, log: ReplicaLog, now_ms: int) -> bool:
+        """Apply a registration that names another leader (or none). True if it is a new
+        epoch or role: the fetcher must truncate (KIP-101) before fetching again."""
+        new_epoch = self.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
+                                reg.partition_epoch, log_end_offset=log.log_end_offset,
+                                now_ms=now_ms)
+        self.high_watermark = min(self.high_watermark, log.log_end_offset)
+        return new_epoch
+
+    # -- produce ------------------------------------------------------------------------------
+
+    def check_leader_epoch(self, current_leader_epoch: int) -> ErrorCode:
+        """A request's view of the leader epoch against ours (-1: the client does not say)."""
+        if current_leader_epoch < 0 or current_leader_epoch == self.leader_epoch:
+            return ErrorCode.NONE
+        if current_leader_epoch < self.leader_epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+
+    def produce_admission(self, acks: int, min_insync_replicas: int) -> ErrorCode:
+        """May a produce with ``acks`` be appended here now? ``acks=all`` needs at least
+        ``min.insync.replicas`` in the committed ISR (Kafka checks before the append)."""
+        if not self.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if acks == -1 and self.under_min_isr(min_insync_replicas):
+            return ErrorCode.NOT_ENOUGH_REPLICAS
+        return ErrorCode.NONE
+
+    def produce_status(self, leader_epoch: int, last_offset: int,
+                       min_insync_replicas: int) -> ErrorCode | None:
+        """``acks=all``: None while waiting for the high watermark to pass ``last_offset``
+        (appended at ``leader_epoch``), else the answer."""
+        if not self.is_leader or self.leader_epoch != leader_epoch:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if self.high_watermark > last_offset:
+            if len(self.maximal_isr) < min_insync_replicas:
+                return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            return ErrorCode.NONE
+        return None
+
+    # -- fetch --------------------------------------------------------------------------------
+
+    def fetch_position(self, log: ReplicaLog, *, fetch_offset: int, last_fetched_epoch: int,
+                       replica_id: int, now_ms: int, max_lag_ms: int) -> FetchPosition:
+        """A fetch of this partition (we lead it): consumers may read up to the high
+        watermark, followers up to the log end. A follower's fetch offset is its log end:
+        record it, which may move the high watermark (the caller then considers an ISR
+        expansion with ``expand_candidate``)."""
+        leo = log.log_end_offset
+        if fetch_offset < log.log_start_offset or fetch_offset > leo:
+            return FetchPosition(ErrorCode.OFFSET_OUT_OF_RANGE)
+        cache = log.leader_epoch_cache
+        if last_fetched_epoch >= 0 and fetch_offset > 0 and cache is not None:
+            epoch, end = cache.end_offset_for(last_fetched_epoch, leo)
+            if end >= 0 and (epoch < last_fetched_epoch or end < fetch_offset):
+                # The fetcher's log diverged from ours: tell it where our epoch ends.
+                return FetchPosition(ErrorCode.NONE, diverging_epoch=(epoch, end))
+        hw_moved = False
+        if replica_id >= 0:
+            if self.idle_fetch(replica_id, fetch_offset, leo, now_ms):
+                return FetchPosition(ErrorCode.NONE)
+            if not self.update_follower(replica_id, fetch_offset, leo, now_ms):
+                return FetchPosition(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            hw_moved = self.maybe_increment_hw(leo, now_ms, max_lag_ms)
+            max_offset = None
+        else:
+            max_offset = self.high_watermark
+        end = leo if max_offset is None else max_offset
+        return FetchPosition(ErrorCode.NONE, max_offset=max_offset, read=fetch_offset < end,
+                             hw_moved=hw_moved, progress=replica_id >= 0)
 
     # -- ISR ----------------------------------------------------------------------------------
 
@@ -223,3 +388,53 @@ class PartitionState:
         check proposes again if it is still needed)."""
         if self.pending is change:
             self.pending = None
+
+
+# -- follower -------------------------------------------------------------------------------
+
+
+def truncation_point(log: ReplicaLog, high_watermark: int, leader_epoch: int,
+                     leader_end: int) -> tuple[int | None, bool]:
+    """Where a follower truncates, given the leader's OffsetsForLeaderEpoch answer
+    (``leader_epoch``, ``leader_end``) for our latest epoch (KIP-101, KIP-279).
+
+    Returns (offset to truncate to, or None for no truncation; done). ``done`` False: we do not
+    have the leader's epoch, so cut to the end of our largest epoch below it and ask again with
+    our (now smaller) latest epoch."""
+    leo = log.log_end_offset
+    if leader_end == UNDEFINED_EPOCH_OFFSET:
+        # The leader knows nothing at or below our epoch: fall back to our HW (Kafka).
+        return high_watermark, True
+    if leader_epoch == UNDEFINED_EPOCH:
+        return min(leader_end, leo), True
+    cache = log.leader_epoch_cache
+    ours = None if cache is None else cache.end_offset_for(leader_epoch, leo)
+    if ours is None or ours[0] == UNDEFINED_EPOCH:
+        return min(leader_end, leo), True
+    if ours[0] != leader_epoch:
+        return min(ours[1], leo), False
+    return min(ours[1], leader_end, leo), True
+
+
+def follower_high_watermark(leader_high_watermark: int, log: ReplicaLog) -> int:
+    """A follower's high watermark after a fetch: the leader's, capped by what we hold."""
+    return max(min(leader_high_watermark, log.log_end_offset), log.log_start_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfRange:
+    """What a follower does when its fetch offset is outside the leader's log: ``truncate`` to
+    ``offset`` (the leader is behind us: only after an unclean election), ``restart`` the log
+    empty at ``offset`` (we are below the leader's log start), or neither (back off)."""
+
+    truncate: int | None = None
+    restart: int | None = None
+
+
+def out_of_range_action(log: ReplicaLog, leader_start: int, leader_end: int) -> OutOfRange:
+    leo = log.log_end_offset
+    if leader_end < leo:
+        return OutOfRange(truncate=leader_end)
+    if leo < leader_start:
+        return OutOfRange(restart=leader_start)
+    return OutOfRange()

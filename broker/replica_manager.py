@@ -400,14 +400,8 @@ class ReplicaManager:
         log = hp.log
         st = hp.state
         was_leader = st.is_leader
-        new_epoch = st.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
-                              reg.partition_epoch, log_end_offset=log.log_end_offset,
-                              now_ms=monotonic_ms())
+        new_epoch = st.become_leader(reg, log, monotonic_ms())
         if new_epoch:
-            cache = log.leader_epoch_cache
-            if cache is not None and (cache.latest_epoch is None
-                                      or cache.latest_epoch < reg.leader_epoch):
-                cache.assign(reg.leader_epoch, log.log_end_offset)
             logger.info("Leader of %s-%d at epoch %d (was %s), log end offset %d, HW %d, "
                         "ISR %s", tp[0], tp[1], reg.leader_epoch,
                         "leader" if was_leader else "follower or new", log.log_end_offset,
@@ -422,10 +416,7 @@ class ReplicaManager:
         if hp is None:
             return
         st = hp.state
-        new_epoch = st.update(reg.replicas, reg.isr, reg.leader, reg.leader_epoch,
-                              reg.partition_epoch, log_end_offset=hp.log.log_end_offset,
-                              now_ms=monotonic_ms())
-        st.high_watermark = min(st.high_watermark, hp.log.log_end_offset)
+        new_epoch = st.become_follower(reg, hp.log, monotonic_ms())
         if not reg.has_leader:
             self.fetchers.remove(tp)
         elif new_epoch or not self.fetchers.has(tp, reg.leader):
@@ -470,10 +461,9 @@ class ReplicaManager:
         if hp is None:
             return self.unknown_or_not_leader(topic, partition), None, None
         st = hp.state
-        if not st.is_leader:
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER, None, None
-        if acks == -1 and st.under_min_isr(self.min_insync_replicas(topic)):
-            return ErrorCode.NOT_ENOUGH_REPLICAS, None, None
+        code = st.produce_admission(acks, self.min_insync_replicas(topic))
+        if code:
+            return code, None, None
         if records is None or len(records) == 0:
             return ErrorCode.INVALID_RECORD, None, None
         try:
@@ -509,15 +499,10 @@ class ReplicaManager:
     def produce_status(self, hp: HostedPartition, leader_epoch: int, last_offset: int
                        ) -> ErrorCode | None:
         """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
-        st = hp.state
-        if self.partitions.get(hp.tp) is not hp or not st.is_leader or (
-                st.leader_epoch != leader_epoch):
+        if self.partitions.get(hp.tp) is not hp:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
-        if st.high_watermark > last_offset:
-            if len(st.maximal_isr) < self.min_insync_replicas(hp.topic):
-                return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            return ErrorCode.NONE
-        return None
+        return hp.state.produce_status(leader_epoch, last_offset,
+                                       self.min_insync_replicas(hp.topic))
 
     # -- leader: HW and ISR -------------------------------------------------------------------
 
@@ -630,19 +615,12 @@ class ReplicaManager:
 
     # -- fetch --------------------------------------------------------------------------------
 
-    def check_leader_epoch(self, st: PartitionState, current_leader_epoch: int) -> ErrorCode:
-        if current_leader_epoch < 0 or current_leader_epoch == st.leader_epoch:
-            return ErrorCode.NONE
-        if current_leader_epoch < st.leader_epoch:
-            return ErrorCode.FENCED_LEADER_EPOCH
-        return ErrorCode.UNKNOWN_LEADER_EPOCH
-
     def leader_partition(self, topic: str, partition: int, current_leader_epoch: int
                          ) -> tuple[ErrorCode, HostedPartition | None]:
         hp = self.partitions.get((topic, partition))
         if hp is None:
             return self.unknown_or_not_leader(topic, partition), None
-        code = self.check_leader_epoch(hp.state, current_leader_epoch)
+        code = hp.state.check_leader_epoch(current_leader_epoch)
         if code:
             return code, None
         if not hp.state.is_leader:
@@ -659,29 +637,25 @@ class ReplicaManager:
             return PartitionRead(code)
         log = hp.log
         st = hp.state
-        leo = log.log_end_offset
-        if fetch_offset < log.log_start_offset or fetch_offset > leo:
+        pos = st.fetch_position(log, fetch_offset=fetch_offset,
+                                last_fetched_epoch=last_fetched_epoch, replica_id=replica_id,
+                                now_ms=monotonic_ms() if replica_id >= 0 else 0,
+                                max_lag_ms=self.replica_lag_time_max_ms)
+        if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
                                  st.high_watermark, log.log_start_offset)
-        if last_fetched_epoch >= 0 and fetch_offset > 0 and log.leader_epoch_cache is not None:
-            epoch, end = log.leader_epoch_cache.end_offset_for(last_fetched_epoch, leo)
-            if end >= 0 and (epoch < last_fetched_epoch or end < fetch_offset):
-                # The fetcher's log diverged from ours: tell it where our epoch ends.
-                return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
-                                     log.log_start_offset, diverging_epoch=(epoch, end))
-        if replica_id >= 0:
-            now = monotonic_ms()
-            if st.idle_fetch(replica_id, fetch_offset, leo, now):
-                hw = st.high_watermark
-                return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
-            if not st.update_follower(replica_id, fetch_offset, leo, now):
-                return PartitionRead(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if pos.error:
+            return PartitionRead(pos.error)
+        if pos.diverging_epoch is not None:
+            return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
+                                 log.log_start_offset, diverging_epoch=pos.diverging_epoch)
+        if pos.hw_moved:
+            self._wake(hp.tp)
+        if pos.progress:
             self._after_follower_fetch(hp, replica_id)
-            max_offset = None
-        else:
-            max_offset = st.high_watermark
+        max_offset = pos.max_offset
         records = b""
-        if fetch_offset >= (leo if max_offset is None else max_offset):  # nothing to read yet
+        if not pos.read:  # nothing to read yet
             hw = st.high_watermark
             return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
         try:
@@ -699,7 +673,6 @@ class ReplicaManager:
         return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
 
     def _after_follower_fetch(self, hp: HostedPartition, replica_id: int) -> None:
-        self._maybe_increment_hw(hp)
         change = hp.state.expand_candidate(replica_id, self._eligible(replica_id))
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
@@ -713,8 +686,8 @@ class ReplicaManager:
         -1 when the partition must be answered now (an error: leadership moved, offset out of
         range)."""
         hp = self.partitions.get((topic, partition))
-        if hp is None or not hp.state.is_leader or self.check_leader_epoch(
-                hp.state, current_leader_epoch):
+        if hp is None or not hp.state.is_leader or hp.state.check_leader_epoch(
+                current_leader_epoch):
             return -1
         log = hp.log
         end = log.log_end_offset if replica_id >= 0 else hp.state.high_watermark
