@@ -40,6 +40,9 @@ __all__ = [
 
 UNKNOWN_OFFSET = -1
 NEVER_MS = -(1 << 62)  # "never caught up", whatever clock the caller uses
+# AlterPartition answers (``PartitionState.isr_change_failed``): the change was not applied;
+# newer partition metadata will come and settle it.
+_NOT_APPLIED = frozenset({ErrorCode.OPERATION_NOT_ATTEMPTED, ErrorCode.INELIGIBLE_REPLICA})
 _AWAIT_METADATA = frozenset({
     ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID,
     ErrorCode.FENCED_LEADER_EPOCH, ErrorCode.INVALID_UPDATE_VERSION, ErrorCode.INVALID_REQUEST,
@@ -383,11 +386,25 @@ class PartitionState:
         self.partition_epoch = partition_epoch
         return True
 
-    def fail_isr_change(self, change: IsrChange) -> None:
-        """The controller refused or did not answer: back to the committed state (the next
-        check proposes again if it is still needed)."""
-        if self.pending is change:
+    def isr_change_failed(self, change: IsrChange, error: ErrorCode | None) -> bool:
+        """The controller refused ``change`` with ``error``, or did not answer (``error`` None:
+        a timeout, a lost connection). Returns True if the request must be sent again.
+
+        Kafka's Partition.handleAlterPartitionError: the proposal may have been applied even
+        when no answer came, so the leader keeps it pending, and the high watermark on its
+        maximal ISR, until it knows. Falling back to the committed ISR after an expansion
+        that the controller did apply would let the high watermark pass the added replica's
+        log end while the controller counts it in the ISR, and elect it later without those
+        records. Only when the controller says the request was not applied (and could not be,
+        by any controller) does the leader fall back; when the answer means newer metadata is
+        on its way (another leader or partition epoch, an unknown partition), it waits for
+        that metadata, which clears the proposal (``update``)."""
+        if self.pending is not change:
+            return False
+        if error in _NOT_APPLIED:
             self.pending = None
+            return False
+        return error not in _AWAIT_METADATA
 
 
 # -- follower -------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ TP = tuple[str, int]
 SendToController = Callable[..., Awaitable[Any]]
 
 ALTER_PARTITION_TIMEOUT_S = 10.0
+ALTER_PARTITION_RETRY_S = 0.1
 MIN_ISR_CHECK_INTERVAL_MS = 100
 # Metadata-driven partition work runs in slices of APPLY_BUDGET_MS with APPLY_GAP_S between
 # them, so the loop (above all this broker's own Raft fetching) keeps moving during a burst.
@@ -575,6 +576,29 @@ class ReplicaManager:
         task.add_done_callback(self._tasks.discard)
 
     async def _send_alter_partition(self, hp: HostedPartition, change: IsrChange) -> None:
+        """Send ``change`` until the controller answers it, or newer metadata settles the
+        partition (``PartitionState.isr_change_failed`` says when to give up)."""
+        while not self._stopped and self.partitions.get(hp.tp) is hp:
+            code, p = await self._alter_partition_once(hp, change)
+            if code == ErrorCode.NONE and p is not None:
+                break
+            if not hp.state.isr_change_failed(change, code):
+                return
+            await asyncio.sleep(ALTER_PARTITION_RETRY_S)
+        else:
+            return
+        applied = hp.state.complete_isr_change(change, leader_epoch=p.leader_epoch, isr=p.isr,
+                                               partition_epoch=p.partition_epoch)
+        if applied:
+            logger.info("ISR of %s-%d is now %s (partition epoch %d)", hp.topic, hp.partition,
+                        list(p.isr), p.partition_epoch)
+        if self.partitions.get(hp.tp) is hp:
+            self._maybe_increment_hw(hp)
+            self._wake(hp.tp)
+
+    async def _alter_partition_once(self, hp: HostedPartition, change: IsrChange
+                                    ) -> tuple[ErrorCode | None, Any]:
+        """One AlterPartition: (error, the partition's answer); error None: no answer."""
         R = alter_partition.REQUEST
         brokers = self.image.cluster.brokers
         pd = R.PartitionData(
@@ -590,28 +614,20 @@ class ReplicaManager:
             resp = await self.send_to_controller(ApiKey.ALTER_PARTITION, req,
                                                  timeout_s=ALTER_PARTITION_TIMEOUT_S)
         except (KafkaError, KafkaProtocolError, ConnectionError, TimeoutError, OSError) as e:
-            logger.warning("AlterPartition of %s-%d to %s failed: %s", hp.topic, hp.partition,
-                           list(change.new_isr), e)
-            hp.state.fail_isr_change(change)
-            return
+            logger.warning("AlterPartition of %s-%d to %s failed: %s; the proposal stays "
+                           "pending", hp.topic, hp.partition, list(change.new_isr), e)
+            return None, None
         code = resp.error_code
         p = None
         if code == 0 and resp.topics and resp.topics[0].partitions:
             p = resp.topics[0].partitions[0]
             code = p.error_code
-        if code != 0 or p is None:
+        if code == 0 and p is None:
+            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if code != 0:
             logger.info("AlterPartition of %s-%d to %s answered %s", hp.topic, hp.partition,
-                        list(change.new_isr), ErrorCode(code).name if code else "no partition")
-            hp.state.fail_isr_change(change)
-            return
-        applied = hp.state.complete_isr_change(change, leader_epoch=p.leader_epoch, isr=p.isr,
-                                               partition_epoch=p.partition_epoch)
-        if applied:
-            logger.info("ISR of %s-%d is now %s (partition epoch %d)", hp.topic, hp.partition,
-                        list(p.isr), p.partition_epoch)
-        if self.partitions.get(hp.tp) is hp:
-            self._maybe_increment_hw(hp)
-            self._wake(hp.tp)
+                        list(change.new_isr), ErrorCode(code).name)
+        return ErrorCode(code), p
 
     # -- fetch --------------------------------------------------------------------------------
 

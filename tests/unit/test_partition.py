@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from broker.partition import IsrChange, PartitionState
+from storage.error_codes import ErrorCode
 
 LAG_MS = 1000
 
@@ -89,8 +90,15 @@ def test_expand_when_caught_up_to_hw_and_epoch_start() -> None:
     assert st.maximal_isr == (1, 2, 3)  # the HW waits for 3 already
     assert st.isr == (1, 2)  # but min.insync checks the committed ISR
     assert st.under_min_isr(3)
-    # A refused change goes back to the committed state.
-    st.fail_isr_change(change)
+    # No answer (a timeout): the proposal may have been applied, so it stays pending and is
+    # sent again; the HW keeps waiting for replica 3.
+    assert st.isr_change_failed(change, None) is True
+    assert st.pending is change and st.maximal_isr == (1, 2, 3)
+    # An answer that says newer metadata is coming: keep waiting, do not resend.
+    assert st.isr_change_failed(change, ErrorCode.INVALID_UPDATE_VERSION) is False
+    assert st.pending is change and st.maximal_isr == (1, 2, 3)
+    # The controller says it was not applied: back to the committed state.
+    assert st.isr_change_failed(change, ErrorCode.INELIGIBLE_REPLICA) is False
     assert st.pending is None and st.maximal_isr == (1, 2)
 
 
