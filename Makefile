@@ -48,10 +48,12 @@ bench-produce: $(STAMP)
 bench-metadata: $(STAMP)
 	$(PY) -m tools.metadata_bench
 
-# The long Raft simulation run (SEEDS seeds per cluster shape; default 20000).
+# The long simulation runs: SEEDS seeds per cluster shape (default 20000) of the Raft quorum
+# (3 and 5 voters) and of partition replication (3 and 5 brokers).
 SEEDS ?= 20000
 sim-long: $(STAMP)
-	RAFT_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q tests/sim -k long
+	RAFT_SIM_SEEDS=$(SEEDS) REPL_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider \
+	  --durations=0 tests/sim -k long
 
 # Planted safety bugs (tests/mutants/): each must make its catching tests fail, in a scratch
 # copy of the repository. MUTANTS=id1,id2 picks some; MUTANTS_ARGS="--baseline" checks that the
