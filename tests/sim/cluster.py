@@ -422,17 +422,22 @@ class Sim:
         """Term and vote are durable before any message that depends on them is sent."""
         durable = sn.disk.election
         if isinstance(msg, VoteRequest) and msg.pre_vote:
-            if msg.candidate_epoch != durable.epoch + 1:
+            # The epoch it asks about is the next after one on disk (a burst of messages, after
+            # a pause, may have moved the node on since: a stale PreVote is harmless).
+            if msg.candidate_epoch > durable.epoch + 1:
                 self.fail(f"node {sn.node_id} PreVote {msg} at durable {durable}")
             return
         epoch = msg.candidate_epoch if isinstance(msg, VoteRequest) else msg.epoch
         if epoch > durable.epoch:
             self.fail(f"node {sn.node_id} sent {msg} before persisting its epoch ({durable})")
+        # A granted vote is on disk, or the disk holds a later epoch (the node can then never
+        # vote in that epoch again).
         if (
             isinstance(msg, VoteResponse)
             and msg.granted
             and not msg.pre_vote
-            and (durable.epoch != msg.candidate_epoch or durable.voted_for != dest)
+            and (durable.epoch < msg.candidate_epoch
+                 or (durable.epoch == msg.candidate_epoch and durable.voted_for != dest))
         ):
             self.fail(f"node {sn.node_id} granted a vote to {dest} not durable ({durable})")
 
