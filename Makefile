@@ -52,7 +52,7 @@ bench-metadata: $(STAMP)
 # (3 and 5 voters) and of partition replication (3 and 5 brokers).
 SEEDS ?= 20000
 sim-long: $(STAMP)
-	RAFT_SIM_SEEDS=$(SEEDS) REPL_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -p no:cacheprovider \
+	RAFT_SIM_SEEDS=$(SEEDS) REPL_SIM_SEEDS=$(SEEDS) $(PY) -m pytest -q -s -p no:cacheprovider \
 	  --durations=0 tests/sim -k long
 
 # Planted safety bugs (tests/mutants/): each must make its catching tests fail, in a scratch

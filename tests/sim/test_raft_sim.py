@@ -47,6 +47,7 @@ import pytest
 from kraft.quorum_state import Leader
 from kraft.raft import RaftNode
 from tests.sim.cluster import Sim, SimConfig
+from tests.sim.long_run import run_long as _run_long
 
 QUICK_SEEDS = {3: 200, 5: 120}
 
@@ -87,7 +88,8 @@ def test_sim_quick(voters: int) -> None:
 def test_sim_long(voters: int) -> None:
     n = int(os.environ["RAFT_SIM_SEEDS"])
     start = QUICK_SEEDS[voters]
-    _run_seeds(voters, range(start, start + n))
+    _run_long(lambda seed: Sim(seed * 10 + voters, _config(voters)).run(),
+              range(start, start + n), f"{voters} voters")
 
 
 @pytest.mark.skipif("RAFT_SIM_SEED" not in os.environ, reason="set RAFT_SIM_SEED=N")

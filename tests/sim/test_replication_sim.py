@@ -27,6 +27,7 @@ import tests.sim.replication as sim_module
 from broker.partition import IsrChange, PartitionState
 from kraft.controller import cluster_control
 from storage.error_codes import ErrorCode
+from tests.sim.long_run import run_long as _run_long
 from tests.sim.replication import InvariantViolation, ReplicationSim, ReplSimConfig
 
 QUICK_SEEDS = {3: 300, 5: 60}
@@ -61,7 +62,8 @@ def test_replication_sim_quick(brokers: int) -> None:
 def test_replication_sim_long(brokers: int) -> None:
     n = int(os.environ["REPL_SIM_SEEDS"])
     start = QUICK_SEEDS[brokers]
-    _run_seeds(brokers, range(start, start + n))
+    _run_long(lambda seed: ReplicationSim(seed * 10 + brokers, _config(brokers)).run(),
+              range(start, start + n), f"{brokers} brokers")
 
 
 @pytest.mark.skipif("REPL_SIM_SEED" not in os.environ, reason="set REPL_SIM_SEED=N")
