@@ -1,10 +1,13 @@
 """System-level property test: Hypothesis draws sequences of produce / kill / restart /
-partition / heal steps against a real 3-node cluster (RF 3, min.insync.replicas 2, acks=all,
-idempotent confluent-kafka producer); after each sequence the cluster is healed, every
-partition is read from offset 0, and the fault suite's checker (jepsen-style/checker.py) is
-the oracle: no acknowledged record may be lost, duplicated or reordered.
+pause / resume / partition / heal steps against a real 3-node cluster (RF 3,
+min.insync.replicas 2, acks=all, idempotent confluent-kafka producer); after each sequence the
+cluster is healed, every partition is read from offset 0, and the fault suite's checker
+(jepsen-style/checker.py) is the oracle: no acknowledged record may be lost, duplicated or
+reordered, and the final read must be complete.
 
-Bounded: 6 examples of at most 6 steps on one cluster (each example gets its own topic).
+Bounded: 15 examples of at most 8 steps on one cluster (each example gets its own topic), about
+2 minutes. A failing example is shrunk (each shrink step runs on the real cluster again, so a
+failure costs minutes more) to the shortest step sequence that still fails.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ steps = st.lists(
         st.tuples(st.just("produce"), st.integers(5, 30)),
         st.tuples(st.just("kill"), st.sampled_from(NODES)),
         st.tuples(st.just("restart"), st.sampled_from(NODES)),
+        st.tuples(st.just("pause"), st.sampled_from(NODES)),  # SIGSTOP
+        st.tuples(st.just("resume"), st.sampled_from(NODES)),
         st.tuples(st.just("partition"), st.sampled_from(NODES)),  # isolate that node
         st.tuples(st.just("heal"), st.just(0)),
     ),
-    min_size=1, max_size=6)
+    min_size=1, max_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,10 @@ class Run:
             c.nodes[arg].kill()
         elif kind == "restart" and not c.nodes[arg].alive():
             c.start([arg])
+        elif kind == "pause":
+            c.nodes[arg].pause()
+        elif kind == "resume":
+            c.nodes[arg].resume()
         elif kind == "partition":
             c.partition([[arg], [i for i in NODES if i != arg]])
         elif kind == "heal":
@@ -101,6 +110,8 @@ class Run:
 
     def finish(self) -> dict[str, object]:
         c = self.cluster
+        for node in c.nodes.values():
+            node.resume()
         c.heal()
         down = [i for i in NODES if not c.nodes[i].alive()]
         if down:
@@ -110,9 +121,11 @@ class Run:
         return check(self.history.ops)
 
 
-# No shrinking: each example costs a real cluster run; a failure prints its steps and the
-# checker's examples instead.
-@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.generate],
+# Each example costs a real cluster run: no example database (a fresh machine has none),
+# derandomized so every run draws the same sequences; a failure is shrunk, then printed with
+# the checker's examples.
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+          phases=[Phase.explicit, Phase.generate, Phase.shrink],
           suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps)
 def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
@@ -120,6 +133,8 @@ def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
     # Not random.*: Hypothesis reseeds it per example, and topics must differ.
     topic = f"props-{next(TOPIC_IDS)}-{time.time_ns() % 10**6}"
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, topic=topic, partitions=2)
+    for node in cluster.nodes.values():
+        node.resume()
     cluster.heal()
     cluster.start([i for i in NODES if not cluster.nodes[i].alive()])
     create_topic(cfg)
