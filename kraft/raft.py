@@ -819,6 +819,12 @@ class RaftNode:
             self._reply_vote(req, False)
             return
         if req.pre_vote:
+            if req.candidate_epoch - 1 > self.epoch:
+                # The sender is already in a later epoch (it became a candidate where we did
+                # not hear it). Move there too, stepping down if we lead, or it can never
+                # rejoin: it ignores our older epoch, and PreVote keeps it from bumping ours
+                # (Kafka's handleVoteRequest moves to the replica's epoch in both cases).
+                self._become_unattached(req.candidate_epoch - 1, now_ms)
             st = self.state
             granted = (
                 req.candidate_epoch > self.epoch

@@ -226,6 +226,33 @@ def test_prevote_keeps_epoch_and_rejoining_node_does_not_disrupt() -> None:
     assert net.log_of(victim) == net.log_of(leader)
 
 
+def test_a_voter_stranded_in_a_later_epoch_rejoins() -> None:
+    """A voter that became a candidate where nobody heard it sits in a later epoch than the
+    leader's: it ignores the leader's older epoch, and the others refuse its PreVotes while
+    they have a leader. Its PreVote moves them to its epoch (the leader steps down), or it would
+    be lost to the quorum for good (found by the simulation, seed 320473)."""
+    net = Net({1, 2, 3})
+    leader = net.run_until_leader()
+    epoch = net.nodes[leader].epoch
+    victim = next(i for i in net.nodes if i != leader)
+    net.isolated = {victim}
+    # Its Vote requests were lost: it holds a later epoch than anyone else.
+    node = net.nodes[victim]
+    node._become_prospective(net.now)
+    node._become_candidate(net.now)
+    net.flush()
+    assert node.epoch == epoch + 1
+    net.run(500)  # it keeps trying PreVotes for epoch + 2, in vain
+    assert net.nodes[leader].is_leader() and net.nodes[leader].epoch == epoch
+    net.isolated = set()
+    new = net.run_until_leader()
+    net.nodes[new].append([b"rejoined"])
+    net.run(500)
+    assert net.nodes[new].epoch > epoch + 1
+    assert node.leader_id == new and node.epoch == net.nodes[new].epoch
+    assert net.log_of(victim) == net.log_of(new)
+
+
 def test_graceful_resign_hands_over_quickly() -> None:
     net = Net({1, 2, 3})
     old = net.run_until_leader()
