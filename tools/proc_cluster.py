@@ -215,3 +215,12 @@ class ProcCluster:
     def kill_all(self) -> None:
         for n in self.nodes.values():
             n.kill()
+
+    def shutdown(self) -> None:
+        """The end of a test: wake any node a test paused (SIGSTOP), stop all, kill what is
+        left."""
+        for n in self.nodes.values():
+            if n.alive() and n.proc is not None:
+                os.kill(n.proc.pid, signal.SIGCONT)
+        self.stop_all()
+        self.kill_all()

@@ -44,11 +44,7 @@ def cluster(tmp_path: Path) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        for n in c.nodes.values():
-            if n.alive() and n.proc is not None:
-                os.kill(n.proc.pid, signal.SIGCONT)
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 async def until(f: Any, timeout_s: float, what: str) -> Any:

@@ -47,11 +47,7 @@ def cluster(tmp_path: Path) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        for n in c.nodes.values():
-            if n.alive() and n.proc is not None:
-                os.kill(n.proc.pid, signal.SIGCONT)
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def partition_state(c: ProcCluster) -> Any | None:
