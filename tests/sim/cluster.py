@@ -847,8 +847,14 @@ class Sim:
         )
 
     def _check_observers_catch_up(self, deadline: int) -> None:
-        """After a commit in the quiet period, every node learns it within the bound."""
+        """After a commit in the quiet period, every node learns it within the bound, plus the
+        time its fetches need to carry what it lacks (one round trip per ``max_fetch_entries``
+        entries, as the seed draws it: a node down for most of the chaos may lack hundreds)."""
         target = len(self.committed)
+        behind = max(target - (sn.node.high_watermark if sn.node is not None else 0)
+                     for sn in self.nodes.values())
+        round_trip_ms = 2 * self.cfg.max_delay_ms + self.cfg.tick_ms
+        deadline += behind * round_trip_ms // self.max_fetch_entries
         while self.now < deadline:
             self.run_until(self.now + 50)
             if all(
