@@ -386,9 +386,10 @@ class ReplicationSim:
         for e in gone:
             self.acked.pop((pid, e.offset), None)
 
-    def _lost_lineage(self, pid: int, offset: int, leader_epoch: int) -> bool:
-        """A view from before the last replica standing came back without this offset."""
-        return any(offset >= end and leader_epoch < epoch
+    def _lost_lineage(self, pid: int, e: Entry) -> bool:
+        """A record lost with the last replica standing: past its log end when it took over,
+        and written in an earlier epoch (everything it wrote since has a later one)."""
+        return any(e.offset >= end and e.epoch < epoch
                    for end, epoch in self.lost_from.get(pid, ()))
 
     @property
@@ -641,7 +642,7 @@ class ReplicationSim:
         e = r.log.entry(offset)
         _, value, acks = self.requests[req]
         assert e is not None and e.value == value, (e, value)
-        if acks == -1 and self._lost_lineage(pid, offset, r.state.leader_epoch):
+        if acks == -1 and self._lost_lineage(pid, e):
             self.stats["lost_last_replica_power_loss"] += 1  # a zombie leader's late answer
         elif acks == -1:
             held = self.holders.get((pid, e), set())
@@ -888,10 +889,10 @@ class ReplicationSim:
         self.last_hw[key] = hw
         committed = self.committed[pid]
         for off in range(max(last, r.log.log_start_offset), hw):
-            if self._lost_lineage(pid, off, r.state.leader_epoch):
+            e = r.log.entry(off)
+            if e is not None and self._lost_lineage(pid, e):
                 self.last_hw[key] = off  # a stale view of records lost with the last replica
                 break
-            e = r.log.entry(off)
             if e is None:
                 self.fail(f"broker {b.broker_id} p{pid} high watermark {hw} past its log end "
                           f"{r.log.log_end_offset}")
