@@ -231,6 +231,8 @@ class ReplicaFetcher:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
             hp.truncate(offset)
+        elif offset == log.log_end_offset:
+            log.truncate_to(offset)  # no records go; an empty epoch at the log end does
         hp.state.high_watermark = min(hp.state.high_watermark, log.log_end_offset)
 
     def _truncation_done(self, hp: HostedPartition, s: FetchState, offset: int | None) -> None:
