@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,6 +35,30 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port_offset(nodes: int) -> int:
+    """A ``--port-offset`` for ``kraft-cluster up`` whose ports (9092 + 10 * node + offset and
+    its neighbours, ``tools/local_cluster.py``) are free now. Offsets keep every port below
+    32768, under Linux's ephemeral range, so sockets other tests bind to port 0 cannot take
+    them between this check and the cluster's start."""
+    rng = random.Random()
+    for _ in range(50):
+        offset = rng.randrange(1000, 22000, 100)
+        ports = [base + 10 * node + offset
+                 for node in range(1, 2 * nodes + 1) for base in (9092, 9093, 9644)]
+        if all(_port_free(p) for p in ports):
+            return offset
+    raise RuntimeError("no free port offset found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def env() -> dict[str, str]:

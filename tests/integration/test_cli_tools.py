@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.proc_cluster import ProcCluster
+from tools.proc_cluster import ProcCluster, free_port_offset
 
 ck = pytest.importorskip("confluent_kafka")
 
@@ -362,7 +361,7 @@ def test_server_stop(tmp_path: Path) -> None:
 
 
 def test_kraft_cluster_separate_roles(tmp_path: Path) -> None:
-    offset = random.Random().randrange(20000, 40000, 500)
+    offset = free_port_offset(1)
     opts = ["--dir", str(tmp_path / "data"), "--nodes", "1", "--separate-roles",
             "--port-offset", str(offset)]
     proc = subprocess.Popen([*command("kraft-cluster"), "up", *opts], stdout=subprocess.PIPE,

@@ -471,10 +471,11 @@ def _local_cluster(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_local_cluster_up_status_down(tmp_path: Path) -> None:
     import json
-    import random
+
+    from tools.proc_cluster import free_port_offset
 
     data = tmp_path / "data"
-    offset = str(random.Random().randrange(20000, 40000, 1000))
+    offset = str(free_port_offset(2))
     opts = ["--dir", str(data), "--nodes", "2", "--port-offset", offset]
 
     def up() -> tuple[subprocess.Popen[str], _Lines]:
