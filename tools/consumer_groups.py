@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
-from broker.group_records import decode_consumer_assignment
+from broker.groups.records import decode_consumer_assignment
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (

@@ -1,7 +1,7 @@
 """Unmodified Kafka clients bootstrap against our server: ApiVersions, then Metadata.
 
 The server runs in a subprocess (``ApiDispatcher``: an empty cluster whose only broker is node
-1) with ``broker.server.wire`` at DEBUG, so it logs every ApiVersions request as hex. Each test
+1) with ``broker.network.server.wire`` at DEBUG, so it logs every ApiVersions request as hex. Each test
 checks that the client succeeded and that the ApiVersions requests it sent decode with our
 schemas to what that client is known to send (the same bytes are kept as fixed vectors in
 ``tests/unit/test_client_vectors.py``). Clients that are not installed are skipped.
@@ -32,12 +32,12 @@ TIMEOUT_S = 30
 
 SERVER_SCRIPT = """
 import asyncio, logging, sys
-from broker.apis import ApiDispatcher
-from broker.server import KafkaServer, ListenerSpec, run
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, run
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
-logging.getLogger("broker.server.wire").setLevel(logging.DEBUG)
+logging.getLogger("broker.network.server.wire").setLevel(logging.DEBUG)
 
 async def main():
     dispatcher = ApiDispatcher(node_id=1, cluster_id="real-clients-cluster")

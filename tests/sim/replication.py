@@ -4,11 +4,11 @@ manner of ``tests/sim/cluster.py`` for the metadata quorum.
 What runs is the product's own logic: the controller is ``kraft.controller.QuorumController``
 (broker registration, heartbeats and fencing, AlterPartition, elections, with the product's
 default configs read through ``storage.config.KafkaConfig``); each broker's partitions are
-``broker.partition.PartitionState`` with the broker's replication decisions from that module
+``broker.replication.partition.PartitionState`` with the broker's replication decisions from that module
 (becoming leader or follower, produce admission and ``acks=all`` completion, fetch positions,
 ISR shrink and expand proposals, the KIP-101/KIP-279 truncation point, follower high watermark,
 out-of-range handling). The simulation plays the I/O around them the way
-``broker.replica_manager`` and ``broker.fetcher`` do, over a simulated network: brokers register
+``broker.replication.replica_manager`` and ``broker.replication.fetcher`` do, over a simulated network: brokers register
 and heartbeat, pull the committed metadata log and act on it only once caught up and registered
 (as ``broker.node`` does), follow leaders with one fetch in flight per leader (truncating first
 with OffsetsForLeaderEpoch), checkpoint their high watermarks, and take produce requests from a
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.partition import (
+from broker.replication.partition import (
     PartitionState,
     follower_high_watermark,
     out_of_range_action,
@@ -171,7 +171,7 @@ class SimLog:
 
 @dataclass(slots=True)
 class FollowerFetch:
-    """``broker.fetcher.FetchState``: following ``leader`` at ``leader_epoch``."""
+    """``broker.replication.fetcher.FetchState``: following ``leader`` at ``leader_epoch``."""
 
     leader: int
     leader_epoch: int
@@ -527,7 +527,7 @@ class ReplicationSim:
             reply = body[1]
             if reply.error_code in (ErrorCode.STALE_BROKER_EPOCH,
                                     ErrorCode.BROKER_ID_NOT_REGISTERED):
-                b.broker_epoch = -1  # register again (broker.lifecycle)
+                b.broker_epoch = -1  # register again (broker.controller.lifecycle)
         elif kind == "metadata-reply":
             self._on_metadata(b, *body[1:])
         elif kind == "alter-reply":
@@ -764,7 +764,7 @@ class ReplicationSim:
     # ------------------------------------------------------------------ follower
 
     def _fetch_round(self, b: SimBroker) -> None:
-        """broker.fetcher: per leader, one request in flight; truncate first, then fetch."""
+        """broker.replication.fetcher: per leader, one request in flight; truncate first, then fetch."""
         by_leader: dict[int, list[tuple[int, Replica]]] = {}
         for pid, r in sorted(b.replicas.items()):
             f = r.fetch

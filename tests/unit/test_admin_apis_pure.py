@@ -1,4 +1,4 @@
-"""Pure parts of broker.admin_apis: config description and producer-id blocks."""
+"""Pure parts of broker.admin.apis: config description and producer-id blocks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from broker.admin_apis import (
+from broker.admin.apis import (
     ConfigSource,
     ProducerIdManager,
     describe_broker_configs,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.group_records import (
+from broker.groups.records import (
     ConsumerAssignment,
     ConsumerSubscription,
     GroupMetadataRecord,

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from broker.metadata_loader import MetadataLoader
+from broker.controller.metadata_loader import MetadataLoader
 from storage.metadata_records import (
     MetadataRecordType,
     TopicRecord,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from broker import raft_wire as w
-from broker.metadata_log import (
+from broker.controller import raft_wire as w
+from broker.controller.metadata_log import (
     METADATA_TOPIC_ID,
     MetadataLog,
     decode_entries,

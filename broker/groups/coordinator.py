@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker.group_records import (
+from broker.groups.records import (
     GroupMetadataRecord,
     MemberRecord,
     OffsetRecord,

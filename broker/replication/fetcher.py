@@ -28,16 +28,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
-from broker.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
-from broker.partition import follower_high_watermark, out_of_range_action, truncation_point
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
+from broker.replication.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
+from broker.replication.partition import (
+    follower_high_watermark,
+    out_of_range_action,
+    truncation_point,
+)
 from storage.errors import StorageError
 from storage.producer_state import batch_headers
 
 if TYPE_CHECKING:
-    from broker.replica_manager import HostedPartition, ReplicaManager
+    from broker.replication.replica_manager import HostedPartition, ReplicaManager
 
 __all__ = ["ReplicaFetcher", "ReplicaFetcherManager"]
 

@@ -45,17 +45,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker import raft_wire as wire
 from broker.client import (
     KafkaConnection,
     KafkaConnectionError,
     KafkaProtocolError,
     KafkaTimeoutError,
 )
-from broker.metadata_log import MetadataLog
+from broker.controller import raft_wire as wire
+from broker.controller.metadata_log import MetadataLog
+from broker.network.server import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
-from broker.server import RequestContext
 from kraft.log import LogEntry
 from kraft.messages import (
     BeginQuorumEpoch,

@@ -4,7 +4,7 @@ Pure logic, no I/O and no clock: callers pass ``now_ms`` and the leader's log en
 act on what the methods return (an ISR change to send with AlterPartition, a high watermark that
 moved). This is the state-machine half of Kafka's ``Partition`` (``updateFollowerFetchState``,
 ``maybeIncrementLeaderHW``, ``maybeExpandIsr``, ``maybeShrinkIsr``, ``PendingExpandIsr`` /
-``PendingShrinkIsr``); ``broker.replica_manager`` owns the log and the network.
+``PendingShrinkIsr``); ``broker.replication.replica_manager`` owns the log and the network.
 
 ISR changes follow Kafka (KIP-497/KIP-841):
 

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.group_coordinator import (
+from broker.groups.coordinator import (
     CommittedOffset,
     CoordinatorConfig,
     GroupCoordinator,
@@ -34,7 +34,7 @@ from broker.group_coordinator import (
     JoinResult,
     SyncResult,
 )
-from broker.group_records import (
+from broker.groups.records import (
     GroupMetadataRecord,
     OffsetRecord,
     decode_record,
@@ -45,6 +45,7 @@ from broker.group_records import (
     partition_for,
     records_batch,
 )
+from broker.network.server import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
@@ -61,8 +62,7 @@ from broker.protocol.messages import (
     offset_fetch,
     sync_group,
 )
-from broker.replica_manager import ReplicaManager
-from broker.server import RequestContext
+from broker.replication.replica_manager import ReplicaManager
 from kraft.image import MetadataImage
 from storage.codec import CodecError
 from storage.config import KafkaConfig

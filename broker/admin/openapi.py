@@ -1,6 +1,6 @@
 """The HTTP admin API's route table and the OpenAPI 3.0 document built from it.
 
-``ROUTES`` is the single source: ``broker.admin_http`` registers exactly these routes (each
+``ROUTES`` is the single source: ``broker.admin.http`` registers exactly these routes (each
 ``operation_id`` names its handler method), and ``openapi_document()`` describes exactly these,
 so the served ``/v1/openapi.json`` and the server cannot drift apart (a unit test checks both
 directions against the live aiohttp router).

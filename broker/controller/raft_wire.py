@@ -17,7 +17,7 @@ Conventions:
   offset, candidate epoch, ...) taken from the request they answer. A response carrying an error
   the node has no notion of (cluster id, unknown topic, unsupported version) maps to None: the
   node simply retries, as after a lost message.
-- Fetch records are RecordBatch bytes (``broker.metadata_log.encode_entries``/``decode_entries``).
+- Fetch records are RecordBatch bytes (``broker.controller.metadata_log.encode_entries``/``decode_entries``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from broker.metadata_log import (
+from broker.controller.metadata_log import (
     METADATA_PARTITION,
     METADATA_TOPIC,
     METADATA_TOPIC_ID,

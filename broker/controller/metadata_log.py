@@ -1,7 +1,7 @@
 """The durable metadata log ``__cluster_metadata-0``: a ``storage.log.PartitionLog`` under
 ``metadata.log.dir`` that mirrors the in-memory ``kraft.log.MemoryRaftLog`` a ``RaftNode`` edits.
 
-On disk (and on the wire, ``broker.raft_wire`` uses the same codec) Raft entries are Kafka record
+On disk (and on the wire, ``broker.controller.raft_wire`` uses the same codec) Raft entries are Kafka record
 batches: consecutive entries of one epoch and one kind become one batch whose
 ``partition_leader_epoch`` is that epoch and whose base offset is the first entry's offset; an
 entry's data is its record's value. Control entries (the leader's LeaderChange at the start of

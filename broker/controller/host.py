@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from broker.metadata_loader import MetadataLoader, decode_records
+from broker.controller.metadata_loader import MetadataLoader, decode_records
 from kraft.controller import ControllerResult, NotController, QuorumController
 from kraft.raft import NotLeader
 from kraft.snapshot import load_image, read_snapshot

@@ -1,9 +1,9 @@
 """The broker's partitions: which it leads or follows, appends, reads, ISR and high watermark.
 
 Kafka's ``ReplicaManager`` + the I/O half of ``Partition``. The replication state machine of
-each partition is ``broker.partition.PartitionState`` (pure); this module owns the logs
-(through ``LogManager``), the delayed operations (``broker.purgatory``), the follower fetchers
-(``broker.fetcher``) and the AlterPartition requests to the controller.
+each partition is ``broker.replication.partition.PartitionState`` (pure); this module owns the logs
+(through ``LogManager``), the delayed operations (``broker.replication.purgatory``), the follower fetchers
+(``broker.replication.fetcher``) and the AlterPartition requests to the controller.
 
 It is a metadata publisher (``on_metadata``): each committed metadata delta says which
 partitions this broker must lead, follow or delete (``MetadataDelta.local_changes``); a snapshot
@@ -32,14 +32,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.admin_apis import effective_broker_config
+from broker.admin.apis import effective_broker_config
 from broker.client import KafkaProtocolError
-from broker.fetcher import ReplicaFetcherManager
-from broker.partition import IsrChange, PartitionState
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
-from broker.purgatory import Purgatory
+from broker.replication.fetcher import ReplicaFetcherManager
+from broker.replication.partition import IsrChange, PartitionState
+from broker.replication.purgatory import Purgatory
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
 from storage.config import KafkaConfig
@@ -177,7 +177,7 @@ class ReplicaManager:
         # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
         # internal-topic users (group coordinator) load and unload their state here.
         self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
-        self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.metrics)
+        self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.admin.metrics)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

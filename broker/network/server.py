@@ -797,7 +797,7 @@ class KafkaServer:
         self._next_connection_id = 0
         self.stats = ServerStats()
         # observer(api_key, top-level error code, seconds, bytes in, bytes out) per answered
-        # request (broker.metrics); None: no per-request accounting.
+        # request (broker.admin.metrics); None: no per-request accounting.
         self.request_observer: Callable[[int | None, int, float, int, int], None] | None = None
         self._started = False
 

@@ -1,6 +1,6 @@
 """Request dispatch: API key -> handler method, and the version table we advertise.
 
-``ApiDispatcher.handle`` is the ``handler`` a ``broker.server.KafkaServer`` calls. ApiVersions
+``ApiDispatcher.handle`` is the ``handler`` a ``broker.network.server.KafkaServer`` calls. ApiVersions
 never reaches it (the server answers that itself, from ``ApiDispatcher.advertised``). A handler
 method takes ``(ctx, header, request)`` and returns a response object, None for no response, or
 an awaitable of either: write it as a plain ``def`` when it never waits (no task, no extra loop
@@ -20,11 +20,11 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from broker.network.server import RequestContext
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import metadata
-from broker.server import RequestContext
 from kraft.image import MetadataImage
 
 __all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]

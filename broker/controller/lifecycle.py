@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from broker.controller_channel import ControllerChannel, ControllerUnavailableError
+from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import broker_heartbeat, broker_registration

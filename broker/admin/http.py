@@ -1,6 +1,6 @@
 """The HTTP admin API of a node (aiohttp + orjson), on every ``admin.listeners`` endpoint.
 
-Routes and their OpenAPI description come from one table (``broker.openapi.ROUTES``); each
+Routes and their OpenAPI description come from one table (``broker.admin.openapi.ROUTES``); each
 route's ``operation_id`` is the name of its handler method here. Every node, broker or
 controller, serves every route:
 
@@ -39,11 +39,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.admin_apis import AdminApis, describe_topic_configs
+from broker.admin.apis import AdminApis, describe_topic_configs
+from broker.admin.metrics import NodeMetrics
+from broker.admin.openapi import PROMETHEUS_TEXT, ROUTES, TOPIC_NAME_PATTERN, openapi_document
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
-from broker.controller_channel import ControllerChannel, ControllerUnavailableError
-from broker.metrics import NodeMetrics
-from broker.openapi import PROMETHEUS_TEXT, ROUTES, TOPIC_NAME_PATTERN, openapi_document
+from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import (
     ERRORS_BY_CODE,

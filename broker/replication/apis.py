@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from broker.fetch_session import CachedPartition, FetchContext, FetchSessionCache
+from broker.network.server import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch, produce
-from broker.replica_manager import ReplicaManager
-from broker.server import RequestContext
+from broker.replication.fetch_session import CachedPartition, FetchContext, FetchSessionCache
+from broker.replication.replica_manager import ReplicaManager
 from storage.errors import StorageError
 from storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 
