@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.admin.apis import AdminApis
 from broker.admin.http import AdminHttpServer
+from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.controller.host import ControllerService
@@ -47,7 +48,6 @@ from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
 from kraft.snapshot import FileSnapshotStore
 from storage.cleaner import Throttler, prepare_clean
-from storage.config import KafkaConfig
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig

@@ -30,7 +30,7 @@ from kraft.image import (
     TopicImage,
     TopicsImage,
 )
-from storage.metadata_records import MetadataRecordType
+from kraft.metadata_records import MetadataRecordType
 
 __all__ = ["LocalReplicaChanges", "MetadataDelta", "MetadataReplayError", "TopicPartition"]
 

@@ -32,14 +32,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
+from kraft.codec import CodecError, DecodeError
 from kraft.delta import MetadataDelta
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
-from storage import fsync_journal
-from storage.codec import CodecError, DecodeError
-from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.fileutil import fsync_dir, make_dirs
-from storage.metadata_records import (
+from kraft.metadata_records import (
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     decode_control_record,
@@ -48,6 +45,9 @@ from storage.metadata_records import (
     encode_metadata_record,
     latest_version,
 )
+from storage import fsync_journal
+from storage.errors import CorruptRecordError, InvalidRecordError
+from storage.fileutil import fsync_dir, make_dirs
 from storage.record_batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,

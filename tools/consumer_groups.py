@@ -36,7 +36,7 @@ from broker.protocol.messages import (
     offset_commit,
     offset_fetch,
 )
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 from tools.cli_client import CliError, admin_client, error_name, run_tool
 
 __all__ = ["main"]

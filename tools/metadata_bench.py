@@ -35,8 +35,7 @@ from typing import Any
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
-from kraft.snapshot import image_snapshot_records, load_image, read_snapshot, write_snapshot
-from storage.metadata_records import (
+from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
     MetadataRecordType,
@@ -45,6 +44,7 @@ from storage.metadata_records import (
     TopicRecord,
     UnfenceBrokerRecord,
 )
+from kraft.snapshot import image_snapshot_records, load_image, read_snapshot, write_snapshot
 
 T = MetadataRecordType
 BROKERS = 5

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker.config import KafkaConfig
 from broker.controller.channel import ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
@@ -45,9 +46,9 @@ from broker.protocol.messages import (
     incremental_alter_configs,
     init_producer_id,
 )
+from kraft.config_defs import CONFIG_DEFS, ConfigType, Password
 from kraft.controller.results import ApiError
 from kraft.image import ConfigResourceType, MetadataImage
-from storage.config import CONFIG_DEFS, ConfigType, KafkaConfig, Password
 from storage.errors import ConfigError
 
 __all__ = [

@@ -22,9 +22,9 @@ from typing import Any
 
 from broker.controller.metadata_loader import MetadataLoader, decode_records
 from kraft.controller import ControllerResult, NotController, QuorumController
+from kraft.metadata_records import encode_metadata_record, latest_version
 from kraft.raft import NotLeader
 from kraft.snapshot import load_image, read_snapshot
-from storage.metadata_records import encode_metadata_record, latest_version
 
 __all__ = ["ControllerService"]
 

@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kraft.codec import CodecError
 from kraft.delta import MetadataDelta, MetadataReplayError
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
+from kraft.metadata_records import decode_metadata_record
 from kraft.snapshot import FileSnapshotStore, image_snapshot_records, load_image, read_snapshot
-from storage.codec import CodecError
-from storage.metadata_records import decode_metadata_record
 
 __all__ = ["MetadataLoader", "Publisher"]
 

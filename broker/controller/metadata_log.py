@@ -25,14 +25,14 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from broker.controller.quorum_state_file import METADATA_PARTITION_DIR
 from kraft.log import LogEntry, MemoryRaftLog
 from kraft.messages import SnapshotId
+from kraft.metadata_records import LeaderChangeMessage, encode_control_record
 from kraft.raft import LEADER_CHANGE_DATA
 from storage.errors import CorruptRecordError
 from storage.log import LogFlushJob, PartitionLog
 from storage.log_config import LogConfig
-from storage.metadata_records import LeaderChangeMessage, encode_control_record
-from storage.quorum_state_file import METADATA_PARTITION_DIR
 from storage.record_batch import (
     LOG_OVERHEAD,
     ControlRecordType,

@@ -53,9 +53,11 @@ from broker.client import (
 )
 from broker.controller import raft_wire as wire
 from broker.controller.metadata_log import MetadataLog
+from broker.controller.quorum_state_file import QuorumStateFile, quorum_state_path
 from broker.network.server import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
+from kraft.codec import CodecError
 from kraft.log import LogEntry
 from kraft.messages import (
     BeginQuorumEpoch,
@@ -74,9 +76,7 @@ from kraft.messages import (
 )
 from kraft.quorum_state import ElectionState, Leader
 from kraft.raft import NotLeader, RaftNode, Ready
-from storage.codec import CodecError
 from storage.fileutil import make_dirs
-from storage.quorum_state_file import QuorumStateFile, quorum_state_path
 
 __all__ = [
     "RAFT_API_VERSIONS",

@@ -39,6 +39,7 @@ from broker.protocol.messages import end_quorum_epoch as _eqe
 from broker.protocol.messages import fetch as _fetch
 from broker.protocol.messages import fetch_snapshot as _fs
 from broker.protocol.messages import vote as _vote
+from kraft.codec import ZERO_UUID
 from kraft.messages import (
     BeginQuorumEpoch,
     DivergingEpoch,
@@ -54,7 +55,6 @@ from kraft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from storage.codec import ZERO_UUID
 from storage.errors import StorageError
 
 __all__ = [

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broker.config import KafkaConfig
 from broker.groups.coordinator import (
     CommittedOffset,
     CoordinatorConfig,
@@ -63,9 +64,8 @@ from broker.protocol.messages import (
     sync_group,
 )
 from broker.replication.replica_manager import ReplicaManager
+from kraft.codec import CodecError
 from kraft.image import MetadataImage
-from storage.codec import CodecError
-from storage.config import KafkaConfig
 from storage.errors import StorageError
 from storage.record_batch import decode_batch, iter_batches
 

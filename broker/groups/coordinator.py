@@ -28,7 +28,7 @@ from broker.groups.records import (
     decode_consumer_subscription,
 )
 from broker.protocol.errors import ErrorCode
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 
 __all__ = [
     "CommittedOffset",

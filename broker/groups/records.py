@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from storage.codec import (
+from kraft.codec import (
     BYTES,
     INT32,
     INT64,

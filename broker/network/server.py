@@ -63,7 +63,7 @@ from broker.protocol.framing import (
     RequestHeader,
     parse_request_header,
 )
-from storage.codec import CodecError, DecodeError, Message
+from kraft.codec import CodecError, DecodeError, Message
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",

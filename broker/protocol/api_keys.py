@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import ModuleType
 
-from storage.codec import Message, Versions
+from kraft.codec import Message, Versions
 
 __all__ = [
     "API_SPECS",
@@ -147,7 +147,7 @@ def _spec_of(module: ModuleType) -> ApiSpec:
     request, response = module.REQUEST, module.RESPONSE
     listeners = frozenset(module.LISTENERS)
     if not (isinstance(request, Message) and isinstance(response, Message)):
-        raise TypeError(f"{where}: REQUEST and RESPONSE must be storage.codec.Message")
+        raise TypeError(f"{where}: REQUEST and RESPONSE must be kraft.codec.Message")
     if request.api_key != key or response.api_key != key:
         raise ValueError(f"{where}: REQUEST/RESPONSE api_key differs from API_KEY {key}")
     if request.valid_versions != response.valid_versions \

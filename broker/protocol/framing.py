@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from storage.codec import DecodeError, Message, read_uvarint
+from kraft.codec import DecodeError, Message, read_uvarint
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",

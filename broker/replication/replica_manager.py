@@ -34,6 +34,7 @@ from typing import Any
 
 from broker.admin.apis import effective_broker_config
 from broker.client import KafkaProtocolError
+from broker.config import KafkaConfig
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
@@ -42,7 +43,6 @@ from broker.replication.partition import IsrChange, PartitionState
 from broker.replication.purgatory import Purgatory
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
-from storage.config import KafkaConfig
 from storage.errors import (
     CorruptRecordError,
     InvalidRecordError,

@@ -18,11 +18,15 @@ from typing import Any
 
 from broker.client import KafkaConnection
 from broker.controller import raft_wire as wire
+from broker.controller.quorum_state_file import (
+    QuorumStateData,
+    quorum_state_path,
+    read_quorum_state,
+)
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.network.server import KafkaServer, ListenerSpec
 from broker.protocol.api_keys import ApiKey
 from kraft.messages import BeginQuorumEpoch, FetchRequest, Message, VoteRequest, VoteResponse
-from storage.quorum_state_file import QuorumStateData, quorum_state_path, read_quorum_state
 from tools.proc_cluster import free_ports
 
 CLUSTER = "raft-durability-test"

@@ -20,14 +20,7 @@ from hypothesis import strategies as st
 from kraft.delta import MetadataDelta, TopicPartition
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
-from kraft.snapshot import (
-    image_snapshot_records,
-    load_image,
-    read_snapshot,
-    snapshot_bytes,
-    write_snapshot,
-)
-from storage.metadata_records import (
+from kraft.metadata_records import (
     BrokerRegistrationChangeRecord,
     ConfigRecord,
     FeatureLevelRecord,
@@ -42,6 +35,13 @@ from storage.metadata_records import (
     TopicRecord,
     UnfenceBrokerRecord,
     UnregisterBrokerRecord,
+)
+from kraft.snapshot import (
+    image_snapshot_records,
+    load_image,
+    read_snapshot,
+    snapshot_bytes,
+    write_snapshot,
 )
 
 SETTINGS = settings(max_examples=80, deadline=None,

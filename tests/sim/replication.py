@@ -3,7 +3,7 @@ manner of ``tests/sim/cluster.py`` for the metadata quorum.
 
 What runs is the product's own logic: the controller is ``kraft.controller.QuorumController``
 (broker registration, heartbeats and fencing, AlterPartition, elections, with the product's
-default configs read through ``storage.config.KafkaConfig``); each broker's partitions are
+default configs read through ``broker.config.KafkaConfig``); each broker's partitions are
 ``broker.replication.partition.PartitionState`` with the broker's replication decisions from that module
 (becoming leader or follower, produce admission and ``acks=all`` completion, fetch positions,
 ISR shrink and expand proposals, the KIP-101/KIP-279 truncation point, follower high watermark,
@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker.config import KafkaConfig
 from broker.replication.partition import (
     PartitionState,
     follower_high_watermark,
@@ -61,7 +62,6 @@ from broker.replication.partition import (
 from kraft.controller import ControllerConfig, ControllerResult, QuorumController
 from kraft.delta import MetadataDelta
 from kraft.image import NO_LEADER, MetadataImage, PartitionRegistration
-from storage.config import KafkaConfig
 from storage.error_codes import ErrorCode
 from storage.leader_epoch import LeaderEpochFileCache
 from tests.unit.test_controller_helpers import alter_request, hb_request, reg_request, topic_request

@@ -13,6 +13,7 @@ from broker.admin.apis import (
     describe_broker_configs,
     describe_topic_configs,
 )
+from broker.config import KafkaConfig
 from kraft.controller.results import ApiError
 from kraft.image import (
     ConfigResourceType,
@@ -22,7 +23,6 @@ from kraft.image import (
     TopicImage,
     TopicsImage,
 )
-from storage.config import KafkaConfig
 from storage.error_codes import ErrorCode
 
 TOPIC, BROKER = ConfigResourceType.TOPIC, ConfigResourceType.BROKER

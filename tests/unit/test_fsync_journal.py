@@ -425,9 +425,9 @@ from broker.controller.metadata_log import MetadataLog
 from broker.controller.raft_driver import RaftManager
 from kraft.snapshot import FileSnapshotStore
 from storage.fileutil import make_dirs
-from storage.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
+from kraft.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
                                       latest_version)
-from storage.quorum_state_file import METADATA_PARTITION_DIR
+from broker.controller.quorum_state_file import METADATA_PARTITION_DIR
 
 M = D / METADATA_PARTITION_DIR
 

@@ -29,7 +29,7 @@ from broker.groups.records import (
     partition_for,
     records_batch,
 )
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 from storage.record_batch import decode_batch
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.controller.metadata_loader import MetadataLoader
-from storage.metadata_records import (
+from kraft.metadata_records import (
     MetadataRecordType,
     TopicRecord,
     encode_metadata_record,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,

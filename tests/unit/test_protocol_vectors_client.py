@@ -31,7 +31,7 @@ from broker.protocol.api_keys import (
     response_header_version,
 )
 from broker.protocol.messages import api_versions, fetch, metadata, produce
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,

@@ -10,9 +10,21 @@ from typing import Any
 
 import pytest
 
+from kraft.codec import DecodeError
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
+from kraft.metadata_records import (
+    ConfigRecord,
+    FeatureLevelRecord,
+    MetadataRecordType,
+    PartitionRecord,
+    ProducerIdsRecord,
+    RegisterBrokerRecord,
+    TopicRecord,
+    decode_control_record,
+    decode_metadata_record,
+)
 from kraft.snapshot import (
     MAX_RECORDS_PER_BATCH,
     CorruptSnapshotError,
@@ -28,18 +40,6 @@ from kraft.snapshot import (
     write_snapshot,
 )
 from kraft.snapshot_store import SnapshotStore
-from storage.codec import DecodeError
-from storage.metadata_records import (
-    ConfigRecord,
-    FeatureLevelRecord,
-    MetadataRecordType,
-    PartitionRecord,
-    ProducerIdsRecord,
-    RegisterBrokerRecord,
-    TopicRecord,
-    decode_control_record,
-    decode_metadata_record,
-)
 from storage.record_batch import (
     ControlRecordType,
     build_batch,

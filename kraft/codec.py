@@ -1,5 +1,9 @@
 """Declarative schema engine for the Kafka wire protocol and KRaft metadata records.
 
+It lives in ``kraft`` because both are written with it: the metadata records
+(``kraft.metadata_records``) and the wire schemas (``broker.protocol``), and ``kraft`` may not
+import ``broker``. Pure: no I/O.
+
 Schemas are declared in Python with the shape of Kafka's JSON message specs
 (``clients/src/main/resources/common/message/*.json``)::
 
@@ -47,8 +51,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Union
 
-from storage.errors import StorageError
-
 __all__ = [
     "BOOL", "BYTES", "FLOAT64", "INT8", "INT16", "INT32", "INT64", "RECORDS", "STRING",
     "UINT16", "UINT32", "UUID", "UVARINT", "VARINT", "VARLONG", "ZERO_UUID",
@@ -64,7 +66,7 @@ __all__ = [
 # Errors
 
 
-class CodecError(StorageError, ValueError):
+class CodecError(ValueError):
     """Base of the errors raised while encoding or decoding with a schema."""
 
 

@@ -143,7 +143,7 @@ class QuorumStateFile:
     """The file of one replica, mapped to ``kraft.quorum_state.ElectionState``-shaped values.
 
     ``storage`` must not import ``kraft`` (imports point one way), so the mapping takes and
-    returns plain values; ``broker.raft_driver`` builds the ``ElectionState``.
+    returns plain values; ``broker.controller.raft_driver`` builds the ``ElectionState``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, cluster_id: str = "",

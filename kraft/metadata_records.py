@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     INT8,
     INT16,
