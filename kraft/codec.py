@@ -17,7 +17,7 @@ Schemas are declared in Python with the shape of Kafka's JSON message specs
     same, end = ApiVersionsRequest.decode(data, 3)
 
 Why code generation: encode and decode run on every request, and per-request CPU is our first
-limit (DESIGN.md). Each (message, version) is compiled once, lazily, into one straight-line Python
+limit (docs/architecture.md, "Performance shape"). Each (message, version) is compiled once, lazily, into one straight-line Python
 function: version checks, flexible/compact choices and nullability are resolved at compile time,
 runs of fixed-size fields become a single precompiled ``struct.Struct`` call, and nested structs
 are inlined. ``Message.generated_source(version)`` shows the result.

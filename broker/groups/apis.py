@@ -81,7 +81,7 @@ FIND_COORDINATOR_CREATE_TIMEOUT_S = 5.0
 KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION = 0, 1
 CREATE_RETRY_BACKOFF_S = 2.0
 
-# Every version of each schema is served; the low ones keep kcat's groups on (CLIENTS.md).
+# Every version of each schema is served; the low ones keep kcat's groups on (docs/clients.md).
 ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.FIND_COORDINATOR: (0, 6),
     ApiKey.JOIN_GROUP: (0, 9),

@@ -31,8 +31,8 @@ __all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]
 
 logger = logging.getLogger(__name__)
 
-# What every real client we test against negotiates down to (CLIENTS.md); later milestones
-# add APIs here as they get handlers. ApiVersions stays at 0-3: kafka-python's first v4
+# What every real client we test against negotiates down to (docs/clients.md); each room adds
+# the APIs it serves. ApiVersions stays at 0-3: kafka-python's first v4
 # request then exercises the error-35 fallback, as it does against Kafka 2.x/3.x brokers.
 DEFAULT_ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.API_VERSIONS: (0, 3),

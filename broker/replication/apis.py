@@ -6,7 +6,7 @@ at once is a plain function returning the response (the server's cheap path); on
 coroutine, which the server runs as a task while keeping responses in request order.
 
 Versions (``ADVERTISED``): low minimums so every client we test enables its features
-(CLIENTS.md); Produce below v3 (magic 0/1 batches) is answered with UNSUPPORTED_VERSION per
+(docs/clients.md); Produce below v3 (magic 0/1 batches) is answered with UNSUPPORTED_VERSION per
 partition, as Kafka 4 does; Fetch stops at v12 (v13+ addresses topics by id).
 """
 

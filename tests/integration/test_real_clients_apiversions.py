@@ -128,7 +128,7 @@ def test_kafka_python_admin_client(server: ServerProcess) -> None:
         assert {int(k): v for k, v in admin.api_versions().items()} == {3: (0, 12), 18: (0, 3)}
     finally:
         admin.close()
-    # v4 first; error 35 makes it retry at our maximum, v3 (CLIENTS.md); later connections
+    # v4 first; error 35 makes it retry at our maximum, v3 (docs/clients.md); later connections
     # (to broker 1 once known) start at v3.
     versions = [v for v, _ in server.api_versions_since(start)]
     assert versions[:2] == [4, 3] and set(versions[2:]) <= {3}, versions

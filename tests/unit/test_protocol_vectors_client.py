@@ -315,7 +315,7 @@ def test_aiokafka_classes(spec: Any, direction: str, version: int, cls: Any) -> 
         _check(msg, version, obj, theirs)
 
 
-# The versions CLIENTS.md says real clients send: each must be cross-checked above.
+# The versions docs/clients.md says real clients send: each must be cross-checked above.
 REQUIRED_REQUESTS = {
     "ApiVersions": (0, 1, 2, 3), "Metadata": (0, 1, 4, 9), "Produce": (3, 7), "Fetch": (4, 11),
     "ListOffsets": (1,), "FindCoordinator": (0, 1), "JoinGroup": (0, 5), "OffsetCommit": (2,),
