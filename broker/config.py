@@ -40,12 +40,14 @@ from kraft.config_defs import (
     PYTHON_NAMES,
     SECURITY_PROTOCOLS,
 )
+from kraft.image import MetadataImage
 from storage.errors import ConfigError
 from storage.properties import load_properties
 
 __all__ = [
     "Endpoint",
     "KafkaConfig",
+    "effective_broker_config",
     "parse_host_port",
     "parse_listeners",
     "parse_voters",
@@ -637,3 +639,22 @@ class KafkaConfig:
             "compression.type": v["compression.type"],
             "preallocate": b(v["log.preallocate"]),
         }
+
+
+def effective_broker_config(config: KafkaConfig, image: MetadataImage,
+                            node_id: int) -> KafkaConfig:
+    """This broker's config with the dynamic broker configs of ``image`` applied (the
+    cluster-wide default, then this broker's own, over the static file); the static config
+    when there are none, or when they do not parse (logged)."""
+    dynamic_default = image.configs.broker_config("")
+    dynamic_broker = image.configs.broker_config(str(node_id))
+    if not dynamic_default and not dynamic_broker:
+        return config
+    props = dict(config.originals)
+    props.update({k: v for k, v in dynamic_default.items() if v is not None})
+    props.update({k: v for k, v in dynamic_broker.items() if v is not None})
+    try:
+        return KafkaConfig(props)
+    except (ConfigError, ValueError) as e:
+        logger.warning("Dynamic broker configs do not apply (%s); using the static ones", e)
+        return config

@@ -236,6 +236,9 @@ class PartitionLog:
         self._log_start_offset = log_start_offset
         self._recovery_point = recovery_point
         self.leader_epoch_cache = leader_epoch_cache
+        # Called with the new segment's base offset at every roll, before the new segment's
+        # first batch is written (the partition snapshots its producer state there).
+        self.on_roll: Callable[[int], None] | None = None
         self._dir_dirty = False
         self._offline = False
         self._closed = False
@@ -555,6 +558,8 @@ class PartitionLog:
         self._sync_dir()
         self._recovery_point = max(self._recovery_point, new_base)
         log.debug("%s: rolled new segment at offset %d", self.dir, new_base)
+        if self.on_roll is not None:
+            self.on_roll(new_base)
         return segment
 
     # -- read -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.config import KafkaConfig
+from broker.config import KafkaConfig, effective_broker_config
 from broker.controller.channel import ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
@@ -213,27 +213,6 @@ class _BrokerLayers:
         return out
 
 
-def _effective_config(config: KafkaConfig, layers: _BrokerLayers) -> KafkaConfig:
-    """The broker config with dynamic overrides applied (the static one if they do not parse)."""
-    if not layers.dynamic_broker and not layers.dynamic_default:
-        return config
-    props = dict(config.originals)
-    props.update({k: v for k, v in layers.dynamic_default.items() if v is not None})
-    props.update({k: v for k, v in layers.dynamic_broker.items() if v is not None})
-    try:
-        return KafkaConfig(props)
-    except (ConfigError, ValueError) as e:
-        logger.warning("Dynamic broker configs do not apply (%s); describing static ones", e)
-        return config
-
-
-def effective_broker_config(config: KafkaConfig, image: MetadataImage,
-                            node_id: int) -> KafkaConfig:
-    """This broker's config with the dynamic broker configs of ``image`` (the cluster-wide
-    default, then this broker's own) applied; the static one if they do not parse."""
-    return _effective_config(config, _BrokerLayers(config, image, node_id))
-
-
 def _wanted(keys: list[str] | None) -> Callable[[str], bool]:
     if not keys:
         return lambda _n: True
@@ -247,7 +226,7 @@ def describe_topic_configs(config: KafkaConfig, image: MetadataImage, node_id: i
     (DYNAMIC_TOPIC_CONFIG) over the broker's defaults (dynamic broker, static, default)."""
     explicit = image.configs.topic_config(topic)
     layers = _BrokerLayers(config, image, node_id)
-    defaults = _effective_config(config, layers).log_config_defaults()
+    defaults = effective_broker_config(config, image, node_id).log_config_defaults()
     want = _wanted(keys)
     names = sorted(set(TOPIC_CONFIG_SYNONYMS) | set(defaults) | set(explicit))
     out = []
@@ -306,7 +285,7 @@ def describe_broker_configs(config: KafkaConfig, image: MetadataImage, node_id: 
         raise ApiError(ErrorCode.INVALID_REQUEST,
                        f"Unexpected broker id, expected {node_id} or empty string, but "
                        f"received {resource_name}")
-    effective = _effective_config(config, layers)
+    effective = effective_broker_config(config, image, node_id)
     values = effective.values()
     names = sorted(set(CONFIG_DEFS) | {k for k, v in config.originals.items() if v is not None})
     for name in names:

@@ -12,7 +12,6 @@ partition, as Kafka 4 does; Fetch stops at v12 (v13+ addresses topics by id).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from broker.network.server import RequestContext
@@ -135,7 +134,7 @@ class DataApis:
             fctx = self.sessions.new_context(
                 request.session_id, request.session_epoch, request.topics,
                 request.forgotten_topics_data or [], follower=replica_id >= 0,
-                now_ms=int(time.monotonic() * 1000))
+                now_ms=self.rm.clock.monotonic_ms())
             if fctx.error:
                 return R.cls(throttle_time_ms=0, error_code=int(fctx.error), session_id=0,
                              responses=[])

@@ -23,25 +23,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
 from broker.replication.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
-from broker.replication.partition import (
-    follower_high_watermark,
-    out_of_range_action,
-    truncation_point,
-)
+from broker.replication.partition import Partition, out_of_range_action, truncation_point
 from storage.errors import StorageError
-from storage.producer_state import batch_headers
 
 if TYPE_CHECKING:
-    from broker.replication.replica_manager import HostedPartition, ReplicaManager
+    from broker.clock import Clock
+    from broker.config import KafkaConfig
+    from kraft.image import MetadataImage
+
+
+class FetcherHost(Protocol):
+    """What the fetchers need of the replica manager (``ReplicaManager`` is one): the hosted
+    partitions, the metadata image (leaders' endpoints), this broker's config and id, a clock."""
+
+    partitions: Mapping[tuple[str, int], Partition]
+    image: MetadataImage
+    config: KafkaConfig
+    node_id: int
+    clock: Clock
 
 __all__ = ["ReplicaFetcher", "ReplicaFetcherManager"]
 
@@ -139,7 +147,7 @@ class ReplicaFetcher:
 
     async def _idle_wait(self) -> None:
         """Every partition is backing off: sleep until the first may retry (or a new one)."""
-        now = time.monotonic()
+        now = self.rm.clock.monotonic()
         until = min((s.delayed_until for s in self.partitions.values()), default=now)
         self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
@@ -159,10 +167,10 @@ class ReplicaFetcher:
         return self._conn
 
     def _ready(self) -> dict[TP, FetchState]:
-        now = time.monotonic()
+        now = self.rm.clock.monotonic()
         return {tp: s for tp, s in self.partitions.items() if s.delayed_until <= now}
 
-    def _current(self, tp: TP, state: FetchState) -> HostedPartition | None:
+    def _current(self, tp: TP, state: FetchState) -> Partition | None:
         """The hosted partition if ``state`` is still the fetcher's state for it."""
         if self.partitions.get(tp) is not state:
             return None
@@ -172,7 +180,7 @@ class ReplicaFetcher:
         return hp
 
     def _delay(self, tp: TP, state: FetchState) -> None:
-        state.delayed_until = time.monotonic() + self.backoff_s
+        state.delayed_until = self.rm.clock.monotonic() + self.backoff_s
 
     # -- truncation (KIP-101) -----------------------------------------------------------------
 
@@ -220,7 +228,7 @@ class ReplicaFetcher:
                         continue
                     self._apply_epoch_end(hp, s, asked_epoch, p.leader_epoch, p.end_offset)
 
-    def _apply_epoch_end(self, hp: HostedPartition, s: FetchState, asked_epoch: int,
+    def _apply_epoch_end(self, hp: Partition, s: FetchState, asked_epoch: int,
                          leader_epoch: int, leader_end: int) -> None:
         offset, done = truncation_point(hp.log, hp.state.high_watermark, leader_epoch,
                                         leader_end)
@@ -229,15 +237,14 @@ class ReplicaFetcher:
         elif offset is not None:
             self._truncate_log(hp, offset)  # and ask again with our now latest epoch
 
-    def _truncate_log(self, hp: HostedPartition, offset: int) -> None:
+    def _truncate_log(self, hp: Partition, offset: int) -> None:
         log = hp.log
         if offset < log.log_end_offset:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
-            hp.truncate(offset)
-        hp.state.high_watermark = min(hp.state.high_watermark, log.log_end_offset)
+            hp.truncate(offset, self.rm.clock.wall_ms())
 
-    def _truncation_done(self, hp: HostedPartition, s: FetchState, offset: int | None) -> None:
+    def _truncation_done(self, hp: Partition, s: FetchState, offset: int | None) -> None:
         if offset is not None:
             self._truncate_log(hp, max(offset, 0))
         s.truncating = False
@@ -328,7 +335,7 @@ class ReplicaFetcher:
         self._session_epoch = INITIAL_EPOCH
         self._in_session = {}
 
-    async def _process(self, conn: KafkaConnection, hp: HostedPartition, s: FetchState,
+    async def _process(self, conn: KafkaConnection, hp: Partition, s: FetchState,
                        p: Any) -> None:
         code = p.error_code
         tp = hp.tp
@@ -337,22 +344,11 @@ class ReplicaFetcher:
             if div is not None and div.end_offset >= 0:
                 s.truncating = True  # resolve with OffsetsForLeaderEpoch
                 return
-            records = p.records
-            log = hp.log
-            if records is not None and len(records) > 0:
-                try:
-                    hp.append(records, batch_headers(records), assign_offsets=False)
-                except (StorageError, OSError) as e:
-                    logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
-                    self._delay(tp, s)
-                    return
-            leo = log.log_end_offset
-            hp.state.high_watermark = follower_high_watermark(p.high_watermark, log)
-            if p.log_start_offset > log.log_start_offset:
-                try:
-                    log.maybe_increment_log_start_offset(min(p.log_start_offset, leo))
-                except (StorageError, OSError) as e:
-                    logger.warning("Moving the log start of %s-%d failed: %s", tp[0], tp[1], e)
+            try:
+                hp.append_fetched(p.records, p.high_watermark, p.log_start_offset)
+            except (StorageError, OSError) as e:
+                logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
+                self._delay(tp, s)
             return
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:
             await self._handle_out_of_range(conn, hp, s)
@@ -363,7 +359,7 @@ class ReplicaFetcher:
                            ErrorCode(code).name)
         self._delay(tp, s)
 
-    async def _handle_out_of_range(self, conn: KafkaConnection, hp: HostedPartition,
+    async def _handle_out_of_range(self, conn: KafkaConnection, hp: Partition,
                                    s: FetchState) -> None:
         earliest = await self._leader_offset(conn, hp, s, -2)
         latest = await self._leader_offset(conn, hp, s, -1)
@@ -381,12 +377,11 @@ class ReplicaFetcher:
             logger.info("%s-%d: our log end %d is below the leader's log start %d: "
                         "restarting the log there", hp.topic, hp.partition,
                         hp.log.log_end_offset, action.restart)
-            hp.truncate(action.restart)  # below our log start: restarts the log there
-            hp.state.high_watermark = action.restart
+            hp.restart_at(action.restart, self.rm.clock.wall_ms())
         else:
             self._delay(hp.tp, s)
 
-    async def _leader_offset(self, conn: KafkaConnection, hp: HostedPartition, s: FetchState,
+    async def _leader_offset(self, conn: KafkaConnection, hp: Partition, s: FetchState,
                              timestamp: int) -> int | None:
         R = list_offsets.REQUEST
         req = R.cls(replica_id=self.rm.node_id, isolation_level=0, topics=[
@@ -406,7 +401,7 @@ class ReplicaFetcher:
 class ReplicaFetcherManager:
     """Which fetcher replicates which partition; fetchers start and stop as needed."""
 
-    def __init__(self, rm: ReplicaManager) -> None:
+    def __init__(self, rm: FetcherHost) -> None:
         self.rm = rm
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self.source_of: dict[TP, int] = {}

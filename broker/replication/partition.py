@@ -15,6 +15,10 @@ ISR changes follow Kafka (KIP-497/KIP-841):
   never advance past what a replica that may already be in the committed ISR has.
 - ``min.insync.replicas`` before an ``acks=all`` append is checked against the committed ISR.
 
+``Partition`` is one replica on this broker: its log (with the leader-epoch cache), its
+idempotent-producer state and its ``PartitionState``. The replica manager and the fetcher
+change a replica only through it.
+
 The same module holds the rest of the replication decisions, so that the seeded data-plane
 simulation (tests/sim/replication.py) runs them as the broker does: becoming leader or follower
 (the leader-epoch cache entry of a new epoch), produce admission and ``acks=all`` completion,
@@ -26,15 +30,20 @@ in the broker, an in-memory log in the simulation); whoever calls these function
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from storage.error_codes import ErrorCode
 from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
+from storage.log import LogAppendInfo, PartitionLog
+from storage.producer_state import ProducerStateManager, batch_headers
+from storage.record_batch import BatchHeader
 
 __all__ = [
-    "EpochCache", "FetchPosition", "IsrChange", "OutOfRange", "PartitionState", "ReplicaLog",
+    "EpochCache", "FetchPosition", "IsrChange", "OutOfRange", "Partition", "PartitionState",
+    "ReplicaLog",
     "ReplicaState", "follower_high_watermark", "out_of_range_action", "truncation_point",
 ]
 
@@ -455,3 +464,80 @@ def out_of_range_action(log: ReplicaLog, leader_start: int, leader_end: int) -> 
     if leo < leader_start:
         return OutOfRange(restart=leader_start)
     return OutOfRange()
+
+
+# -- one replica -----------------------------------------------------------------------------
+
+
+class Partition:
+    """One partition replica on this broker: its log (which snapshots the producer state at
+    every segment roll, before the new segment's first batch), its idempotent-producer state
+    and its replication state. Times come in as arguments."""
+
+    __slots__ = ("log", "partition", "producers", "state", "topic", "topic_id")
+
+    def __init__(self, topic: str, partition: int, topic_id: uuid.UUID, log: PartitionLog,
+                 state: PartitionState, producers: ProducerStateManager) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.topic_id = topic_id
+        self.log = log
+        self.state = state
+        self.producers = producers
+        log.on_roll = producers.take_snapshot
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    def append(self, records: Any, headers: list[BatchHeader], *, assign_offsets: bool,
+               leader_epoch: int | None = None) -> LogAppendInfo:
+        """Append to the log (as leader: ``assign_offsets`` at ``leader_epoch``), then apply
+        the batches to the producer state."""
+        kwargs: dict[str, Any] = {"assign_offsets": assign_offsets}
+        if leader_epoch is not None:
+            kwargs["leader_epoch"] = leader_epoch
+        info = self.log.append(records, **kwargs)
+        if any(h.producer_id >= 0 for h in headers):
+            self.producers.on_append(
+                headers, first_offset=info.first_offset if assign_offsets else None,
+                log_append_time_ms=info.log_append_time_ms)
+        return info
+
+    def append_fetched(self, records: Any, leader_high_watermark: int,
+                       leader_log_start: int) -> None:
+        """A follower's fetch answer: append the leader's batches (with its offsets), take the
+        leader's high watermark as far as we hold it, and follow its log start. Errors of the
+        append (``StorageError``, ``OSError``) propagate; a failed log-start move does not
+        stop replication and is only reported (``StorageError``/``OSError`` again)."""
+        log = self.log
+        if records is not None and len(records) > 0:
+            self.append(records, batch_headers(records), assign_offsets=False)
+        self.state.high_watermark = follower_high_watermark(leader_high_watermark, log)
+        if leader_log_start > log.log_start_offset:
+            log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
+
+    def truncate(self, offset: int, now_ms: int) -> None:
+        """Truncate the log to ``offset``, or restart it empty there when ``offset`` is outside
+        it (below its start, or past its end: behind the leader's log start); the producer
+        state follows, and the high watermark stays within the log."""
+        log = self.log
+        if offset < log.log_start_offset or offset > log.log_end_offset:
+            log.truncate_fully_and_start_at(offset)
+            self.producers.truncate_fully_and_start_at(offset)
+        else:
+            log.truncate_to(offset)
+            self.producers.rebuild_from_log(log, now_ms)
+        self.state.high_watermark = min(self.state.high_watermark, log.log_end_offset)
+
+    def restart_at(self, offset: int, now_ms: int) -> None:
+        """Start the log over, empty, at ``offset`` (the leader's log start, above our log
+        end): everything below it is committed on the leader."""
+        self.truncate(offset, now_ms)
+        self.state.high_watermark = offset
+
+    def __repr__(self) -> str:
+        s = self.state
+        return (f"Partition({self.topic}-{self.partition}, leader={s.leader}, "
+                f"epoch={s.leader_epoch}, isr={s.isr}, hw={s.high_watermark}, "
+                f"leo={self.log.log_end_offset})")

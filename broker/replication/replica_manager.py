@@ -25,21 +25,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.admin.apis import effective_broker_config
 from broker.client import KafkaProtocolError
-from broker.config import KafkaConfig
+from broker.clock import SYSTEM_CLOCK, Clock
+from broker.config import KafkaConfig, effective_broker_config
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
 from broker.replication.fetcher import ReplicaFetcherManager
-from broker.replication.partition import IsrChange, PartitionState
+from broker.replication.partition import IsrChange, Partition, PartitionState
 from broker.replication.purgatory import Purgatory
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
@@ -51,13 +50,12 @@ from storage.errors import (
     RecordTooLargeError,
     StorageError,
 )
-from storage.log import LogAppendInfo, PartitionLog
+from storage.log import LogAppendInfo
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
 from storage.producer_state import ProducerStateManager, batch_headers
-from storage.record_batch import BatchHeader
 
-__all__ = ["HostedPartition", "PartitionRead", "ReplicaManager"]
+__all__ = ["PartitionRead", "ReplicaManager"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,62 +70,6 @@ MIN_ISR_CHECK_INTERVAL_MS = 100
 APPLY_BUDGET_MS = 4.0
 APPLY_GAP_S = 0.004
 _LEADER, _FOLLOWER, _DELETE, _STRAYS = "leader", "follower", "delete", "strays"
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
-
-
-class HostedPartition:
-    """One partition replica on this broker: its log and its replication state."""
-
-    __slots__ = ("log", "partition", "producers", "state", "topic", "topic_id")
-
-    def __init__(self, topic: str, partition: int, topic_id: uuid.UUID, log: PartitionLog,
-                 state: PartitionState, producers: ProducerStateManager) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.topic_id = topic_id
-        self.log = log
-        self.state = state
-        self.producers = producers
-
-    def append(self, records: Any, headers: list[BatchHeader], **kwargs: Any) -> LogAppendInfo:
-        """Append to the log and keep the idempotent-producer state in step: a snapshot of it
-        at every segment roll (before the new segment's batches), then the new batches."""
-        log = self.log
-        base = log.active_segment.base_offset
-        info = log.append(records, **kwargs)
-        new_base = log.active_segment.base_offset
-        if new_base != base:
-            self.producers.take_snapshot(new_base)
-        if any(h.producer_id >= 0 for h in headers):
-            self.producers.on_append(
-                headers, first_offset=info.first_offset if kwargs.get("assign_offsets") else None,
-                log_append_time_ms=info.log_append_time_ms)
-        return info
-
-    def truncate(self, offset: int) -> None:
-        """Truncate the log to ``offset``, or restart it empty there when ``offset`` is outside
-        it (below its start, or past its end: behind the leader's log start); the producer
-        state follows."""
-        log = self.log
-        if offset < log.log_start_offset or offset > log.log_end_offset:
-            log.truncate_fully_and_start_at(offset)
-            self.producers.truncate_fully_and_start_at(offset)
-        else:
-            log.truncate_to(offset)
-            self.producers.rebuild_from_log(log, int(time.time() * 1000))
-
-    @property
-    def tp(self) -> TP:
-        return (self.topic, self.partition)
-
-    def __repr__(self) -> str:
-        s = self.state
-        return (f"HostedPartition({self.topic}-{self.partition}, leader={s.leader}, "
-                f"epoch={s.leader_epoch}, isr={s.isr}, hw={s.high_watermark}, "
-                f"leo={self.log.log_end_offset})")
 
 
 @dataclass(slots=True)
@@ -145,8 +87,9 @@ class PartitionRead:
 class ReplicaManager:
     def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
                  send_to_controller: SendToController,
-                 broker_epoch: Callable[[], int]) -> None:
+                 broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.node_id = config.node_id
         self.log_manager = log_manager
         self.send_to_controller = send_to_controller
@@ -157,7 +100,7 @@ class ReplicaManager:
         # Static defaults with the dynamic broker configs (cluster default, then this broker)
         # from the metadata image applied on top.
         self.log_defaults = self.static_log_defaults
-        self.partitions: dict[TP, HostedPartition] = {}
+        self.partitions: dict[TP, Partition] = {}
         self.image = MetadataImage()
         self.produce_purgatory: Purgatory[TP] = Purgatory("produce")
         self.fetch_purgatory: Purgatory[TP] = Purgatory("fetch")
@@ -289,7 +232,7 @@ class ReplicaManager:
 
     def _apply_pending(self, budget_ms: float | None = APPLY_BUDGET_MS) -> None:
         self._apply_scheduled = False
-        started = time.monotonic()
+        started = self.clock.monotonic()
         ops = self._ops
         while ops and not self._stopped:
             kind, key, tid, reg = ops.popleft()
@@ -305,7 +248,7 @@ class ReplicaManager:
                         self._delete(tp)
             except Exception:
                 logger.exception("Applying a metadata change to %s failed", key)
-            if budget_ms is not None and (time.monotonic() - started) * 1000 >= budget_ms:
+            if budget_ms is not None and (self.clock.monotonic() - started) * 1000 >= budget_ms:
                 break
         if ops and not self._stopped:
             self._apply_scheduled = True
@@ -363,7 +306,7 @@ class ReplicaManager:
         except ValueError:
             return self.default_min_isr
 
-    def _hosted(self, tp: TP, topic_id: uuid.UUID) -> HostedPartition | None:
+    def _hosted(self, tp: TP, topic_id: uuid.UUID) -> Partition | None:
         hp = self.partitions.get(tp)
         if hp is not None and hp.topic_id != topic_id:
             # Same name, new topic: the old replica is gone.
@@ -384,11 +327,11 @@ class ReplicaManager:
         try:
             producers = ProducerStateManager(
                 log.dir, producer_id_expiration_ms=self.producer_id_expiration_ms)
-            producers.rebuild_from_log(log, int(time.time() * 1000))
+            producers.rebuild_from_log(log, self.clock.wall_ms())
         except (StorageError, OSError) as e:
             logger.error("Cannot load the producer state of %s-%d: %s", tp[0], tp[1], e)
             return None
-        hp = HostedPartition(tp[0], tp[1], topic_id, log,
+        hp = Partition(tp[0], tp[1], topic_id, log,
                              PartitionState(self.node_id, high_watermark=hw), producers)
         self.partitions[tp] = hp
         return hp
@@ -401,7 +344,7 @@ class ReplicaManager:
         log = hp.log
         st = hp.state
         was_leader = st.is_leader
-        new_epoch = st.become_leader(reg, log, monotonic_ms())
+        new_epoch = st.become_leader(reg, log, self.clock.monotonic_ms())
         if new_epoch:
             logger.info("Leader of %s-%d at epoch %d (was %s), log end offset %d, HW %d, "
                         "ISR %s", tp[0], tp[1], reg.leader_epoch,
@@ -417,7 +360,7 @@ class ReplicaManager:
         if hp is None:
             return
         st = hp.state
-        new_epoch = st.become_follower(reg, hp.log, monotonic_ms())
+        new_epoch = st.become_follower(reg, hp.log, self.clock.monotonic_ms())
         if not reg.has_leader:
             self.fetchers.remove(tp)
         elif new_epoch or not self.fetchers.has(tp, reg.leader):
@@ -455,7 +398,7 @@ class ReplicaManager:
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
 
     def append_to_leader(self, topic: str, partition: int, records: Any, acks: int
-                         ) -> tuple[ErrorCode, LogAppendInfo | None, HostedPartition | None]:
+                         ) -> tuple[ErrorCode, LogAppendInfo | None, Partition | None]:
         """Append a produce request's batches for one partition (leader only)."""
         tp = (topic, partition)
         hp = self.partitions.get(tp)
@@ -497,7 +440,7 @@ class ReplicaManager:
         self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
         return ErrorCode.NONE, info, hp
 
-    def produce_status(self, hp: HostedPartition, leader_epoch: int, last_offset: int
+    def produce_status(self, hp: Partition, leader_epoch: int, last_offset: int
                        ) -> ErrorCode | None:
         """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
         if self.partitions.get(hp.tp) is not hp:
@@ -507,8 +450,8 @@ class ReplicaManager:
 
     # -- leader: HW and ISR -------------------------------------------------------------------
 
-    def _maybe_increment_hw(self, hp: HostedPartition) -> None:
-        if hp.state.maybe_increment_hw(hp.log.log_end_offset, monotonic_ms(),
+    def _maybe_increment_hw(self, hp: Partition) -> None:
+        if hp.state.maybe_increment_hw(hp.log.log_end_offset, self.clock.monotonic_ms(),
                                        self.replica_lag_time_max_ms):
             self._wake(hp.tp)
 
@@ -529,7 +472,7 @@ class ReplicaManager:
         while True:
             await asyncio.sleep(self.producer_expiration_check_ms / 1000)
             try:
-                self.maintain_producer_state(int(time.time() * 1000))
+                self.maintain_producer_state(self.clock.wall_ms())
             except Exception:
                 logger.exception("Producer state maintenance failed")
 
@@ -553,7 +496,7 @@ class ReplicaManager:
                 producers.delete_snapshots_before(first_base)
 
     def maybe_shrink_isrs(self) -> None:
-        now = monotonic_ms()
+        now = self.clock.monotonic_ms()
         for hp in list(self.partitions.values()):
             st = hp.state
             if not st.is_leader:
@@ -568,14 +511,14 @@ class ReplicaManager:
             else:
                 self._maybe_increment_hw(hp)
 
-    def _alter_isr(self, hp: HostedPartition, change: IsrChange) -> None:
+    def _alter_isr(self, hp: Partition, change: IsrChange) -> None:
         hp.state.begin_isr_change(change)
         task = asyncio.create_task(self._send_alter_partition(hp, change),
                                    name=f"alter-partition-{hp.topic}-{hp.partition}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_alter_partition(self, hp: HostedPartition, change: IsrChange) -> None:
+    async def _send_alter_partition(self, hp: Partition, change: IsrChange) -> None:
         """Send ``change`` until the controller answers it, or newer metadata settles the
         partition (``PartitionState.isr_change_failed`` says when to give up)."""
         while not self._stopped and self.partitions.get(hp.tp) is hp:
@@ -596,7 +539,7 @@ class ReplicaManager:
             self._maybe_increment_hw(hp)
             self._wake(hp.tp)
 
-    async def _alter_partition_once(self, hp: HostedPartition, change: IsrChange
+    async def _alter_partition_once(self, hp: Partition, change: IsrChange
                                     ) -> tuple[ErrorCode | None, Any]:
         """One AlterPartition: (error, the partition's answer); error None: no answer."""
         R = alter_partition.REQUEST
@@ -632,7 +575,7 @@ class ReplicaManager:
     # -- fetch --------------------------------------------------------------------------------
 
     def leader_partition(self, topic: str, partition: int, current_leader_epoch: int
-                         ) -> tuple[ErrorCode, HostedPartition | None]:
+                         ) -> tuple[ErrorCode, Partition | None]:
         hp = self.partitions.get((topic, partition))
         if hp is None:
             return self.unknown_or_not_leader(topic, partition), None
@@ -655,7 +598,7 @@ class ReplicaManager:
         st = hp.state
         pos = st.fetch_position(log, fetch_offset=fetch_offset,
                                 last_fetched_epoch=last_fetched_epoch, replica_id=replica_id,
-                                now_ms=monotonic_ms() if replica_id >= 0 else 0,
+                                now_ms=self.clock.monotonic_ms() if replica_id >= 0 else 0,
                                 max_lag_ms=self.replica_lag_time_max_ms)
         if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
@@ -688,7 +631,7 @@ class ReplicaManager:
         hw = st.high_watermark
         return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
 
-    def _after_follower_fetch(self, hp: HostedPartition, replica_id: int) -> None:
+    def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
         change = hp.state.expand_candidate(replica_id, self._eligible(replica_id))
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
@@ -724,11 +667,11 @@ class ReplicaManager:
 
     # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
 
-    def end_offset_for_epoch(self, hp: HostedPartition, leader_epoch: int) -> tuple[int, int]:
+    def end_offset_for_epoch(self, hp: Partition, leader_epoch: int) -> tuple[int, int]:
         cache = hp.log.leader_epoch_cache
         if cache is None:
             return -1, -1
         return cache.end_offset_for(leader_epoch, hp.log.log_end_offset)
 
-    def hosted(self) -> Mapping[TP, HostedPartition]:
+    def hosted(self) -> Mapping[TP, Partition]:
         return self.partitions

@@ -815,7 +815,7 @@ class ReplicationSim:
                 f.truncating = False
 
     def _truncate(self, b: SimBroker, pid: int, r: Replica, offset: int) -> None:
-        """HostedPartition.truncate, then the follower HW is capped by the log end."""
+        """Partition.truncate: the follower HW stays within the log."""
         log = r.log
         if offset < log.log_end_offset:
             self.note(f"broker {b.broker_id} truncates p{pid} {log.log_end_offset} -> {offset}")
