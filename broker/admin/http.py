@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +43,7 @@ from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import PROMETHEUS_TEXT, ROUTES, TOPIC_NAME_PATTERN, openapi_document
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
+from broker.groups.records import decode_consumer_assignment, decode_consumer_subscription
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import (
     ERRORS_BY_CODE,
@@ -239,46 +239,22 @@ def _topic_summary(t: TopicImage) -> dict[str, Any]:
             "replication_factor": rf, "internal": t.name in INTERNAL_TOPICS}
 
 
-def _decode_assignment(data: bytes | None) -> list[dict[str, Any]]:
-    """ConsumerProtocolAssignment: version, [topic, [partition]], user data (ignored)."""
-    out: list[dict[str, Any]] = []
-    if not data or len(data) < 6:
-        return out
+def _consumer_assignment(data: bytes | None) -> list[dict[str, Any]]:
+    """A member's ConsumerProtocolAssignment as JSON; [] when it does not decode."""
     try:
-        pos = 2
-        (n,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        for _ in range(max(n, 0)):
-            (ln,) = struct.unpack_from(">h", data, pos)
-            pos += 2
-            topic = data[pos:pos + ln].decode()
-            pos += ln
-            (m,) = struct.unpack_from(">i", data, pos)
-            pos += 4
-            parts = list(struct.unpack_from(f">{max(m, 0)}i", data, pos))
-            pos += 4 * max(m, 0)
-            out.append({"topic": topic, "partitions": sorted(parts)})
-    except (struct.error, UnicodeDecodeError):
-        return out
-    return out
+        assignment = decode_consumer_assignment(data or b"")
+    except ValueError:
+        return []
+    return [{"topic": topic, "partitions": sorted(parts)}
+            for topic, parts in assignment.partitions]
 
 
-def _decode_subscription(data: bytes | None) -> list[str] | None:
-    """ConsumerProtocolSubscription: version, [topic], ... (the rest ignored)."""
-    if not data or len(data) < 6:
-        return None
+def _consumer_subscription(data: bytes | None) -> list[str] | None:
+    """A member's subscribed topics (ConsumerProtocolSubscription); None when it does not
+    decode."""
     try:
-        pos = 2
-        (n,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        topics = []
-        for _ in range(max(n, 0)):
-            (ln,) = struct.unpack_from(">h", data, pos)
-            pos += 2
-            topics.append(data[pos:pos + ln].decode())
-            pos += ln
-        return topics
-    except (struct.error, UnicodeDecodeError):
+        return list(decode_consumer_subscription(data or b"").topics)
+    except ValueError:
         return None
 
 
@@ -850,9 +826,9 @@ class AdminHttpServer:
         members = [{
             "member_id": m.member_id, "group_instance_id": getattr(m, "group_instance_id", None),
             "client_id": m.client_id, "client_host": m.client_host,
-            "subscription": _decode_subscription(m.member_metadata)
+            "subscription": _consumer_subscription(m.member_metadata)
             if g.protocol_type == "consumer" else None,
-            "assignment": _decode_assignment(m.member_assignment)
+            "assignment": _consumer_assignment(m.member_assignment)
             if g.protocol_type == "consumer" else [],
         } for m in g.members]
         return _json({"group_id": group_id, "state": g.group_state,

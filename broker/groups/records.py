@@ -1,5 +1,6 @@
 """The records of ``__consumer_offsets``, byte for byte as Kafka writes them, and the consumer
-protocol's subscription/assignment blobs (read by the coordinator and the CLI).
+protocol's subscription/assignment blobs, the one codec for them (used by the coordinator, the
+HTTP admin API and the CLI tools).
 
 Each record is ``key = int16 version + key struct`` and ``value = int16 version + value struct``
 (Kafka's ``group-coordinator/.../message/*.json``): committed offsets under ``OffsetCommitKey``
@@ -238,6 +239,9 @@ def records_batch(records: list[tuple[bytes, bytes | None]], timestamp_ms: int) 
 
 
 # -- the consumer protocol's embedded formats (ConsumerProtocolSubscription/Assignment) -------
+# Encoded as v0. Decoding reads the v0 prefix of any version (later versions only append
+# fields); a malformed blob raises ``DecodeError`` (``UnicodeDecodeError`` for a topic name that
+# is not UTF-8); a null topic name reads as "".
 
 
 @dataclass(frozen=True, slots=True)

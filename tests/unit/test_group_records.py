@@ -143,3 +143,14 @@ def test_consumer_protocol_round_trip_and_newer_versions() -> None:
     assert decode_consumer_subscription(v1) == ConsumerSubscription(("a",), None)
     with pytest.raises(DecodeError):
         decode_consumer_assignment(struct.pack(">hi", 0, 5))
+    with pytest.raises(DecodeError):
+        decode_consumer_subscription(b"\x00\x00\x00\x00\x00\x05\x00")
+
+
+def test_consumer_protocol_v0_bytes() -> None:
+    # What the CLI's group member sends: v0, null user data.
+    sub = encode_consumer_subscription(ConsumerSubscription(("a", "b")))
+    assert sub == struct.pack(">hi", 0, 2) + s16("a") + s16("b") + struct.pack(">i", -1)
+    asg = encode_consumer_assignment(ConsumerAssignment((("t", (0, 2)), ("u", (1,)))))
+    assert asg == (struct.pack(">hi", 0, 2) + s16("t") + struct.pack(">iii", 2, 0, 2)
+                   + s16("u") + struct.pack(">ii", 1, 1) + struct.pack(">i", -1))
