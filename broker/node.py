@@ -35,6 +35,7 @@ from broker.controller.host import ControllerService
 from broker.controller.lifecycle import BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
 from broker.network.dispatch import ApiDispatcher
 from broker.network.server import KafkaServer, ListenerSpec, RequestContext
@@ -46,7 +47,6 @@ from broker.replication.apis import DataApis
 from broker.replication.replica_manager import ReplicaManager
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
-from kraft.snapshot import FileSnapshotStore
 from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs

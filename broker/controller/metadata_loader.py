@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from broker.controller.snapshot_files import FileSnapshotStore
 from kraft.codec import CodecError
 from kraft.delta import MetadataDelta, MetadataReplayError
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
 from kraft.metadata_records import decode_metadata_record
-from kraft.snapshot import FileSnapshotStore, image_snapshot_records, load_image, read_snapshot
+from kraft.snapshot import image_snapshot_records, load_image, read_snapshot
 
 __all__ = ["MetadataLoader", "Publisher"]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.controller.snapshot_files import FileSnapshotStore
 from kraft.messages import SnapshotId
-from kraft.snapshot import FileSnapshotStore, read_snapshot
+from kraft.snapshot import read_snapshot
 from storage import fileutil, fsync_journal
 from storage.fsync_journal import Cut, baseline, lose_unsynced, parse_journal, read_journal
 from storage.log import PartitionLog
@@ -398,7 +399,7 @@ def test_a_metadata_snapshot_survives_the_loss_whole(
     baseline(journal, [data])
     run_child(journal, data, """
         from kraft.messages import SnapshotId
-        from kraft.snapshot import FileSnapshotStore
+        from broker.controller.snapshot_files import FileSnapshotStore
         store = FileSnapshotStore(D / "meta")
         store.write_records(SnapshotId(100, 3), [b"record-%d" % i for i in range(500)], 1000)
         os._exit(0)
@@ -423,7 +424,7 @@ metadata_log.METADATA_LOG_CONFIG = LogConfig(segment_bytes=2048, retention_ms=-1
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.metadata_log import MetadataLog
 from broker.controller.raft_driver import RaftManager
-from kraft.snapshot import FileSnapshotStore
+from broker.controller.snapshot_files import FileSnapshotStore
 from storage.fileutil import make_dirs
 from kraft.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
                                       latest_version)
