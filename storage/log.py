@@ -71,7 +71,6 @@ from storage.record_batch import (
     HEADER_STRUCT,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
-    BatchHeader,
     crc32c,
     parse_header,
     set_max_timestamp,
@@ -621,12 +620,6 @@ class PartitionLog:
             if offset >= self.log_end_offset:
                 break
         return b"".join(out)
-
-    def iter_batch_headers(self) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
-        """(segment, position, header) of every batch in the log (header reads only)."""
-        for segment in list(self._segments):
-            for pos, header in segment.iter_headers():
-                yield segment, pos, header
 
     # -- offsets by timestamp ---------------------------------------------------------------
 

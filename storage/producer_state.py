@@ -175,10 +175,6 @@ class ProducerStateEntry:
         return self.batches[-1].last_seq if self.batches else NO_SEQUENCE
 
     @property
-    def last_data_offset(self) -> int:
-        return self.batches[-1].last_offset if self.batches else -1
-
-    @property
     def has_ongoing_txn(self) -> bool:
         return self.current_txn_first_offset >= 0
 
@@ -472,9 +468,6 @@ class ProducerStateManager:
         for header in headers:
             self.update(header, base_offset=offset, max_timestamp=max_timestamp)
             offset += header.last_offset_delta + 1
-
-    def update_map_end_offset(self, offset: int) -> None:
-        self._map_end_offset = offset
 
     # -- expiration -------------------------------------------------------------------------
 
