@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from broker.groups.records import (
     GroupMetadataRecord,
     MemberRecord,
-    OffsetRecord,
     decode_consumer_subscription,
 )
 from broker.protocol.errors import ErrorCode
@@ -762,8 +761,3 @@ class GroupCoordinator:
             if old is not None:
                 self.remove_group(gid)
             self.groups[gid] = group
-
-    def offset_record(self, group_id: str, tp: tuple[str, int],
-                      committed: CommittedOffset) -> OffsetRecord:
-        return OffsetRecord(group_id, tp[0], tp[1], committed.offset, committed.leader_epoch,
-                            committed.metadata, committed.commit_timestamp)

@@ -136,10 +136,6 @@ class ApiSpec:
     def valid_versions(self) -> Versions:
         return self.request.valid_versions
 
-    def is_flexible(self, version: int) -> bool:
-        """Whether ``version`` uses the flexible encodings (compact types, tagged fields)."""
-        return version in self.request.flexible_versions
-
 
 def _spec_of(module: ModuleType) -> ApiSpec:
     where = module.__name__

@@ -97,9 +97,6 @@ class Purgatory(Generic[K]):
         self.completed += done
         return done
 
-    def check_all(self) -> int:
-        return sum(self.check(k) for k in list(self._watchers))  # type: ignore[arg-type]
-
     def cancel_all(self) -> None:
         """Complete every waiting operation now (shutdown)."""
         for ops in list(self._watchers.values()):
