@@ -13,7 +13,7 @@ Choices (see also ``storage/segment.py`` and ``storage/index.py``):
   when an index is missing/corrupt. A cut logs a WARNING (file, position, bytes, reason) and
   deletes every later segment. Recovered segments are fsynced, so afterwards
   ``recovery_point == log_end_offset``.
-- **Deletion** (retention, truncation, DeleteRecords): segment files are unlinked directly, no
+- **Deletion** (retention, truncation, a moved log start): segment files are unlinked directly, no
   ``.deleted`` rename and delay. A ``FetchSlice`` holds its own ``os.dup`` of the segment fd, so
   a reader keeps reading a deleted segment safely (POSIX keeps the inode alive);
   ``file.delete.delay.ms`` is therefore unused. Leftover ``.deleted``/``.cleaned``/segment
@@ -709,8 +709,9 @@ class PartitionLog:
         log.info("%s: truncated fully, log now starts at offset %d", self.dir, offset)
 
     def maybe_increment_log_start_offset(self, offset: int) -> bool:
-        """DeleteRecords: move the log start forward to ``offset`` (<= log end offset) and
-        delete the segments wholly below it (never the active one). True if it moved."""
+        """Move the log start forward to ``offset`` (<= log end offset) and delete the segments
+        wholly below it (never the active one). True if it moved. (A follower after its
+        leader's log start; the metadata log below its snapshot.)"""
         self._check_writable()
         leo = self.log_end_offset
         if offset > leo:

@@ -340,7 +340,9 @@ class ProducerStateManager:
         return self._producers.get(producer_id)
 
     def first_undecided_offset(self) -> int | None:
-        """First offset of the oldest open transaction (None if none). For the LSO, later."""
+        """First offset of the oldest open transaction (None if none): what bounds Kafka's last
+        stable offset. Transaction APIs are not served (the LSO is the high watermark), so only
+        the transaction tests call it."""
         offsets = [
             e.current_txn_first_offset for e in self._producers.values() if e.has_ongoing_txn
         ]
@@ -609,7 +611,7 @@ class ProducerStateManager:
         self._map_end_offset = offset
 
     def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
-        """The log start moved forward (retention, DeleteRecords)."""
+        """The log start moved forward (retention, or a follower after its leader's)."""
         self._map_end_offset = max(self._map_end_offset, log_start_offset)
         latest = self.latest_snapshot_offset
         self._last_snap_offset = log_start_offset if latest is None else latest

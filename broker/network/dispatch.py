@@ -6,10 +6,12 @@ method takes ``(ctx, header, request)`` and returns a response object, None for 
 an awaitable of either: write it as a plain ``def`` when it never waits (no task, no extra loop
 iteration: the cheap path), as ``async def`` when it does (the server runs it in a task).
 
-Exceptions escaping a handler method are turned into error responses where that is cheap (an
-API's handler does this per partition/topic itself); for now an exception is logged and the
-server closes the connection. So far this serves an empty cluster with this node as its only
-broker: later milestones add the metadata image, replica manager and group coordinator.
+A handler turns failures into error codes itself (per partition or topic); an exception that
+escapes it is a bug, which the server logs before closing that connection. Metadata is answered
+here: from the metadata image when ``image`` is given (a node), otherwise as an empty cluster
+with this node as its only broker (the protocol benchmark, tests). The broker listener's other
+APIs come in ``extra_handlers`` from their rooms (data path, groups, admin; ``broker/node.py``
+wires them; the controller listener does not come here).
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ class ApiDispatcher:
     def _metadata_from_image(self, ctx: RequestContext, header: RequestHeader, request: Any,
                              image: MetadataImage) -> Any:
         """Brokers: every unfenced broker's endpoint on the listener the request came in on
-        (Kafka's KRaftMetadataCache); topics from the image. Auto-creation is not done here."""
+        (Kafka's KRaftMetadataCache); topics from the image. An unknown topic with a legal name
+        starts its creation through ``auto_create`` when that is set (and the request allows
+        it), and is answered LEADER_NOT_AVAILABLE meanwhile."""
         resp = metadata.RESPONSE
         listener = ctx.connection.listener_name
         brokers = []
