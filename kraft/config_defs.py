@@ -33,7 +33,6 @@ __all__ = [
     "ConfigDef",
     "ConfigType",
     "ListOf",
-    "NonEmptyString",
     "OneOf",
     "Password",
 ]
@@ -92,7 +91,7 @@ class Password:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validators (Kafka's ConfigDef.Range, ValidString, ValidList, NonEmptyString)
+# Validators (Kafka's ConfigDef.Range, ValidString, ValidList)
 # ---------------------------------------------------------------------------------------------
 
 Validator = Callable[[str, Any], None]
@@ -174,16 +173,6 @@ class ListOf:
 
     def __str__(self) -> str:
         return "[" + ", ".join(self.allowed) + "]"
-
-
-@dataclass(frozen=True, slots=True)
-class NonEmptyString:
-    def __call__(self, name: str, value: Any) -> None:
-        if value is not None and value == "":
-            raise ConfigError(name, value, "String must be non-empty")
-
-    def __str__(self) -> str:
-        return "non-empty string"
 
 
 # ---------------------------------------------------------------------------------------------

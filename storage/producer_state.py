@@ -324,10 +324,6 @@ class ProducerStateManager:
         return self._map_end_offset
 
     @property
-    def producer_count(self) -> int:
-        return len(self._producers)
-
-    @property
     def active_producers(self) -> Mapping[int, ProducerStateEntry]:
         """A read-only view of the producers."""
         return MappingProxyType(self._producers)

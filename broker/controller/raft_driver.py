@@ -83,7 +83,6 @@ __all__ = [
     "CommittedBatch",
     "LeaderAndEpoch",
     "NotLeader",
-    "RaftListener",
     "RaftManager",
 ]
 
@@ -125,14 +124,6 @@ class CommittedBatch:
     epoch: int
     records: list[bytes]
     append_timestamp_ms: int
-
-
-class RaftListener:
-    """What ``register`` expects (duck-typed; subclassing is optional)."""
-
-    def handle_commit(self, batch: CommittedBatch) -> None: ...
-
-    def handle_leader_change(self, leader: LeaderAndEpoch) -> None: ...
 
 
 @dataclass(slots=True)

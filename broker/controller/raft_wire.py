@@ -59,7 +59,6 @@ from storage.errors import StorageError
 
 __all__ = [
     "FETCH_VERSIONS",
-    "VOTE_PRE_VOTE_VERSION",
     "begin_quorum_epoch_request_from_wire",
     "begin_quorum_epoch_request_to_wire",
     "begin_quorum_epoch_response",
@@ -89,7 +88,6 @@ __all__ = [
     "vote_response_to_wire",
 ]
 
-VOTE_PRE_VOTE_VERSION = 2
 FETCH_VERSIONS = range(12, 18)  # KRaft needs last_fetched_epoch and diverging_epoch (v12+)
 _NO_ID = -1
 _FETCH_ERRORS = {e.value: e for e in FetchError}
