@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.controller.metadata_loader import MetadataLoader, decode_records
 from kraft.controller import ControllerResult, NotController, QuorumController
 from kraft.metadata_records import encode_metadata_record, latest_version
@@ -34,14 +34,11 @@ TICK_INTERVAL_S = 0.1
 COMMIT_TIMEOUT_S = 30.0
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class ControllerService:
     def __init__(self, node_id: int, raft: Any, controller: QuorumController,
-                 loader: MetadataLoader | None = None) -> None:
+                 loader: MetadataLoader | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
+        self.clock = clock
         # The node's loader, registered with Raft before us: a snapshot it just loaded is
         # reused rather than decoded a second time.
         self.loader = loader
@@ -122,7 +119,7 @@ class ControllerService:
         logger.info("Controller %d is active in epoch %d (committed offset %d)", self.node_id,
                     epoch, self.committed_offset)
         self.controller.note_log_end_offset(self.raft.log_end_offset)
-        result = self.controller.become_active(epoch, _now_ms())
+        result = self.controller.become_active(epoch, self.clock.wall_ms())
         if result is not None and result.records:
             self._write(result)
 
@@ -156,7 +153,7 @@ class ControllerService:
         if self.active_epoch is None:
             raise NotController(f"controller {self.node_id} is not active")
         self.controller.note_log_end_offset(self.raft.log_end_offset)
-        result = op(self.controller, _now_ms())
+        result = op(self.controller, self.clock.wall_ms())
         if not result.records:
             return result.response
         last_offset = self._write(result)
@@ -183,7 +180,7 @@ class ControllerService:
                 if self.active_epoch is None:
                     continue
                 self.controller.note_log_end_offset(self.raft.log_end_offset)
-                result = self.controller.tick(_now_ms())
+                result = self.controller.tick(self.clock.wall_ms())
                 if result is not None and result.records:
                     self._write(result)
             except NotController:

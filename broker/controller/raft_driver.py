@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from broker.client import (
     KafkaProtocolError,
     KafkaTimeoutError,
 )
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.controller import raft_wire as wire
 from broker.controller.metadata_log import MetadataLog
 from broker.controller.quorum_state_file import QuorumStateFile, quorum_state_path
@@ -231,9 +231,10 @@ class RaftManager:
                  metadata_log_dir: str, *, election_timeout_ms: int = 1000,
                  fetch_timeout_ms: int = 2000, fetch_max_wait_ms: int = 500,
                  request_timeout_ms: int = 2000, seed: int | None = None,
-                 snapshots: object | None = None) -> None:
+                 snapshots: object | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         if not voters:
             raise ValueError("the quorum needs at least one voter")
+        self.clock = clock
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.voters = dict(voters)
@@ -453,7 +454,7 @@ class RaftManager:
         milliseconds as Kafka reports them (the node runs on the loop's monotonic clock)."""
         mono = self._now()
         desc = self._node.describe_quorum(mono)
-        shift = int(time.time() * 1000) - mono
+        shift = self.clock.wall_ms() - mono
 
         def wall(rows: tuple[ReplicaDescription, ...]) -> tuple[ReplicaDescription, ...]:
             return tuple(dataclasses.replace(
@@ -603,7 +604,7 @@ class RaftManager:
             return
         first = committed[0].offset
         self._committed_end = max(self._committed_end, committed[-1].offset + 1)
-        now_ms = int(time.time() * 1000)
+        now_ms = self.clock.wall_ms()
         batches: list[CommittedBatch] | None = None
         for st in self._listeners:
             if st.next_offset < first:
@@ -654,7 +655,7 @@ class RaftManager:
                         leader.leader_id, leader.epoch)
         for st in self._listeners:
             if st.next_offset < self._committed_end:  # registered late
-                self._catch_up(st, self._committed_end, int(time.time() * 1000))
+                self._catch_up(st, self._committed_end, self.clock.wall_ms())
             if st.leader != leader:
                 st.leader = leader
                 self._call(st.listener.handle_leader_change, leader)

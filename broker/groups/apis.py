@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
 from broker.groups.coordinator import (
     CommittedOffset,
@@ -111,10 +111,6 @@ _APPEND_ERRORS = {
 }
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(slots=True)
 class _Owned:
     """A ``__consumer_offsets`` partition this broker leads."""
@@ -130,8 +126,10 @@ class GroupApis:
 
     def __init__(self, config: KafkaConfig, replica_manager: ReplicaManager,
                  image: Callable[[], MetadataImage],
-                 auto_create: Callable[..., Awaitable[dict[str, int]]] | None) -> None:
+                 auto_create: Callable[..., Awaitable[dict[str, int]]] | None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.rm = replica_manager
         self.image = image
         self.auto_create = auto_create
@@ -190,14 +188,14 @@ class GroupApis:
         return task
 
     async def _run_timers(self) -> None:
-        next_retention = time.monotonic() + self.retention_check_ms / 1000
+        next_retention = self.clock.monotonic() + self.retention_check_ms / 1000
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             try:
-                for gid, mid in self.coordinator.tick(_now_ms()):
+                for gid, mid in self.coordinator.tick(self.clock.wall_ms()):
                     logger.info("Member %s of group %s left: session timeout", mid, gid)
-                if time.monotonic() >= next_retention:
-                    next_retention = time.monotonic() + self.retention_check_ms / 1000
+                if self.clock.monotonic() >= next_retention:
+                    next_retention = self.clock.monotonic() + self.retention_check_ms / 1000
                     await self.expire_offsets()
             except asyncio.CancelledError:
                 raise
@@ -240,7 +238,7 @@ class GroupApis:
             self.coordinator.remove_group(gid, ErrorCode.NOT_COORDINATOR)
 
     async def _load(self, p: int, owned: _Owned) -> None:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         groups: dict[str, GroupMetadataRecord] = {}
         offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         hp = self.rm.partitions.get((GROUP_METADATA_TOPIC, p))
@@ -282,13 +280,13 @@ class GroupApis:
                 await asyncio.sleep(0)
         if self.owned.get(p) is not owned:
             return
-        self.coordinator.load(groups, offsets, _now_ms())
+        self.coordinator.load(groups, offsets, self.clock.wall_ms())
         owned.loaded = True
         owned.task = None
         logger.info("Loaded group coordinator state of %s-%d (epoch %d): %d groups, %d "
                     "records in %.0f ms", GROUP_METADATA_TOPIC, p, owned.epoch,
                     len(set(groups) | set(offsets)), n_records,
-                    (time.monotonic() - started) * 1000)
+                    (self.clock.monotonic() - started) * 1000)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -298,7 +296,7 @@ class GroupApis:
         owned = self.owned.get(p)
         if owned is None:
             return ErrorCode.NOT_COORDINATOR
-        batch = records_batch(records, _now_ms())
+        batch = records_batch(records, self.clock.wall_ms())
         try:
             code, _ = await self.rm.append_and_wait(
                 GROUP_METADATA_TOPIC, p, batch, acks=-1, timeout_s=self.commit_timeout_s)
@@ -325,7 +323,7 @@ class GroupApis:
     async def expire_offsets(self) -> None:
         """offsets.retention.minutes: tombstone the offsets of groups that stayed Empty that
         long (by commit time for groups without group management), then the emptied group."""
-        for gid, tps in self.coordinator.expired_offsets(_now_ms()).items():
+        for gid, tps in self.coordinator.expired_offsets(self.clock.wall_ms()).items():
             await self._remove_offsets(gid, tps, "Expired")
 
     def on_metadata(self, delta: Any, image: Any) -> None:
@@ -398,7 +396,7 @@ class GroupApis:
         t = image.topics.by_name.get(topic)
         if t is None:
             if self.auto_create is None or key_type != KEY_TYPE_GROUP or (
-                    time.monotonic() < self._create_retry_at):
+                    self.clock.monotonic() < self._create_retry_at):
                 return (ErrorCode.COORDINATOR_NOT_AVAILABLE, *none)
             try:
                 codes = await asyncio.wait_for(
@@ -409,7 +407,7 @@ class GroupApis:
             code = codes.get(topic, ErrorCode.UNKNOWN_SERVER_ERROR)
             if code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
                 # Clients retry FindCoordinator quickly: do not ask the controller each time.
-                self._create_retry_at = time.monotonic() + CREATE_RETRY_BACKOFF_S
+                self._create_retry_at = self.clock.monotonic() + CREATE_RETRY_BACKOFF_S
                 if code == ErrorCode.INVALID_REPLICATION_FACTOR:
                     live = sum(1 for b in image.cluster.brokers.values() if not b.fenced)
                     logger.warning(
@@ -451,7 +449,7 @@ class GroupApis:
             ctx.client_id, _client_host(ctx), request.session_timeout_ms,
             request.rebalance_timeout_ms if v >= 1 else -1, request.protocol_type,
             [(p.name, bytes(p.metadata)) for p in request.protocols],
-            v >= 4, _now_ms(), done)
+            v >= 4, self.clock.wall_ms(), done)
         return self._join_response(await fut, v)
 
     @staticmethod
@@ -485,7 +483,7 @@ class GroupApis:
             request.group_instance_id if v >= 3 else None,
             request.protocol_type if v >= 5 else None,
             request.protocol_name if v >= 5 else None,
-            {a.member_id: bytes(a.assignment) for a in request.assignments}, _now_ms(), done)
+            {a.member_id: bytes(a.assignment) for a in request.assignments}, self.clock.wall_ms(), done)
         return self._sync_response(await fut, v)
 
     @staticmethod
@@ -501,7 +499,7 @@ class GroupApis:
             err = self.coordinator.heartbeat(
                 gid, request.member_id,
                 request.group_instance_id if header.api_version >= 3 else None,
-                request.generation_id, _now_ms())
+                request.generation_id, self.clock.wall_ms())
         return heartbeat.RESPONSE.cls(throttle_time_ms=0, error_code=int(err))
 
     def handle_leave_group(self, ctx: RequestContext, header: RequestHeader,
@@ -516,7 +514,7 @@ class GroupApis:
         err = self.group_error(gid)
         results: list[tuple[str, str | None, ErrorCode]] = []
         if not err:
-            err, results = self.coordinator.leave_group(gid, members, _now_ms())
+            err, results = self.coordinator.leave_group(gid, members, self.clock.wall_ms())
         if v < 3:
             if not err and results:
                 err = results[0][2]
@@ -535,7 +533,7 @@ class GroupApis:
         generation = request.generation_id_or_member_epoch if v >= 1 else -1
         member_id = request.member_id if v >= 1 else ""
         instance_id = request.group_instance_id if v >= 7 else None
-        now = _now_ms()
+        now = self.clock.wall_ms()
         errors: dict[tuple[str, int], ErrorCode] = {}
         err = self.group_error(gid) if gid else ErrorCode.INVALID_GROUP_ID
         if not err:
