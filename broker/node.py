@@ -328,21 +328,15 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
-            specs.append(ListenerSpec(
-                name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                advertised=controller_advertised if kind == "controller" else None))
-
-        def handle(ctx: RequestContext, header: Any, request: Any) -> Any:
-            if ctx.connection.listener_kind == "controller":
-                return controller_table[header.api_key](ctx, header, request)
-            return dispatcher.handle(ctx, header, request)
-
-        self.server = KafkaServer(
-            specs,
-            handle,
-            advertised=dispatcher.advertised,
-            max_request_bytes=cfg.get("socket.request.max.bytes"),
-        )
+            if kind == "controller":
+                specs.append(ListenerSpec(
+                    name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
+                    advertised=controller_advertised, handlers=controller_table))
+            else:
+                specs.append(ListenerSpec(
+                    name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
+                    advertised=dispatcher.advertised, handlers=dispatcher.handlers))
+        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
         await self.server.start()
 
     def _high_watermarks(self) -> dict[tuple[str, int], int] | None:

@@ -1,7 +1,10 @@
 """Request dispatch: API key -> handler method, and the version table we advertise.
 
-``ApiDispatcher.handle`` is the ``handler`` a ``broker.network.server.KafkaServer`` calls. ApiVersions
-never reaches it (the server answers that itself, from ``ApiDispatcher.advertised``). A handler
+A node gives ``ApiDispatcher.handlers`` and ``ApiDispatcher.advertised`` to its broker listeners
+(``broker.network.server.ListenerSpec``): the server's per-listener route table then calls each
+handler directly. ``handle`` routes by API key, for a server with one handler for everything
+(the protocol benchmark, tests). ApiVersions never reaches a handler: the server answers it. A
+handler
 method takes ``(ctx, header, request)`` and returns a response object, None for no response, or
 an awaitable of either: write it as a plain ``def`` when it never waits (no task, no extra loop
 iteration: the cheap path), as ``async def`` when it does (the server runs it in a task).
@@ -81,6 +84,11 @@ class ApiDispatcher:
                    if k != ApiKey.API_VERSIONS and k not in self._handlers]
         if missing:
             raise ValueError(f"advertised APIs without a handler: {', '.join(missing)}")
+
+    @property
+    def handlers(self) -> Mapping[int, MethodHandler]:
+        """API key -> handler: the broker listener's part of the server's route table."""
+        return self._handlers
 
     def handle(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
         """The server's entry point: route by API key; returns what the method returns (a

@@ -147,14 +147,16 @@ def run(main: Coroutine[Any, Any, Any]) -> Any:
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     """One listening socket. ``kind`` decides which APIs it serves (``ApiSpec.listeners``);
-    ``advertised`` overrides the server-wide advertised version table for this listener.
-    ``host`` "" or "0.0.0.0" binds every interface; ``port`` 0 picks a free port."""
+    ``advertised`` overrides the server-wide advertised version table for this listener, and
+    ``handlers`` (API key -> handler) the server-wide handler. ``host`` "" or "0.0.0.0" binds
+    every interface; ``port`` 0 picks a free port."""
 
     name: str
     host: str = "127.0.0.1"
     port: int = 0
     kind: str = "broker"
     advertised: Mapping[int, tuple[int, int]] | None = None
+    handlers: Mapping[int, Handler] | None = None
 
 
 @dataclass(slots=True)
@@ -227,7 +229,8 @@ Handler = Callable[[RequestContext, RequestHeader, Any], Any]
 class _Listener:
     """A listener's resolved tables: what is served, at which versions, with which schemas."""
 
-    def __init__(self, spec: ListenerSpec, advertised: Mapping[int, tuple[int, int]]) -> None:
+    def __init__(self, spec: ListenerSpec, advertised: Mapping[int, tuple[int, int]],
+                 handler: Handler | None) -> None:
         self.spec = spec
         self.name = spec.name
         self.kind = spec.kind
@@ -245,16 +248,21 @@ class _Listener:
         av = API_SPECS[_API_VERSIONS]
         table.setdefault(_API_VERSIONS, (av.valid_versions.lowest, av.valid_versions.highest))
         self.advertised: dict[int, tuple[int, int]] = dict(sorted(table.items()))
-        # (api_key << 16 | version) -> (request schema, request header version, response
-        # schema, response header version): one dict lookup per request resolves all of it.
-        self.routes: dict[int, tuple[Message, int, Message, int]] = {}
+        # The one route table: (api_key << 16 | version) -> (request schema, request header
+        # version, response schema, response header version, handler); one dict lookup per
+        # request resolves all of it. ApiVersions is answered by the server itself.
+        self.routes: dict[int, tuple[Message, int, Message, int, Handler]] = {}
         for key, (lo, hi) in self.advertised.items():
             api = API_SPECS[key]
+            h = spec.handlers.get(key) if spec.handlers is not None else handler
+            if h is None and key != _API_VERSIONS:
+                raise ValueError(f"listener {spec.name}: {api.name} is advertised without a "
+                                 "handler")
             for v in range(lo, hi + 1):
                 resp_hv = 0 if key == _API_VERSIONS else (
                     1 if v in api.response.flexible_versions else 0)
                 self.routes[(key << 16) | v] = (api.request, request_header_version(key, v),
-                                                api.response, resp_hv)
+                                                api.response, resp_hv, h)  # type: ignore[arg-type]
         self.api_versions_lo, self.api_versions_hi = self.advertised[_API_VERSIONS]
         resp = av.response
         entries = [resp.ApiVersion(api_key=k, min_version=lo, max_version=hi)
@@ -281,7 +289,6 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._listener = listener
         self._routes = listener.routes
-        self._handler = server._handler
         self._max_request_bytes = server.max_request_bytes
         self._max_in_flight = server.max_in_flight
         self._loop = asyncio.get_running_loop()
@@ -418,7 +425,7 @@ class _Connection(asyncio.Protocol):
         if route is None:
             self._unroutable(frame, api_key, api_version, correlation_id)
             return
-        request_schema, header_version, response_schema, response_header_version = route
+        request_schema, header_version, response_schema, response_header_version, handler = route
         # Header v1/v2 inline (every routed API uses one of them): client_id is nearly always
         # the same bytes on a connection, so decode it once; v2's tagged fields are nearly
         # always empty. Anything else takes the general parser.
@@ -458,7 +465,7 @@ class _Connection(asyncio.Protocol):
             return
         started = perf_counter()
         try:
-            result = self._handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
+            result = handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - any handler bug closes only this connection
             self._handler_failed(header)
             return
@@ -753,7 +760,9 @@ class _Bound:
 
 
 class KafkaServer:
-    """Kafka listeners in front of one request handler.
+    """Kafka listeners in front of request handlers: per listener, ``ListenerSpec.handlers``
+    (API key -> handler) and ``ListenerSpec.advertised``, or else the server-wide ``handler``
+    (one callable for every API) and ``advertised``.
 
     ``advertised`` is the API -> (min, max) version table announced through ApiVersions; each
     listener serves the subset allowed on its kind (``API_SPECS[key].listeners``), ApiVersions
@@ -762,8 +771,8 @@ class KafkaServer:
     still running.
     """
 
-    def __init__(self, listeners: Sequence[ListenerSpec], handler: Handler, *,
-                 advertised: Mapping[int, tuple[int, int]],
+    def __init__(self, listeners: Sequence[ListenerSpec], handler: Handler | None = None, *,
+                 advertised: Mapping[int, tuple[int, int]] | None = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
@@ -783,13 +792,18 @@ class KafkaServer:
         for spec in listeners:
             if spec.kind not in ("broker", "controller"):
                 raise ValueError(f"listener {spec.name}: kind must be broker or controller")
-        self._handler = handler
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
         self.write_buffer_high = write_buffer_high
         self.write_buffer_low = write_buffer_low
         self.backlog = backlog
-        self._bound = {spec.name: _Bound(_Listener(spec, spec.advertised or advertised))
+        for spec in listeners:
+            if (spec.advertised or advertised) is None:
+                raise ValueError(f"listener {spec.name}: no advertised version table")
+            if spec.handlers is None and handler is None:
+                raise ValueError(f"listener {spec.name}: no handlers")
+        self._bound = {spec.name: _Bound(_Listener(spec, spec.advertised or advertised or {},
+                                                   handler))
                        for spec in listeners}
         self._connections: set[_Connection] = set()
         # Handlers still running for connections that have closed (see connection_lost).
