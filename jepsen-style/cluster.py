@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import random
 import subprocess
@@ -66,6 +67,8 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         raise ClusterError(f"ip {' '.join(args)}: {r.stderr.strip()}")
     return r
 
+
+_CLUSTER_TAGS = itertools.count()
 
 def netns_available() -> bool:
     """True if we may create network namespaces (root and iproute2)."""
@@ -139,7 +142,9 @@ class Cluster:
         self.extra = dict(extra or {})
         self.fsync_journal = fsync_journal
         rnd = random.Random(seed if seed is not None else time.time_ns())
-        tag = f"{os.getpid() % 1000:03d}{rnd.randrange(100):02d}"
+        # Unique per cluster of this process (not drawn from the seed: clusters of one process
+        # with the same seed must not share interface names, whatever one's teardown left).
+        tag = f"{os.getpid() % 1000:03d}{next(_CLUSTER_TAGS) % 100:02d}"
         self.prefix = f"jp{tag}"  # short: interface names have at most 15 characters
         self.net = self._free_net(rnd)
         self.bridge = f"{self.prefix}br"
@@ -189,6 +194,8 @@ class Cluster:
     def _teardown_network(self) -> None:
         for n in self.nodes.values():
             _ip("netns", "del", n.netns, check=False)
+            # Gone with its namespace, unless a process still holds that namespace.
+            _ip("link", "del", f"{self.prefix}h{n.node_id}", check=False)
         for dest in {d for ns, d in self.blackholes if ns == "root"}:
             _ip("route", "del", "blackhole", f"{dest}/32", check=False)
         self.blackholes.clear()
@@ -249,10 +256,11 @@ class Cluster:
     def setup(self) -> None:
         """Create the network, write configs and format storage (from the CLI)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._setup_network()
+        # Namespaces, the bridge and routes outlive us unless removed: also when setting them
+        # up fails half-way, and on an early exit.
         self._set_up = True
-        # Namespaces, the bridge and routes outlive us unless removed: also on an early exit.
         atexit.register(self.teardown)
+        self._setup_network()
         specs = [n.spec for n in self.nodes.values()]
         voters = quorum_voters(specs)
         cluster_id = random_cluster_id()

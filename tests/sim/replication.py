@@ -289,6 +289,9 @@ class ReplicationSim:
         # leader counted their fetches; a truncation does).
         self.holders: dict[tuple[int, Entry], set[int]] = {}
         self.leaders: dict[int, tuple[int, int]] = {}  # pid -> (leader, leader epoch)
+        # pid -> (leader, leader epoch) of a last replica standing elected after a power loss,
+        # until it acts as leader (``_last_replica_leads``).
+        self.last_replica: dict[int, tuple[int, int]] = {}
         # pid -> [(offset, leader epoch)]: records from that offset were lost with the last
         # replica standing when it was elected at that epoch (``_note_elections``).
         self.lost_from: dict[int, list[tuple[int, int]]] = {}
@@ -362,21 +365,31 @@ class ReplicationSim:
             if reg.leader == NO_LEADER or reg.isr != (reg.leader,):
                 continue
             b = self.brokers[reg.leader]
-            if pid not in b.lost:
-                continue
-            end = b.logs[pid].log_end_offset
-            self.lost_from.setdefault(pid, []).append((end, reg.leader_epoch))
-            gone = self.committed[pid][end:]
-            self.note(f"p{pid}: last replica {reg.leader} elected after a power loss at log "
-                      f"end {end}; {len(gone)} committed records lost")
-            del self.committed[pid][end:]
-            self.stats["lost_last_replica_power_loss"] += len(gone)
-            for e in gone:
-                self.acked.pop((pid, e.offset), None)
+            if pid in b.lost:
+                # What is lost shows once it acts as leader: it may still append before that,
+                # as the leader of an older epoch it has not yet learnt is over.
+                self.last_replica[pid] = now
 
-    def _lost_lineage(self, pid: int, offset: int, leader_epoch: int) -> bool:
-        """A view from before the last replica standing came back without this offset."""
-        return any(offset >= end and leader_epoch < epoch
+    def _last_replica_leads(self, b: SimBroker, pid: int, r: Replica) -> None:
+        """The last replica standing, back from a power loss, now leads: committed records
+        past its log end are gone (see ``_note_elections``)."""
+        if self.last_replica.get(pid) != (b.broker_id, r.state.leader_epoch):
+            return
+        del self.last_replica[pid]
+        end = r.log.log_end_offset
+        self.lost_from.setdefault(pid, []).append((end, r.state.leader_epoch))
+        gone = self.committed[pid][end:]
+        self.note(f"p{pid}: last replica {b.broker_id} leads after a power loss at log end "
+                  f"{end}; {len(gone)} committed records lost")
+        del self.committed[pid][end:]
+        self.stats["lost_last_replica_power_loss"] += len(gone)
+        for e in gone:
+            self.acked.pop((pid, e.offset), None)
+
+    def _lost_lineage(self, pid: int, e: Entry) -> bool:
+        """A record lost with the last replica standing: past its log end when it took over,
+        and written in an earlier epoch (everything it wrote since has a later one)."""
+        return any(e.offset >= end and e.epoch < epoch
                    for end, epoch in self.lost_from.get(pid, ()))
 
     @property
@@ -587,6 +600,7 @@ class ReplicationSim:
             if reg.leader == b.broker_id:
                 if r.state.become_leader(reg, r.log, self.now):
                     r.fetch = None
+                    self._last_replica_leads(b, pid, r)
                     self.note(f"broker {b.broker_id} leads p{pid} epoch {reg.leader_epoch} "
                               f"leo {r.log.log_end_offset} hw {r.state.high_watermark}")
                 self._maybe_increment_hw(b, pid, r)
@@ -628,7 +642,7 @@ class ReplicationSim:
         e = r.log.entry(offset)
         _, value, acks = self.requests[req]
         assert e is not None and e.value == value, (e, value)
-        if acks == -1 and self._lost_lineage(pid, offset, r.state.leader_epoch):
+        if acks == -1 and self._lost_lineage(pid, e):
             self.stats["lost_last_replica_power_loss"] += 1  # a zombie leader's late answer
         elif acks == -1:
             held = self.holders.get((pid, e), set())
@@ -875,9 +889,10 @@ class ReplicationSim:
         self.last_hw[key] = hw
         committed = self.committed[pid]
         for off in range(max(last, r.log.log_start_offset), hw):
-            if self._lost_lineage(pid, off, r.state.leader_epoch):
-                break  # a stale view of records lost with the last replica standing
             e = r.log.entry(off)
+            if e is not None and self._lost_lineage(pid, e):
+                self.last_hw[key] = off  # a stale view of records lost with the last replica
+                break
             if e is None:
                 self.fail(f"broker {b.broker_id} p{pid} high watermark {hw} past its log end "
                           f"{r.log.log_end_offset}")
