@@ -275,7 +275,11 @@ class _Reader:
             return None
         if self.pos + n > len(self.data):
             raise DecodeError("consumer protocol string ends early")
-        s = self.data[self.pos:self.pos + n].decode()
+        try:
+            s = self.data[self.pos:self.pos + n].decode()
+        except UnicodeDecodeError:
+            # Malformed like any other bad blob: callers catch DecodeError only.
+            raise DecodeError("consumer protocol string is not UTF-8") from None
         self.pos += n
         return s
 

@@ -154,3 +154,11 @@ def test_consumer_protocol_v0_bytes() -> None:
     asg = encode_consumer_assignment(ConsumerAssignment((("t", (0, 2)), ("u", (1,)))))
     assert asg == (struct.pack(">hi", 0, 2) + s16("t") + struct.pack(">iii", 2, 0, 2)
                    + s16("u") + struct.pack(">ii", 1, 1) + struct.pack(">i", -1))
+
+
+def test_a_topic_name_that_is_not_utf8_is_a_decode_error() -> None:
+    # The coordinator, the HTTP API and the CLI catch DecodeError for a malformed blob; a
+    # UnicodeDecodeError escaping them failed every offset-expiry pass of that group.
+    blob = struct.pack(">hih", 0, 1, 2) + b"\xff\xfe" + struct.pack(">i", -1)
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_consumer_subscription(blob)
