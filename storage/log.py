@@ -667,6 +667,12 @@ class PartitionLog:
         if offset < 0:
             raise ValueError(f"cannot truncate to negative offset {offset}")
         if offset >= self.log_end_offset:
+            # No records go, but an epoch this replica opened as leader without writing to it
+            # sits at the log end and must: a follower that keeps it asks the next leader for
+            # it again and again (KIP-279), and never fetches. Kafka's UnifiedLog.truncateTo
+            # does the same.
+            if self.leader_epoch_cache is not None:
+                self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
             return False
         if offset <= self._segments[0].base_offset:
             self.truncate_fully_and_start_at(offset)

@@ -243,6 +243,8 @@ class ReplicaFetcher:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
             hp.truncate(offset, self.rm.clock.wall_ms())
+        elif offset == log.log_end_offset:
+            log.truncate_to(offset)  # no records go; an empty epoch at the log end does
 
     def _truncation_done(self, hp: Partition, s: FetchState, offset: int | None) -> None:
         if offset is not None:

@@ -144,8 +144,10 @@ class SimLog:
         return self.entries[i] if 0 <= i < len(self.entries) else None
 
     def truncate_to(self, offset: int) -> list[Entry]:
-        """Drop entries at and past ``offset``; returns them."""
+        """Drop entries at and past ``offset``; returns them. At or past the log end nothing
+        goes, but an epoch opened at the log end without records does (as in the product)."""
         if offset >= self.log_end_offset:
+            self.leader_epoch_cache.truncate_from_end(self.log_end_offset)
             return []
         cut = self.entries[offset - self.start:]
         del self.entries[offset - self.start:]
@@ -909,13 +911,15 @@ class ReplicationSim:
             self._check_hw_within_isr(b, pid, r)
 
     def _check_hw_within_isr(self, b: SimBroker, pid: int, r: Replica) -> None:
-        """The current leader's high watermark is within the log of every ISR member, as the
-        controller has the ISR (what an election picks from) and as the leader has it."""
+        """The current leader's high watermark is within the log of every ISR member."""
         reg = self._registration(pid)
         if reg is None or reg.leader != b.broker_id or reg.leader_epoch != r.state.leader_epoch:
             return  # not (yet, or any more) the leader the controller knows
         hw = r.state.high_watermark
-        for member in set(reg.isr) | set(r.state.maximal_isr):
+        # The controller's ISR is what an election picks from. (A member the leader still
+        # counts but the controller has removed, e.g. fenced and back from a power loss, is
+        # no longer promised anything.)
+        for member in reg.isr:
             if member == b.broker_id:
                 continue
             o = self.brokers[member]

@@ -696,6 +696,23 @@ def test_leader_epoch_cache_follows_the_log(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_truncating_at_the_log_end_drops_an_epoch_opened_without_records(
+        tmp_path: Path) -> None:
+    """A replica that became leader opens its epoch at its log end (ReplicaManager); demoted
+    before writing in it, its follower truncation lands on the log end. The empty epoch must
+    go, or the fetcher asks the new leader for it again and again (KIP-279) and never fetches."""
+    log = open_log(tmp_path / "t-0")
+    cache = log.leader_epoch_cache
+    assert cache is not None
+    log.append(make_batch([1, 1]), leader_epoch=3)  # 0-1
+    cache.assign(5, log.log_end_offset)  # leader of epoch 5 at offset 2, nothing written
+    assert log.latest_epoch == 5
+    assert log.truncate_to(log.log_end_offset) is False  # no records go
+    assert [(e.epoch, e.start_offset) for e in cache.entries] == [(3, 0)]
+    assert log.log_end_offset == 2
+    log.close()
+
+
 def test_epoch_cache_truncated_to_recovered_end_on_open(tmp_path: Path) -> None:
     path = tmp_path / "t-0"
     log = open_log(path)
