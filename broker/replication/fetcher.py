@@ -242,9 +242,8 @@ class ReplicaFetcher:
         if offset < log.log_end_offset:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
+        if offset <= log.log_end_offset:  # at the log end: an empty epoch there still goes
             hp.truncate(offset, self.rm.clock.wall_ms())
-        elif offset == log.log_end_offset:
-            log.truncate_to(offset)  # no records go; an empty epoch at the log end does
 
     def _truncation_done(self, hp: Partition, s: FetchState, offset: int | None) -> None:
         if offset is not None:

@@ -525,8 +525,7 @@ class Partition:
         if offset < log.log_start_offset or offset > log.log_end_offset:
             log.truncate_fully_and_start_at(offset)
             self.producers.truncate_fully_and_start_at(offset)
-        else:
-            log.truncate_to(offset)
+        elif log.truncate_to(offset):
             self.producers.rebuild_from_log(log, now_ms)
         self.state.high_watermark = min(self.state.high_watermark, log.log_end_offset)
 
