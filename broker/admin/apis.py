@@ -444,7 +444,10 @@ def _has_error(code: int) -> bool:
 
 
 class AdminApis:
-    """``handlers``: ApiKey -> ``async handler(ctx, header, request)`` for a broker listener."""
+    """``handlers``: ApiKey -> ``async handler(ctx, header, request)`` for a broker listener.
+    The operations the HTTP admin API also needs (create/delete topics, create partitions,
+    incremental alter configs, elect leaders) are methods taking the request data and its
+    version."""
 
     def __init__(self, node_id: int, cluster_id: str, config: KafkaConfig, channel: Any,
                  loader: Any, *, broker_epoch: Callable[[], int] = lambda: -1) -> None:
@@ -458,15 +461,25 @@ class AdminApis:
         self.producer_ids = ProducerIdManager(self._allocate_producer_ids)
         self._auto_creating: dict[str, asyncio.Future[int]] = {}
         self.handlers: dict[int, _MethodHandler] = {
-            ApiKey.CREATE_TOPICS: self.handle_create_topics,
-            ApiKey.DELETE_TOPICS: self.handle_delete_topics,
-            ApiKey.CREATE_PARTITIONS: self.handle_create_partitions,
-            ApiKey.INCREMENTAL_ALTER_CONFIGS: self.handle_incremental_alter_configs,
+            ApiKey.CREATE_TOPICS: self._wire(self.create_topics),
+            ApiKey.DELETE_TOPICS: self._wire(self.delete_topics),
+            ApiKey.CREATE_PARTITIONS: self._wire(self.create_partitions),
+            ApiKey.INCREMENTAL_ALTER_CONFIGS: self._wire(self.incremental_alter_configs),
             ApiKey.ALTER_CONFIGS: self.handle_alter_configs,
-            ApiKey.ELECT_LEADERS: self.handle_elect_leaders,
+            ApiKey.ELECT_LEADERS: self._wire(self.elect_leaders),
             ApiKey.DESCRIBE_CONFIGS: self.handle_describe_configs,
             ApiKey.INIT_PRODUCER_ID: self.handle_init_producer_id,
         }
+
+    @staticmethod
+    def _wire(op: Callable[[Any, int], Awaitable[Any]]) -> _MethodHandler:
+        """The broker-listener handler of an admin operation: it needs the request and its
+        version only (the HTTP admin API calls the operations directly)."""
+
+        def handle(ctx: Any, header: Any, request: Any) -> Awaitable[Any]:
+            return op(request, header.api_version)
+
+        return handle
 
     # -- forwarding ------------------------------------------------------------------------
 
@@ -497,7 +510,7 @@ class AdminApis:
 
     # -- CreateTopics (19) -----------------------------------------------------------------
 
-    async def handle_create_topics(self, ctx: Any, header: Any, request: Any) -> Any:
+    async def create_topics(self, request: Any, version: int) -> Any:
         R = create_topics.RESPONSE
         forward_s, deadline = self._timeouts(request.timeout_ms)
         resp = await self._forward(
@@ -525,10 +538,10 @@ class AdminApis:
 
     # -- DeleteTopics (20) -----------------------------------------------------------------
 
-    async def handle_delete_topics(self, ctx: Any, header: Any, request: Any) -> Any:
+    async def delete_topics(self, request: Any, version: int) -> Any:
         R = delete_topics.RESPONSE
         Q = delete_topics.REQUEST
-        v = header.api_version
+        v = version
         # The channel speaks v6+, where topics are listed as (name, id) pairs.
         entries = [Q.DeleteTopicState(name=n, topic_id=ZERO_UUID)
                    for n in request.topic_names or ()]
@@ -564,7 +577,7 @@ class AdminApis:
 
     # -- CreatePartitions (37) -------------------------------------------------------------
 
-    async def handle_create_partitions(self, ctx: Any, header: Any, request: Any) -> Any:
+    async def create_partitions(self, request: Any, version: int) -> Any:
         R = create_partitions.RESPONSE
         forward_s, deadline = self._timeouts(request.timeout_ms)
         resp = await self._forward(
@@ -631,8 +644,7 @@ class AdminApis:
         resp.throttle_time_ms = 0
         return resp
 
-    async def handle_incremental_alter_configs(self, ctx: Any, header: Any,
-                                               request: Any) -> Any:
+    async def incremental_alter_configs(self, request: Any, version: int) -> Any:
         def expected(res: Any) -> dict[str, str | None]:
             out: dict[str, str | None] = {}
             for c in res.configs:
@@ -653,9 +665,9 @@ class AdminApis:
 
     # -- ElectLeaders (43) -----------------------------------------------------------------
 
-    async def handle_elect_leaders(self, ctx: Any, header: Any, request: Any) -> Any:
+    async def elect_leaders(self, request: Any, version: int) -> Any:
         R = elect_leaders.RESPONSE
-        v = header.api_version
+        v = version
         forward_s, deadline = self._timeouts(request.timeout_ms)
         resp = await self._forward(ApiKey.ELECT_LEADERS, request, forward_s)
         if resp is None:

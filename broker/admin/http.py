@@ -32,7 +32,6 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -224,13 +223,6 @@ def _query_bool(request: web.Request, name: str) -> bool:
 
 
 # -- small helpers ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    """What AdminApis handlers read from a request header."""
-
-    api_version: int
 
 
 def _topic_summary(t: TopicImage) -> dict[str, Any]:
@@ -575,7 +567,7 @@ class AdminHttpServer:
             replication_factor=-1 if rf is None else rf, assignments=[],
             configs=[Q.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])],
             timeout_ms=WRITE_TIMEOUT_MS, validate_only=False)
-        resp = await self._admin_apis().handle_create_topics(None, _Header(7), req)
+        resp = await self._admin_apis().create_topics(req, 7)
         r = resp.topics[0]
         if r.error_code:
             field = {ErrorCode.INVALID_PARTITIONS: "partitions",
@@ -607,7 +599,7 @@ class AdminHttpServer:
                 req = Q.cls(topics=[Q.CreatePartitionsTopic(name=name, count=count,
                                                              assignments=None)],
                             timeout_ms=WRITE_TIMEOUT_MS, validate_only=False)
-                resp = await admin.handle_create_partitions(None, _Header(3), req)
+                resp = await admin.create_partitions(req, 3)
                 r = resp.results[0]
                 if r.error_code:
                     raise kafka_error(r.error_code, r.error_message, "partitions_count")
@@ -618,7 +610,7 @@ class AdminHttpServer:
                 configs=[Q2.AlterableConfig(name=k, config_operation=0 if v is not None else 1,
                                             value=v) for k, v in configs.items()])],
                 validate_only=False)
-            resp2 = await admin.handle_incremental_alter_configs(None, _Header(1), req2)
+            resp2 = await admin.incremental_alter_configs(req2, 1)
             r2 = resp2.responses[0]
             if r2.error_code:
                 raise kafka_error(r2.error_code, r2.error_message, "configs")
@@ -630,7 +622,7 @@ class AdminHttpServer:
         Q = delete_topics.REQUEST
         req = Q.cls(topics=[Q.DeleteTopicState(name=name, topic_id=uuid.UUID(int=0))],
                     topic_names=[], timeout_ms=WRITE_TIMEOUT_MS)
-        resp = await self._admin_apis().handle_delete_topics(None, _Header(6), req)
+        resp = await self._admin_apis().delete_topics(req, 6)
         r = resp.responses[0]
         if r.error_code:
             raise kafka_error(r.error_code, getattr(r, "error_message", None))
@@ -715,7 +707,7 @@ class AdminHttpServer:
         Q = elect_leaders.REQUEST
         req = Q.cls(election_type=0 if kind == "preferred" else 1, timeout_ms=WRITE_TIMEOUT_MS,
                     topic_partitions=[Q.TopicPartitions(topic=topic, partitions=[partition])])
-        resp = await self._admin_apis().handle_elect_leaders(None, _Header(2), req)
+        resp = await self._admin_apis().elect_leaders(req, 2)
         code, message = resp.error_code, None
         for rt in resp.replica_election_results:
             for rp in rt.partition_result:
