@@ -66,7 +66,7 @@ from broker.protocol.errors import (
 from broker.protocol.framing import encode_request, parse_response_header
 from broker.protocol.messages import api_versions as _api_versions
 from broker.protocol.messages import metadata as _metadata
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 
 __all__ = [
     "CLIENT_SOFTWARE_NAME",

@@ -26,28 +26,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from broker.admin_apis import AdminApis
-from broker.admin_http import AdminHttpServer
-from broker.apis import ApiDispatcher
-from broker.controller_apis import ControllerApis
-from broker.controller_channel import ControllerChannel, ControllerUnavailableError
-from broker.controller_server import ControllerService
-from broker.data_apis import ADVERTISED as DATA_API_VERSIONS
-from broker.data_apis import DataApis
-from broker.group_apis import GroupApis
-from broker.lifecycle import BrokerLifecycleManager
-from broker.metadata_loader import MetadataLoader
+from broker.admin.apis import AdminApis
+from broker.admin.http import AdminHttpServer
+from broker.config import KafkaConfig
+from broker.controller.apis import ControllerApis
+from broker.controller.channel import ControllerChannel, ControllerUnavailableError
+from broker.controller.host import ControllerService
+from broker.controller.lifecycle import BrokerLifecycleManager
+from broker.controller.metadata_loader import MetadataLoader
+from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.snapshot_files import FileSnapshotStore
+from broker.groups.apis import GroupApis
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, RequestContext
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
-from broker.raft_driver import RAFT_API_VERSIONS, RaftManager
-from broker.replica_manager import ReplicaManager
-from broker.server import KafkaServer, ListenerSpec, RequestContext
+from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
+from broker.replication.apis import DataApis
+from broker.replication.replica_manager import ReplicaManager
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
-from kraft.snapshot import FileSnapshotStore
 from storage.cleaner import Throttler, prepare_clean
-from storage.config import KafkaConfig
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
@@ -328,21 +328,15 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
-            specs.append(ListenerSpec(
-                name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                advertised=controller_advertised if kind == "controller" else None))
-
-        def handle(ctx: RequestContext, header: Any, request: Any) -> Any:
-            if ctx.connection.listener_kind == "controller":
-                return controller_table[header.api_key](ctx, header, request)
-            return dispatcher.handle(ctx, header, request)
-
-        self.server = KafkaServer(
-            specs,
-            handle,
-            advertised=dispatcher.advertised,
-            max_request_bytes=cfg.get("socket.request.max.bytes"),
-        )
+            if kind == "controller":
+                specs.append(ListenerSpec(
+                    name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
+                    advertised=controller_advertised, handlers=controller_table))
+            else:
+                specs.append(ListenerSpec(
+                    name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
+                    advertised=dispatcher.advertised, handlers=dispatcher.handlers))
+        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
         await self.server.start()
 
     def _high_watermarks(self) -> dict[tuple[str, int], int] | None:

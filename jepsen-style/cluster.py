@@ -13,7 +13,8 @@ traffic (the bridge forwards at layer 2).
 Nodes run ``broker,controller`` (combined), or, with ``controllers=k``, brokers 1..n run
 ``broker`` and k more nodes (ids 101..100+k) run ``controller`` and form the metadata quorum.
 They are started from the CLI (``kafka-storage format`` then ``kafka-server-start``) with their
-own data directory. With
+own data directory, by tools/launcher.py; this module adds the namespaces (a node's commands run
+through ``ip netns exec``), the blackhole routes and the fsync journal. With
 ``fsync_journal=True`` every node writes an fsync journal (storage/fsync_journal.py) so the
 lose-unsynced nemesis can model a power loss: files cut back to what was fsynced, directory
 entries back to what directory fsyncs made durable. The journal is baselined after format:
@@ -27,24 +28,36 @@ import contextlib
 import itertools
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
 from storage import fsync_journal
+from tools.launcher import (
+    BROKER,
+    CONTROLLER,
+    READY_LINE,
+    LaunchError,
+    NodeProcess,
+    NodeSpec,
+    bootstrap_servers,
+    plan_roles,
+    quorum_voters,
+    random_cluster_id,
+    server_properties,
+    stop_nodes,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-STARTED = "Kafka Server started"
+STARTED = READY_LINE
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
+STOP_ALL_TIMEOUT_S = 20.0
 
 
-class ClusterError(RuntimeError):
+class ClusterError(LaunchError):
     pass
 
 
@@ -68,115 +81,48 @@ def netns_available() -> bool:
     return True
 
 
-def _env(journal: Path | None) -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e["PYTHONUNBUFFERED"] = "1"
-    e.pop("PYKRAFT_FSYNC_LOG", None)
-    if journal is not None:
-        e["PYKRAFT_FSYNC_LOG"] = str(journal)
-    return e
-
-
 CONTROLLER_ID_BASE = 100  # separate controllers are nodes 101, 102, ...
 
 
-class Node:
+class Node(NodeProcess):
+    """A node in its own namespace at 10.<net>.0.<id>, with its fsync journal if the cluster
+    keeps them."""
+
+    error = ClusterError
+
     def __init__(self, cluster: Cluster, node_id: int, roles: str = "broker,controller") -> None:
         self.cluster = cluster
-        self.node_id = node_id
         self.roles = roles
-        self.is_broker = "broker" in roles
-        self.is_controller = "controller" in roles
-        self.dir = cluster.root / f"node-{node_id}"
-        self.data_dir = self.dir / "data"
-        self.config = self.dir / "server.properties"
-        self.log_path = self.dir / "server.log"
-        self.journal = self.dir / "fsync.journal" if cluster.fsync_journal else None
         self.ip = f"10.{cluster.net}.0.{node_id}"
         self.netns = f"{cluster.prefix}n{node_id}"
-        self.proc: subprocess.Popen[str] | None = None
-        self.paused = False
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
+        directory = cluster.root / f"node-{node_id}"
+        self.journal = directory / "fsync.journal" if cluster.fsync_journal else None
+        role_set = tuple(roles.split(","))
+        spec = NodeSpec(node_id, role_set, self.ip,
+                        broker_port=BROKER_PORT if BROKER in role_set else None,
+                        controller_port=CONTROLLER_PORT if CONTROLLER in role_set else None)
+        # Only a journaling node's processes (format and server) write the journal.
+        super().__init__(spec, directory, env={
+            fsync_journal.ENV_VAR: None if self.journal is None else str(self.journal)})
+        self.is_broker = spec.is_broker
+        self.is_controller = spec.is_controller
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.ip}:{BROKER_PORT}"
+        return self.spec.broker_address
 
     def command(self, argv: list[str]) -> list[str]:
+        # ``ip netns exec`` execs the command: the pid is the node's own.
         return ["ip", "netns", "exec", self.netns, *argv]
 
     def start(self) -> None:
-        if self.alive():
-            raise ClusterError(f"node {self.node_id} already running")
-        self._lines = []
-        self.paused = False
-        log = self.log_path.open("a")
-        log.write(f"--- start {time.strftime('%H:%M:%S')}\n")
-        # ``ip netns exec`` execs the command: the pid is the node's own.
-        self.proc = subprocess.Popen(
-            self.command([sys.executable, "-m", "tools.server_start", str(self.config)]),
-            cwd=REPO, env=_env(self.journal), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
-        proc = self.proc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                with self._cond:
-                    self._lines.append(line)
-                    if len(self._lines) > 2000:
-                        del self._lines[:1000]
-                    self._cond.notify_all()
-            log.close()
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def wait_for(self, needle: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not any(needle in ln for ln in self._lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.alive():
-                    tail = "".join(self._lines[-30:])
-                    raise ClusterError(f"node {self.node_id}: {needle!r} not seen:\n{tail}")
-                self._cond.wait(min(left, 0.5))
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.paused = False
-
-    def stop(self, timeout: float = 30.0) -> None:
         if not self.alive():
-            return
-        assert self.proc is not None
-        self.resume()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+            with self.log_path.open("a") as log:
+                log.write(f"--- start {time.strftime('%H:%M:%S')}\n")
+        super().start()
 
-    def pause(self) -> None:
-        if self.alive() and not self.paused:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGSTOP)
-            self.paused = True
-
-    def resume(self) -> None:
-        if self.alive() and self.paused:
-            assert self.proc is not None
-            os.kill(self.proc.pid, signal.SIGCONT)
-        self.paused = False
+    def stop(self, timeout: float = 30.0) -> int | None:
+        return super().stop(timeout)
 
 
 class Cluster:
@@ -203,14 +149,14 @@ class Cluster:
         self.net = self._free_net(rnd)
         self.bridge = f"{self.prefix}br"
         self.gateway = f"10.{self.net}.0.254"
-        self.broker_ids = list(range(1, n + 1))
         if controllers:
-            self.controller_ids = [CONTROLLER_ID_BASE + i for i in range(1, controllers + 1)]
-            self.nodes = {i: Node(self, i, "broker") for i in self.broker_ids}
-            self.nodes.update({i: Node(self, i, "controller") for i in self.controller_ids})
+            plan = plan_roles(controllers=controllers, brokers=n,
+                              controller_id_base=CONTROLLER_ID_BASE, broker_id_base=0)
         else:
-            self.controller_ids = list(self.broker_ids)
-            self.nodes = {i: Node(self, i) for i in self.broker_ids}
+            plan = plan_roles(controllers=n, combined=True)
+        self.nodes = {i: Node(self, i, ",".join(roles)) for i, roles in plan}
+        self.broker_ids = [i for i, node in self.nodes.items() if node.is_broker]
+        self.controller_ids = [i for i, node in self.nodes.items() if node.is_controller]
         self.combined = not controllers
         self.blackholes: set[tuple[str, str]] = set()  # (netns or "root", destination ip)
         self._set_up = False
@@ -226,7 +172,7 @@ class Cluster:
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(self.nodes[i].bootstrap for i in self.broker_ids)
+        return bootstrap_servers(n.spec for n in self.nodes.values())
 
     # -- network ------------------------------------------------------------------------------
 
@@ -315,47 +261,24 @@ class Cluster:
         self._set_up = True
         atexit.register(self.teardown)
         self._setup_network()
-        voters = ",".join(f"{i}@{self.nodes[i].ip}:{CONTROLLER_PORT}"
-                          for i in self.controller_ids)
-        cid = subprocess.run([sys.executable, "-m", "tools.storage_cli", "random-uuid"],
-                             cwd=REPO, env=_env(None), capture_output=True, text=True, check=True)
-        cluster_id = cid.stdout.strip()
+        specs = [n.spec for n in self.nodes.values()]
+        voters = quorum_voters(specs)
+        cluster_id = random_cluster_id()
+        settings = {
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "4000",
+            "replica.lag.time.max.ms": "3000",
+            "num.partitions": "1",
+            "default.replication.factor": str(min(3, self.n)),
+            # As many replicas as brokers: with 5 brokers and min.insync.replicas 3, an
+            # offsets topic of RF 3 could take no commit while any of its replicas is down.
+            "offsets.topic.replication.factor": str(self.n),
+        }
         for n in self.nodes.values():
             n.dir.mkdir(parents=True, exist_ok=True)
-            listeners = []
-            if n.is_broker:
-                listeners.append(f"PLAINTEXT://{n.ip}:{BROKER_PORT}")
-            if n.is_controller:
-                listeners.append(f"CONTROLLER://{n.ip}:{CONTROLLER_PORT}")
-            props = {
-                "node.id": str(n.node_id),
-                "process.roles": n.roles,
-                "listeners": ",".join(listeners),
-                "controller.listener.names": "CONTROLLER",
-                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "controller.quorum.voters": voters,
-                "log.dirs": str(n.data_dir),
-                "admin.listeners": "",
-                "broker.heartbeat.interval.ms": "500",
-                "broker.session.timeout.ms": "4000",
-                "replica.lag.time.max.ms": "3000",
-                "num.partitions": "1",
-                "default.replication.factor": str(min(3, self.n)),
-                # As many replicas as brokers: with 5 brokers and min.insync.replicas 3, an
-                # offsets topic of RF 3 could take no commit while any of its replicas is down.
-                "offsets.topic.replication.factor": str(self.n),
-            }
-            if n.is_broker:
-                props["advertised.listeners"] = f"PLAINTEXT://{n.ip}:{BROKER_PORT}"
-                props["inter.broker.listener.name"] = "PLAINTEXT"
-            props.update(self.extra)
-            n.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            r = subprocess.run([sys.executable, "-m", "tools.storage_cli", "format",
-                                "--cluster-id", cluster_id, "--config", str(n.config)],
-                               cwd=REPO, env=_env(n.journal), capture_output=True, text=True,
-                               check=False)
-            if r.returncode != 0:
-                raise ClusterError(f"format node {n.node_id}: {r.stdout}{r.stderr}")
+            n.write_config(server_properties(n.spec, voters, n.data_dir, settings=settings,
+                                             extra=self.extra))
+            n.format(cluster_id)
             if n.journal is not None:
                 fsync_journal.baseline(n.journal, [n.data_dir])
 
@@ -372,19 +295,7 @@ class Cluster:
         """Stop every node (resume paused ones first), then remove the network."""
         with contextlib.suppress(Exception):
             self.heal()
-        for n in self.nodes.values():
-            n.resume()
-        for n in self.nodes.values():
-            if n.alive():
-                assert n.proc is not None
-                n.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for n in self.nodes.values():
-            if n.proc is not None:
-                try:
-                    n.proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    n.kill()
+        stop_nodes(self.nodes.values(), STOP_ALL_TIMEOUT_S)
         if self._set_up:
             self._teardown_network()
             self._set_up = False

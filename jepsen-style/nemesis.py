@@ -48,8 +48,8 @@ from history import History
 from workload import WorkloadConfig, partition_leaders
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
+from broker.controller.raft_wire import describe_quorum_from_wire, describe_quorum_request
 from broker.protocol.api_keys import ApiKey
-from broker.raft_wire import describe_quorum_from_wire, describe_quorum_request
 from storage.fsync_journal import Cut, lose_unsynced
 
 KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "followers-lag",

@@ -18,7 +18,6 @@ from types import MappingProxyType
 from typing import Any
 
 from kraft.image import (
-    NO_LEADER,
     BrokerRegistration,
     ClusterImage,
     ConfigResourceType,
@@ -30,7 +29,7 @@ from kraft.image import (
     TopicImage,
     TopicsImage,
 )
-from storage.metadata_records import MetadataRecordType
+from kraft.metadata_records import MetadataRecordType
 
 __all__ = ["LocalReplicaChanges", "MetadataDelta", "MetadataReplayError", "TopicPartition"]
 
@@ -305,19 +304,8 @@ class MetadataDelta:
     # ------------------------------------------------------------------ what changed
 
     @property
-    def changed_brokers(self) -> Mapping[int, BrokerRegistration | None]:
-        return self._brokers
-
-    @property
     def deleted_topics(self) -> Mapping[uuid.UUID, TopicImage]:
         return self._deleted_topics
-
-    def changed_topic_ids(self) -> set[uuid.UUID]:
-        return set(self._topics)
-
-    def changed_partitions(self, topic_id: uuid.UUID) -> Mapping[int, PartitionRegistration]:
-        td = self._topics.get(topic_id)
-        return {} if td is None else td.partition_changes
 
     def changed_config_resources(self) -> set[tuple[int, str]]:
         return set(self._configs) | self._deleted_config_resources
@@ -345,7 +333,3 @@ class MetadataDelta:
                     if before is not None and broker_id in before.replicas:
                         out.deletes.add(tp)
         return out
-
-
-def leader_of(p: PartitionRegistration) -> int | None:
-    return None if p.leader == NO_LEADER else p.leader

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from storage.metadata_records import (
+from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
     MetadataRecordType,

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import NewType
-
-NodeId = NewType("NodeId", int)
-Epoch = NewType("Epoch", int)
-Offset = NewType("Offset", int)
 
 
 class StateKind(enum.Enum):

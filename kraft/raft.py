@@ -22,20 +22,22 @@ The node edits its in-memory ``RaftLog`` view at once; the leader counts its own
 the high watermark only after ``advance``. A follower's Fetch (which acknowledges its log end) is
 always in the same Ready as, or a later one than, the entries it acknowledges, so it is durable
 before it is sent.
+
+The node is one class assembled from parts: the core here (public API, ``poll``/``advance``,
+epoch transitions), ``kraft.raft_election`` (Vote, PreVote, Begin/EndQuorumEpoch),
+``kraft.raft_leader`` (serving fetches, the high watermark, check-quorum) and
+``kraft.raft_follower`` (fetching, snapshot install, truncation).
 """
 
 from __future__ import annotations
 
 import random as _random
 from dataclasses import dataclass, field
-from typing import Any
 
 from kraft.log import LogEntry, RaftLog
 from kraft.messages import (
     BeginQuorumEpoch,
-    DivergingEpoch,
     EndQuorumEpoch,
-    FetchError,
     FetchRequest,
     FetchResponse,
     FetchSnapshotRequest,
@@ -60,13 +62,23 @@ from kraft.quorum_state import (
     check_transition,
     initial_state,
 )
+from kraft.raft_election import LEADER_CHANGE_DATA, ElectionsMixin
+from kraft.raft_follower import FollowerMixin, _SnapshotFetch
+from kraft.raft_leader import OBSERVER_SESSION_TIMEOUT_MS, LeaderMixin
 from kraft.snapshot_store import MemorySnapshotStore, SnapshotStore
+
+__all__ = [
+    "LEADER_CHANGE_DATA",
+    "MAX_FETCH_ENTRIES",
+    "MAX_SNAPSHOT_CHUNK_BYTES",
+    "OBSERVER_SESSION_TIMEOUT_MS",
+    "NotLeader",
+    "RaftNode",
+    "Ready",
+]
 
 MAX_FETCH_ENTRIES = 64
 MAX_SNAPSHOT_CHUNK_BYTES = 1 << 20
-LEADER_CHANGE_DATA = b"LeaderChange"
-# The leader forgets an observer it has not heard from for this long (Kafka's value).
-OBSERVER_SESSION_TIMEOUT_MS = 5 * 60 * 1000
 
 
 class NotLeader(Exception):
@@ -109,16 +121,7 @@ class Ready:
         )
 
 
-@dataclass(slots=True)
-class _SnapshotFetch:
-    """A follower's FetchSnapshot in progress: the bytes received so far, in memory."""
-
-    snapshot_id: SnapshotId
-    data: bytearray = field(default_factory=bytearray)
-    size: int | None = None
-
-
-class RaftNode:
+class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
     def __init__(
         self,
         node_id: int,
@@ -404,522 +407,11 @@ class RaftNode:
         ):
             self._become_follower(epoch, leader_id, now_ms)
 
-    def _become_prospective(self, now_ms: int) -> None:
-        if not self.is_voter:
-            return
-        self._transition(Prospective(self.epoch, frozenset({self.node_id})), self.election)
-        self._reset_election_timer(now_ms)
-        self._leader_contact_ms = None
-        for v in self.voters - {self.node_id}:
-            self._send(
-                v,
-                VoteRequest(
-                    self.node_id, self.epoch + 1, self.log.last_epoch, self.log.end_offset, True
-                ),
-            )
-        self._maybe_win_prevote(now_ms)
-
-    def _maybe_win_prevote(self, now_ms: int) -> None:
-        st = self.state
-        if isinstance(st, Prospective) and self._is_majority(st.votes_granted):
-            self._become_candidate(now_ms)
-
-    def _become_candidate(self, now_ms: int) -> None:
-        epoch = self.epoch + 1
-        self._transition(
-            Candidate(epoch, frozenset({self.node_id})), ElectionState(epoch, self.node_id)
-        )
-        self._reset_election_timer(now_ms)
-        for v in self.voters - {self.node_id}:
-            self._send(
-                v, VoteRequest(self.node_id, epoch, self.log.last_epoch, self.log.end_offset)
-            )
-        self._maybe_win_election(now_ms)
-
-    def _maybe_win_election(self, now_ms: int) -> None:
-        st = self.state
-        if isinstance(st, Candidate) and self._is_majority(st.votes_granted):
-            self._become_leader(now_ms)
-
-    def _become_leader(self, now_ms: int) -> None:
-        epoch = self.epoch
-        start = self.log.end_offset
-        voter_states = {v: ReplicaState() for v in self.voters if v != self.node_id}
-        self._transition(
-            Leader(epoch, start, voter_states), ElectionState(epoch, self.node_id, self.node_id)
-        )
-        self._leader_since_ms = now_ms
-        # The LeaderChange control entry lets the leader commit something of its own epoch,
-        # which is what makes earlier-epoch entries committable (Raft's Figure 8).
-        self.log.append([LogEntry(start, epoch, LEADER_CHANGE_DATA, control=True)])
-        self._send_begin_quorum_epoch(now_ms)
-        self._update_high_watermark(self.state)  # type: ignore[arg-type]
-
-    def _send_begin_quorum_epoch(self, now_ms: int) -> None:
-        st = self.state
-        assert isinstance(st, Leader)
-        for v, rs in st.voter_states.items():
-            if rs.last_fetch_ms is None:
-                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch))
-        self._next_begin_epoch_ms = now_ms + self.request_timeout_ms
-
-    def _resign(self, now_ms: int) -> None:
-        st = self.state
-        assert isinstance(st, Leader)
-        self._transition(Resigned(st.epoch), self.election)
-        self._reset_election_timer(now_ms)
-        for v in self.voters - {self.node_id}:
-            self._send(v, EndQuorumEpoch(self.node_id, st.epoch))
-
-    # ------------------------------------------------------------------ leader
-
-    def _tick_leader(self, st: Leader, now_ms: int) -> None:
-        # Check-quorum: a leader cut off from a majority steps down instead of lingering.
-        if now_ms - self._leader_since_ms >= self.fetch_timeout_ms:
-            live = 1 + sum(
-                1
-                for rs in st.voter_states.values()
-                if rs.last_fetch_ms is not None
-                and now_ms - rs.last_fetch_ms < self.fetch_timeout_ms
-            )
-            if not self._is_majority_count(live):
-                self._resign(now_ms)
-                return
-        if now_ms >= self._next_begin_epoch_ms:
-            self._send_begin_quorum_epoch(now_ms)
-        if now_ms >= self._next_observer_gc_ms:
-            self._expire_observers(st, now_ms)
-            self._next_observer_gc_ms = now_ms + OBSERVER_SESSION_TIMEOUT_MS // 10
-
-    def _expire_observers(self, st: Leader, now_ms: int) -> None:
-        idle = [
-            o
-            for o, rs in st.observer_states.items()
-            if rs.last_fetch_ms is None or now_ms - rs.last_fetch_ms >= OBSERVER_SESSION_TIMEOUT_MS
-        ]
-        for o in idle:
-            del st.observer_states[o]
-
-    def _replica_state(self, st: Leader, replica_id: int, now_ms: int) -> ReplicaState | None:
-        """The state of a fetching replica, marking contact; None for ourselves."""
-        if replica_id == self.node_id:
-            return None
-        rs = st.voter_states.get(replica_id)
-        if rs is None:
-            rs = st.observer_states.setdefault(replica_id, ReplicaState())
-        rs.last_fetch_ms = now_ms
-        return rs
-
-    def _snapshot_required(self, fetch_offset: int, last_fetched_epoch: int) -> bool:
-        """Kafka's ``validateOffsetAndEpoch``: the fetcher must start from a snapshot if it is
-        below our log start, or at it with another epoch, or its last epoch is older than the
-        snapshot we start after (so it diverged from committed data we no longer hold)."""
-        sid = self.log.snapshot_id
-        if sid is None:
-            return False
-        start = self.log.start_offset
-        return (
-            fetch_offset < start
-            or (fetch_offset == start and last_fetched_epoch != sid.epoch)
-            or last_fetched_epoch < sid.epoch
-        )
-
-    def _snapshot_to_offer(self) -> SnapshotId:
-        sid = self.log.snapshot_id
-        assert sid is not None
-        latest = self.snapshots.latest()
-        # The driver may not have written a snapshot we just installed; the fetcher will get
-        # SNAPSHOT_NOT_FOUND and retry.
-        return sid if latest is None or latest < sid else latest
-
     def _is_majority(self, votes: frozenset[int]) -> bool:
         return self._is_majority_count(len(votes & self.voters))
 
     def _is_majority_count(self, n: int) -> bool:
         return 2 * n > len(self.voters)
-
-    def _update_high_watermark(self, st: Leader) -> None:
-        ends = [self._durable_end] + [rs.end_offset for rs in st.voter_states.values()]
-        ends.sort(reverse=True)
-        candidate = ends[len(self.voters) // 2]
-        # Only once an entry of our own epoch (offset >= epoch_start_offset) is replicated.
-        if candidate > st.epoch_start_offset and candidate > self.high_watermark:
-            self.high_watermark = candidate
-
-    def _on_fetch_request(self, req: FetchRequest, now_ms: int) -> None:
-        st = self.state
-        if isinstance(st, Leader) and req.epoch > st.epoch:
-            # Someone has seen a newer epoch: we are deposed.
-            self._become_unattached(req.epoch, now_ms)
-            st = self.state
-        if not isinstance(st, Leader):
-            self._reply_fetch(req, self.epoch, self.leader_id, error=FetchError.NOT_LEADER)
-            return
-        if req.epoch < st.epoch:
-            self._reply_fetch(
-                req,
-                st.epoch,
-                self.node_id,
-                high_watermark=self.high_watermark,
-                error=FetchError.FENCED_EPOCH,
-            )
-            return
-        rs = self._replica_state(st, req.sender, now_ms)
-        if self._snapshot_required(req.fetch_offset, req.last_fetched_epoch):
-            self._reply_fetch(
-                req,
-                st.epoch,
-                self.node_id,
-                high_watermark=self.high_watermark,
-                snapshot_id=self._snapshot_to_offer(),
-            )
-            return
-        epoch, end = self.log.end_offset_for_epoch(req.last_fetched_epoch)
-        valid = (req.fetch_offset == 0 and req.last_fetched_epoch == 0) or (
-            epoch == req.last_fetched_epoch and req.fetch_offset <= end
-        )
-        if not valid:
-            self._reply_fetch(
-                req,
-                st.epoch,
-                self.node_id,
-                high_watermark=self.high_watermark,
-                diverging_epoch=DivergingEpoch(epoch, end),
-            )
-            return
-        if rs is not None:
-            # The fetch offset is what the voter has durably; it may go down after a crash
-            # that lost unacknowledged entries, and the leader's high watermark never does.
-            rs.update_follower_state(now_ms, req.fetch_offset, self.log.end_offset)
-            if req.sender in st.voter_states:
-                self._update_high_watermark(st)
-        records = tuple(self.log.entries_from(req.fetch_offset, self.max_fetch_entries))
-        self._reply_fetch(
-            req, st.epoch, self.node_id, records=records, high_watermark=self.high_watermark
-        )
-
-    def _reply_fetch(
-        self, req: FetchRequest, epoch: int, leader_id: int | None, **fields: Any
-    ) -> None:
-        """Answer a fetch, echoing its offset and epoch (late duplicates are recognised)."""
-        self._send(
-            req.sender,
-            FetchResponse(
-                self.node_id, epoch, leader_id, req.fetch_offset, req.last_fetched_epoch, **fields
-            ),
-        )
-
-    def _on_fetch_snapshot_request(self, req: FetchSnapshotRequest, now_ms: int) -> None:
-        st = self.state
-        if isinstance(st, Leader) and req.epoch > st.epoch:
-            self._become_unattached(req.epoch, now_ms)
-            st = self.state
-        if not isinstance(st, Leader):
-            self._reply_fetch_snapshot(req, self.epoch, self.leader_id, error=FetchError.NOT_LEADER)
-            return
-        if req.epoch < st.epoch:
-            self._reply_fetch_snapshot(req, st.epoch, self.node_id, error=FetchError.FENCED_EPOCH)
-            return
-        self._replica_state(st, req.sender, now_ms)  # contact, for check-quorum
-        size = self.snapshots.size(req.snapshot_id)
-        if size is None:
-            self._reply_fetch_snapshot(
-                req, st.epoch, self.node_id, error=FetchError.SNAPSHOT_NOT_FOUND
-            )
-            return
-        if not 0 <= req.position <= size:
-            self._reply_fetch_snapshot(
-                req, st.epoch, self.node_id, size=size, error=FetchError.POSITION_OUT_OF_RANGE
-            )
-            return
-        data = self.snapshots.read(req.snapshot_id, req.position, self.max_snapshot_chunk_bytes)
-        self._reply_fetch_snapshot(req, st.epoch, self.node_id, size=size, data=bytes(data))
-
-    def _reply_fetch_snapshot(
-        self, req: FetchSnapshotRequest, epoch: int, leader_id: int | None, **fields: Any
-    ) -> None:
-        self._send(
-            req.sender,
-            FetchSnapshotResponse(
-                self.node_id, epoch, leader_id, req.snapshot_id, req.position, **fields
-            ),
-        )
-
-    # ------------------------------------------------------------------ follower / observer
-
-    def _fetch_target(self, now_ms: int) -> int | None:
-        st = self.state
-        if self.is_voter:
-            return st.leader_id if isinstance(st, Follower) else None
-        leader_alive = (
-            self._leader_contact_ms is not None
-            and now_ms - self._leader_contact_ms < self.fetch_timeout_ms
-        )
-        if isinstance(st, Follower) and (leader_alive or self.random.random() < 0.5):
-            return st.leader_id
-        # An observer without a live leader asks a random voter who leads (like bootstrap).
-        return self.random.choice(sorted(self.voters))
-
-    def _maybe_fetch(self, now_ms: int) -> None:
-        if (
-            self._snapshot_fetch is not None
-            and self._leader_contact_ms is not None
-            and now_ms - self._leader_contact_ms >= self.fetch_timeout_ms
-        ):
-            # The leader went quiet mid-snapshot: fall back to fetching (an observer then asks
-            # around for the current leader).
-            self._snapshot_fetch = None
-            self._fetch_in_flight_since = None
-        if self._fetch_in_flight_since is not None:
-            if now_ms - self._fetch_in_flight_since < self.request_timeout_ms:
-                return
-        elif now_ms < self._next_fetch_ms:
-            return
-        self._send_fetch(now_ms)
-
-    def _send_fetch(self, now_ms: int) -> None:
-        sf = self._snapshot_fetch
-        if sf is not None:
-            st = self.state
-            assert isinstance(st, Follower)
-            self._fetch_in_flight_since = now_ms
-            self._send(
-                st.leader_id,
-                FetchSnapshotRequest(self.node_id, self.epoch, sf.snapshot_id, len(sf.data)),
-            )
-            return
-        target = self._fetch_target(now_ms)
-        if target is None:
-            return
-        self._fetch_in_flight_since = now_ms
-        self._send(
-            target,
-            FetchRequest(self.node_id, self.epoch, self.log.end_offset, self.log.last_epoch),
-        )
-
-    def _on_fetch_response(self, resp: FetchResponse, now_ms: int) -> None:
-        if resp.epoch < self.epoch or isinstance(self.state, Leader):
-            return
-        self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
-        if self._snapshot_fetch is not None:
-            return  # a late answer to a fetch from before the snapshot fetch began
-        st = self.state
-        if resp.error is not FetchError.NONE or not isinstance(st, Follower):
-            if isinstance(st, Follower) or not self.is_voter:
-                self._fetch_in_flight_since = None
-                self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-            return
-        if resp.sender != st.leader_id:
-            return
-        if resp.fetch_offset != self.log.end_offset or (
-            resp.last_fetched_epoch != self.log.last_epoch
-        ):
-            return  # stale or duplicated: it answers a fetch we no longer stand behind
-        self._fetch_in_flight_since = None
-        self._leader_contact_ms = now_ms
-        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
-        if resp.snapshot_id is not None:
-            # We are below the leader's log start (or diverged before it): fetch its snapshot.
-            self._snapshot_fetch = _SnapshotFetch(resp.snapshot_id)
-            self._send_fetch(now_ms)
-            return
-        div = resp.diverging_epoch
-        if div is not None:
-            _, own_end = self.log.end_offset_for_epoch(div.epoch)
-            self._truncate_to(min(div.end_offset, own_end))
-            self._send_fetch(now_ms)
-            return
-        if resp.records:
-            assert resp.records[0].offset == self.log.end_offset
-            self.log.append(list(resp.records))
-        new_hw = min(resp.high_watermark, self.log.end_offset)
-        self.high_watermark = max(self.high_watermark, new_hw)
-        if resp.records:
-            self._send_fetch(now_ms)
-        else:
-            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-
-    def _on_fetch_snapshot_response(self, resp: FetchSnapshotResponse, now_ms: int) -> None:
-        if resp.epoch < self.epoch or isinstance(self.state, Leader):
-            return
-        self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
-        st = self.state
-        sf = self._snapshot_fetch
-        if (
-            sf is None
-            or not isinstance(st, Follower)
-            or resp.sender != st.leader_id
-            or resp.snapshot_id != sf.snapshot_id
-            or resp.position != len(sf.data)
-        ):
-            return  # stale or duplicated
-        self._fetch_in_flight_since = None
-        if resp.error is FetchError.NOT_LEADER or resp.error is FetchError.FENCED_EPOCH:
-            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-            return
-        self._leader_contact_ms = now_ms
-        self._follower_deadline_ms = now_ms + self._follower_timeout_ms()
-        if resp.error is not FetchError.NONE or (sf.size is not None and sf.size != resp.size):
-            # Gone (the leader took a newer one) or inconsistent: fetch again, which names the
-            # snapshot to use now.
-            self._snapshot_fetch = None
-            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-            return
-        sf.size = resp.size
-        sf.data += resp.data
-        if len(sf.data) > resp.size:
-            self._snapshot_fetch = None
-            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-            return
-        if len(sf.data) == resp.size:
-            self._install_snapshot(sf.snapshot_id, bytes(sf.data))
-            self._snapshot_fetch = None
-            self._send_fetch(now_ms)
-        elif resp.data:
-            self._send_fetch(now_ms)
-        else:
-            self._next_fetch_ms = now_ms + self.fetch_backoff_ms
-
-    def _install_snapshot(self, snapshot_id: SnapshotId, data: bytes) -> None:
-        """Replace the log by a snapshot fetched from the leader (held in memory until poll)."""
-        end = snapshot_id.end_offset
-        # We were sent a snapshot only when our log does not hold the committed entry at
-        # end - 1, so our high watermark is below it: nothing committed is lost.
-        assert end >= self.high_watermark, (
-            f"node {self.node_id} installing {snapshot_id} below its HW {self.high_watermark}"
-        )
-        self.log.reset_to_snapshot(snapshot_id)
-        self.high_watermark = max(self.high_watermark, end)
-        self._applied = max(self._applied, end)
-        self._pending_install = (snapshot_id, data)
-        self._log_start_dirty = True
-        self._stable_end = end
-        self._truncated = False
-        self._durable_end = 0  # until the driver wrote the snapshot and advanced
-
-    def _truncate_to(self, offset: int) -> None:
-        assert offset >= self.high_watermark, (
-            f"node {self.node_id} truncating committed entries: {offset} < HW {self.high_watermark}"
-        )
-        if offset >= self.log.end_offset:
-            return
-        self.log.truncate_to(offset)
-        if offset < self._stable_end:
-            self._stable_end = offset
-            self._truncated = True
-        self._durable_end = min(self._durable_end, offset)
-
-    # ------------------------------------------------------------------ elections
-
-    def _log_up_to_date(self, last_epoch: int, end_offset: int) -> bool:
-        return (last_epoch, end_offset) >= (self.log.last_epoch, self.log.end_offset)
-
-    def _on_vote_request(self, req: VoteRequest, now_ms: int) -> None:
-        if not self.is_voter:
-            self._reply_vote(req, False)
-            return
-        if req.pre_vote:
-            if req.candidate_epoch - 1 > self.epoch:
-                # The sender is already in a later epoch (it became a candidate where we did
-                # not hear it). Move there too, stepping down if we lead, or it can never
-                # rejoin: it ignores our older epoch, and PreVote keeps it from bumping ours
-                # (Kafka's handleVoteRequest moves to the replica's epoch in both cases).
-                self._become_unattached(req.candidate_epoch - 1, now_ms)
-            st = self.state
-            granted = (
-                req.candidate_epoch > self.epoch
-                and not isinstance(st, Leader)
-                and not (
-                    isinstance(st, Follower)
-                    and self._leader_contact_ms is not None
-                    and now_ms - self._leader_contact_ms < self.fetch_timeout_ms
-                )
-                and self._log_up_to_date(req.last_epoch, req.end_offset)
-            )
-            self._reply_vote(req, granted)
-            return
-        if req.candidate_epoch < self.epoch:
-            self._reply_vote(req, False)
-            return
-        if req.candidate_epoch > self.epoch:
-            self._become_unattached(req.candidate_epoch, now_ms)
-        st = self.state
-        voted = self.election.voted_for
-        granted = False
-        if voted == req.sender and isinstance(st, (Unattached, Follower)):
-            granted = True  # a duplicate request: repeat the answer
-        elif (
-            isinstance(st, Unattached)
-            and voted is None
-            and self._log_up_to_date(req.last_epoch, req.end_offset)
-        ):
-            self._transition(Unattached(st.epoch, req.sender), ElectionState(st.epoch, req.sender))
-            self._reset_election_timer(now_ms)
-            granted = True
-        self._reply_vote(req, granted)
-
-    def _reply_vote(self, req: VoteRequest, granted: bool) -> None:
-        self._send(
-            req.sender,
-            VoteResponse(
-                self.node_id,
-                self.epoch,
-                req.candidate_epoch,
-                granted,
-                req.pre_vote,
-                self.leader_id,
-            ),
-        )
-
-    def _on_vote_response(self, resp: VoteResponse, now_ms: int) -> None:
-        if resp.epoch > self.epoch:
-            self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
-            return
-        st = self.state
-        if resp.pre_vote:
-            if not isinstance(st, Prospective) or resp.candidate_epoch != st.epoch + 1:
-                return
-            if resp.granted:
-                self.state = Prospective(st.epoch, st.votes_granted | {resp.sender})
-                self._maybe_win_prevote(now_ms)
-            elif resp.epoch == st.epoch and resp.leader_id is not None:
-                # A live leader exists in our epoch: follow it instead (KIP-996).
-                self._observe_epoch(resp.epoch, resp.leader_id, now_ms)
-        else:
-            if not isinstance(st, Candidate) or resp.candidate_epoch != st.epoch:
-                return
-            if resp.granted:
-                self.state = Candidate(st.epoch, st.votes_granted | {resp.sender})
-                self._maybe_win_election(now_ms)
-
-    def _on_begin_quorum_epoch(self, msg: BeginQuorumEpoch, now_ms: int) -> None:
-        if msg.epoch < self.epoch:
-            return
-        st = self.state
-        if msg.epoch == self.epoch:
-            assert not isinstance(st, (Leader, Resigned)) or msg.sender == self.node_id, (
-                f"two leaders in epoch {msg.epoch}: {self.node_id} and {msg.sender}"
-            )
-            if isinstance(st, Follower):
-                return
-        self._observe_epoch(msg.epoch, msg.sender, now_ms)
-        if isinstance(self.state, Follower):
-            self._leader_contact_ms = now_ms
-            self._send_fetch(now_ms)
-
-    def _on_end_quorum_epoch(self, msg: EndQuorumEpoch, now_ms: int) -> None:
-        if msg.epoch < self.epoch:
-            return
-        if msg.epoch > self.epoch:
-            self._become_unattached(msg.epoch, now_ms)
-            return
-        st = self.state
-        if isinstance(st, Follower) and st.leader_id == msg.sender:
-            # The leader is gone: grant PreVotes and start our own election soon (randomized).
-            self._leader_contact_ms = None
-            self._follower_deadline_ms = now_ms + self.random.randrange(
-                max(1, self.election_timeout_ms // 2)
-            )
 
     def _send(self, dest: int, msg: Message) -> None:
         self._outbox.append((dest, msg))

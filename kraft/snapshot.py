@@ -1,4 +1,5 @@
-"""KIP-630 snapshot files of the metadata log, and a file-backed ``SnapshotStore``.
+"""KIP-630 snapshots of the metadata log: their file names and format, written and read as
+bytes (pure; the files themselves are ``broker.controller.snapshot_files``).
 
 A snapshot ``<end_offset:020d>-<epoch:010d>.checkpoint`` holds the records that rebuild the
 metadata image as of every log entry below ``end_offset``. It sits in the metadata partition
@@ -18,28 +19,21 @@ carries the snapshot's epoch as its partition leader epoch. Unlike Kafka, which 
 with the wall clock, every batch timestamp is ``last_contained_log_timestamp``: equal images
 then give byte-identical snapshots, whoever writes them and whenever.
 
-A file is written as ``<name>.part``, fsynced, renamed, and the directory fsynced: a crash never
-leaves a half-written snapshot under its final name.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO, Self
 
+from kraft.codec import CodecError, DecodeError
 from kraft.delta import MetadataDelta
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
-from storage import fsync_journal
-from storage.codec import CodecError, DecodeError
-from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.fileutil import fsync_dir, make_dirs
-from storage.metadata_records import (
+from kraft.metadata_records import (
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     decode_control_record,
@@ -48,6 +42,7 @@ from storage.metadata_records import (
     encode_metadata_record,
     latest_version,
 )
+from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.record_batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -59,10 +54,12 @@ from storage.record_batch import (
 )
 
 __all__ = [
+    "DELETED_SUFFIX",
     "MAX_BATCH_SIZE_BYTES",
     "MAX_RECORDS_PER_BATCH",
+    "PARTIAL_SUFFIX",
+    "SNAPSHOT_SUFFIX",
     "CorruptSnapshotError",
-    "FileSnapshotStore",
     "SnapshotReader",
     "image_snapshot_records",
     "load_image",
@@ -71,7 +68,6 @@ __all__ = [
     "snapshot_batches",
     "snapshot_bytes",
     "snapshot_file_name",
-    "write_snapshot",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,64 +187,12 @@ def snapshot_bytes(
     ))
 
 
-def _write_durably(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
-    """Write ``chunks`` to ``path.part``, fsync, rename to ``path``, fsync the directory.
-
-    On any error the ``.part`` file is removed and ``path`` is untouched.
-    """
-    part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        try:
-            buf = bytearray()
-            for chunk in chunks:
-                buf += chunk
-                if len(buf) >= _WRITE_BUFFER_BYTES:
-                    _write_all(fd, buf)
-                    buf.clear()
-            _write_all(fd, buf)
-            fsync_journal.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_journal.replace(part, path)
-    except BaseException:
-        try:
-            fsync_journal.unlink(part)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_snapshot(
-    directory: str | os.PathLike[str],
-    snapshot_id: SnapshotId,
-    records: Iterable[bytes],
-    *,
-    last_contained_log_timestamp_ms: int,
-) -> Path:
-    """Write a snapshot of ``records`` durably into ``directory``; return its path.
-
-    An existing file of the same name is replaced (atomically).
-    """
-    path = Path(directory) / snapshot_file_name(snapshot_id)
-    _write_durably(path, snapshot_batches(
-        snapshot_id, records, last_contained_log_timestamp_ms=last_contained_log_timestamp_ms
-    ))
-    return path
-
-
 # ------------------------------------------------------------------------------------ reading
 
 
 class SnapshotReader:
-    """Reads a snapshot file (a path) or its bytes, batch by batch.
+    """Reads a snapshot from its bytes or from a binary stream (an open file, which it closes),
+    batch by batch.
 
     The header batch is read and checked on construction (``last_contained_log_timestamp_ms``);
     iterating yields the metadata record values in order and checks every batch's CRC, that
@@ -258,7 +202,7 @@ class SnapshotReader:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+        source: bytes | bytearray | memoryview | BinaryIO,
         *,
         max_batch_bytes: int = MAX_BATCH_SIZE_BYTES,
     ) -> None:
@@ -268,8 +212,8 @@ class SnapshotReader:
             self.name = "<snapshot bytes>"
             self._file = io.BytesIO(source)
         else:
-            self.name = os.fspath(source)
-            self._file = open(source, "rb", buffering=_WRITE_BUFFER_BYTES)  # noqa: SIM115
+            self.name = str(getattr(source, "name", "<snapshot stream>"))
+            self._file = source
         self._position = 0
         self._next_offset = 0
         self._done = False
@@ -388,10 +332,8 @@ class SnapshotReader:
             self.close()
 
 
-def read_snapshot(
-    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
-) -> Iterator[bytes]:
-    """The metadata record values of a snapshot (a file path, or the file's bytes), in order.
+def read_snapshot(source: bytes | bytearray | memoryview | BinaryIO) -> Iterator[bytes]:
+    """The metadata record values of a snapshot (its bytes, or an open binary file), in order.
 
     The header is checked at once; each batch as the iterator reaches it, so a corrupt or
     truncated snapshot raises ``CorruptSnapshotError`` before the iterator ends normally.
@@ -425,109 +367,3 @@ def load_image(records: Iterable[bytes], offset: int, epoch: int) -> MetadataIma
         replay(record_type, record)
     delta.set_provenance(offset, epoch)
     return delta.apply()
-
-
-# ------------------------------------------------------------------------------------ store
-
-
-class FileSnapshotStore:
-    """The snapshots in a metadata partition directory (implements ``SnapshotStore``).
-
-    Snapshot files are immutable once installed: writing an id the store already holds keeps
-    the existing file. Every other file in the directory (log segments, indexes, checkpoints)
-    is none of the store's business and is left alone.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
-        make_dirs(self.directory)
-        self._sizes: dict[SnapshotId, int] = {}
-        removed = False
-        for entry in os.scandir(self.directory):
-            name = entry.name
-            if name.endswith((PARTIAL_SUFFIX, DELETED_SUFFIX)):
-                # A write or delete cut short by a crash.
-                logger.info("Removing incomplete snapshot file %s", entry.path)
-                fsync_journal.unlink(entry.path)
-                removed = True
-                continue
-            if not name.endswith(SNAPSHOT_SUFFIX) or not entry.is_file():
-                continue
-            snapshot_id = parse_snapshot_file_name(name)
-            if snapshot_id is None:
-                logger.warning("Skipping file %s: not a snapshot file name", entry.path)
-                continue
-            self._sizes[snapshot_id] = entry.stat().st_size
-        if removed:
-            fsync_dir(self.directory)
-
-    def path(self, snapshot_id: SnapshotId) -> Path:
-        return self.directory / snapshot_file_name(snapshot_id)
-
-    def snapshot_ids(self) -> list[SnapshotId]:
-        return sorted(self._sizes)
-
-    def latest(self) -> SnapshotId | None:
-        return max(self._sizes) if self._sizes else None
-
-    def size(self, snapshot_id: SnapshotId) -> int | None:
-        return self._sizes.get(snapshot_id)
-
-    def read(self, snapshot_id: SnapshotId, position: int, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` from ``position``; KeyError if the store does not hold it."""
-        size = self._sizes[snapshot_id]
-        assert 0 <= position <= size and max_bytes >= 0, (position, size, max_bytes)
-        want = min(max_bytes, size - position)
-        fd = os.open(self.path(snapshot_id), os.O_RDONLY)
-        try:
-            chunks = []
-            while want > 0:
-                chunk = os.pread(fd, want, position)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                position += len(chunk)
-                want -= len(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks)
-
-    def write(self, snapshot_id: SnapshotId, data: bytes) -> Path:
-        """Install a whole snapshot (fetched from the leader) atomically, after checking that it
-        parses (CRCs, header, footer); ``CorruptSnapshotError`` if not, and nothing is written."""
-        path = self.path(snapshot_id)
-        if snapshot_id in self._sizes:
-            return path
-        for _ in read_snapshot(data):
-            pass
-        _write_durably(path, (data,))
-        self._sizes[snapshot_id] = len(data)
-        return path
-
-    def write_records(
-        self,
-        snapshot_id: SnapshotId,
-        records: Iterable[bytes],
-        last_contained_log_timestamp_ms: int,
-    ) -> Path:
-        """Write a snapshot of ``records`` (framed metadata record values) atomically."""
-        path = self.path(snapshot_id)
-        if snapshot_id in self._sizes:
-            return path
-        write_snapshot(self.directory, snapshot_id, records,
-                       last_contained_log_timestamp_ms=last_contained_log_timestamp_ms)
-        self._sizes[snapshot_id] = path.stat().st_size
-        return path
-
-    def delete_before(self, snapshot_id: SnapshotId) -> list[SnapshotId]:
-        """Delete every snapshot older than ``snapshot_id``; return the ids deleted."""
-        doomed = [s for s in sorted(self._sizes) if s < snapshot_id]
-        for s in doomed:
-            try:
-                fsync_journal.unlink(self.path(s))
-            except FileNotFoundError:
-                pass
-            del self._sizes[s]
-        if doomed:
-            fsync_dir(self.directory)
-        return doomed

@@ -1,9 +1,9 @@
 """Compression codecs of Kafka record batches (attributes bits 0-2).
 
 Only the records section (after the 61-byte header) is compressed. The broker never recompresses
-(DESIGN.md); these functions serve tools, compaction and tests.
+(docs/architecture.md); these functions serve tools, compaction and tests.
 
-Wire formats, as real clients write them (see shared/CLIENTS.md, "Compression framing"):
+Wire formats, as real clients write them (docs/clients.md, "Compression framing"):
 
 - gzip: a standard gzip member (we also read several concatenated members).
 - snappy: we write xerial framing (magic, version 1, compat 1, then ``[int32 length][raw snappy

@@ -1,6 +1,6 @@
 """Errors raised by the storage layer.
 
-Three tiers (see DESIGN.md): a bug is an ``assert``; a bad input from a client or a file is one of
+Three tiers (docs/architecture.md, "Errors"): a bug is an ``assert``; a bad input from a client or a file is one of
 these exceptions, turned into a Kafka error code or a truncation at the boundary; an environment
 failure (disk full, I/O error) is ``LogDirOfflineError`` and takes the log directory offline.
 """

@@ -55,7 +55,7 @@ class GroupCommit:
     ``durable_position`` starts a new sync and clears ``last_error`` if it succeeds. Beware
     (PostgreSQL's "fsyncgate"): after a failed fsync the kernel may have dropped the dirty pages, so
     a later successful fsync does not prove the earlier data reached the disk; the log should
-    treat a sync error as fatal for its directory (DESIGN.md's environment-error tier).
+    treat a sync error as fatal for its directory (the environment-error tier of docs/architecture.md).
 
     Not thread-safe: call ``written``, ``wait_durable`` and ``flush`` from the event loop thread.
     """

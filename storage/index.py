@@ -193,10 +193,6 @@ class _IndexFile:
         except FileNotFoundError:
             pass
 
-    def rename_to(self, path: Path) -> None:
-        fsync_journal.rename(self.path, path)
-        self.path = path
-
     def reset(self) -> None:
         """Drop every entry (before a rebuild)."""
         self.truncate_to_entries(0)

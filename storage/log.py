@@ -13,7 +13,7 @@ Choices (see also ``storage/segment.py`` and ``storage/index.py``):
   when an index is missing/corrupt. A cut logs a WARNING (file, position, bytes, reason) and
   deletes every later segment. Recovered segments are fsynced, so afterwards
   ``recovery_point == log_end_offset``.
-- **Deletion** (retention, truncation, DeleteRecords): segment files are unlinked directly, no
+- **Deletion** (retention, truncation, a moved log start): segment files are unlinked directly, no
   ``.deleted`` rename and delay. A ``FetchSlice`` holds its own ``os.dup`` of the segment fd, so
   a reader keeps reading a deleted segment safely (POSIX keeps the inode alive);
   ``file.delete.delay.ms`` is therefore unused. Leftover ``.deleted``/``.cleaned``/segment
@@ -71,7 +71,6 @@ from storage.record_batch import (
     HEADER_STRUCT,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
-    BatchHeader,
     crc32c,
     parse_header,
     set_max_timestamp,
@@ -236,6 +235,9 @@ class PartitionLog:
         self._log_start_offset = log_start_offset
         self._recovery_point = recovery_point
         self.leader_epoch_cache = leader_epoch_cache
+        # Called with the new segment's base offset at every roll, before the new segment's
+        # first batch is written (the partition snapshots its producer state there).
+        self.on_roll: Callable[[int], None] | None = None
         self._dir_dirty = False
         self._offline = False
         self._closed = False
@@ -555,6 +557,8 @@ class PartitionLog:
         self._sync_dir()
         self._recovery_point = max(self._recovery_point, new_base)
         log.debug("%s: rolled new segment at offset %d", self.dir, new_base)
+        if self.on_roll is not None:
+            self.on_roll(new_base)
         return segment
 
     # -- read -------------------------------------------------------------------------------
@@ -616,12 +620,6 @@ class PartitionLog:
             if offset >= self.log_end_offset:
                 break
         return b"".join(out)
-
-    def iter_batch_headers(self) -> Iterator[tuple[LogSegment, int, BatchHeader]]:
-        """(segment, position, header) of every batch in the log (header reads only)."""
-        for segment in list(self._segments):
-            for pos, header in segment.iter_headers():
-                yield segment, pos, header
 
     # -- offsets by timestamp ---------------------------------------------------------------
 
@@ -717,8 +715,9 @@ class PartitionLog:
         log.info("%s: truncated fully, log now starts at offset %d", self.dir, offset)
 
     def maybe_increment_log_start_offset(self, offset: int) -> bool:
-        """DeleteRecords: move the log start forward to ``offset`` (<= log end offset) and
-        delete the segments wholly below it (never the active one). True if it moved."""
+        """Move the log start forward to ``offset`` (<= log end offset) and delete the segments
+        wholly below it (never the active one). True if it moved. (A follower after its
+        leader's log start; the metadata log below its snapshot.)"""
         self._check_writable()
         leo = self.log_end_offset
         if offset > leo:

@@ -175,10 +175,6 @@ class ProducerStateEntry:
         return self.batches[-1].last_seq if self.batches else NO_SEQUENCE
 
     @property
-    def last_data_offset(self) -> int:
-        return self.batches[-1].last_offset if self.batches else -1
-
-    @property
     def has_ongoing_txn(self) -> bool:
         return self.current_txn_first_offset >= 0
 
@@ -328,10 +324,6 @@ class ProducerStateManager:
         return self._map_end_offset
 
     @property
-    def producer_count(self) -> int:
-        return len(self._producers)
-
-    @property
     def active_producers(self) -> Mapping[int, ProducerStateEntry]:
         """A read-only view of the producers."""
         return MappingProxyType(self._producers)
@@ -344,7 +336,9 @@ class ProducerStateManager:
         return self._producers.get(producer_id)
 
     def first_undecided_offset(self) -> int | None:
-        """First offset of the oldest open transaction (None if none). For the LSO, later."""
+        """First offset of the oldest open transaction (None if none): what bounds Kafka's last
+        stable offset. Transaction APIs are not served (the LSO is the high watermark), so only
+        the transaction tests call it."""
         offsets = [
             e.current_txn_first_offset for e in self._producers.values() if e.has_ongoing_txn
         ]
@@ -472,9 +466,6 @@ class ProducerStateManager:
         for header in headers:
             self.update(header, base_offset=offset, max_timestamp=max_timestamp)
             offset += header.last_offset_delta + 1
-
-    def update_map_end_offset(self, offset: int) -> None:
-        self._map_end_offset = offset
 
     # -- expiration -------------------------------------------------------------------------
 
@@ -616,7 +607,7 @@ class ProducerStateManager:
         self._map_end_offset = offset
 
     def on_log_start_offset_incremented(self, log_start_offset: int) -> None:
-        """The log start moved forward (retention, DeleteRecords)."""
+        """The log start moved forward (retention, or a follower after its leader's)."""
         self._map_end_offset = max(self._map_end_offset, log_start_offset)
         latest = self.latest_snapshot_offset
         self._last_snap_offset = log_start_offset if latest is None else latest

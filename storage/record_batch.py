@@ -282,8 +282,9 @@ RecordInput = (
 )
 
 
-# Zig-zag varints. Private and local for now: storage/codec.py will export the shared ones for the
-# schema engine; these two can move there once it exists.
+# Zig-zag varints of the record format, tuned for the per-record path (a bytearray to append
+# to, a length limit, CorruptRecordError). The schema engine has its own in kraft/codec.py,
+# which may not be imported from here (storage is the bottom layer).
 
 
 def _write_varint(out: bytearray, n: int) -> None:

@@ -135,10 +135,6 @@ class Formatter:
         return self.key_separator.join(parts) + self.line_separator
 
 
-class _Stop(Exception):
-    pass
-
-
 class ConsoleConsumer:
     def __init__(self, client: KafkaClient, args: argparse.Namespace, fmt: Formatter,
                  props: dict[str, str], out: BinaryIO) -> None:

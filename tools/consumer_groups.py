@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
-from broker.group_records import decode_consumer_assignment
+from broker.groups.records import decode_consumer_assignment
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
@@ -36,7 +36,7 @@ from broker.protocol.messages import (
     offset_commit,
     offset_fetch,
 )
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 from tools.cli_client import CliError, admin_client, error_name, run_tool
 
 __all__ = ["main"]

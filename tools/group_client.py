@@ -4,9 +4,9 @@
 protocol type ``consumer`` and the ``range`` assignor), computes the assignment when it is the
 leader, gets its own share (SyncGroup), heartbeats in the background, reads and commits offsets
 (OffsetFetch, OffsetCommit) and leaves (LeaveGroup). Subscriptions and assignments use Kafka's
-``ConsumerProtocol`` encoding (``ConsumerProtocolSubscription`` / ``ConsumerProtocolAssignment``
-v0; newer versions from other clients are read by their v0 prefix, which is how Kafka's own
-decoder stays compatible), so Java, librdkafka and Python clients can share a group with it.
+``ConsumerProtocol`` encoding through ``broker.groups.records`` (v0 written; newer versions from
+other clients are read by their v0 prefix, which is how Kafka's own decoder stays compatible),
+so Java, librdkafka and Python clients can share a group with it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,14 @@ from broker.client import (
     KafkaConnectionError,
     KafkaTimeoutError,
     choose_version,
+)
+from broker.groups.records import (
+    ConsumerAssignment,
+    ConsumerSubscription,
+    decode_consumer_assignment,
+    decode_consumer_subscription,
+    encode_consumer_assignment,
+    encode_consumer_subscription,
 )
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError, error_for_code
@@ -39,98 +46,16 @@ from broker.protocol.messages import (
 )
 from tools.cli_client import CliError, TopicPartition, error_name
 
-__all__ = [
-    "GroupMember",
-    "decode_assignment",
-    "decode_subscription",
-    "encode_assignment",
-    "encode_subscription",
-    "range_assign",
-]
+__all__ = ["GroupMember", "range_assign"]
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_TYPE = "consumer"
 ASSIGNOR = "range"
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
 _REJOIN = {ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION,
            ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.FENCED_INSTANCE_ID}
 _COORDINATOR_MOVED = {ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_NOT_AVAILABLE,
                       ErrorCode.COORDINATOR_LOAD_IN_PROGRESS}
-
-
-# -- ConsumerProtocol encoding ------------------------------------------------------------------
-
-
-def _string(s: str) -> bytes:
-    b = s.encode()
-    return _I16.pack(len(b)) + b
-
-
-def _bytes(b: bytes | None) -> bytes:
-    return _I32.pack(-1) if b is None else _I32.pack(len(b)) + b
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("truncated consumer protocol data")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def i16(self) -> int:
-        return int(_I16.unpack(self.take(2))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack(self.take(4))[0])
-
-    def string(self) -> str:
-        n = self.i16()
-        if n < 0:
-            raise ValueError("null string in consumer protocol data")
-        return self.take(n).decode()
-
-
-def encode_subscription(topics: Sequence[str], user_data: bytes | None = None) -> bytes:
-    """ConsumerProtocolSubscription v0: version, topics, user_data."""
-    out = _I16.pack(0) + _I32.pack(len(topics)) + b"".join(_string(t) for t in topics)
-    return out + _bytes(user_data)
-
-
-def decode_subscription(data: bytes) -> list[str]:
-    """The topics of a subscription of any version (later versions only append fields)."""
-    r = _Reader(data)
-    version = r.i16()
-    if version < 0:
-        raise ValueError(f"bad subscription version {version}")
-    return [r.string() for _ in range(r.i32())]
-
-
-def encode_assignment(assignment: Mapping[str, Sequence[int]]) -> bytes:
-    """ConsumerProtocolAssignment v0: version, [topic, partitions], user_data."""
-    out = bytearray(_I16.pack(0) + _I32.pack(len(assignment)))
-    for topic, parts in sorted(assignment.items()):
-        out += _string(topic) + _I32.pack(len(parts)) + b"".join(_I32.pack(p) for p in parts)
-    out += _bytes(None)
-    return bytes(out)
-
-
-def decode_assignment(data: bytes | None) -> list[TopicPartition]:
-    if not data:
-        return []  # an empty assignment (a member with nothing to consume)
-    r = _Reader(data)
-    r.i16()
-    out: list[TopicPartition] = []
-    for _ in range(r.i32()):
-        topic = r.string()
-        out.extend(TopicPartition(topic, r.i32()) for _ in range(r.i32()))
-    return out
 
 
 def range_assign(subscriptions: Mapping[str, Sequence[str]],
@@ -273,7 +198,8 @@ class GroupMember:
                      rebalance_timeout_ms=self.rebalance_timeout_ms, member_id=self.member_id,
                      group_instance_id=None, protocol_type=PROTOCOL_TYPE,
                      protocols=[JR.JoinGroupRequestProtocol(
-                         name=ASSIGNOR, metadata=encode_subscription(self.topics))],
+                         name=ASSIGNOR, metadata=encode_consumer_subscription(
+                             ConsumerSubscription(tuple(self.topics))))],
                      reason=None)
         resp = await self._send(ApiKey.JOIN_GROUP, req)
         code = resp.error_code
@@ -313,15 +239,16 @@ class GroupMember:
         if code:
             raise CliError(f"SyncGroup for group {self.group_id} failed: {error_name(code)}")
         try:
-            return decode_assignment(sresp.assignment)
+            assigned = decode_consumer_assignment(sresp.assignment)
         except ValueError as e:
             raise CliError(f"undecodable assignment from the group leader: {e}") from None
+        return [TopicPartition(t, p) for t, parts in assigned.partitions for p in parts]
 
     async def _assign(self, members: Iterable[Any]) -> dict[str, bytes]:
         subs: dict[str, list[str]] = {}
         for m in members:
             try:
-                subs[m.member_id] = decode_subscription(m.metadata)
+                subs[m.member_id] = list(decode_consumer_subscription(m.metadata).topics)
             except ValueError as e:
                 raise CliError(f"undecodable subscription of member {m.member_id}: "
                                f"{e}") from None
@@ -330,7 +257,9 @@ class GroupMember:
         counts = {t: len(info.partitions) for t, info in answer.topics.items()
                   if not info.error_code}
         plan = range_assign(subs, counts)
-        return {m: encode_assignment(a) for m, a in plan.items()}
+        return {m: encode_consumer_assignment(ConsumerAssignment(
+                    tuple((t, tuple(parts)) for t, parts in sorted(a.items()))))
+                for m, a in plan.items()}
 
     # -- heartbeat ---------------------------------------------------------------------------
 

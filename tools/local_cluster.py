@@ -20,6 +20,9 @@ nodes never clash with each other, nor with a stock Kafka on 9092/9093):
 - static quorum: ``controller.quorum.voters`` lists every controller;
 - ``<dir>/node-<i>/server.properties``, ``<dir>/node-<i>/data`` (log.dirs and metadata log),
   ``<dir>/node-<i>/server.log`` (the node's output).
+
+Configs, format and the node processes come from tools/launcher.py; this module keeps the CLI,
+the port scheme, ``<dir>`` between runs, what it prints, ``status`` and ``down``.
 """
 
 from __future__ import annotations
@@ -30,83 +33,52 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.meta_properties import random_uuid, read_meta_properties
-from storage.properties import parse_properties
+from storage.meta_properties import read_meta_properties
+from tools.launcher import (
+    BROKER,
+    CONTROLLER,
+    LOOPBACK,
+    READY_LINE,
+    SERVER_MODULE,
+    LaunchError,
+    NodeProcess,
+    NodeSpec,
+    bootstrap_controllers,
+    bootstrap_servers,
+    plan_roles,
+    quorum_voters,
+    random_cluster_id,
+    server_properties,
+    stop_nodes,
+)
 
 PROG = "kraft-cluster"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Ports end in 2 (PLAINTEXT), 3 (CONTROLLER) and 4 (admin), so no two nodes ever share one.
 MAX_NODES = 50
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 20.0
-STARTED_MARKER = "Kafka Server started"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSpec:
-    node_id: int
-    roles: tuple[str, ...]
-    port_offset: int = 0
-
-    @property
-    def is_broker(self) -> bool:
-        return "broker" in self.roles
-
-    @property
-    def is_controller(self) -> bool:
-        return "controller" in self.roles
-
-    @property
-    def broker_port(self) -> int:
-        return 9092 + 10 * self.node_id + self.port_offset
-
-    @property
-    def controller_port(self) -> int:
-        return 9093 + 10 * self.node_id + self.port_offset
-
-    @property
-    def admin_port(self) -> int:
-        return 9644 + 10 * self.node_id + self.port_offset
-
-    def ports(self) -> list[int]:
-        ports = [self.admin_port]
-        if self.is_broker:
-            ports.append(self.broker_port)
-        if self.is_controller:
-            ports.append(self.controller_port)
-        return sorted(ports)
-
-    def listeners(self) -> list[str]:
-        out = []
-        if self.is_broker:
-            out.append(f"PLAINTEXT://127.0.0.1:{self.broker_port}")
-        if self.is_controller:
-            out.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
-        return out
 
 
 def plan(nodes: int, separate_roles: bool, port_offset: int = 0) -> list[NodeSpec]:
-    if separate_roles:
-        return [NodeSpec(i, ("controller",), port_offset) for i in range(1, nodes + 1)] + [
-            NodeSpec(i, ("broker",), port_offset) for i in range(nodes + 1, 2 * nodes + 1)
-        ]
-    return [NodeSpec(i, ("broker", "controller"), port_offset) for i in range(1, nodes + 1)]
-
-
-def bootstrap_servers(specs: Sequence[NodeSpec]) -> str:
-    return ",".join(f"127.0.0.1:{n.broker_port}" for n in specs if n.is_broker)
-
-
-def bootstrap_controllers(specs: Sequence[NodeSpec]) -> str:
-    return ",".join(f"127.0.0.1:{n.controller_port}" for n in specs if n.is_controller)
+    """Combined nodes 1..N, or controllers 1..N and brokers N+1..2N; node *i*'s ports are
+    ``9092 + 10*i`` (PLAINTEXT), ``9093 + 10*i`` (CONTROLLER), ``9644 + 10*i`` (admin)."""
+    roles = plan_roles(controllers=nodes, brokers=nodes if separate_roles else 0,
+                       combined=not separate_roles)
+    return [
+        NodeSpec(
+            i, r, LOOPBACK,
+            broker_port=9092 + 10 * i + port_offset if BROKER in r else None,
+            controller_port=9093 + 10 * i + port_offset if CONTROLLER in r else None,
+            admin_port=9644 + 10 * i + port_offset,
+        )
+        for i, r in roles
+    ]
 
 
 def node_dir(root: Path, node: NodeSpec) -> Path:
@@ -114,40 +86,18 @@ def node_dir(root: Path, node: NodeSpec) -> Path:
 
 
 def node_properties(root: Path, node: NodeSpec, specs: Sequence[NodeSpec]) -> dict[str, str]:
-    controllers = [s for s in specs if s.is_controller]
-    brokers = [s for s in specs if s.is_broker]
-    props = {
-        "node.id": str(node.node_id),
-        "process.roles": ",".join(node.roles),
-        "listeners": ",".join(node.listeners()),
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "controller.quorum.voters": ",".join(
-            f"{c.node_id}@127.0.0.1:{c.controller_port}" for c in controllers
-        ),
-        "log.dirs": str(node_dir(root, node) / "data"),
-        "admin.listeners": f"http://127.0.0.1:{node.admin_port}",
+    brokers = sum(s.is_broker for s in specs)
+    settings = {
         "num.partitions": "1",
-        "default.replication.factor": str(min(3, len(brokers))),
-        "min.insync.replicas": str(min(2, len(brokers))),
-        "offsets.topic.replication.factor": str(min(3, len(brokers))),
-        "transaction.state.log.replication.factor": str(min(3, len(brokers))),
-        "transaction.state.log.min.isr": str(min(2, len(brokers))),
+        "default.replication.factor": str(min(3, brokers)),
+        "min.insync.replicas": str(min(2, brokers)),
+        "offsets.topic.replication.factor": str(min(3, brokers)),
+        "transaction.state.log.replication.factor": str(min(3, brokers)),
+        "transaction.state.log.min.isr": str(min(2, brokers)),
         "group.initial.rebalance.delay.ms": "0",
     }
-    if node.is_broker:
-        props["inter.broker.listener.name"] = "PLAINTEXT"
-        props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{node.broker_port}"
-    return props
-
-
-def _render_config(node: NodeSpec, props: dict[str, str]) -> str:
-    """Readable server.properties (no escaping of ``:``; checked to parse back identically)."""
-    lines = [f"# Generated by tools.local_cluster for node {node.node_id}; rewritten by 'up'."]
-    lines += [f"{key}={value}" for key, value in props.items()]
-    text = "\n".join(lines) + "\n"
-    assert parse_properties(text) == props, "a value needs escaping"
-    return text
+    return server_properties(node, quorum_voters(specs), node_dir(root, node) / "data",
+                             settings=settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +149,7 @@ def _is_our_node(pid: int) -> bool:
     """Guard against pid reuse: the process must be a tools.server_start."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"tools.server_start" in f.read()
+            return SERVER_MODULE.encode() in f.read()
     except OSError:
         return _pid_alive(pid)  # no /proc: trust the pid file
 
@@ -221,14 +171,12 @@ def _port_free(port: int) -> bool:
 
 def _prepare(
     root: Path, nodes: int, separate_roles: bool, port_offset: int
-) -> tuple[str, list[NodeSpec]]:
+) -> tuple[str, list[NodeProcess]]:
     """Write configs; create or check cluster.json; format unformatted nodes."""
-    from tools import storage_cli  # same layer; imported late to keep start-up light
-
     root.mkdir(parents=True, exist_ok=True)
     state = _load_json(_cluster_file(root))
     if state is None:
-        state = {"cluster_id": random_uuid(), "nodes": nodes, "separate_roles": separate_roles}
+        state = {"cluster_id": random_cluster_id(), "nodes": nodes, "separate_roles": separate_roles}
         _write_json(_cluster_file(root), state)
         print(f"New cluster {state['cluster_id']} in {root}")
     elif state.get("nodes") != nodes or state.get("separate_roles") != separate_roles:
@@ -239,62 +187,57 @@ def _prepare(
         )
     cluster_id = str(state["cluster_id"])
     specs = plan(nodes, separate_roles, port_offset)
-    for node in specs:
-        ndir = node_dir(root, node)
-        ndir.mkdir(parents=True, exist_ok=True)
-        config = ndir / "server.properties"
-        config.write_text(_render_config(node, node_properties(root, node, specs)))
-        if read_meta_properties(ndir / "data") is None:
-            rc = storage_cli.main(["format", "--cluster-id", cluster_id, "--config", str(config)])
-            if rc != 0:
-                raise SystemExit(f"{PROG}: error: formatting node {node.node_id} failed")
-    return cluster_id, specs
-
-
-def _stop(procs: dict[int, subprocess.Popen[bytes]], timeout: float = STOP_TIMEOUT_S) -> None:
-    for node_id, proc in procs.items():
-        if proc.poll() is None:
-            print(f"Stopping node {node_id} (pid {proc.pid}) with SIGTERM")
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for node_id, proc in procs.items():
+    out = []
+    for spec in specs:
+        # A session of its own: Ctrl-C reaches only us, and we stop the nodes in order.
+        node = NodeProcess(spec, node_dir(root, spec), new_session=True)
+        node.dir.mkdir(parents=True, exist_ok=True)
         try:
-            proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"Node {node_id} (pid {proc.pid}) did not stop in {timeout:.0f}s: SIGKILL")
-            proc.kill()
-            proc.wait()
-        print(f"Node {node_id} exited with code {proc.returncode}")
+            node.write_config(
+                node_properties(root, spec, specs),
+                header=f"Generated by tools.local_cluster for node {spec.node_id}; "
+                       "rewritten by 'up'.")
+        except LaunchError as e:
+            raise SystemExit(f"{PROG}: error: {e}") from None
+        if read_meta_properties(node.data_dir) is None:
+            r = node.format(cluster_id, check=False)
+            print(r.stdout, end="", flush=True)
+            print(r.stderr, end="", file=sys.stderr, flush=True)
+            if r.returncode != 0:
+                raise SystemExit(f"{PROG}: error: formatting node {spec.node_id} failed")
+        out.append(node)
+    return cluster_id, out
 
 
-def _wait_started(
-    logs: dict[int, Path],
-    offsets: dict[int, int],
-    procs: dict[int, subprocess.Popen[bytes]],
-    stop: list[str],
-) -> None:
+def _report_stop(node: NodeProcess, event: str) -> None:
+    assert node.proc is not None
+    if event == "sigterm":
+        print(f"Stopping node {node.node_id} (pid {node.proc.pid}) with SIGTERM")
+    elif event == "sigkill":
+        print(f"Node {node.node_id} (pid {node.proc.pid}) did not stop in "
+              f"{STOP_TIMEOUT_S:.0f}s: SIGKILL")
+    else:
+        print(f"Node {node.node_id} exited with code {node.proc.returncode}")
+
+
+def _wait_started(nodes: Sequence[NodeProcess], stop: list[str]) -> None:
     """Wait for each node's start line, looking only at what this run appended to its log."""
-    pending = set(logs)
+    pending = {n.node_id: n for n in nodes}
     deadline = time.monotonic() + READY_TIMEOUT_S
     while pending and time.monotonic() < deadline and not stop:
         for node_id in sorted(pending):
-            if procs[node_id].poll() is not None:
-                print(f"Node {node_id} exited with code {procs[node_id].returncode}; "
-                      f"see {logs[node_id]}")
-                pending.discard(node_id)
-            elif STARTED_MARKER in _read_from(logs[node_id], offsets[node_id]):
+            node = pending[node_id]
+            assert node.proc is not None
+            if node.proc.poll() is not None:
+                print(f"Node {node_id} exited with code {node.proc.returncode}; "
+                      f"see {node.log_path}")
+                del pending[node_id]
+            elif READY_LINE in node.output():
                 print(f"Node {node_id} started")
-                pending.discard(node_id)
+                del pending[node_id]
         time.sleep(0.1)
-    for node_id in sorted(pending):
-        print(f"Node {node_id} has not reported '{STARTED_MARKER}' yet; see {logs[node_id]}")
-
-
-def _read_from(path: Path, offset: int) -> str:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read().decode(errors="replace")
+    for node_id, node in sorted(pending.items()):
+        print(f"Node {node_id} has not reported '{READY_LINE}' yet; see {node.log_path}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -305,8 +248,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: cluster in {root} is already running (pids {pids}); "
               f"run '{PROG} down' first", file=sys.stderr)
         return 1
-    cluster_id, specs = _prepare(root, args.nodes, args.separate_roles, args.port_offset)
-    busy = [p for node in specs for p in node.ports() if not _port_free(p)]
+    cluster_id, nodes = _prepare(root, args.nodes, args.separate_roles, args.port_offset)
+    specs = [n.spec for n in nodes]
+    busy = [p for spec in specs for p in spec.ports() if not _port_free(p)]
     if busy:
         print(f"{PROG}: error: ports already in use: {', '.join(map(str, busy))}", file=sys.stderr)
         return 1
@@ -318,59 +262,44 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
-    procs: dict[int, subprocess.Popen[bytes]] = {}
-    logs: dict[int, Path] = {}
-    log_offsets: dict[int, int] = {}
     try:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        for node in specs:
-            ndir = node_dir(root, node)
-            logs[node.node_id] = ndir / "server.log"
-            with open(logs[node.node_id], "ab") as log:
-                log_offsets[node.node_id] = log.tell()
-                # A new session: Ctrl-C reaches only us, and we stop the nodes in order.
-                procs[node.node_id] = subprocess.Popen(
-                    [sys.executable, "-m", "tools.server_start", str(ndir / "server.properties")],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=REPO_ROOT, env=env, start_new_session=True,
-                )
+        for node in nodes:
+            node.start()
         _write_json(_pid_file(root), {
             "cluster_id": cluster_id,
             "supervisor_pid": os.getpid(),
             "nodes": [
                 {
                     "node_id": node.node_id,
-                    "pid": procs[node.node_id].pid,
-                    "roles": list(node.roles),
-                    "config": str(node_dir(root, node) / "server.properties"),
-                    "data": str(node_dir(root, node) / "data"),
-                    "log": str(logs[node.node_id]),
-                    "listeners": node.listeners(),
-                    "admin": f"http://127.0.0.1:{node.admin_port}",
-                    "ports": node.ports(),
+                    "pid": node.proc.pid if node.proc is not None else None,
+                    "roles": list(node.spec.roles),
+                    "config": str(node.config),
+                    "data": str(node.data_dir),
+                    "log": str(node.log_path),
+                    "listeners": node.spec.listeners(),
+                    "admin": node.spec.admin_url,
+                    "ports": node.spec.ports(),
                 }
-                for node in specs
+                for node in nodes
             ],
         })
-        print(f"Cluster {cluster_id}: {len(specs)} node(s) in {root}")
-        for node in specs:
-            ndir = node_dir(root, node)
+        print(f"Cluster {cluster_id}: {len(nodes)} node(s) in {root}")
+        for node in nodes:
+            assert node.proc is not None
             print(
-                f"  node {node.node_id} pid {procs[node.node_id].pid} "
-                f"roles={','.join(node.roles)} listeners={','.join(node.listeners())} "
-                f"admin=http://127.0.0.1:{node.admin_port}\n"
-                f"      config={ndir / 'server.properties'} data={ndir / 'data'} "
-                f"log={logs[node.node_id]}"
+                f"  node {node.node_id} pid {node.proc.pid} "
+                f"roles={','.join(node.spec.roles)} listeners={','.join(node.spec.listeners())} "
+                f"admin={node.spec.admin_url}\n"
+                f"      config={node.config} data={node.data_dir} log={node.log_path}"
             )
         print(f"Bootstrap servers: {bootstrap_servers(specs)}")
-        if any(n.is_controller for n in specs):
+        if any(s.is_controller for s in specs):
             print(f"Bootstrap controllers: {bootstrap_controllers(specs)}")
-        print("Admin URLs: " + " ".join(f"http://127.0.0.1:{n.admin_port}" for n in specs))
-        _wait_started(logs, log_offsets, procs, stop_requested)
+        print("Admin URLs: " + " ".join(f"{s.admin_url}" for s in specs))
+        _wait_started(nodes, stop_requested)
         print("Running; press Ctrl-C to stop.")
         while not stop_requested:
-            if all(p.poll() is not None for p in procs.values()):
+            if not any(n.alive() for n in nodes):
                 print("All nodes have exited.")
                 break
             time.sleep(0.2)
@@ -379,10 +308,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-        _stop(procs)
+        stop_nodes(nodes, STOP_TIMEOUT_S, _report_stop)
         with contextlib.suppress(FileNotFoundError):
             _pid_file(root).unlink()
-    failed = [n for n, p in procs.items() if p.returncode not in (0, -signal.SIGTERM)]
+    failed = [n for n in nodes
+              if n.proc is not None and n.proc.returncode not in (0, -signal.SIGTERM)]
     return 1 if failed else 0
 
 

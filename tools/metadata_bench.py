@@ -11,7 +11,7 @@ measured in the same run on a file of the same size, and the ratio is what matte
 - snapshot write: framed records -> batches -> ``.part`` file, fsync, rename, fsync dir
   (``write_snapshot``), against ``os.write`` of the same number of bytes in 1 MiB chunks plus one
   fsync; and image -> file (encoding the records too) against the same baseline.
-- snapshot load: file -> record values (CRC, batch decode: ``read_snapshot``) and file -> image
+- snapshot load: file -> record values (CRC, batch decode: ``read_snapshot_file``) and file -> image
   (``load_image``: also metadata record decode and replay), against reading the same number of
   bytes in 1 MiB chunks (page cache warm for both).
 - replay: ``MetadataDelta.replay`` of decoded records plus ``apply``, in records per second, and
@@ -32,11 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from broker.controller.snapshot_files import read_snapshot_file, write_snapshot
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
-from kraft.snapshot import image_snapshot_records, load_image, read_snapshot, write_snapshot
-from storage.metadata_records import (
+from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
     MetadataRecordType,
@@ -45,6 +45,7 @@ from storage.metadata_records import (
     TopicRecord,
     UnfenceBrokerRecord,
 )
+from kraft.snapshot import image_snapshot_records, load_image
 
 T = MetadataRecordType
 BROKERS = 5
@@ -162,12 +163,12 @@ def run(partitions: int, per_topic: int, rounds: int, base: Path) -> None:
 
     _raw_write(raw_path, size)
     ours, raw = _best_pair(rounds, lambda: _raw_read(raw_path),
-                           lambda: sum(1 for _ in read_snapshot(path)))
+                           lambda: sum(1 for _ in read_snapshot_file(path)))
     _row("snapshot read: file -> record values (CRC)", ours, raw, size)
     ours, raw = _best_pair(rounds, lambda: _raw_read(raw_path),
-                           lambda: load_image(read_snapshot(path), sid.end_offset - 1, sid.epoch))
+                           lambda: load_image(read_snapshot_file(path), sid.end_offset - 1, sid.epoch))
     _row("snapshot load: file -> image (decode, replay)", ours, raw, size)
-    loaded = load_image(read_snapshot(path), sid.end_offset - 1, sid.epoch)
+    loaded = load_image(read_snapshot_file(path), sid.end_offset - 1, sid.epoch)
     assert loaded == image, "snapshot load does not give the image back"
 
     ours, raw = _best_pair(rounds, lambda: _raw_read(raw_path), lambda: replay(records))

@@ -5,36 +5,45 @@ from the CLI.
 (ports picked free on 127.0.0.1), runs ``kafka-storage format`` for each, and starts/stops/kills
 ``kafka-server-start`` processes. Node ids: controllers 1..C, brokers C+1..C+B; with
 ``combined=True`` nodes 1..C run both roles and there are no separate brokers.
+
+The launching is tools/launcher.py's; this module keeps the tests' conveniences: fast broker
+heartbeats, ``extra`` keys, the HTTP admin API on request, brokers stopped before controllers,
+and failures as ``AssertionError``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-STARTED = "Kafka Server started"
+from tools.launcher import (
+    BROKER,
+    CONTROLLER,
+    LOOPBACK,
+    READY_LINE,
+    REPO,
+    NodeProcess,
+    NodeSpec,
+    bootstrap_controllers,
+    bootstrap_servers,
+    free_ports,
+    plan_roles,
+    process_env,
+    quorum_voters,
+    random_cluster_id,
+    server_properties,
+)
 
+__all__ = ["REPO", "STARTED", "NodeProc", "ProcCluster", "env", "free_port_offset", "free_ports"]
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+STARTED = READY_LINE
+# Fast broker heartbeats and a short session suit tests; ``extra`` overrides them.
+TEST_SETTINGS = {
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "4000",
+}
 
 
 def free_port_offset(nodes: int) -> int:
@@ -62,105 +71,49 @@ def _port_free(port: int) -> bool:
 
 
 def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e["PYTHONUNBUFFERED"] = "1"
-    return e
+    """The environment to run this checkout's CLI tools with."""
+    return process_env()
 
 
-class NodeProc:
-    def __init__(self, node_id: int, roles: str, directory: Path, broker_port: int | None,
-                 controller_port: int | None) -> None:
-        self.node_id = node_id
-        self.roles = roles
-        self.dir = directory
-        self.broker_port = broker_port
-        self.controller_port = controller_port
-        self.config = directory / "server.properties"
-        self.log_path = directory / "server.log"
-        self.proc: subprocess.Popen[str] | None = None
-        self.admin_port: int | None = None  # HTTP admin API (ProcCluster(admin=True))
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
+class NodeProc(NodeProcess):
+    error = AssertionError
+
+    @property
+    def roles(self) -> str:
+        return ",".join(self.spec.roles)
+
+    @property
+    def broker_port(self) -> int | None:
+        return self.spec.broker_port
+
+    @property
+    def controller_port(self) -> int | None:
+        return self.spec.controller_port
+
+    @property
+    def admin_port(self) -> int | None:
+        """HTTP admin API (ProcCluster(admin=True))."""
+        return self.spec.admin_port
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.broker_port}"
+        return self.spec.broker_address
 
     @property
     def controller_address(self) -> str:
-        return f"127.0.0.1:{self.controller_port}"
+        return self.spec.controller_address
 
     @property
     def admin_url(self) -> str:
-        assert self.admin_port is not None, "start the cluster with ProcCluster(admin=True)"
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self._lines = []
-        log = self.log_path.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.server_start", str(self.config)],
-            cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        proc = self.proc
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                with self._cond:
-                    self._lines.append(line)
-                    self._cond.notify_all()
-            log.close()
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self._lines:
-                    if needle in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                if self.proc is not None and self.proc.poll() is not None and not any(
-                        needle in ln for ln in self._lines):
-                    # Give the pump a moment to drain the last lines.
-                    self._cond.wait(0.2)
-                    if not any(needle in ln for ln in self._lines):
-                        break
-                self._cond.wait(min(left, 0.5))
-        tail = "".join(self._lines[-40:])
-        raise AssertionError(f"node {self.node_id}: {needle!r} not seen in {timeout}s:\n{tail}")
-
-    def output(self) -> str:
-        with self._cond:
-            return "".join(self._lines)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        url = self.spec.admin_url
+        assert url is not None, "start the cluster with ProcCluster(admin=True)"
+        return url
 
     def stop(self, timeout: float = 60.0) -> int:
-        if not self.alive():
-            return self.proc.returncode if self.proc is not None else 0
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(f"node {self.node_id} did not stop within {timeout}s") from None
+        code = super().stop(timeout)
+        if code is None:
+            raise AssertionError(f"node {self.node_id} did not stop within {timeout}s")
+        return code
 
 
 class ProcCluster:
@@ -168,60 +121,33 @@ class ProcCluster:
                  combined: bool = False, extra: dict[str, str] | None = None,
                  admin: bool = False) -> None:
         self.root = root
-        self.nodes: dict[int, NodeProc] = {}
-        # Fast broker heartbeats and a short session suit tests; ``extra`` overrides them.
-        ports = free_ports(3 * (controllers + brokers))
-        for i in range(1, controllers + 1):
-            roles = "broker,controller" if combined else "controller"
-            self.nodes[i] = NodeProc(i, roles, root / f"node-{i}",
-                                     ports.pop() if combined else None, ports.pop())
-        if not combined:
-            for i in range(controllers + 1, controllers + brokers + 1):
-                self.nodes[i] = NodeProc(i, "broker", root / f"node-{i}", ports.pop(), None)
-        self.controller_ids = [n.node_id for n in self.nodes.values()
-                               if "controller" in n.roles]
-        self.broker_ids = [n.node_id for n in self.nodes.values() if "broker" in n.roles]
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}"
-                          for n in self.nodes.values() if "controller" in n.roles)
-        cid = subprocess.run([sys.executable, "-m", "tools.storage_cli", "random-uuid"],
-                             cwd=REPO, env=env(), capture_output=True, text=True, check=True)
-        self.cluster_id = cid.stdout.strip()
+        roles = plan_roles(controllers=controllers, brokers=0 if combined else brokers,
+                           combined=combined)
+        ports = free_ports(3 * len(roles))
+        specs = [NodeSpec(i, r, LOOPBACK,
+                          broker_port=ports.pop() if BROKER in r else None,
+                          controller_port=ports.pop() if CONTROLLER in r else None,
+                          admin_port=ports.pop() if admin else None)
+                 for i, r in roles]
+        self.nodes: dict[int, NodeProc] = {s.node_id: NodeProc(s, root / f"node-{s.node_id}")
+                                           for s in specs}
+        self.controller_ids = [s.node_id for s in specs if s.is_controller]
+        self.broker_ids = [s.node_id for s in specs if s.is_broker]
+        self.cluster_id = random_cluster_id()
+        voters = quorum_voters(specs)
         for n in self.nodes.values():
-            if admin:
-                n.admin_port = ports.pop()
             n.dir.mkdir(parents=True)
-            listeners = []
-            if n.broker_port is not None:
-                listeners.append(f"PLAINTEXT://127.0.0.1:{n.broker_port}")
-            if n.controller_port is not None:
-                listeners.append(f"CONTROLLER://127.0.0.1:{n.controller_port}")
-            props = {
-                "node.id": str(n.node_id),
-                "process.roles": n.roles,
-                "listeners": ",".join(listeners),
-                "controller.listener.names": "CONTROLLER",
-                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "controller.quorum.voters": voters,
-                "log.dirs": str(n.dir / "data"),
-                "admin.listeners": f"http://127.0.0.1:{n.admin_port}" if admin else "",
-                "broker.heartbeat.interval.ms": "500",
-                "broker.session.timeout.ms": "4000",
-            }
-            if "broker" in n.roles:
-                props["inter.broker.listener.name"] = "PLAINTEXT"
-            props.update(extra or {})
-            n.config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            subprocess.run([sys.executable, "-m", "tools.storage_cli", "format", "--cluster-id",
-                            self.cluster_id, "--config", str(n.config)],
-                           cwd=REPO, env=env(), capture_output=True, text=True, check=True)
+            n.write_config(server_properties(n.spec, voters, n.data_dir, settings=TEST_SETTINGS,
+                                             advertise=False, extra=extra))
+            n.format(self.cluster_id)
 
     @property
     def bootstrap_controllers(self) -> str:
-        return ",".join(self.nodes[i].controller_address for i in self.controller_ids)
+        return bootstrap_controllers(n.spec for n in self.nodes.values())
 
     @property
     def bootstrap_servers(self) -> str:
-        return ",".join(self.nodes[i].bootstrap for i in self.broker_ids)
+        return bootstrap_servers(n.spec for n in self.nodes.values())
 
     def start(self, ids: list[int] | None = None, wait: bool = True) -> None:
         ids = list(self.nodes) if ids is None else ids
@@ -245,7 +171,6 @@ class ProcCluster:
         """The end of a test: wake any node a test paused (SIGSTOP), stop all, kill what is
         left."""
         for n in self.nodes.values():
-            if n.alive() and n.proc is not None:
-                os.kill(n.proc.pid, signal.SIGCONT)
+            n.resume()
         self.stop_all()
         self.kill_all()

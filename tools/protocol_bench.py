@@ -1,6 +1,6 @@
 """Network-server benchmark: ``python -m tools.protocol_bench [--duration S] [--loop uvloop]``.
 
-Starts ``broker.server.KafkaServer`` (with ``broker.apis.ApiDispatcher``: an empty cluster) in a
+Starts ``broker.network.server.KafkaServer`` (with ``broker.network.dispatch.ApiDispatcher``: an empty cluster) in a
 subprocess and drives it from this process with a small raw-socket load generator: requests
 are encoded once, each connection keeps two windows of ``--window`` pipelined requests in
 flight and counts response *bytes* (every response to the same request has the same size), so
@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SERVER_SCRIPT = """
 import asyncio, logging, sys
-from broker.apis import ApiDispatcher
-from broker.server import KafkaServer, ListenerSpec, new_event_loop, run
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, new_event_loop, run
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 dispatcher = ApiDispatcher(node_id=1, cluster_id="bench")

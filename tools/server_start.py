@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from broker.config import KafkaConfig
 from broker.node import run_node
-from storage.config import KafkaConfig
 from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import verify_log_dirs
 from storage.properties import PropertiesError

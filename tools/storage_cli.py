@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.config import KafkaConfig
+from broker.config import KafkaConfig
 from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import (
     BootstrapMetadata,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import ModuleType
 
-from storage.codec import Message, Versions
+from kraft.codec import Message, Versions
 
 __all__ = [
     "API_SPECS",
@@ -136,10 +136,6 @@ class ApiSpec:
     def valid_versions(self) -> Versions:
         return self.request.valid_versions
 
-    def is_flexible(self, version: int) -> bool:
-        """Whether ``version`` uses the flexible encodings (compact types, tagged fields)."""
-        return version in self.request.flexible_versions
-
 
 def _spec_of(module: ModuleType) -> ApiSpec:
     where = module.__name__
@@ -147,7 +143,7 @@ def _spec_of(module: ModuleType) -> ApiSpec:
     request, response = module.REQUEST, module.RESPONSE
     listeners = frozenset(module.LISTENERS)
     if not (isinstance(request, Message) and isinstance(response, Message)):
-        raise TypeError(f"{where}: REQUEST and RESPONSE must be storage.codec.Message")
+        raise TypeError(f"{where}: REQUEST and RESPONSE must be kraft.codec.Message")
     if request.api_key != key or response.api_key != key:
         raise ValueError(f"{where}: REQUEST/RESPONSE api_key differs from API_KEY {key}")
     if request.valid_versions != response.valid_versions \

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 # Modules, not names: storage has its own OffsetOutOfRangeError, InvalidRecordError and
 # UnsupportedVersionError, which map onto the Kafka classes of the same names below.
-import storage.codec as _codec
+import kraft.codec as _codec
 import storage.errors as _storage
 from storage.error_codes import ErrorCode
 

@@ -21,31 +21,24 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from storage.codec import DecodeError, Message, read_uvarint
+from kraft.codec import DecodeError, Message, read_uvarint
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
-    "MAX_RESPONSE_HEADER_BYTES",
     "MIN_REQUEST_HEADER_BYTES",
-    "SIZE_PREFIX_BYTES",
     "InvalidHeaderError",
     "RequestHeader",
     "encode_request",
-    "frame_body",
-    "frame_response",
     "frame_response_chunks",
     "parse_request_header",
     "parse_response_header",
     "peek_request",
-    "response_header_bytes",
 ]
 
 DEFAULT_MAX_REQUEST_BYTES = 104857600
 """``socket.request.max.bytes`` default (100 MiB): a larger request frame closes the connection."""
 
-SIZE_PREFIX_BYTES = 4
 MIN_REQUEST_HEADER_BYTES = 8  # api_key, api_version, correlation_id
-MAX_RESPONSE_HEADER_BYTES = 5  # correlation_id + an empty tagged-field section
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -155,13 +148,6 @@ def encode_request(message: Message, obj: Any, version: int, correlation_id: int
     return b"".join(out)
 
 
-def response_header_bytes(correlation_id: int, header_version: int) -> bytes:
-    """Response header without size prefix."""
-    if header_version == 0:
-        return _I32.pack(correlation_id)
-    return _I32.pack(correlation_id) + b"\x00"
-
-
 def frame_response_chunks(message: Message, obj: Any, version: int, correlation_id: int,
                           header_version: int) -> list[Any]:
     """A response frame as a list of buffers (for ``transport.writelines``): size prefix and
@@ -175,21 +161,6 @@ def frame_response_chunks(message: Message, obj: Any, version: int, correlation_
     else:
         out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
     return out
-
-
-def frame_response(message: Message, obj: Any, version: int, correlation_id: int,
-                   header_version: int) -> bytes:
-    """A response frame as one ``bytes`` (size prefix, header, body)."""
-    return b"".join(frame_response_chunks(message, obj, version, correlation_id, header_version))
-
-
-def frame_body(body: bytes | list[Any], correlation_id: int, header_version: int) -> bytes:
-    """A response frame around an already-encoded body (bytes, or a list of chunks)."""
-    if isinstance(body, list):
-        body = b"".join(body)
-    if header_version == 0:
-        return _SIZE_CID.pack(len(body) + 4, correlation_id) + body
-    return _SIZE_CID_TAGS.pack(len(body) + 5, correlation_id, 0) + body
 
 
 def parse_response_header(frame: Any, header_version: int) -> tuple[int, int]:

@@ -25,13 +25,13 @@ from kraft.controller.results import (
 )
 from kraft.delta import CONTROLLED_SHUTDOWN_CHANGE_IN, FENCING_CHANGE_FENCE, FENCING_CHANGE_UNFENCE
 from kraft.image import METADATA_VERSION, BrokerRegistration, MetadataImage
-from storage.error_codes import ErrorCode
-from storage.metadata_records import (
+from kraft.metadata_records import (
     BrokerRegistrationChangeRecord,
     MetadataRecordType,
     RegisterBrokerRecord,
     UnregisterBrokerRecord,
 )
+from storage.error_codes import ErrorCode
 
 __all__ = [
     "BrokerControlState", "BrokerHeartbeatManager", "broker_heartbeat", "check_broker_epoch",

@@ -31,7 +31,7 @@ class ControllerConfig:
 
     @classmethod
     def from_kafka_config(cls, cfg: Any, cluster_id: str | None = None) -> ControllerConfig:
-        """Read a ``storage.config.KafkaConfig`` (anything with ``get(kafka_key)``)."""
+        """Read a ``broker.config.KafkaConfig`` (anything with ``get(kafka_key)``)."""
         voters: Any = getattr(cfg, "controller_quorum_voters", None) or {}
         return cls(
             num_partitions=int(cfg.get("num.partitions")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kraft.config_defs import CONFIG_DEFS, ConfigType
 from kraft.controller.results import (
     AlterConfigsReply,
     AlterConfigsResourceResult,
@@ -16,11 +17,10 @@ from kraft.controller.results import (
     Record,
 )
 from kraft.image import ConfigResourceType, MetadataImage
-from storage.config import CONFIG_DEFS, ConfigType
+from kraft.metadata_records import ConfigRecord, MetadataRecordType
 from storage.error_codes import ErrorCode
 from storage.errors import ConfigError
 from storage.log_config import LogConfig
-from storage.metadata_records import ConfigRecord, MetadataRecordType
 
 __all__ = [
     "APPEND", "DELETE", "SET", "SUBTRACT", "alter_configs", "incremental_alter_configs",

@@ -31,7 +31,7 @@ from kraft.controller.partition_change import RecordBuilder
 from kraft.controller.results import ControllerResult, NotController, Record
 from kraft.delta import MetadataDelta
 from kraft.image import METADATA_VERSION, MetadataImage
-from storage.metadata_records import FeatureLevelRecord, MetadataRecordType
+from kraft.metadata_records import FeatureLevelRecord, MetadataRecordType
 
 __all__ = ["QuorumController"]
 

@@ -34,7 +34,7 @@ from kraft.image import (
     MetadataImage,
     PartitionRegistration,
 )
-from storage.metadata_records import MetadataRecordType, PartitionChangeRecord
+from kraft.metadata_records import MetadataRecordType, PartitionChangeRecord
 
 __all__ = [
     "Election", "RecordBuilder", "build_partition_change", "is_active", "leadership_updates",

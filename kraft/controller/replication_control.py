@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from kraft.codec import ZERO_UUID
 from kraft.controller.cluster_control import check_broker_epoch
 from kraft.controller.config import ControllerConfig
 from kraft.controller.configuration_control import SET, incremental_changes
@@ -47,15 +48,14 @@ from kraft.image import (
     MetadataImage,
     PartitionRegistration,
 )
-from storage.codec import ZERO_UUID
-from storage.error_codes import ErrorCode
-from storage.log_config import LogConfig
-from storage.metadata_records import (
+from kraft.metadata_records import (
     MetadataRecordType,
     ProducerIdsRecord,
     RemoveTopicRecord,
     TopicRecord,
 )
+from storage.error_codes import ErrorCode
+from storage.log_config import LogConfig
 
 __all__ = [
     "ELECTION_PREFERRED", "ELECTION_UNCLEAN", "MAX_TOPIC_NAME_LENGTH", "allocate_producer_ids",

@@ -1,7 +1,7 @@
 """What controller operations return: ``ControllerResult`` and the reply dataclasses.
 
 Replies carry Kafka error codes (``storage.error_codes.ErrorCode``) and are independent of the
-wire version; ``broker.controller_apis`` maps them onto wire responses.
+wire version; ``broker.controller.apis`` maps them onto wire responses.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from kraft.metadata_records import MetadataRecordType
 from storage.error_codes import ErrorCode
-from storage.metadata_records import MetadataRecordType
 
 __all__ = [
     "AllocateProducerIdsReply", "AlterConfigsReply", "AlterConfigsResourceResult",

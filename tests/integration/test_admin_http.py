@@ -24,7 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import GenerationMode
 
-from broker.openapi import ROUTES
+from broker.admin.openapi import ROUTES
 from tools.proc_cluster import ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")

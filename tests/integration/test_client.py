@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from broker.apis import ApiDispatcher
 from broker.client import (
     CLIENT_SOFTWARE_NAME,
     CLIENT_SOFTWARE_VERSION,
@@ -34,6 +33,8 @@ from broker.client import (
     choose_version,
     parse_address,
 )
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, RequestContext, new_event_loop
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import (
     ErrorCode,
@@ -42,7 +43,6 @@ from broker.protocol.errors import (
     UnsupportedVersionError,
 )
 from broker.protocol.messages import broker_heartbeat, list_offsets, metadata
-from broker.server import KafkaServer, ListenerSpec, RequestContext, new_event_loop
 
 MD_REQ, MD_RESP = metadata.REQUEST, metadata.RESPONSE
 LO_REQ, LO_RESP = list_offsets.REQUEST, list_offsets.RESPONSE

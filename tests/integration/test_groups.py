@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
-from broker.group_records import partition_for
+from broker.groups.records import partition_for
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.messages import describe_groups, find_coordinator, offset_fetch
 from tools.proc_cluster import REPO, ProcCluster, env
@@ -425,7 +425,7 @@ def test_kcat_balanced_consumer_commits(cluster: ProcCluster) -> None:
 
 
 async def _wire_walk(c: ProcCluster) -> None:
-    from broker.group_records import ConsumerSubscription, encode_consumer_subscription
+    from broker.groups.records import ConsumerSubscription, encode_consumer_subscription
     from broker.protocol.errors import ErrorCode as E
     from broker.protocol.messages import (
         delete_groups,

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from broker.client import KafkaConnection
-from broker.protocol.api_keys import ApiKey
-from broker.raft_driver import (
+from broker.controller.quorum_state_file import quorum_state_path, read_quorum_state
+from broker.controller.raft_driver import (
     RAFT_API_VERSIONS,
     CommittedBatch,
     LeaderAndEpoch,
     NotLeader,
     RaftManager,
 )
-from broker.raft_wire import describe_quorum_from_wire, describe_quorum_request
-from broker.server import KafkaServer, ListenerSpec
-from storage.quorum_state_file import quorum_state_path, read_quorum_state
+from broker.controller.raft_wire import describe_quorum_from_wire, describe_quorum_request
+from broker.network.server import KafkaServer, ListenerSpec
+from broker.protocol.api_keys import ApiKey
 
 CLUSTER = "raft-driver-test-cluster"
 ELECTION_MS = 200

@@ -1,4 +1,4 @@
-"""The KRaft driver (broker/raft_driver.py) makes the epoch and the vote durable before it sends
+"""The KRaft driver (broker/controller/raft_driver.py) makes the epoch and the vote durable before it sends
 any message that depends on them: a voter that answered "granted" and then crashed must not
 come back without its vote and vote again in the same epoch.
 
@@ -16,13 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from broker import raft_wire as wire
 from broker.client import KafkaConnection
+from broker.controller import raft_wire as wire
+from broker.controller.quorum_state_file import (
+    QuorumStateData,
+    quorum_state_path,
+    read_quorum_state,
+)
+from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.network.server import KafkaServer, ListenerSpec
 from broker.protocol.api_keys import ApiKey
-from broker.raft_driver import RAFT_API_VERSIONS, RaftManager
-from broker.server import KafkaServer, ListenerSpec
 from kraft.messages import BeginQuorumEpoch, FetchRequest, Message, VoteRequest, VoteResponse
-from storage.quorum_state_file import QuorumStateData, quorum_state_path, read_quorum_state
 from tools.proc_cluster import free_ports
 
 CLUSTER = "raft-durability-test"

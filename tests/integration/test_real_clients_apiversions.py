@@ -1,7 +1,7 @@
 """Unmodified Kafka clients bootstrap against our server: ApiVersions, then Metadata.
 
 The server runs in a subprocess (``ApiDispatcher``: an empty cluster whose only broker is node
-1) with ``broker.server.wire`` at DEBUG, so it logs every ApiVersions request as hex. Each test
+1) with ``broker.network.server.wire`` at DEBUG, so it logs every ApiVersions request as hex. Each test
 checks that the client succeeded and that the ApiVersions requests it sent decode with our
 schemas to what that client is known to send (the same bytes are kept as fixed vectors in
 ``tests/unit/test_client_vectors.py``). Clients that are not installed are skipped.
@@ -32,12 +32,12 @@ TIMEOUT_S = 30
 
 SERVER_SCRIPT = """
 import asyncio, logging, sys
-from broker.apis import ApiDispatcher
-from broker.server import KafkaServer, ListenerSpec, run
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, run
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
-logging.getLogger("broker.server.wire").setLevel(logging.DEBUG)
+logging.getLogger("broker.network.server.wire").setLevel(logging.DEBUG)
 
 async def main():
     dispatcher = ApiDispatcher(node_id=1, cluster_id="real-clients-cluster")
@@ -128,7 +128,7 @@ def test_kafka_python_admin_client(server: ServerProcess) -> None:
         assert {int(k): v for k, v in admin.api_versions().items()} == {3: (0, 12), 18: (0, 3)}
     finally:
         admin.close()
-    # v4 first; error 35 makes it retry at our maximum, v3 (CLIENTS.md); later connections
+    # v4 first; error 35 makes it retry at our maximum, v3 (docs/clients.md); later connections
     # (to broker 1 once known) start at v3.
     versions = [v for v, _ in server.api_versions_since(start)]
     assert versions[:2] == [4, 3] and set(versions[2:]) <= {3}, versions

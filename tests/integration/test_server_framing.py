@@ -23,12 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.apis import ApiDispatcher
+from broker.network.dispatch import ApiDispatcher
+from broker.network.server import KafkaServer, ListenerSpec, RequestContext, new_event_loop
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import encode_request, parse_response_header
 from broker.protocol.messages import api_versions, metadata
-from broker.server import KafkaServer, ListenerSpec, RequestContext, new_event_loop
 
 AV_REQ, AV_RESP = api_versions.REQUEST, api_versions.RESPONSE
 MD_REQ, MD_RESP = metadata.REQUEST, metadata.RESPONSE
@@ -433,7 +433,7 @@ def test_undecodable_body_closes_connection(srv: ServerThread,
 
 def test_protocol_error_logs_one_warning_with_peer(srv: ServerThread,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="broker.server"), connect(srv.port()) as s:
+    with caplog.at_level("WARNING", logger="broker.network.server"), connect(srv.port()) as s:
         host, port = s.getsockname()[:2]
         peer = f"{host}:{port}"
         s.sendall(struct.pack(">i", -1) + struct.pack(">i", 0) + b"junk")

@@ -1,4 +1,4 @@
-"""storage.codec round trips: every primitive over its full range, and random schemas.
+"""kraft.codec round trips: every primitive over its full range, and random schemas.
 
 The random-schema test builds nested Message/Struct/Array schemas with random version ranges,
 nullable and tagged versions and flexible versions, then random valid values for a random
@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,

@@ -17,17 +17,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broker.controller.snapshot_files import read_snapshot_file, write_snapshot
 from kraft.delta import MetadataDelta, TopicPartition
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
-from kraft.snapshot import (
-    image_snapshot_records,
-    load_image,
-    read_snapshot,
-    snapshot_bytes,
-    write_snapshot,
-)
-from storage.metadata_records import (
+from kraft.metadata_records import (
     BrokerRegistrationChangeRecord,
     ConfigRecord,
     FeatureLevelRecord,
@@ -42,6 +36,12 @@ from storage.metadata_records import (
     TopicRecord,
     UnfenceBrokerRecord,
     UnregisterBrokerRecord,
+)
+from kraft.snapshot import (
+    image_snapshot_records,
+    load_image,
+    read_snapshot,
+    snapshot_bytes,
 )
 
 SETTINGS = settings(max_examples=80, deadline=None,
@@ -231,7 +231,7 @@ def test_image_to_snapshot_file_to_image(data: Any) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = write_snapshot(d, SnapshotId(image.offset + 1, 1), image_snapshot_records(image),
                               last_contained_log_timestamp_ms=0)
-        assert load_image(read_snapshot(path), image.offset, image.epoch) == image
+        assert load_image(read_snapshot_file(path), image.offset, image.epoch) == image
 
 
 def _shuffled_snapshot_records(image: MetadataImage, rng: random.Random) -> list[tuple[int, Any]]:

@@ -23,7 +23,7 @@ from broker.protocol.api_keys import (
     request_header_version,
     response_header_version,
 )
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,

@@ -181,7 +181,7 @@ class Sim:
         if log.end_offset != disk.log_start + len(disk.entries):
             # The durable log does not continue the snapshot (a crash between installing a
             # snapshot and resetting the log): restart it at the snapshot, as the driver does
-            # (broker.metadata_log.MetadataLog.open).
+            # (broker.controller.metadata_log.MetadataLog.open).
             assert log.end_offset == log.start_offset, (log.start_offset, log.end_offset)
             disk.log_start = log.start_offset
             disk.entries = []

@@ -3,12 +3,12 @@ manner of ``tests/sim/cluster.py`` for the metadata quorum.
 
 What runs is the product's own logic: the controller is ``kraft.controller.QuorumController``
 (broker registration, heartbeats and fencing, AlterPartition, elections, with the product's
-default configs read through ``storage.config.KafkaConfig``); each broker's partitions are
-``broker.partition.PartitionState`` with the broker's replication decisions from that module
+default configs read through ``broker.config.KafkaConfig``); each broker's partitions are
+``broker.replication.partition.PartitionState`` with the broker's replication decisions from that module
 (becoming leader or follower, produce admission and ``acks=all`` completion, fetch positions,
 ISR shrink and expand proposals, the KIP-101/KIP-279 truncation point, follower high watermark,
 out-of-range handling). The simulation plays the I/O around them the way
-``broker.replica_manager`` and ``broker.fetcher`` do, over a simulated network: brokers register
+``broker.replication.replica_manager`` and ``broker.replication.fetcher`` do, over a simulated network: brokers register
 and heartbeat, pull the committed metadata log and act on it only once caught up and registered
 (as ``broker.node`` does), follow leaders with one fetch in flight per leader (truncating first
 with OffsetsForLeaderEpoch), checkpoint their high watermarks, and take produce requests from a
@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.partition import (
+from broker.config import KafkaConfig
+from broker.replication.partition import (
     PartitionState,
     follower_high_watermark,
     out_of_range_action,
@@ -61,7 +62,6 @@ from broker.partition import (
 from kraft.controller import ControllerConfig, ControllerResult, QuorumController
 from kraft.delta import MetadataDelta
 from kraft.image import NO_LEADER, MetadataImage, PartitionRegistration
-from storage.config import KafkaConfig
 from storage.error_codes import ErrorCode
 from storage.leader_epoch import LeaderEpochFileCache
 from tests.unit.test_controller_helpers import alter_request, hb_request, reg_request, topic_request
@@ -173,7 +173,7 @@ class SimLog:
 
 @dataclass(slots=True)
 class FollowerFetch:
-    """``broker.fetcher.FetchState``: following ``leader`` at ``leader_epoch``."""
+    """``broker.replication.fetcher.FetchState``: following ``leader`` at ``leader_epoch``."""
 
     leader: int
     leader_epoch: int
@@ -542,7 +542,7 @@ class ReplicationSim:
             reply = body[1]
             if reply.error_code in (ErrorCode.STALE_BROKER_EPOCH,
                                     ErrorCode.BROKER_ID_NOT_REGISTERED):
-                b.broker_epoch = -1  # register again (broker.lifecycle)
+                b.broker_epoch = -1  # register again (broker.controller.lifecycle)
         elif kind == "metadata-reply":
             self._on_metadata(b, *body[1:])
         elif kind == "alter-reply":
@@ -780,7 +780,7 @@ class ReplicationSim:
     # ------------------------------------------------------------------ follower
 
     def _fetch_round(self, b: SimBroker) -> None:
-        """broker.fetcher: per leader, one request in flight; truncate first, then fetch."""
+        """broker.replication.fetcher: per leader, one request in flight; truncate first, then fetch."""
         by_leader: dict[int, list[tuple[int, Replica]]] = {}
         for pid, r in sorted(b.replicas.items()):
             f = r.fetch
@@ -831,7 +831,7 @@ class ReplicationSim:
                 f.truncating = False
 
     def _truncate(self, b: SimBroker, pid: int, r: Replica, offset: int) -> None:
-        """HostedPartition.truncate, then the follower HW is capped by the log end."""
+        """Partition.truncate: the follower HW stays within the log."""
         log = r.log
         if offset < log.log_end_offset:
             self.note(f"broker {b.broker_id} truncates p{pid} {log.log_end_offset} -> {offset}")

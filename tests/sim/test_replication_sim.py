@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import tests.sim.replication as sim_module
-from broker.partition import IsrChange, PartitionState
+from broker.replication.partition import IsrChange, PartitionState
 from kraft.controller import cluster_control
 from storage.error_codes import ErrorCode
 from tests.sim.long_run import run_long as _run_long

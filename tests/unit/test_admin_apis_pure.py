@@ -1,4 +1,4 @@
-"""Pure parts of broker.admin_apis: config description and producer-id blocks."""
+"""Pure parts of broker.admin.apis: config description and producer-id blocks."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 
-from broker.admin_apis import (
+from broker.admin.apis import (
     ConfigSource,
     ProducerIdManager,
     describe_broker_configs,
     describe_topic_configs,
 )
+from broker.config import KafkaConfig
 from kraft.controller.results import ApiError
 from kraft.image import (
     ConfigResourceType,
@@ -22,7 +23,6 @@ from kraft.image import (
     TopicImage,
     TopicsImage,
 )
-from storage.config import KafkaConfig
 from storage.error_codes import ErrorCode
 
 TOPIC, BROKER = ConfigResourceType.TOPIC, ConfigResourceType.BROKER

@@ -1,5 +1,4 @@
-"""Pure logic of the CLI tools: partitioner, consumer protocol encoding, range assignor,
-line parsing, output formats, server-stop command line parsing, dump-log on crafted files."""
+"""Pure logic of the CLI tools: partitioner, range assignor, line parsing, output formats, server-stop command line parsing, dump-log on crafted files."""
 
 from __future__ import annotations
 
@@ -12,17 +11,11 @@ import pytest
 from storage.compression import CompressionType
 from storage.record_batch import SimpleRecord, build_batch
 from tools import dump_log
-from tools.cli_client import CliError, TopicPartition, murmur2, parse_properties_args
+from tools.cli_client import CliError, murmur2, parse_properties_args
 from tools.configs import parse_add_config
 from tools.console_consumer import Formatter
 from tools.console_producer import ParsedLine, parse_line, producer_settings, reader_settings
-from tools.group_client import (
-    decode_assignment,
-    decode_subscription,
-    encode_assignment,
-    encode_subscription,
-    range_assign,
-)
+from tools.group_client import range_assign
 from tools.perf_test import Stats, percentiles
 from tools.server_stop import parse_server_cmdline
 
@@ -44,22 +37,6 @@ def test_murmur2_java_vectors() -> None:
     assert murmur2(b"a-little-bit-longer-string") == -1486304829
     assert murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971
     assert murmur2(b"abc") == 479470107
-
-
-def test_subscription_and_assignment_round_trip() -> None:
-    sub = encode_subscription(["a", "b"])
-    assert sub == struct.pack(">hi", 0, 2) + b"\x00\x01a\x00\x01b" + struct.pack(">i", -1)
-    assert decode_subscription(sub) == ["a", "b"]
-    # A v1 subscription (owned partitions appended) is read by its v0 prefix.
-    v1 = struct.pack(">hi", 1, 1) + b"\x00\x01t" + struct.pack(">i", -1) + \
-        struct.pack(">i", 1) + b"\x00\x01t" + struct.pack(">ii", 1, 0)
-    assert decode_subscription(v1) == ["t"]
-    asg = encode_assignment({"t": [0, 2], "u": [1]})
-    assert decode_assignment(asg) == [TopicPartition("t", 0), TopicPartition("t", 2),
-                                      TopicPartition("u", 1)]
-    assert decode_assignment(b"") == []
-    with pytest.raises(ValueError):
-        decode_subscription(b"\x00\x00\x00\x00\x00\x05\x00")
 
 
 def test_range_assign_like_kafka() -> None:

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from storage.config import (
-    CONFIG_DEFS,
-    ConfigType,
-    Endpoint,
-    KafkaConfig,
-    Password,
-)
+from broker.config import Endpoint, KafkaConfig
+from kraft.config_defs import CONFIG_DEFS, ConfigType, Password
 from storage.errors import ConfigError
 
 COMBINED = {
@@ -520,7 +515,7 @@ def test_duplicate_log_dirs_rejected() -> None:
 
 
 def test_unknown_keys_warn_and_name_each_key(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="storage.config"):
+    with caplog.at_level(logging.WARNING, logger="broker.config"):
         c = cfg(zookeeper_connect="localhost:2181", **{"my.custom.key": "x"})
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("'zookeeper.connect'" in m for m in messages)
@@ -529,7 +524,7 @@ def test_unknown_keys_warn_and_name_each_key(caplog: pytest.LogCaptureFixture) -
 
 
 def test_listener_prefixed_keys_do_not_warn(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="storage.config"):
+    with caplog.at_level(logging.WARNING, logger="broker.config"):
         cfg(**{"listener.name.plaintext.ssl.keystore.location": "/x"})
     assert not caplog.records
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broker.controller_apis import ControllerApis
+from broker.controller.apis import ControllerApis
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import (

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from broker.config import KafkaConfig
 from broker.protocol.messages import (
     allocate_producer_ids,
     alter_configs,
@@ -18,9 +19,8 @@ from broker.protocol.messages import (
 )
 from kraft.controller import ControllerConfig, NotController, QuorumController
 from kraft.image import NO_LEADER, ConfigResourceType, LeaderRecoveryState
-from storage.config import KafkaConfig
+from kraft.metadata_records import MetadataRecordType as T
 from storage.error_codes import ErrorCode as E
-from storage.metadata_records import MetadataRecordType as T
 from tests.unit.test_controller_helpers import (
     Harness,
     alter_request,

@@ -8,7 +8,7 @@ import random
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.delta import MetadataDelta
 from kraft.image import MetadataImage
-from storage.metadata_records import decode_metadata_record, encode_metadata_record, latest_version
+from kraft.metadata_records import decode_metadata_record, encode_metadata_record, latest_version
 from tests.unit.test_controller_helpers import (
     EPOCH,
     Harness,

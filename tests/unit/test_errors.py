@@ -13,7 +13,7 @@ from broker.protocol.errors import (
     error_for_code,
     to_error_code,
 )
-from storage import codec
+from kraft import codec
 
 # (code, name, retriable) checked by hand against Errors.java and the exception classes.
 SAMPLE = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace as NS
 
-from broker.fetch_session import EVICTION_IDLE_MS, FetchSessionCache
 from broker.protocol.errors import ErrorCode
+from broker.replication.fetch_session import EVICTION_IDLE_MS, FetchSessionCache
 
 
 def topics(**parts: dict[int, int]) -> list[NS]:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.controller.snapshot_files import FileSnapshotStore
 from kraft.messages import SnapshotId
-from kraft.snapshot import FileSnapshotStore, read_snapshot
+from kraft.snapshot import read_snapshot
 from storage import fileutil, fsync_journal
 from storage.fsync_journal import Cut, baseline, lose_unsynced, parse_journal, read_journal
 from storage.log import PartitionLog
@@ -398,7 +399,7 @@ def test_a_metadata_snapshot_survives_the_loss_whole(
     baseline(journal, [data])
     run_child(journal, data, """
         from kraft.messages import SnapshotId
-        from kraft.snapshot import FileSnapshotStore
+        from broker.controller.snapshot_files import FileSnapshotStore
         store = FileSnapshotStore(D / "meta")
         store.write_records(SnapshotId(100, 3), [b"record-%d" % i for i in range(500)], 1000)
         os._exit(0)
@@ -415,19 +416,19 @@ def test_a_metadata_snapshot_survives_the_loss_whole(
 
 METADATA_NODE = """
 import asyncio, time, uuid
-import broker.metadata_log as metadata_log
+import broker.controller.metadata_log as metadata_log
 from storage.log_config import LogConfig
 # Small segments, so that a snapshot lets the node delete whole segments of the log prefix.
 metadata_log.METADATA_LOG_CONFIG = LogConfig(segment_bytes=2048, retention_ms=-1,
                                              retention_bytes=-1)
-from broker.metadata_loader import MetadataLoader
-from broker.metadata_log import MetadataLog
-from broker.raft_driver import RaftManager
-from kraft.snapshot import FileSnapshotStore
+from broker.controller.metadata_loader import MetadataLoader
+from broker.controller.metadata_log import MetadataLog
+from broker.controller.raft_driver import RaftManager
+from broker.controller.snapshot_files import FileSnapshotStore
 from storage.fileutil import make_dirs
-from storage.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
+from kraft.metadata_records import (MetadataRecordType, TopicRecord, encode_metadata_record,
                                       latest_version)
-from storage.quorum_state_file import METADATA_PARTITION_DIR
+from broker.controller.quorum_state_file import METADATA_PARTITION_DIR
 
 M = D / METADATA_PARTITION_DIR
 
@@ -460,7 +461,7 @@ async def until(pred, what):
 @pytest.mark.parametrize("seed", ["kill", None, 1, 2])
 def test_a_power_loss_right_after_a_snapshot_dropped_the_log_prefix_loses_nothing(
         data: Path, journal: Path, seed: int | str | None) -> None:
-    # The whole path of broker/metadata_loader.py and broker/raft_driver.py: the loader writes a
+    # The whole path of broker/controller/metadata_loader.py and broker/controller/raft_driver.py: the loader writes a
     # snapshot, tells Raft, and the driver deletes the segments below it. The node crashes the
     # moment the first segment is gone and the power goes: the restarted node must still hold
     # every committed record, from the snapshot and what is left of the log. A snapshot write

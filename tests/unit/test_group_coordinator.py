@@ -1,4 +1,4 @@
-"""The classic group protocol state machine (broker/group_coordinator.py), driven by hand with
+"""The classic group protocol state machine (broker/groups/coordinator.py), driven by hand with
 explicit times: joins, leader election, protocol selection, sync, heartbeats, session and
 rebalance timeouts, the initial delay, static membership, offset commit rules, retention,
 loading, and a seeded random walk checking invariants after every step."""
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broker.group_coordinator import (
+from broker.groups.coordinator import (
     CommittedOffset,
     CoordinatorConfig,
     GroupCoordinator,
@@ -18,7 +18,7 @@ from broker.group_coordinator import (
     JoinResult,
     SyncResult,
 )
-from broker.group_records import GroupMetadataRecord, MemberRecord
+from broker.groups.records import GroupMetadataRecord, MemberRecord
 from broker.protocol.errors import ErrorCode
 
 SESSION = 10_000
@@ -345,7 +345,7 @@ def test_offset_retention_and_delete_checks() -> None:
 
 
 def test_a_stable_group_expires_offsets_of_topics_it_no_longer_subscribes_to() -> None:
-    from broker.group_records import ConsumerSubscription, encode_consumer_subscription
+    from broker.groups.records import ConsumerSubscription, encode_consumer_subscription
     gc, _ = make()
     sub = encode_consumer_subscription(ConsumerSubscription(("t1",)))
     a = join(gc, protocols=[("range", sub)]).one
@@ -362,7 +362,7 @@ def test_a_stable_group_expires_offsets_of_topics_it_no_longer_subscribes_to() -
 
 
 def test_offset_delete_respects_subscriptions() -> None:
-    from broker.group_records import ConsumerSubscription, encode_consumer_subscription
+    from broker.groups.records import ConsumerSubscription, encode_consumer_subscription
     gc, _ = make()
     sub = encode_consumer_subscription(ConsumerSubscription(("t1",)))
     a = join(gc, protocols=[("range", sub)]).one

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.group_records import (
+from broker.groups.records import (
     ConsumerAssignment,
     ConsumerSubscription,
     GroupMetadataRecord,
@@ -29,7 +29,7 @@ from broker.group_records import (
     partition_for,
     records_batch,
 )
-from storage.codec import DecodeError
+from kraft.codec import DecodeError
 from storage.record_batch import decode_batch
 
 
@@ -143,3 +143,22 @@ def test_consumer_protocol_round_trip_and_newer_versions() -> None:
     assert decode_consumer_subscription(v1) == ConsumerSubscription(("a",), None)
     with pytest.raises(DecodeError):
         decode_consumer_assignment(struct.pack(">hi", 0, 5))
+    with pytest.raises(DecodeError):
+        decode_consumer_subscription(b"\x00\x00\x00\x00\x00\x05\x00")
+
+
+def test_consumer_protocol_v0_bytes() -> None:
+    # What the CLI's group member sends: v0, null user data.
+    sub = encode_consumer_subscription(ConsumerSubscription(("a", "b")))
+    assert sub == struct.pack(">hi", 0, 2) + s16("a") + s16("b") + struct.pack(">i", -1)
+    asg = encode_consumer_assignment(ConsumerAssignment((("t", (0, 2)), ("u", (1,)))))
+    assert asg == (struct.pack(">hi", 0, 2) + s16("t") + struct.pack(">iii", 2, 0, 2)
+                   + s16("u") + struct.pack(">ii", 1, 1) + struct.pack(">i", -1))
+
+
+def test_a_topic_name_that_is_not_utf8_is_a_decode_error() -> None:
+    # The coordinator, the HTTP API and the CLI catch DecodeError for a malformed blob; a
+    # UnicodeDecodeError escaping them failed every offset-expiry pass of that group.
+    blob = struct.pack(">hih", 0, 1, 2) + b"\xff\xfe" + struct.pack(">i", -1)
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_consumer_subscription(blob)

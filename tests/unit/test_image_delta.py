@@ -9,7 +9,7 @@ import pytest
 
 from kraft.delta import MetadataDelta, MetadataReplayError, TopicPartition
 from kraft.image import ConfigResourceType, LeaderRecoveryState, MetadataImage
-from storage.metadata_records import (
+from kraft.metadata_records import (
     BrokerRegistrationChangeRecord,
     ConfigRecord,
     FeatureLevelRecord,

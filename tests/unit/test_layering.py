@@ -1,4 +1,4 @@
-"""Imports point one way: storage <- kraft <- broker <- tools (DESIGN.md).
+"""Imports point one way: storage <- kraft <- broker <- tools (docs/architecture.md).
 
 ``storage`` may import nothing of ours above it, ``kraft`` only ``storage``, ``broker`` only
 ``storage`` and ``kraft``; nothing imports ``tests`` or ``jepsen-style``.

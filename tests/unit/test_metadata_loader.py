@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from broker.metadata_loader import MetadataLoader
-from storage.metadata_records import (
+from broker.controller.metadata_loader import MetadataLoader
+from kraft.metadata_records import (
     MetadataRecordType,
     TopicRecord,
     encode_metadata_record,

@@ -1,4 +1,4 @@
-"""storage.metadata_records: KRaft metadata records, their framing, and KRaft control records."""
+"""kraft.metadata_records: KRaft metadata records, their framing, and KRaft control records."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from storage.codec import DecodeError, EncodeError, Message, UnsupportedVersionError
-from storage.metadata_records import (
+from kraft.codec import DecodeError, EncodeError, Message, UnsupportedVersionError
+from kraft.metadata_records import (
     CONTROL_RECORD_SCHEMAS,
     LATEST_VERSIONS,
     METADATA_RECORD_SCHEMAS,

@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from broker.fetch_session import FetchSessionCache
-from broker.metrics import LATENCY_BUCKETS_S, NodeMetrics, RequestMetrics
-from broker.partition import PartitionState
+from broker.admin.metrics import LATENCY_BUCKETS_S, NodeMetrics, RequestMetrics
 from broker.protocol.api_keys import ApiKey
+from broker.replication.fetch_session import FetchSessionCache
+from broker.replication.partition import PartitionState
 from kraft.image import (
     BrokerRegistration,
     ClusterImage,

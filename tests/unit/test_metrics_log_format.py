@@ -35,7 +35,7 @@ def test_text_lines_carry_level_and_node_id(stdout: pytest.CaptureFixture[str]) 
 def test_json_lines(stdout: pytest.CaptureFixture[str]) -> None:
     node_filter = server_start.setup_logging("INFO", "json")
     node_filter.node_id = "7"
-    log = logging.getLogger("broker.replica_manager")
+    log = logging.getLogger("broker.replication.replica_manager")
     log.warning("ISR of %s-%d is now %s", "t", 0, [1, 2])
     try:
         raise ValueError("bad")
@@ -43,7 +43,7 @@ def test_json_lines(stdout: pytest.CaptureFixture[str]) -> None:
         log.exception("failed")
     first, second = (json.loads(line) for line in stdout.readouterr().out.splitlines())
     assert first["level"] == "WARNING" and first["node_id"] == "7"
-    assert first["logger"] == "broker.replica_manager"
+    assert first["logger"] == "broker.replication.replica_manager"
     assert first["message"] == "ISR of t-0 is now [1, 2]"
     assert first["ts"].endswith("+00:00")
     assert second["level"] == "ERROR" and "ValueError: bad" in second["exception"]

@@ -11,8 +11,8 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from broker.admin_http import AdminHttpServer
-from broker.openapi import ROUTES, SCHEMAS, openapi_document
+from broker.admin.http import AdminHttpServer
+from broker.admin.openapi import ROUTES, SCHEMAS, openapi_document
 
 
 def _server() -> AdminHttpServer:

@@ -1,8 +1,8 @@
-"""broker.partition: leader-side HW and ISR logic (pure, driven with explicit times)."""
+"""broker.replication.partition: leader-side HW and ISR logic (pure, driven with explicit times)."""
 
 from __future__ import annotations
 
-from broker.partition import IsrChange, PartitionState
+from broker.replication.partition import IsrChange, PartitionState
 from storage.error_codes import ErrorCode
 
 LAG_MS = 1000

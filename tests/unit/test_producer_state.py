@@ -112,7 +112,7 @@ def test_in_sequence_batches_are_accepted(leader: Leader) -> None:
     entry = leader.psm.last_entry(PID)
     assert entry is not None
     assert (entry.producer_epoch, entry.first_seq, entry.last_seq) == (0, 0, 4)
-    assert entry.last_data_offset == 4
+    assert entry.batches[-1].last_offset == 4
 
 
 def test_unknown_producer_accepted_at_any_sequence(leader: Leader) -> None:

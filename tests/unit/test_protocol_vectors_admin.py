@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,
@@ -140,7 +140,6 @@ _KP_PAIRS: dict[str, tuple[Any, str]] = {
     # our module: (kafka-python module, class name prefix)
     "create_topics": (kp_admin, "CreateTopics"),
     "delete_topics": (kp_admin, "DeleteTopics"),
-    "delete_records": (kp_admin, "DeleteRecords"),
     "init_producer_id": (kp_producer, "InitProducerId"),
     "offset_for_leader_epoch": (kp_offsets, "OffsetForLeaderEpoch"),
     "add_partitions_to_txn": (kp_producer, "AddPartitionsToTxn"),
@@ -218,7 +217,6 @@ def _has_tags(old_cls: Any) -> bool:
 _OLD: dict[str, tuple[Any, str, range]] = {
     "create_topics": (old_admin, "CreateTopics", range(4)),
     "delete_topics": (old_admin, "DeleteTopics", range(4)),
-    "delete_records": (old_admin, "DeleteRecords", range(1)),
     "describe_configs": (old_admin, "DescribeConfigs", range(3)),
     "alter_configs": (old_admin, "AlterConfigs", range(2)),
     "create_partitions": (old_admin, "CreatePartitions", range(2)),

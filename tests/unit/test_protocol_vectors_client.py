@@ -31,7 +31,7 @@ from broker.protocol.api_keys import (
     response_header_version,
 )
 from broker.protocol.messages import api_versions, fetch, metadata, produce
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     BYTES,
     FLOAT64,
@@ -315,7 +315,7 @@ def test_aiokafka_classes(spec: Any, direction: str, version: int, cls: Any) -> 
         _check(msg, version, obj, theirs)
 
 
-# The versions CLIENTS.md says real clients send: each must be cross-checked above.
+# The versions docs/clients.md says real clients send: each must be cross-checked above.
 REQUIRED_REQUESTS = {
     "ApiVersions": (0, 1, 2, 3), "Metadata": (0, 1, 4, 9), "Produce": (3, 7), "Fetch": (4, 11),
     "ListOffsets": (1,), "FindCoordinator": (0, 1), "JoinGroup": (0, 5), "OffsetCommit": (2,),

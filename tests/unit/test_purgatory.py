@@ -1,10 +1,10 @@
-"""broker.purgatory: delayed operations completed by checks, timeouts and the size bound."""
+"""broker.replication.purgatory: delayed operations completed by checks, timeouts and the size bound."""
 
 from __future__ import annotations
 
 import asyncio
 
-from broker.purgatory import Purgatory
+from broker.replication.purgatory import Purgatory
 
 
 def test_ready_at_once_and_timeout() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.quorum_state_file import (
+from broker.controller.quorum_state_file import (
     QuorumStateData,
     QuorumStateError,
     QuorumStateFile,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from broker import raft_wire as w
-from broker.metadata_log import (
+from broker.controller import raft_wire as w
+from broker.controller.metadata_log import (
     METADATA_TOPIC_ID,
     MetadataLog,
     decode_entries,
@@ -21,6 +21,7 @@ from broker.protocol.messages import describe_quorum as dq
 from broker.protocol.messages import end_quorum_epoch as eqe
 from broker.protocol.messages import fetch, vote
 from broker.protocol.messages import fetch_snapshot as fs
+from kraft.codec import UnsupportedVersionError
 from kraft.log import LogEntry
 from kraft.messages import (
     BeginQuorumEpoch,
@@ -37,11 +38,10 @@ from kraft.messages import (
     VoteRequest,
     VoteResponse,
 )
+from kraft.metadata_records import decode_control_record
 from kraft.raft import LEADER_CHANGE_DATA
-from storage.codec import UnsupportedVersionError
 from storage.errors import CorruptRecordError
 from storage.log_config import LogConfig
-from storage.metadata_records import decode_control_record
 from storage.record_batch import ControlRecordType
 
 CID = "cluster-1"

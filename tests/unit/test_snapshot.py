@@ -10,26 +10,12 @@ from typing import Any
 
 import pytest
 
+from broker.controller.snapshot_files import FileSnapshotStore, read_snapshot_file, write_snapshot
+from kraft.codec import DecodeError
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
-from kraft.snapshot import (
-    MAX_RECORDS_PER_BATCH,
-    CorruptSnapshotError,
-    FileSnapshotStore,
-    SnapshotReader,
-    image_snapshot_records,
-    load_image,
-    parse_snapshot_file_name,
-    read_snapshot,
-    snapshot_batches,
-    snapshot_bytes,
-    snapshot_file_name,
-    write_snapshot,
-)
-from kraft.snapshot_store import SnapshotStore
-from storage.codec import DecodeError
-from storage.metadata_records import (
+from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
     MetadataRecordType,
@@ -40,6 +26,19 @@ from storage.metadata_records import (
     decode_control_record,
     decode_metadata_record,
 )
+from kraft.snapshot import (
+    MAX_RECORDS_PER_BATCH,
+    CorruptSnapshotError,
+    SnapshotReader,
+    image_snapshot_records,
+    load_image,
+    parse_snapshot_file_name,
+    read_snapshot,
+    snapshot_batches,
+    snapshot_bytes,
+    snapshot_file_name,
+)
+from kraft.snapshot_store import SnapshotStore
 from storage.record_batch import (
     ControlRecordType,
     build_batch,
@@ -162,11 +161,11 @@ def test_image_round_trip_through_a_file(tmp_path: Path) -> None:
                           last_contained_log_timestamp_ms=99)
     assert path == tmp_path / snapshot_file_name(SID)
     assert os.listdir(tmp_path) == [path.name]
-    loaded = load_image(read_snapshot(path), SID.end_offset - 1, SID.epoch)
+    loaded = load_image(read_snapshot_file(path), SID.end_offset - 1, SID.epoch)
     assert loaded == image
     assert loaded.topics.partition_count() == 12
     # Every record is framed at its type's latest version.
-    for value in read_snapshot(path):
+    for value in read_snapshot_file(path):
         decode_metadata_record(value)
     # Bytes are a function of the image: a second write gives the same file.
     again = snapshot_bytes(SID, image_snapshot_records(loaded), last_contained_log_timestamp_ms=99)
@@ -198,7 +197,8 @@ def good() -> bytes:
 
 
 def read_all(data: Any) -> list[bytes]:
-    return list(read_snapshot(data))
+    """A snapshot's values, from its bytes or from its file."""
+    return list(read_snapshot_file(data) if isinstance(data, Path) else read_snapshot(data))
 
 
 def test_every_truncation_is_rejected() -> None:
@@ -305,7 +305,7 @@ def test_store_write_fetched_snapshot(tmp_path: Path) -> None:
     path = follower.write(SID, data)
     assert path.read_bytes() == data
     assert follower.latest() == SID and follower.size(SID) == size
-    assert load_image(read_snapshot(path), SID.end_offset - 1, SID.epoch) == small_image()
+    assert load_image(read_snapshot_file(path), SID.end_offset - 1, SID.epoch) == small_image()
 
 
 def test_store_write_rejects_a_corrupt_snapshot(tmp_path: Path) -> None:

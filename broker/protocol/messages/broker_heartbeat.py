@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import BOOL, INT16, INT32, INT64, UUID, Array, Field, Message
+from kraft.codec import BOOL, INT16, INT32, INT64, UUID, Array, Field, Message
 
 API_KEY = 63
 LISTENERS = frozenset({"controller"})

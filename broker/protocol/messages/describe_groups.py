@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import BOOL, BYTES, INT16, INT32, STRING, Array, Field, Message, Struct
+from kraft.codec import BOOL, BYTES, INT16, INT32, STRING, Array, Field, Message, Struct
 
 API_KEY = 15
 LISTENERS = frozenset({"broker"})

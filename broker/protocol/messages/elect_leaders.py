@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import INT8, INT16, INT32, STRING, Array, Field, Message, Struct
+from kraft.codec import INT8, INT16, INT32, STRING, Array, Field, Message, Struct
 
 API_KEY = 43
 LISTENERS = frozenset({"broker", "controller"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import (
+from kraft.codec import (
     INT8,
     INT16,
     INT32,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import (
+from kraft.codec import (
     INT16,
     INT32,
     INT64,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import INT16, INT32, STRING, Field, Message
+from kraft.codec import INT16, INT32, STRING, Field, Message
 
 API_KEY = 12
 LISTENERS = frozenset({"broker"})

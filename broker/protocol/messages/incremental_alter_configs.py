@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import BOOL, INT8, INT16, INT32, STRING, Array, Field, Message, Struct
+from kraft.codec import BOOL, INT8, INT16, INT32, STRING, Array, Field, Message, Struct
 
 API_KEY = 44
 LISTENERS = frozenset({"broker", "controller"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import BOOL, INT16, INT32, STRING, UUID, Array, Field, Message, Struct
+from kraft.codec import BOOL, INT16, INT32, STRING, UUID, Array, Field, Message, Struct
 
 API_KEY = 3
 LISTENERS = frozenset({"broker"})

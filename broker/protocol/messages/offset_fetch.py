@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import BOOL, INT16, INT32, INT64, STRING, Array, Field, Message, Struct
+from kraft.codec import BOOL, INT16, INT32, INT64, STRING, Array, Field, Message, Struct
 
 API_KEY = 9
 LISTENERS = frozenset({"broker"})

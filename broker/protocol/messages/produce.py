@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import INT16, INT32, INT64, RECORDS, STRING, Array, Field, Message, Struct
+from kraft.codec import INT16, INT32, INT64, RECORDS, STRING, Array, Field, Message, Struct
 
 API_KEY = 0
 LISTENERS = frozenset({"broker"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.codec import INT16, STRING, Array, Field, Message
+from kraft.codec import INT16, STRING, Array, Field, Message
 
 API_KEY = 17
 LISTENERS = frozenset({"broker", "controller"})

@@ -8,7 +8,7 @@ bumped one); the wire layout is unchanged, so the field names here stay as in v0
 
 from __future__ import annotations
 
-from storage.codec import (
+from kraft.codec import (
     BOOL,
     INT16,
     INT32,

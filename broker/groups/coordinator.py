@@ -1,0 +1,763 @@
+"""The classic consumer-group protocol as a pure state machine (Kafka's GroupCoordinator and
+GroupMetadata): no sockets, no clocks; every call is handed ``now_ms``.
+
+Groups move through Empty -> PreparingRebalance -> CompletingRebalance -> Stable (and Dead when
+deleted or unloaded). A JoinGroup parks its member until the join phase completes (all known
+members rejoined, or the rebalance timeout passed, or the initial delay of a new group ran
+out); SyncGroup parks followers until the leader hands in the assignment. Parked calls are
+answered through the callbacks their callers passed in, possibly synchronously.
+
+Persistence is the caller's: ``store(group_id, record, done)`` is called when the group's
+metadata must be written (a generation completed, the group emptied, a static member was
+replaced); ``done(error)`` continues the protocol once the write settled, as Kafka's
+``storeGroup`` does. The I/O layer calls ``tick(now_ms)`` to expire sessions and complete
+delayed joins.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broker.groups.records import (
+    GroupMetadataRecord,
+    MemberRecord,
+    decode_consumer_subscription,
+)
+from broker.protocol.errors import ErrorCode
+from kraft.codec import DecodeError
+
+__all__ = [
+    "CommittedOffset",
+    "CoordinatorConfig",
+    "Group",
+    "GroupCoordinator",
+    "GroupState",
+    "JoinResult",
+    "Member",
+    "SyncResult",
+]
+
+
+class GroupState(enum.Enum):
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    min_session_timeout_ms: int = 6000
+    max_session_timeout_ms: int = 1800000
+    initial_rebalance_delay_ms: int = 3000
+    max_size: int = 2**31 - 1
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    error: ErrorCode
+    member_id: str = ""
+    generation_id: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str = ""
+    # (member id, group instance id, metadata): only for the leader.
+    members: tuple[tuple[str, str | None, bytes], ...] = ()
+    skip_assignment: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    error: ErrorCode
+    assignment: bytes = b""
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+
+
+JoinCallback = Callable[[JoinResult], None]
+SyncCallback = Callable[[SyncResult], None]
+StoreFn = Callable[[str, GroupMetadataRecord, Callable[[ErrorCode], None]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp: int
+
+
+@dataclass(slots=True)
+class Member:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    session_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    assignment: bytes = b""
+    join_callback: JoinCallback | None = None
+    sync_callback: SyncCallback | None = None
+    heartbeat_deadline_ms: int = 0
+    is_new: bool = False
+
+    def metadata_for(self, protocol: str) -> bytes:
+        for name, meta in self.protocols:
+            if name == protocol:
+                return meta
+        return b""
+
+    @property
+    def awaiting_join(self) -> bool:
+        return self.join_callback is not None
+
+
+@dataclass(slots=True)
+class Group:
+    group_id: str
+    state: GroupState = GroupState.EMPTY
+    generation_id: int = 0
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
+    pending_members: dict[str, int] = field(default_factory=dict)  # member id -> deadline
+    offsets: dict[tuple[str, int], CommittedOffset] = field(default_factory=dict)
+    state_timestamp_ms: int = -1
+    # Join phase: when it completes at the latest, and (initial delay) the next check.
+    join_deadline_ms: int | None = None
+    initial_delay_end_ms: int | None = None
+    new_member_added: bool = False
+
+    def is_(self, *states: GroupState) -> bool:
+        return self.state in states
+
+    def all_joined(self) -> bool:
+        return (not self.pending_members
+                and all(m.awaiting_join for m in self.members.values()))
+
+    def candidate_protocols(self) -> list[str]:
+        sets = [{p for p, _ in m.protocols} for m in self.members.values()]
+        if not sets:
+            return []
+        common = set.intersection(*sets)
+        first = next(iter(self.members.values()))
+        return [p for p, _ in first.protocols if p in common]
+
+    def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
+        if not protocol_type or not protocols:
+            return False
+        if not self.members:
+            return True
+        return (protocol_type == self.protocol_type
+                and bool(set(self.candidate_protocols()) & {p for p, _ in protocols}))
+
+    def select_protocol(self) -> str:
+        candidates = self.candidate_protocols()
+        assert candidates, "select_protocol on a group without a common protocol"
+        votes: dict[str, int] = dict.fromkeys(candidates, 0)
+        for m in self.members.values():
+            for p, _ in m.protocols:
+                if p in votes:
+                    votes[p] += 1
+                    break
+        # Most votes; ties go to the first member's preference order.
+        return max(candidates, key=lambda p: (votes[p], -candidates.index(p)))
+
+    def max_rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
+
+    def subscribed_topics(self) -> set[str] | None:
+        """Topics the members subscribe to (consumer protocol), None when unknown."""
+        if self.protocol_type != "consumer" or self.protocol_name is None:
+            return None
+        topics: set[str] = set()
+        for m in self.members.values():
+            try:
+                topics.update(decode_consumer_subscription(
+                    m.metadata_for(self.protocol_name)).topics)
+            except DecodeError:
+                return None
+        return topics
+
+    def metadata_record(self, now_ms: int) -> GroupMetadataRecord:
+        proto = self.protocol_name
+        members = tuple(MemberRecord(
+            m.member_id, m.group_instance_id, m.client_id, m.client_host,
+            m.rebalance_timeout_ms, m.session_timeout_ms,
+            m.metadata_for(proto) if proto else b"", m.assignment)
+            for m in self.members.values())
+        return GroupMetadataRecord(
+            self.group_id, self.protocol_type or "", self.generation_id, proto,
+            self.leader_id, self.state_timestamp_ms if self.state_timestamp_ms >= 0 else now_ms,
+            members)
+
+
+class GroupCoordinator:
+    """All groups of this broker's coordinator partitions."""
+
+    def __init__(self, config: CoordinatorConfig, store: StoreFn | None = None) -> None:
+        self.config = config
+        self.groups: dict[str, Group] = {}
+        self.store: StoreFn = store or (lambda _g, _r, done: done(ErrorCode.NONE))
+        self.rebalances = 0  # rebalances started (the pykraft_group_rebalances metric)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _transition(self, group: Group, state: GroupState, now_ms: int) -> None:
+        group.state = state
+        group.state_timestamp_ms = now_ms
+
+    def _schedule_heartbeat(self, member: Member, now_ms: int) -> None:
+        member.heartbeat_deadline_ms = now_ms + member.session_timeout_ms
+
+    def _add_member(self, group: Group, member: Member, now_ms: int) -> None:
+        if not group.members:
+            group.protocol_type = member.protocol_type
+        group.members[member.member_id] = member
+        if member.group_instance_id is not None:
+            group.static_members[member.group_instance_id] = member.member_id
+        if group.leader_id is None:
+            group.leader_id = member.member_id
+        group.pending_members.pop(member.member_id, None)
+
+    def _remove_member(self, group: Group, member_id: str) -> None:
+        m = group.members.pop(member_id, None)
+        if m is None:
+            return
+        if m.group_instance_id is not None and \
+                group.static_members.get(m.group_instance_id) == member_id:
+            del group.static_members[m.group_instance_id]
+        if group.leader_id == member_id:
+            group.leader_id = next((mid for mid, mm in group.members.items()
+                                    if mm.awaiting_join), next(iter(group.members), None))
+
+    def _fenced(self, group: Group, instance_id: str | None, member_id: str) -> bool:
+        if instance_id is None:
+            return False
+        known = group.static_members.get(instance_id)
+        return known is not None and known != member_id
+
+    def _join_result_for(self, group: Group, member: Member) -> JoinResult:
+        proto = group.protocol_name
+        members: tuple[tuple[str, str | None, bytes], ...] = ()
+        if member.member_id == group.leader_id and proto is not None:
+            members = tuple((m.member_id, m.group_instance_id, m.metadata_for(proto))
+                            for m in group.members.values())
+        return JoinResult(ErrorCode.NONE, member.member_id, group.generation_id,
+                          group.protocol_type, proto, group.leader_id or "", members)
+
+    @staticmethod
+    def _answer_join(member: Member, result: JoinResult) -> None:
+        cb, member.join_callback = member.join_callback, None
+        member.is_new = False
+        if cb is not None:
+            cb(result)
+
+    @staticmethod
+    def _answer_sync(member: Member, result: SyncResult) -> None:
+        cb, member.sync_callback = member.sync_callback, None
+        if cb is not None:
+            cb(result)
+
+    # -- JoinGroup ----------------------------------------------------------------------------
+
+    def join_group(self, group_id: str, member_id: str, group_instance_id: str | None,
+                   client_id: str, client_host: str, session_timeout_ms: int,
+                   rebalance_timeout_ms: int, protocol_type: str,
+                   protocols: list[tuple[str, bytes]], require_known_member_id: bool,
+                   now_ms: int, callback: JoinCallback) -> None:
+        cfg = self.config
+        if not group_id:
+            return callback(JoinResult(ErrorCode.INVALID_GROUP_ID, member_id))
+        if not cfg.min_session_timeout_ms <= session_timeout_ms <= cfg.max_session_timeout_ms:
+            return callback(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id))
+        if rebalance_timeout_ms < 0:  # JoinGroup v0 has none: the session timeout
+            rebalance_timeout_ms = session_timeout_ms
+        group = self.groups.get(group_id)
+        if group is None:
+            if member_id:
+                return callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
+            group = self.groups[group_id] = Group(group_id, state_timestamp_ms=now_ms)
+        if group.is_(GroupState.DEAD):
+            return callback(JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id))
+        known = member_id in group.members or member_id in group.pending_members
+        if (not known or not member_id) and len(group.members) + len(
+                group.pending_members) >= cfg.max_size and not (
+                group_instance_id is not None and group_instance_id in group.static_members):
+            return callback(JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED, member_id))
+        if not group.supports(protocol_type, protocols):
+            return callback(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id))
+        args = (client_id, client_host, session_timeout_ms, rebalance_timeout_ms,
+                protocol_type, protocols)
+        if not member_id:
+            new_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"
+            if group_instance_id is not None:
+                old = group.static_members.get(group_instance_id)
+                if old is not None and old in group.members:
+                    return self._replace_static_member(group, group_instance_id, old, new_id,
+                                                       args, now_ms, callback)
+                return self._add_member_and_rebalance(group, new_id, group_instance_id, args,
+                                                      now_ms, callback)
+            if require_known_member_id:
+                # KIP-394: hand out the id first; the member joins with it next.
+                group.pending_members[new_id] = now_ms + session_timeout_ms
+                return callback(JoinResult(ErrorCode.MEMBER_ID_REQUIRED, new_id))
+            return self._add_member_and_rebalance(group, new_id, None, args, now_ms, callback)
+        if member_id in group.pending_members:
+            return self._add_member_and_rebalance(group, member_id, group_instance_id, args,
+                                                  now_ms, callback)
+        member = group.members.get(member_id)
+        if self._fenced(group, group_instance_id, member_id):
+            return callback(JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id))
+        if member is None:
+            return callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
+        changed = member.protocols != protocols
+        self._update_member(member, args, callback)
+        self._schedule_heartbeat(member, now_ms)
+        if group.is_(GroupState.PREPARING_REBALANCE):
+            self._try_complete_join(group, now_ms)
+        elif group.is_(GroupState.COMPLETING_REBALANCE):
+            if changed:
+                self._prepare_rebalance(group, now_ms)
+            else:
+                self._answer_join(member, self._join_result_for(group, member))
+        elif group.is_(GroupState.STABLE):
+            if member_id == group.leader_id or changed:
+                self._prepare_rebalance(group, now_ms)
+            else:
+                self._answer_join(member, self._join_result_for(group, member))
+        else:  # Empty with a known member cannot happen
+            member.join_callback = None
+            callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
+        return None
+
+    @staticmethod
+    def _update_member(member: Member, args: tuple, callback: JoinCallback) -> None:
+        (member.client_id, member.client_host, member.session_timeout_ms,
+         member.rebalance_timeout_ms, member.protocol_type, member.protocols) = args
+        if member.join_callback is not None and member.join_callback is not callback:
+            # A second join from the same member: the first one is superseded.
+            old, member.join_callback = member.join_callback, None
+            old(JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id))
+        member.join_callback = callback
+
+    def _add_member_and_rebalance(self, group: Group, member_id: str,
+                                  instance_id: str | None, args: tuple, now_ms: int,
+                                  callback: JoinCallback) -> None:
+        client_id, client_host, session, rebalance, ptype, protocols = args
+        member = Member(member_id, instance_id, client_id, client_host, rebalance, session,
+                        ptype, list(protocols), join_callback=callback, is_new=True)
+        self._add_member(group, member, now_ms)
+        self._schedule_heartbeat(member, now_ms)
+        group.new_member_added = True
+        if group.is_(GroupState.PREPARING_REBALANCE):
+            self._try_complete_join(group, now_ms)
+        else:
+            self._prepare_rebalance(group, now_ms)
+
+    def _replace_static_member(self, group: Group, instance_id: str, old_id: str, new_id: str,
+                               args: tuple, now_ms: int, callback: JoinCallback) -> None:
+        """A static member came back under a new member id: it takes over the old member's
+        place (and assignment) without a rebalance when nothing it offers changed."""
+        old = group.members.pop(old_id)
+        if old.join_callback is not None:
+            self._answer_join(old, JoinResult(ErrorCode.FENCED_INSTANCE_ID, old_id))
+        if old.sync_callback is not None:
+            self._answer_sync(old, SyncResult(ErrorCode.FENCED_INSTANCE_ID))
+        current_leader = group.leader_id
+        old_protocols = old.protocols
+        old.member_id = new_id
+        group.members[new_id] = old
+        group.static_members[instance_id] = new_id
+        if group.leader_id == old_id:
+            group.leader_id = new_id
+        self._update_member(old, args, callback)
+        self._schedule_heartbeat(old, now_ms)
+        if group.is_(GroupState.STABLE):
+            if group.select_protocol() == group.protocol_name:
+                def stored(error: ErrorCode) -> None:
+                    if error:
+                        # Undo: the old id stays the member (Kafka reverts the same way).
+                        group.members.pop(new_id, None)
+                        old.member_id = old_id
+                        old.protocols = old_protocols
+                        group.members[old_id] = old
+                        group.static_members[instance_id] = old_id
+                        if group.leader_id == new_id:
+                            group.leader_id = old_id
+                        self._answer_join(old, JoinResult(error, new_id))
+                        return
+                    # The old leader id keeps the current leader from reassigning a stable
+                    # group; the member gets its kept assignment through SyncGroup.
+                    self._answer_join(old, JoinResult(
+                        ErrorCode.NONE, new_id, group.generation_id, group.protocol_type,
+                        group.protocol_name, current_leader or "", ()))
+                self.store(group.group_id, group.metadata_record(now_ms), stored)
+            else:
+                self._prepare_rebalance(group, now_ms)
+        elif group.is_(GroupState.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group, now_ms)
+        else:  # PreparingRebalance: answered when the join phase completes
+            self._try_complete_join(group, now_ms)
+
+    def _prepare_rebalance(self, group: Group, now_ms: int) -> None:
+        if group.is_(GroupState.COMPLETING_REBALANCE):
+            for m in group.members.values():
+                m.assignment = b""
+                self._answer_sync(m, SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
+        was_empty = group.is_(GroupState.EMPTY)
+        self.rebalances += 1
+        self._transition(group, GroupState.PREPARING_REBALANCE, now_ms)
+        if was_empty and self.config.initial_rebalance_delay_ms > 0:
+            # A new group waits a little for more members (InitialDelayedJoin), at most the
+            # rebalance timeout in all.
+            group.new_member_added = False
+            group.initial_delay_end_ms = now_ms + self.config.initial_rebalance_delay_ms
+            group.join_deadline_ms = now_ms + max(group.max_rebalance_timeout_ms(),
+                                                  self.config.initial_rebalance_delay_ms)
+        else:
+            group.initial_delay_end_ms = None
+            group.join_deadline_ms = now_ms + group.max_rebalance_timeout_ms()
+            self._try_complete_join(group, now_ms)
+
+    def _try_complete_join(self, group: Group, now_ms: int) -> None:
+        if not group.is_(GroupState.PREPARING_REBALANCE):
+            return
+        if group.initial_delay_end_ms is not None:
+            return  # the initial delay decides (tick)
+        if group.all_joined():
+            self._complete_join(group, now_ms)
+
+    def _complete_join(self, group: Group, now_ms: int) -> None:
+        group.join_deadline_ms = None
+        group.initial_delay_end_ms = None
+        # Members that did not rejoin within the rebalance timeout are out (this is how
+        # max.poll.interval.ms takes effect).
+        for mid in [mid for mid, m in group.members.items() if not m.awaiting_join]:
+            self._remove_member(group, mid)
+        group.pending_members.clear()
+        if group.leader_id not in group.members:
+            group.leader_id = next(iter(group.members), None)
+        group.generation_id += 1
+        if not group.members:
+            group.protocol_name = None
+            self._transition(group, GroupState.EMPTY, now_ms)
+            group.leader_id = None
+            self.store(group.group_id, group.metadata_record(now_ms), lambda _e: None)
+            return
+        group.protocol_name = group.select_protocol()
+        self._transition(group, GroupState.COMPLETING_REBALANCE, now_ms)
+        for m in list(group.members.values()):
+            self._schedule_heartbeat(m, now_ms)
+            self._answer_join(m, self._join_result_for(group, m))
+
+    # -- SyncGroup ----------------------------------------------------------------------------
+
+    def sync_group(self, group_id: str, generation_id: int, member_id: str,
+                   group_instance_id: str | None, protocol_type: str | None,
+                   protocol_name: str | None, assignments: dict[str, bytes], now_ms: int,
+                   callback: SyncCallback) -> None:
+        group = self.groups.get(group_id)
+        if group is None or group.is_(GroupState.EMPTY):
+            return callback(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+        if group.is_(GroupState.DEAD):
+            return callback(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+        if self._fenced(group, group_instance_id, member_id):
+            return callback(SyncResult(ErrorCode.FENCED_INSTANCE_ID))
+        member = group.members.get(member_id)
+        if member is None:
+            return callback(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+        if generation_id != group.generation_id:
+            return callback(SyncResult(ErrorCode.ILLEGAL_GENERATION))
+        if (protocol_type is not None and protocol_type != group.protocol_type) or (
+                protocol_name is not None and protocol_name != group.protocol_name):
+            return callback(SyncResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
+        if group.is_(GroupState.PREPARING_REBALANCE):
+            return callback(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
+        self._schedule_heartbeat(member, now_ms)
+        if group.is_(GroupState.STABLE):
+            return callback(SyncResult(ErrorCode.NONE, member.assignment, group.protocol_type,
+                                       group.protocol_name))
+        # CompletingRebalance: wait for the leader's assignment.
+        member.sync_callback = callback
+        if member_id != group.leader_id:
+            return None
+        generation = group.generation_id
+        for m in group.members.values():
+            m.assignment = assignments.get(m.member_id, b"")
+
+        def stored(error: ErrorCode) -> None:
+            if not (group.is_(GroupState.COMPLETING_REBALANCE)
+                    and group.generation_id == generation):
+                return  # a rebalance started meanwhile: members were told already
+            if error:
+                for m in group.members.values():
+                    m.assignment = b""
+                    self._answer_sync(m, SyncResult(error))
+                self._prepare_rebalance(group, now_ms)
+                return
+            self._transition(group, GroupState.STABLE, now_ms)
+            for m in group.members.values():
+                self._answer_sync(m, SyncResult(ErrorCode.NONE, m.assignment,
+                                                group.protocol_type, group.protocol_name))
+
+        self.store(group_id, group.metadata_record(now_ms), stored)
+        return None
+
+    # -- Heartbeat / LeaveGroup ---------------------------------------------------------------
+
+    def heartbeat(self, group_id: str, member_id: str, group_instance_id: str | None,
+                  generation_id: int, now_ms: int) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if group.is_(GroupState.DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if self._fenced(group, group_instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        member = group.members.get(member_id)
+        if member is None or group.is_(GroupState.EMPTY):
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        self._schedule_heartbeat(member, now_ms)
+        if group.is_(GroupState.PREPARING_REBALANCE):
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return ErrorCode.NONE
+
+    def leave_group(self, group_id: str, members: list[tuple[str, str | None]], now_ms: int
+                    ) -> tuple[ErrorCode, list[tuple[str, str | None, ErrorCode]]]:
+        """(group error, per member (member id, instance id, error)). An empty member id with
+        an instance id names the static member by its instance id."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.NONE, [(m, i, ErrorCode.UNKNOWN_MEMBER_ID) for m, i in members]
+        if group.is_(GroupState.DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
+        out = []
+        for member_id, instance_id in members:
+            target = member_id
+            if not member_id and instance_id is not None:
+                target = group.static_members.get(instance_id, "")
+            elif self._fenced(group, instance_id, member_id):
+                out.append((member_id, instance_id, ErrorCode.FENCED_INSTANCE_ID))
+                continue
+            if target in group.pending_members:
+                del group.pending_members[target]
+                self._try_complete_join(group, now_ms)
+                out.append((member_id, instance_id, ErrorCode.NONE))
+                continue
+            if target not in group.members:
+                out.append((member_id, instance_id, ErrorCode.UNKNOWN_MEMBER_ID))
+                continue
+            self._member_gone(group, target, now_ms)
+            out.append((member_id, instance_id, ErrorCode.NONE))
+        return ErrorCode.NONE, out
+
+    def _member_gone(self, group: Group, member_id: str, now_ms: int) -> None:
+        member = group.members[member_id]
+        self._answer_join(member, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
+        self._answer_sync(member, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+        self._remove_member(group, member_id)
+        if group.is_(GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+            self._prepare_rebalance(group, now_ms)
+        elif group.is_(GroupState.PREPARING_REBALANCE):
+            self._try_complete_join(group, now_ms)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[tuple[str, str]]:
+        """Expire sessions and pending members, complete delayed joins; returns the
+        (group, member) pairs whose session expired."""
+        expired = []
+        for group in list(self.groups.values()):
+            if group.is_(GroupState.DEAD):
+                continue
+            for mid, deadline in list(group.pending_members.items()):
+                if deadline <= now_ms:
+                    del group.pending_members[mid]
+                    self._try_complete_join(group, now_ms)
+            for mid, m in list(group.members.items()):
+                # A member parked in JoinGroup is not expected to heartbeat: the rebalance
+                # timeout covers it.
+                if mid in group.members and not m.awaiting_join and \
+                        m.heartbeat_deadline_ms <= now_ms:
+                    expired.append((group.group_id, mid))
+                    self._member_gone(group, mid, now_ms)
+            if group.is_(GroupState.PREPARING_REBALANCE):
+                if group.initial_delay_end_ms is not None and \
+                        group.initial_delay_end_ms <= now_ms:
+                    if group.new_member_added and group.join_deadline_ms is not None and \
+                            now_ms < group.join_deadline_ms:
+                        # Someone joined during the delay: wait another delay (bounded).
+                        group.new_member_added = False
+                        group.initial_delay_end_ms = min(
+                            now_ms + self.config.initial_rebalance_delay_ms,
+                            group.join_deadline_ms)
+                    else:
+                        group.initial_delay_end_ms = None
+                        self._complete_join(group, now_ms)
+                        continue
+                if group.initial_delay_end_ms is None and group.join_deadline_ms is not None \
+                        and (group.join_deadline_ms <= now_ms or group.all_joined()):
+                    self._complete_join(group, now_ms)
+        return expired
+
+    # -- offsets ------------------------------------------------------------------------------
+
+    def validate_offset_commit(self, group_id: str, member_id: str,
+                               group_instance_id: str | None, generation_id: int, now_ms: int
+                               ) -> ErrorCode:
+        """Whether a commit may be written now (Kafka's doCommitOffsets checks); a commit
+        outside group management (generation < 0) creates an Empty group."""
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        group = self.groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:
+                return ErrorCode.ILLEGAL_GENERATION
+            self.groups[group_id] = Group(group_id, state_timestamp_ms=now_ms)
+            return ErrorCode.NONE
+        if group.is_(GroupState.DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if self._fenced(group, group_instance_id, member_id):
+            return ErrorCode.FENCED_INSTANCE_ID
+        if generation_id < 0 and group.is_(GroupState.EMPTY):
+            return ErrorCode.NONE
+        if group.is_(GroupState.COMPLETING_REBALANCE):
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        member = group.members.get(member_id)
+        if member is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation_id != group.generation_id:
+            return ErrorCode.ILLEGAL_GENERATION
+        self._schedule_heartbeat(member, now_ms)
+        return ErrorCode.NONE
+
+    def apply_offsets(self, group_id: str,
+                      offsets: dict[tuple[str, int], CommittedOffset]) -> None:
+        group = self.groups.get(group_id)
+        if group is not None and not group.is_(GroupState.DEAD):
+            group.offsets.update(offsets)
+
+    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None
+                      ) -> dict[tuple[str, int], CommittedOffset | None]:
+        group = self.groups.get(group_id)
+        offsets = {} if group is None or group.is_(GroupState.DEAD) else group.offsets
+        if partitions is None:
+            return dict(offsets)
+        return {tp: offsets.get(tp) for tp in partitions}
+
+    def offset_delete_check(self, group_id: str, topics: set[str]
+                            ) -> tuple[ErrorCode, set[str]]:
+        """(group error, topics the group still subscribes to)."""
+        group = self.groups.get(group_id)
+        if group is None or group.is_(GroupState.DEAD):
+            return ErrorCode.GROUP_ID_NOT_FOUND, set()
+        if group.is_(GroupState.EMPTY):
+            return ErrorCode.NONE, set()
+        subscribed = group.subscribed_topics()
+        if subscribed is None:
+            return ErrorCode.NON_EMPTY_GROUP, set()
+        return ErrorCode.NONE, topics & subscribed
+
+    def remove_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
+        group = self.groups.get(group_id)
+        if group is not None:
+            for tp in partitions:
+                group.offsets.pop(tp, None)
+
+    def expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
+        """Offsets due for removal (Kafka 2.1+ rules): all of a group's offsets once it has
+        been Empty for the retention time; offsets of a group without group management by
+        their commit time; in a Stable consumer group, by their commit time, the offsets of
+        topics no member subscribes to any more."""
+        retention = self.config.offsets_retention_ms
+        out: dict[str, list[tuple[str, int]]] = {}
+        for g in self.groups.values():
+            if not g.offsets:
+                continue
+            if g.is_(GroupState.STABLE) and g.protocol_type == "consumer":
+                subscribed = g.subscribed_topics()
+                if subscribed is None:
+                    continue
+                due = [tp for tp, o in g.offsets.items() if tp[0] not in subscribed
+                       and now_ms - o.commit_timestamp >= retention]
+                if due:
+                    out[g.group_id] = due
+                continue
+            if not g.is_(GroupState.EMPTY):
+                continue
+            if g.protocol_type:
+                if now_ms - g.state_timestamp_ms >= retention:
+                    out[g.group_id] = list(g.offsets)
+            else:
+                due = [tp for tp, o in g.offsets.items()
+                       if now_ms - o.commit_timestamp >= retention]
+                if due:
+                    out[g.group_id] = due
+        return out
+
+    # -- whole groups ---------------------------------------------------------------------------
+
+    def delete_check(self, group_id: str) -> ErrorCode:
+        group = self.groups.get(group_id)
+        if group is None or group.is_(GroupState.DEAD):
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if not group.is_(GroupState.EMPTY):
+            return ErrorCode.NON_EMPTY_GROUP
+        return ErrorCode.NONE
+
+    def remove_group(self, group_id: str, error: ErrorCode = ErrorCode.NOT_COORDINATOR) -> None:
+        """Forget a group (deleted, or its partition moved away): parked calls get ``error``."""
+        group = self.groups.pop(group_id, None)
+        if group is None:
+            return
+        group.state = GroupState.DEAD
+        for m in group.members.values():
+            self._answer_join(m, JoinResult(error, m.member_id))
+            self._answer_sync(m, SyncResult(error))
+
+    def load(self, groups: dict[str, GroupMetadataRecord],
+             offsets: dict[str, dict[tuple[str, int], CommittedOffset]], now_ms: int) -> None:
+        """Install groups read back from ``__consumer_offsets`` (coordinator failover)."""
+        for gid in set(groups) | set(offsets):
+            rec = groups.get(gid)
+            group = Group(gid, state_timestamp_ms=now_ms)
+            if rec is not None:
+                group.generation_id = rec.generation
+                group.protocol_type = rec.protocol_type or None
+                group.protocol_name = rec.protocol
+                group.leader_id = rec.leader
+                if rec.current_state_timestamp >= 0:
+                    group.state_timestamp_ms = rec.current_state_timestamp
+                for mr in rec.members:
+                    m = Member(mr.member_id, mr.group_instance_id, mr.client_id,
+                               mr.client_host,
+                               mr.rebalance_timeout if mr.rebalance_timeout >= 0
+                               else mr.session_timeout, mr.session_timeout,
+                               rec.protocol_type, [(rec.protocol or "", mr.subscription)],
+                               assignment=mr.assignment)
+                    self._schedule_heartbeat(m, now_ms)
+                    group.members[m.member_id] = m
+                    if m.group_instance_id is not None:
+                        group.static_members[m.group_instance_id] = m.member_id
+                if group.members:
+                    group.state = GroupState.STABLE
+                    group.state_timestamp_ms = now_ms
+                else:
+                    group.leader_id = None
+            group.offsets = offsets.get(gid, {})
+            old = self.groups.get(gid)
+            if old is not None:
+                self.remove_group(gid)
+            self.groups[gid] = group

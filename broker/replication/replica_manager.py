@@ -1,0 +1,677 @@
+"""The broker's partitions: which it leads or follows, appends, reads, ISR and high watermark.
+
+Kafka's ``ReplicaManager`` + the I/O half of ``Partition``. The replication state machine of
+each partition is ``broker.replication.partition.PartitionState`` (pure); this module owns the logs
+(through ``LogManager``), the delayed operations (``broker.replication.purgatory``), the follower fetchers
+(``broker.replication.fetcher``) and the AlterPartition requests to the controller.
+
+It is a metadata publisher (``on_metadata``): each committed metadata delta says which
+partitions this broker must lead, follow or delete (``MetadataDelta.local_changes``); a snapshot
+load (delta None) is reconciled in full against the image.
+
+- **Become leader**: the new leader epoch is recorded in the leader epoch cache at the log end
+  offset (so OffsetsForLeaderEpoch answers for the previous epoch end where this one starts),
+  follower states are reset, the fetcher for the partition is removed.
+- **Become follower**: produce is refused, the fetcher towards the leader (re)starts and first
+  truncates with OffsetsForLeaderEpoch (KIP-101/KIP-279), never to the high watermark.
+- **Delete**: the fetcher stops, waiting requests are answered, the log is deleted.
+
+Single-threaded (the event loop): every check-then-act on a partition happens without an
+``await`` in between, which is what makes append + HW bookkeeping atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.client import KafkaProtocolError
+from broker.clock import SYSTEM_CLOCK, Clock
+from broker.config import KafkaConfig, effective_broker_config
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode, KafkaError
+from broker.protocol.messages import alter_partition
+from broker.replication.fetcher import ReplicaFetcherManager
+from broker.replication.partition import IsrChange, Partition, PartitionState
+from broker.replication.purgatory import Purgatory
+from kraft.delta import MetadataDelta
+from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
+from storage.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    LogDirOfflineError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    StorageError,
+)
+from storage.log import LogAppendInfo
+from storage.log_config import LogConfig
+from storage.log_manager import LogManager
+from storage.producer_state import ProducerStateManager, batch_headers
+
+__all__ = ["PartitionRead", "ReplicaManager"]
+
+logger = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+SendToController = Callable[..., Awaitable[Any]]
+
+ALTER_PARTITION_TIMEOUT_S = 10.0
+ALTER_PARTITION_RETRY_S = 0.1
+MIN_ISR_CHECK_INTERVAL_MS = 100
+# Metadata-driven partition work runs in slices of APPLY_BUDGET_MS with APPLY_GAP_S between
+# them, so the loop (above all this broker's own Raft fetching) keeps moving during a burst.
+APPLY_BUDGET_MS = 4.0
+APPLY_GAP_S = 0.004
+_LEADER, _FOLLOWER, _DELETE, _STRAYS = "leader", "follower", "delete", "strays"
+
+
+@dataclass(slots=True)
+class PartitionRead:
+    """One partition's share of a Fetch answer."""
+
+    error: ErrorCode
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    log_start_offset: int = -1
+    records: bytes = b""
+    diverging_epoch: tuple[int, int] | None = None
+
+
+class ReplicaManager:
+    def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
+                 send_to_controller: SendToController,
+                 broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
+        self.config = config
+        self.clock = clock
+        self.node_id = config.node_id
+        self.log_manager = log_manager
+        self.send_to_controller = send_to_controller
+        self.broker_epoch = broker_epoch
+        self.replica_lag_time_max_ms: int = config.get("replica.lag.time.max.ms")
+        self.default_min_isr: int = config.get("min.insync.replicas")
+        self.static_log_defaults = LogConfig.from_topic_configs(config.log_config_defaults())
+        # Static defaults with the dynamic broker configs (cluster default, then this broker)
+        # from the metadata image applied on top.
+        self.log_defaults = self.static_log_defaults
+        self.partitions: dict[TP, Partition] = {}
+        self.image = MetadataImage()
+        self.produce_purgatory: Purgatory[TP] = Purgatory("produce")
+        self.fetch_purgatory: Purgatory[TP] = Purgatory("fetch")
+        self._checkpointed_hw = log_manager.read_high_watermarks()
+        self.fetchers = ReplicaFetcherManager(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._isr_task: asyncio.Task[None] | None = None
+        self._producer_task: asyncio.Task[None] | None = None
+        self.producer_id_expiration_ms: int = config.get("producer.id.expiration.ms")
+        self.producer_expiration_check_ms: int = config.get(
+            "producer.id.expiration.check.interval.ms")
+        # Queued partition changes from metadata: (kind, tp or set of tps, topic id, reg).
+        self._ops: deque[tuple[str, Any, Any, Any]] = deque()
+        self._apply_scheduled = False
+        self._stopped = False
+        # Called as fn(tp, is_leader, leader_epoch) after this broker becomes leader or
+        # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
+        # internal-topic users (group coordinator) load and unload their state here.
+        self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
+        self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.admin.metrics)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._isr_task = asyncio.create_task(self._isr_expiration(), name="isr-expiration")
+        self._producer_task = asyncio.create_task(self._producer_expiration(),
+                                                  name="producer-expiration")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for task in (self._isr_task, self._producer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.fetchers.shutdown()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.produce_purgatory.cancel_all()
+        self.fetch_purgatory.cancel_all()
+
+    def add_leadership_listener(self, fn: Callable[[TP, bool, int], None]) -> None:
+        self._leadership_listeners.append(fn)
+
+    def _tell_leadership(self, tp: TP, is_leader: bool, leader_epoch: int) -> None:
+        for fn in self._leadership_listeners:
+            try:
+                fn(tp, is_leader, leader_epoch)
+            except Exception:
+                logger.exception("Leadership listener failed for %s-%d", *tp)
+
+    async def append_and_wait(self, topic: str, partition: int, records: bytes, *,
+                              acks: int = -1, timeout_s: float = 5.0
+                              ) -> tuple[ErrorCode, int]:
+        """Append batches as the leader (for internal topics: group metadata and offsets) and,
+        for acks=-1, wait until the high watermark passes them. Returns (error, base offset)."""
+        code, info, hp = self.append_to_leader(topic, partition, records, acks)
+        if info is None or hp is None:
+            return code, -1
+        if acks != -1:
+            return ErrorCode.NONE, info.first_offset
+        epoch = hp.state.leader_epoch
+        last = info.last_offset
+        result: list[ErrorCode] = []
+
+        def ready() -> bool:
+            status = self.produce_status(hp, epoch, last)
+            if status is None:
+                return False
+            result.append(status)
+            return True
+
+        if not ready():
+            await self.produce_purgatory.wait([hp.tp], ready, timeout_s)
+            if not result and not ready():
+                return ErrorCode.REQUEST_TIMED_OUT, info.first_offset
+        return result[0], info.first_offset
+
+    def high_watermarks(self) -> dict[TP, int]:
+        """For the replication-offset checkpoint: hosted partitions, plus the checkpointed
+        value of logs metadata has not handed us yet (so an early checkpoint keeps them)."""
+        out = dict(self._checkpointed_hw)
+        out.update((tp, hp.state.high_watermark) for tp, hp in self.partitions.items())
+        return out
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def on_metadata(self, delta: MetadataDelta | None, image: MetadataImage) -> None:
+        """Loader publisher: queue what this broker must now lead, follow or delete.
+
+        The work (creating and opening logs, fsyncs) runs right after, in publish order, in
+        slices of at most APPLY_BUDGET_MS per loop iteration: thousands of new partitions
+        must not stall the loop, least of all this broker's own metadata fetching."""
+        self.image = image
+        if self._stopped:
+            return
+        if delta is None:
+            self._apply_config_changes(None)
+        elif delta.changed_config_resources():
+            self._apply_config_changes(delta.changed_config_resources())
+        ops = self._ops
+        if delta is None:
+            seen: set[TP] = set()
+            for t in image.topics.by_id.values():
+                for pid, reg in t.partitions.items():
+                    if self.node_id in reg.replicas:
+                        tp = (t.name, pid)
+                        seen.add(tp)
+                        ops.append((_LEADER if reg.leader == self.node_id else _FOLLOWER,
+                                    tp, t.topic_id, reg))
+            ops.append((_STRAYS, seen, None, None))
+        else:
+            changes = delta.local_changes(self.node_id)
+            ops.extend((_DELETE, (tp.topic, tp.partition), None, None) for tp in changes.deletes)
+            ops.extend((_LEADER, (tp.topic, tp.partition), tid, reg)
+                       for tp, (tid, reg) in changes.leaders.items())
+            ops.extend((_FOLLOWER, (tp.topic, tp.partition), tid, reg)
+                       for tp, (tid, reg) in changes.followers.items())
+        if self._apply_scheduled or not ops:
+            return
+        self._apply_scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self._apply_pending)
+        except RuntimeError:  # no running loop (tools, tests): apply everything now
+            self._apply_pending(budget_ms=None)
+
+    def _apply_pending(self, budget_ms: float | None = APPLY_BUDGET_MS) -> None:
+        self._apply_scheduled = False
+        started = self.clock.monotonic()
+        ops = self._ops
+        while ops and not self._stopped:
+            kind, key, tid, reg = ops.popleft()
+            try:
+                if kind == _LEADER:
+                    self._make_leader(key, tid, reg)
+                elif kind == _FOLLOWER:
+                    self._make_follower(key, tid, reg)
+                elif kind == _DELETE:
+                    self._delete(key)
+                else:
+                    for tp in [tp for tp in self.partitions if tp not in key]:
+                        self._delete(tp)
+            except Exception:
+                logger.exception("Applying a metadata change to %s failed", key)
+            if budget_ms is not None and (self.clock.monotonic() - started) * 1000 >= budget_ms:
+                break
+        if ops and not self._stopped:
+            self._apply_scheduled = True
+            asyncio.get_running_loop().call_later(APPLY_GAP_S, self._apply_pending)
+
+    def _apply_config_changes(self, changed: set[tuple[int, str]] | None) -> None:
+        """Apply dynamic config changes to the logs hosted here (Kafka's DynamicConfigPublisher):
+        a changed topic config re-derives that topic's LogConfig; a changed broker-level config
+        (the cluster default or this broker's) re-derives the defaults of every topic."""
+        broker_keys = {(ConfigResourceType.BROKER, ""),
+                       (ConfigResourceType.BROKER, str(self.node_id))}
+        if changed is None or changed & broker_keys:
+            self.log_defaults = self._dynamic_log_defaults()
+            topics = None  # every hosted topic
+        else:
+            topics = {name for rtype, name in changed if rtype == ConfigResourceType.TOPIC}
+            if not topics:
+                return
+        for hp in self.partitions.values():
+            if topics is not None and hp.topic not in topics:
+                continue
+            config = self.topic_log_config(hp.topic)
+            if hp.log.config != config and not hp.log.closed:
+                logger.info("Applying changed configs to %s-%d", hp.topic, hp.partition)
+                hp.log.update_config(config)
+
+    def _dynamic_log_defaults(self) -> LogConfig:
+        effective = effective_broker_config(self.config, self.image, self.node_id)
+        if effective is self.config:
+            return self.static_log_defaults
+        try:
+            return LogConfig.from_topic_configs(effective.log_config_defaults())
+        except StorageError as e:
+            logger.warning("Dynamic broker configs do not apply to logs (%s); keeping the "
+                           "static defaults", e)
+            return self.static_log_defaults
+
+    def topic_log_config(self, topic: str) -> LogConfig:
+        overrides = self.image.configs.topic_config(topic)
+        if not overrides:
+            return self.log_defaults
+        try:
+            return LogConfig.from_topic_configs(dict(overrides), self.log_defaults,
+                                                ignore_unknown=True)
+        except StorageError as e:
+            logger.warning("Topic %s has an invalid config (%s); using broker defaults", topic, e)
+            return self.log_defaults
+
+    def min_insync_replicas(self, topic: str) -> int:
+        raw = self.image.configs.topic_config(topic).get("min.insync.replicas")
+        if raw is None:
+            raw = self.image.configs.broker_config("").get("min.insync.replicas")
+        try:
+            return int(raw) if raw is not None else self.default_min_isr
+        except ValueError:
+            return self.default_min_isr
+
+    def _hosted(self, tp: TP, topic_id: uuid.UUID) -> Partition | None:
+        hp = self.partitions.get(tp)
+        if hp is not None and hp.topic_id != topic_id:
+            # Same name, new topic: the old replica is gone.
+            self._delete(tp)
+            hp = None
+        if hp is not None:
+            return hp
+        config = self.topic_log_config(tp[0])
+        try:
+            log = self.log_manager.get_or_create_log(tp[0], tp[1], config)
+            if log.config != config:
+                log.update_config(config)
+        except (StorageError, OSError, ValueError) as e:
+            logger.error("Cannot open the log of %s-%d: %s", tp[0], tp[1], e)
+            return None
+        hw = self._checkpointed_hw.pop(tp, 0)
+        hw = max(min(hw, log.log_end_offset), log.log_start_offset)
+        try:
+            producers = ProducerStateManager(
+                log.dir, producer_id_expiration_ms=self.producer_id_expiration_ms)
+            producers.rebuild_from_log(log, self.clock.wall_ms())
+        except (StorageError, OSError) as e:
+            logger.error("Cannot load the producer state of %s-%d: %s", tp[0], tp[1], e)
+            return None
+        hp = Partition(tp[0], tp[1], topic_id, log,
+                             PartitionState(self.node_id, high_watermark=hw), producers)
+        self.partitions[tp] = hp
+        return hp
+
+    def _make_leader(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
+        hp = self._hosted(tp, topic_id)
+        if hp is None:
+            return
+        self.fetchers.remove(tp)
+        log = hp.log
+        st = hp.state
+        was_leader = st.is_leader
+        new_epoch = st.become_leader(reg, log, self.clock.monotonic_ms())
+        if new_epoch:
+            logger.info("Leader of %s-%d at epoch %d (was %s), log end offset %d, HW %d, "
+                        "ISR %s", tp[0], tp[1], reg.leader_epoch,
+                        "leader" if was_leader else "follower or new", log.log_end_offset,
+                        st.high_watermark, list(st.isr))
+        self._maybe_increment_hw(hp)
+        self._wake(tp)
+        if new_epoch:
+            self._tell_leadership(tp, True, reg.leader_epoch)
+
+    def _make_follower(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
+        hp = self._hosted(tp, topic_id)
+        if hp is None:
+            return
+        st = hp.state
+        new_epoch = st.become_follower(reg, hp.log, self.clock.monotonic_ms())
+        if not reg.has_leader:
+            self.fetchers.remove(tp)
+        elif new_epoch or not self.fetchers.has(tp, reg.leader):
+            logger.info("Follower of %s-%d: leader %d at epoch %d, log end offset %d",
+                        tp[0], tp[1], reg.leader, reg.leader_epoch, hp.log.log_end_offset)
+            self.fetchers.add(tp, reg.leader, reg.leader_epoch)
+        self._wake(tp)
+        if new_epoch:
+            self._tell_leadership(tp, False, reg.leader_epoch)
+
+    def _delete(self, tp: TP) -> None:
+        self.fetchers.remove(tp)
+        hp = self.partitions.pop(tp, None)
+        self._checkpointed_hw.pop(tp, None)
+        if hp is not None:
+            hp.state.leader = -1
+            self._tell_leadership(tp, False, -1)
+        try:
+            if self.log_manager.delete_log(*tp):
+                logger.info("Deleted the log of %s-%d", *tp)
+        except (StorageError, OSError) as e:
+            logger.error("Deleting the log of %s-%d failed: %s", tp[0], tp[1], e)
+        self._wake(tp)
+
+    def _wake(self, tp: TP) -> None:
+        self.produce_purgatory.check(tp)
+        self.fetch_purgatory.check(tp)
+
+    # -- leader: produce ----------------------------------------------------------------------
+
+    def unknown_or_not_leader(self, topic: str, partition: int) -> ErrorCode:
+        t = self.image.topics.by_name.get(topic)
+        if t is None or partition not in t.partitions:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int
+                         ) -> tuple[ErrorCode, LogAppendInfo | None, Partition | None]:
+        """Append a produce request's batches for one partition (leader only)."""
+        tp = (topic, partition)
+        hp = self.partitions.get(tp)
+        if hp is None:
+            return self.unknown_or_not_leader(topic, partition), None, None
+        st = hp.state
+        code = st.produce_admission(acks, self.min_insync_replicas(topic))
+        if code:
+            return code, None, None
+        if records is None or len(records) == 0:
+            return ErrorCode.INVALID_RECORD, None, None
+        try:
+            headers = batch_headers(records)
+        except StorageError:
+            return ErrorCode.CORRUPT_MESSAGE, None, None
+        if any(h.producer_id >= 0 for h in headers):
+            # Idempotent producers: a retry of one of the last five batches is answered with
+            # its original offsets; a gap or a stale epoch is refused.
+            check = hp.producers.check_batches(headers)
+            if check.duplicate is not None:
+                d = check.duplicate
+                return ErrorCode.NONE, LogAppendInfo(
+                    d.first_offset, d.last_offset, d.max_timestamp, -1, -1, 0, 0, 0,
+                    hp.log.log_start_offset), hp
+            if check.error != ErrorCode.NONE:
+                return check.error, None, None
+        try:
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
+        except CorruptRecordError:
+            return ErrorCode.CORRUPT_MESSAGE, None, None
+        except RecordTooLargeError:
+            return ErrorCode.MESSAGE_TOO_LARGE, None, None
+        except InvalidRecordError:
+            return ErrorCode.INVALID_RECORD, None, None
+        except (LogDirOfflineError, OSError) as e:
+            logger.error("Append to %s-%d failed: %s", topic, partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR, None, None
+        self._maybe_increment_hw(hp)
+        self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
+        return ErrorCode.NONE, info, hp
+
+    def produce_status(self, hp: Partition, leader_epoch: int, last_offset: int
+                       ) -> ErrorCode | None:
+        """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
+        if self.partitions.get(hp.tp) is not hp:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return hp.state.produce_status(leader_epoch, last_offset,
+                                       self.min_insync_replicas(hp.topic))
+
+    # -- leader: HW and ISR -------------------------------------------------------------------
+
+    def _maybe_increment_hw(self, hp: Partition) -> None:
+        if hp.state.maybe_increment_hw(hp.log.log_end_offset, self.clock.monotonic_ms(),
+                                       self.replica_lag_time_max_ms):
+            self._wake(hp.tp)
+
+    def _eligible(self, broker_id: int) -> bool:
+        b = self.image.cluster.brokers.get(broker_id)
+        return b is not None and not b.fenced and not b.in_controlled_shutdown
+
+    async def _isr_expiration(self) -> None:
+        interval_ms = max(self.replica_lag_time_max_ms // 2, MIN_ISR_CHECK_INTERVAL_MS)
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                self.maybe_shrink_isrs()
+            except Exception:
+                logger.exception("ISR expiration check failed")
+
+    async def _producer_expiration(self) -> None:
+        while True:
+            await asyncio.sleep(self.producer_expiration_check_ms / 1000)
+            try:
+                self.maintain_producer_state(self.clock.wall_ms())
+            except Exception:
+                logger.exception("Producer state maintenance failed")
+
+    def maintain_producer_state(self, now_ms: int) -> None:
+        """Kafka's producer-id expiration check: forget producers idle for
+        producer.id.expiration.ms, and once retention (or a leader's log start) moved the log
+        start, drop the producer snapshots below the first remaining segment."""
+        for hp in list(self.partitions.values()):
+            producers = hp.producers
+            removed = producers.remove_expired_producers(now_ms)
+            if removed:
+                logger.info("%s-%d: expired %d idle producer id(s)", hp.topic, hp.partition,
+                            removed)
+            log = hp.log
+            if log.closed:
+                continue
+            oldest = producers.oldest_snapshot_offset
+            first_base = log.segments[0].base_offset
+            if oldest is not None and oldest < first_base:
+                producers.on_log_start_offset_incremented(log.log_start_offset)
+                producers.delete_snapshots_before(first_base)
+
+    def maybe_shrink_isrs(self) -> None:
+        now = self.clock.monotonic_ms()
+        for hp in list(self.partitions.values()):
+            st = hp.state
+            if not st.is_leader:
+                continue
+            change = st.shrink_candidate(hp.log.log_end_offset, now, self.replica_lag_time_max_ms)
+            if change is not None:
+                logger.info("Shrinking ISR of %s-%d from %s to %s (HW %d, log end offset %d)",
+                            hp.topic, hp.partition, list(st.isr), list(change.new_isr),
+                            st.high_watermark, hp.log.log_end_offset)
+                self.isr_shrinks += 1
+                self._alter_isr(hp, change)
+            else:
+                self._maybe_increment_hw(hp)
+
+    def _alter_isr(self, hp: Partition, change: IsrChange) -> None:
+        hp.state.begin_isr_change(change)
+        task = asyncio.create_task(self._send_alter_partition(hp, change),
+                                   name=f"alter-partition-{hp.topic}-{hp.partition}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_alter_partition(self, hp: Partition, change: IsrChange) -> None:
+        """Send ``change`` until the controller answers it, or newer metadata settles the
+        partition (``PartitionState.isr_change_failed`` says when to give up)."""
+        while not self._stopped and self.partitions.get(hp.tp) is hp:
+            code, p = await self._alter_partition_once(hp, change)
+            if code == ErrorCode.NONE and p is not None:
+                break
+            if not hp.state.isr_change_failed(change, code):
+                return
+            await asyncio.sleep(ALTER_PARTITION_RETRY_S)
+        else:
+            return
+        applied = hp.state.complete_isr_change(change, leader_epoch=p.leader_epoch, isr=p.isr,
+                                               partition_epoch=p.partition_epoch)
+        if applied:
+            logger.info("ISR of %s-%d is now %s (partition epoch %d)", hp.topic, hp.partition,
+                        list(p.isr), p.partition_epoch)
+        if self.partitions.get(hp.tp) is hp:
+            self._maybe_increment_hw(hp)
+            self._wake(hp.tp)
+
+    async def _alter_partition_once(self, hp: Partition, change: IsrChange
+                                    ) -> tuple[ErrorCode | None, Any]:
+        """One AlterPartition: (error, the partition's answer); error None: no answer."""
+        R = alter_partition.REQUEST
+        brokers = self.image.cluster.brokers
+        pd = R.PartitionData(
+            partition_index=hp.partition, leader_epoch=change.leader_epoch,
+            # AlterPartition v3 (what the controller listener advertises): ISR with epochs.
+            new_isr_with_epochs=[
+                R.BrokerState(broker_id=b, broker_epoch=brokers[b].epoch if b in brokers else -1)
+                for b in change.new_isr],
+            leader_recovery_state=0, partition_epoch=change.partition_epoch)
+        req = R.cls(broker_id=self.node_id, broker_epoch=self.broker_epoch(), topics=[
+            R.TopicData(topic_name=hp.topic, topic_id=hp.topic_id, partitions=[pd])])
+        try:
+            resp = await self.send_to_controller(ApiKey.ALTER_PARTITION, req,
+                                                 timeout_s=ALTER_PARTITION_TIMEOUT_S)
+        except (KafkaError, KafkaProtocolError, ConnectionError, TimeoutError, OSError) as e:
+            logger.warning("AlterPartition of %s-%d to %s failed: %s; the proposal stays "
+                           "pending", hp.topic, hp.partition, list(change.new_isr), e)
+            return None, None
+        code = resp.error_code
+        p = None
+        if code == 0 and resp.topics and resp.topics[0].partitions:
+            p = resp.topics[0].partitions[0]
+            code = p.error_code
+        if code == 0 and p is None:
+            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if code != 0:
+            logger.info("AlterPartition of %s-%d to %s answered %s", hp.topic, hp.partition,
+                        list(change.new_isr), ErrorCode(code).name)
+        return ErrorCode(code), p
+
+    # -- fetch --------------------------------------------------------------------------------
+
+    def leader_partition(self, topic: str, partition: int, current_leader_epoch: int
+                         ) -> tuple[ErrorCode, Partition | None]:
+        hp = self.partitions.get((topic, partition))
+        if hp is None:
+            return self.unknown_or_not_leader(topic, partition), None
+        code = hp.state.check_leader_epoch(current_leader_epoch)
+        if code:
+            return code, None
+        if not hp.state.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, None
+        return ErrorCode.NONE, hp
+
+    def read(self, topic: str, partition: int, *, fetch_offset: int, current_leader_epoch: int,
+             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int
+             ) -> PartitionRead:
+        """Read one partition for a Fetch: consumers up to the HW, followers up to the log end
+        (a follower fetch also records the follower's progress, which may move the HW)."""
+        code, hp = self.leader_partition(topic, partition, current_leader_epoch)
+        if hp is None:
+            return PartitionRead(code)
+        log = hp.log
+        st = hp.state
+        pos = st.fetch_position(log, fetch_offset=fetch_offset,
+                                last_fetched_epoch=last_fetched_epoch, replica_id=replica_id,
+                                now_ms=self.clock.monotonic_ms() if replica_id >= 0 else 0,
+                                max_lag_ms=self.replica_lag_time_max_ms)
+        if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
+            return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
+                                 st.high_watermark, log.log_start_offset)
+        if pos.error:
+            return PartitionRead(pos.error)
+        if pos.diverging_epoch is not None:
+            return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
+                                 log.log_start_offset, diverging_epoch=pos.diverging_epoch)
+        if pos.hw_moved:
+            self._wake(hp.tp)
+        if pos.progress:
+            self._after_follower_fetch(hp, replica_id)
+        max_offset = pos.max_offset
+        records = b""
+        if not pos.read:  # nothing to read yet
+            hw = st.high_watermark
+            return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
+        try:
+            sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
+            if sl is not None:
+                with sl:
+                    records = sl.read_bytes()
+        except OffsetOutOfRangeError:
+            return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
+                                 st.high_watermark, log.log_start_offset)
+        except (LogDirOfflineError, OSError) as e:
+            logger.error("Read of %s-%d failed: %s", topic, partition, e)
+            return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
+        hw = st.high_watermark
+        return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
+
+    def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
+        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id))
+        if change is not None:
+            logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
+                        list(hp.state.isr), list(change.new_isr))
+            self.isr_expands += 1
+            self._alter_isr(hp, change)
+
+    def available_bytes(self, topic: str, partition: int, fetch_offset: int,
+                        current_leader_epoch: int, replica_id: int, limit: int) -> int:
+        """For a waiting Fetch: bytes now readable at ``fetch_offset`` (up to ``limit``);
+        -1 when the partition must be answered now (an error: leadership moved, offset out of
+        range)."""
+        hp = self.partitions.get((topic, partition))
+        if hp is None or not hp.state.is_leader or hp.state.check_leader_epoch(
+                current_leader_epoch):
+            return -1
+        log = hp.log
+        end = log.log_end_offset if replica_id >= 0 else hp.state.high_watermark
+        if fetch_offset >= end:
+            return -1 if fetch_offset > log.log_end_offset else 0
+        if fetch_offset < log.log_start_offset:
+            return -1
+        if limit <= 1:
+            return 1
+        try:
+            sl = log.read(fetch_offset, limit, max_offset=end)
+        except (StorageError, OSError):
+            return -1
+        if sl is None:
+            return 0
+        with sl:
+            return sl.length
+
+    # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
+
+    def end_offset_for_epoch(self, hp: Partition, leader_epoch: int) -> tuple[int, int]:
+        cache = hp.log.leader_epoch_cache
+        if cache is None:
+            return -1, -1
+        return cache.end_offset_for(leader_epoch, hp.log.log_end_offset)
+
+    def hosted(self) -> Mapping[TP, Partition]:
+        return self.partitions
