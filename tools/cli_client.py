@@ -1,19 +1,19 @@
-"""Admin, produce and fetch helpers for the CLI tools, on top of ``broker.client.KafkaClient``.
+"""Admin helpers for the CLI tools, on top of ``broker.client.KafkaClient``, and what every
+tool shares: ``CliError``, ``run_tool``, ``admin_client``, ``TopicPartition``.
 
 Everything here speaks the Kafka protocol through our own client, so the tools work against
 any Kafka-compatible cluster. Errors that the user should see (an unknown topic, a refused
 request) are raised as ``CliError`` with Kafka's error name in the message; the tools print
-them to stderr and exit with code 1.
+them to stderr and exit with code 1. Producing is in ``tools.cli_produce``, listing offsets
+and fetching in ``tools.cli_fetch``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
-import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from broker.client import (
@@ -31,28 +31,12 @@ from broker.protocol.messages import (
     delete_topics,
     describe_configs,
     elect_leaders,
-    fetch,
     incremental_alter_configs,
-    list_offsets,
-    produce,
-)
-from storage.compression import CompressionType
-from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    Record,
-    SimpleRecord,
-    build_batch,
-    decode_batch,
-    parse_header,
 )
 
 __all__ = [
     "CliError",
     "ConfigEntry",
-    "FetchedPartition",
-    "Producer",
     "TopicPartition",
     "admin_client",
     "alter_configs",
@@ -62,27 +46,15 @@ __all__ = [
     "describe_configs_of",
     "elect_leaders_for",
     "error_name",
-    "fetch_from",
-    "list_offsets_of",
-    "murmur2",
+    "failure",
     "parse_properties_args",
     "partitions_of",
+    "retriable_only",
     "run_tool",
 ]
 
 
-EARLIEST_TIMESTAMP = -2
-LATEST_TIMESTAMP = -1
-MAX_FETCH_VERSION = 12  # v13+ names topics by id only
 DEFAULT_ADMIN_TIMEOUT_MS = 30_000
-
-COMPRESSION_CODECS = {
-    "none": CompressionType.NONE,
-    "gzip": CompressionType.GZIP,
-    "snappy": CompressionType.SNAPPY,
-    "lz4": CompressionType.LZ4,
-    "zstd": CompressionType.ZSTD,
-}
 
 # DescribeConfigs / IncrementalAlterConfigs resource types and operations (Kafka's values).
 RESOURCE_TYPES = {"topics": 2, "brokers": 4, "broker-loggers": 8}
@@ -105,7 +77,8 @@ def error_name(code: int) -> str:
         return f"UNKNOWN_ERROR_{code}"
 
 
-def _fail(what: str, code: int, message: str | None = None) -> CliError:
+def failure(what: str, code: int, message: str | None = None) -> CliError:
+    """The ``CliError`` for Kafka error ``code``: "what: NAME (message)"."""
     text = f"{what}: {error_name(code)}"
     detail = message or error_for_code(code).message
     return CliError(f"{text} ({detail})" if detail else text)
@@ -165,6 +138,13 @@ async def admin_client(bootstrap: str, *, timeout_s: float = 30.0,
         raise CliError(str(e)) from None
 
 
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
 # -- topics ------------------------------------------------------------------------------------
 
 
@@ -188,7 +168,7 @@ async def create_topic(client: KafkaClient, name: str, partitions: int | None,
         if t.error_code == ErrorCode.TOPIC_ALREADY_EXISTS and if_not_exists:
             continue
         if t.error_code:
-            raise _fail(f"Creating topic {t.name} failed", t.error_code,
+            raise failure(f"Creating topic {t.name} failed", t.error_code,
                         getattr(t, "error_message", None))
 
 
@@ -207,7 +187,7 @@ async def delete_topic(client: KafkaClient, names: Sequence[str]) -> None:
                                            check=_admin_check)
     for r in resp.responses:
         if r.error_code:
-            raise _fail(f"Deleting topic {r.name} failed", r.error_code,
+            raise failure(f"Deleting topic {r.name} failed", r.error_code,
                         getattr(r, "error_message", None))
 
 
@@ -219,7 +199,7 @@ async def create_partitions_to(client: KafkaClient, name: str, count: int) -> No
                                            check=_admin_check)
     for r in resp.results:
         if r.error_code:
-            raise _fail(f"Adding partitions to {r.name} failed", r.error_code, r.error_message)
+            raise failure(f"Adding partitions to {r.name} failed", r.error_code, r.error_message)
 
 
 async def partitions_of(client: KafkaClient, topics: Sequence[str] | None,
@@ -234,12 +214,12 @@ async def partitions_of(client: KafkaClient, topics: Sequence[str] | None,
         if t is None or t.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
             raise CliError(f"Topic '{name}' does not exist as expected")
         if t.error_code and t.error_code != ErrorCode.LEADER_NOT_AVAILABLE:
-            raise _fail(f"Topic {name}", t.error_code)
+            raise failure(f"Topic {name}", t.error_code)
         out[name] = t
     return out
 
 
-def _retriable_only(resp: Any) -> int | None:
+def retriable_only(resp: Any) -> int | None:
     """Retry the whole request only for a top-level-ish retriable error (NOT_CONTROLLER,
     REQUEST_TIMED_OUT...). Per-item errors that are not retriable are the caller's to read."""
     from broker.client import any_error
@@ -251,9 +231,9 @@ def _retriable_only(resp: Any) -> int | None:
 
 
 def _admin_check(resp: Any) -> int | None:
-    """As ``_retriable_only``, but an unknown topic is an answer, not something to wait out
+    """As ``retriable_only``, but an unknown topic is an answer, not something to wait out
     (it is retriable for produce and fetch, where metadata may lag)."""
-    code = _retriable_only(resp)
+    code = retriable_only(resp)
     return None if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else code
 
 
@@ -285,7 +265,7 @@ async def describe_configs_of(client: KafkaClient, resource_type: int, name: str
     out: list[ConfigEntry] = []
     for r in resp.results:
         if r.error_code:
-            raise _fail(f"Describing configs of {name}", r.error_code, r.error_message)
+            raise failure(f"Describing configs of {name}", r.error_code, r.error_message)
         for c in r.configs:
             source = CONFIG_SOURCES.get(getattr(c, "config_source", 0) or 0, "UNKNOWN")
             syn = tuple((s.name, s.value, CONFIG_SOURCES.get(s.source, "UNKNOWN"))
@@ -311,7 +291,7 @@ async def alter_configs(client: KafkaClient, resource_type: int, name: str,
                                                check=_admin_check)
     for r in resp.responses:
         if r.error_code:
-            raise _fail(f"Altering configs of {name}", r.error_code, r.error_message)
+            raise failure(f"Altering configs of {name}", r.error_code, r.error_message)
 
 
 # -- leader election ---------------------------------------------------------------------------
@@ -332,291 +312,6 @@ async def elect_leaders_for(client: KafkaClient, election_type: int,
                                                r, "error_code", 0) and error_for_code(
                                                r.error_code).retriable else None)
     if getattr(resp, "error_code", 0):
-        raise _fail("Leader election failed", resp.error_code)
+        raise failure("Leader election failed", resp.error_code)
     return [(r.topic, p.partition_id, p.error_code, p.error_message)
             for r in resp.replica_election_results for p in r.partition_result]
-
-
-# -- partitioning ------------------------------------------------------------------------------
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (``Utils.murmur2``), so keys land on the partitions Java and librdkafka
-    (``murmur2_random``) pick."""
-    length = len(data)
-    m = 0x5BD1E995
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> 24
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    rest = length % 4
-    tail = length - rest
-    if rest == 3:
-        h ^= data[tail + 2] << 16
-    if rest >= 2:
-        h ^= data[tail + 1] << 8
-    if rest >= 1:
-        h ^= data[tail]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for_key(key: bytes, num_partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % num_partitions
-
-
-# -- produce -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TopicPartition:
-    topic: str
-    partition: int
-
-
-@dataclass(slots=True)
-class _Pending:
-    records: list[SimpleRecord] = field(default_factory=list)
-    size: int = 0
-    callbacks: list[Callable[[int, BaseException | None], None]] = field(default_factory=list)
-
-
-class Producer:
-    """A small batching producer: ``send`` queues a record for a partition; a batch goes out
-    when it reaches ``batch_size`` bytes or after ``linger_ms``; many produce requests are in
-    flight at once on one connection per leader (pipelining). ``flush`` waits for all of them.
-    Callbacks get (base offset of the batch + index, error or None)."""
-
-    def __init__(self, client: KafkaClient, *, acks: int = -1, linger_ms: float = 5,
-                 batch_size: int = 16384, compression: int = CompressionType.NONE,
-                 max_in_flight: int = 64, request_timeout_ms: int = 30_000) -> None:
-        if acks not in (-1, 0, 1):
-            raise CliError(f"acks must be all, -1, 0 or 1, got {acks}")
-        self.client = client
-        self.acks = acks
-        self.linger_s = max(linger_ms, 0) / 1000
-        self.batch_size = max(batch_size, 1)
-        self.compression = compression
-        self.request_timeout_ms = request_timeout_ms
-        self._pending: dict[TopicPartition, _Pending] = {}
-        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._errors: list[BaseException] = []
-        self._rr = itertools.count()
-
-    async def partition_count(self, topic: str) -> int:
-        t = self.client.cluster.topics.get(topic)
-        if t is None:
-            answer = await self.client.metadata([topic], allow_auto_topic_creation=True)
-            t = answer.topics.get(topic)
-            deadline = time.monotonic() + 10
-            while (t is None or not t.partitions) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-                answer = await self.client.metadata([topic], allow_auto_topic_creation=True)
-                t = answer.topics.get(topic)
-            if t is None or not t.partitions:
-                raise CliError(f"Topic {topic} not present in metadata")
-        return len(t.partitions)
-
-    async def choose_partition(self, topic: str, key: bytes | None,
-                               partition: int | None = None) -> int:
-        n = await self.partition_count(topic)
-        if partition is not None:
-            if not 0 <= partition < n:
-                raise CliError(f"partition {partition} of {topic} does not exist "
-                               f"(it has {n})")
-            return partition
-        if key is not None:
-            return partition_for_key(key, n)
-        return next(self._rr) % n
-
-    async def send(self, topic: str, value: bytes | None, key: bytes | None = None,
-                   headers: Sequence[tuple[str, bytes | None]] = (),
-                   partition: int | None = None, timestamp: int | None = None,
-                   callback: Callable[[int, BaseException | None], None] | None = None) -> None:
-        if self._errors:
-            raise self._errors[0]
-        p = await self.choose_partition(topic, key, partition)
-        tp = TopicPartition(topic, p)
-        pending = self._pending.setdefault(tp, _Pending())
-        pending.records.append(SimpleRecord(value, key, tuple(headers), timestamp))
-        pending.size += len(value or b"") + len(key or b"") + 16
-        pending.callbacks.append(callback or _ignore)
-        if pending.size >= self.batch_size:
-            await self._drain(tp)
-        elif tp not in self._timers:
-            loop = asyncio.get_running_loop()
-            self._timers[tp] = loop.call_later(self.linger_s, self._linger_expired, tp)
-
-    def _linger_expired(self, tp: TopicPartition) -> None:
-        self._timers.pop(tp, None)
-        if tp in self._pending:
-            task = asyncio.get_running_loop().create_task(self._drain(tp))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-    async def _drain(self, tp: TopicPartition) -> None:
-        timer = self._timers.pop(tp, None)
-        if timer is not None:
-            timer.cancel()
-        pending = self._pending.pop(tp, None)
-        if pending is None or not pending.records:
-            return
-        await self._slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._send_batch(tp, pending))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _send_batch(self, tp: TopicPartition, pending: _Pending) -> None:
-        try:
-            batch = build_batch(pending.records, compression=self.compression)
-            R = produce.REQUEST
-            req = R.cls(transactional_id=None, acks=self.acks,
-                        timeout_ms=self.request_timeout_ms,
-                        topic_data=[R.TopicProduceData(name=tp.topic, partition_data=[
-                            R.PartitionProduceData(index=tp.partition, records=batch)])])
-            if self.acks == 0:
-                node = self.client.leader_for(tp.topic, tp.partition)
-                if node < 0:
-                    await self.client.metadata([tp.topic])
-                    node = self.client.leader_for(tp.topic, tp.partition)
-                conn = await self.client.connection(node)
-                await conn.send_no_response(ApiKey.PRODUCE, req)
-                base = -1
-            else:
-                resp = await self.client.send_to_leader(
-                    tp.topic, tp.partition, ApiKey.PRODUCE, req, check=_produce_error)
-                pr = resp.responses[0].partition_responses[0]
-                if pr.error_code:
-                    raise _fail(f"Producing to {tp.topic}-{tp.partition}", pr.error_code,
-                                getattr(pr, "error_message", None))
-                base = pr.base_offset
-            for i, cb in enumerate(pending.callbacks):
-                cb(base + i if base >= 0 else -1, None)
-        except BaseException as e:  # reported through callbacks and flush()
-            if isinstance(e, asyncio.CancelledError):
-                raise
-            self._errors.append(e)
-            for cb in pending.callbacks:
-                cb(-1, e)
-        finally:
-            self._slots.release()
-
-    async def flush(self) -> None:
-        for tp in list(self._pending):
-            await self._drain(tp)
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
-        if self._errors:
-            raise self._errors[0]
-
-
-def _ignore(_offset: int, _error: BaseException | None) -> None:
-    return None
-
-
-def _produce_error(resp: Any) -> int | None:
-    for t in resp.responses:
-        for p in t.partition_responses:
-            if p.error_code and error_for_code(p.error_code).retriable:
-                return p.error_code
-    return None
-
-
-# -- list offsets and fetch ---------------------------------------------------------------------
-
-
-async def list_offsets_of(client: KafkaClient, topic: str, partitions: Iterable[int],
-                          timestamp: int, isolation_level: int = 0) -> dict[int, int]:
-    """partition -> offset for ``timestamp`` (-2 earliest, -1 latest, else the first offset
-    at or after it; -1 when there is none)."""
-    R = list_offsets.REQUEST
-    out: dict[int, int] = {}
-
-    async def one(p: int) -> None:
-        req = R.cls(replica_id=-1, isolation_level=isolation_level, topics=[
-            R.ListOffsetsTopic(name=topic, partitions=[R.ListOffsetsPartition(
-                partition_index=p, current_leader_epoch=-1, timestamp=timestamp,
-                max_num_offsets=1)])], timeout_ms=DEFAULT_ADMIN_TIMEOUT_MS)
-        resp = await client.send_to_leader(topic, p, ApiKey.LIST_OFFSETS, req,
-                                           check=_retriable_only)
-        r = resp.topics[0].partitions[0]
-        if r.error_code:
-            raise _fail(f"ListOffsets for {topic}-{p}", r.error_code)
-        out[p] = r.offset
-
-    await asyncio.gather(*(one(p) for p in partitions))
-    return out
-
-
-@dataclass(slots=True)
-class FetchedPartition:
-    topic: str
-    partition: int
-    error_code: int
-    high_watermark: int
-    records: list[tuple[BatchHeader, list[Record]]]
-    next_offset: int | None  # where to fetch next; None: no complete batch in this answer
-
-
-def decode_fetched(data: bytes | None) -> tuple[list[tuple[BatchHeader, list[Record]]], int | None]:
-    """Decode every complete batch in a fetch answer (a trailing partial batch is normal)."""
-    out: list[tuple[BatchHeader, list[Record]]] = []
-    nxt: int | None = None
-    if not data:
-        return out, None
-    pos = 0
-    while len(data) - pos >= HEADER_SIZE:
-        try:
-            header = parse_header(data, pos)
-        except (CorruptRecordError, InvalidRecordError) as e:
-            raise CliError(f"corrupt record batch in fetch response: {e}") from None
-        if len(data) - pos < header.size:
-            break
-        try:
-            header, records = decode_batch(data, pos)
-        except (CorruptRecordError, InvalidRecordError) as e:
-            raise CliError(f"record batch at offset {header.base_offset} is invalid: {e}") from None
-        out.append((header, records))
-        nxt = header.next_offset
-        pos += header.size
-    return out, nxt
-
-
-async def fetch_from(client: KafkaClient, node: int, positions: dict[TopicPartition, int], *,
-                     max_wait_ms: int = 500, min_bytes: int = 1, max_bytes: int = 52428800,
-                     partition_max_bytes: int = 1048576,
-                     isolation_level: int = 0) -> list[FetchedPartition]:
-    """One Fetch to broker ``node`` for ``positions``."""
-    conn = await client.connection(node)
-    hi = conn.api_versions.get(ApiKey.FETCH, (0, 0))[1]
-    version = min(hi, MAX_FETCH_VERSION)
-    R = fetch.REQUEST
-    by_topic: dict[str, list[Any]] = {}
-    for tp, offset in positions.items():
-        by_topic.setdefault(tp.topic, []).append(R.FetchPartition(
-            partition=tp.partition, current_leader_epoch=-1, fetch_offset=offset,
-            log_start_offset=-1, partition_max_bytes=partition_max_bytes))
-    req = R.cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=max_bytes,
-                isolation_level=isolation_level, session_id=0, session_epoch=-1,
-                topics=[R.FetchTopic(topic=t, partitions=ps) for t, ps in by_topic.items()],
-                forgotten_topics_data=[], rack_id="")
-    resp = await conn.send(ApiKey.FETCH, req, version,
-                           timeout_s=client.request_timeout_s + max_wait_ms / 1000)
-    if getattr(resp, "error_code", 0):
-        raise _fail("Fetch", resp.error_code)
-    out: list[FetchedPartition] = []
-    for t in resp.responses:
-        for p in t.partitions:
-            batches, nxt = decode_fetched(p.records) if not p.error_code else ([], None)
-            out.append(FetchedPartition(t.topic, p.partition_index, p.error_code,
-                                        p.high_watermark, batches, nxt))
-    return out

@@ -31,17 +31,19 @@ from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
 from broker.protocol.errors import ErrorCode, KafkaError
 from storage.record_batch import BatchHeader, Record
 from tools.cli_client import (
-    EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
     CliError,
-    FetchedPartition,
     TopicPartition,
     admin_client,
     error_name,
-    fetch_from,
-    list_offsets_of,
     parse_properties_args,
     run_tool,
+)
+from tools.cli_fetch import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    FetchedPartition,
+    fetch_from,
+    list_offsets_of,
 )
 from tools.console_producer import load_config_file
 from tools.group_client import GroupMember

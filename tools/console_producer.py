@@ -29,14 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.properties import parse_properties
-from tools.cli_client import (
-    COMPRESSION_CODECS,
-    CliError,
-    Producer,
-    admin_client,
-    parse_properties_args,
-    run_tool,
-)
+from tools.cli_client import CliError, admin_client, parse_properties_args, run_tool
+from tools.cli_produce import COMPRESSION_CODECS, Producer
 
 PROG = "kafka-console-producer"
 KNOWN_PRODUCER_PROPS = {

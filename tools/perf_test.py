@@ -25,17 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.cli_client import (
-    EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
     CliError,
-    Producer,
     TopicPartition,
     admin_client,
-    fetch_from,
-    list_offsets_of,
     parse_properties_args,
     run_tool,
 )
+from tools.cli_fetch import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, fetch_from, list_offsets_of
+from tools.cli_produce import Producer
 from tools.console_producer import load_config_file, producer_settings
 from tools.group_client import GroupMember
 

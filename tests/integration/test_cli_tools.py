@@ -162,7 +162,7 @@ def test_console_round_trip_and_leader_election(cluster: ProcCluster) -> None:
         assert [o for o, _, _ in recs] == list(range(len(recs)))
         assert [int(k[3:]) for _, k, _ in recs] == sorted(int(k[3:]) for _, k, _ in recs)
     # Keys are placed by murmur2, as the Java client does.
-    from tools.cli_client import partition_for_key
+    from tools.cli_produce import partition_for_key
 
     for p, recs in got.items():
         assert all(partition_for_key(k.encode(), 3) == p for _, k, _ in recs)

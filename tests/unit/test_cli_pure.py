@@ -11,7 +11,8 @@ import pytest
 from storage.compression import CompressionType
 from storage.record_batch import SimpleRecord, build_batch
 from tools import dump_log
-from tools.cli_client import CliError, murmur2, parse_properties_args
+from tools.cli_client import CliError, parse_properties_args
+from tools.cli_produce import murmur2
 from tools.configs import parse_add_config
 from tools.console_consumer import Formatter
 from tools.console_producer import ParsedLine, parse_line, producer_settings, reader_settings
