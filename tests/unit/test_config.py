@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from broker.config import Endpoint, KafkaConfig
+from broker.config import KafkaConfig
+from broker.listener_config import Endpoint
 from kraft.config_defs import CONFIG_DEFS, ConfigType, Password
 from storage.errors import ConfigError
 
