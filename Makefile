@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
+.PHONY: jepsen jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,9 @@ clean:
 JEPSEN_ARGS ?= --profile long --time-limit 600 --runs 3
 jepsen: $(STAMP)
 	$(PY) jepsen-style/run.py $(JEPSEN_ARGS) --out jepsen-results
+
+# A campaign of fault runs across six cluster shapes, summed up in one table
+# (jepsen-campaign/campaign.md). CAMPAIGN_ARGS="--scale 0.1" runs a tenth of it.
+CAMPAIGN_ARGS ?=
+jepsen-campaign: $(STAMP)
+	$(PY) jepsen-style/campaign.py $(CAMPAIGN_ARGS) --out jepsen-campaign
