@@ -37,7 +37,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.admin.apis import AdminApis, describe_topic_configs
+from broker.admin.apis import AdminApis
+from broker.admin.configs import describe_topic_configs
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import PROMETHEUS_TEXT, ROUTES, TOPIC_NAME_PATTERN, openapi_document
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
