@@ -1,4 +1,5 @@
-"""Pure parts of broker.admin.apis: config description and producer-id blocks."""
+"""Pure parts of the admin APIs: config description (broker.admin.configs) and producer-id
+blocks (broker.admin.producer_ids)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import uuid
 
 import pytest
 
-from broker.admin.apis import (
-    ConfigSource,
-    ProducerIdManager,
-    describe_broker_configs,
-    describe_topic_configs,
-)
+from broker.admin.configs import ConfigSource, describe_broker_configs, describe_topic_configs
+from broker.admin.producer_ids import ProducerIdManager
 from broker.config import KafkaConfig
 from kraft.controller.results import ApiError
 from kraft.image import (
