@@ -370,15 +370,16 @@ class _Connection(asyncio.Protocol):
                     perf_counter() - started, bytes_in, 0 if data is None else len(data))
         if slot is not None:
             slot[0] = data
-        else:
-            self._queue(data)
+        elif action := self.core.queue_response(data):
+            self._act(action)
 
     def _respond_bytes(self, data: bytes) -> None:
         """Queue a complete response frame behind any unanswered requests."""
-        self._queue(data)
+        if action := self.core.queue_response(data):
+            self._act(action)
 
-    def _queue(self, data: bytes | None) -> None:
-        action = self.core.queue_response(data)
+    def _act(self, action: int) -> None:
+        """What ``queue_response`` asked for: write the full batch, or recheck the bound."""
         if action == WRITE:
             self._write_out()
         elif action == BLOCK:
