@@ -7,6 +7,11 @@ quorum-state file and an installed snapshot (atomic write + fsync, in the worker
 log reset to an installed snapshot, a durable truncation, the appended entries with their fsync
 (``PartitionLog.begin_flush``: the loop keeps serving while the disk syncs), then the deletion of
 segments below a new log start. The driver sends the Ready's messages only after it returns.
+
+Not ``storage.group_commit.GroupCommit``: its positions only grow, while a follower's log end
+goes back on truncation (entries re-appended below the last synced offset would skip their
+fsync); the quorum-state write is no "fsync what was written" sync; and the driver never has
+more than one durability wait outstanding, so there is nothing to coalesce.
 """
 
 from __future__ import annotations
