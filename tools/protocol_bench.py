@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER_SCRIPT = """
 import asyncio, logging, sys
 from broker.network.dispatch import ApiDispatcher
-from broker.network.server import KafkaServer, ListenerSpec, new_event_loop, run
+from broker.network.eventloop import new_event_loop, run
+from broker.network.server import KafkaServer, ListenerSpec
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 dispatcher = ApiDispatcher(node_id=1, cluster_id="bench")

@@ -34,7 +34,8 @@ from broker.client import (
     parse_address,
 )
 from broker.network.dispatch import ApiDispatcher
-from broker.network.server import KafkaServer, ListenerSpec, RequestContext, new_event_loop
+from broker.network.eventloop import new_event_loop
+from broker.network.server import KafkaServer, ListenerSpec, RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import (
     ErrorCode,

@@ -33,7 +33,8 @@ TIMEOUT_S = 30
 SERVER_SCRIPT = """
 import asyncio, logging, sys
 from broker.network.dispatch import ApiDispatcher
-from broker.network.server import KafkaServer, ListenerSpec, run
+from broker.network.eventloop import run
+from broker.network.server import KafkaServer, ListenerSpec
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
