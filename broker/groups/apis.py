@@ -27,10 +27,10 @@ from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
-from broker.groups.coordinator import (
+from broker.groups.coordinator import GroupCoordinator
+from broker.groups.group import (
     CommittedOffset,
     CoordinatorConfig,
-    GroupCoordinator,
     GroupState,
     JoinResult,
     SyncResult,
