@@ -1,7 +1,10 @@
-"""Consumer groups: the classic group protocol as a pure state machine (``coordinator``), the
-records of ``__consumer_offsets`` and the consumer protocol's blobs (``records``), and the group
-APIs with the loading and writing of ``__consumer_offsets`` (``apis``).
+"""Consumer groups: the classic group protocol as a pure state machine (``coordinator``, with
+the offset rules in ``offsets``) over the groups' data (``group``), the records of
+``__consumer_offsets`` and the consumer protocol's blobs (``records``), the loading and writing
+of ``__consumer_offsets`` with the coordinator's timers (``metadata_manager``), and the group
+APIs on top of it (``apis``).
 
-The coordinator's state changes only through ``coordinator``; ``apis`` does the I/O through the
-replica manager. May import ``broker.replication``, ``broker.protocol``, ``broker.network``.
+The coordinator's state changes only through ``coordinator``; ``metadata_manager`` and ``apis``
+do the I/O through the replica manager. May import ``broker.replication``, ``broker.protocol``,
+``broker.network``.
 """

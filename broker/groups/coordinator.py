@@ -1,5 +1,5 @@
-"""The classic consumer-group protocol as a pure state machine (Kafka's GroupCoordinator and
-GroupMetadata): no sockets, no clocks; every call is handed ``now_ms``.
+"""The classic consumer-group protocol as a pure state machine (Kafka's GroupCoordinator): no
+sockets, no clocks; every call is handed ``now_ms``.
 
 Groups move through Empty -> PreparingRebalance -> CompletingRebalance -> Stable (and Dead when
 deleted or unloaded). A JoinGroup parks its member until the join phase completes (all known
@@ -12,196 +12,35 @@ metadata must be written (a generation completed, the group emptied, a static me
 replaced); ``done(error)`` continues the protocol once the write settled, as Kafka's
 ``storeGroup`` does. The I/O layer calls ``tick(now_ms)`` to expire sessions and complete
 delayed joins.
+
+The groups' data is ``broker.groups.group``; the offset rules are ``broker.groups.offsets``
+(a base of ``GroupCoordinator``).
 """
 
 from __future__ import annotations
 
-import enum
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from broker.groups.records import (
-    GroupMetadataRecord,
-    MemberRecord,
-    decode_consumer_subscription,
+from broker.groups.group import (
+    CommittedOffset,
+    CoordinatorConfig,
+    Group,
+    GroupState,
+    JoinCallback,
+    JoinResult,
+    Member,
+    StoreFn,
+    SyncCallback,
+    SyncResult,
 )
+from broker.groups.offsets import GroupOffsets
+from broker.groups.records import GroupMetadataRecord
 from broker.protocol.errors import ErrorCode
-from kraft.codec import DecodeError
 
-__all__ = [
-    "CommittedOffset",
-    "CoordinatorConfig",
-    "Group",
-    "GroupCoordinator",
-    "GroupState",
-    "JoinResult",
-    "Member",
-    "SyncResult",
-]
+__all__ = ["GroupCoordinator"]
 
 
-class GroupState(enum.Enum):
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinatorConfig:
-    min_session_timeout_ms: int = 6000
-    max_session_timeout_ms: int = 1800000
-    initial_rebalance_delay_ms: int = 3000
-    max_size: int = 2**31 - 1
-    offsets_retention_ms: int = 7 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class JoinResult:
-    error: ErrorCode
-    member_id: str = ""
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader_id: str = ""
-    # (member id, group instance id, metadata): only for the leader.
-    members: tuple[tuple[str, str | None, bytes], ...] = ()
-    skip_assignment: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    error: ErrorCode
-    assignment: bytes = b""
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-JoinCallback = Callable[[JoinResult], None]
-SyncCallback = Callable[[SyncResult], None]
-StoreFn = Callable[[str, GroupMetadataRecord, Callable[[ErrorCode], None]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedOffset:
-    offset: int
-    leader_epoch: int
-    metadata: str
-    commit_timestamp: int
-
-
-@dataclass(slots=True)
-class Member:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    rebalance_timeout_ms: int
-    session_timeout_ms: int
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    assignment: bytes = b""
-    join_callback: JoinCallback | None = None
-    sync_callback: SyncCallback | None = None
-    heartbeat_deadline_ms: int = 0
-    is_new: bool = False
-
-    def metadata_for(self, protocol: str) -> bytes:
-        for name, meta in self.protocols:
-            if name == protocol:
-                return meta
-        return b""
-
-    @property
-    def awaiting_join(self) -> bool:
-        return self.join_callback is not None
-
-
-@dataclass(slots=True)
-class Group:
-    group_id: str
-    state: GroupState = GroupState.EMPTY
-    generation_id: int = 0
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader_id: str | None = None
-    members: dict[str, Member] = field(default_factory=dict)
-    static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
-    pending_members: dict[str, int] = field(default_factory=dict)  # member id -> deadline
-    offsets: dict[tuple[str, int], CommittedOffset] = field(default_factory=dict)
-    state_timestamp_ms: int = -1
-    # Join phase: when it completes at the latest, and (initial delay) the next check.
-    join_deadline_ms: int | None = None
-    initial_delay_end_ms: int | None = None
-    new_member_added: bool = False
-
-    def is_(self, *states: GroupState) -> bool:
-        return self.state in states
-
-    def all_joined(self) -> bool:
-        return (not self.pending_members
-                and all(m.awaiting_join for m in self.members.values()))
-
-    def candidate_protocols(self) -> list[str]:
-        sets = [{p for p, _ in m.protocols} for m in self.members.values()]
-        if not sets:
-            return []
-        common = set.intersection(*sets)
-        first = next(iter(self.members.values()))
-        return [p for p, _ in first.protocols if p in common]
-
-    def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
-        if not protocol_type or not protocols:
-            return False
-        if not self.members:
-            return True
-        return (protocol_type == self.protocol_type
-                and bool(set(self.candidate_protocols()) & {p for p, _ in protocols}))
-
-    def select_protocol(self) -> str:
-        candidates = self.candidate_protocols()
-        assert candidates, "select_protocol on a group without a common protocol"
-        votes: dict[str, int] = dict.fromkeys(candidates, 0)
-        for m in self.members.values():
-            for p, _ in m.protocols:
-                if p in votes:
-                    votes[p] += 1
-                    break
-        # Most votes; ties go to the first member's preference order.
-        return max(candidates, key=lambda p: (votes[p], -candidates.index(p)))
-
-    def max_rebalance_timeout_ms(self) -> int:
-        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
-
-    def subscribed_topics(self) -> set[str] | None:
-        """Topics the members subscribe to (consumer protocol), None when unknown."""
-        if self.protocol_type != "consumer" or self.protocol_name is None:
-            return None
-        topics: set[str] = set()
-        for m in self.members.values():
-            try:
-                topics.update(decode_consumer_subscription(
-                    m.metadata_for(self.protocol_name)).topics)
-            except DecodeError:
-                return None
-        return topics
-
-    def metadata_record(self, now_ms: int) -> GroupMetadataRecord:
-        proto = self.protocol_name
-        members = tuple(MemberRecord(
-            m.member_id, m.group_instance_id, m.client_id, m.client_host,
-            m.rebalance_timeout_ms, m.session_timeout_ms,
-            m.metadata_for(proto) if proto else b"", m.assignment)
-            for m in self.members.values())
-        return GroupMetadataRecord(
-            self.group_id, self.protocol_type or "", self.generation_id, proto,
-            self.leader_id, self.state_timestamp_ms if self.state_timestamp_ms >= 0 else now_ms,
-            members)
-
-
-class GroupCoordinator:
+class GroupCoordinator(GroupOffsets):
     """All groups of this broker's coordinator partitions."""
 
     def __init__(self, config: CoordinatorConfig, store: StoreFn | None = None) -> None:
@@ -611,101 +450,6 @@ class GroupCoordinator:
                         and (group.join_deadline_ms <= now_ms or group.all_joined()):
                     self._complete_join(group, now_ms)
         return expired
-
-    # -- offsets ------------------------------------------------------------------------------
-
-    def validate_offset_commit(self, group_id: str, member_id: str,
-                               group_instance_id: str | None, generation_id: int, now_ms: int
-                               ) -> ErrorCode:
-        """Whether a commit may be written now (Kafka's doCommitOffsets checks); a commit
-        outside group management (generation < 0) creates an Empty group."""
-        if not group_id:
-            return ErrorCode.INVALID_GROUP_ID
-        group = self.groups.get(group_id)
-        if group is None:
-            if generation_id >= 0:
-                return ErrorCode.ILLEGAL_GENERATION
-            self.groups[group_id] = Group(group_id, state_timestamp_ms=now_ms)
-            return ErrorCode.NONE
-        if group.is_(GroupState.DEAD):
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        if self._fenced(group, group_instance_id, member_id):
-            return ErrorCode.FENCED_INSTANCE_ID
-        if generation_id < 0 and group.is_(GroupState.EMPTY):
-            return ErrorCode.NONE
-        if group.is_(GroupState.COMPLETING_REBALANCE):
-            return ErrorCode.REBALANCE_IN_PROGRESS
-        member = group.members.get(member_id)
-        if member is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if generation_id != group.generation_id:
-            return ErrorCode.ILLEGAL_GENERATION
-        self._schedule_heartbeat(member, now_ms)
-        return ErrorCode.NONE
-
-    def apply_offsets(self, group_id: str,
-                      offsets: dict[tuple[str, int], CommittedOffset]) -> None:
-        group = self.groups.get(group_id)
-        if group is not None and not group.is_(GroupState.DEAD):
-            group.offsets.update(offsets)
-
-    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None
-                      ) -> dict[tuple[str, int], CommittedOffset | None]:
-        group = self.groups.get(group_id)
-        offsets = {} if group is None or group.is_(GroupState.DEAD) else group.offsets
-        if partitions is None:
-            return dict(offsets)
-        return {tp: offsets.get(tp) for tp in partitions}
-
-    def offset_delete_check(self, group_id: str, topics: set[str]
-                            ) -> tuple[ErrorCode, set[str]]:
-        """(group error, topics the group still subscribes to)."""
-        group = self.groups.get(group_id)
-        if group is None or group.is_(GroupState.DEAD):
-            return ErrorCode.GROUP_ID_NOT_FOUND, set()
-        if group.is_(GroupState.EMPTY):
-            return ErrorCode.NONE, set()
-        subscribed = group.subscribed_topics()
-        if subscribed is None:
-            return ErrorCode.NON_EMPTY_GROUP, set()
-        return ErrorCode.NONE, topics & subscribed
-
-    def remove_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
-        group = self.groups.get(group_id)
-        if group is not None:
-            for tp in partitions:
-                group.offsets.pop(tp, None)
-
-    def expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
-        """Offsets due for removal (Kafka 2.1+ rules): all of a group's offsets once it has
-        been Empty for the retention time; offsets of a group without group management by
-        their commit time; in a Stable consumer group, by their commit time, the offsets of
-        topics no member subscribes to any more."""
-        retention = self.config.offsets_retention_ms
-        out: dict[str, list[tuple[str, int]]] = {}
-        for g in self.groups.values():
-            if not g.offsets:
-                continue
-            if g.is_(GroupState.STABLE) and g.protocol_type == "consumer":
-                subscribed = g.subscribed_topics()
-                if subscribed is None:
-                    continue
-                due = [tp for tp, o in g.offsets.items() if tp[0] not in subscribed
-                       and now_ms - o.commit_timestamp >= retention]
-                if due:
-                    out[g.group_id] = due
-                continue
-            if not g.is_(GroupState.EMPTY):
-                continue
-            if g.protocol_type:
-                if now_ms - g.state_timestamp_ms >= retention:
-                    out[g.group_id] = list(g.offsets)
-            else:
-                due = [tp for tp, o in g.offsets.items()
-                       if now_ms - o.commit_timestamp >= retention]
-                if due:
-                    out[g.group_id] = due
-        return out
 
     # -- whole groups ---------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from broker.groups.coordinator import (
+from broker.groups.coordinator import GroupCoordinator
+from broker.groups.group import (
     CommittedOffset,
     CoordinatorConfig,
-    GroupCoordinator,
     GroupState,
     JoinResult,
     SyncResult,

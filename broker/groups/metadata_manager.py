@@ -1,0 +1,324 @@
+"""The group coordinator's ``__consumer_offsets`` partitions (Kafka's GroupMetadataManager):
+which of them this broker leads, loading their groups back, writing records and waiting for
+their replication, offset retention and the coordinator's timers.
+
+A broker coordinates the groups whose ``__consumer_offsets`` partition
+(``partition_for(group_id, partitions)``) it leads. When it becomes leader of such a partition it
+replays the partition's log into the pure ``GroupCoordinator`` in the background (answering
+COORDINATOR_LOAD_IN_PROGRESS meanwhile); when it loses it, the partition's groups are dropped and
+their requests get NOT_COORDINATOR, so clients look the coordinator up again. Every state change
+that must survive a failover (committed offsets, group metadata at each generation, deletions as
+tombstones) is appended to the partition with acks=-1 and answered once the high watermark
+passed it.
+
+``GroupMetadataManager`` is the base of ``broker.groups.apis.GroupApis``, which adds the wire
+APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broker.clock import SYSTEM_CLOCK, Clock
+from broker.config import KafkaConfig
+from broker.groups.coordinator import GroupCoordinator
+from broker.groups.group import CommittedOffset, CoordinatorConfig, GroupState
+from broker.groups.records import (
+    GroupMetadataRecord,
+    OffsetRecord,
+    decode_record,
+    group_metadata_key,
+    group_metadata_value,
+    offset_commit_key,
+    partition_for,
+    records_batch,
+)
+from broker.protocol.errors import ErrorCode
+from broker.replication.replica_manager import ReplicaManager
+from kraft.codec import CodecError
+from kraft.image import MetadataImage
+from storage.errors import StorageError
+from storage.record_batch import decode_batch, iter_batches
+
+__all__ = ["GROUP_METADATA_TOPIC", "GroupMetadataManager"]
+
+logger = logging.getLogger(__name__)
+
+GROUP_METADATA_TOPIC = "__consumer_offsets"
+TICK_INTERVAL_S = 0.1
+
+# Append errors as the coordinator reports them (Kafka's GroupCoordinatorService).
+_APPEND_ERRORS = {
+    ErrorCode.UNKNOWN_TOPIC_OR_PARTITION: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.REQUEST_TIMED_OUT: ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.NOT_LEADER_OR_FOLLOWER: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.KAFKA_STORAGE_ERROR: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.FENCED_LEADER_EPOCH: ErrorCode.NOT_COORDINATOR,
+    ErrorCode.MESSAGE_TOO_LARGE: ErrorCode.INVALID_COMMIT_OFFSET_SIZE,
+    ErrorCode.RECORD_LIST_TOO_LARGE: ErrorCode.INVALID_COMMIT_OFFSET_SIZE,
+    ErrorCode.INVALID_FETCH_SIZE: ErrorCode.INVALID_COMMIT_OFFSET_SIZE,
+}
+
+
+@dataclass(slots=True)
+class _Owned:
+    """A ``__consumer_offsets`` partition this broker leads."""
+
+    epoch: int
+    loaded: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class GroupMetadataManager:
+    """The coordinator's partitions and their state: ``on_leadership`` goes to
+    ``ReplicaManager.add_leadership_listener``, ``on_metadata`` to the metadata loader;
+    ``start()``/``stop()`` run the timers."""
+
+    def __init__(self, config: KafkaConfig, replica_manager: ReplicaManager,
+                 image: Callable[[], MetadataImage], clock: Clock = SYSTEM_CLOCK) -> None:
+        self.config = config
+        self.clock = clock
+        self.rm = replica_manager
+        self.image = image
+        self.num_partitions: int = config.get("offsets.topic.num.partitions")
+        self.commit_timeout_s = config.get("offsets.commit.timeout.ms") / 1000
+        self.load_buffer_bytes: int = config.get("offsets.load.buffer.size")
+        self.retention_check_ms: int = config.get("offsets.retention.check.interval.ms")
+        self.coordinator = GroupCoordinator(CoordinatorConfig(
+            min_session_timeout_ms=config.get("group.min.session.timeout.ms"),
+            max_session_timeout_ms=config.get("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms=config.get("group.initial.rebalance.delay.ms"),
+            max_size=config.get("group.max.size"),
+            offsets_retention_ms=config.get("offsets.retention.minutes") * 60_000,
+        ), store=self._store_group)
+        self.owned: dict[int, _Owned] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._timer = asyncio.create_task(self._run_timers(), name="group-coordinator")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        tasks = [t for t in (self._timer, *self._tasks,
+                             *(o.task for o in self.owned.values())) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for gid in list(self.coordinator.groups):
+            self.coordinator.remove_group(gid)
+        self.owned.clear()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run_timers(self) -> None:
+        next_retention = self.clock.monotonic() + self.retention_check_ms / 1000
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            try:
+                for gid, mid in self.coordinator.tick(self.clock.wall_ms()):
+                    logger.info("Member %s of group %s left: session timeout", mid, gid)
+                if self.clock.monotonic() >= next_retention:
+                    next_retention = self.clock.monotonic() + self.retention_check_ms / 1000
+                    await self.expire_offsets()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Group coordinator timer failed")
+
+    # -- partition ownership --------------------------------------------------------------------
+
+    def partition_of(self, group_id: str) -> int:
+        t = self.image().topics.by_name.get(GROUP_METADATA_TOPIC)
+        n = len(t.partitions) if t is not None and t.partitions else self.num_partitions
+        return partition_for(group_id, n)
+
+    def group_error(self, group_id: str) -> ErrorCode:
+        """NONE when this broker coordinates ``group_id`` and its state is loaded."""
+        owned = self.owned.get(self.partition_of(group_id))
+        if owned is None:
+            return ErrorCode.NOT_COORDINATOR
+        if not owned.loaded:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return ErrorCode.NONE
+
+    def on_leadership(self, tp: tuple[str, int], is_leader: bool, leader_epoch: int) -> None:
+        topic, p = tp
+        if topic != GROUP_METADATA_TOPIC or self._stopped:
+            return
+        old = self.owned.pop(p, None)
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        self._unload(p)
+        if is_leader:
+            owned = self.owned[p] = _Owned(leader_epoch)
+            owned.task = asyncio.get_running_loop().create_task(
+                self._load(p, owned), name=f"load-{topic}-{p}")
+        elif old is not None:
+            logger.info("No longer the group coordinator for %s-%d", topic, p)
+
+    def _unload(self, p: int) -> None:
+        for gid in [g for g in self.coordinator.groups if self.partition_of(g) == p]:
+            self.coordinator.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+
+    async def _load(self, p: int, owned: _Owned) -> None:
+        started = self.clock.monotonic()
+        groups: dict[str, GroupMetadataRecord] = {}
+        offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        hp = self.rm.partitions.get((GROUP_METADATA_TOPIC, p))
+        n_records = 0
+        if hp is not None:
+            log = hp.log
+            offset, end = log.log_start_offset, log.log_end_offset
+            while offset < end:
+                try:
+                    sl = log.read(offset, self.load_buffer_bytes, max_offset=end)
+                    if sl is None:
+                        break
+                    with sl:
+                        data = sl.read_bytes()
+                except (StorageError, OSError) as e:
+                    logger.error("Loading %s-%d failed at offset %d: %s",
+                                 GROUP_METADATA_TOPIC, p, offset, e)
+                    return
+                for pos, header in iter_batches(data):
+                    offset = header.next_offset
+                    if header.is_control:
+                        continue
+                    try:
+                        _, records = decode_batch(data, pos)
+                    except (CodecError, StorageError, ValueError) as e:
+                        logger.error("Skipping an unreadable batch in %s-%d: %s",
+                                     GROUP_METADATA_TOPIC, p, e)
+                        continue
+                    for r in records:
+                        n_records += 1
+                        try:
+                            rec = decode_record(r.key, r.value)
+                        except (CodecError, ValueError) as e:
+                            logger.warning("Skipping a bad record at %s-%d offset %d: %s",
+                                           GROUP_METADATA_TOPIC, p, r.offset, e)
+                            continue
+                        _replay(rec, groups, offsets)
+                # Large partitions load in slices: the loop keeps serving meanwhile.
+                await asyncio.sleep(0)
+        if self.owned.get(p) is not owned:
+            return
+        self.coordinator.load(groups, offsets, self.clock.wall_ms())
+        owned.loaded = True
+        owned.task = None
+        logger.info("Loaded group coordinator state of %s-%d (epoch %d): %d groups, %d "
+                    "records in %.0f ms", GROUP_METADATA_TOPIC, p, owned.epoch,
+                    len(set(groups) | set(offsets)), n_records,
+                    (self.clock.monotonic() - started) * 1000)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]]
+                      ) -> ErrorCode:
+        p = self.partition_of(group_id)
+        owned = self.owned.get(p)
+        if owned is None:
+            return ErrorCode.NOT_COORDINATOR
+        batch = records_batch(records, self.clock.wall_ms())
+        try:
+            code, _ = await self.rm.append_and_wait(
+                GROUP_METADATA_TOPIC, p, batch, acks=-1, timeout_s=self.commit_timeout_s)
+        except (StorageError, OSError) as e:
+            logger.error("Appending to %s-%d failed: %s", GROUP_METADATA_TOPIC, p, e)
+            return ErrorCode.NOT_COORDINATOR
+        code = ErrorCode(code)
+        if code == ErrorCode.NONE and self.owned.get(p) is not owned:
+            # Leadership moved while we waited: the new coordinator has the record (it is
+            # committed) but this broker no longer answers for the group.
+            return ErrorCode.NOT_COORDINATOR
+        return _APPEND_ERRORS.get(code, code)
+
+    def _store_group(self, group_id: str, record: GroupMetadataRecord,
+                     done: Callable[[ErrorCode], None]) -> None:
+        async def write() -> None:
+            code = await self._append(group_id, [(group_metadata_key(group_id),
+                                                  group_metadata_value(record))])
+            if code:
+                logger.warning("Storing metadata of group %s failed: %s", group_id, code.name)
+            done(code)
+        self._spawn(write())
+
+    async def expire_offsets(self) -> None:
+        """offsets.retention.minutes: tombstone the offsets of groups that stayed Empty that
+        long (by commit time for groups without group management), then the emptied group."""
+        for gid, tps in self.coordinator.expired_offsets(self.clock.wall_ms()).items():
+            await self._remove_offsets(gid, tps, "Expired")
+
+    def on_metadata(self, delta: Any, image: Any) -> None:
+        """A metadata publisher: when topics are deleted, their committed offsets go too
+        (Kafka's ``onPartitionsDeleted``), in the groups this broker coordinates."""
+        if delta is None:
+            return
+        names = {t.name for t in delta.deleted_topics.values()}
+        if names:
+            self._spawn(self.remove_offsets_of_topics(names))
+
+    async def remove_offsets_of_topics(self, names: set[str]) -> None:
+        for gid, group in list(self.coordinator.groups.items()):
+            tps = [tp for tp in group.offsets if tp[0] in names]
+            if tps:
+                await self._remove_offsets(gid, tps, "Removed (topic deleted)")
+
+    async def _remove_offsets(self, gid: str, tps: list[tuple[str, int]], why: str) -> None:
+        """Tombstone ``tps`` of group ``gid`` (and the group itself once it is Empty with no
+        offsets left), then forget them. Only the group's loaded coordinator does this."""
+        coord = self.coordinator
+        group = coord.groups.get(gid)
+        if group is None or self.group_error(gid):
+            return
+        records: list[tuple[bytes, bytes | None]] = [
+            (offset_commit_key(gid, t, p), None) for t, p in tps]
+        drop_group = len(tps) == len(group.offsets) and not group.members
+        if drop_group:
+            records.append((group_metadata_key(gid), None))
+        if await self._append(gid, records):
+            return
+        coord.remove_offsets(gid, tps)
+        logger.info("%s %d offset(s) of group %s", why, len(tps), gid)
+        g = coord.groups.get(gid)
+        if drop_group and g is not None and g.is_(GroupState.EMPTY) and not g.offsets:
+            coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+
+
+def _replay(rec: OffsetRecord | GroupMetadataRecord | None,
+            groups: dict[str, GroupMetadataRecord],
+            offsets: dict[str, dict[tuple[str, int], CommittedOffset]]) -> None:
+    """Apply one loaded record: the last record per key wins, a tombstone removes it."""
+    if isinstance(rec, OffsetRecord):
+        tp = (rec.topic, rec.partition)
+        if rec.tombstone:
+            g = offsets.get(rec.group)
+            if g is not None:
+                g.pop(tp, None)
+                if not g:
+                    del offsets[rec.group]
+        else:
+            offsets.setdefault(rec.group, {})[tp] = CommittedOffset(
+                rec.offset, rec.leader_epoch, rec.metadata, rec.commit_timestamp)
+    elif isinstance(rec, GroupMetadataRecord):
+        if rec.tombstone:
+            groups.pop(rec.group, None)
+        else:
+            groups[rec.group] = rec
