@@ -1,8 +1,36 @@
-"""The KRaft controller logic (KIP-631), pure: managers return records and replies, state
-changes only by replaying records. See ``controller.QuorumController``."""
+"""The KRaft controller logic (KIP-631), pure: operations take request dataclasses
+(``requests``), managers return records and replies (``results``), state changes only by
+replaying records. See ``controller.QuorumController``."""
 
 from kraft.controller.config import DEFAULT_METADATA_VERSION, ControllerConfig
 from kraft.controller.controller import QuorumController
+from kraft.controller.requests import (
+    AllocateProducerIdsRequest,
+    AlterConfigsRequest,
+    AlterConfigsResource,
+    AlterPartitionPartition,
+    AlterPartitionRequest,
+    AlterPartitionTopic,
+    BrokerHeartbeatRequest,
+    BrokerRegistrationRequest,
+    ConfigOperation,
+    ConfigValue,
+    CreatableTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsTopic,
+    CreateTopicsRequest,
+    DeletableTopic,
+    DeleteTopicsRequest,
+    ElectLeadersRequest,
+    FeatureRange,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResource,
+    IsrMember,
+    Listener,
+    ReplicaAssignment,
+    TopicPartitions,
+    UnregisterBrokerRequest,
+)
 from kraft.controller.results import (
     AllocateProducerIdsReply,
     AlterConfigsReply,
@@ -28,12 +56,19 @@ from kraft.controller.results import (
 )
 
 __all__ = [
-    "DEFAULT_METADATA_VERSION", "AllocateProducerIdsReply", "AlterConfigsReply",
-    "AlterConfigsResourceResult", "AlterPartitionPartitionResult", "AlterPartitionReply",
-    "AlterPartitionTopicResult", "BrokerHeartbeatReply", "BrokerRegistrationReply",
-    "ControllerConfig", "ControllerResult", "CreatableTopicResult", "CreatePartitionsReply",
-    "CreatePartitionsTopicResult", "CreateTopicsReply", "DeletableTopicResult",
-    "DeleteTopicsReply", "ElectLeadersPartitionResult", "ElectLeadersReply",
-    "ElectLeadersTopicResult", "NotController", "QuorumController", "TopicConfigEntry",
-    "UnregisterBrokerReply",
+    "DEFAULT_METADATA_VERSION", "AllocateProducerIdsReply", "AllocateProducerIdsRequest",
+    "AlterConfigsReply", "AlterConfigsRequest", "AlterConfigsResource",
+    "AlterConfigsResourceResult", "AlterPartitionPartition", "AlterPartitionPartitionResult",
+    "AlterPartitionReply", "AlterPartitionRequest", "AlterPartitionTopic",
+    "AlterPartitionTopicResult", "BrokerHeartbeatReply", "BrokerHeartbeatRequest",
+    "BrokerRegistrationReply", "BrokerRegistrationRequest", "ConfigOperation", "ConfigValue",
+    "ControllerConfig", "ControllerResult", "CreatableTopic", "CreatableTopicResult",
+    "CreatePartitionsReply", "CreatePartitionsRequest", "CreatePartitionsTopic",
+    "CreatePartitionsTopicResult", "CreateTopicsReply", "CreateTopicsRequest", "DeletableTopic",
+    "DeletableTopicResult", "DeleteTopicsReply", "DeleteTopicsRequest",
+    "ElectLeadersPartitionResult", "ElectLeadersReply", "ElectLeadersRequest",
+    "ElectLeadersTopicResult", "FeatureRange", "IncrementalAlterConfigsRequest",
+    "IncrementalAlterConfigsResource", "IsrMember", "Listener", "NotController",
+    "QuorumController", "ReplicaAssignment", "TopicConfigEntry", "TopicPartitions",
+    "UnregisterBrokerReply", "UnregisterBrokerRequest",
 ]

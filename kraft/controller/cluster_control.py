@@ -16,6 +16,7 @@ from typing import Any
 
 from kraft.controller.config import ControllerConfig
 from kraft.controller.partition_change import RecordBuilder, leadership_updates
+from kraft.controller.requests import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from kraft.controller.results import (
     ApiError,
     BrokerHeartbeatReply,
@@ -93,20 +94,20 @@ def register_broker(
     image: MetadataImage,
     config: ControllerConfig,
     heartbeats: BrokerHeartbeatManager,
-    request: Any,
+    request: BrokerRegistrationRequest,
     now_ms: int,
     next_offset: int,
 ) -> ControllerResult:
     """BrokerRegistration: a new incarnation gets broker epoch ``next_offset`` (the offset its
     RegisterBrokerRecord lands at, the first record of the batch) and starts fenced; the same
     incarnation re-registering keeps its epoch and state."""
-    broker_id = int(request.broker_id)
+    broker_id = request.broker_id
     try:
         if config.cluster_id is not None and request.cluster_id != config.cluster_id:
             raise ApiError(ErrorCode.INCONSISTENT_CLUSTER_ID,
                            f"Expected cluster ID {config.cluster_id}, but got cluster ID "
                            f"{request.cluster_id}")
-        if getattr(request, "is_migrating_zk_broker", False):
+        if request.is_migrating_zk_broker:
             raise ApiError(ErrorCode.BROKER_ID_NOT_REGISTERED,
                            "Controller does not support registering ZK brokers.")
         existing = image.cluster.brokers.get(broker_id)
@@ -187,8 +188,8 @@ def _current_state(reg: BrokerRegistration) -> BrokerControlState:
     return BrokerControlState.UNFENCED
 
 
-def _next_state(image: MetadataImage, reg: BrokerRegistration, request: Any,
-                register_offset: int) -> BrokerControlState:
+def _next_state(image: MetadataImage, reg: BrokerRegistration,
+                request: BrokerHeartbeatRequest, register_offset: int) -> BrokerControlState:
     """Kafka's BrokerHeartbeatManager.calculateNextBrokerState."""
     state = _current_state(reg)
     S = BrokerControlState
@@ -216,10 +217,10 @@ def broker_heartbeat(
     config: ControllerConfig,
     heartbeats: BrokerHeartbeatManager,
     register_offsets: Mapping[int, int],
-    request: Any,
+    request: BrokerHeartbeatRequest,
     now_ms: int,
 ) -> ControllerResult:
-    broker_id = int(request.broker_id)
+    broker_id = request.broker_id
     try:
         check_broker_epoch(image, broker_id, request.broker_epoch)
     except ApiError as e:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kraft.config_defs import CONFIG_DEFS, ConfigType
+from kraft.controller.requests import AlterConfigsRequest, IncrementalAlterConfigsRequest
 from kraft.controller.results import (
     AlterConfigsReply,
     AlterConfigsResourceResult,
@@ -146,11 +147,11 @@ def _result(rtype: int, name: str, e: ApiError | None) -> AlterConfigsResourceRe
 
 
 def incremental_alter_configs(image: MetadataImage, controller_ids: frozenset[int],
-                              request: Any) -> ControllerResult:
+                              request: IncrementalAlterConfigsRequest) -> ControllerResult:
     records: list[Record] = []
     results = []
     for res in request.resources:
-        rtype, name = int(res.resource_type), res.resource_name
+        rtype, name = res.resource_type, res.resource_name
         try:
             _check_resource(image, controller_ids, rtype, name)
             keys = [c.name for c in res.configs]
@@ -159,7 +160,7 @@ def incremental_alter_configs(image: MetadataImage, controller_ids: frozenset[in
                                "Error due to duplicate config keys")
             recs = incremental_changes(
                 image, rtype, name,
-                [(c.name, int(c.config_operation), c.value) for c in res.configs])
+                [(c.name, c.operation, c.value) for c in res.configs])
         except ApiError as e:
             results.append(_result(rtype, name, e))
             continue
@@ -171,12 +172,12 @@ def incremental_alter_configs(image: MetadataImage, controller_ids: frozenset[in
 
 
 def alter_configs(image: MetadataImage, controller_ids: frozenset[int],
-                  request: Any) -> ControllerResult:
+                  request: AlterConfigsRequest) -> ControllerResult:
     """Legacy AlterConfigs: the given keys replace the resource's whole config."""
     records: list[Record] = []
     results = []
     for res in request.resources:
-        rtype, name = int(res.resource_type), res.resource_name
+        rtype, name = res.resource_type, res.resource_name
         try:
             _check_resource(image, controller_ids, rtype, name)
             existing = image.configs.resources.get((rtype, name), {})

@@ -10,7 +10,8 @@ Driving it (the node's job):
 - standby: ``replay_committed(records, last_offset, epoch)`` for every committed batch.
 - becoming active (after every record before the new epoch's start offset is replayed):
   ``become_active(epoch, now_ms)``; write its records.
-- per request: ``result = op(..., now_ms)``; hand ``result.records`` to Raft, then
+- per request: ``result = op(request, now_ms)`` with the operation's request dataclass
+  (``kraft.controller.requests``); hand ``result.records`` to Raft, then
   ``record_written(result.records, last_offset, epoch)``; reply once they are committed.
   When Raft commits, ``replay_committed`` with those records (or just the offset) advances
   ``committed_image``.
@@ -28,6 +29,19 @@ from kraft.controller import cluster_control, configuration_control, replication
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
 from kraft.controller.partition_change import RecordBuilder
+from kraft.controller.requests import (
+    AllocateProducerIdsRequest,
+    AlterConfigsRequest,
+    AlterPartitionRequest,
+    BrokerHeartbeatRequest,
+    BrokerRegistrationRequest,
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+    ElectLeadersRequest,
+    IncrementalAlterConfigsRequest,
+    UnregisterBrokerRequest,
+)
 from kraft.controller.results import ControllerResult, NotController, Record
 from kraft.delta import MetadataDelta
 from kraft.image import METADATA_VERSION, MetadataImage
@@ -154,11 +168,9 @@ class QuorumController:
 
     # ------------------------------------------------------------------ brokers
 
-    def register_broker(self, request: Any, now_ms: int,
+    def register_broker(self, request: BrokerRegistrationRequest, now_ms: int,
                         next_offset: int | None = None) -> ControllerResult:
-        """``request``: broker_id, cluster_id, incarnation_id, listeners (name, host, port,
-        security_protocol), features (name, min/max_supported_version), rack.
-        ``next_offset``: where the records will land (the new broker epoch); default
+        """``next_offset``: where the records will land (the new broker epoch); default
         ``next_write_offset``."""
         self._check_active()
         if next_offset is None:
@@ -166,67 +178,54 @@ class QuorumController:
         return cluster_control.register_broker(self.image, self.config, self.heartbeats,
                                                request, now_ms, next_offset)
 
-    def broker_heartbeat(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: broker_id, broker_epoch, current_metadata_offset, want_fence,
-        want_shut_down."""
+    def broker_heartbeat(self, request: BrokerHeartbeatRequest, now_ms: int) -> ControllerResult:
         self._check_active()
         return cluster_control.broker_heartbeat(self.image, self.config, self.heartbeats,
                                                 self._reg_offsets, request, now_ms)
 
-    def unregister_broker(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: broker_id (or an int)."""
+    def unregister_broker(self, request: UnregisterBrokerRequest,
+                          now_ms: int) -> ControllerResult:
         self._check_active()
-        broker_id = request if isinstance(request, int) else request.broker_id
         return cluster_control.unregister_broker(self.image, self.config, self.heartbeats,
-                                                 broker_id)
+                                                 request.broker_id)
 
     # ------------------------------------------------------------------ topics
 
-    def create_topics(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: topics (name, num_partitions, replication_factor, assignments
-        (partition_index, broker_ids), configs (name, value)), validate_only."""
+    def create_topics(self, request: CreateTopicsRequest, now_ms: int) -> ControllerResult:
         self._check_active()
         return replication_control.create_topics(self.image, self.config, self.rng, request)
 
-    def delete_topics(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: topic_names (v0-5) and/or topics (name, topic_id) (v6+)."""
+    def delete_topics(self, request: DeleteTopicsRequest, now_ms: int) -> ControllerResult:
         self._check_active()
         return replication_control.delete_topics(self.image, request)
 
-    def create_partitions(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: topics (name, count, assignments (broker_ids) or None), validate_only."""
+    def create_partitions(self, request: CreatePartitionsRequest,
+                          now_ms: int) -> ControllerResult:
         self._check_active()
         return replication_control.create_partitions(self.image, self.rng, request)
 
-    def alter_partition(self, request: Any, now_ms: int, version: int = 3) -> ControllerResult:
-        """``request``: AlterPartition at wire ``version`` (topic by name v0-1, by id v2+;
-        new_isr v0-2, new_isr_with_epochs v3)."""
+    def alter_partition(self, request: AlterPartitionRequest, now_ms: int) -> ControllerResult:
         self._check_active()
-        return replication_control.alter_partition(self.image, self.config, request, version)
+        return replication_control.alter_partition(self.image, self.config, request)
 
-    def elect_leaders(self, request: Any, now_ms: int, version: int = 2) -> ControllerResult:
-        """``request``: election_type (0 preferred, 1 unclean; v1+), topic_partitions
-        (topic, partitions) or None for every partition."""
+    def elect_leaders(self, request: ElectLeadersRequest, now_ms: int) -> ControllerResult:
         self._check_active()
-        return replication_control.elect_leaders(self.image, request, version)
+        return replication_control.elect_leaders(self.image, request)
 
-    def allocate_producer_ids(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: broker_id, broker_epoch."""
+    def allocate_producer_ids(self, request: AllocateProducerIdsRequest,
+                              now_ms: int) -> ControllerResult:
         self._check_active()
         return replication_control.allocate_producer_ids(self.image, self.config, request)
 
     # ------------------------------------------------------------------ configs
 
-    def incremental_alter_configs(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: resources (resource_type, resource_name, configs (name,
-        config_operation, value)), validate_only."""
+    def incremental_alter_configs(self, request: IncrementalAlterConfigsRequest,
+                                  now_ms: int) -> ControllerResult:
         self._check_active()
         return configuration_control.incremental_alter_configs(
             self.image, self.config.controller_ids, request)
 
-    def alter_configs(self, request: Any, now_ms: int) -> ControllerResult:
-        """``request``: resources (resource_type, resource_name, configs (name, value)),
-        validate_only."""
+    def alter_configs(self, request: AlterConfigsRequest, now_ms: int) -> ControllerResult:
         self._check_active()
         return configuration_control.alter_configs(self.image, self.config.controller_ids,
                                                    request)

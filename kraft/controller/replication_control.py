@@ -22,6 +22,17 @@ from kraft.controller.partition_change import (
     unclean_enabled,
 )
 from kraft.controller.placement import UsableBroker, place_replicas
+from kraft.controller.requests import (
+    AllocateProducerIdsRequest,
+    AlterPartitionPartition,
+    AlterPartitionRequest,
+    CreatableTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsTopic,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+    ElectLeadersRequest,
+)
 from kraft.controller.results import (
     AllocateProducerIdsReply,
     AlterPartitionPartitionResult,
@@ -157,7 +168,7 @@ def _effective_configs(config: ControllerConfig,
 
 
 def create_topics(image: MetadataImage, config: ControllerConfig, rng: random.Random,
-                  request: Any) -> ControllerResult:
+                  request: CreateTopicsRequest) -> ControllerResult:
     topics = list(request.topics)
     errors: dict[str, ApiError] = {}
     counts: dict[str, int] = {}
@@ -195,13 +206,13 @@ def create_topics(image: MetadataImage, config: ControllerConfig, rng: random.Ra
             continue
         records.extend(recs)
         results.append(result)
-    if getattr(request, "validate_only", False):
+    if request.validate_only:
         records = []
     return ControllerResult(records, CreateTopicsReply(tuple(results)))
 
 
 def _create_topic(image: MetadataImage, config: ControllerConfig, rng: random.Random,
-                  t: Any) -> tuple[CreatableTopicResult, list[Record]]:
+                  t: CreatableTopic) -> tuple[CreatableTopicResult, list[Record]]:
     overrides: dict[str, str] = {}
     for c in t.configs:
         if c.value is None:
@@ -262,16 +273,13 @@ def _create_topic(image: MetadataImage, config: ControllerConfig, rng: random.Ra
     return result, records
 
 
-def delete_topics(image: MetadataImage, request: Any) -> ControllerResult:
-    """By name (``topic_names``, v0-5) and by name or id (``topics``, v6+)."""
+def delete_topics(image: MetadataImage, request: DeleteTopicsRequest) -> ControllerResult:
+    """Each topic by id when it has one, else by name."""
     records: list[Record] = []
     results: list[DeletableTopicResult] = []
     deleted: set[uuid.UUID] = set()
     entries: list[tuple[str | None, uuid.UUID | None]] = [
-        (n, None) for n in (getattr(request, "topic_names", None) or ())]
-    for t in getattr(request, "topics", None) or ():
-        tid = t.topic_id if t.topic_id not in (None, ZERO_UUID) else None
-        entries.append((t.name if tid is None else None, tid))
+        (t.name if t.topic_id is None else None, t.topic_id) for t in request.topics]
     for name, tid in entries:
         if tid is None:
             topic = image.topics.by_name.get(name) if name is not None else None
@@ -295,7 +303,7 @@ def delete_topics(image: MetadataImage, request: Any) -> ControllerResult:
 
 
 def create_partitions(image: MetadataImage, rng: random.Random,
-                      request: Any) -> ControllerResult:
+                      request: CreatePartitionsRequest) -> ControllerResult:
     records: list[Record] = []
     results: list[CreatePartitionsTopicResult] = []
     seen: dict[str, int] = {}
@@ -310,12 +318,13 @@ def create_partitions(image: MetadataImage, rng: random.Random,
             results.append(CreatePartitionsTopicResult(t.name, e.code, e.message))
             continue
         results.append(CreatePartitionsTopicResult(t.name))
-    if getattr(request, "validate_only", False):
+    if request.validate_only:
         records = []
     return ControllerResult(records, CreatePartitionsReply(tuple(results)))
 
 
-def _create_partitions(image: MetadataImage, rng: random.Random, t: Any) -> list[Record]:
+def _create_partitions(image: MetadataImage, rng: random.Random,
+                       t: CreatePartitionsTopic) -> list[Record]:
     topic = image.topics.by_name.get(t.name)
     if topic is None:
         raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
@@ -335,7 +344,7 @@ def _create_partitions(image: MetadataImage, rng: random.Random, t: Any) -> list
             raise ApiError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                            f"Attempted to add {additional} additional partition(s), but only "
                            f"{len(t.assignments)} assignment(s) were specified.")
-        assignments = [list(a.broker_ids) for a in t.assignments]
+        assignments = [list(a) for a in t.assignments]
         for a in assignments:
             _validate_manual(image, a, rf)
     else:
@@ -345,9 +354,10 @@ def _create_partitions(image: MetadataImage, rng: random.Random, t: Any) -> list
             for i, a in enumerate(assignments)]
 
 
-def alter_partition(image: MetadataImage, config: ControllerConfig, request: Any,
-                    version: int) -> ControllerResult:
+def alter_partition(image: MetadataImage, config: ControllerConfig,
+                    request: AlterPartitionRequest) -> ControllerResult:
     """AlterPartition v0-3, with Kafka's validation order and error codes."""
+    version = request.version
     try:
         check_broker_epoch(image, request.broker_id, request.broker_epoch)
     except ApiError as e:
@@ -355,8 +365,7 @@ def alter_partition(image: MetadataImage, config: ControllerConfig, request: Any
     records: list[Record] = []
     topics_out: list[AlterPartitionTopicResult] = []
     for td in request.topics:
-        name = getattr(td, "topic_name", "") or ""
-        tid = getattr(td, "topic_id", None)
+        name, tid = td.topic_name, td.topic_id
         topic = (image.topics.by_id.get(tid) if version > 1 and tid is not None
                  else image.topics.by_name.get(name) if version <= 1 else None)
         parts_out: list[AlterPartitionPartitionResult] = []
@@ -370,11 +379,8 @@ def alter_partition(image: MetadataImage, config: ControllerConfig, request: Any
         for pd in td.partitions:
             pid = pd.partition_index
             part = topic.partitions.get(pid)
-            if version >= 3:
-                new_isr = [(s.broker_id, s.broker_epoch) for s in pd.new_isr_with_epochs]
-            else:
-                new_isr = [(b, -1) for b in pd.new_isr]
-            recovery = int(getattr(pd, "leader_recovery_state", 0))
+            new_isr = [(m.broker_id, m.broker_epoch) for m in pd.new_isr]
+            recovery = pd.leader_recovery_state
             err = _validate_alter(image, request.broker_id, part, pd, new_isr, recovery, version)
             if err is not ErrorCode.NONE or part is None:
                 parts_out.append(AlterPartitionPartitionResult(pid, err))
@@ -400,7 +406,7 @@ def alter_partition(image: MetadataImage, config: ControllerConfig, request: Any
 
 
 def _validate_alter(image: MetadataImage, broker_id: int, part: PartitionRegistration | None,
-                    pd: Any, new_isr: list[tuple[int, int]], recovery: int,
+                    pd: AlterPartitionPartition, new_isr: list[tuple[int, int]], recovery: int,
                     version: int) -> ErrorCode:
     if part is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -464,8 +470,8 @@ def _elect_one(image: MetadataImage, topic_name: str, pid: int, election_type: i
     return ErrorCode.NONE, None, rec
 
 
-def elect_leaders(image: MetadataImage, request: Any, version: int) -> ControllerResult:
-    election_type = int(getattr(request, "election_type", 0)) if version >= 1 else 0
+def elect_leaders(image: MetadataImage, request: ElectLeadersRequest) -> ControllerResult:
+    election_type = request.election_type
     records: list[Record] = []
     results: list[ElectLeadersTopicResult] = []
     wanted: Iterable[tuple[str, list[int]]]
@@ -513,7 +519,7 @@ def rebalance_leaders(image: MetadataImage) -> list[Record]:
 
 
 def allocate_producer_ids(image: MetadataImage, config: ControllerConfig,
-                          request: Any) -> ControllerResult:
+                          request: AllocateProducerIdsRequest) -> ControllerResult:
     try:
         check_broker_epoch(image, request.broker_id, request.broker_epoch)
         start = image.producer_ids.next_producer_id

@@ -1,7 +1,7 @@
 """What controller operations return: ``ControllerResult`` and the reply dataclasses.
 
 Replies carry Kafka error codes (``storage.error_codes.ErrorCode``) and are independent of the
-wire version; ``broker.controller.apis`` maps them onto wire responses.
+wire version; ``broker.controller.translation`` maps them onto wire responses.
 """
 
 from __future__ import annotations

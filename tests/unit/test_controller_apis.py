@@ -1,4 +1,5 @@
-"""ControllerApis: real wire requests at several versions through an in-process submit."""
+"""ControllerApis and its wire <-> domain translation: real wire requests at several versions
+through an in-process submit."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from broker.protocol.messages import (
 )
 from kraft.controller import NotController
 from storage.error_codes import ErrorCode as E
-from tests.unit.test_controller_helpers import Harness, alter_request, reg_request, topic_request
+from tests.unit.test_controller_helpers import Harness, incarnation
 
 MODULES = {
     ApiKey.CREATE_TOPICS: create_topics, ApiKey.DELETE_TOPICS: delete_topics,
@@ -35,6 +36,39 @@ MODULES = {
     ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
     ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
 }
+
+
+def reg_request(broker_id: int) -> Any:
+    R = broker_registration.REQUEST
+    return R.cls(broker_id=broker_id, cluster_id="c1", incarnation_id=incarnation(broker_id),
+                 listeners=[R.Listener(name="PLAINTEXT", host="h", port=9092 + broker_id,
+                                       security_protocol=0)],
+                 features=[R.Feature(name="metadata.version", min_supported_version=1,
+                                     max_supported_version=25)], rack=None)
+
+
+def topic_request(*topics: tuple[str, int, int]) -> Any:
+    R = create_topics.REQUEST
+    return R.cls(topics=[R.CreatableTopic(name=name, num_partitions=n, replication_factor=rf,
+                                          assignments=[], configs=[])
+                         for name, n, rf in topics], timeout_ms=1000, validate_only=False)
+
+
+def alter_request(broker_id: int, broker_epoch: int, topic: Any, partition: int,
+                  leader_epoch: int, partition_epoch: int, isr: list[int], version: int) -> Any:
+    R = alter_partition.REQUEST
+    pd = R.PartitionData(partition_index=partition, leader_epoch=leader_epoch,
+                         partition_epoch=partition_epoch, leader_recovery_state=0)
+    if version >= 3:
+        pd.new_isr_with_epochs = [R.BrokerState(broker_id=b, broker_epoch=-1) for b in isr]
+    else:
+        pd.new_isr = list(isr)
+    td = R.TopicData(partitions=[pd])
+    if version >= 2:
+        td.topic_id = topic.topic_id
+    else:
+        td.topic_name = topic.name
+    return R.cls(broker_id=broker_id, broker_epoch=broker_epoch, topics=[td])
 
 
 class InProcess:

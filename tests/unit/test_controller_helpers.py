@@ -1,5 +1,5 @@
 """Shared helpers for controller tests: a harness that commits results at once, and builders
-of real wire request objects."""
+of the controller's request dataclasses."""
 
 from __future__ import annotations
 
@@ -7,13 +7,33 @@ import random
 import uuid
 from typing import Any
 
-from broker.protocol.messages import (
-    alter_partition,
-    broker_heartbeat,
-    broker_registration,
-    create_topics,
+from kraft.controller import (
+    AllocateProducerIdsRequest,
+    AlterPartitionPartition,
+    AlterPartitionRequest,
+    AlterPartitionTopic,
+    BrokerHeartbeatRequest,
+    BrokerRegistrationRequest,
+    ConfigOperation,
+    ConfigValue,
+    ControllerConfig,
+    ControllerResult,
+    CreatableTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsTopic,
+    CreateTopicsRequest,
+    DeletableTopic,
+    DeleteTopicsRequest,
+    ElectLeadersRequest,
+    FeatureRange,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResource,
+    IsrMember,
+    Listener,
+    QuorumController,
+    ReplicaAssignment,
+    UnregisterBrokerRequest,
 )
-from kraft.controller import ControllerConfig, ControllerResult, QuorumController
 from kraft.image import NO_LEADER, MetadataImage
 
 EPOCH = 1
@@ -24,56 +44,48 @@ def incarnation(broker_id: int, gen: int = 0) -> uuid.UUID:
 
 
 def reg_request(broker_id: int, gen: int = 0, rack: str | None = None,
-                mv_range: tuple[int, int] | None = (1, 25)) -> Any:
-    R = broker_registration.REQUEST
+                mv_range: tuple[int, int] | None = (1, 25)) -> BrokerRegistrationRequest:
     features = []
     if mv_range is not None:
-        features.append(R.Feature(name="metadata.version", min_supported_version=mv_range[0],
-                                  max_supported_version=mv_range[1]))
-    return R.cls(broker_id=broker_id, cluster_id="c1", incarnation_id=incarnation(broker_id, gen),
-                 listeners=[R.Listener(name="PLAINTEXT", host="h", port=9092 + broker_id,
-                                       security_protocol=0)],
-                 features=features, rack=rack)
+        features.append(FeatureRange("metadata.version", mv_range[0], mv_range[1]))
+    return BrokerRegistrationRequest(
+        broker_id=broker_id, cluster_id="c1", incarnation_id=incarnation(broker_id, gen),
+        listeners=(Listener("PLAINTEXT", "h", 9092 + broker_id, 0),),
+        features=tuple(features), rack=rack)
 
 
 def hb_request(broker_id: int, epoch: int, offset: int, want_fence: bool = False,
-               want_shut_down: bool = False) -> Any:
-    return broker_heartbeat.REQUEST.cls(broker_id=broker_id, broker_epoch=epoch,
-                                        current_metadata_offset=offset, want_fence=want_fence,
-                                        want_shut_down=want_shut_down)
+               want_shut_down: bool = False) -> BrokerHeartbeatRequest:
+    return BrokerHeartbeatRequest(broker_id=broker_id, broker_epoch=epoch,
+                                  current_metadata_offset=offset, want_fence=want_fence,
+                                  want_shut_down=want_shut_down)
 
 
 def topic_request(*topics: tuple[str, int, int], configs: dict[str, str] | None = None,
                   assignments: dict[str, list[list[int]]] | None = None,
-                  validate_only: bool = False) -> Any:
-    R = create_topics.REQUEST
+                  validate_only: bool = False) -> CreateTopicsRequest:
     out = []
     for name, n, rf in topics:
         a = (assignments or {}).get(name, [])
-        out.append(R.CreatableTopic(
+        out.append(CreatableTopic(
             name=name, num_partitions=n, replication_factor=rf,
-            assignments=[R.CreatableReplicaAssignment(partition_index=i, broker_ids=b)
-                         for i, b in enumerate(a)],
-            configs=[R.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()]))
-    return R.cls(topics=out, timeout_ms=1000, validate_only=validate_only)
+            assignments=tuple(ReplicaAssignment(i, tuple(b)) for i, b in enumerate(a)),
+            configs=tuple(ConfigValue(k, v) for k, v in (configs or {}).items())))
+    return CreateTopicsRequest(tuple(out), validate_only=validate_only)
 
 
 def alter_request(broker_id: int, broker_epoch: int, topic: Any, partition: int,
                   leader_epoch: int, partition_epoch: int, isr: list[int],
-                  version: int = 3, recovery: int = 0) -> Any:
-    R = alter_partition.REQUEST
-    pd = R.PartitionData(partition_index=partition, leader_epoch=leader_epoch,
-                         partition_epoch=partition_epoch, leader_recovery_state=recovery)
-    if version >= 3:
-        pd.new_isr_with_epochs = [R.BrokerState(broker_id=b, broker_epoch=-1) for b in isr]
-    else:
-        pd.new_isr = list(isr)
-    td = R.TopicData(partitions=[pd])
-    if version >= 2:
-        td.topic_id = topic.topic_id
-    else:
-        td.topic_name = topic.name
-    return R.cls(broker_id=broker_id, broker_epoch=broker_epoch, topics=[td])
+                  version: int = 3, recovery: int = 0) -> AlterPartitionRequest:
+    """``topic``: anything with ``name`` and ``topic_id`` (by id from version 2)."""
+    pd = AlterPartitionPartition(partition_index=partition, leader_epoch=leader_epoch,
+                                 partition_epoch=partition_epoch,
+                                 new_isr=tuple(IsrMember(b) for b in isr),
+                                 leader_recovery_state=recovery)
+    td = (AlterPartitionTopic("", topic.topic_id, (pd,)) if version >= 2
+          else AlterPartitionTopic(topic.name, None, (pd,)))
+    return AlterPartitionRequest(broker_id=broker_id, broker_epoch=broker_epoch, topics=(td,),
+                                 version=version)
 
 
 class Harness:
@@ -140,14 +152,6 @@ def check_invariants(image: MetadataImage) -> None:
 
 def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
     """One random operation (time advances a little), applied through the harness."""
-    from broker.protocol.messages import (
-        allocate_producer_ids,
-        create_partitions,
-        delete_topics,
-        elect_leaders,
-        incremental_alter_configs,
-    )
-
     h.now += rng.choice([0, 100, 1000, 3000, 10_000])
     img = h.image
     brokers = sorted(img.cluster.brokers)
@@ -168,14 +172,13 @@ def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
             (name, rng.randint(1, 4), rng.randint(1, 3)),
             configs=rng.choice([{}, {"unclean.leader.election.enable": "true"}])), h.now))
     elif kind == 4 and topics:
-        R = delete_topics.REQUEST
-        h.apply(h.c.delete_topics(R.cls(topic_names=[rng.choice(topics)], timeout_ms=1), h.now))
+        h.apply(h.c.delete_topics(DeleteTopicsRequest((DeletableTopic(rng.choice(topics)),)),
+                                  h.now))
     elif kind == 5 and topics:
-        R = create_partitions.REQUEST
         t = rng.choice(topics)
         n = len(img.topics.by_name[t].partitions) + rng.randint(0, 2)
-        h.apply(h.c.create_partitions(R.cls(topics=[R.CreatePartitionsTopic(
-            name=t, count=n, assignments=None)], timeout_ms=1, validate_only=False), h.now))
+        h.apply(h.c.create_partitions(CreatePartitionsRequest((CreatePartitionsTopic(t, n),)),
+                                      h.now))
     elif kind == 6 and topics:
         topic = img.topics.by_name[rng.choice(topics)]
         pid = rng.choice(sorted(topic.partitions))
@@ -187,25 +190,19 @@ def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
             version = rng.randrange(4)
             h.apply(h.c.alter_partition(alter_request(
                 p.leader, epoch, topic, pid, p.leader_epoch, p.partition_epoch, isr, version),
-                h.now, version))
+                h.now))
     elif kind == 7 and topics:
-        R = elect_leaders.REQUEST
-        h.apply(h.c.elect_leaders(R.cls(election_type=rng.randrange(2), topic_partitions=None,
-                                        timeout_ms=1), h.now, 2))
+        h.apply(h.c.elect_leaders(ElectLeadersRequest(election_type=rng.randrange(2)), h.now))
     elif kind == 8 and brokers:
         b = rng.choice(brokers)
-        R = allocate_producer_ids.REQUEST
-        h.apply(h.c.allocate_producer_ids(R.cls(broker_id=b,
-                                                broker_epoch=img.cluster.brokers[b].epoch), h.now))
+        h.apply(h.c.allocate_producer_ids(AllocateProducerIdsRequest(
+            b, img.cluster.brokers[b].epoch), h.now))
     elif kind == 9 and topics:
-        R = incremental_alter_configs.REQUEST
-        h.apply(h.c.incremental_alter_configs(R.cls(resources=[R.AlterConfigsResource(
-            resource_type=2, resource_name=rng.choice(topics), configs=[R.AlterableConfig(
-                name="unclean.leader.election.enable", config_operation=rng.choice([0, 1]),
-                value=rng.choice(["true", "false"]))])], validate_only=False), h.now))
+        h.apply(h.c.incremental_alter_configs(IncrementalAlterConfigsRequest((
+            IncrementalAlterConfigsResource(2, rng.choice(topics), (ConfigOperation(
+                "unclean.leader.election.enable", rng.choice([0, 1]),
+                rng.choice(["true", "false"])),)),)), h.now))
     elif kind == 10 and brokers and rng.random() < 0.3:
-        from broker.protocol.messages import unregister_broker
-        h.apply(h.c.unregister_broker(
-            unregister_broker.REQUEST.cls(broker_id=rng.choice(brokers)), h.now))
+        h.apply(h.c.unregister_broker(UnregisterBrokerRequest(rng.choice(brokers)), h.now))
     else:
         h.apply(h.c.tick(h.now))

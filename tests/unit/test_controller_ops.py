@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
 from broker.config import KafkaConfig
-from broker.protocol.messages import (
-    allocate_producer_ids,
-    alter_configs,
-    create_partitions,
-    delete_topics,
-    elect_leaders,
-    incremental_alter_configs,
-    unregister_broker,
+from kraft.controller import (
+    AllocateProducerIdsRequest,
+    AlterConfigsRequest,
+    AlterConfigsResource,
+    ConfigOperation,
+    ConfigValue,
+    ControllerConfig,
+    CreatableTopic,
+    CreatePartitionsRequest,
+    CreatePartitionsTopic,
+    CreateTopicsRequest,
+    DeletableTopic,
+    DeleteTopicsRequest,
+    ElectLeadersRequest,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResource,
+    NotController,
+    QuorumController,
+    ReplicaAssignment,
+    TopicPartitions,
+    UnregisterBrokerRequest,
 )
-from kraft.controller import ControllerConfig, NotController, QuorumController
 from kraft.image import NO_LEADER, ConfigResourceType, LeaderRecoveryState
 from kraft.metadata_records import MetadataRecordType as T
 from storage.error_codes import ErrorCode as E
@@ -115,8 +129,7 @@ def test_registration_errors() -> None:
     h = Harness(ControllerConfig(cluster_id="c1"))
     r = h.c.register_broker(reg_request(1, mv_range=(1, 5)), 0)
     assert r.response.error_code == E.UNSUPPORTED_VERSION
-    req = reg_request(1)
-    req.cluster_id = "other"
+    req = dataclasses.replace(reg_request(1), cluster_id="other")
     assert h.c.register_broker(req, 0).response.error_code == E.INCONSISTENT_CLUSTER_ID
 
 
@@ -229,11 +242,11 @@ def test_shutdown_without_leaderships_is_immediate() -> None:
 
 def test_unregister() -> None:
     h = Harness()
-    req = unregister_broker.REQUEST.cls(broker_id=5)
+    req = UnregisterBrokerRequest(broker_id=5)
     assert h.c.unregister_broker(req, 0).response.error_code == E.BROKER_ID_NOT_REGISTERED
     h.brokers(1, 2)
     h.create("t", 1, 2)
-    reply = h.apply(h.c.unregister_broker(unregister_broker.REQUEST.cls(broker_id=1), 0))
+    reply = h.apply(h.c.unregister_broker(UnregisterBrokerRequest(broker_id=1), 0))
     assert reply.error_code == E.NONE and 1 not in h.image.cluster.brokers
     p = h.image.topics.by_name["t"].partitions[0]
     assert p.isr == (2,) and p.leader == 2
@@ -310,8 +323,8 @@ def test_create_topic_manual_assignments() -> None:
     assert create([[1, 9]]) == E.INVALID_REPLICA_ASSIGNMENT
     assert create([[1, 2], [3]]) == E.INVALID_REPLICA_ASSIGNMENT
     assert create([[]]) == E.INVALID_REPLICA_ASSIGNMENT
-    req = topic_request(("t", -1, -1), assignments={"t": [[1, 2], [2, 3]]})
-    req.topics[0].assignments[1].partition_index = 5
+    req = CreateTopicsRequest((CreatableTopic("t", assignments=(
+        ReplicaAssignment(0, (1, 2)), ReplicaAssignment(5, (2, 3)))),))
     assert h.c.create_topics(req, 0).response.topics[0].error_code == (
         E.INVALID_REPLICA_ASSIGNMENT)
     reply = h.apply(h.c.create_topics(
@@ -366,15 +379,15 @@ def test_delete_topics() -> None:
     h.brokers(1)
     tid = h.create("a").topic_id
     h.create("b")
-    R = delete_topics.REQUEST
-    reply = h.apply(h.c.delete_topics(R.cls(topic_names=["a", "zz"], timeout_ms=1), 0))
+    reply = h.apply(h.c.delete_topics(DeleteTopicsRequest((
+        DeletableTopic("a"), DeletableTopic("zz"))), 0))
     assert [(r.name, r.error_code) for r in reply.results] == [
         ("a", E.NONE), ("zz", E.UNKNOWN_TOPIC_OR_PARTITION)]
     assert "a" not in h.image.topics.by_name and tid not in h.image.topics.by_id
     bid = h.image.topics.by_name["b"].topic_id
-    reply = h.apply(h.c.delete_topics(R.cls(topics=[
-        R.DeleteTopicState(topic_id=bid), R.DeleteTopicState(topic_id=uuid.uuid4()),
-        R.DeleteTopicState(name="nope")], timeout_ms=1), 0))
+    reply = h.apply(h.c.delete_topics(DeleteTopicsRequest((
+        DeletableTopic(topic_id=bid), DeletableTopic(topic_id=uuid.uuid4()),
+        DeletableTopic(name="nope"))), 0))
     assert [r.error_code for r in reply.results] == [
         E.NONE, E.UNKNOWN_TOPIC_ID, E.UNKNOWN_TOPIC_OR_PARTITION]
     assert reply.results[0].name == "b"
@@ -385,14 +398,12 @@ def test_create_partitions() -> None:
     h = Harness()
     h.brokers(1, 2)
     h.create("t", 2, 2)
-    R = create_partitions.REQUEST
 
     def run(count: int, assignments: list[list[int]] | None = None, name: str = "t",
             validate_only: bool = False) -> int:
-        a = None if assignments is None else [R.CreatePartitionsAssignment(broker_ids=b)
-                                              for b in assignments]
-        req = R.cls(topics=[R.CreatePartitionsTopic(name=name, count=count, assignments=a)],
-                    timeout_ms=1, validate_only=validate_only)
+        a = None if assignments is None else tuple(tuple(b) for b in assignments)
+        req = CreatePartitionsRequest((CreatePartitionsTopic(name, count, a),),
+                                      validate_only=validate_only)
         return h.apply(h.c.create_partitions(req, 0)).results[0].error_code
 
     assert run(2) == E.INVALID_PARTITIONS
@@ -426,14 +437,14 @@ def test_alter_partition_shrink_and_expand(version: int) -> None:
     p = topic.partitions[0]
     reply = h.apply(h.c.alter_partition(
         alter_request(1, e1, topic, 0, p.leader_epoch, p.partition_epoch, [1, 2], version),
-        0, version))
+        0))
     r = reply.topics[0].partitions[0]
     assert r.error_code == E.NONE and r.isr == (1, 2) and r.leader_id == 1
     assert r.partition_epoch == 1 and r.leader_epoch == 0
     p = h.image.topics.by_name["t"].partitions[0]
     assert p.isr == (1, 2) and p.partition_epoch == 1
     reply = h.apply(h.c.alter_partition(
-        alter_request(1, e1, topic, 0, 0, 1, [1, 2, 3], version), 0, version))
+        alter_request(1, e1, topic, 0, 0, 1, [1, 2, 3], version), 0))
     assert reply.topics[0].partitions[0].isr == (1, 2, 3)
 
 
@@ -445,7 +456,7 @@ def test_alter_partition_errors(version: int) -> None:
 
     def code(broker: int, epoch: int, le: int, pe: int, isr: list[int], part: int = 0) -> int:
         reply = h.c.alter_partition(
-            alter_request(broker, epoch, topic, part, le, pe, isr, version), 0, version).response
+            alter_request(broker, epoch, topic, part, le, pe, isr, version), 0).response
         if reply.error_code:
             return reply.error_code
         return reply.topics[0].partitions[0].error_code
@@ -459,8 +470,7 @@ def test_alter_partition_errors(version: int) -> None:
     assert code(1, e1, 0, 0, [2, 3]) == E.INVALID_REQUEST  # leader missing
     assert code(1, e1, 0, 0, [1, 1]) == E.INVALID_REQUEST
     # Move the partition epoch on, then an old one is INVALID_UPDATE_VERSION.
-    h.apply(h.c.alter_partition(alter_request(1, e1, topic, 0, 0, 0, [1, 2], version),
-                                0, version))
+    h.apply(h.c.alter_partition(alter_request(1, e1, topic, 0, 0, 0, [1, 2], version), 0))
     assert code(1, e1, 0, 0, [1]) == E.INVALID_UPDATE_VERSION
     # Fence 3: adding it back is refused.
     h.now = 5000
@@ -480,15 +490,12 @@ def test_alter_partition_errors(version: int) -> None:
 
 
 def test_alter_partition_unknown_topic() -> None:
-    h, topic = _setup_alter()
+    h, _ = _setup_alter()
     e1 = h.image.cluster.brokers[1].epoch
-    req = alter_request(1, e1, topic, 0, 0, 0, [1], 2)
-    req.topics[0].topic_id = uuid.uuid4()
-    r = h.c.alter_partition(req, 0, 2).response
+    unknown = SimpleNamespace(name="nope", topic_id=uuid.uuid4())
+    r = h.c.alter_partition(alter_request(1, e1, unknown, 0, 0, 0, [1], 2), 0).response
     assert r.topics[0].partitions[0].error_code == E.UNKNOWN_TOPIC_ID
-    req = alter_request(1, e1, topic, 0, 0, 0, [1], 1)
-    req.topics[0].topic_name = "nope"
-    r = h.c.alter_partition(req, 0, 1).response
+    r = h.c.alter_partition(alter_request(1, e1, unknown, 0, 0, 0, [1], 1), 0).response
     assert r.topics[0].partitions[0].error_code == E.UNKNOWN_TOPIC_OR_PARTITION
 
 
@@ -499,13 +506,12 @@ def test_allocate_producer_ids() -> None:
     h = Harness(ControllerConfig(producer_id_block_size=100))
     h.brokers(1)
     e = h.image.cluster.brokers[1].epoch
-    R = allocate_producer_ids.REQUEST
-    a = h.apply(h.c.allocate_producer_ids(R.cls(broker_id=1, broker_epoch=e), 0))
-    b = h.apply(h.c.allocate_producer_ids(R.cls(broker_id=1, broker_epoch=e), 0))
+    a = h.apply(h.c.allocate_producer_ids(AllocateProducerIdsRequest(1, e), 0))
+    b = h.apply(h.c.allocate_producer_ids(AllocateProducerIdsRequest(1, e), 0))
     assert (a.producer_id_start, a.producer_id_len) == (0, 100)
     assert b.producer_id_start == 100
     assert h.image.producer_ids.next_producer_id == 200
-    bad = h.c.allocate_producer_ids(R.cls(broker_id=1, broker_epoch=e + 1), 0)
+    bad = h.c.allocate_producer_ids(AllocateProducerIdsRequest(1, e + 1), 0)
     assert bad.response.error_code == E.STALE_BROKER_EPOCH and bad.records == []
 
 
@@ -513,12 +519,11 @@ def test_allocate_producer_ids() -> None:
 
 
 def _iac(resources: list[tuple[int, str, list[tuple[str, int, str | None]]]],
-         validate_only: bool = False) -> object:
-    R = incremental_alter_configs.REQUEST
-    return R.cls(resources=[
-        R.AlterConfigsResource(resource_type=t, resource_name=n, configs=[
-            R.AlterableConfig(name=k, config_operation=op, value=v) for k, op, v in cfgs])
-        for t, n, cfgs in resources], validate_only=validate_only)
+         validate_only: bool = False) -> IncrementalAlterConfigsRequest:
+    return IncrementalAlterConfigsRequest(tuple(
+        IncrementalAlterConfigsResource(t, n, tuple(ConfigOperation(k, op, v)
+                                                    for k, op, v in cfgs))
+        for t, n, cfgs in resources), validate_only=validate_only)
 
 
 def test_incremental_alter_configs() -> None:
@@ -557,25 +562,24 @@ def test_alter_configs_replaces() -> None:
     h = Harness()
     h.brokers(1)
     h.create("t", configs={"retention.ms": "100", "segment.ms": "5000"})
-    R = alter_configs.REQUEST
-    req = R.cls(resources=[R.AlterConfigsResource(
-        resource_type=ConfigResourceType.TOPIC, resource_name="t",
-        configs=[R.AlterableConfig(name="retention.ms", value="200")])], validate_only=False)
-    reply = h.apply(h.c.alter_configs(req, 0))
+
+    def req(name: str) -> AlterConfigsRequest:
+        return AlterConfigsRequest((AlterConfigsResource(
+            ConfigResourceType.TOPIC, "t", (ConfigValue(name, "200"),)),))
+
+    reply = h.apply(h.c.alter_configs(req("retention.ms"), 0))
     assert reply.results[0].error_code == E.NONE
     assert h.image.configs.topic_config("t") == {"retention.ms": "200"}
-    req.resources[0].configs[0].name = "bogus"
-    assert h.c.alter_configs(req, 0).response.results[0].error_code == E.INVALID_CONFIG
+    assert h.c.alter_configs(req("bogus"), 0).response.results[0].error_code == E.INVALID_CONFIG
 
 
 # ---------------------------------------------------------------------------- elections
 
 
-def _elect(h: Harness, etype: int, tps: dict[str, list[int]] | None, version: int = 2) -> object:
-    R = elect_leaders.REQUEST
-    req = R.cls(election_type=etype, topic_partitions=None if tps is None else [
-        R.TopicPartitions(topic=t, partitions=p) for t, p in tps.items()], timeout_ms=1)
-    return h.apply(h.c.elect_leaders(req, 0, version))
+def _elect(h: Harness, etype: int, tps: dict[str, list[int]] | None) -> object:
+    req = ElectLeadersRequest(etype, None if tps is None else tuple(
+        TopicPartitions(t, tuple(p)) for t, p in tps.items()))
+    return h.apply(h.c.elect_leaders(req, 0))
 
 
 def test_preferred_election() -> None:
