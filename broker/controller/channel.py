@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.protocol.errors import ErrorCode, KafkaError
 
 __all__ = ["ControllerChannel", "ControllerUnavailableError"]
@@ -33,8 +33,9 @@ class ControllerUnavailableError(KafkaError):
 
 class ControllerChannel:
     def __init__(self, node_id: int, controllers: Mapping[int, tuple[str, int]],
-                 leader_id: Callable[[], int | None], *, client_id: str | None = None) -> None:
+                 leader_id: Callable[[], int | None], *, client_id: str | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.controllers = dict(controllers)
         self._leader_id = leader_id
         self._client_id = client_id or f"broker-{node_id}-to-controller"
@@ -67,11 +68,11 @@ class ControllerChannel:
         """Send to the active controller; retry elsewhere on NOT_CONTROLLER (top-level
         ``error_code``), connection errors and timeouts, and whenever ``retry_on(response)``
         says so, until ``timeout_s`` has passed."""
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock.monotonic() + timeout_s
         avoid: int | None = None
         last: BaseException | str | None = None
         while not self._closed:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 break
             target = self._candidate(avoid)

@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
@@ -47,9 +47,11 @@ class BrokerState(enum.Enum):
 class BrokerLifecycleManager:
     def __init__(self, node_id: int, cluster_id: str, channel: ControllerChannel, *,
                  listeners: Sequence[Endpoint], rack: str | None,
-                 metadata_offset: Callable[[], int], heartbeat_interval_ms: int = 2000) -> None:
+                 metadata_offset: Callable[[], int], heartbeat_interval_ms: int = 2000,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
+        self.clock = clock
         self.channel = channel
         self.listeners = list(listeners)
         self.rack = rack
@@ -128,7 +130,7 @@ class BrokerLifecycleManager:
             want_shut_down=self._want_shutdown,
         )
         resp = await self.channel.send(ApiKey.BROKER_HEARTBEAT, req, timeout_s=10.0)
-        self._last_answer = time.monotonic()
+        self._last_answer = self.clock.monotonic()
         self._on_heartbeat(resp)
 
     def _on_heartbeat(self, resp: Any) -> None:
@@ -166,9 +168,9 @@ class BrokerLifecycleManager:
         self._want_shutdown = True
         self.state = BrokerState.PENDING_CONTROLLED_SHUTDOWN
         self._wake.set()
-        started = time.monotonic()
+        started = self.clock.monotonic()
         while not self.shutdown_allowed.is_set():
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if now - started >= timeout_s:
                 logger.warning("Broker %d: controlled shutdown not confirmed within %.0fs",
                                self.node_id, timeout_s)
@@ -182,7 +184,7 @@ class BrokerLifecycleManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.shutdown_allowed.wait(), 0.1)
         logger.info("Broker %d: controlled shutdown complete in %.0f ms", self.node_id,
-                    (time.monotonic() - started) * 1000)
+                    (self.clock.monotonic() - started) * 1000)
         return True
 
     async def stop(self) -> None:

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from broker.clock import SYSTEM_CLOCK, Clock
 from broker.controller.snapshot_files import FileSnapshotStore
 from kraft.codec import CodecError
 from kraft.delta import MetadataDelta, MetadataReplayError
@@ -54,8 +54,9 @@ def decode_records(records: list[bytes]) -> list[tuple[int, Any]]:
 
 
 class MetadataLoader:
-    def __init__(self, node_id: int) -> None:
+    def __init__(self, node_id: int, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
+        self.clock = clock
         self.image = MetadataImage()
         self.publishers: list[Publisher] = []
         self.leader_id: int | None = None
@@ -68,7 +69,7 @@ class MetadataLoader:
         self._max_bytes = 0
         self._max_interval_ms = 0
         self._bytes_since = 0
-        self._last_snapshot_ms = time.monotonic() * 1000
+        self._last_snapshot_ms = self.clock.monotonic_ms()
         self._writing = False
         self.snapshots_written = 0
         # Start-up catch-up (see the module docstring): off until catch_up_with() is called.
@@ -141,7 +142,7 @@ class MetadataLoader:
         image = self.image
         if image.offset < 0 or not self._bytes_since:
             return False
-        now_ms = time.monotonic() * 1000
+        now_ms = self.clock.monotonic_ms()
         due = force or self._bytes_since >= self._max_bytes or (
             self._max_interval_ms > 0 and now_ms - self._last_snapshot_ms >= self._max_interval_ms)
         if not due:
@@ -154,11 +155,11 @@ class MetadataLoader:
         self._bytes_since = 0
         self._last_snapshot_ms = now_ms
         store = self._store
-        started = time.monotonic()
+        started = self.clock.monotonic()
 
         def write() -> None:
             store.write_records(snapshot_id, image_snapshot_records(image),
-                                int(time.time() * 1000))
+                                self.clock.wall_ms())
 
         def done(fut: asyncio.Future[None]) -> None:
             self._writing = False
@@ -169,7 +170,7 @@ class MetadataLoader:
             self.snapshots_written += 1
             logger.info("Wrote metadata snapshot %s (%d topics, %d partitions) in %.0f ms",
                         snapshot_id, len(image.topics.by_id), image.topics.partition_count(),
-                        (time.monotonic() - started) * 1000)
+                        (self.clock.monotonic() - started) * 1000)
             try:
                 self._raft.snapshot_taken(snapshot_id)
             except Exception:
