@@ -199,6 +199,24 @@ def random_cluster_id() -> str:
     return random_uuid()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and is not a zombie (a zombie child still
+    answers ``kill(pid, 0)``). Without /proc, existing is enough."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # gone since the kill(0)
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def process_env(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The environment node processes and CLI tools run with: this checkout first on
     PYTHONPATH, unbuffered output; ``overrides`` set variables (None removes one)."""

@@ -51,6 +51,7 @@ from tools.launcher import (
     NodeSpec,
     bootstrap_controllers,
     bootstrap_servers,
+    pid_alive,
     plan_roles,
     quorum_voters,
     random_cluster_id,
@@ -130,28 +131,13 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _is_our_node(pid: int) -> bool:
     """Guard against pid reuse: the process must be a tools.server_start."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return SERVER_MODULE.encode() in f.read()
     except OSError:
-        return _pid_alive(pid)  # no /proc: trust the pid file
+        return pid_alive(pid)  # no /proc: trust the pid file
 
 
 def _port_free(port: int) -> bool:
@@ -329,7 +315,7 @@ def _recorded_nodes(root: Path) -> list[dict[str, Any]]:
 
 
 def _running_nodes(root: Path) -> list[dict[str, Any]]:
-    return [e for e in _recorded_nodes(root) if _pid_alive(e["pid"]) and _is_our_node(e["pid"])]
+    return [e for e in _recorded_nodes(root) if pid_alive(e["pid"]) and _is_our_node(e["pid"])]
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -347,7 +333,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     pending = list(entries)
     while pending and time.monotonic() < deadline:
-        pending = [e for e in pending if _pid_alive(e["pid"])]
+        pending = [e for e in pending if pid_alive(e["pid"])]
         time.sleep(0.1)
     for e in pending:
         print(f"Node {e['node_id']} (pid {e['pid']}) did not stop in {args.timeout:.0f}s: SIGKILL")
@@ -365,7 +351,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     alive = 0
     for e in entries:
-        up = _pid_alive(e["pid"]) and _is_our_node(e["pid"])
+        up = pid_alive(e["pid"]) and _is_our_node(e["pid"])
         alive += up
         print(
             f"node {e['node_id']}: {'alive' if up else 'dead'} pid {e['pid']} "

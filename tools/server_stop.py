@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.properties import parse_properties
+from tools.launcher import pid_alive
 
 PROG = "kafka-server-stop"
 _SCRIPT = "kafka-server-start"
@@ -116,20 +117,6 @@ def matches(server: ServerProcess, node_id: str | None, role: str | None) -> boo
     return roles == {r.strip() for r in (role or "").split(",") if r.strip()}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description="Stop running Kafka servers.")
     p.add_argument("--process-role", help="broker, controller or broker,controller")
@@ -178,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pending = [s.pid for s in targets]
         while pending and time.monotonic() < deadline:
             time.sleep(0.1)
-            pending = [pid for pid in pending if _alive(pid)]
+            pending = [pid for pid in pending if pid_alive(pid)]
         if pending:
             print(f"Error: still running after {args.wait:g}s: "
                   f"{', '.join(map(str, pending))}", file=sys.stderr)
