@@ -20,39 +20,15 @@ Paths (who calls what, and when):
 - **Truncation / open**: ``rebuild_from_log(log, now_ms)`` (= ``truncate_and_reload`` + replay of
   the headers from the loaded snapshot's offset + a snapshot at the log end offset).
 
-Rules follow Kafka's ``ProducerAppendInfo`` (client origin):
-
-- A batch whose (epoch, first sequence, last sequence) equals one of the cached batches of the
-  producer's current epoch is a duplicate.
-- An epoch below the producer's epoch: INVALID_PRODUCER_EPOCH.
-- A new (higher) epoch must start at sequence 0: OUT_OF_ORDER_SEQUENCE_NUMBER otherwise.
-- The same epoch must continue at ``last_seq + 1`` (``INT32_MAX`` wraps to 0).
-- An unknown producer (never seen, or expired, or its data deleted) is accepted at any sequence:
-  Kafka stopped answering UNKNOWN_PRODUCER_ID on produce with KIP-360 (2.5), and so do we.
-- A non-transactional batch while the producer has an open transaction: INVALID_TXN_STATE.
-- A batch with a producer id but no base sequence: INVALID_RECORD (Kafka's ``LogValidator``).
+The state of one producer is a ``ProducerStateEntry`` (``storage/producer_entry.py``); the
+leader's checks before an append are in ``storage/producer_checks.py``; the snapshot file format
+is in ``storage/producer_snapshot.py``.
 
 Snapshots are ``<offset:020d>.snapshot`` files in the partition directory, as in Kafka, holding the
-state of every producer for the log prefix below ``offset``. The format is ours (Kafka's stores
-only the last batch per producer; we store all retained ones, so a restarted leader still
-deduplicates retries of any of the last 5 batches, and snapshot + replay equals a full replay)::
-
-    version                   int16   1
-    crc                       uint32  CRC32C of everything after this field
-    producer_count            int32
-    per producer (sorted by producer id):
-      producer_id             int64
-      producer_epoch          int16
-      coordinator_epoch       int32
-      last_timestamp          int64
-      current_txn_first_offset int64  -1 = none
-      batch_count             int8    0..5
-      per batch: first_seq int32, last_seq int32, first_offset int64, last_offset int64,
-                 max_timestamp int64
-
-Written with ``atomic_write`` (temp file, fsync, rename, fsync dir). A snapshot that fails to
-decode is logged, deleted, and the next older one is tried (then the log start offset): the caller
-replays more of the log, nothing is lost.
+state of every producer for the log prefix below ``offset``. Written with ``atomic_write`` (temp
+file, fsync, rename, fsync dir). A snapshot that fails to decode is logged, deleted, and the next
+older one is tried (then the log start offset): the caller replays more of the log, nothing is
+lost.
 
 Pure in time: every method that needs the clock takes ``now_ms``. Single-threaded, like the
 ``PartitionLog`` that owns it. ``OSError`` becomes ``LogDirOfflineError``.
@@ -63,26 +39,25 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import struct
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from storage import fsync_journal
-from storage.error_codes import ErrorCode
-from storage.errors import CorruptRecordError, LogDirOfflineError, StorageError
+from storage import fsync_journal, producer_checks
+from storage.errors import CorruptRecordError, LogDirOfflineError
 from storage.fileutil import atomic_write
-from storage.record_batch import (
-    NO_PRODUCER_EPOCH,
-    NO_SEQUENCE,
-    NO_TIMESTAMP,
-    BatchHeader,
-    crc32c,
-    parse_header,
+from storage.producer_checks import CheckResult
+from storage.producer_entry import NO_TXN_OFFSET, BatchMetadata, ProducerStateEntry
+from storage.producer_snapshot import (
+    SNAPSHOT_SUFFIX,
+    CorruptSnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+    parse_snapshot_offset,
+    snapshot_file_name,
 )
+from storage.record_batch import BatchHeader, parse_header
 
 if TYPE_CHECKING:
     from storage.log import PartitionLog
@@ -91,207 +66,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CHECK_OK",
     "DEFAULT_PRODUCER_ID_EXPIRATION_MS",
-    "NUM_BATCHES_TO_RETAIN",
-    "SNAPSHOT_SUFFIX",
-    "BatchMetadata",
-    "CheckResult",
-    "CorruptSnapshotError",
-    "ProducerStateEntry",
     "ProducerStateManager",
     "batch_headers",
-    "decode_snapshot",
-    "encode_snapshot",
     "iter_log_headers",
-    "snapshot_file_name",
 ]
 
-NUM_BATCHES_TO_RETAIN = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
-SNAPSHOT_SUFFIX = ".snapshot"
-SNAPSHOT_VERSION = 1
-NO_COORDINATOR_EPOCH = -1
-NO_TXN_OFFSET = -1
-INT32_MAX = 2**31 - 1
-
-_FILE_HEADER = struct.Struct(">hI")  # version, crc
-_COUNT = struct.Struct(">i")
-_ENTRY = struct.Struct(">qhiqqb")
-_BATCH = struct.Struct(">iiqqq")
-_CRC_START = _FILE_HEADER.size
-
-
-def snapshot_file_name(offset: int) -> str:
-    return f"{offset:020d}{SNAPSHOT_SUFFIX}"
-
-
-def _parse_snapshot_offset(name: str) -> int | None:
-    if not name.endswith(SNAPSHOT_SUFFIX):
-        return None
-    stem = name[: -len(SNAPSHOT_SUFFIX)]
-    if len(stem) != 20 or not stem.isdigit():
-        return None
-    return int(stem)
-
-
-class BatchMetadata(NamedTuple):
-    """One cached data batch of a producer (Kafka's ``BatchMetadata``)."""
-
-    first_seq: int
-    last_seq: int
-    first_offset: int
-    last_offset: int
-    max_timestamp: int
-
-
-@dataclass(slots=True)
-class ProducerStateEntry:
-    """What we know of one producer id. Mutable, owned by the manager: read it, do not change it.
-
-    ``batches`` holds the producer's last data batches of ``producer_epoch``, oldest first; an
-    epoch change empties it (Kafka's ``maybeUpdateProducerEpoch``).
-    """
-
-    producer_id: int
-    producer_epoch: int = NO_PRODUCER_EPOCH
-    coordinator_epoch: int = NO_COORDINATOR_EPOCH
-    last_timestamp: int = NO_TIMESTAMP
-    current_txn_first_offset: int = NO_TXN_OFFSET  # -1: no open transaction
-    batches: deque[BatchMetadata] = field(
-        default_factory=lambda: deque(maxlen=NUM_BATCHES_TO_RETAIN)
-    )
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.batches
-
-    @property
-    def first_seq(self) -> int:
-        return self.batches[0].first_seq if self.batches else NO_SEQUENCE
-
-    @property
-    def last_seq(self) -> int:
-        return self.batches[-1].last_seq if self.batches else NO_SEQUENCE
-
-    @property
-    def has_ongoing_txn(self) -> bool:
-        return self.current_txn_first_offset >= 0
-
-    def find_duplicate(self, epoch: int, first_seq: int, last_seq: int) -> BatchMetadata | None:
-        """The cached batch with exactly this epoch and sequence range, if any."""
-        if epoch != self.producer_epoch:
-            return None
-        for batch in self.batches:
-            if batch.first_seq == first_seq and batch.last_seq == last_seq:
-                return batch
-        return None
-
-    def _set_epoch(self, epoch: int) -> None:
-        if epoch != self.producer_epoch:
-            self.batches.clear()
-            self.producer_epoch = epoch
-
-
-class CheckResult(NamedTuple):
-    """The leader's verdict on a produce request's batches, before any offset is assigned.
-
-    - ``duplicate`` set: the request retries that cached batch; answer NONE with its offsets
-      (``first_offset``, ``last_offset``; ``max_timestamp`` is the log append time for
-      LogAppendTime topics) and append nothing.
-    - ``error`` not NONE: answer with it (``message`` for the error message) and append nothing.
-    - otherwise (``ok``): append.
-    """
-
-    error: ErrorCode = ErrorCode.NONE
-    duplicate: BatchMetadata | None = None
-    message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is ErrorCode.NONE and self.duplicate is None
-
-
-CHECK_OK = CheckResult()
-
-
-class CorruptSnapshotError(StorageError):
-    """A producer state snapshot does not decode (bad version, CRC, length)."""
-
-
-def _in_sequence(last_seq: int, next_seq: int) -> bool:
-    return next_seq == last_seq + 1 or (next_seq == 0 and last_seq == INT32_MAX)
-
-
-def _error(code: ErrorCode, message: str) -> CheckResult:
-    return CheckResult(code, None, message)
-
-
-class _Pending:
-    """Scratch state of one producer while checking several batches of one request."""
-
-    __slots__ = ("epoch", "last_seq", "txn_open")
-
-    def __init__(self, epoch: int, last_seq: int, txn_open: bool) -> None:
-        self.epoch = epoch
-        self.last_seq = last_seq
-        self.txn_open = txn_open
-
-
-def _check_one(
-    header: BatchHeader, entry: ProducerStateEntry | None, pending: _Pending | None
-) -> CheckResult | None:
-    """Kafka's ``ProducerAppendInfo`` checks for a client batch. None means valid.
-
-    ``entry`` is the committed state, ``pending`` the effect of earlier batches of the same
-    request (None for the first batch of this producer in the request).
-    """
-    pid = header.producer_id
-    epoch = header.producer_epoch
-    first_seq = header.base_sequence
-    if first_seq < 0 and not header.is_control:
-        # Kafka's LogValidator, which runs before any producer state check.
-        return _error(
-            ErrorCode.INVALID_RECORD,
-            f"invalid sequence number {first_seq} in a batch of producer {pid}",
-        )
-    if pending is not None:
-        cur_epoch, cur_last_seq, txn_open = pending.epoch, pending.last_seq, pending.txn_open
-    elif entry is not None:
-        cur_epoch, cur_last_seq = entry.producer_epoch, entry.last_seq
-        txn_open = entry.current_txn_first_offset >= 0
-    else:
-        cur_epoch, cur_last_seq, txn_open = NO_PRODUCER_EPOCH, NO_SEQUENCE, False
-    if epoch < cur_epoch:
-        return _error(
-            ErrorCode.INVALID_PRODUCER_EPOCH,
-            f"epoch {epoch} of producer {pid} is older than its current epoch {cur_epoch}",
-        )
-    if header.is_control:
-        return None  # transaction markers (from the coordinator) only check the epoch
-    if epoch != cur_epoch:
-        if first_seq != 0 and cur_epoch != NO_PRODUCER_EPOCH:
-            return _error(
-                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                f"new epoch {epoch} of producer {pid} must start at sequence 0, not "
-                f"{first_seq} (current epoch {cur_epoch})",
-            )
-    else:
-        known_epoch = NO_PRODUCER_EPOCH if entry is None else entry.producer_epoch
-        # Kafka: a producer with no known epoch (data deleted by retention) may go on at any
-        # sequence.
-        if known_epoch != NO_PRODUCER_EPOCH and not _in_sequence(cur_last_seq, first_seq):
-            return _error(
-                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
-                f"out of order sequence number for producer {pid}: {first_seq} (incoming), "
-                f"{cur_last_seq} (current end sequence number)",
-            )
-    if txn_open and not header.is_transactional:
-        return _error(
-            ErrorCode.INVALID_TXN_STATE,
-            f"expected a transactional write from producer {pid}: it has an open transaction",
-        )
-    return None
 
 
 class ProducerStateManager:
@@ -348,55 +129,13 @@ class ProducerStateManager:
 
     def check(self, header: BatchHeader) -> CheckResult:
         """Check one client batch (see ``CheckResult``). Batches without a producer id pass."""
-        pid = header.producer_id
-        if pid < 0:
-            return CHECK_OK
-        entry = self._producers.get(pid)
-        if entry is not None and header.base_sequence >= 0 and not header.is_control:
-            duplicate = entry.find_duplicate(
-                header.producer_epoch, header.base_sequence, header.last_sequence
-            )
-            if duplicate is not None:
-                return CheckResult(ErrorCode.NONE, duplicate)
-        result = _check_one(header, entry, None)
-        return CHECK_OK if result is None else result
+        return producer_checks.check(self._producers, header)
 
     def check_batches(self, headers: Sequence[BatchHeader]) -> CheckResult:
         """Check all batches of one produce request, in order, each against the state the earlier
         ones would leave. The first error wins; as in Kafka, a duplicate batch makes the whole
         request a duplicate of it (clients send one batch per partition per request)."""
-        if len(headers) == 1:
-            return self.check(headers[0])
-        pending: dict[int, _Pending] = {}
-        for header in headers:
-            pid = header.producer_id
-            if pid < 0:
-                continue
-            entry = self._producers.get(pid)
-            if entry is not None and header.base_sequence >= 0 and not header.is_control:
-                duplicate = entry.find_duplicate(
-                    header.producer_epoch, header.base_sequence, header.last_sequence
-                )
-                if duplicate is not None:
-                    return CheckResult(ErrorCode.NONE, duplicate)
-            state = pending.get(pid)
-            result = _check_one(header, entry, state)
-            if result is not None:
-                return result
-            if state is None:
-                state = pending[pid] = _Pending(
-                    NO_PRODUCER_EPOCH if entry is None else entry.producer_epoch,
-                    NO_SEQUENCE if entry is None else entry.last_seq,
-                    entry is not None and entry.has_ongoing_txn,
-                )
-            if header.producer_epoch != state.epoch:
-                state.epoch, state.last_seq = header.producer_epoch, NO_SEQUENCE
-            if header.is_control:
-                state.txn_open = False
-            else:
-                state.last_seq = header.last_sequence
-                state.txn_open = state.txn_open or header.is_transactional
-        return CHECK_OK
+        return producer_checks.check_batches(self._producers, headers)
 
     # -- applying appended batches (leader, follower, recovery) ------------------------------
 
@@ -627,7 +366,7 @@ class ProducerStateManager:
                 # An interrupted atomic_write: never renamed, so never a snapshot.
                 _unlink(self.dir / name)
                 continue
-            offset = _parse_snapshot_offset(name)
+            offset = parse_snapshot_offset(name)
             if offset is not None:
                 offsets.append(offset)
         offsets.sort()
@@ -686,62 +425,6 @@ def _unlink(path: Path) -> None:
         pass
     except OSError as e:
         raise LogDirOfflineError(f"Error deleting {path}: {e}") from e
-
-
-# -- snapshot encoding ----------------------------------------------------------------------
-
-
-def encode_snapshot(entries: Iterable[ProducerStateEntry]) -> bytes:
-    """The snapshot file bytes for ``entries`` (sorted by producer id: equal states, equal
-    bytes)."""
-    body = bytearray()
-    ordered = sorted(entries, key=lambda e: e.producer_id)
-    body += _COUNT.pack(len(ordered))
-    for e in ordered:
-        body += _ENTRY.pack(
-            e.producer_id, e.producer_epoch, e.coordinator_epoch, e.last_timestamp,
-            e.current_txn_first_offset, len(e.batches),
-        )
-        for b in e.batches:
-            body += _BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset,
-                                b.max_timestamp)
-    return _FILE_HEADER.pack(SNAPSHOT_VERSION, crc32c(body)) + bytes(body)
-
-
-def decode_snapshot(data: bytes) -> list[ProducerStateEntry]:
-    """Parse snapshot bytes; ``CorruptSnapshotError`` on any deviation."""
-    if len(data) < _FILE_HEADER.size + _COUNT.size:
-        raise CorruptSnapshotError(f"snapshot too short ({len(data)} bytes)")
-    version, crc = _FILE_HEADER.unpack_from(data, 0)
-    if version != SNAPSHOT_VERSION:
-        raise CorruptSnapshotError(f"unknown snapshot version {version}")
-    actual = crc32c(memoryview(data)[_CRC_START:])
-    if actual != crc:
-        raise CorruptSnapshotError(f"CRC mismatch: stored {crc:#010x}, computed {actual:#010x}")
-    pos = _CRC_START
-    (count,) = _COUNT.unpack_from(data, pos)
-    pos += _COUNT.size
-    if count < 0 or count * _ENTRY.size > len(data) - pos:
-        raise CorruptSnapshotError(f"bad producer count {count}")
-    entries: list[ProducerStateEntry] = []
-    seen: set[int] = set()
-    try:
-        for _ in range(count):
-            pid, epoch, coord_epoch, last_ts, txn_first, n = _ENTRY.unpack_from(data, pos)
-            pos += _ENTRY.size
-            if pid < 0 or pid in seen or not 0 <= n <= NUM_BATCHES_TO_RETAIN:
-                raise CorruptSnapshotError(f"bad producer entry (id {pid}, {n} batches)")
-            seen.add(pid)
-            entry = ProducerStateEntry(pid, epoch, coord_epoch, last_ts, txn_first)
-            for _ in range(n):
-                entry.batches.append(BatchMetadata(*_BATCH.unpack_from(data, pos)))
-                pos += _BATCH.size
-            entries.append(entry)
-    except struct.error as e:
-        raise CorruptSnapshotError(f"snapshot truncated: {e}") from None
-    if pos != len(data):
-        raise CorruptSnapshotError(f"{len(data) - pos} bytes left after {count} producers")
-    return entries
 
 
 # -- header helpers -------------------------------------------------------------------------

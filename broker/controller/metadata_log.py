@@ -31,8 +31,9 @@ from kraft.messages import SnapshotId
 from kraft.metadata_records import LeaderChangeMessage, encode_control_record
 from kraft.raft import LEADER_CHANGE_DATA
 from storage.errors import CorruptRecordError
-from storage.log import LogFlushJob, PartitionLog
+from storage.log import PartitionLog
 from storage.log_config import LogConfig
+from storage.log_flush import LogFlushJob
 from storage.record_batch import (
     LOG_OVERHEAD,
     ControlRecordType,
@@ -166,7 +167,7 @@ class MetadataLog:
         log = PartitionLog.open(directory, config or METADATA_LOG_CONFIG)
         if snapshot_id is not None and log.log_start_offset < snapshot_id.end_offset - 1:
             # Delete again the segments wholly below the snapshot's last entry (kept: recover
-            # checks its epoch). Their deletion was not made durable (storage/log.py), so after
+            # checks its epoch). Their deletion was not made durable (storage/log_retention.py), so after
             # a power loss some may be back and others not: holes that carry nothing the
             # snapshot does not.
             log.maybe_increment_log_start_offset(

@@ -22,7 +22,7 @@ from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoc
 from broker.replication.fetch_session import CachedPartition, FetchContext, FetchSessionCache
 from broker.replication.replica_manager import ReplicaManager
 from storage.errors import StorageError
-from storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
+from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 
 __all__ = ["ADVERTISED", "DataApis"]
 

@@ -37,7 +37,8 @@ from typing import Any, Protocol
 
 from storage.error_codes import ErrorCode
 from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
-from storage.log import LogAppendInfo, PartitionLog
+from storage.log import PartitionLog
+from storage.log_append import LogAppendInfo
 from storage.producer_state import ProducerStateManager, batch_headers
 from storage.record_batch import BatchHeader
 

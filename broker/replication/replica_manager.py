@@ -42,7 +42,7 @@ from storage.errors import (
     RecordTooLargeError,
     StorageError,
 )
-from storage.log import LogAppendInfo
+from storage.log_append import LogAppendInfo
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
 from storage.producer_state import batch_headers

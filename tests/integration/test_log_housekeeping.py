@@ -14,7 +14,7 @@ import pytest
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import incremental_alter_configs
-from storage.producer_state import snapshot_file_name
+from storage.producer_snapshot import snapshot_file_name
 from tests.integration.test_data_path import _pid_batch, create_topic, produce_raw, send
 from tools.proc_cluster import ProcCluster
 

@@ -19,11 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from storage.error_codes import ErrorCode
-from storage.producer_state import (
-    NUM_BATCHES_TO_RETAIN,
-    BatchMetadata,
-    ProducerStateManager,
-)
+from storage.producer_entry import NUM_BATCHES_TO_RETAIN, BatchMetadata
+from storage.producer_state import ProducerStateManager
 from storage.record_batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader
 
 INT32_MAX = 2**31 - 1

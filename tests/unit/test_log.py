@@ -19,13 +19,9 @@ from storage.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from storage.log import (
-    EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
-    MAX_TIMESTAMP,
-    PartitionLog,
-)
+from storage.log import PartitionLog
 from storage.log_config import LogConfig
+from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 from storage.record_batch import decode_records, iter_batches, parse_header
 from storage.segment import LogSegment, segment_file_name
 from tests.helpers_batches import (

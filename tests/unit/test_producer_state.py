@@ -11,19 +11,15 @@ from storage.error_codes import ErrorCode
 from storage.errors import CorruptRecordError
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.producer_state import (
-    CHECK_OK,
-    NUM_BATCHES_TO_RETAIN,
-    BatchMetadata,
+from storage.producer_checks import CHECK_OK
+from storage.producer_entry import NUM_BATCHES_TO_RETAIN, BatchMetadata, ProducerStateEntry
+from storage.producer_snapshot import (
     CorruptSnapshotError,
-    ProducerStateEntry,
-    ProducerStateManager,
-    batch_headers,
     decode_snapshot,
     encode_snapshot,
-    iter_log_headers,
     snapshot_file_name,
 )
+from storage.producer_state import ProducerStateManager, batch_headers, iter_log_headers
 from storage.record_batch import (
     CONTROL_MASK,
     HEADER_SIZE,

@@ -299,9 +299,10 @@ def test_metadata_log_persists_truncates_and_reopens(tmp_path: Path) -> None:
 def test_segments_back_below_the_snapshot_are_dropped_again_even_with_holes(
         tmp_path: Path) -> None:
     # The driver deletes the log prefix a snapshot covers without a directory fsync
-    # (storage/log.py), so after a power loss some of those segments may be back and others
-    # not (the fsync journal's lose_unsynced models this): holes below the snapshot's last
-    # entry, which carry nothing the snapshot does not, must not stop the node from starting.
+    # (storage/log_retention.py), so after a power loss some of those segments may be back and
+    # others not (the fsync journal's lose_unsynced models this): holes below the snapshot's
+    # last entry, which carry nothing the snapshot does not, must not stop the node from
+    # starting.
     config = LogConfig(segment_bytes=300, retention_ms=-1, retention_bytes=-1)
     log = MetadataLog.open(tmp_path, config)
     for i in range(60):
