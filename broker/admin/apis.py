@@ -44,6 +44,7 @@ from broker.protocol.messages import (
     elect_leaders,
     incremental_alter_configs,
 )
+from kraft.controller.configuration_control import APPEND, DELETE, SET, SUBTRACT, list_operation
 from kraft.image import ConfigResourceType, MetadataImage
 
 __all__ = ["AdminApis"]
@@ -243,12 +244,18 @@ class AdminApis:
     async def incremental_alter_configs(self, request: Any, version: int) -> Any:
         def expected(res: Any) -> dict[str, str | None]:
             out: dict[str, str | None] = {}
+            rtype, name = int(res.resource_type), res.resource_name
+            own = self._config_of(self.loader.image, rtype, name) or {}
             for c in res.configs:
-                if c.config_operation == 0:  # SET
+                if c.config_operation == SET:
                     out[c.name] = c.value
-                elif c.config_operation == 1:  # DELETE
+                elif c.config_operation == DELETE:
                     out[c.name] = None
-                # APPEND/SUBTRACT: the result depends on the old value; not checked.
+                elif c.config_operation in (APPEND, SUBTRACT):
+                    # Computed on the image before or after the change alike: adding or
+                    # removing list items is idempotent.
+                    out[c.name] = list_operation(rtype, c.name, own.get(c.name),
+                                                 c.config_operation, c.value)
             return out
         return await self._alter_configs(ApiKey.INCREMENTAL_ALTER_CONFIGS,
                                          incremental_alter_configs.RESPONSE, request, expected)

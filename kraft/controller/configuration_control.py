@@ -25,7 +25,7 @@ from storage.log_config import LogConfig
 
 __all__ = [
     "APPEND", "DELETE", "SET", "SUBTRACT", "alter_configs", "incremental_alter_configs",
-    "validate_topic_configs",
+    "list_operation", "validate_topic_configs",
 ]
 
 # AlterConfigOp.OpType ids (IncrementalAlterConfigs config_operation).
@@ -63,6 +63,38 @@ def _is_list(rtype: int, key: str) -> bool:
         return key in _TOPIC_LIST_KEYS
     d = CONFIG_DEFS.get(key)
     return d is not None and d.type is ConfigType.LIST
+
+
+def _list_default(rtype: int, key: str) -> str:
+    """The static default of a LIST key, what APPEND and SUBTRACT start from when the resource
+    has no value of its own (Kafka's ConfigurationControlManager.getParts): a topic's
+    ``cleanup.policy`` is ``delete``."""
+    if rtype == ConfigResourceType.TOPIC:
+        if key == "cleanup.policy":
+            return ",".join(sorted(LogConfig().cleanup_policy))
+        return ""
+    d = CONFIG_DEFS.get(key)
+    if d is None or d.required or d.default is None:
+        return ""
+    default = d.default
+    return default if isinstance(default, str) else ",".join(map(str, default))
+
+
+def list_operation(rtype: int, key: str, current: str | None, op: int, value: str | None) -> str:
+    """The value of LIST key ``key`` after APPEND or SUBTRACT of the comma-separated ``value``
+    to ``current`` (the resource's own value; None starts from the key's default)."""
+    if current is None:
+        current = _list_default(rtype, key)
+    parts = [p.strip() for p in current.split(",") if p.strip()]
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if op == APPEND and item not in parts:
+            parts.append(item)
+        elif op == SUBTRACT and item in parts:
+            parts.remove(item)
+    return ",".join(parts)
 
 
 def _check_resource(image: MetadataImage, controller_ids: frozenset[int], rtype: int,
@@ -118,16 +150,7 @@ def incremental_changes(
             if not _is_list(rtype, key):
                 raise ApiError(ErrorCode.INVALID_CONFIG,
                                f"Can't {_OP_NAMES[op]} to key {key} because its type is not LIST.")
-            parts = [p.strip() for p in (current or "").split(",") if p.strip()]
-            for item in (value or "").split(","):
-                item = item.strip()
-                if not item:
-                    continue
-                if op == APPEND and item not in parts:
-                    parts.append(item)
-                elif op == SUBTRACT and item in parts:
-                    parts.remove(item)
-            new = ",".join(parts)
+            new = list_operation(rtype, key, current, op, value)
         else:
             raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown config operation {op}")
         pending[key] = new

@@ -170,6 +170,17 @@ def test_confluent_admin(cluster: ProcCluster) -> None:
     assert configs["cleanup.policy"].value == "delete"
     assert configs["cleanup.policy"].source == ca.ConfigSource.DEFAULT_CONFIG.value
 
+    # APPEND and SUBTRACT work on the effective list, the default included.
+    def incremental(op: Any, value: str) -> str:
+        change = ca.ConfigResource(ca.ResourceType.TOPIC, "ck-a", incremental_configs=[
+            ca.ConfigEntry("cleanup.policy", value, incremental_operation=op)])
+        admin.incremental_alter_configs([change])[change].result(30)
+        return admin.describe_configs([res])[res].result(30)["cleanup.policy"].value
+
+    assert incremental(ca.AlterConfigOpType.APPEND, "compact") == "delete,compact"
+    assert incremental(ca.AlterConfigOpType.SUBTRACT, "delete") == "compact"
+    assert incremental(ca.AlterConfigOpType.SUBTRACT, "compact") == ""
+
     broker_id = cluster.broker_ids[1]
     bres = ca.ConfigResource(ca.ResourceType.BROKER, str(broker_id))
     bconf = admin.describe_configs([bres])[bres].result(30)

@@ -543,15 +543,25 @@ def test_incremental_alter_configs() -> None:
     assert [r.error_code for r in reply.results] == [
         E.NONE, E.UNKNOWN_TOPIC_OR_PARTITION, E.INVALID_CONFIG, E.NONE,
         E.BROKER_ID_NOT_REGISTERED, E.INVALID_REQUEST, E.INVALID_REQUEST]
+    # APPEND starts from the default (``delete``) when the topic has no value of its own.
     assert h.image.configs.topic_config("t") == {"retention.ms": "100",
-                                                 "cleanup.policy": "compact"}
+                                                 "cleanup.policy": "delete,compact"}
     assert h.image.configs.broker_config("") == {"log.retention.ms": "5"}
     h.apply(h.c.incremental_alter_configs(_iac([
         (TOPIC, "t", [("cleanup.policy", 2, "delete"), ("retention.ms", 1, None)])]), 0))
-    assert h.image.configs.topic_config("t") == {"cleanup.policy": "compact,delete"}
+    assert h.image.configs.topic_config("t") == {"cleanup.policy": "delete,compact"}
     h.apply(h.c.incremental_alter_configs(_iac([
         (TOPIC, "t", [("cleanup.policy", 3, "compact")])]), 0))
     assert h.image.configs.topic_config("t") == {"cleanup.policy": "delete"}
+    # SUBTRACT from the default: the empty list, as a value of the topic's own.
+    h.create("u")
+    h.apply(h.c.incremental_alter_configs(_iac([
+        (TOPIC, "u", [("cleanup.policy", 3, "delete")])]), 0))
+    assert h.image.configs.topic_config("u") == {"cleanup.policy": ""}
+    # A broker LIST key starts from its static default too.
+    h.apply(h.c.incremental_alter_configs(_iac([
+        (BROKER, "", [("log.cleanup.policy", 2, "compact")])]), 0))
+    assert h.image.configs.broker_config("")["log.cleanup.policy"] == "delete,compact"
     bad = h.c.incremental_alter_configs(_iac([(TOPIC, "t", [("retention.ms", 0, "x")])]), 0)
     assert bad.response.results[0].error_code == E.INVALID_CONFIG and bad.records == []
     vo = h.c.incremental_alter_configs(_iac([(TOPIC, "t", [("retention.ms", 0, "9")])], True), 0)
