@@ -1,9 +1,11 @@
 """``kafka-metadata-quorum (--bootstrap-controller H:P | --bootstrap-server H:P) describe
 --status | --replication [--human-readable]``: what Kafka's tool prints, from DescribeQuorum.
 
-DescribeQuorum is answered by the Raft leader; the tool asks each given server in turn (a
-follower controller answers NOT_LEADER_OR_FOLLOWER, a broker forwards to the active controller)
-and uses the first full answer. ClusterId comes from DescribeCluster on the same server.
+DescribeQuorum is answered by the Raft leader; the tool asks each given server in turn and
+uses the first full answer. A broker forwards it to the active controller; a follower controller
+answers NOT_LEADER_OR_FOLLOWER, and the tool goes on to the leader that controller's
+DescribeCluster names (as Kafka's admin client does with ``bootstrap.controllers``). ClusterId
+comes from DescribeCluster too.
 """
 
 from __future__ import annotations
@@ -55,27 +57,40 @@ def _replicas(states: Any) -> list[Replica]:
                     s.last_fetch_timestamp, s.last_caught_up_timestamp) for s in states]
 
 
+class _Redirect(Exception):
+    """A controller that is not the Raft leader: where the leader is, if it knows."""
+
+    def __init__(self, where: str, leader: tuple[str, int] | None) -> None:
+        super().__init__(f"{where}: DescribeQuorum failed: NOT_LEADER_OR_FOLLOWER")
+        self.leader = leader
+
+
 async def _describe_on(host: str, port: int, timeout_s: float) -> QuorumInfo:
     conn = await KafkaConnection.connect(host, port, client_id=PROG, timeout_s=timeout_s)
     try:
+        dc = await conn.send(ApiKey.DESCRIBE_CLUSTER, describe_cluster.REQUEST.cls(
+            include_cluster_authorized_operations=False), timeout_s=timeout_s)
         req = describe_quorum.REQUEST.cls(topics=[describe_quorum.REQUEST.TopicData(
             topic_name=METADATA_TOPIC,
             partitions=[describe_quorum.REQUEST.PartitionData(partition_index=0)])])
         resp = await conn.send(ApiKey.DESCRIBE_QUORUM, req, timeout_s=timeout_s)
-        if resp.error_code:
-            raise ToolError(f"{host}:{port}: DescribeQuorum failed: "
-                            f"{ErrorCode(resp.error_code).name}")
+        code = resp.error_code
+        if not code and resp.topics and resp.topics[0].partitions:
+            code = resp.topics[0].partitions[0].error_code
+        if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            # A follower controller: its DescribeCluster names the active controller and the
+            # controllers' endpoints (KIP-919), as Kafka's admin client uses them.
+            leader = next(((b.host, b.port) for b in dc.brokers
+                           if b.broker_id == dc.controller_id), None)
+            raise _Redirect(f"{host}:{port}", leader)
+        if code:
+            raise ToolError(f"{host}:{port}: DescribeQuorum failed: {ErrorCode(code).name}")
         if not resp.topics or not resp.topics[0].partitions:
             raise ToolError(f"{host}:{port}: DescribeQuorum answered without the metadata "
                             f"partition")
         p = resp.topics[0].partitions[0]
-        if p.error_code:
-            raise ToolError(f"{host}:{port}: DescribeQuorum failed: "
-                            f"{ErrorCode(p.error_code).name}")
         endpoints = {n.node_id: [f"{ln.name}://{ln.host}:{ln.port}" for ln in n.listeners]
                      for n in (getattr(resp, "nodes", None) or [])}
-        dc = await conn.send(ApiKey.DESCRIBE_CLUSTER, describe_cluster.REQUEST.cls(
-            include_cluster_authorized_operations=False), timeout_s=timeout_s)
         return QuorumInfo(dc.cluster_id, p.leader_id, p.leader_epoch, p.high_watermark,
                           _replicas(p.current_voters), _replicas(p.observers), endpoints)
     finally:
@@ -83,14 +98,27 @@ async def _describe_on(host: str, port: int, timeout_s: float) -> QuorumInfo:
 
 
 async def describe(servers: Sequence[str], timeout_s: float = 10.0) -> QuorumInfo:
-    errors = []
-    for server in servers:
-        host, port = parse_address(server)
-        try:
-            return await _describe_on(host, port, timeout_s)
-        except (ToolError, KafkaConnectionError, KafkaTimeoutError, OSError) as e:
-            errors.append(str(e))
-    raise ToolError("no server described the quorum: " + "; ".join(errors))
+    """Ask the given servers in turn; a follower controller sends the tool on to the leader
+    it names. While no server knows a leader (an election), try again until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        errors = []
+        for server in servers:
+            target = parse_address(server)
+            for _ in range(3):  # a leader named by a follower may have moved on meanwhile
+                try:
+                    return await _describe_on(*target, timeout_s)
+                except _Redirect as e:
+                    errors.append(str(e))
+                    if e.leader is None or e.leader == target:
+                        break
+                    target = e.leader
+                except (ToolError, KafkaConnectionError, KafkaTimeoutError, OSError) as e:
+                    errors.append(str(e))
+                    break
+        if time.monotonic() + 0.5 >= deadline:
+            raise ToolError("no server described the quorum: " + "; ".join(errors))
+        await asyncio.sleep(0.5)
 
 
 def kafka_uuid(u: Any) -> str:

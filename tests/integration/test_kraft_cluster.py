@@ -143,6 +143,10 @@ def test_quorum_controller_failover_fencing_and_restart(cluster: ProcCluster) ->
     assert f"ClusterId:              {c.cluster_id}" in status
     assert "LeaderId:" in status and "HighWatermark:" in status
     assert '{"id": 4, "directoryId": null}' in status.split("CurrentObservers:")[1]
+    # Through any single controller, a follower included: the tool finds the leader.
+    for one in c.bootstrap_controllers.split(","):
+        alone = quorum_tool(c, "--bootstrap-controller", one, "describe", "--status")
+        assert f"LeaderId:               {leader.leader_id}" in alone, alone
     repl = quorum_tool(c, "--bootstrap-server", c.bootstrap_servers, "describe",
                        "--replication")
     rows = [line.split("\t") for line in repl.splitlines()]
