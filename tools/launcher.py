@@ -199,6 +199,17 @@ def random_cluster_id() -> str:
     return random_uuid()
 
 
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``--override key=value`` arguments as a dict (later wins); ValueError names a bad one."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override expects key=value, got {item!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs: it exists and is not a zombie (a zombie child still
     answers ``kill(pid, 0)``). Without /proc, existing is enough."""

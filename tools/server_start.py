@@ -22,6 +22,7 @@ from broker.node import run_node
 from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import verify_log_dirs
 from storage.properties import PropertiesError
+from tools.launcher import parse_overrides
 
 PROG = "kafka-server-start"
 LOG_FORMAT = "[%(asctime)s] %(levelname)s [node.id=%(node_id)s] %(message)s (%(name)s)"
@@ -73,16 +74,6 @@ def setup_logging(level: str = "INFO", log_format: str = "text") -> _NodeIdFilte
     return node_filter
 
 
-def _parse_overrides(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            parser.error(f"--override expects key=value, got {item!r}")
-        overrides[key.strip()] = value
-    return overrides
-
-
 def _stop_before_start(signum: int, _frame: FrameType | None) -> None:
     """SIGTERM/SIGINT before the node's own handlers exist: nothing is running yet, stop now."""
     raise SystemExit(0)
@@ -110,7 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              "object per line)",
     )
     args = parser.parse_args(argv)
-    overrides = _parse_overrides(parser, args.override)
+    try:
+        overrides = parse_overrides(args.override)
+    except ValueError as e:
+        parser.error(str(e))
     # Until run_node installs its handlers (on the event loop), a stop signal just exits 0.
     signal.signal(signal.SIGTERM, _stop_before_start)
     signal.signal(signal.SIGINT, _stop_before_start)

@@ -478,9 +478,9 @@ def test_local_cluster_up_status_down(tmp_path: Path) -> None:
     offset = str(free_port_offset(2))
     opts = ["--dir", str(data), "--nodes", "2", "--port-offset", offset]
 
-    def up() -> tuple[subprocess.Popen[str], _Lines]:
+    def up(*extra: str) -> tuple[subprocess.Popen[str], _Lines]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.local_cluster", "up", *opts],
+            [sys.executable, "-m", "tools.local_cluster", "up", *opts, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_env(),
         )
         return proc, _Lines(proc)
@@ -509,10 +509,23 @@ def test_local_cluster_up_status_down(tmp_path: Path) -> None:
     status = _local_cluster("status", "--dir", str(data))
     assert status.returncode == 1 and "No cluster running" in status.stdout
 
-    # Second run: same cluster (data kept), stopped with Ctrl-C on the supervisor.
-    proc, out = up()
+    # A bad override stops 'up' before anything starts, naming the key.
+    bad = _local_cluster("up", *opts, "--override", "min.insync.replicas=zero")
+    assert bad.returncode != 0 and "min.insync.replicas" in bad.stderr, bad.stderr
+
+    # Second run: same cluster (data kept), with an override, stopped with Ctrl-C.
+    proc, out = up("--override", "log.retention.ms=1234")
     try:
         out.wait_for("Running; press Ctrl-C to stop.")
+        props = load_properties(data / "node-1" / "server.properties")
+        assert props["log.retention.ms"] == "1234"
+        from confluent_kafka import admin as ca
+
+        client = ca.AdminClient({"bootstrap.servers": f"127.0.0.1:{9102 + int(offset)}"})
+        res = ca.ConfigResource(ca.ResourceType.BROKER, "1")
+        entry = client.describe_configs([res])[res].result(30)["log.retention.ms"]
+        assert entry.value == "1234"
+        assert entry.source == ca.ConfigSource.STATIC_BROKER_CONFIG.value
         pids = [n["pid"] for n in json.loads((data / "cluster.pids").read_text())["nodes"]]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=TIMEOUT_S) == 0
