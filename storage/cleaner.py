@@ -100,14 +100,16 @@ from storage.log_config import LogConfig
 from storage.record_batch import (
     HEADER_SIZE,
     NO_PRODUCER_ID,
+    BatchHeader,
+    parse_header,
+    validate_batch,
+)
+from storage.records import (
     TIMESTAMP_TYPE_CREATE_TIME,
     TIMESTAMP_TYPE_LOG_APPEND_TIME,
-    BatchHeader,
     Record,
     build_batch,
     decode_batch,
-    parse_header,
-    validate_batch,
 )
 from storage.segment import (
     CLEANED_SUFFIX,

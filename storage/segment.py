@@ -34,13 +34,8 @@ from storage import fsync_journal
 from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 from storage.log_config import LogConfig
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    decode_records,
-    parse_header,
-    validate_batch,
-)
+from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header, validate_batch
+from storage.records import decode_records
 
 log = logging.getLogger(__name__)
 

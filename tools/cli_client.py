@@ -38,15 +38,8 @@ from broker.protocol.messages import (
 )
 from storage.compression import CompressionType
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    Record,
-    SimpleRecord,
-    build_batch,
-    decode_batch,
-    parse_header,
-)
+from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header
+from storage.records import Record, SimpleRecord, build_batch, decode_batch
 
 __all__ = [
     "CliError",

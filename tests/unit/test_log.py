@@ -26,7 +26,8 @@ from storage.log import (
     PartitionLog,
 )
 from storage.log_config import LogConfig
-from storage.record_batch import decode_records, iter_batches, parse_header
+from storage.record_batch import iter_batches, parse_header
+from storage.records import decode_records
 from storage.segment import LogSegment, segment_file_name
 from tests.helpers_batches import (
     batch_last_offset,
