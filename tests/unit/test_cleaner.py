@@ -1,4 +1,4 @@
-"""Log compaction (storage/cleaner.py) on real files: no mocks, except an injected clock for the
+"""Log compaction (storage/cleaner/) on real files: no mocks, except an injected clock for the
 throttler."""
 
 from __future__ import annotations
