@@ -77,7 +77,8 @@ from storage.record_batch import (
     set_partition_leader_epoch,
     validate_batch,
 )
-from storage.segment import (
+from storage.segment import LogSegment
+from storage.segment_files import (
     CLEANED_SUFFIX,
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -85,7 +86,6 @@ from storage.segment import (
     SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
     TMP_SUFFIX,
-    LogSegment,
     parse_segment_base_offset,
     segment_file_name,
 )

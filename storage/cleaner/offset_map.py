@@ -8,13 +8,8 @@ from collections.abc import Callable
 
 from storage.cleaner.plan import CleanStats, LogToClean
 from storage.cleaner.segment_io import _iter_batches, _iter_headers
-from storage.record_batch import (
-    NO_PRODUCER_ID,
-    validate_batch,
-)
-from storage.records import (
-    decode_batch,
-)
+from storage.record_batch import NO_PRODUCER_ID, validate_batch
+from storage.records import decode_batch
 
 log = logging.getLogger(__package__)  # "storage.cleaner": log lines keep their logger name
 

@@ -15,12 +15,8 @@ from storage.cleaner.selection import cleanable_offsets
 from storage.errors import StorageError
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.segment import (
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
-    LogSegment,
-)
+from storage.segment import LogSegment
+from storage.segment_files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX
 
 _SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)  # rename order: the .log last
 

@@ -19,12 +19,7 @@ from storage.cleaner.plan import (
 from storage.cleaner.segment_io import _CleanedSegmentWriter, _iter_batches
 from storage.cleaner.throttler import Throttler, _no_throttle
 from storage.errors import LogDirOfflineError
-from storage.record_batch import (
-    NO_PRODUCER_ID,
-    BatchHeader,
-    parse_header,
-    validate_batch,
-)
+from storage.record_batch import NO_PRODUCER_ID, BatchHeader, parse_header, validate_batch
 from storage.records import (
     TIMESTAMP_TYPE_CREATE_TIME,
     TIMESTAMP_TYPE_LOG_APPEND_TIME,

@@ -11,17 +11,13 @@ from storage.cleaner.plan import _SUFFIXES, CleanAbortedError, CleanStats, _Segm
 from storage.errors import CorruptRecordError
 from storage.index import OffsetIndex, TimeIndex
 from storage.log_config import LogConfig
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    parse_header,
-)
-from storage.segment import (
+from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header
+from storage.segment import LogSegment
+from storage.segment_files import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
-    LogSegment,
     segment_file_name,
 )
 

@@ -7,9 +7,7 @@ import logging
 import time
 
 from storage.log import PartitionLog
-from storage.segment import (
-    LogSegment,
-)
+from storage.segment import LogSegment
 
 log = logging.getLogger(__package__)  # "storage.cleaner": log lines keep their logger name
 

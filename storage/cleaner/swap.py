@@ -26,11 +26,8 @@ from storage.cleaner.rewrite import (
 from storage.cleaner.throttler import Throttler
 from storage.fileutil import fsync_dir
 from storage.log import PartitionLog
-from storage.segment import (
-    SWAP_SUFFIX,
-    LogSegment,
-    segment_file_name,
-)
+from storage.segment import LogSegment
+from storage.segment_files import SWAP_SUFFIX, segment_file_name
 
 log = logging.getLogger(__package__)  # "storage.cleaner": log lines keep their logger name
 

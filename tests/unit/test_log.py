@@ -28,7 +28,8 @@ from storage.log import (
 from storage.log_config import LogConfig
 from storage.record_batch import iter_batches, parse_header
 from storage.records import decode_records
-from storage.segment import LogSegment, segment_file_name
+from storage.segment import LogSegment
+from storage.segment_files import segment_file_name
 from tests.helpers_batches import (
     batch_last_offset,
     make_batch,
