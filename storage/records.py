@@ -50,7 +50,7 @@ from storage.record_batch import (
     compute_crc,
     validate_batch,
 )
-from storage.varint import varint_codec
+from storage.varint import append_zigzag, varint_codec
 
 _U32 = struct.Struct(">I")
 
@@ -102,13 +102,11 @@ RecordInput = (
 )
 
 
-# The record format's varints: bad bytes are a corrupt batch; a value out of range (the callers
-# check ranges first) is a bug of build_batch's caller.
+# The record format's varints: bad bytes are a corrupt batch. Writing appends to the batch's
+# bytearray (``append_zigzag``; callers check ranges first).
 _varints = varint_codec(CorruptRecordError, ValueError)
 _read_varint = _varints.read_varint
 _read_varlong = _varints.read_varlong
-_write_varint = _varints.write_varint
-_write_varlong = _varints.write_varlong
 
 
 def _check_int(name: str, value: int, lo: int, hi: int) -> None:
@@ -141,31 +139,31 @@ def _encode_record(
     body = scratch
     del body[:]
     body.append(0)  # attributes
-    body += _write_varlong(timestamp_delta)
-    body += _write_varint(offset_delta)
+    append_zigzag(body, timestamp_delta)
+    append_zigzag(body, offset_delta)
     for field in (key, value):
         if field is None:
             body.append(1)  # zig-zag -1
         elif isinstance(field, _BYTES_LIKE):
-            body += _write_varint(len(field))
+            append_zigzag(body, len(field))
             body += field
         else:
             raise TypeError(f"record key/value must be bytes or None, not {type(field).__name__}")
-    body += _write_varint(len(headers))
+    append_zigzag(body, len(headers))
     for h_key, h_value in headers:
         if not isinstance(h_key, str):
             raise TypeError(f"header key must be str, not {type(h_key).__name__}")
         raw_key = h_key.encode("utf-8")
-        body += _write_varint(len(raw_key))
+        append_zigzag(body, len(raw_key))
         body += raw_key
         if h_value is None:
             body.append(1)
         elif isinstance(h_value, _BYTES_LIKE):
-            body += _write_varint(len(h_value))
+            append_zigzag(body, len(h_value))
             body += h_value
         else:
             raise TypeError(f"header value must be bytes or None, not {type(h_value).__name__}")
-    out += _write_varint(len(body))
+    append_zigzag(out, len(body))
     out += body
 
 

@@ -166,10 +166,26 @@ def varint_codec(decode_error: type[Exception], encode_error: type[Exception]) -
                        write_uvarint, write_uvarlong, write_varint, write_varlong)
 
 
-def _write_uv(value: int) -> bytes:
-    out = bytearray()
+def append_uvarint(out: bytearray, value: int) -> None:
+    """Append unsigned ``value`` (the caller checks its range) to ``out``."""
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
+
+
+def append_zigzag(out: bytearray, value: int) -> None:
+    """Append zig-zag ``value``, a varint or varlong (the caller checks its range: the encoding
+    of an int32 is the same either way), to ``out``: the record format builds a batch in one
+    bytearray."""
+    z = (value << 1) ^ (value >> 63)
+    if z < 0x80:
+        out.append(z)
+    else:
+        append_uvarint(out, z)
+
+
+def _write_uv(value: int) -> bytes:
+    out = bytearray()
+    append_uvarint(out, value)
     return bytes(out)
