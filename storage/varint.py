@@ -5,7 +5,9 @@ format (storage.records) and the schema engine (kraft.codec, which re-exports it
 The readers and writers differ between their users only in the exception that reports bad input
 (``CorruptRecordError`` for a stored batch, the codec's ``DecodeError``/``EncodeError`` for a
 request), so ``varint_codec`` builds them bound to the caller's exception classes. The common
-1-2 byte cases are fast paths: the codec's generated code calls these per field.
+1-2 byte cases are fast paths: the codec's generated code calls these per field. The record
+format builds a batch in one bytearray, so it appends with ``append_zigzag`` (the same LEB128
+loop, ``append_uvarint``, that the writers use).
 """
 
 from __future__ import annotations
