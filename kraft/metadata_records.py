@@ -23,7 +23,7 @@ from kraft.codec import (
     read_uvarint,
     write_uvarint,
 )
-from storage.record_batch import ControlRecordType
+from storage.control_records import ControlRecordType
 
 __all__ = [
     "CONTROL_RECORD_SCHEMAS", "CONTROL_RECORD_VERSIONS", "LATEST_VERSIONS",
@@ -300,7 +300,7 @@ def decode_metadata_record(buf: Any) -> tuple[MetadataRecordType, int, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # KRaft control records (Kafka's ControlRecordUtils): the value of a record in a control batch
-# whose key names the type (``storage.record_batch.ControlRecordType``). Unlike metadata records
+# whose key names the type (``storage.control_records.ControlRecordType``). Unlike metadata records
 # the value is not framed: it is read at the type's current version whatever it says inside.
 
 

@@ -42,16 +42,10 @@ from kraft.metadata_records import (
     encode_metadata_record,
     latest_version,
 )
+from storage.control_records import ControlRecordType, build_control_batch, parse_control_record_key
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import (
-    HEADER_SIZE,
-    LOG_OVERHEAD,
-    ControlRecordType,
-    build_batch,
-    build_control_batch,
-    decode_batch,
-    parse_control_record_key,
-)
+from storage.record_batch import HEADER_SIZE, LOG_OVERHEAD
+from storage.records import build_batch, decode_batch
 
 __all__ = [
     "DELETED_SUFFIX",

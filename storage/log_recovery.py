@@ -22,16 +22,18 @@ from storage.fileutil import fsync_dir, make_dirs
 from storage.log_config import LogConfig
 from storage.record_batch import parse_header
 from storage.segment import (
-    CLEANED_SUFFIX,
-    DELETED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
-    SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
-    TMP_SUFFIX,
     LogSegment,
-    parse_segment_base_offset,
     segment_file_name,
+)
+from storage.segment_files import (
+    CLEANED_SUFFIX,
+    DELETED_SUFFIX,
+    SWAP_SUFFIX,
+    TMP_SUFFIX,
+    parse_segment_base_offset,
 )
 
 # Messages keep the partition log's logger name.

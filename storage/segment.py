@@ -17,6 +17,9 @@ offset)``. When an index is full we simply stop adding entries (the log rolls on
 process, or, for a segment that already had data when it was opened, the first batch's max
 timestamp (Kafka's ``rollingBasedTimestamp``), falling back to the open time.
 
+File names and the raw-descriptor I/O are ``storage.segment_files``; opening the indexes and the
+recovery scan are ``storage.segment_recovery``.
+
 Methods raise ``OSError`` on I/O failures; ``PartitionLog`` turns them into ``LogDirOfflineError``.
 Not thread-safe: the owning ``PartitionLog`` serializes access.
 """
@@ -32,67 +35,27 @@ from pathlib import Path
 
 from storage import fsync_journal
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.index import CorruptIndexError, OffsetIndex, TimeIndex
+from storage.index import OffsetIndex, TimeIndex
 from storage.log_config import LogConfig
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    decode_records,
-    parse_header,
-    validate_batch,
+from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header
+from storage.records import decode_records
+from storage.segment_files import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    pread_exact,
+    pwrite_all,
+    segment_file_name,
 )
+from storage.segment_recovery import RecoveryResult, open_indexes, scan_segment
 
 log = logging.getLogger(__name__)
 
-LOG_SUFFIX = ".log"
-INDEX_SUFFIX = ".index"
-TIME_INDEX_SUFFIX = ".timeindex"
-DELETED_SUFFIX = ".deleted"
-CLEANED_SUFFIX = ".cleaned"
-SWAP_SUFFIX = ".swap"
-TMP_SUFFIX = ".tmp"
-
 INT32_MAX = 2**31 - 1
-_RECOVERY_CHUNK = 1 << 20
-
-
-def segment_file_name(base_offset: int, suffix: str) -> str:
-    return f"{base_offset:020d}{suffix}"
-
-
-def parse_segment_base_offset(name: str) -> int | None:
-    """Base offset from ``00000000000000000042.log`` (any suffix), or None if not a segment file."""
-    stem = name.split(".", 1)[0]
-    if len(stem) != 20 or not stem.isdigit():
-        return None
-    return int(stem)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, position)
-        view = view[written:]
-        position += written
-
-
-def _pread_exact(fd: int, size: int, position: int) -> bytes:
-    data = os.pread(fd, size, position)
-    if len(data) == size:
-        return data
-    chunks = [data]
-    got = len(data)
-    while got < size:
-        chunk = os.pread(fd, size - got, position + got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +66,6 @@ class SegmentSlice:
     length: int
     first_offset: int  # base offset of the first batch in the slice
     next_offset: int  # offset to fetch next: the first batch after the slice (or segment end)
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryResult:
-    valid_bytes: int
-    truncated_bytes: int
-    position: int  # where the file was cut (== valid_bytes)
-    reason: str | None  # why, if something was cut
 
 
 class LogSegment:
@@ -186,48 +141,12 @@ class LogSegment:
         directory = Path(directory)
         log_path, index_path, time_path = cls.paths(directory, base_offset)
         fd = os.open(log_path, os.O_RDWR)
-        needs_recovery = False
-        opened: list[OffsetIndex | TimeIndex] = []
         try:
             size = os.fstat(fd).st_size
-            had_index = index_path.exists()
-            had_time_index = time_path.exists()
-            offset_index: OffsetIndex
-            time_index: TimeIndex
-            try:
-                offset_index = OffsetIndex.open(index_path, base_offset, config.max_index_entries)
-                last = offset_index.last_entry
-                if last is not None and last[1] >= size:
-                    offset_index.close()
-                    raise CorruptIndexError(
-                        f"{index_path}: last entry {last} points past the log end {size}"
-                    )
-            except CorruptIndexError as e:
-                log.warning("%s; rebuilding it", e)
-                offset_index = OffsetIndex.open_empty(
-                    index_path, base_offset, config.max_index_entries
-                )
-                needs_recovery = True
-            opened.append(offset_index)
-            try:
-                time_index = TimeIndex.open(time_path, base_offset, config.max_time_index_entries)
-            except CorruptIndexError as e:
-                log.warning("%s; rebuilding it", e)
-                time_index = TimeIndex.open_empty(
-                    time_path, base_offset, config.max_time_index_entries
-                )
-                needs_recovery = True
-            opened.append(time_index)
-            if size > 0 and not (had_index and had_time_index):
-                log.warning(
-                    "%s: %s missing; rebuilding the indexes",
-                    log_path,
-                    "offset index" if not had_index else "time index",
-                )
-                needs_recovery = True
+            offset_index, time_index, needs_recovery = open_indexes(
+                log_path, index_path, time_path, size, base_offset, config
+            )
         except BaseException:
-            for index in opened:
-                index.close()
             os.close(fd)
             raise
         segment = cls(directory, base_offset, config, fd, offset_index, time_index, size, None)
@@ -406,7 +325,7 @@ class LogSegment:
             self.rolling_base_ms = _now_ms() if now_ms is None else now_ms
         written = os.pwrite(self._fd, buffer, physical)
         if written != len(buffer):
-            _pwrite_all(self._fd, memoryview(buffer)[written:], physical + written)
+            pwrite_all(self._fd, memoryview(buffer)[written:], physical + written)
         self.size = physical + len(buffer)
         max_ts, max_ts_offset = self.max_timestamp_and_offset
         interval = self.config.index_interval_bytes
@@ -483,7 +402,7 @@ class LogSegment:
         return self._read_header(position).base_offset
 
     def read_bytes(self, position: int, length: int) -> bytes:
-        return _pread_exact(self._fd, length, position)
+        return pread_exact(self._fd, length, position)
 
     # -- timestamps -------------------------------------------------------------------------
 
@@ -531,63 +450,17 @@ class LogSegment:
         self._bytes_since_last_index_entry = 0
         file_size = os.fstat(self._fd).st_size
         self.size = file_size  # so header reads see the whole file
-        position = 0
-        expected = self.base_offset
-        max_ts = (-1, -1)
-        reason: str | None = None
-        buf = b""
-        buf_start = 0
-        first_ts: int | None = None
-        while position < file_size:
-            rel = position - buf_start
-            if rel + HEADER_SIZE > len(buf):
-                buf = _pread_exact(self._fd, min(_RECOVERY_CHUNK, file_size - position), position)
-                buf_start, rel = position, 0
-            try:
-                header = parse_header(buf, rel)
-                if rel + header.size > len(buf):
-                    if position + header.size > file_size:
-                        raise CorruptRecordError(
-                            f"torn batch: declares {header.size} bytes, only "
-                            f"{file_size - position} present"
-                        )
-                    buf = _pread_exact(
-                        self._fd, max(header.size, min(_RECOVERY_CHUNK, file_size - position)),
-                        position,
-                    )
-                    buf_start, rel = position, 0
-                validate_batch(buf, rel)
-                if header.base_offset < expected:
-                    raise CorruptRecordError(
-                        f"batch base offset {header.base_offset} is below the expected "
-                        f"{expected} (offsets must increase)"
-                    )
-                if header.last_offset - self.base_offset > INT32_MAX:
-                    raise CorruptRecordError(
-                        f"batch last offset {header.last_offset} does not fit segment base "
-                        f"{self.base_offset}"
-                    )
-            except (CorruptRecordError, InvalidRecordError) as e:
-                reason = str(e)
-                break
-            if first_ts is None:
-                first_ts = header.max_timestamp
-            if header.max_timestamp > max_ts[0]:
-                max_ts = (header.max_timestamp, header.last_offset)
-            if self._bytes_since_last_index_entry > self.config.index_interval_bytes:
-                if not self.offset_index.is_full:
-                    self.offset_index.append(header.last_offset, position)
-                if not self.time_index.is_full:
-                    self.time_index.maybe_append(max_ts[0], max_ts[1])
-                self._bytes_since_last_index_entry = 0
-            self._bytes_since_last_index_entry += header.size
-            position += header.size
-            expected = header.next_offset
+        scan = scan_segment(
+            self._fd, file_size, self.base_offset, self.config.index_interval_bytes,
+            self.offset_index, self.time_index,
+        )
+        self._bytes_since_last_index_entry = scan.bytes_since_last_index_entry
+        position, max_ts, first_ts = scan.valid_bytes, scan.max_ts, scan.first_ts
         truncated = file_size - position
         if truncated:
             os.ftruncate(self._fd, position)
         self.size = position
-        self._next_offset = expected
+        self._next_offset = scan.next_offset
         self._max_ts = max_ts
         if max_ts[0] >= 0:
             self.time_index.maybe_append(max_ts[0], max_ts[1], skip_full_check=True)
@@ -601,7 +474,7 @@ class LogSegment:
         self.offset_index.flush()
         self.time_index.flush()
         self.needs_recovery = False
-        result = RecoveryResult(position, truncated, position, reason)
+        result = RecoveryResult(position, truncated, position, scan.reason)
         self.last_recovery = result
         return result
 

@@ -1,4 +1,4 @@
-"""Self-contained RecordBatch v2 builder for storage tests (independent of storage.record_batch's
+"""Self-contained RecordBatch v2 builder for storage tests (independent of storage.records'
 own encoder, so the log tests do not depend on it).
 
 ``make_batch`` builds one valid batch (correct CRC32C) with one record per entry of

@@ -12,13 +12,8 @@ from broker.client import KafkaClient
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.messages import fetch, list_offsets
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import (
-    HEADER_SIZE,
-    BatchHeader,
-    Record,
-    decode_batch,
-    parse_header,
-)
+from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header
+from storage.records import Record, decode_batch
 from tools.cli_client import (
     DEFAULT_ADMIN_TIMEOUT_MS,
     CliError,

@@ -16,7 +16,7 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import error_for_code
 from broker.protocol.messages import produce
 from storage.compression import CompressionType
-from storage.record_batch import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch
 from tools.cli_client import CliError, TopicPartition, failure
 
 __all__ = ["COMPRESSION_CODECS", "Producer", "murmur2", "partition_for_key"]

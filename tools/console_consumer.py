@@ -29,7 +29,8 @@ from typing import BinaryIO
 
 from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
 from broker.protocol.errors import ErrorCode, KafkaError
-from storage.record_batch import BatchHeader, Record
+from storage.record_batch import BatchHeader
+from storage.records import Record
 from tools.cli_client import (
     CliError,
     TopicPartition,

@@ -23,20 +23,21 @@ from pathlib import Path
 from typing import TextIO
 
 from storage.compression import CompressionType
+from storage.control_records import (
+    ControlRecordType,
+    decode_end_txn_marker,
+    parse_control_record_key,
+)
 from storage.errors import CorruptRecordError, InvalidRecordError, StorageError
 from storage.record_batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     NO_SEQUENCE,
     BatchHeader,
-    ControlRecordType,
-    Record,
     compute_crc,
-    decode_batch,
-    decode_end_txn_marker,
-    parse_control_record_key,
     parse_header,
 )
+from storage.records import Record, decode_batch
 
 PROG = "kafka-dump-log"
 RECORD_INDENT = "|"

@@ -33,7 +33,7 @@ from pathlib import Path
 from storage.group_commit import GroupCommit
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.record_batch import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch
 
 FETCH_BYTES = 1 << 20
 PRODUCERS = 32

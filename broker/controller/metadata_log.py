@@ -30,20 +30,13 @@ from kraft.log import LogEntry, MemoryRaftLog
 from kraft.messages import SnapshotId
 from kraft.metadata_records import LeaderChangeMessage, encode_control_record
 from kraft.raft import LEADER_CHANGE_DATA
+from storage.control_records import ControlRecordType, build_control_batch, parse_control_record_key
 from storage.errors import CorruptRecordError
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
 from storage.log_flush import LogFlushJob
-from storage.record_batch import (
-    LOG_OVERHEAD,
-    ControlRecordType,
-    SimpleRecord,
-    build_batch,
-    build_control_batch,
-    decode_batch,
-    parse_control_record_key,
-    parse_header,
-)
+from storage.record_batch import LOG_OVERHEAD, parse_header
+from storage.records import SimpleRecord, build_batch, decode_batch
 
 __all__ = [
     "METADATA_TOPIC",

@@ -43,7 +43,8 @@ from broker.replication.replica_manager import ReplicaManager
 from kraft.codec import CodecError
 from kraft.image import MetadataImage
 from storage.errors import StorageError
-from storage.record_batch import decode_batch, iter_batches
+from storage.record_batch import iter_batches
+from storage.records import decode_batch
 
 __all__ = ["GROUP_METADATA_TOPIC", "GroupMetadataManager"]
 

@@ -26,7 +26,7 @@ from kraft.codec import (
     Message,
     Struct,
 )
-from storage.record_batch import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch
 
 __all__ = [
     "GROUP_METADATA_KEY",

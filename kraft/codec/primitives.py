@@ -9,6 +9,8 @@ import struct
 import uuid
 from typing import Any, Union
 
+from storage import varint as _varint
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 
@@ -35,154 +37,26 @@ class SchemaError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Varints (also used by the record-batch module, so the common 1-2 byte cases are fast paths)
+# Varints: storage.varint's, raising the codec's errors (also used by the wire framing and the
+# metadata record frames)
 
-_B1: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128))
-_U32_MAX = 0xFFFFFFFF
-_U64_MAX = 0xFFFFFFFFFFFFFFFF
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
-_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-def read_uvarint(buf: Any, pos: int) -> tuple[int, int]:
-    """Read an unsigned 32-bit varint (at most 5 bytes) at ``pos``; return (value, new_pos)."""
-    try:
-        b = buf[pos]
-        if b < 0x80:
-            return b, pos + 1
-        value = b & 0x7F
-        b = buf[pos + 1]
-        if b < 0x80:
-            return value | (b << 7), pos + 2
-        value |= (b & 0x7F) << 7
-        b = buf[pos + 2]
-        if b < 0x80:
-            return value | (b << 14), pos + 3
-        value |= (b & 0x7F) << 14
-        b = buf[pos + 3]
-        if b < 0x80:
-            return value | (b << 21), pos + 4
-        value |= (b & 0x7F) << 21
-        b = buf[pos + 4]
-    except IndexError:
-        raise DecodeError(f"truncated varint at offset {pos}") from None
-    if b < 0x10:
-        return value | (b << 28), pos + 5
-    raise DecodeError(f"varint at offset {pos} does not fit in 32 bits")
-
-
-def read_uvarlong(buf: Any, pos: int) -> tuple[int, int]:
-    """Read an unsigned 64-bit varint (at most 10 bytes) at ``pos``; return (value, new_pos)."""
-    start = pos
-    value = 0
-    shift = 0
-    try:
-        while True:
-            b = buf[pos]
-            pos += 1
-            value |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise DecodeError(f"varlong at offset {start} is longer than 10 bytes")
-    except IndexError:
-        raise DecodeError(f"truncated varlong at offset {start}") from None
-    if value > _U64_MAX:
-        raise DecodeError(f"varlong at offset {start} does not fit in 64 bits")
-    return value, pos
-
-
-def read_varint(buf: Any, pos: int) -> tuple[int, int]:
-    """Read a zig-zag signed 32-bit varint (Kafka ``readVarint``); return (value, new_pos)."""
-    try:
-        b = buf[pos]
-    except IndexError:
-        raise DecodeError(f"truncated varint at offset {pos}") from None
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos + 1
-    v, pos = read_uvarint(buf, pos)
-    return (v >> 1) ^ -(v & 1), pos
-
-
-def read_varlong(buf: Any, pos: int) -> tuple[int, int]:
-    """Read a zig-zag signed 64-bit varint (Kafka ``readVarlong``); return (value, new_pos)."""
-    try:
-        b = buf[pos]
-    except IndexError:
-        raise DecodeError(f"truncated varlong at offset {pos}") from None
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos + 1
-    v, pos = read_uvarlong(buf, pos)
-    return (v >> 1) ^ -(v & 1), pos
-
-
-def _write_uv(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def write_uvarint(value: int) -> bytes:
-    """Encode an unsigned 32-bit varint."""
-    if 0 <= value < 0x80:
-        return _B1[value]
-    if 0x80 <= value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    if not 0 <= value <= _U32_MAX:
-        raise EncodeError(f"unsigned varint out of range: {value}")
-    return _write_uv(value)
-
-
-def write_uvarlong(value: int) -> bytes:
-    """Encode an unsigned 64-bit varint."""
-    if 0 <= value < 0x80:
-        return _B1[value]
-    if not 0 <= value <= _U64_MAX:
-        raise EncodeError(f"unsigned varlong out of range: {value}")
-    return _write_uv(value)
-
-
-def write_varint(value: int) -> bytes:
-    """Encode a zig-zag signed 32-bit varint (Kafka ``writeVarint``)."""
-    if not _I32_MIN <= value <= _I32_MAX:
-        raise EncodeError(f"varint out of range: {value}")
-    z = (value << 1) ^ (value >> 31)
-    if z < 0x80:
-        return _B1[z]
-    if z < 0x4000:
-        return bytes(((z & 0x7F) | 0x80, z >> 7))
-    return _write_uv(z)
-
-
-def write_varlong(value: int) -> bytes:
-    """Encode a zig-zag signed 64-bit varint (Kafka ``writeVarlong``)."""
-    if not _I64_MIN <= value <= _I64_MAX:
-        raise EncodeError(f"varlong out of range: {value}")
-    z = (value << 1) ^ (value >> 63)
-    if z < 0x80:
-        return _B1[z]
-    if z < 0x4000:
-        return bytes(((z & 0x7F) | 0x80, z >> 7))
-    return _write_uv(z)
-
-
-def size_of_uvarint(value: int) -> int:
-    """Bytes ``write_uvarint(value)`` (or ``write_uvarlong``) produces."""
-    return 1 if value < 0x80 else (value.bit_length() + 6) // 7
-
-
-def size_of_varint(value: int) -> int:
-    """Bytes ``write_varint(value)`` produces."""
-    return size_of_uvarint((value << 1) ^ (value >> 31))
-
-
-def size_of_varlong(value: int) -> int:
-    """Bytes ``write_varlong(value)`` produces."""
-    return size_of_uvarint((value << 1) ^ (value >> 63))
+_B1 = _varint.B1  # the one-byte encodings, also for the generated code
+_U32_MAX = _varint.U32_MAX
+_I32_MIN, _I32_MAX = _varint.I32_MIN, _varint.I32_MAX
+_I64_MIN, _I64_MAX = _varint.I64_MIN, _varint.I64_MAX
+size_of_uvarint = _varint.size_of_uvarint
+size_of_varint = _varint.size_of_varint
+size_of_varlong = _varint.size_of_varlong
+(
+    read_uvarint,
+    read_uvarlong,
+    read_varint,
+    read_varlong,
+    write_uvarint,
+    write_uvarlong,
+    write_varint,
+    write_varlong,
+) = _varint.varint_codec(DecodeError, EncodeError)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from broker.protocol.messages import (
     offset_for_leader_epoch,
     produce,
 )
-from storage.record_batch import CompressionType, SimpleRecord, build_batch, decode_batch
+from storage.compression import CompressionType
+from storage.records import SimpleRecord, build_batch, decode_batch
 from tools.proc_cluster import ProcCluster
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]

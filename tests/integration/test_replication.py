@@ -27,7 +27,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import metadata, produce
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.record_batch import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch
 from tests.integration.test_data_path import send
 from tests.integration.test_kraft_cluster import create_topic
 from tools.proc_cluster import ProcCluster

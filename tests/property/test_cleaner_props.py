@@ -28,7 +28,8 @@ from storage.cleaner import CleanResult, commit_clean, log_to_clean, prepare_cle
 from storage.compression import CompressionType
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.record_batch import BatchHeader, Record, SimpleRecord, build_batch, decode_batch
+from storage.record_batch import BatchHeader
+from storage.records import Record, SimpleRecord, build_batch, decode_batch
 
 T0 = 1_700_000_000_000
 RETENTION = 1000

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
 from storage.record_batch import iter_batches
-from storage.segment import segment_file_name
+from storage.segment_files import segment_file_name
 from tests.helpers_batches import make_batch, with_base_offset
 
 CONFIG = LogConfig(segment_bytes=900, index_interval_bytes=64)

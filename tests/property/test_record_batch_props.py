@@ -11,18 +11,8 @@ from hypothesis import strategies as st
 
 from storage.compression import CompressionType, compress
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import (
-    CRC_OFFSET,
-    HEADER_SIZE,
-    HEADER_STRUCT,
-    Record,
-    SimpleRecord,
-    build_batch,
-    compute_crc,
-    decode_batch,
-    decode_records,
-    validate_batch,
-)
+from storage.record_batch import CRC_OFFSET, HEADER_SIZE, HEADER_STRUCT, compute_crc, validate_batch
+from storage.records import Record, SimpleRecord, build_batch, decode_batch, decode_records
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

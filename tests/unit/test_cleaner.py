@@ -1,4 +1,4 @@
-"""Log compaction (storage/cleaner.py) on real files: no mocks, except an injected clock for the
+"""Log compaction (storage/cleaner/) on real files: no mocks, except an injected clock for the
 throttler."""
 
 from __future__ import annotations
@@ -25,18 +25,11 @@ from storage.cleaner import (
     prepare_clean,
 )
 from storage.compression import CompressionType
+from storage.control_records import ControlRecordType, build_control_batch
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
-from storage.record_batch import (
-    BatchHeader,
-    ControlRecordType,
-    Record,
-    SimpleRecord,
-    build_batch,
-    build_control_batch,
-    decode_batch,
-    validate_batch,
-)
+from storage.record_batch import BatchHeader, validate_batch
+from storage.records import Record, SimpleRecord, build_batch, decode_batch
 
 DAY = 24 * 3600 * 1000
 T0 = 1_700_000_000_000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage.compression import CompressionType
-from storage.record_batch import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch
 from tools import dump_log
 from tools.cli_client import CliError, parse_properties_args
 from tools.cli_produce import murmur2
@@ -86,7 +86,7 @@ def test_properties_args() -> None:
 
 
 def test_formatter_matches_kafka_order() -> None:
-    from storage.record_batch import decode_batch
+    from storage.records import decode_batch
 
     batch = build_batch([SimpleRecord(b"v", b"k", (("h", b"1"),), timestamp=5)], base_offset=7)
     header, records = decode_batch(batch)

@@ -30,7 +30,7 @@ from broker.groups.records import (
     records_batch,
 )
 from kraft.codec import DecodeError
-from storage.record_batch import decode_batch
+from storage.records import decode_batch
 
 
 def s16(text: str) -> bytes:

@@ -22,7 +22,8 @@ from storage.errors import (
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
-from storage.record_batch import decode_records, iter_batches, parse_header
+from storage.record_batch import iter_batches, parse_header
+from storage.records import decode_records
 from storage.segment import LogSegment, segment_file_name
 from tests.helpers_batches import (
     batch_last_offset,

@@ -128,7 +128,8 @@ def test_a_broken_log_dir_goes_offline_and_the_others_keep_working(
 
 
 def _latest_values(manager: LogManager, topic: str, partition: int) -> dict[bytes, bytes | None]:
-    from storage.record_batch import decode_batch, iter_batches
+    from storage.record_batch import iter_batches
+    from storage.records import decode_batch
 
     partition_log = manager.get_log(topic, partition)
     assert partition_log is not None
@@ -143,7 +144,7 @@ def _latest_values(manager: LogManager, topic: str, partition: int) -> dict[byte
 
 def test_compaction_through_the_log_manager_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from storage.checkpoint import CLEANER_OFFSET_CHECKPOINT
-    from storage.record_batch import SimpleRecord, build_batch
+    from storage.records import SimpleRecord, build_batch
 
     compacted = LogConfig(cleanup_policy="compact", segment_bytes=600, index_interval_bytes=64)
     manager = LogManager.open([tmp_path], LogConfig(segment_bytes=600))

@@ -39,7 +39,7 @@ from kraft.metadata_records import (
     encode_metadata_record,
     latest_version,
 )
-from storage.record_batch import ControlRecordType
+from storage.control_records import ControlRecordType
 
 TOPIC_ID = uuid.UUID("5f3c2a1e-0000-4000-8000-00000000abcd")
 DIR_A = uuid.UUID(int=0xA)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.control_records import ControlRecordType, build_control_batch
 from storage.error_codes import ErrorCode
 from storage.errors import CorruptRecordError
 from storage.log import PartitionLog
@@ -26,11 +27,9 @@ from storage.record_batch import (
     LOG_OVERHEAD,
     TRANSACTIONAL_MASK,
     BatchHeader,
-    ControlRecordType,
-    build_batch,
-    build_control_batch,
     parse_header,
 )
+from storage.records import build_batch
 
 INT32_MAX = 2**31 - 1
 PID = 1000

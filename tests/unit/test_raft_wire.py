@@ -40,9 +40,9 @@ from kraft.messages import (
 )
 from kraft.metadata_records import decode_control_record
 from kraft.raft import LEADER_CHANGE_DATA
+from storage.control_records import ControlRecordType
 from storage.errors import CorruptRecordError
 from storage.log_config import LogConfig
-from storage.record_batch import ControlRecordType
 
 CID = "cluster-1"
 

@@ -39,13 +39,9 @@ from kraft.snapshot import (
     snapshot_file_name,
 )
 from kraft.snapshot_store import SnapshotStore
-from storage.record_batch import (
-    ControlRecordType,
-    build_batch,
-    decode_batch,
-    iter_batches,
-    parse_control_record_key,
-)
+from storage.control_records import ControlRecordType, parse_control_record_key
+from storage.record_batch import iter_batches
+from storage.records import build_batch, decode_batch
 
 T = MetadataRecordType
 SID = SnapshotId(1234, 7)
