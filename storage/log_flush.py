@@ -138,6 +138,13 @@ class LogFlushMixin:
             return True
         return False
 
+    def sync_dir(self) -> None:
+        """Make the directory entries durable now: files created and removed so far stand
+        after a power loss."""
+        self._check_writable()
+        with self._io("syncing the log directory"):
+            self._sync_dir()
+
     def _sync_dir(self) -> None:
         # Never make a newer segment's directory entry durable while an older segment still
         # has unsynced data: a crash would then keep the newer one and leave a hole.

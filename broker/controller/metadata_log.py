@@ -173,6 +173,14 @@ class MetadataLog:
         entries = (decode_entries(log.read_batches(start))
                    if log.log_end_offset > start else [])
         entries = [e for e in entries if e.offset >= start]
+        if (snapshot_id is not None and entries and start < entries[0].offset
+                <= snapshot_id.end_offset):
+            # A power loss undid the deletion of an older segment but not of the next ones, up
+            # to the segment holding the snapshot's last entry: the gap lies wholly inside what
+            # the snapshot covers. Start the log after it (deleting the stale segment).
+            start = entries[0].offset
+            log.maybe_increment_log_start_offset(start)
+            log.sync_dir()
         if len(entries) != log.log_end_offset - start or any(
                 e.offset != start + i for i, e in enumerate(entries)):
             log.close()
@@ -187,7 +195,12 @@ class MetadataLog:
         return cls(log, memory)
 
     def reset_to(self, offset: int) -> None:
-        """Empty the log and restart it at ``offset`` (after installing a snapshot)."""
+        """Empty the log and restart it at ``offset`` (after installing a snapshot). Entries
+        at and past ``offset`` go first, durably: a power loss in the middle of deleting the
+        segments then cannot leave old entries that look like a continuation of the snapshot
+        (``open`` keeps a log that starts at the snapshot's end)."""
+        if offset < self.log.log_end_offset:
+            self.log.truncate_to(max(offset, self.log.log_start_offset))
         self.log.truncate_fully_and_start_at(offset)
 
     def delete_below(self, offset: int) -> None:

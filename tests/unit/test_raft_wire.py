@@ -329,3 +329,54 @@ def test_segments_back_below_the_snapshot_are_dropped_again_even_with_holes(
         p.unlink()
     with pytest.raises(CorruptRecordError, match="holes"):
         MetadataLog.open(tmp_path, config, snapshot_id=snapshot).close()
+
+
+def test_a_hole_holding_the_snapshots_last_entry_is_dropped_too(tmp_path: Path) -> None:
+    # As above, but the segment whose deletion stood is the one holding the snapshot's last
+    # entry, and an older one came back: the log restarts at the snapshot's end, where the
+    # next segment begins, and the stale older segment goes (durably).
+    config = LogConfig(segment_bytes=300, retention_ms=-1, retention_bytes=-1)
+    log = MetadataLog.open(tmp_path, config)
+    for i in range(60):
+        log.write(None, [LogEntry(i, 1, b"r%03d" % i)])
+    log.flush()
+    log.close()
+    directory = tmp_path / "__cluster_metadata-0"
+    bases = sorted(int(p.stem) for p in directory.glob("*.log"))
+    assert len(bases) >= 4, bases
+    for p in directory.glob(f"{bases[1]:020d}.*"):
+        p.unlink()
+    snapshot = SnapshotId(bases[2], 1)  # its last entry was in the deleted segment
+    again = MetadataLog.open(tmp_path, config, snapshot_id=snapshot)
+    try:
+        mem = again.memory
+        assert (mem.start_offset, mem.end_offset) == (bases[2], 60)
+        assert [e.data for e in mem.entries_from(mem.start_offset, 100)] == [
+            b"r%03d" % i for i in range(bases[2], 60)]
+        assert again.log.log_start_offset == bases[2]
+    finally:
+        again.close()
+    assert not list(directory.glob(f"{bases[0]:020d}.*"))
+
+
+def test_a_reset_to_a_snapshot_removes_the_entries_past_it_first(tmp_path: Path) -> None:
+    # Installing a snapshot from the leader resets the log. The entries at and past the
+    # snapshot's end go durably before any segment is deleted, so no power loss in between can
+    # leave old entries that would pass for the snapshot's continuation.
+    config = LogConfig(segment_bytes=300, retention_ms=-1, retention_bytes=-1)
+    log = MetadataLog.open(tmp_path, config)
+    for i in range(60):
+        log.write(None, [LogEntry(i, 1, b"r%03d" % i)])
+    log.flush()
+    truncated: list[int] = []
+    original = log.log.truncate_to
+
+    def spy(offset: int) -> bool:
+        truncated.append(offset)
+        return original(offset)
+
+    log.log.truncate_to = spy  # type: ignore[method-assign]
+    log.reset_to(40)
+    assert truncated == [40]
+    assert (log.log.log_start_offset, log.log.log_end_offset) == (40, 40)
+    log.close()
