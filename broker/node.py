@@ -190,6 +190,11 @@ class Node:
             self.controller.start()
         if cfg.is_broker:
             await self._start_broker_lifecycle()
+            # Like Kafka's broker, clients reach it only once it has caught up with the
+            # metadata and been unfenced; until then connections are refused and retried.
+            assert self.server is not None and self.lifecycle is not None
+            if self.lifecycle.unfenced.is_set():
+                await self.server.start_serving("broker")
         logger.info("%s", STARTED_MESSAGE)
 
     def _start_replica_manager(self, broker_handlers: dict[int, Any]) -> None:
@@ -337,7 +342,7 @@ class Node:
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=dispatcher.advertised, handlers=dispatcher.handlers))
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
-        await self.server.start()
+        await self.server.start(deferred_kinds=frozenset({"broker"}))
 
     def _high_watermarks(self) -> dict[tuple[str, int], int] | None:
         rm = self.replica_manager

@@ -534,7 +534,10 @@ class KafkaServer:
         """The version table ApiVersions announces on that listener."""
         return dict(self._bound[listener_name].listener.advertised)
 
-    async def start(self) -> None:
+    async def start(self, deferred_kinds: frozenset[str] = frozenset()) -> None:
+        """Bind every listener. Those of a kind in ``deferred_kinds`` are bound (their ports
+        are known) but do not listen until ``start_serving(kind)``: a client connecting
+        meanwhile is refused and retries, as with Kafka's broker before it is unfenced."""
         if self._started:
             raise RuntimeError("server already started")
         self._started = True
@@ -543,15 +546,26 @@ class KafkaServer:
             for bound in self._bound.values():
                 spec = bound.listener.spec
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
+                serve = spec.kind not in deferred_kinds
                 bound.server = await loop.create_server(
                     partial(_Connection, self, bound.listener), host, spec.port,
-                    backlog=self.backlog, reuse_address=True)
+                    backlog=self.backlog, reuse_address=True, start_serving=serve)
                 bound.addresses = [s.getsockname()[:2] for s in bound.server.sockets]
-                logger.info("Listening on %s (%s) at %s", spec.name, spec.kind,
-                            ", ".join(addr(a) for a in bound.addresses))
+                logger.info("%s %s (%s) at %s", "Listening on" if serve else "Bound",
+                            spec.name, spec.kind, ", ".join(addr(a) for a in bound.addresses))
         except BaseException:
             await self.stop()
             raise
+
+    async def start_serving(self, kind: str) -> None:
+        """Start listening on the listeners of ``kind`` that ``start`` deferred."""
+        for bound in self._bound.values():
+            spec = bound.listener.spec
+            if spec.kind == kind and bound.server is not None and \
+                    not bound.server.is_serving():
+                await bound.server.start_serving()
+                logger.info("Listening on %s (%s) at %s", spec.name, spec.kind,
+                            ", ".join(addr(a) for a in bound.addresses))
 
     def port(self, listener_name: str) -> int:
         """The bound port of a started listener (the real one when it was configured as 0)."""
