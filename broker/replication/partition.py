@@ -31,7 +31,7 @@ in the broker, an in-memory log in the simulation); whoever calls these function
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -138,12 +138,24 @@ class ReplicaState:
 
 @dataclass(frozen=True, slots=True)
 class IsrChange:
-    """An AlterPartition proposal: the new ISR at the given leader and partition epochs."""
+    """An AlterPartition proposal: the new ISR at the given leader and partition epochs.
+
+    ``broker_epochs``: each member's broker epoch (-1: unknown) as the leader knew it when it
+    proposed the change, sent unchanged with every retry (KIP-903, Kafka's
+    ``PendingExpandIsr``): the controller then refuses to add a replica that has restarted
+    since, whose log may have lost unflushed records the leader counted. Epochs read again at
+    each retry would name the new incarnation and let it in with the old one's progress."""
 
     new_isr: tuple[int, ...]
     leader_epoch: int
     partition_epoch: int
     expanding: bool
+    broker_epochs: tuple[int, ...] = ()
+
+    def isr_with_epochs(self) -> list[tuple[int, int]]:
+        """(broker id, broker epoch or -1) for each member of the proposed ISR."""
+        epochs = self.broker_epochs or (-1,) * len(self.new_isr)
+        return list(zip(self.new_isr, epochs, strict=True))
 
 
 @dataclass(slots=True)
@@ -351,10 +363,13 @@ class PartitionState:
             return True
         return False
 
-    def expand_candidate(self, replica_id: int, eligible: bool) -> IsrChange | None:
+    def expand_candidate(self, replica_id: int, eligible: bool,
+                         broker_epoch: Callable[[int], int] | None = None
+                         ) -> IsrChange | None:
         """The AlterPartition proposal adding ``replica_id`` if it has caught up (to the HW
         and to the start of this leader's epoch) and ``eligible`` (registered, not fenced,
-        not shutting down)."""
+        not shutting down). ``broker_epoch``: a broker's epoch as the leader knows it now,
+        recorded in the proposal (``IsrChange.broker_epochs``)."""
         if not self.is_leader or self.pending is not None or replica_id in self.isr:
             return None
         r = self.followers.get(replica_id)
@@ -364,12 +379,14 @@ class PartitionState:
                 r.log_end_offset < self.leader_epoch_start_offset):
             return None
         new_isr = tuple(sorted((*self.isr, replica_id)))
-        return IsrChange(new_isr, self.leader_epoch, self.partition_epoch, expanding=True)
+        return IsrChange(new_isr, self.leader_epoch, self.partition_epoch, expanding=True,
+                         broker_epochs=_epochs(new_isr, broker_epoch))
 
-    def shrink_candidate(self, leader_leo: int, now_ms: int, max_lag_ms: int
+    def shrink_candidate(self, leader_leo: int, now_ms: int, max_lag_ms: int,
+                         broker_epoch: Callable[[int], int] | None = None
                          ) -> IsrChange | None:
         """The AlterPartition proposal removing ISR followers that have not caught up within
-        ``max_lag_ms``."""
+        ``max_lag_ms`` (``broker_epoch`` as for ``expand_candidate``)."""
         if not self.is_leader or self.pending is not None:
             return None
         out = {r for r in self.isr if r != self.local_id and (
@@ -378,7 +395,8 @@ class PartitionState:
         if not out:
             return None
         new_isr = tuple(r for r in self.isr if r not in out)
-        return IsrChange(new_isr, self.leader_epoch, self.partition_epoch, expanding=False)
+        return IsrChange(new_isr, self.leader_epoch, self.partition_epoch, expanding=False,
+                         broker_epochs=_epochs(new_isr, broker_epoch))
 
     def begin_isr_change(self, change: IsrChange) -> None:
         assert self.pending is None, "one AlterPartition in flight per partition"
@@ -415,6 +433,11 @@ class PartitionState:
             self.pending = None
             return False
         return error not in _AWAIT_METADATA
+
+
+def _epochs(isr: tuple[int, ...], broker_epoch: Callable[[int], int] | None
+            ) -> tuple[int, ...]:
+    return () if broker_epoch is None else tuple(broker_epoch(b) for b in isr)
 
 
 # -- follower -------------------------------------------------------------------------------

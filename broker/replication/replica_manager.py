@@ -250,6 +250,10 @@ class ReplicaManager(MetadataApplier):
         b = self.image.cluster.brokers.get(broker_id)
         return b is not None and not b.fenced and not b.in_controlled_shutdown
 
+    def _broker_epoch(self, broker_id: int) -> int:
+        b = self.image.cluster.brokers.get(broker_id)
+        return b.epoch if b is not None else -1
+
     async def _isr_expiration(self) -> None:
         interval_ms = max(self.replica_lag_time_max_ms // 2, MIN_ISR_CHECK_INTERVAL_MS)
         while True:
@@ -292,7 +296,8 @@ class ReplicaManager(MetadataApplier):
             st = hp.state
             if not st.is_leader:
                 continue
-            change = st.shrink_candidate(hp.log.log_end_offset, now, self.replica_lag_time_max_ms)
+            change = st.shrink_candidate(hp.log.log_end_offset, now, self.replica_lag_time_max_ms,
+                                          self._broker_epoch)
             if change is not None:
                 logger.info("Shrinking ISR of %s-%d from %s to %s (HW %d, log end offset %d)",
                             hp.topic, hp.partition, list(st.isr), list(change.new_isr),
@@ -334,13 +339,12 @@ class ReplicaManager(MetadataApplier):
                                     ) -> tuple[ErrorCode | None, Any]:
         """One AlterPartition: (error, the partition's answer); error None: no answer."""
         R = alter_partition.REQUEST
-        brokers = self.image.cluster.brokers
         pd = R.PartitionData(
             partition_index=hp.partition, leader_epoch=change.leader_epoch,
-            # AlterPartition v3 (what the controller listener advertises): ISR with epochs.
-            new_isr_with_epochs=[
-                R.BrokerState(broker_id=b, broker_epoch=brokers[b].epoch if b in brokers else -1)
-                for b in change.new_isr],
+            # AlterPartition v3 (what the controller listener advertises): ISR with the
+            # epochs of when the change was proposed, the same at every retry (KIP-903).
+            new_isr_with_epochs=[R.BrokerState(broker_id=b, broker_epoch=e)
+                                 for b, e in change.isr_with_epochs()],
             leader_recovery_state=0, partition_epoch=change.partition_epoch)
         req = R.cls(broker_id=self.node_id, broker_epoch=self.broker_epoch(), topics=[
             R.TopicData(topic_name=hp.topic, topic_id=hp.topic_id, partitions=[pd])])
@@ -423,7 +427,8 @@ class ReplicaManager(MetadataApplier):
         return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
 
     def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
-        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id))
+        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id),
+                                            self._broker_epoch)
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
                         list(hp.state.isr), list(change.new_isr))

@@ -36,7 +36,7 @@ Invariants, checked as the simulation goes:
   reports them committed, and no replica ever truncates one (only a power loss may take a
   committed record from a replica, and never its last copy);
 - a leader's high watermark never passes the log end of a member of its ISR (one that has not
-  lost data to a power loss since it joined);
+  lost data to a power loss since the leader counted its fetches);
 - at the end, after healing: every record answered ``acks=all`` is in every replica's log at
   its offset, every partition takes new ``acks=all`` records again, and the replicas agree.
 """
@@ -208,8 +208,8 @@ class SimBroker:
     replicas: dict[int, Replica] = field(default_factory=dict)
     fetch_inflight: set[int] = field(default_factory=set)
     alters: dict[int, tuple[int, Any]] = field(default_factory=dict)  # token -> (pid, change)
-    # Partitions whose log a power loss cut while in the ISR
-    # (cleared once the controller takes it out of the ISR).
+    # Partitions whose log a power loss cut (cleared once the controller has it out of the
+    # ISR and registered as the process that came back: ``_note_elections``).
     lost: set[int] = field(default_factory=set)
 
 
@@ -358,8 +358,13 @@ class ReplicationSim:
             return
         for pid, reg in topic.partitions.items():
             for b in self.brokers.values():
-                if pid in b.lost and b.broker_id not in reg.isr:
-                    b.lost.discard(pid)  # out of the ISR: it must catch up to rejoin
+                if pid in b.lost and b.broker_id not in reg.isr and self._reregistered(b):
+                    # Out of the ISR as its new process: it must catch up to rejoin. (Before
+                    # it registers again, an expansion its leader proposed on the fetches of
+                    # the process that lost the records, with that process's broker epoch,
+                    # may still be applied, as in Kafka: KIP-903 only refuses it once the
+                    # broker epoch has changed.)
+                    b.lost.discard(pid)
             now = (reg.leader, reg.leader_epoch)
             if self.leaders.get(pid) == now:
                 continue
@@ -371,6 +376,12 @@ class ReplicationSim:
                 # What is lost shows once it acts as leader: it may still append before that,
                 # as the leader of an older epoch it has not yet learnt is over.
                 self.last_replica[pid] = now
+
+    def _reregistered(self, b: SimBroker) -> bool:
+        """The controller's registration of ``b`` is its current process's."""
+        reg = self.image.cluster.brokers.get(b.broker_id)
+        return (not b.crashed and reg is not None and reg.incarnation_id
+                == reg_request(b.broker_id, b.incarnation).incarnation_id)
 
     def _last_replica_leads(self, b: SimBroker, pid: int, r: Replica) -> None:
         """The last replica standing, back from a power loss, now leads: committed records
@@ -412,7 +423,8 @@ class ReplicationSim:
         elif kind == "alter":
             incarnation, token, epoch, pid, leader_epoch, partition_epoch, isr = body
             topic = self.image.topics.by_name[TOPIC]
-            req = alter_request(src, epoch, topic, pid, leader_epoch, partition_epoch, list(isr))
+            req = alter_request(src, epoch, topic, pid, leader_epoch, partition_epoch,
+                                [m for m, _ in isr], epochs=[e for _, e in isr])
             before = self._registration(pid)
             reply = self._commit(c.alter_partition(req, self.now))
             after = self._registration(pid)
@@ -679,11 +691,18 @@ class ReplicationSim:
             st = r.state
             if not st.is_leader:
                 continue
-            change = st.shrink_candidate(r.log.log_end_offset, self.now, self.cfg.replica_lag_ms)
+            change = st.shrink_candidate(r.log.log_end_offset, self.now, self.cfg.replica_lag_ms,
+                                         lambda m: self._broker_epoch(b, m))
             if change is not None:
                 self._alter(b, pid, r, change)
             else:
                 self._maybe_increment_hw(b, pid, r)
+
+    @staticmethod
+    def _broker_epoch(b: SimBroker, member: int) -> int:
+        """A broker's epoch in ``b``'s metadata (ReplicaManager._broker_epoch)."""
+        reg = b.image.cluster.brokers.get(member)
+        return reg.epoch if reg is not None else -1
 
     def _alter(self, b: SimBroker, pid: int, r: Replica, change: Any) -> None:
         """ReplicaManager._alter_isr: propose, and send until answered or settled."""
@@ -697,7 +716,7 @@ class ReplicationSim:
         b.alters[token] = (pid, change)
         self.send(b.broker_id, CONTROLLER, "alter",
                   (b.incarnation, token, b.broker_epoch, pid, change.leader_epoch,
-                   change.partition_epoch, change.new_isr))
+                   change.partition_epoch, change.isr_with_epochs()))
         self._schedule(300, "alter-timeout", (b.broker_id, b.incarnation, token))
 
     def _alter_failed(self, b: SimBroker, pid: int, change: Any,
@@ -751,7 +770,8 @@ class ReplicationSim:
             if pos.progress:
                 reg = b.image.cluster.brokers.get(src)
                 eligible = reg is not None and not reg.fenced and not reg.in_controlled_shutdown
-                change = st.expand_candidate(src, eligible)
+                change = st.expand_candidate(src, eligible,
+                                             lambda m: self._broker_epoch(b, m))
                 if change is not None:
                     self._alter(b, pid, r, change)
             entries = (r.log.read(fetch_offset, self.max_fetch_entries, pos.max_offset)

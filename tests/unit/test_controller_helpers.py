@@ -76,11 +76,15 @@ def topic_request(*topics: tuple[str, int, int], configs: dict[str, str] | None 
 
 def alter_request(broker_id: int, broker_epoch: int, topic: Any, partition: int,
                   leader_epoch: int, partition_epoch: int, isr: list[int],
-                  version: int = 3, recovery: int = 0) -> AlterPartitionRequest:
-    """``topic``: anything with ``name`` and ``topic_id`` (by id from version 2)."""
+                  version: int = 3, recovery: int = 0,
+                  epochs: list[int] | None = None) -> AlterPartitionRequest:
+    """``topic``: anything with ``name`` and ``topic_id`` (by id from version 2); ``epochs``:
+    the members' broker epochs (default -1, not said)."""
+    members = tuple(IsrMember(b) for b in isr) if epochs is None else tuple(
+        IsrMember(b, e) for b, e in zip(isr, epochs, strict=True))
     pd = AlterPartitionPartition(partition_index=partition, leader_epoch=leader_epoch,
                                  partition_epoch=partition_epoch,
-                                 new_isr=tuple(IsrMember(b) for b in isr),
+                                 new_isr=members,
                                  leader_recovery_state=recovery)
     td = (AlterPartitionTopic("", topic.topic_id, (pd,)) if version >= 2
           else AlterPartitionTopic(topic.name, None, (pd,)))

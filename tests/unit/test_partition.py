@@ -102,6 +102,39 @@ def test_expand_when_caught_up_to_hw_and_epoch_start() -> None:
     assert st.pending is None and st.maximal_isr == (1, 2)
 
 
+def test_isr_change_keeps_the_broker_epochs_it_was_proposed_with() -> None:
+    """KIP-903: an expansion is decided on a follower's fetches and carries that follower's
+    broker epoch of then, unchanged through retries. Replica 3 caught up, then lost its
+    unflushed records to a power loss, restarted and registered again (a new broker epoch)
+    while the proposal went unanswered: the retry must still name the old epoch, so that the
+    controller refuses to add the new process on the old one's progress (the leader's high
+    watermark already counts records it no longer has)."""
+    epochs = {1: 10, 2: 11, 3: 12}
+    st = leader(isr=(1, 2), leo=20, hw=20)
+    st.update_follower(2, 20, 20, 0)
+    st.update_follower(3, 20, 20, 0)
+    change = st.expand_candidate(3, eligible=True, broker_epoch=epochs.__getitem__)
+    assert change is not None and change.new_isr == (1, 2, 3)
+    assert change.isr_with_epochs() == [(1, 10), (2, 11), (3, 12)]
+    st.begin_isr_change(change)
+    epochs[3] = 25  # broker 3 registers again after the power loss
+    assert st.isr_change_failed(change, None) is True  # no answer: send it again, as it was
+    assert st.pending is change
+    assert change.isr_with_epochs() == [(1, 10), (2, 11), (3, 12)]
+    # Refused as ineligible (the epoch changed): back to the committed ISR, and the next
+    # fetch of the new process decides again, with its epoch.
+    assert st.isr_change_failed(change, ErrorCode.INELIGIBLE_REPLICA) is False
+    assert st.pending is None and st.maximal_isr == (1, 2)
+    again = st.expand_candidate(3, eligible=True, broker_epoch=epochs.__getitem__)
+    assert again is not None and again.isr_with_epochs() == [(1, 10), (2, 11), (3, 25)]
+    # A shrink records the epochs too; without a source of epochs, -1 (not said).
+    st.begin_isr_change(again)
+    st.complete_isr_change(again, leader_epoch=5, isr=(1, 2, 3), partition_epoch=8)
+    shrink = st.shrink_candidate(30, 2 * LAG_MS, LAG_MS, epochs.__getitem__)
+    assert shrink is not None and shrink.isr_with_epochs() == [(1, 10)]
+    assert IsrChange((1, 2), 5, 7, expanding=False).isr_with_epochs() == [(1, -1), (2, -1)]
+
+
 def test_stale_alter_answer_and_metadata_win() -> None:
     st = leader()
     change = IsrChange((1, 2), 5, 7, expanding=False)
