@@ -346,6 +346,8 @@ class GroupCoordinator(GroupOffsets):
                 return
             self._transition(group, GroupState.STABLE, now_ms)
             for m in group.members.values():
+                if m.sync_callback is not None:
+                    self._schedule_heartbeat(m, now_ms)  # its session starts again now
                 self._answer_sync(m, SyncResult(ErrorCode.NONE, m.assignment,
                                                 group.protocol_type, group.protocol_name))
 
@@ -426,10 +428,11 @@ class GroupCoordinator(GroupOffsets):
                     del group.pending_members[mid]
                     self._try_complete_join(group, now_ms)
             for mid, m in list(group.members.items()):
-                # A member parked in JoinGroup is not expected to heartbeat: the rebalance
-                # timeout covers it.
+                # A member parked in JoinGroup or SyncGroup is not expected to heartbeat (some
+                # clients stop their heartbeats meanwhile): the rebalance timeout, or the
+                # leader's own session, covers it (Kafka's MemberMetadata.shouldKeepAlive).
                 if mid in group.members and not m.awaiting_join and \
-                        m.heartbeat_deadline_ms <= now_ms:
+                        m.sync_callback is None and m.heartbeat_deadline_ms <= now_ms:
                     expired.append((group.group_id, mid))
                     self._member_gone(group, mid, now_ms)
             if group.is_(GroupState.PREPARING_REBALANCE):

@@ -454,3 +454,30 @@ def test_random_walk_keeps_invariants(seed: int) -> None:
         if g.state is GroupState.STABLE:
             for mid, m in g.members.items():
                 assert m.assignment in (mid.encode(), b"") or m.group_instance_id
+
+
+def test_a_member_waiting_in_sync_group_is_kept_alive_until_the_leader_assigns() -> None:
+    # Some clients (kafka-python) stop heartbeating while they wait for their SyncGroup answer;
+    # Kafka keeps such a member (MemberMetadata.shouldKeepAlive) and so do we. Its session
+    # starts again when the assignment arrives.
+    gc, _ = make()
+    a = join(gc)
+    a_id = a.one.member_id
+    sync(gc, a_id, a.one.generation_id, assignments={a_id: b"all"})
+    b = join(gc, now=1)
+    a2 = join(gc, a_id, now=2)
+    b_id, gen = b.one.member_id, b.one.generation_id
+    sb = sync(gc, b_id, gen, now=3)  # the follower waits for the leader's assignment
+    assert not sb.done
+    # The leader heartbeats meanwhile (computing the assignment); the follower does not.
+    assert gc.heartbeat("g", a_id, None, gen, 3 + SESSION - 1) == ErrorCode.NONE
+    gc.tick(3 + SESSION + 1)
+    assert b_id in gc.groups["g"].members, "the waiting follower was expired"
+    later = 3 + SESSION + 2
+    sa = sync(gc, a_id, gen, later, {a_id: b"A", b_id: b"B"})
+    assert sa.one.error == ErrorCode.NONE and sb.one.assignment == b"B"
+    gc.tick(later + SESSION - 1)
+    assert b_id in gc.groups["g"].members  # a fresh session from the assignment
+    gc.tick(later + SESSION + 1)
+    assert b_id not in gc.groups["g"].members  # and it does end
+    assert a2.done
