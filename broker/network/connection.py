@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK",
+    "CLOSE",
     "OUT_BATCH_BYTES",
     "PAUSE",
     "PENDING",
@@ -70,6 +71,11 @@ _API_VERSIONS = int(ApiKey.API_VERSIONS)
 
 PENDING: Any = object()
 """The content of a response slot whose handler has not finished."""
+CLOSE: Any = object()
+"""A handler's answer meaning: no response, and close the connection once the responses of the
+requests before this one are written; the requests after it are not handled (Kafka's
+``RequestChannel.closeConnection``, used for a Produce with acks=0 that failed: the producer
+expects no response, so a closed connection is how it learns of the error)."""
 OUT_BATCH_BYTES = 256 << 10
 """Responses produced while processing one read are written together (one syscall), or as soon
 as they reach this size, so that write backpressure can stop the batch."""
@@ -178,7 +184,7 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
-                 "closed", "info", "listener", "max_in_flight", "max_request_bytes", "need",
+                 "closed", "closing", "info", "listener", "max_in_flight", "max_request_bytes", "need",
                  "out", "out_bytes", "pending", "processing", "reading_paused", "stash",
                  "stats", "write_paused")
 
@@ -201,6 +207,7 @@ class ServerConnection:
         self.blocked = False  # stop parsing frames (in-flight bound or write backpressure)
         self.processing = False  # inside frames(): a resume must not parse the stash
         self.closed = False
+        self.closing = False  # a CLOSE is queued: parse nothing more, close when it is due
         self._last_software: tuple[str, str] | None = None
         self._client_id_raw = b""
         self._client_id = ""
@@ -389,15 +396,19 @@ class ServerConnection:
                 return WRITE
         return 0
 
-    def release_head(self) -> None:
-        """Move every completed response at the head of the queue to ``out``."""
+    def release_head(self) -> bool:
+        """Move every completed response at the head of the queue to ``out``. True if a
+        ``CLOSE`` reached the head: write ``out``, then close the connection."""
         pending = self.pending
         out = self.out
         while pending and pending[0][0] is not PENDING:
             data = pending.popleft()[0]
+            if data is CLOSE:
+                return True
             if data is not None:
                 out.append(data)
                 self.out_bytes += len(data)
+        return False
 
     def take_out(self) -> bytes:
         """The response bytes to write now (``out`` is then empty)."""

@@ -37,6 +37,9 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
   range; a v3+ request whose client software name/version breaks Kafka's pattern gets error 42
   INVALID_REQUEST; otherwise the advertised table of *that listener*. Response header always v0.
   The client's software name and version are kept on the connection (``ctx.client_software_*``).
+- **Closing on purpose**: a handler that returns ``CLOSE`` sends no response and has the
+  connection closed once the responses of the requests before it are written; nothing after
+  it is parsed (Kafka's ``RequestChannel.closeConnection``: a Produce with acks=0 that failed).
 - **Handler failures**: an exception from the handler (the handler layer should have turned it
   into an error code) or a response that does not encode is a bug: logged with its traceback,
   and that connection is closed. The server keeps serving everyone else.
@@ -56,6 +59,7 @@ from typing import Any, Self
 
 from broker.network.connection import (
     BLOCK,
+    CLOSE,
     OUT_BATCH_BYTES,
     PAUSE,
     RESUME,
@@ -76,6 +80,7 @@ from broker.protocol.framing import (
 from kraft.codec import CodecError, Message
 
 __all__ = [
+    "CLOSE",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_WRITE_BUFFER_HIGH",
     "DEFAULT_WRITE_BUFFER_LOW",
@@ -235,7 +240,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         core = self.core
-        if core.closed:
+        if core.closed or core.closing:
             return
         ready = core.receive(data)
         if ready is not None:
@@ -250,11 +255,13 @@ class _Connection(asyncio.Protocol):
         """Handle every complete frame in ``data`` (or up to the in-flight bound); the
         connection keeps the rest."""
         core = self.core
+        if core.closing:
+            return
         core.processing = True
         try:
             for frame in core.frames(data):
                 self._on_frame(frame)
-                if core.closed:
+                if core.closed or core.closing:
                     return
         except FrameSizeError as e:
             self._protocol_error(str(e))
@@ -319,7 +326,9 @@ class _Connection(asyncio.Protocol):
                 return
             if core.pending[0] is not slot:
                 return  # an earlier request is still running: it will send this one
-            core.release_head()
+            if core.release_head():
+                self._close()
+                return
             if core.out:
                 # Several handlers usually finish in one loop iteration: write once for all.
                 if core.out_bytes >= OUT_BATCH_BYTES:
@@ -345,6 +354,9 @@ class _Connection(asyncio.Protocol):
                   bytes_in: int = 0) -> None:
         """Encode a handler's response into its slot (or straight out if nothing is ahead);
         then tell ``KafkaServer.request_observer`` (metrics), if any."""
+        if response is CLOSE:
+            self._close_when_due(slot)
+            return
         if response is None:
             data = None
         else:
@@ -372,6 +384,18 @@ class _Connection(asyncio.Protocol):
             slot[0] = data
         elif action := self.core.queue_response(data):
             self._act(action)
+
+    def _close_when_due(self, slot: list[Any] | None) -> None:
+        """A handler answered ``CLOSE``: parse nothing more; close now if no earlier request
+        is unanswered, else once the responses before this one have been written."""
+        core = self.core
+        core.closing = True
+        if slot is not None:
+            slot[0] = CLOSE  # _finish closes when it reaches the head of the queue
+        elif core.pending:
+            core.pending.append([CLOSE])
+        else:
+            self._close()
 
     def _respond_bytes(self, data: bytes) -> None:
         """Queue a complete response frame behind any unanswered requests."""

@@ -12,9 +12,10 @@ partition, as Kafka 4 does; Fetch stops at v12 (v13+ addresses topics by id).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from broker.network.server import RequestContext
+from broker.network.server import CLOSE, RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
@@ -25,6 +26,8 @@ from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 
 __all__ = ["ADVERTISED", "DataApis"]
+
+logger = logging.getLogger(__name__)
 
 ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.PRODUCE: (0, 11),
@@ -78,7 +81,17 @@ class DataApis:
                     waiting.append((row, hp, hp.state.leader_epoch, info.last_offset))
             results.append((td.name, rows))
         if acks == 0:
-            return None
+            # No response; a failure closes the connection, the producer's only way to learn
+            # of it (Kafka's KafkaApis.handleProduceRequest).
+            failed = [(name, row[0], ErrorCode(row[1]).name) for name, rows in results
+                      for row in rows if row[1] != ErrorCode.NONE]
+            if not failed:
+                return None
+            logger.info("Closing connection due to error during produce request with "
+                        "correlation id %d from client id %s with acks=0: %s",
+                        header.correlation_id, header.client_id,
+                        ", ".join(f"{t}-{p}: {e}" for t, p, e in failed))
+            return CLOSE
 
         def settle() -> bool:
             still = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +21,9 @@ import pytest
 from broker.client import KafkaConnection, parse_address
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
+from broker.protocol.framing import encode_request
 from broker.protocol.messages import (
+    api_versions,
     create_topics,
     fetch,
     list_offsets,
@@ -348,6 +352,58 @@ def test_produce_errors_and_offsets(cluster: ProcCluster) -> None:
         values += [(r.offset, r.value) for r in records]
         pos += header.size
     assert values == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]
+
+
+def _produce_frame(topic: str, records: bytes, acks: int, correlation_id: int) -> bytes:
+    R = produce.REQUEST
+    req = R.cls(acks=acks, timeout_ms=0, topic_data=[R.TopicProduceData(
+        name=topic, partition_data=[R.PartitionProduceData(index=0, records=records)])])
+    return encode_request(R, req, 11, correlation_id, "acks0-test", 2)
+
+
+def _api_versions_frame(correlation_id: int) -> bytes:
+    return encode_request(api_versions.REQUEST, api_versions.REQUEST.cls(), 0, correlation_id,
+                          "acks0-test", 1)
+
+
+def _read_all(s: socket.socket) -> bytes:
+    """What the broker sends until it closes the connection, or 3 s of silence."""
+    data = bytearray()
+    s.settimeout(3.0)
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return bytes(data)
+
+
+def test_failed_produce_with_acks_0_closes_the_connection(cluster: ProcCluster) -> None:
+    """Produce with acks=0 gets no response; when it fails, the broker closes the connection
+    (Kafka's KafkaApis.handleProduceRequest), the producer's only way to learn of the error,
+    and the requests pipelined after it are not answered. The failing batch is the one Tansu's
+    ``perf`` tool sends: lastOffsetDelta equal to the record count (one too many)."""
+    c = cluster
+    create_topic(c, "acks0")
+    host, port = parse_address(c.nodes[1].bootstrap)
+    bad = bytearray(_batch(b"v"))
+    bad[23:27] = (1).to_bytes(4, "big")  # lastOffsetDelta 1 for 1 record: INVALID_RECORD
+    bad[17:21] = _crc32c(bytes(bad[21:])).to_bytes(4, "big")
+    with socket.create_connection((host, port), timeout=5.0) as s:
+        s.sendall(_api_versions_frame(1) + _produce_frame("acks0", bytes(bad), 0, 2)
+                  + _api_versions_frame(3))
+        data = _read_all(s)
+    (size,) = struct.unpack_from(">i", data)
+    assert len(data) == 4 + size, "only the first ApiVersions is answered, then EOF"
+    assert struct.unpack_from(">i", data, 4)[0] == 1
+    # A valid batch with acks=0: no response, the connection stays open and serves on.
+    with socket.create_connection((host, port), timeout=5.0) as s:
+        s.sendall(_produce_frame("acks0", _batch(b"ok"), 0, 1) + _api_versions_frame(2))
+        (size,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+        frame = s.recv(size, socket.MSG_WAITALL)
+        assert struct.unpack_from(">i", frame)[0] == 2
+    # Only the valid record was appended.
+    assert produce_raw(c, "acks0", 0, _batch(b"next"), acks=1).base_offset == 1
 
 
 def _crc32c(data: bytes) -> int:

@@ -5,8 +5,9 @@ broker listener and a controller listener; the tests talk to it with blocking so
 handler wraps ``ApiDispatcher`` (whose Metadata handler answers synchronously) and reacts to
 special Metadata topic names with a coroutine instead: "__sleep_<ms>" (answer late), "__gate"
 (wait until the test opens the gate), "__raise" (handler bug in the task), "__noreply" (no
-response, like Produce acks=0), "__async" (a coroutine that never suspends); "__raise_sync"
-raises before returning anything.
+response, like Produce acks=0), "__close" (CLOSE from the task: no response, close the
+connection, like a failed Produce with acks=0), "__async" (a coroutine that never suspends);
+"__raise_sync" raises before returning anything; "__close_sync" returns CLOSE at once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop
-from broker.network.server import KafkaServer, ListenerSpec, RequestContext
+from broker.network.server import CLOSE, KafkaServer, ListenerSpec, RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import encode_request, parse_response_header
@@ -79,6 +80,8 @@ class ServerThread:
             name = request.topics[0].name or ""
             if name == "__raise_sync":
                 raise RuntimeError("handler bug before any await (on purpose)")
+            if name == "__close_sync":
+                return CLOSE
             if name.startswith("__"):
                 return self.special(name, ctx, header, request)
         return self.dispatcher.handle(ctx, header, request)
@@ -93,6 +96,8 @@ class ServerThread:
             raise RuntimeError("handler bug (on purpose)")
         elif name == "__noreply":
             return None
+        elif name == "__close":
+            return CLOSE
         elif name == "__async":
             pass  # an async handler that never suspends
         return self.dispatcher.handle(ctx, header, request)
@@ -328,6 +333,25 @@ def test_no_response_requests_keep_order(srv: ServerThread) -> None:
         s.sendall(metadata_frame(4, 1, ["__sleep_30"]) + metadata_frame(4, 2, ["__noreply"])
                   + metadata_frame(4, 3))
         assert [decode_metadata(recv_frame(s), 4)[0] for _ in range(2)] == [1, 3]
+
+
+@pytest.mark.parametrize("closer", ["__close_sync", "__close"])
+@pytest.mark.parametrize("first", [None, "__sleep_50", "__async"])
+def test_close_answers_earlier_requests_then_closes(srv: ServerThread, first: str | None,
+                                                    closer: str) -> None:
+    """A handler's CLOSE (Kafka's closeConnection, e.g. a failed Produce with acks=0): the
+    requests before it are answered, it is not, the connection closes, and the requests
+    pipelined after it are never handled."""
+    before = srv.server.stats.requests
+    with connect(srv.port()) as s:
+        s.sendall(metadata_frame(4, 1, [first] if first else None)
+                  + metadata_frame(4, 2, [closer]) + metadata_frame(4, 3, ["__sleep_1"])
+                  + api_versions_frame(0, 4))
+        assert decode_metadata(recv_frame(s), 4)[0] == 1
+        assert read_until_closed(s) == b""
+    if closer == "__close_sync":  # a task's CLOSE may come after later frames were parsed
+        assert srv.server.stats.requests - before == 2
+    wait_for(lambda: srv.server.in_flight() == 0, "no request left in flight")
 
 
 # -- backpressure -----------------------------------------------------------------------------
