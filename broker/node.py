@@ -37,8 +37,9 @@ from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
+from broker.network.context import ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
-from broker.network.server import KafkaServer, ListenerSpec, RequestContext
+from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster

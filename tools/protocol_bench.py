@@ -38,7 +38,8 @@ SERVER_SCRIPT = """
 import asyncio, logging, sys
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop, run
-from broker.network.server import KafkaServer, ListenerSpec
+from broker.network.server import KafkaServer
+from broker.network.context import ListenerSpec
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 dispatcher = ApiDispatcher(node_id=1, cluster_id="bench")

@@ -54,7 +54,7 @@ from broker.controller.quorum_state_file import QuorumStateFile, quorum_state_pa
 from broker.controller.raft_inbound import InboundRequests
 from broker.controller.raft_peers import RaftPeer, exchange
 from broker.controller.raft_persist import ReadyPersister
-from broker.network.server import RequestContext
+from broker.network.context import RequestContext
 from broker.protocol.api_keys import ApiKey
 from kraft.log import LogEntry
 from kraft.messages import (

@@ -32,7 +32,7 @@ from kraft.raft import NotLeader
 
 if TYPE_CHECKING:
     from broker.controller.raft_driver import RaftManager
-    from broker.network.server import RequestContext
+    from broker.network.context import RequestContext
     from kraft.raft import RaftNode
 
 __all__ = ["InboundRequests"]

@@ -27,7 +27,7 @@ from broker.groups.records import (
     offset_commit_value,
     partition_for,
 )
-from broker.network.server import RequestContext
+from broker.network.context import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader

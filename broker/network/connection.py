@@ -39,7 +39,7 @@ from broker.protocol.framing import (
 from kraft.codec import DecodeError, Message
 
 if TYPE_CHECKING:
-    from broker.network.server import Handler, ListenerSpec, ServerStats
+    from broker.network.context import Handler, ListenerSpec, ServerStats
 
 __all__ = [
     "BLOCK",

@@ -1,7 +1,7 @@
 """Request dispatch: API key -> handler method, and the version table we advertise.
 
 A node gives ``ApiDispatcher.handlers`` and ``ApiDispatcher.advertised`` to its broker listeners
-(``broker.network.server.ListenerSpec``): the server's per-listener route table then calls each
+(``broker.network.context.ListenerSpec``): the server's per-listener route table then calls each
 handler directly. ``handle`` routes by API key, for a server with one handler for everything
 (the protocol benchmark, tests). ApiVersions never reaches a handler: the server answers it. A
 handler
@@ -25,7 +25,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from broker.network.server import RequestContext
+from broker.network.context import RequestContext
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from broker.network.server import CLOSE, RequestContext
+from broker.network.context import RequestContext
+from broker.network.server import CLOSE
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader

@@ -33,9 +33,10 @@ from broker.client import (
     choose_version,
     parse_address,
 )
+from broker.network.context import ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop
-from broker.network.server import KafkaServer, ListenerSpec, RequestContext
+from broker.network.server import KafkaServer
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import (
     ErrorCode,

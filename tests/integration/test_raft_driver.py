@@ -21,7 +21,8 @@ from broker.controller.raft_driver import (
     RaftManager,
 )
 from broker.controller.raft_wire import describe_quorum_from_wire, describe_quorum_request
-from broker.network.server import KafkaServer, ListenerSpec
+from broker.network.context import ListenerSpec
+from broker.network.server import KafkaServer
 from broker.protocol.api_keys import ApiKey
 
 CLUSTER = "raft-driver-test-cluster"

@@ -24,7 +24,8 @@ from broker.controller.quorum_state_file import (
     read_quorum_state,
 )
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
-from broker.network.server import KafkaServer, ListenerSpec
+from broker.network.context import ListenerSpec
+from broker.network.server import KafkaServer
 from broker.protocol.api_keys import ApiKey
 from kraft.messages import BeginQuorumEpoch, FetchRequest, Message, VoteRequest, VoteResponse
 from tools.proc_cluster import free_ports

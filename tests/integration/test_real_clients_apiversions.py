@@ -34,7 +34,8 @@ SERVER_SCRIPT = """
 import asyncio, logging, sys
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import run
-from broker.network.server import KafkaServer, ListenerSpec
+from broker.network.server import KafkaServer
+from broker.network.context import ListenerSpec
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")

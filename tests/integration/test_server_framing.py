@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broker.network.context import ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop
-from broker.network.server import CLOSE, KafkaServer, ListenerSpec, RequestContext
+from broker.network.server import CLOSE, KafkaServer
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import encode_request, parse_response_header

@@ -22,7 +22,7 @@ from broker.network.connection import (
     ProtocolError,
     ServerConnection,
 )
-from broker.network.server import ListenerSpec, ServerStats
+from broker.network.context import ListenerSpec, ServerStats
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import encode_request, parse_response_header
 from broker.protocol.messages import api_versions, metadata
