@@ -1,9 +1,11 @@
-"""The data-path APIs on the broker listener: Produce, Fetch, ListOffsets, OffsetForLeaderEpoch.
+"""The data-path APIs on the broker listener: Produce, Fetch, ListOffsets, OffsetForLeaderEpoch,
+DeleteRecords.
 
 Handlers translate between the wire messages and ``ReplicaManager``. A handler that can answer
 at once is a plain function returning the response (the server's cheap path); one that waits
 (``acks=all`` until the high watermark passes the batch, a Fetch long poll) returns a
 coroutine, which the server runs as a task while keeping responses in request order.
+DeleteRecords waits the same way, until the low watermark reaches the requested offsets.
 
 Versions (``ADVERTISED``): low minimums so every client we test enables its features
 (docs/clients.md); Produce below v3 (magic 0/1 batches) is answered with UNSUPPORTED_VERSION per
@@ -20,7 +22,13 @@ from broker.network.server import CLOSE
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
-from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch, produce
+from broker.protocol.messages import (
+    delete_records,
+    fetch,
+    list_offsets,
+    offset_for_leader_epoch,
+    produce,
+)
 from broker.replication.fetch_session import CachedPartition, FetchContext, FetchSessionCache
 from broker.replication.replica_manager import ReplicaManager
 from storage.errors import StorageError
@@ -35,6 +43,7 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.FETCH: (4, 12),
     ApiKey.LIST_OFFSETS: (0, 7),
     ApiKey.OFFSET_FOR_LEADER_EPOCH: (0, 4),
+    ApiKey.DELETE_RECORDS: (0, 2),
 }
 
 MIN_PRODUCE_VERSION = 3  # magic-2 record batches
@@ -51,6 +60,7 @@ class DataApis:
             ApiKey.FETCH: self.handle_fetch,
             ApiKey.LIST_OFFSETS: self.handle_list_offsets,
             ApiKey.OFFSET_FOR_LEADER_EPOCH: self.handle_offset_for_leader_epoch,
+            ApiKey.DELETE_RECORDS: self.handle_delete_records,
         }
 
     # -- Produce (0) --------------------------------------------------------------------------
@@ -211,7 +221,7 @@ class DataApis:
                         current_leader_epoch=c.current_leader_epoch,
                         last_fetched_epoch=c.last_fetched_epoch,
                         max_bytes=max(min(c.max_bytes, remaining), 0), min_one=not read_any,
-                        replica_id=replica_id)
+                        replica_id=replica_id, log_start_offset=c.log_start_offset)
             remaining -= len(r.records)
             read_any = read_any or bool(r.records)
             out.append((c, r))
@@ -342,3 +352,57 @@ class DataApis:
                                               leader_epoch=epoch, end_offset=end))
             topics.append(R.OffsetForLeaderTopicResult(topic=td.topic, partitions=parts))
         return R.cls(throttle_time_ms=0, topics=topics)
+
+    # -- DeleteRecords (21) -------------------------------------------------------------------
+
+    def handle_delete_records(self, ctx: RequestContext, header: RequestHeader,
+                              request: Any) -> Any:
+        """Kafka's ReplicaManager.deleteRecords: each leader moves its log start at once; the
+        answer waits (like acks=all) until every partition's low watermark reaches the offset,
+        or the request's timeout (REQUEST_TIMED_OUT)."""
+        rm = self.rm
+        results: list[tuple[str, list[list[Any]]]] = []  # rows: [partition, low wm, error]
+        waiting: list[tuple[list[Any], tuple[str, int], int]] = []  # (row, tp, required)
+        for td in request.topics:
+            rows: list[list[Any]] = []
+            for p in td.partitions:
+                code, required, lw = rm.delete_records_on_leader(td.name, p.partition_index,
+                                                                 p.offset)
+                row = [p.partition_index, lw, code]
+                rows.append(row)
+                if code == ErrorCode.NONE and lw < required:
+                    row[2] = ErrorCode.REQUEST_TIMED_OUT  # until the low watermark is there
+                    waiting.append((row, (td.name, p.partition_index), required))
+            results.append((td.name, rows))
+
+        def settle() -> bool:
+            still = []
+            for w in waiting:
+                status = rm.delete_records_status(w[1], w[2])
+                if status is None:
+                    still.append(w)
+                else:
+                    w[0][2], w[0][1] = status
+            waiting[:] = still
+            return not still
+
+        if not waiting or settle():
+            return self._delete_records_response(results)
+        return self._delayed_delete_records(results, waiting, settle, request.timeout_ms)
+
+    async def _delayed_delete_records(self, results: list[tuple[str, list[list[Any]]]],
+                                      waiting: list[tuple[list[Any], tuple[str, int], int]],
+                                      settle: Any, timeout_ms: int) -> Any:
+        await self.rm.delete_records_purgatory.wait([w[1] for w in waiting], settle,
+                                                    max(timeout_ms, 0) / 1000)
+        settle()
+        return self._delete_records_response(results)
+
+    @staticmethod
+    def _delete_records_response(results: list[tuple[str, list[list[Any]]]]) -> Any:
+        R = delete_records.RESPONSE
+        return R.cls(throttle_time_ms=0, topics=[
+            R.DeleteRecordsTopicResult(name=name, partitions=[
+                R.DeleteRecordsPartitionResult(partition_index=row[0], low_watermark=row[1],
+                                               error_code=int(row[2])) for row in rows])
+            for name, rows in results])

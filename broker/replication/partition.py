@@ -131,6 +131,8 @@ class ReplicaState:
     # The leader's log end offset when this follower last fetched: fetching at or beyond it
     # later means the follower was caught up at that earlier fetch.
     last_fetch_leader_leo: int = UNKNOWN_OFFSET
+    # The follower's log start offset, as its last fetch reported it (the low watermark).
+    log_start_offset: int = UNKNOWN_OFFSET
 
     def is_caught_up(self, leader_leo: int, now_ms: int, max_lag_ms: int) -> bool:
         return self.log_end_offset == leader_leo or now_ms - self.last_caught_up_ms <= max_lag_ms

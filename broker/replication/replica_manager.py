@@ -29,6 +29,12 @@ from broker.config import KafkaConfig
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
+from broker.replication.delete_records import (
+    INTERNAL_TOPICS,
+    INVALID_LOW_WATERMARK,
+    delete_target,
+    low_watermark,
+)
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition
@@ -91,6 +97,7 @@ class ReplicaManager(MetadataApplier):
         self.image = MetadataImage()
         self.produce_purgatory: Purgatory[TP] = Purgatory("produce")
         self.fetch_purgatory: Purgatory[TP] = Purgatory("fetch")
+        self.delete_records_purgatory: Purgatory[TP] = Purgatory("deleteRecords")
         self._checkpointed_hw = log_manager.read_high_watermarks()
         self.fetchers = ReplicaFetcherManager(self)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -131,6 +138,7 @@ class ReplicaManager(MetadataApplier):
                 await t
         self.produce_purgatory.cancel_all()
         self.fetch_purgatory.cancel_all()
+        self.delete_records_purgatory.cancel_all()
 
     def add_leadership_listener(self, fn: Callable[[TP, bool, int], None]) -> None:
         self._leadership_listeners.append(fn)
@@ -179,6 +187,7 @@ class ReplicaManager(MetadataApplier):
     def _wake(self, tp: TP) -> None:
         self.produce_purgatory.check(tp)
         self.fetch_purgatory.check(tp)
+        self.delete_records_purgatory.check(tp)
 
     # -- leader: produce ----------------------------------------------------------------------
 
@@ -382,8 +391,8 @@ class ReplicaManager(MetadataApplier):
         return ErrorCode.NONE, hp
 
     def read(self, topic: str, partition: int, *, fetch_offset: int, current_leader_epoch: int,
-             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int
-             ) -> PartitionRead:
+             last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int,
+             log_start_offset: int = -1) -> PartitionRead:
         """Read one partition for a Fetch: consumers up to the HW, followers up to the log end
         (a follower fetch also records the follower's progress, which may move the HW)."""
         code, hp = self.leader_partition(topic, partition, current_leader_epoch)
@@ -405,6 +414,8 @@ class ReplicaManager(MetadataApplier):
                                  log.log_start_offset, diverging_epoch=pos.diverging_epoch)
         if pos.hw_moved:
             self._wake(hp.tp)
+        if replica_id >= 0 and log_start_offset >= 0:
+            self._follower_log_start(hp, replica_id, log_start_offset)
         if pos.progress:
             self._after_follower_fetch(hp, replica_id)
         max_offset = pos.max_offset
@@ -425,6 +436,12 @@ class ReplicaManager(MetadataApplier):
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
         hw = st.high_watermark
         return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
+
+    def _follower_log_start(self, hp: Partition, replica_id: int, log_start: int) -> None:
+        r = hp.state.followers.get(replica_id)
+        if r is not None and r.log_start_offset != log_start:
+            r.log_start_offset = log_start
+            self.delete_records_purgatory.check(hp.tp)
 
     def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
         change = hp.state.expand_candidate(replica_id, self._eligible(replica_id),
@@ -460,6 +477,52 @@ class ReplicaManager(MetadataApplier):
             return 0
         with sl:
             return sl.length
+
+    # -- DeleteRecords ------------------------------------------------------------------------
+
+    def delete_records_on_leader(self, topic: str, partition: int, offset: int
+                                 ) -> tuple[ErrorCode, int, int]:
+        """Move the leader's log start to ``offset`` (-1: the high watermark), deleting the
+        segments wholly below it. Returns (error, the offset the answer waits for, the low
+        watermark now)."""
+        code, hp = self.leader_partition(topic, partition, -1)
+        if hp is None:
+            return code, -1, INVALID_LOW_WATERMARK
+        log = hp.log
+        code, target = delete_target(offset, hp.state.high_watermark,
+                                     delete_policy=log.config.delete_enabled,
+                                     internal=topic in INTERNAL_TOPICS)
+        if code:
+            return code, -1, INVALID_LOW_WATERMARK
+        try:
+            if log.maybe_increment_log_start_offset(target):
+                hp.producers.on_log_start_offset_incremented(log.log_start_offset)
+                logger.info("Incremented the log start offset of %s-%d to %d (deleted records)",
+                            topic, partition, log.log_start_offset)
+        except (StorageError, OSError) as e:
+            logger.error("Deleting records of %s-%d failed: %s", topic, partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR, -1, INVALID_LOW_WATERMARK
+        return ErrorCode.NONE, target, self._low_watermark(hp)
+
+    def delete_records_status(self, tp: TP, required: int) -> tuple[ErrorCode, int] | None:
+        """A waiting DeleteRecords: None until the low watermark reaches ``required``, else
+        (error, low watermark)."""
+        hp = self.partitions.get(tp)
+        if hp is None:
+            return self.unknown_or_not_leader(*tp), INVALID_LOW_WATERMARK
+        if not hp.state.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER, INVALID_LOW_WATERMARK
+        lw = self._low_watermark(hp)
+        return (ErrorCode.NONE, lw) if lw >= required else None
+
+    def _low_watermark(self, hp: Partition) -> int:
+        brokers = self.image.cluster.brokers
+
+        def alive(broker_id: int) -> bool:
+            b = brokers.get(broker_id)
+            return b is not None and not b.fenced
+
+        return low_watermark(hp.log.log_start_offset, hp.state.followers.values(), alive)
 
     # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
 
