@@ -543,6 +543,14 @@ class Partition:
         if leader_log_start > log.log_start_offset:
             log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
 
+    def delete_records_before(self, offset: int) -> bool:
+        """DeleteRecords on the leader: move the log start to ``offset`` (deleting the segments
+        wholly below it) and drop producer state below it. True if the start moved."""
+        if not self.log.maybe_increment_log_start_offset(offset):
+            return False
+        self.producers.on_log_start_offset_incremented(self.log.log_start_offset)
+        return True
+
     def truncate(self, offset: int, now_ms: int) -> None:
         """Truncate the log to ``offset``, or restart it empty there when ``offset`` is outside
         it (below its start, or past its end: behind the leader's log start); the producer

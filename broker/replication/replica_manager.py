@@ -495,8 +495,7 @@ class ReplicaManager(MetadataApplier):
         if code:
             return code, -1, INVALID_LOW_WATERMARK
         try:
-            if log.maybe_increment_log_start_offset(target):
-                hp.producers.on_log_start_offset_incremented(log.log_start_offset)
+            if hp.delete_records_before(target):
                 logger.info("Incremented the log start offset of %s-%d to %d (deleted records)",
                             topic, partition, log.log_start_offset)
         except (StorageError, OSError) as e:
