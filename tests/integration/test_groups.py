@@ -148,18 +148,25 @@ def described(c: ProcCluster, group: str) -> tuple[int, str, set[str]]:
 class PollingThread:
     """A kafka-python consumer polling in a thread; ``assigned`` mirrors its assignment.
 
-    ``metadata_max_age_ms`` is short because a kafka-python group leader that computes the
-    assignment before its first metadata response for the topic arrives assigns nothing, and
-    only rejoins once a later metadata response shows the partitions: with the default
-    (5 minutes) a lost refresh request can leave the group with an empty assignment.
+    The consumer learns the topic's partitions before it subscribes. A kafka-python group
+    leader that computes the assignment before its first metadata response for the topic
+    arrives assigns nothing and rejoins once metadata shows the partitions; kafka-python
+    3.0.12 can lose that rejoin: when its JoinGroup + SyncGroup outlast one ``poll()``
+    timeout, the leader's new assignment snapshot makes the next poll find nothing to rejoin,
+    so the completed join is never applied, heartbeats stay disabled and the coordinator
+    expires the member (docs/clients.md). ``metadata_max_age_ms`` stays short for the same
+    reason (with the default, 5 minutes, a lost refresh keeps the assignment empty).
     """
 
     def __init__(self, bootstrap: str, group: str, topic: str, **kw: Any) -> None:
         from kafka import KafkaConsumer
         self.consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+            bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
             session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500, metadata_max_age_ms=3000,
             **kw)
+        wait_until(lambda: self.consumer.partitions_for_topic(topic), 20,
+                   f"kafka-python metadata for {topic}")
+        self.consumer.subscribe([topic])
         self.assigned: set[int] = set()
         self.values: list[bytes] = []
         self.error: BaseException | None = None
