@@ -45,6 +45,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
 from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
+from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
@@ -210,6 +211,7 @@ class Node:
         rm.start()
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
+        broker_handlers.update(LogDirApis(self.log_manager, rm.hosted).handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own
