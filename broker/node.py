@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.admin.apis import AdminApis
 from broker.admin.http import AdminHttpServer
+from broker.admin.topic_partitions import TopicPartitionsApi
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
@@ -170,6 +171,7 @@ class Node:
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
+            broker_handlers.update(TopicPartitionsApi(lambda: self.loader.image).handlers)
             self.admin = AdminApis(
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
