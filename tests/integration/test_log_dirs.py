@@ -2,7 +2,8 @@
 client (``describe_log_dirs``, ``describe_topic_partitions``), the wire, ``kafka-log-dirs`` and
 ``kafka-topics --describe``: every replica reports its partitions and their sizes grow as
 records arrive; pages of DescribeTopicPartitions give every partition exactly once; an unknown
-topic is UNKNOWN_TOPIC_OR_PARTITION.
+topic is UNKNOWN_TOPIC_OR_PARTITION. And on one node with two log dirs, a dir that fails to
+load is answered KAFKA_STORAGE_ERROR.
 """
 
 from __future__ import annotations
@@ -277,3 +278,55 @@ def test_kafka_log_dirs_and_kafka_topics_tools(cluster: ProcCluster, admin: Any)
     for i, line in enumerate(out[1:]):
         assert re.fullmatch(rf"\tTopic: {WIDE}\tPartition: {i}\tLeader: \d+\t"
                             r"Replicas: \d+,\d+\tIsr: [\d,]+", line), line
+
+
+def test_an_offline_log_dir_is_reported(tmp_path: Path) -> None:
+    """A node with two log dirs, one of which fails to load after a restart: it answers that
+    directory KAFKA_STORAGE_ERROR (kafka-python sees the code, kafka-log-dirs Kafka's exception
+    class) and the other one as before."""
+    first, second = tmp_path / "node-1" / "data", tmp_path / "second-dir"
+    c = ProcCluster(tmp_path, controllers=1, combined=True,
+                    extra={"log.dirs": f"{first},{second}"})
+    c.start()
+    try:
+        ka = kafka_admin.KafkaAdminClient(bootstrap_servers=c.bootstrap_servers)
+        try:
+            ka.create_topics([NewTopic("spread", 2, 1)])
+
+            def spread() -> dict[str, list[int]] | None:
+                placed = {d["log_dir"]: [p["partition_index"] for t in d["topics"]
+                                         for p in t["partitions"] if t["name"] == "spread"]
+                          for d in ka.describe_log_dirs()[0]["log_dirs"]}
+                return placed if all(placed.values()) else None
+
+            # A new log goes to the directory holding the fewest: one partition in each.
+            placed = until("a partition in each dir", spread)
+        finally:
+            ka.close()
+        assert set(placed) == {os.path.abspath(first), os.path.abspath(second)}
+        c.stop_all()
+        (broken,) = [p for p in second.iterdir() if p.name.startswith("spread-")]
+        for f in broken.glob("*.log"):
+            f.unlink()
+            f.mkdir()  # the segment cannot be opened: an I/O error, the dir goes offline
+        c.start()
+        r = _run("tools.log_dirs", "--bootstrap-server", c.bootstrap_servers, "--describe")
+        assert r.returncode == 0, r.stderr
+        (broker,) = json.loads(r.stdout.splitlines()[2])["brokers"]
+        by_dir = {d["logDir"]: d for d in broker["logDirs"]}
+        assert by_dir[os.path.abspath(second)]["error"] == \
+            "org.apache.kafka.common.errors.KafkaStorageException"
+        assert by_dir[os.path.abspath(second)]["partitions"] == []
+        good = by_dir[os.path.abspath(first)]
+        assert good["error"] is None
+        assert f"spread-{placed[str(first)][0]}" in [p["partition"] for p in good["partitions"]]
+        ka = kafka_admin.KafkaAdminClient(bootstrap_servers=c.bootstrap_servers)
+        try:
+            dirs = {d["log_dir"]: d for d in ka.describe_log_dirs({"spread": [0, 1]})[0][
+                "log_dirs"]}
+        finally:
+            ka.close()
+        assert dirs[os.path.abspath(second)]["error_code"] == ErrorCode.KAFKA_STORAGE_ERROR
+        assert dirs[os.path.abspath(first)]["error_code"] == 0
+    finally:
+        c.shutdown()
