@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.admin.apis import AdminApis
 from broker.admin.http import AdminHttpServer
+from broker.admin.topic_partitions import TopicPartitionsApi
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
@@ -45,6 +46,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
 from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
+from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import Endpoint as BrokerEndpoint
@@ -169,6 +171,7 @@ class Node:
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
+            broker_handlers.update(TopicPartitionsApi(lambda: self.loader.image).handlers)
             self.admin = AdminApis(
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
@@ -210,6 +213,7 @@ class Node:
         rm.start()
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
+        broker_handlers.update(LogDirApis(self.log_manager, rm.hosted).handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own

@@ -8,6 +8,8 @@
     kafka-topics --bootstrap-server HOST:PORT --delete --topic T
 
 ``--topic`` may be a regular expression for --list/--describe/--alter/--delete, as in Kafka.
+--describe reads the partitions with DescribeTopicPartitions, a page at a time, as Kafka's tool
+does since 3.8 (Metadata from a cluster that does not serve it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from broker.client import KafkaClient, TopicInfo
+from broker.client import KafkaClient, PartitionInfo, TopicInfo, UnsupportedVersionError
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.messages import describe_topic_partitions
 from tools.cli_client import (
     OP_SET,
     RESOURCE_TYPES,
@@ -30,6 +34,7 @@ from tools.cli_client import (
     create_topic,
     delete_topic,
     describe_configs_of,
+    failure,
     parse_properties_args,
     run_tool,
 )
@@ -105,10 +110,46 @@ def _ids(xs: Sequence[int]) -> str:
     return ",".join(map(str, xs))
 
 
+# Partitions per DescribeTopicPartitions answer (Kafka's tool: --partition-size-limit-per-response,
+# default 2000).
+PARTITIONS_PER_RESPONSE = 2000
+
+
+async def describe_partitions(client: KafkaClient, names: Sequence[str],
+                              limit: int = PARTITIONS_PER_RESPONSE
+                              ) -> dict[str, list[PartitionInfo]] | None:
+    """The partitions of ``names`` from DescribeTopicPartitions, following its cursor until the
+    last page; None when the cluster does not serve it. A topic's error is a ``CliError``."""
+    if not names:
+        return {}
+    R = describe_topic_partitions.REQUEST
+    out: dict[str, list[PartitionInfo]] = {n: [] for n in names}
+    cursor = None
+    while True:
+        req = R.cls(topics=[R.TopicRequest(name=n) for n in names],
+                    response_partition_limit=limit, cursor=cursor)
+        try:
+            resp = await client.send_to_any(ApiKey.DESCRIBE_TOPIC_PARTITIONS, req)
+        except UnsupportedVersionError:
+            return None
+        for t in resp.topics:
+            if t.error_code:
+                raise failure(f"Describing topic {t.name}", t.error_code)
+            out.setdefault(t.name, []).extend(PartitionInfo(
+                t.name, p.partition_index, p.leader_id, p.leader_epoch, tuple(p.replica_nodes),
+                tuple(p.isr_nodes), tuple(p.offline_replicas), p.error_code)
+                for p in t.partitions)
+        nxt = resp.next_cursor
+        if nxt is None:
+            return out
+        cursor = R.Cursor(topic_name=nxt.topic_name, partition_index=nxt.partition_index)
+
+
 async def describe(client: KafkaClient, args: argparse.Namespace) -> int:
     topics = await _matching(client, args.topic, exclude_internal=args.exclude_internal)
     if args.topic and not topics and not args.if_exists:
         raise CliError(f"Topic '{args.topic}' does not exist as expected")
+    described = await describe_partitions(client, sorted(topics))
     live = set(client.cluster.brokers)
     partition_filter = (args.under_replicated_partitions or args.unavailable_partitions
                         or args.under_min_isr_partitions)
@@ -117,7 +158,8 @@ async def describe(client: KafkaClient, args: argparse.Namespace) -> int:
                    if c.source == "DYNAMIC_TOPIC_CONFIG"]
         if args.topics_with_overrides and not configs:
             continue
-        parts = [t.partitions[i] for i in sorted(t.partitions)]
+        parts = (sorted(described[name], key=lambda p: p.partition) if described is not None
+                 else [t.partitions[i] for i in sorted(t.partitions)])
         rf = len(parts[0].replicas) if parts else 0
         if not partition_filter:
             conf = ",".join(f"{c.name}={'SENSITIVE' if c.is_sensitive else c.value}"

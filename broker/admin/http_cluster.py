@@ -1,5 +1,6 @@
 """HTTP admin routes about the cluster as a whole and about this node: the cluster summary and
-its health, the registered brokers (and this node's shutdown), the Raft quorum (locally on the
+its health, the registered brokers (their log directories, asked with DescribeLogDirs, and this
+node's shutdown), the Raft quorum (locally on the
 Raft leader, otherwise DescribeQuorum sent to the active controller), readiness and liveness,
 Prometheus metrics (with the consumer lag of the groups this broker coordinates), and the
 OpenAPI document.
@@ -16,16 +17,18 @@ from aiohttp import web
 
 from broker.admin.http_common import (
     LATEST_TIMESTAMP,
+    READ_TIMEOUT_S,
     HttpError,
     RouteBase,
     json_response,
+    kafka_error,
     path_int,
 )
 from broker.admin.openapi import PROMETHEUS_TEXT, openapi_document
 from broker.controller.channel import ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
-from broker.protocol.messages import describe_quorum
+from broker.protocol.messages import describe_log_dirs, describe_quorum
 
 __all__ = ["ClusterRoutes"]
 
@@ -39,7 +42,8 @@ SECURITY_PROTOCOLS = {0: "PLAINTEXT", 1: "SSL", 2: "SASL_PLAINTEXT", 3: "SASL_SS
 
 
 class ClusterRoutes(RouteBase):
-    """GET /v1/cluster, /v1/brokers[/{id}], POST /v1/brokers/{id}/shutdown, GET /v1/quorum,
+    """GET /v1/cluster, /v1/brokers[/{id}[/log-dirs]], POST /v1/brokers/{id}/shutdown,
+    GET /v1/quorum,
     /v1/status/{ready,live}, /metrics, /v1/openapi.json."""
 
     # -- cluster and brokers ----------------------------------------------------------------
@@ -127,6 +131,32 @@ class ClusterRoutes(RouteBase):
                     replicas += 1
         return json_response({**self._broker(b), "leader_partitions": leader,
                               "replica_partitions": replicas})
+
+    async def get_broker_log_dirs(self, request: web.Request) -> web.Response:
+        """The broker's own answer to DescribeLogDirs (every partition), over the Kafka
+        protocol: any node can ask any live broker."""
+        broker_id = path_int(request, "broker_id")
+        b = self.image.cluster.brokers.get(broker_id)
+        if b is None:
+            raise HttpError(404, "BROKER_NOT_AVAILABLE", f"Broker {broker_id} is not registered")
+        if b.fenced:
+            raise HttpError(503, "BROKER_NOT_AVAILABLE", f"Broker {broker_id} is fenced")
+        resp = await self._kafka_call("DescribeLogDirs", lambda c: c.send_to(
+            broker_id, ApiKey.DESCRIBE_LOG_DIRS, describe_log_dirs.REQUEST.cls(topics=None),
+            timeout_s=READ_TIMEOUT_S))
+        if resp.error_code:
+            raise kafka_error(resp.error_code, f"DescribeLogDirs of broker {broker_id}")
+        return json_response({"broker_id": broker_id, "log_dirs": [{
+            "log_dir": r.log_dir,
+            "error_code": _error_name(r.error_code) if r.error_code else None,
+            "total_bytes": r.total_bytes if r.total_bytes >= 0 else None,
+            "usable_bytes": r.usable_bytes if r.usable_bytes >= 0 else None,
+            "partitions": sorted(({"topic": t.name, "partition": p.partition_index,
+                                   "size": p.partition_size, "offset_lag": p.offset_lag,
+                                   "is_future": p.is_future_key}
+                                  for t in r.topics for p in t.partitions),
+                                 key=lambda x: (x["topic"], x["partition"])),
+        } for r in resp.results]})
 
     async def shutdown_broker(self, request: web.Request) -> web.Response:
         broker_id = path_int(request, "broker_id")
@@ -247,6 +277,13 @@ class ClusterRoutes(RouteBase):
 
     async def get_openapi(self, request: web.Request) -> web.Response:
         return json_response(openapi_document(f"{request.scheme}://{request.host}"))
+
+
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"KAFKA_ERROR_{code}"
 
 
 def _quorum_body(cluster_id: str, leader_id: int, leader_epoch: int, high_watermark: int,

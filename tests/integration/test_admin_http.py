@@ -10,6 +10,7 @@ shut down through the API.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +133,35 @@ def test_cluster_brokers_and_quorum_agree_across_nodes(cluster: ProcCluster) -> 
     error(call("GET", url(cluster, 3, "/v1/brokers/99")), 404)
     error(call("GET", url(cluster, 3, "/v1/brokers/abc")), 400, "broker_id")
     error(call("GET", url(cluster, 3, "/v1/brokers/-1")), 400, "broker_id")
+
+
+def test_broker_log_dirs(cluster: ProcCluster) -> None:
+    """Each broker's log directory and the partitions in it, asked of that broker from any
+    node; sizes follow the records produced."""
+    ok(call("POST", url(cluster, 1, "/v1/topics"), {
+        "name": "dirs-demo", "partitions": 2, "replication_factor": 3}), 201)
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all"})
+    for i in range(20):
+        p.produce("dirs-demo", value=b"v" * 100, partition=1)
+    assert p.flush(30) == 0
+
+    def dirs(asker: int, broker: int) -> Any:
+        body = ok(call("GET", url(cluster, asker, f"/v1/brokers/{broker}/log-dirs")))
+        (d,) = body["log_dirs"]
+        parts = {(x["topic"], x["partition"]): x for x in d["partitions"]}
+        if body["broker_id"] == broker and {("dirs-demo", 0), ("dirs-demo", 1)} <= set(parts) \
+                and parts[("dirs-demo", 1)]["size"] >= 20 * 100:
+            return d, parts
+        return None
+
+    for broker in cluster.broker_ids:
+        d, parts = wait_until(lambda b=broker: dirs(1 + b % 3, b), 30, f"log dirs of {broker}")
+        assert d["log_dir"] == os.path.abspath(cluster.nodes[broker].data_dir)
+        assert d["error_code"] is None and d["total_bytes"] >= d["usable_bytes"] > 0
+        assert parts[("dirs-demo", 0)]["size"] == 0
+        assert all(x["offset_lag"] == 0 and x["is_future"] is False for x in parts.values())
+    error(call("GET", url(cluster, 1, "/v1/brokers/99/log-dirs")), 404)
+    error(call("GET", url(cluster, 1, "/v1/brokers/x/log-dirs")), 400)
 
 
 def test_unknown_route_and_method_are_json_errors(cluster: ProcCluster) -> None:

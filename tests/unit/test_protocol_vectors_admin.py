@@ -157,6 +157,8 @@ _KP_PAIRS: dict[str, tuple[Any, str]] = {
     "describe_quorum": (kp_admin, "DescribeQuorum"),
     "describe_cluster": (kp_admin, "DescribeCluster"),
     "describe_producers": (kp_admin, "DescribeProducers"),
+    "describe_log_dirs": (kp_admin, "DescribeLogDirs"),
+    "describe_topic_partitions": (kp_admin, "DescribeTopicPartitions"),
     "describe_transactions": (kp_admin, "DescribeTransactions"),
     "list_transactions": (kp_admin, "ListTransactions"),
 }

@@ -291,6 +291,8 @@ def _hand_written_cases(package: Any, bases: tuple[type, ...], label: str) -> li
 KNOWN_CLIENT_BUGS = {
     ("aiokafka", "ListOffsets", "request", 4): "aiokafka declares current_leader_epoch as int64",
     ("aiokafka", "ListOffsets", "request", 5): "aiokafka declares current_leader_epoch as int64",
+    ("legacy", "DescribeLogDirs", "request", 0):
+        "kafka-python's legacy schema declares partitions as one int32, not an array",
 }
 
 LEGACY_CASES = _hand_written_cases(kafka_old, (OldRequest, OldResponse), "legacy")
