@@ -154,6 +154,7 @@ def alter_partition_reassignments(image: MetadataImage, config: ControllerConfig
     written together."""
     b = RecordBuilder(image)
     results: list[ReassignableTopicResult] = []
+    seen: set[tuple[str, int]] = set()
     for t in request.topics:
         parts: list[ReassignablePartitionResult] = []
         for p in t.partitions:
@@ -163,8 +164,12 @@ def alter_partition_reassignments(image: MetadataImage, config: ControllerConfig
                     raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                                    f"Unable to find a topic named {t.name}.")
                 # The same partition twice in one request: the second sees the first.
-                topic = b.image.topics.by_name[t.name]
-                rec = _change(b.image, config, topic, p, request.allow_replication_factor_change)
+                now = image
+                if (t.name, p.partition_index) in seen:
+                    now = b.image
+                    topic = now.topics.by_name[t.name]
+                seen.add((t.name, p.partition_index))
+                rec = _change(now, config, topic, p, request.allow_replication_factor_change)
             except ApiError as e:
                 parts.append(ReassignablePartitionResult(p.partition_index, e.code, e.message))
                 continue

@@ -284,3 +284,14 @@ def test_tick_rebalances_at_the_interval_and_again_at_once_when_batches_remain()
     h.apply(h.c.tick(1000))
     assert [_part(h, "t", i).leader for i in range(4)] == [1, 1, 1, 1]
     check_invariants(h.image)
+
+
+def test_the_same_partition_twice_in_one_request_sees_the_first() -> None:
+    h = _harness(1, 2, 3)
+    _topic(h, "t", [[1, 2]])
+    req = AlterPartitionReassignmentsRequest((ReassignableTopic("t", (
+        ReassignablePartition(0, (2, 3)), ReassignablePartition(0, None))),))
+    reply = h.apply(h.c.alter_partition_reassignments(req, h.now))
+    assert [p.error_code for p in reply.results[0].partitions] == [E.NONE, E.NONE]
+    p = _part(h)
+    assert set(p.replicas) == {1, 2} and not p.adding_replicas and not p.removing_replicas
