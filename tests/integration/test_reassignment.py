@@ -7,6 +7,7 @@ move, a confluent-kafka consumer reading afterwards, and ``kafka-reassign-partit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,6 +20,10 @@ from typing import Any
 
 import pytest
 
+from broker.client import KafkaConnection, parse_address
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.messages import list_partition_reassignments
 from tools.proc_cluster import REPO, ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")
@@ -115,6 +120,22 @@ def throttles(admin: KafkaAdminClient, topic: str, broker: int) -> dict[str, str
             for k, c in configs.items() if "throttled" in k}
 
 
+def list_on_controller(address: str) -> tuple[int, list[Any]]:
+    async def run() -> Any:
+        host, port = parse_address(address)
+        conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
+        try:
+            R = list_partition_reassignments.REQUEST
+            return await conn.send(ApiKey.LIST_PARTITION_REASSIGNMENTS,
+                                   R.cls(timeout_ms=5000, topics=None), 0, timeout_s=10.0)
+        finally:
+            await conn.close()
+
+    resp = asyncio.run(run())
+    return resp.error_code, [(t.name, p.partition_index, p.replicas, p.adding_replicas,
+                              p.removing_replicas) for t in resp.topics for p in t.partitions]
+
+
 def tool(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "tools.reassign_partitions", *args],
@@ -193,6 +214,11 @@ def test_throttled_move_is_listed_in_progress_and_cancel_reverts(
         time.sleep(0.3)
     assert admin.list_partition_reassignments({"th": [0]}) == expected
     assert admin.list_partition_reassignments({"th": [1], "nope": [0]}) == {}
+    # On the controller listeners: the active controller lists it, the others redirect.
+    answers = sorted(list_on_controller(cluster.nodes[n].controller_address)
+                     for n in cluster.controller_ids)
+    assert answers == [(0, [("th", 0, [2, 3, 1], [3], [1])])] + [
+        (ErrorCode.NOT_CONTROLLER, [])] * 2, answers
     r = tool("--bootstrap-server", cluster.bootstrap_servers, "--list")
     assert r.stdout.splitlines() == ["Current partition reassignments:",
                                      "th-0: replicas: 2,3,1. adding: 3. removing: 1."], r.stdout
