@@ -475,7 +475,7 @@ _DEFS: list[ConfigDef] = [
     _def("fetch.purgatory.purge.interval.requests", INT, 1000, None, "Fetch purgatory purge."),
     _def("producer.purgatory.purge.interval.requests", INT, 1000, None, "Produce purgatory purge."),
     _def("leader.replication.throttled.rate", LONG, LONG_MAX, AtLeast(0),
-         "Bytes/s a leader sends to throttled replicas (accepted; not enforced)."),
+         "Bytes/s a leader sends to throttled replicas that are out of the ISR."),
     _def("follower.replication.throttled.rate", LONG, LONG_MAX, AtLeast(0),
          "Bytes/s a follower fetches for throttled replicas that are out of the ISR."),
     _def("auto.leader.rebalance.enable", BOOLEAN, True, None,

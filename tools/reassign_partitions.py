@@ -18,8 +18,8 @@ The JSON files have Kafka's shapes: topics to move ``{"topics": [{"topic": "foo"
 ``--throttle`` sets what Kafka's tool sets: ``leader.replication.throttled.replicas`` (the
 current replicas) and ``follower.replication.throttled.replicas`` (the replicas being added) on
 each topic, ``leader.replication.throttled.rate`` and ``follower.replication.throttled.rate`` on
-each broker involved; ``--verify`` removes them once every partition of the file is done
-(the follower rate is enforced, see ``broker.replication.throttle``).
+each broker involved (enforced, see ``broker.replication.throttle``); ``--verify`` removes them
+once every partition of the file is done.
 """
 
 from __future__ import annotations

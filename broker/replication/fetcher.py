@@ -34,7 +34,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
 from broker.replication.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
 from broker.replication.partition import Partition, out_of_range_action, truncation_point
-from broker.replication.throttle import FollowerThrottle
+from broker.replication.throttle import ReplicationThrottle
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class ReplicaFetcher:
             hp = self._current(tp, s)
             if hp is None:
                 continue
-            if throttle.applies(tp[0], tp[1], hp.state.isr):
+            if throttle.applies(tp[0], tp[1], self.rm.node_id in hp.state.isr):
                 allowed = throttle.allowance()
                 if allowed <= 0:
                     s.delayed_until = self.rm.clock.monotonic() + throttle.wait_s()
@@ -416,8 +416,8 @@ class ReplicaFetcherManager:
 
     def __init__(self, rm: FetcherHost) -> None:
         self.rm = rm
-        self.throttle = FollowerThrottle(rm.node_id, rm.config, lambda: rm.image,
-                                         rm.clock.monotonic)
+        self.throttle = ReplicationThrottle(rm.node_id, rm.config, lambda: rm.image,
+                                            rm.clock.monotonic)
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self.source_of: dict[TP, int] = {}
         self._stopping: set[asyncio.Task[None]] = set()

@@ -1,18 +1,19 @@
-"""The follower side of the replication throttle (KIP-73, Kafka's ReplicationQuotaManager for
-FOLLOWER), used while partitions are reassigned (``kafka-reassign-partitions --throttle``).
+"""The replication throttle (KIP-73, Kafka's ReplicationQuotaManager for LEADER and FOLLOWER),
+used while partitions are reassigned (``kafka-reassign-partitions --throttle``).
 
-A replica on this broker is throttled when its topic's ``follower.replication.throttled.replicas``
-names it (``partition:broker`` entries with this broker's id, or ``*``) and it is out of the
-ISR (Kafka's fetcher throttles only replicas that are not in sync, so a throttle never slows a
-follower the high watermark waits for). The fetches of all throttled replicas share one token
-bucket filled at ``follower.replication.throttled.rate`` bytes/s (the dynamic config of this
-broker, else the cluster-wide default, else the static file; Long.MAX_VALUE is no throttle)
-holding at most one second of it: a throttled partition is fetched only while the bucket is
-not empty and asks for at most what the bucket holds (a fetch still returns at least one
-batch), and every byte it brings is taken from the bucket.
-
-``leader.replication.throttled.rate`` and ``leader.replication.throttled.replicas`` are
-accepted (configs, DescribeConfigs) but not enforced: the leader sends what followers ask for.
+Each side has its own pair of configs: ``follower.replication.throttled.replicas`` /
+``follower.replication.throttled.rate`` for this broker's fetchers
+(``broker.replication.fetcher``), ``leader.replication.throttled.replicas`` /
+``leader.replication.throttled.rate`` for what this broker's leaders send followers
+(``ReplicaManager.read``). A replica on this broker is throttled when its topic's list names
+it (``partition:broker`` entries with this broker's id, or ``*``) and the replica being
+replicated to is out of the ISR (Kafka throttles only replicas that are not in sync, so a
+throttle never slows a follower the high watermark waits for). All throttled replicas of one
+side share a token bucket filled at the rate (bytes/s: the dynamic config of this broker,
+else the cluster-wide default, else the static file; Long.MAX_VALUE is no throttle) holding at
+most one second of it: a throttled partition is read only while the bucket is not empty, for
+at most what the bucket holds (still at least one batch), and every byte read is taken from
+the bucket.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ if TYPE_CHECKING:
     from broker.config import KafkaConfig
     from kraft.image import MetadataImage
 
-__all__ = ["FOLLOWER_RATE", "FOLLOWER_REPLICAS", "FollowerThrottle", "TokenBucket",
-           "throttled_partitions"]
+__all__ = ["FOLLOWER_RATE", "FOLLOWER_REPLICAS", "LEADER_RATE", "LEADER_REPLICAS",
+           "ReplicationThrottle", "TokenBucket", "throttled_partitions"]
 
 FOLLOWER_RATE = "follower.replication.throttled.rate"
 FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
+LEADER_RATE = "leader.replication.throttled.rate"
+LEADER_REPLICAS = "leader.replication.throttled.replicas"
 MAX_WAIT_S = 1.0
 
 
@@ -89,36 +92,39 @@ class TokenBucket:
         return min(MAX_WAIT_S, -self.tokens / self.rate + 0.001)
 
 
-class FollowerThrottle:
-    """What the fetchers of this broker ask: is this replica throttled, how many bytes may its
-    next fetch bring, and record what it brought."""
+class ReplicationThrottle:
+    """One side's throttle (``leader`` False: the follower's): is this replica throttled, how
+    many bytes may its next read bring, and record what it brought."""
 
     def __init__(self, node_id: int, config: KafkaConfig, image: Callable[[], MetadataImage],
-                 monotonic: Callable[[], float]) -> None:
+                 monotonic: Callable[[], float], *, leader: bool = False) -> None:
         self.node_id = node_id
         self.config = config
         self._image = image
         self._now = monotonic
         self._bucket: TokenBucket | None = None
+        self.rate_key = LEADER_RATE if leader else FOLLOWER_RATE
+        self.replicas_key = LEADER_REPLICAS if leader else FOLLOWER_REPLICAS
 
     def rate(self) -> int:
         """The rate in force (bytes/s; LONG_MAX: none)."""
         configs = self._image().configs
-        for raw in (configs.broker_config(str(self.node_id)).get(FOLLOWER_RATE),
-                    configs.broker_config("").get(FOLLOWER_RATE)):
+        for raw in (configs.broker_config(str(self.node_id)).get(self.rate_key),
+                    configs.broker_config("").get(self.rate_key)):
             if raw is not None:
                 try:
                     return max(0, int(raw))
                 except ValueError:
                     continue
-        return int(self.config.get(FOLLOWER_RATE))
+        return int(self.config.get(self.rate_key))
 
-    def applies(self, topic: str, partition: int, isr: tuple[int, ...]) -> bool:
-        """Is this replica of ``topic``-``partition`` throttled (named, out of the ISR, with a
-        rate set)? Also brings the bucket to the rate in force."""
-        if self.node_id in isr:
+    def applies(self, topic: str, partition: int, in_sync: bool) -> bool:
+        """Is this replica of ``topic``-``partition`` throttled (named, replicating to a
+        replica out of the ISR (``in_sync`` False), with a rate set)? Also brings the bucket to
+        the rate in force."""
+        if in_sync:
             return False
-        value = self._image().configs.topic_config(topic).get(FOLLOWER_REPLICAS)
+        value = self._image().configs.topic_config(topic).get(self.replicas_key)
         if not value:
             return False
         parts = throttled_partitions(value, self.node_id)

@@ -1,12 +1,12 @@
-"""The follower replication throttle: which replicas it applies to, the token bucket, and the
-rate taken from dynamic broker configs."""
+"""The replication throttle: which replicas it applies to, the token bucket, and the rate taken
+from dynamic broker configs, for the follower and the leader side."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from broker.config import KafkaConfig
-from broker.replication.throttle import FollowerThrottle, TokenBucket, throttled_partitions
+from broker.replication.throttle import ReplicationThrottle, TokenBucket, throttled_partitions
 from kraft.image import ConfigResourceType, ConfigurationsImage
 
 STATIC = KafkaConfig({
@@ -47,23 +47,37 @@ def test_follower_throttle_applies_to_named_out_of_sync_replicas_with_a_rate() -
     now = [0.0]
     image = _image(topic={"follower.replication.throttled.replicas": "0:3,1:4"},
                    broker={"follower.replication.throttled.rate": "100"})
-    th = FollowerThrottle(3, STATIC, lambda: image, lambda: now[0])
-    assert th.applies("t", 0, isr=(1, 2))
-    assert not th.applies("t", 0, isr=(1, 3))  # in sync: never slowed down
-    assert not th.applies("t", 1, isr=(1,))  # another broker's replica
-    assert not th.applies("u", 0, isr=(1,))  # no throttled replicas for that topic
-    assert th.applies("t", 0, isr=(1,)) and th.allowance() == 100
+    th = ReplicationThrottle(3, STATIC, lambda: image, lambda: now[0])
+    assert th.applies("t", 0, in_sync=False)
+    assert not th.applies("t", 0, in_sync=True)  # in sync: never slowed down
+    assert not th.applies("t", 1, in_sync=False)  # another broker's replica
+    assert not th.applies("u", 0, in_sync=False)  # no throttled replicas for that topic
+    assert th.applies("t", 0, in_sync=False) and th.allowance() == 100
     th.record(250)
     assert th.allowance() == 0 and 1.0 >= th.wait_s() > 1.0 - 0.01
     now[0] = 2.0  # -150 + 2 s at 100/s
-    assert th.applies("t", 0, isr=(1,)) and th.allowance() == 50
+    assert th.applies("t", 0, in_sync=False) and th.allowance() == 50
 
 
 def test_follower_throttle_rate_from_the_cluster_default_and_none_by_default() -> None:
     image = _image(topic={"follower.replication.throttled.replicas": "*"})
-    th = FollowerThrottle(3, STATIC, lambda: image, lambda: 0.0)
-    assert not th.applies("t", 0, isr=())  # Long.MAX_VALUE: not throttled
+    th = ReplicationThrottle(3, STATIC, lambda: image, lambda: 0.0)
+    assert not th.applies("t", 0, in_sync=False)  # Long.MAX_VALUE: not throttled
     image = _image(topic={"follower.replication.throttled.replicas": "*"},
                    default={"follower.replication.throttled.rate": "7"})
-    th = FollowerThrottle(3, STATIC, lambda: image, lambda: 0.0)
-    assert th.applies("t", 5, isr=()) and th.allowance() == 7
+    th = ReplicationThrottle(3, STATIC, lambda: image, lambda: 0.0)
+    assert th.applies("t", 5, in_sync=False) and th.allowance() == 7
+
+
+def test_leader_side_reads_its_own_keys() -> None:
+    image = _image(topic={"leader.replication.throttled.replicas": "0:3",
+                          "follower.replication.throttled.replicas": "1:3"},
+                   broker={"leader.replication.throttled.rate": "40",
+                           "follower.replication.throttled.rate": "90"})
+    leader = ReplicationThrottle(3, STATIC, lambda: image, lambda: 0.0, leader=True)
+    follower = ReplicationThrottle(3, STATIC, lambda: image, lambda: 0.0)
+    assert leader.applies("t", 0, in_sync=False) and leader.allowance() == 40
+    assert not leader.applies("t", 1, in_sync=False)
+    assert not leader.applies("t", 0, in_sync=True)
+    assert follower.applies("t", 1, in_sync=False) and follower.allowance() == 90
+    assert not follower.applies("t", 0, in_sync=False)
