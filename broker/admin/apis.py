@@ -1,7 +1,7 @@
 """Broker-listener admin APIs: forwarded to the active controller, or answered from the image.
 
-- CreateTopics, DeleteTopics, CreatePartitions, IncrementalAlterConfigs, AlterConfigs and
-  ElectLeaders are forwarded to the active controller (Kafka's ForwardingManager; here the
+- CreateTopics, DeleteTopics, CreatePartitions, IncrementalAlterConfigs, AlterConfigs,
+  ElectLeaders and AlterPartitionReassignments are forwarded to the active controller (Kafka's ForwardingManager; here the
   request is re-encoded by the ``ControllerChannel`` at the highest version both sides speak and
   the answer is sent back at the client's version) through ``broker.admin.forwarding``: a
   controller that cannot be reached before the deadline gives REQUEST_TIMED_OUT for every
@@ -9,6 +9,8 @@
   timeout) until its own metadata image shows the change, so the client's next
   Metadata/DescribeConfigs to this broker sees it. Each handler here says only what differs:
   where the answer's per-entry errors are, the timed-out answer, what to wait for.
+- ListPartitionReassignments is forwarded too (the controller answers from its committed
+  image, as Kafka's does), with nothing to wait for.
 - DescribeConfigs is answered locally (``broker.admin.configs``).
 - InitProducerId for idempotent producers (``broker.admin.producer_ids``), from blocks of ids
   the controller hands out (AllocateProducerIds, forwarded here).
@@ -38,11 +40,13 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
     allocate_producer_ids,
     alter_configs,
+    alter_partition_reassignments,
     create_partitions,
     create_topics,
     delete_topics,
     elect_leaders,
     incremental_alter_configs,
+    list_partition_reassignments,
 )
 from kraft.controller.configuration_control import APPEND, DELETE, SET, SUBTRACT, list_operation
 from kraft.image import ConfigResourceType, MetadataImage
@@ -82,6 +86,8 @@ class AdminApis:
             ApiKey.INCREMENTAL_ALTER_CONFIGS: self._wire(self.incremental_alter_configs),
             ApiKey.ALTER_CONFIGS: self.handle_alter_configs,
             ApiKey.ELECT_LEADERS: self._wire(self.elect_leaders),
+            ApiKey.ALTER_PARTITION_REASSIGNMENTS: self._wire(self.alter_partition_reassignments),
+            ApiKey.LIST_PARTITION_REASSIGNMENTS: self._wire(self.list_partition_reassignments),
             ApiKey.DESCRIBE_CONFIGS: self.handle_describe_configs,
             ApiKey.INIT_PRODUCER_ID: self.handle_init_producer_id,
         }
@@ -319,6 +325,60 @@ class AdminApis:
                         p.error_code = resp.error_code
             resp.error_code = 0
         return resp
+
+    # -- AlterPartitionReassignments (45), ListPartitionReassignments (46) -------------------
+
+    async def alter_partition_reassignments(self, request: Any, version: int) -> Any:
+        R = alter_partition_reassignments.RESPONSE
+
+        def timed_out() -> Any:
+            return R.cls(
+                throttle_time_ms=0, error_code=ErrorCode.REQUEST_TIMED_OUT,
+                error_message=TIMED_OUT_MESSAGE, responses=[R.ReassignableTopicResponse(
+                    name=t.name, partitions=[R.ReassignablePartitionResponse(
+                        partition_index=p.partition_index,
+                        error_code=ErrorCode.REQUEST_TIMED_OUT,
+                        error_message=TIMED_OUT_MESSAGE) for p in t.partitions])
+                    for t in request.topics])
+
+        def shown(resp: Any) -> ImageWait:
+            ok = {(t.name, p.partition_index) for t in resp.responses for p in t.partitions
+                  if not _has_error(p.error_code)}
+            wanted = [(t.name, p.partition_index, p.replicas) for t in request.topics
+                      for p in t.partitions if (t.name, p.partition_index) in ok]
+            if resp.error_code or not wanted:
+                return None
+
+            def visible(image: MetadataImage) -> bool:
+                # A move shows as its target among the replicas (in flight or done), a
+                # cancellation as no reassignment in flight.
+                for topic, pid, replicas in wanted:
+                    t = image.topics.by_name.get(topic)
+                    p = t.partitions.get(pid) if t is not None else None
+                    if p is None:
+                        continue
+                    if replicas is None:
+                        if p.adding_replicas or p.removing_replicas:
+                            return False
+                    elif not set(replicas) <= set(p.replicas):
+                        return False
+                return True
+            return "partition reassignments", visible
+
+        return await self.forwarder.forward(
+            ApiKey.ALTER_PARTITION_REASSIGNMENTS, request, timeout_ms=request.timeout_ms,
+            timed_out=timed_out, errors_in=None, shown=shown)
+
+    async def list_partition_reassignments(self, request: Any, version: int) -> Any:
+        R = list_partition_reassignments.RESPONSE
+
+        def timed_out() -> Any:
+            return R.cls(throttle_time_ms=0, error_code=ErrorCode.REQUEST_TIMED_OUT,
+                         error_message=TIMED_OUT_MESSAGE, topics=[])
+
+        return await self.forwarder.forward(
+            ApiKey.LIST_PARTITION_REASSIGNMENTS, request, timeout_ms=request.timeout_ms,
+            timed_out=timed_out, errors_in=None, shown=lambda resp: None)
 
     # -- DescribeConfigs (32) --------------------------------------------------------------
 

@@ -95,7 +95,8 @@ _DYNAMIC_BROKER_KEYS = frozenset(
         "max.connection.creation.rate", "listeners", "advertised.listeners",
         "listener.security.protocol.map", "producer.id.expiration.ms",
         "transaction.partition.verification.enable", "log.message.downconversion.enable",
-        "metric.reporters",
+        "metric.reporters", "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
     })
 
 

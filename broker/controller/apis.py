@@ -56,6 +56,12 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
         tr.alter_configs_request, QuorumController.alter_configs, tr.alter_configs_response),
     ApiKey.ELECT_LEADERS: (
         tr.elect_leaders_request, QuorumController.elect_leaders, tr.elect_leaders_response),
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: (
+        tr.alter_partition_reassignments_request, QuorumController.alter_partition_reassignments,
+        tr.alter_partition_reassignments_response),
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: (
+        tr.list_partition_reassignments_request, QuorumController.list_partition_reassignments,
+        tr.list_partition_reassignments_response),
 }
 
 

@@ -17,6 +17,7 @@ from broker.protocol.messages import (
     allocate_producer_ids,
     alter_configs,
     alter_partition,
+    alter_partition_reassignments,
     broker_heartbeat,
     broker_registration,
     create_partitions,
@@ -24,6 +25,7 @@ from broker.protocol.messages import (
     delete_topics,
     elect_leaders,
     incremental_alter_configs,
+    list_partition_reassignments,
     unregister_broker,
 )
 from kraft.codec import ZERO_UUID
@@ -32,6 +34,7 @@ from kraft.controller.requests import (
     AlterConfigsRequest,
     AlterConfigsResource,
     AlterPartitionPartition,
+    AlterPartitionReassignmentsRequest,
     AlterPartitionRequest,
     AlterPartitionTopic,
     BrokerHeartbeatRequest,
@@ -50,6 +53,9 @@ from kraft.controller.requests import (
     IncrementalAlterConfigsResource,
     IsrMember,
     Listener,
+    ListPartitionReassignmentsRequest,
+    ReassignablePartition,
+    ReassignableTopic,
     ReplicaAssignment,
     TopicPartitions,
     UnregisterBrokerRequest,
@@ -57,6 +63,7 @@ from kraft.controller.requests import (
 from kraft.controller.results import (
     AllocateProducerIdsReply,
     AlterConfigsReply,
+    AlterPartitionReassignmentsReply,
     AlterPartitionReply,
     BrokerHeartbeatReply,
     BrokerRegistrationReply,
@@ -64,18 +71,21 @@ from kraft.controller.results import (
     CreateTopicsReply,
     DeleteTopicsReply,
     ElectLeadersReply,
+    ListPartitionReassignmentsReply,
     UnregisterBrokerReply,
 )
 from storage.error_codes import ErrorCode
 
 __all__ = [
     "allocate_producer_ids_request", "allocate_producer_ids_response", "alter_configs_request",
-    "alter_configs_response", "alter_partition_request", "alter_partition_response",
+    "alter_configs_response", "alter_partition_reassignments_request",
+    "alter_partition_reassignments_response", "alter_partition_request", "alter_partition_response",
     "broker_heartbeat_request", "broker_heartbeat_response", "broker_registration_request",
     "broker_registration_response", "create_partitions_request", "create_partitions_response",
     "create_topics_request", "create_topics_response", "delete_topics_request",
     "delete_topics_response", "elect_leaders_request", "elect_leaders_response",
     "incremental_alter_configs_request", "incremental_alter_configs_response",
+    "list_partition_reassignments_request", "list_partition_reassignments_response",
     "unregister_broker_request", "unregister_broker_response",
 ]
 
@@ -380,3 +390,70 @@ def elect_leaders_response(request: Any, reply: ElectLeadersReply | None, versio
     if version >= 1:
         resp.error_code = int(reply.error_code)
     return resp
+
+
+# -- AlterPartitionReassignments (45) -------------------------------------------------------
+
+def alter_partition_reassignments_request(request: Any,
+                                          version: int) -> AlterPartitionReassignmentsRequest:
+    """v0 has no ``allow_replication_factor_change``: allowed."""
+    return AlterPartitionReassignmentsRequest(
+        topics=tuple(ReassignableTopic(t.name, tuple(
+            ReassignablePartition(p.partition_index,
+                                  None if p.replicas is None else tuple(p.replicas))
+            for p in t.partitions)) for t in request.topics),
+        allow_replication_factor_change=(
+            bool(request.allow_replication_factor_change) if version >= 1 else True))
+
+
+def alter_partition_reassignments_response(request: Any,
+                                           reply: AlterPartitionReassignmentsReply | None,
+                                           version: int) -> Any:
+    R = alter_partition_reassignments.RESPONSE
+    resp = R.cls(throttle_time_ms=0, error_code=0, error_message=None, responses=[])
+    if version >= 1:
+        resp.allow_replication_factor_change = (
+            bool(request.allow_replication_factor_change))
+    if reply is None:
+        resp.error_code = ErrorCode.NOT_CONTROLLER
+        resp.error_message = _NOT_CONTROLLER_MSG
+        resp.responses = [R.ReassignableTopicResponse(name=t.name, partitions=[
+            R.ReassignablePartitionResponse(partition_index=p.partition_index,
+                                            error_code=ErrorCode.NOT_CONTROLLER,
+                                            error_message=_NOT_CONTROLLER_MSG)
+            for p in t.partitions]) for t in request.topics]
+        return resp
+    resp.error_code = int(reply.error_code)
+    resp.error_message = reply.error_message
+    resp.responses = [R.ReassignableTopicResponse(name=t.name, partitions=[
+        R.ReassignablePartitionResponse(partition_index=p.partition_index,
+                                        error_code=int(p.error_code),
+                                        error_message=p.error_message)
+        for p in t.partitions]) for t in reply.results]
+    return resp
+
+
+# -- ListPartitionReassignments (46) --------------------------------------------------------
+
+def list_partition_reassignments_request(request: Any,
+                                         version: int) -> ListPartitionReassignmentsRequest:
+    return ListPartitionReassignmentsRequest(
+        topics=None if request.topics is None else tuple(
+            TopicPartitions(t.name, tuple(t.partition_indexes)) for t in request.topics))
+
+
+def list_partition_reassignments_response(request: Any,
+                                          reply: ListPartitionReassignmentsReply | None,
+                                          version: int) -> Any:
+    R = list_partition_reassignments.RESPONSE
+    if reply is None:
+        return R.cls(throttle_time_ms=0, error_code=ErrorCode.NOT_CONTROLLER,
+                     error_message=_NOT_CONTROLLER_MSG, topics=[])
+    return R.cls(throttle_time_ms=0, error_code=int(reply.error_code),
+                 error_message=reply.error_message, topics=[
+                     R.OngoingTopicReassignment(name=t.name, partitions=[
+                         R.OngoingPartitionReassignment(
+                             partition_index=p.partition_index, replicas=list(p.replicas),
+                             adding_replicas=list(p.adding_replicas),
+                             removing_replicas=list(p.removing_replicas))
+                         for p in t.partitions]) for t in reply.topics])

@@ -13,7 +13,8 @@ Kafka's ``ReplicaFetcherManager`` / ``AbstractFetcherThread``, as an asyncio tas
    ``OFFSET_OUT_OF_RANGE``: ask the leader (ListOffsets) for its log start and end; restart
    the log at the leader's log start if we are below it, else truncate to its end.
    Epoch errors (FENCED / UNKNOWN_LEADER_EPOCH, NOT_LEADER) back the partition off until
-   metadata brings the new state.
+   metadata brings the new state. Throttled replicas (``broker.replication.throttle``) are
+   fetched only as fast as ``follower.replication.throttled.rate`` allows.
 
 The leader is reached on its inter-broker listener endpoint from the metadata image.
 """
@@ -33,6 +34,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, list_offsets, offset_for_leader_epoch
 from broker.replication.fetch_session import FINAL_EPOCH, INITIAL_EPOCH
 from broker.replication.partition import Partition, out_of_range_action, truncation_point
+from broker.replication.throttle import ReplicationThrottle
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -262,12 +264,20 @@ class ReplicaFetcher:
         positions the session holds for them."""
         R = fetch.REQUEST
         wanted: dict[TP, tuple[FetchState, tuple[int, int, int]]] = {}
+        throttle = self.manager.throttle
+        max_bytes: dict[TP, int] = {}  # throttled partitions: what the bucket allows
         for tp, s in self._ready().items():
             if s.truncating:
                 continue
             hp = self._current(tp, s)
             if hp is None:
                 continue
+            if throttle.applies(tp[0], tp[1], self.rm.node_id in hp.state.isr):
+                allowed = throttle.allowance()
+                if allowed <= 0:
+                    s.delayed_until = self.rm.clock.monotonic() + throttle.wait_s()
+                    continue
+                max_bytes[tp] = min(self.partition_max_bytes, allowed)
             wanted[tp] = (s, (hp.log.log_end_offset, s.leader_epoch, hp.log.log_start_offset))
         if not wanted:
             return False
@@ -286,7 +296,7 @@ class ReplicaFetcher:
             topics.setdefault(tp[0], []).append(R.FetchPartition(
                 partition=tp[1], current_leader_epoch=epoch, fetch_offset=offset,
                 last_fetched_epoch=-1, log_start_offset=log_start,
-                partition_max_bytes=self.partition_max_bytes))
+                partition_max_bytes=max_bytes.get(tp, self.partition_max_bytes)))
         gone: dict[str, list[int]] = {}
         for tp in forgotten:
             gone.setdefault(tp[0], []).append(tp[1])
@@ -325,6 +335,8 @@ class ReplicaFetcher:
                 if entry is None:
                     continue
                 s, (offset, _, _) = entry
+                if tp in max_bytes and p.records:
+                    throttle.record(len(p.records))
                 hp = self._current(tp, s)
                 if hp is None or hp.log.log_end_offset != offset:
                     continue
@@ -404,6 +416,8 @@ class ReplicaFetcherManager:
 
     def __init__(self, rm: FetcherHost) -> None:
         self.rm = rm
+        self.throttle = ReplicationThrottle(rm.node_id, rm.config, lambda: rm.image,
+                                            rm.clock.monotonic)
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self.source_of: dict[TP, int] = {}
         self._stopping: set[asyncio.Task[None]] = set()

@@ -39,6 +39,7 @@ from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition
 from broker.replication.purgatory import Purgatory
+from broker.replication.throttle import ReplicationThrottle
 from kraft.image import MetadataImage
 from storage.errors import (
     CorruptRecordError,
@@ -100,6 +101,9 @@ class ReplicaManager(MetadataApplier):
         self.delete_records_purgatory: Purgatory[TP] = Purgatory("deleteRecords")
         self._checkpointed_hw = log_manager.read_high_watermarks()
         self.fetchers = ReplicaFetcherManager(self)
+        # What this broker's leaders send followers that are reassigned in (KIP-73).
+        self.leader_throttle = ReplicationThrottle(self.node_id, config, lambda: self.image,
+                                                   clock.monotonic, leader=True)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._isr_task: asyncio.Task[None] | None = None
         self._producer_task: asyncio.Task[None] | None = None
@@ -420,7 +424,11 @@ class ReplicaManager(MetadataApplier):
             self._after_follower_fetch(hp, replica_id)
         max_offset = pos.max_offset
         records = b""
-        if not pos.read:  # nothing to read yet
+        throttle = self.leader_throttle
+        throttled = replica_id >= 0 and throttle.applies(topic, partition, replica_id in st.isr)
+        if throttled:
+            max_bytes = min(max_bytes, throttle.allowance())
+        if not pos.read or max_bytes <= 0:  # nothing to read yet, or throttled
             hw = st.high_watermark
             return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
         try:
@@ -428,6 +436,8 @@ class ReplicaManager(MetadataApplier):
             if sl is not None:
                 with sl:
                     records = sl.read_bytes()
+            if throttled:
+                throttle.record(len(records))
         except OffsetOutOfRangeError:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
                                  st.high_watermark, log.log_start_offset)
@@ -465,6 +475,10 @@ class ReplicaManager(MetadataApplier):
         end = log.log_end_offset if replica_id >= 0 else hp.state.high_watermark
         if fetch_offset >= end:
             return -1 if fetch_offset > log.log_end_offset else 0
+        if replica_id >= 0 and self.leader_throttle.applies(
+                topic, partition, replica_id in hp.state.isr) and (
+                self.leader_throttle.allowance() <= 0):
+            return 0  # a throttled replica waits like one with nothing to read
         if fetch_offset < log.log_start_offset:
             return -1
         if limit <= 1:

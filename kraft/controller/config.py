@@ -22,6 +22,7 @@ class ControllerConfig:
     broker_heartbeat_interval_ms: int = 2000
     auto_leader_rebalance_enable: bool = True
     leader_imbalance_check_interval_ms: int = 300_000
+    leader_imbalance_per_broker_percentage: int = 10
     producer_id_block_size: int = 1000
     metadata_version: int = DEFAULT_METADATA_VERSION
     # None: accept any cluster id in BrokerRegistration (else INCONSISTENT_CLUSTER_ID).
@@ -43,6 +44,8 @@ class ControllerConfig:
             auto_leader_rebalance_enable=bool(cfg.get("auto.leader.rebalance.enable")),
             leader_imbalance_check_interval_ms=int(
                 cfg.get("leader.imbalance.check.interval.seconds")) * 1000,
+            leader_imbalance_per_broker_percentage=int(
+                cfg.get("leader.imbalance.per.broker.percentage")),
             cluster_id=cluster_id,
             controller_ids=frozenset(int(v) for v in voters),
         )

@@ -25,13 +25,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from kraft.controller import cluster_control, configuration_control, replication_control
+from kraft.controller import (
+    cluster_control,
+    configuration_control,
+    reassignment,
+    replication_control,
+)
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
 from kraft.controller.partition_change import RecordBuilder
 from kraft.controller.requests import (
     AllocateProducerIdsRequest,
     AlterConfigsRequest,
+    AlterPartitionReassignmentsRequest,
     AlterPartitionRequest,
     BrokerHeartbeatRequest,
     BrokerRegistrationRequest,
@@ -40,6 +46,7 @@ from kraft.controller.requests import (
     DeleteTopicsRequest,
     ElectLeadersRequest,
     IncrementalAlterConfigsRequest,
+    ListPartitionReassignmentsRequest,
     UnregisterBrokerRequest,
 )
 from kraft.controller.results import ControllerResult, NotController, Record
@@ -212,6 +219,18 @@ class QuorumController:
         self._check_active()
         return replication_control.elect_leaders(self.image, request)
 
+    def alter_partition_reassignments(self, request: AlterPartitionReassignmentsRequest,
+                                      now_ms: int) -> ControllerResult:
+        self._check_active()
+        return reassignment.alter_partition_reassignments(self.image, self.config, request)
+
+    def list_partition_reassignments(self, request: ListPartitionReassignmentsRequest,
+                                     now_ms: int) -> ControllerResult:
+        """Read only, from the committed image (Kafka answers at the last committed offset)."""
+        self._check_active()
+        return ControllerResult([], reassignment.list_partition_reassignments(
+            self.committed_image, request))
+
     def allocate_producer_ids(self, request: AllocateProducerIdsRequest,
                               now_ms: int) -> ControllerResult:
         self._check_active()
@@ -244,8 +263,11 @@ class QuorumController:
                 continue
             b.extend(cluster_control.fence_broker_records(b.image, self.config, broker_id))
         if self.config.auto_leader_rebalance_enable and now_ms >= self._next_rebalance_ms:
-            self._next_rebalance_ms = now_ms + self.config.leader_imbalance_check_interval_ms
-            b.extend(replication_control.rebalance_leaders(b.image))
+            records, more = replication_control.rebalance_leaders(
+                b.image, self.config.leader_imbalance_per_broker_percentage)
+            b.extend(records)
+            self._next_rebalance_ms = now_ms + (
+                0 if more else self.config.leader_imbalance_check_interval_ms)
         if not b.records:
             return None
         return ControllerResult(b.records, None)

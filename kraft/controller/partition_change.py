@@ -1,5 +1,5 @@
 """Leader election and ISR changes as ``PartitionChangeRecord``s (Kafka's PartitionChangeBuilder,
-for metadata.version 3.9: no ELR, no reassignment in flight).
+for metadata.version 3.9: no ELR), with the completion of a partition reassignment in flight.
 
 The rules that keep committed data safe:
 
@@ -38,7 +38,7 @@ from kraft.metadata_records import MetadataRecordType, PartitionChangeRecord
 
 __all__ = [
     "Election", "RecordBuilder", "build_partition_change", "is_active", "leadership_updates",
-    "unclean_enabled",
+    "maybe_complete", "unclean_enabled",
 ]
 
 UNCLEAN_KEY = "unclean.leader.election.enable"
@@ -74,25 +74,38 @@ def build_partition_change(
     target_isr: Sequence[int] | None = None,
     election: Election = Election.ONLINE,
     target_recovery: LeaderRecoveryState | None = None,
+    target_replicas: Sequence[int] | None = None,
+    target_adding: Sequence[int] | None = None,
+    target_removing: Sequence[int] | None = None,
 ) -> Any | None:
-    """The PartitionChangeRecord moving ``part`` to ``target_isr`` with a leader elected by
-    ``election`` among ``acceptable`` brokers, or None when nothing would change."""
+    """The PartitionChangeRecord moving ``part`` to ``target_isr`` (and, for a reassignment,
+    to ``target_replicas`` with ``target_adding`` and ``target_removing``) with a leader
+    elected by ``election`` among ``acceptable`` brokers, or None when nothing would change.
+    A reassignment in flight completes here once the target ISR holds every target replica
+    (``kraft.controller.reassignment.maybe_complete``), whatever the change was for."""
     isr = list(part.isr) if target_isr is None else list(target_isr)
+    replicas = list(part.replicas) if target_replicas is None else list(target_replicas)
+    adding = list(part.adding_replicas) if target_adding is None else list(target_adding)
+    removing = list(part.removing_replicas) if target_removing is None else list(target_removing)
+    done = maybe_complete(replicas, adding, removing, isr, acceptable)
+    if done is not None:
+        replicas, isr = done
+        adding, removing = [], []
     record = PartitionChangeRecord(partition_id=partition_id, topic_id=topic_id)
 
     def valid(r: int) -> bool:
         return r in isr and acceptable(r)
 
     leader, unclean = NO_LEADER, False
-    if election is Election.PREFERRED and part.replicas and valid(part.replicas[0]):
-        leader = part.replicas[0]
-    elif part.leader != NO_LEADER and valid(part.leader):
+    if election is Election.PREFERRED and replicas and valid(replicas[0]):
+        leader = replicas[0]
+    elif part.leader != NO_LEADER and part.leader in replicas and valid(part.leader):
         leader = part.leader
     else:
-        candidates = part.replicas[1:] if election is Election.PREFERRED else part.replicas
+        candidates = replicas[1:] if election is Election.PREFERRED else replicas
         leader = next((r for r in candidates if valid(r)), NO_LEADER)
         if leader == NO_LEADER and election is Election.UNCLEAN:
-            leader = next((r for r in part.replicas if acceptable(r)), NO_LEADER)
+            leader = next((r for r in replicas if acceptable(r)), NO_LEADER)
             unclean = leader != NO_LEADER
     if leader != part.leader:
         record.leader = leader
@@ -101,15 +114,47 @@ def build_partition_change(
             record.isr = [leader]
             if part.leader_recovery_state != LeaderRecoveryState.RECOVERING:
                 record.leader_recovery_state = int(LeaderRecoveryState.RECOVERING)
+    elif not set(part.replicas) <= set(replicas):
+        # A replica leaves the partition: a new leader epoch fences it (Kafka's
+        # PartitionChangeBuilder bumps it the same way).
+        record.leader = part.leader
     if record.isr is None and isr and isr != list(part.isr):
         record.isr = isr
+    if replicas != list(part.replicas):
+        record.replicas = replicas
+    if adding != list(part.adding_replicas):
+        record.adding_replicas = adding
+    if removing != list(part.removing_replicas):
+        record.removing_replicas = removing
     if (target_recovery is not None and record.leader_recovery_state == -1
             and target_recovery != part.leader_recovery_state):
         record.leader_recovery_state = int(target_recovery)
-    if record.leader == NO_LEADER_CHANGE and record.isr is None and (
-            record.leader_recovery_state == -1):
+    if (record.leader == NO_LEADER_CHANGE and record.isr is None
+            and record.leader_recovery_state == -1 and record.replicas is None
+            and record.adding_replicas is None and record.removing_replicas is None):
         return None
     return record
+
+
+def maybe_complete(replicas: Sequence[int], adding: Sequence[int], removing: Sequence[int],
+                   isr: Sequence[int], acceptable: Callable[[int], bool]
+                   ) -> tuple[list[int], list[int]] | None:
+    """Kafka's PartitionReassignmentReplicas.maybeCompleteReassignment: a reassignment in
+    flight completes when the ISR without the removed replicas is not empty and holds every
+    target replica; then (target replicas, that ISR), else None. The ISR after completion is
+    the whole target, so it never shrinks below ``min.insync.replicas`` unless the target is
+    smaller. One more rule keeps the partition led: some member of that ISR must be an
+    acceptable leader."""
+    if not adding and not removing:
+        return None
+    gone = set(removing)
+    new_isr = [r for r in isr if r not in gone]
+    new_replicas = [r for r in replicas if r not in gone]
+    if not new_isr or not new_replicas or not set(new_replicas) <= set(new_isr):
+        return None
+    if not any(acceptable(r) for r in new_isr):
+        return None
+    return new_replicas, new_isr
 
 
 def leadership_updates(

@@ -58,6 +58,7 @@ from kraft.image import (
     LeaderRecoveryState,
     MetadataImage,
     PartitionRegistration,
+    TopicImage,
 )
 from kraft.metadata_records import (
     MetadataRecordType,
@@ -498,24 +499,46 @@ def elect_leaders(image: MetadataImage, request: ElectLeadersRequest) -> Control
     return ControllerResult(records, ElectLeadersReply(ErrorCode.NONE, tuple(results)))
 
 
-def rebalance_leaders(image: MetadataImage) -> list[Record]:
-    """Auto leader rebalance: move leadership back to each partition's preferred replica when
-    it is an active ISR member."""
-    out: list[Record] = []
+MAX_ELECTIONS_PER_REBALANCE = 1000  # Kafka's QuorumController maxElectionsPerImbalance
+
+
+def rebalance_leaders(image: MetadataImage, imbalance_percentage: int = 10,
+                      max_elections: int = MAX_ELECTIONS_PER_REBALANCE
+                      ) -> tuple[list[Record], bool]:
+    """Auto leader rebalance: for each broker whose share of the partitions it is the
+    preferred replica (first in the replicas) of but does not lead exceeds
+    ``leader.imbalance.per.broker.percentage``, move those leaderships back to it where it is
+    an active ISR member. At most ``max_elections`` per round; True when some are left for the
+    next round (Kafka's maybeBalancePartitionLeaders reschedules itself at once then)."""
+    preferred: dict[int, int] = {}
+    not_led: dict[int, list[tuple[TopicImage, int, PartitionRegistration]]] = {}
     for name in sorted(image.topics.by_name):
         topic = image.topics.by_name[name]
         for pid in sorted(topic.partitions):
             p = topic.partitions[pid]
-            if not p.replicas or p.leader == p.replicas[0]:
+            if not p.replicas:
                 continue
             pref = p.replicas[0]
-            if pref in p.isr and is_active(image, pref):
-                rec = build_partition_change(topic.topic_id, pid, p,
-                                             lambda r: is_active(image, r),
-                                             election=Election.PREFERRED)
-                if rec is not None:
-                    out.append((MetadataRecordType.PARTITION_CHANGE_RECORD, rec))
-    return out
+            preferred[pref] = preferred.get(pref, 0) + 1
+            if p.leader != pref:
+                not_led.setdefault(pref, []).append((topic, pid, p))
+    out: list[Record] = []
+    for broker in sorted(not_led):
+        if len(not_led[broker]) * 100 <= imbalance_percentage * preferred[broker]:
+            continue
+        if not is_active(image, broker):
+            continue
+        for topic, pid, p in not_led[broker]:
+            if broker not in p.isr:
+                continue
+            if len(out) >= max_elections:
+                return out, True
+            rec = build_partition_change(topic.topic_id, pid, p,
+                                         lambda r: is_active(image, r),
+                                         election=Election.PREFERRED)
+            if rec is not None:
+                out.append((MetadataRecordType.PARTITION_CHANGE_RECORD, rec))
+    return out, False
 
 
 def allocate_producer_ids(image: MetadataImage, config: ControllerConfig,

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "AllocateProducerIdsRequest", "AlterConfigsRequest", "AlterConfigsResource",
-    "AlterPartitionPartition", "AlterPartitionRequest", "AlterPartitionTopic",
-    "BrokerHeartbeatRequest", "BrokerRegistrationRequest", "ConfigOperation", "ConfigValue",
-    "CreatableTopic", "CreatePartitionsRequest", "CreatePartitionsTopic", "CreateTopicsRequest",
-    "DeletableTopic", "DeleteTopicsRequest", "ElectLeadersRequest", "FeatureRange",
-    "IncrementalAlterConfigsRequest", "IncrementalAlterConfigsResource", "IsrMember", "Listener",
-    "ReplicaAssignment", "TopicPartitions", "UnregisterBrokerRequest",
+    "AlterPartitionPartition", "AlterPartitionReassignmentsRequest", "AlterPartitionRequest",
+    "AlterPartitionTopic", "BrokerHeartbeatRequest", "BrokerRegistrationRequest",
+    "ConfigOperation", "ConfigValue", "CreatableTopic", "CreatePartitionsRequest",
+    "CreatePartitionsTopic", "CreateTopicsRequest", "DeletableTopic", "DeleteTopicsRequest",
+    "ElectLeadersRequest", "FeatureRange", "IncrementalAlterConfigsRequest",
+    "IncrementalAlterConfigsResource", "IsrMember", "ListPartitionReassignmentsRequest",
+    "Listener", "ReassignablePartition", "ReassignableTopic", "ReplicaAssignment",
+    "TopicPartitions", "UnregisterBrokerRequest",
 ]
 
 
@@ -180,6 +182,36 @@ class ElectLeadersRequest:
 
     election_type: int = 0
     topic_partitions: tuple[TopicPartitions, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignablePartition:
+    """``replicas``: the target replicas, or ``None`` to cancel the partition's reassignment."""
+
+    partition_index: int
+    replicas: tuple[int, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignableTopic:
+    name: str
+    partitions: tuple[ReassignablePartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlterPartitionReassignmentsRequest:
+    """``allow_replication_factor_change`` False (KIP-860, version 1): a target with another
+    number of replicas than the partition has is refused."""
+
+    topics: tuple[ReassignableTopic, ...]
+    allow_replication_factor_change: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ListPartitionReassignmentsRequest:
+    """``topics`` ``None``: every partition being reassigned."""
+
+    topics: tuple[TopicPartitions, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

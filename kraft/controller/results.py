@@ -15,12 +15,14 @@ from storage.error_codes import ErrorCode
 
 __all__ = [
     "AllocateProducerIdsReply", "AlterConfigsReply", "AlterConfigsResourceResult",
-    "AlterPartitionPartitionResult", "AlterPartitionReply", "AlterPartitionTopicResult",
-    "ApiError", "BrokerHeartbeatReply", "BrokerRegistrationReply", "ControllerResult",
-    "CreatableTopicResult", "CreatePartitionsReply", "CreatePartitionsTopicResult",
-    "CreateTopicsReply", "DeletableTopicResult", "DeleteTopicsReply", "ElectLeadersPartitionResult",
-    "ElectLeadersReply", "ElectLeadersTopicResult", "NotController", "TopicConfigEntry",
-    "UnregisterBrokerReply",
+    "AlterPartitionPartitionResult", "AlterPartitionReassignmentsReply", "AlterPartitionReply",
+    "AlterPartitionTopicResult", "ApiError", "BrokerHeartbeatReply", "BrokerRegistrationReply",
+    "ControllerResult", "CreatableTopicResult", "CreatePartitionsReply",
+    "CreatePartitionsTopicResult", "CreateTopicsReply", "DeletableTopicResult",
+    "DeleteTopicsReply", "ElectLeadersPartitionResult", "ElectLeadersReply",
+    "ElectLeadersTopicResult", "ListPartitionReassignmentsReply", "NotController",
+    "OngoingPartitionReassignment", "OngoingTopicReassignment", "ReassignablePartitionResult",
+    "ReassignableTopicResult", "TopicConfigEntry", "UnregisterBrokerReply",
 ]
 
 Record = tuple[MetadataRecordType, Any]
@@ -182,3 +184,44 @@ class ElectLeadersTopicResult:
 class ElectLeadersReply:
     error_code: ErrorCode = ErrorCode.NONE
     results: tuple[ElectLeadersTopicResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignablePartitionResult:
+    partition_index: int
+    error_code: ErrorCode = ErrorCode.NONE
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignableTopicResult:
+    name: str
+    partitions: tuple[ReassignablePartitionResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlterPartitionReassignmentsReply:
+    error_code: ErrorCode = ErrorCode.NONE
+    error_message: str | None = None
+    results: tuple[ReassignableTopicResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OngoingPartitionReassignment:
+    partition_index: int
+    replicas: tuple[int, ...]
+    adding_replicas: tuple[int, ...]
+    removing_replicas: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OngoingTopicReassignment:
+    name: str
+    partitions: tuple[OngoingPartitionReassignment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListPartitionReassignmentsReply:
+    error_code: ErrorCode = ErrorCode.NONE
+    error_message: str | None = None
+    topics: tuple[OngoingTopicReassignment, ...] = ()

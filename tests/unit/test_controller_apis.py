@@ -15,6 +15,7 @@ from broker.protocol.messages import (
     allocate_producer_ids,
     alter_configs,
     alter_partition,
+    alter_partition_reassignments,
     broker_heartbeat,
     broker_registration,
     create_partitions,
@@ -22,6 +23,7 @@ from broker.protocol.messages import (
     delete_topics,
     elect_leaders,
     incremental_alter_configs,
+    list_partition_reassignments,
     unregister_broker,
 )
 from kraft.controller import NotController
@@ -35,6 +37,8 @@ MODULES = {
     ApiKey.ALTER_PARTITION: alter_partition, ApiKey.ALLOCATE_PRODUCER_IDS: allocate_producer_ids,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
     ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
 }
 
 
@@ -221,6 +225,8 @@ def test_allocate_producer_ids_and_elect_leaders() -> None:
     (ApiKey.BROKER_HEARTBEAT, 1), (ApiKey.UNREGISTER_BROKER, 0), (ApiKey.ALTER_PARTITION, 3),
     (ApiKey.ALLOCATE_PRODUCER_IDS, 0), (ApiKey.INCREMENTAL_ALTER_CONFIGS, 1),
     (ApiKey.ALTER_CONFIGS, 2), (ApiKey.ELECT_LEADERS, 0), (ApiKey.ELECT_LEADERS, 2),
+    (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0), (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 1),
+    (ApiKey.LIST_PARTITION_REASSIGNMENTS, 0),
 ])
 def test_not_controller(key: ApiKey, version: int) -> None:
     p = InProcess()
@@ -248,6 +254,10 @@ def test_not_controller(key: ApiKey, version: int) -> None:
             resource_type=2, resource_name="t", configs=[])], validate_only=False),
         ApiKey.ELECT_LEADERS: lambda R: R.cls(election_type=0, topic_partitions=[
             R.TopicPartitions(topic="t", partitions=[0])], timeout_ms=1),
+        ApiKey.ALTER_PARTITION_REASSIGNMENTS: lambda R: R.cls(timeout_ms=1, topics=[
+            R.ReassignableTopic(name="t", partitions=[
+                R.ReassignablePartition(partition_index=0, replicas=[1])])]),
+        ApiKey.LIST_PARTITION_REASSIGNMENTS: lambda R: R.cls(timeout_ms=1, topics=None),
     }
     resp = p.call(key, version, samples[key](R))
     codes: list[int] = []
@@ -255,8 +265,51 @@ def test_not_controller(key: ApiKey, version: int) -> None:
         for item in getattr(resp, attr, None) or ():
             if hasattr(item, "error_code"):
                 codes.append(item.error_code)
-            for pr in getattr(item, "partition_result", ()):
+            for pr in (getattr(item, "partition_result", None) or ()):
                 codes.append(pr.error_code)
+            if key == ApiKey.ALTER_PARTITION_REASSIGNMENTS:
+                codes.extend(pr.error_code for pr in item.partitions)
     if hasattr(resp, "error_code") and (key != ApiKey.ELECT_LEADERS or version >= 1):
         codes.append(resp.error_code)
     assert codes and all(c == E.NOT_CONTROLLER for c in codes), resp
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_partition_reassignments_on_the_wire(version: int) -> None:
+    p = InProcess()
+    _ready(p, 1, 2, 3)
+    p.h.create("t", -1, -1, assignments={"t": [[1, 2]]})
+    A = alter_partition_reassignments.REQUEST
+    L = list_partition_reassignments.REQUEST
+
+    def alter(replicas: list[int] | None, allow: bool = True, topic: str = "t") -> Any:
+        req = A.cls(timeout_ms=1000, topics=[A.ReassignableTopic(name=topic, partitions=[
+            A.ReassignablePartition(partition_index=0, replicas=replicas)])])
+        if version >= 1:
+            req.allow_replication_factor_change = allow
+        resp = p.call(ApiKey.ALTER_PARTITION_REASSIGNMENTS, version, req)
+        assert resp.error_code == 0 and resp.error_message is None
+        if version >= 1:
+            assert resp.allow_replication_factor_change == allow
+        [t] = resp.responses
+        assert t.name == topic
+        return t.partitions[0]
+
+    def listed(topics: Any = None) -> list[Any]:
+        resp = p.call(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0,
+                      L.cls(timeout_ms=1000, topics=topics))
+        assert resp.error_code == 0
+        return [(t.name, q.partition_index, q.replicas, q.adding_replicas, q.removing_replicas)
+                for t in resp.topics for q in t.partitions]
+
+    if version >= 1:
+        r = alter([1, 2, 3], allow=False)
+        assert r.error_code == E.INVALID_REPLICATION_FACTOR and r.error_message
+    assert alter([2, 3]).error_code == 0
+    assert listed() == [("t", 0, [2, 3, 1], [3], [1])]
+    assert listed([L.ListPartitionReassignmentsTopics(name="t", partition_indexes=[1])]) == []
+    assert alter(None).error_code == 0
+    assert listed() == []
+    assert alter(None).error_code == E.NO_REASSIGNMENT_IN_PROGRESS
+    assert alter([]).error_code == E.INVALID_REPLICA_ASSIGNMENT
+    assert alter([1], topic="nope").error_code == E.UNKNOWN_TOPIC_OR_PARTITION

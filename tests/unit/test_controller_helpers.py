@@ -10,6 +10,7 @@ from typing import Any
 from kraft.controller import (
     AllocateProducerIdsRequest,
     AlterPartitionPartition,
+    AlterPartitionReassignmentsRequest,
     AlterPartitionRequest,
     AlterPartitionTopic,
     BrokerHeartbeatRequest,
@@ -31,6 +32,8 @@ from kraft.controller import (
     IsrMember,
     Listener,
     QuorumController,
+    ReassignablePartition,
+    ReassignableTopic,
     ReplicaAssignment,
     UnregisterBrokerRequest,
 )
@@ -148,6 +151,9 @@ def check_invariants(image: MetadataImage) -> None:
             assert p.isr, (t.name, pid, p)
             assert set(p.isr) <= set(p.replicas), (t.name, pid, p)
             assert len(set(p.isr)) == len(p.isr)
+            assert set(p.adding_replicas) <= set(p.replicas), (t.name, pid, p)
+            assert set(p.removing_replicas) <= set(p.replicas), (t.name, pid, p)
+            assert not set(p.adding_replicas) & set(p.removing_replicas), (t.name, pid, p)
             if p.leader != NO_LEADER:
                 assert p.leader in p.isr, (t.name, pid, p)
                 b = image.cluster.brokers.get(p.leader)
@@ -160,7 +166,7 @@ def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
     img = h.image
     brokers = sorted(img.cluster.brokers)
     topics = sorted(img.topics.by_name)
-    kind = rng.randrange(12)
+    kind = rng.randrange(13)
     if kind == 0 or not brokers:
         b = rng.randint(1, max_broker)
         h.apply(h.c.register_broker(reg_request(b, gen=rng.randrange(2)), h.now))
@@ -208,5 +214,12 @@ def random_step(h: Harness, rng: random.Random, max_broker: int = 5) -> None:
                 rng.choice(["true", "false"])),)),)), h.now))
     elif kind == 10 and brokers and rng.random() < 0.3:
         h.apply(h.c.unregister_broker(UnregisterBrokerRequest(rng.choice(brokers)), h.now))
+    elif kind == 11 and topics and brokers:
+        topic = img.topics.by_name[rng.choice(topics)]
+        pid = rng.choice(sorted(topic.partitions))
+        target = None if rng.random() < 0.3 else tuple(
+            rng.sample(brokers, rng.randint(1, min(3, len(brokers)))))
+        h.apply(h.c.alter_partition_reassignments(AlterPartitionReassignmentsRequest(
+            (ReassignableTopic(topic.name, (ReassignablePartition(pid, target),)),)), h.now))
     else:
         h.apply(h.c.tick(h.now))

@@ -152,6 +152,8 @@ _KP_PAIRS: dict[str, tuple[Any, str]] = {
     "create_partitions": (kp_admin, "CreatePartitions"),
     "delete_groups": (kp_admin, "DeleteGroups"),
     "elect_leaders": (kp_admin, "ElectLeaders"),
+    "alter_partition_reassignments": (kp_admin, "AlterPartitionReassignments"),
+    "list_partition_reassignments": (kp_admin, "ListPartitionReassignments"),
     "incremental_alter_configs": (kp_admin, "IncrementalAlterConfigs"),
     "offset_delete": (kp_group, "OffsetDelete"),
     "describe_quorum": (kp_admin, "DescribeQuorum"),
