@@ -448,6 +448,16 @@ class KafkaConfig:
                 "group.max.session.timeout.ms", v["group.max.session.timeout.ms"],
                 "group.max.session.timeout.ms must be at least group.min.session.timeout.ms",
             )
+        for what in ("heartbeat.interval", "session.timeout"):
+            key, lo, hi = (f"group.consumer.{what}.ms", f"group.consumer.min.{what}.ms",
+                           f"group.consumer.max.{what}.ms")
+            if not v[lo] <= v[key] <= v[hi]:
+                raise ConfigError(key, v[key], f"{key} must be between {lo} and {hi}")
+        if v["group.consumer.heartbeat.interval.ms"] >= v["group.consumer.session.timeout.ms"]:
+            raise ConfigError(
+                "group.consumer.heartbeat.interval.ms", v["group.consumer.heartbeat.interval.ms"],
+                "group.consumer.heartbeat.interval.ms must be less than "
+                "group.consumer.session.timeout.ms")
 
     # --- topic-level defaults ------------------------------------------------------------------
 
