@@ -6,7 +6,8 @@ OffsetFetch v9), next to a classic group reading the same topic.
 Two members split a topic and no partition is ever owned by both; when one closes the other
 takes every partition within a few seconds; a restarted consumer resumes from its commits;
 ``group.remote.assignor`` picks range or uniform; ``kafka-consumer-groups`` lists and describes
-both kinds; the group's state (same member, same epochs) survives kill -9 of its coordinator.
+both kinds; a regex subscription follows new topics and added partitions are a new group epoch;
+the group's state (same member, same epochs) survives kill -9 of its coordinator.
 """
 
 from __future__ import annotations
@@ -233,6 +234,29 @@ def test_remote_assignor(cluster: ProcCluster, assignor: str) -> None:
     finally:
         for m in members:
             m.close()
+
+
+def test_regex_subscription_and_new_partitions_are_a_new_assignment(
+        cluster: ProcCluster) -> None:
+    from confluent_kafka.admin import NewPartitions
+    for t, n in (("kip848-rx-a", 2), ("kip848-rx-b", 1), ("kip848-other", 1)):
+        create_topic(cluster, t, n)
+    cons = Consumer(conf(cluster, "kip848-rx-group",
+                         **{"topic.metadata.refresh.interval.ms": 1000}))
+    try:
+        cons.subscribe(["^kip848-rx-.*"])  # librdkafka sends it as SubscribedTopicRegex
+        poll_all([cons], lambda: len(parts(cons)) == 3, 30, "the regex's partitions")
+        assert {t for t, _ in parts(cons)} == {"kip848-rx-a", "kip848-rx-b"}
+        epoch = describe(cluster, "kip848-rx-group").group_epoch
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        for f in admin.create_partitions([NewPartitions("kip848-rx-b", 3)]).values():
+            f.result(30)
+        poll_all([cons], lambda: len(parts(cons)) == 5, 30, "the new partitions")
+        create_topic(cluster, "kip848-rx-c", 1)
+        poll_all([cons], lambda: ("kip848-rx-c", 0) in parts(cons), 30, "the new topic")
+        assert describe(cluster, "kip848-rx-group").group_epoch >= epoch + 2
+    finally:
+        cons.close()
 
 
 def test_unsupported_assignor_is_refused(cluster: ProcCluster) -> None:
