@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from broker.client import KafkaConnection, parse_address
 from broker.protocol.api_keys import ApiKey
@@ -37,7 +38,7 @@ HEARTBEAT_MS = 1000
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     c = ProcCluster(tmp_path_factory.mktemp("consumer-protocol"), controllers=1, brokers=3,
-                    extra={
+                    admin=True, extra={
                         "offsets.topic.replication.factor": "3",
                         "offsets.topic.num.partitions": "3",
                         "group.initial.rebalance.delay.ms": "0",
@@ -330,6 +331,15 @@ def test_cli_and_list_groups_show_both_kinds(cluster: ProcCluster) -> None:
         assert member_id in members
         out = run_tool(cluster, "--describe", "--group", "kip848-cli-old")
         assert sum(1 for line in out.splitlines() if line.startswith("kip848-cli-old")) == 2
+        # The coordinator's metrics count the consumer group by its state.
+        node, _ = coordinator_of(cluster, "kip848-cli-new")
+        text = requests.get(cluster.nodes[node].admin_url + "/metrics", timeout=10).text
+        stable = [float(line.split()[-1]) for line in text.splitlines()
+                  if line.startswith('pykraft_consumer_groups{state="Stable"}')]
+        listed = send(cluster.nodes[node].bootstrap, ApiKey.LIST_GROUPS, list_groups.REQUEST.cls(
+            states_filter=["Stable"], types_filter=[]), 5).groups
+        assert "kip848-cli-new" in {g.group_id for g in listed}
+        assert stable == [len(listed)]
     finally:
         new.close()
         old.close()
