@@ -232,8 +232,10 @@ class ConsumerGroups:
                     return _fail(ErrorCode.UNRELEASED_INSTANCE_ID,
                                  f"Static member {known} with instance id {r.instance_id} "
                                  f"is not released yet.")
-                # The static member comes back (under a new member id): it keeps its
-                # assignment and reconciles from epoch 0.
+                # The static member comes back (under a new member id): it takes over the
+                # old member's assignment and target, so without a subscription change
+                # there is no new group epoch (no rebalance), as with Kafka.
+                target = group.target.get(known, {})
                 group.remove_member(known)
                 m = old.copy()
                 m.member_id, m.member_epoch, m.previous_member_epoch = member_id, 0, 0
@@ -242,7 +244,11 @@ class ConsumerGroups:
                               for t, ps in m.assigned.items()}
                 m.pending_revocation = {}
                 group.removed_members.discard(member_id)
-                return m, True
+                group.target[member_id] = target
+                group.dirty_target.add(member_id)
+                group.dirty_members.add(member_id)
+                group.dirty_current.add(member_id)
+                return m, False
             if known is None:
                 return _fail(ErrorCode.UNKNOWN_MEMBER_ID,
                              f"Instance id {r.instance_id} is unknown.")

@@ -5,7 +5,8 @@ OffsetFetch v9), next to a classic group reading the same topic.
 
 Two members split a topic and no partition is ever owned by both; when one closes the other
 takes every partition within a few seconds; a restarted consumer resumes from its commits;
-``group.remote.assignor`` picks range or uniform; ``kafka-consumer-groups`` lists and describes
+``group.remote.assignor`` picks range or uniform; a static member comes back to its partitions without a new group epoch;
+``kafka-consumer-groups`` lists and describes
 both kinds; a regex subscription follows new topics and added partitions are a new group epoch;
 the group's state (same member, same epochs) survives kill -9 of its coordinator.
 """
@@ -258,6 +259,47 @@ def test_regex_subscription_and_new_partitions_are_a_new_assignment(
         assert describe(cluster, "kip848-rx-group").group_epoch >= epoch + 2
     finally:
         cons.close()
+
+
+def test_static_member_comes_back_to_its_partitions_without_a_new_epoch(
+        cluster: ProcCluster) -> None:
+    topic, group = "kip848-static", "kip848-static-group"
+    create_topic(cluster, topic, 4)
+
+    def member(instance: str) -> Any:
+        cons = Consumer(conf(cluster, group, **{"group.instance.id": instance}))
+        cons.subscribe([topic])
+        return cons
+
+    one, two = member("i1"), member("i2")
+    try:
+        poll_all([one, two], lambda: len(parts(one)) == len(parts(two)) == 2, 40, "a split")
+        kept, epoch = parts(two), describe(cluster, group).group_epoch
+        two.close()  # a static member leaves with epoch -2: its place is kept
+        left = {m.instance_id: m.member_epoch for m in describe(cluster, group).members}
+        assert left["i2"] == -2
+        two = member("i2")
+        poll_all([one, two], lambda: len(parts(two)) == 2, 30, "the static member back")
+        assert parts(two) == kept and len(parts(one)) == 2
+        g = describe(cluster, group)
+        assert g.group_epoch == epoch and {m.member_epoch for m in g.members} == {epoch}
+        # A second member with the same instance id is refused.
+        errors: list[Any] = []
+        dup = Consumer(conf(cluster, group, **{"group.instance.id": "i2",
+                                               "error_cb": errors.append}))
+        dup.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while not errors and time.monotonic() < deadline:
+            m = dup.poll(0.1)
+            if m is not None and m.error():
+                errors.append(m.error())
+            one.poll(0.05)
+            two.poll(0.05)
+        assert any("instance id is still used" in e.str().lower() for e in errors), errors
+        dup.close()
+    finally:
+        one.close()
+        two.close()
 
 
 def test_unsupported_assignor_is_refused(cluster: ProcCluster) -> None:

@@ -251,3 +251,36 @@ def test_records_bring_back_the_same_group() -> None:
     assert (m.member_epoch, m.state, m.assigned, m.subscribed_topic_names, m.server_assignor) \
         == (lm.member_epoch, lm.state, lm.assigned, lm.subscribed_topic_names, lm.server_assignor)
     assert back.target["m1"] == live.target["m1"] and back.owners == live.owners
+
+
+def test_static_member_leaves_for_a_while_and_comes_back_without_a_rebalance() -> None:
+    coord = coordinator()
+    tps = topics(a=4)
+
+    def join(mid: str, inst: str) -> object:
+        return coord.consumer_heartbeat(HeartbeatRequest(
+            "g", mid, 0, instance_id=inst, rebalance_timeout_ms=30000,
+            subscribed_topic_names=("a",), owned={}), tps, 0)
+
+    one, two = Client(coord, "m1"), Client(coord, "s1")
+    one.beat(tps)
+    r = join("s1", "i1")
+    two.epoch, two.owned = r.member_epoch, dict(r.assignment)  # type: ignore[attr-defined]
+    for _ in range(3):
+        one.beat(tps)
+        two.beat(tps)
+    g = coord.consumer_groups["g"]
+    epoch, kept = g.group_epoch, flat(two.owned)
+    assert len(kept) == 2
+    r = coord.consumer_heartbeat(HeartbeatRequest("g", "s1", -2, instance_id="i1"), tps, 0)
+    assert r.member_epoch == -2 and g.members["s1"].member_epoch == -2
+    # Another member may not take the instance id while it is held ...
+    assert join("s3", "i2").error == ErrorCode.NONE  # type: ignore[attr-defined]
+    assert join("s4", "i2").error == ErrorCode.UNRELEASED_INSTANCE_ID  # type: ignore[attr-defined]
+    coord.consumer_heartbeat(HeartbeatRequest("g", "s3", -1, instance_id="i2"), tps, 0)
+    epoch = g.group_epoch
+    # ... and the static member comes back under a new member id, to the same partitions.
+    r = join("s2", "i1")
+    assert r.error == ErrorCode.NONE and flat(r.assignment) == kept  # type: ignore[attr-defined]
+    assert g.group_epoch == epoch and "s1" not in g.members
+    assert {g.owners[tp] for tp in kept} == {"s2"}
