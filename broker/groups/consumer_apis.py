@@ -15,7 +15,7 @@ from typing import Any
 
 from broker.groups.consumer_coordinator import HeartbeatRequest
 from broker.groups.consumer_group import Assignment, ConsumerGroup
-from broker.groups.consumer_records import drain_records
+from broker.groups.consumer_records import drain_records, mark_unwritten
 from broker.groups.metadata_manager import GroupMetadataManager
 from broker.groups.records import (
     ConsumerAssignment,
@@ -85,6 +85,8 @@ class ConsumerGroupApis(GroupMetadataManager):
         code = await self._append(gid, records)
         if code:
             logger.warning("Writing the state of consumer group %s failed: %s", gid, code.name)
+            if group is not None and self.coordinator.consumer_groups.get(gid) is group:
+                mark_unwritten(group, records)
         return code
 
     async def write_dirty_consumer_groups(self) -> None:

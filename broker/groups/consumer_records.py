@@ -27,7 +27,13 @@ from broker.groups.consumer_group import (
 )
 from kraft.codec import INT8, INT32, STRING, UUID, Array, DecodeError, Field, Message, Struct
 
-__all__ = ["CONSUMER_KEY_VERSIONS", "ConsumerGroupLoader", "drain_records", "group_tombstones"]
+__all__ = [
+    "CONSUMER_KEY_VERSIONS",
+    "ConsumerGroupLoader",
+    "drain_records",
+    "group_tombstones",
+    "mark_unwritten",
+]
 
 _I16 = struct.Struct(">h")
 CONSUMER_KEY_VERSIONS = range(3, 9)
@@ -158,6 +164,21 @@ def drain_records(g: ConsumerGroup) -> list[tuple[bytes, bytes | None]]:
     g.dirty_current.clear()
     g.removed_members.clear()
     return out
+
+
+def mark_unwritten(g: ConsumerGroup, records: list[tuple[bytes, bytes | None]]) -> None:
+    """Writing ``records`` (from ``drain_records``) failed: the next write carries the whole
+    group (and the removals it had), so the log ends up with the state in memory whatever
+    happened to this write."""
+    for key, value in records:
+        if value is None and _I16.unpack_from(key)[0] == 5:
+            mid = KEYS[5].decode(key, 5, 2)[0].member_id
+            if mid not in g.members:
+                g.removed_members.add(mid)
+    g.dirty_group = g.dirty_partition_metadata = True
+    g.dirty_members.update(g.members)
+    g.dirty_target.update(g.members)
+    g.dirty_current.update(g.members)
 
 
 def group_tombstones(g: ConsumerGroup) -> list[tuple[bytes, bytes | None]]:

@@ -334,6 +334,7 @@ def test_cli_and_list_groups_show_both_kinds(cluster: ProcCluster) -> None:
     create_topic(cluster, topic, 2)
     produce(cluster, topic, 4, 2)
     new = Consumer(conf(cluster, "kip848-cli-new"))
+    closed: list[Any] = []
     old = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "kip848-cli-old",
                     "auto.offset.reset": "earliest"})
     try:
@@ -382,8 +383,22 @@ def test_cli_and_list_groups_show_both_kinds(cluster: ProcCluster) -> None:
             states_filter=["Stable"], types_filter=[]), 5).groups
         assert "kip848-cli-new" in {g.group_id for g in listed}
         assert stable == [len(listed)]
-    finally:
+
+        # Once its member left, the consumer group (records and offsets) can be deleted.
         new.close()
+        closed.append(new)
+        wait_until(lambda: describe(cluster, "kip848-cli-new").group_state == "Empty", 20,
+                   "the consumer group empty")
+        assert "was successful" in run_tool(cluster, "--delete", "--group", "kip848-cli-new")
+        R = consumer_group_describe.REQUEST
+        _, address = coordinator_of(cluster, "kip848-cli-new")
+        gone = send(address, ApiKey.CONSUMER_GROUP_DESCRIBE,
+                    R.cls(group_ids=["kip848-cli-new"], include_authorized_operations=False), 1)
+        assert gone.groups[0].error_code == ErrorCode.GROUP_ID_NOT_FOUND
+        assert "kip848-cli-new" not in run_tool(cluster, "--list").split()
+    finally:
+        if new not in closed:
+            new.close()
         old.close()
 
 

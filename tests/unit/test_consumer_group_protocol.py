@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from broker.groups.assignors import AssignmentSpec, MemberSpec, range_assign, uniform_assign
 from broker.groups.consumer_coordinator import ConsumerGroupConfig, HeartbeatRequest
 from broker.groups.consumer_group import ConsumerGroupState, MemberState
-from broker.groups.consumer_records import ConsumerGroupLoader, drain_records
+from broker.groups.consumer_records import ConsumerGroupLoader, drain_records, mark_unwritten
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.group import CoordinatorConfig
 from broker.protocol.errors import ErrorCode
@@ -284,3 +284,26 @@ def test_static_member_leaves_for_a_while_and_comes_back_without_a_rebalance() -
     assert r.error == ErrorCode.NONE and flat(r.assignment) == kept  # type: ignore[attr-defined]
     assert g.group_epoch == epoch and "s1" not in g.members
     assert {g.owners[tp] for tp in kept} == {"s2"}
+
+
+def test_a_failed_write_is_covered_by_the_next_one() -> None:
+    coord = coordinator()
+    tps = topics(a=4)
+    one, two = Client(coord, "m1"), Client(coord, "m2")
+    g = coord.consumer_groups.get
+    loader = ConsumerGroupLoader()
+    one.beat(tps)
+    two.beat(tps)
+    for k, val in drain_records(g("g")):  # type: ignore[arg-type]
+        loader.replay(k, val)
+    one.beat(tps)
+    coord.consumer_heartbeat(HeartbeatRequest("g", "m2", -1), tps, 0)
+    lost = drain_records(g("g"))  # type: ignore[arg-type]
+    mark_unwritten(g("g"), lost)  # type: ignore[arg-type]
+    one.beat(tps)
+    for k, val in drain_records(g("g")):  # type: ignore[arg-type]
+        loader.replay(k, val)
+    back, live = loader.build(0, 45000)["g"], g("g")
+    assert live is not None and set(back.members) == {"m1"}
+    assert (back.group_epoch, back.members["m1"].assigned, back.members["m1"].member_epoch) \
+        == (live.group_epoch, live.members["m1"].assigned, live.members["m1"].member_epoch)
