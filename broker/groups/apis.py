@@ -406,10 +406,6 @@ class GroupApis(ConsumerGroupApis):
         out = []
         for gid in request.groups:
             err = self.group_error(gid)
-            cg = self.coordinator.consumer_groups.get(gid) if not err else None
-            if cg is not None:
-                out.append(self._describe_consumer_group(R, cg))
-                continue
             g = self.coordinator.groups.get(gid)
             if err or g is None:
                 out.append(R.DescribedGroup(error_code=int(err), group_id=gid,

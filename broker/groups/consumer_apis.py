@@ -17,12 +17,6 @@ from broker.groups.consumer_coordinator import HeartbeatRequest
 from broker.groups.consumer_group import Assignment, ConsumerGroup
 from broker.groups.consumer_records import drain_records, mark_unwritten
 from broker.groups.metadata_manager import GroupMetadataManager
-from broker.groups.records import (
-    ConsumerAssignment,
-    ConsumerSubscription,
-    encode_consumer_assignment,
-    encode_consumer_subscription,
-)
 from broker.network.context import RequestContext
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
@@ -131,28 +125,6 @@ class ConsumerGroupApis(GroupMetadataManager):
                     member_type=1)
                     for m in g.members.values()]))
         return R.cls(throttle_time_ms=0, groups=out)
-
-
-    def _describe_consumer_group(self, R: Any, g: ConsumerGroup) -> Any:
-        """DescribeGroups of a consumer group, as Kafka's ConsumerGroup.asDescribedGroup: the
-        protocol type "consumer", the assignor as the protocol, each member's subscription
-        and current assignment in the consumer protocol's embedded formats."""
-        names = {t.topic_id: t.name for t in self.image().topics.by_id.values()}
-        members = []
-        for m in g.members.values():
-            parts = tuple((names[t], tuple(sorted(ps))) for t, ps in m.assigned.items()
-                          if t in names and ps)
-            members.append(R.DescribedGroupMember(
-                member_id=m.member_id, group_instance_id=m.instance_id,
-                client_id=m.client_id, client_host=m.client_host,
-                member_metadata=encode_consumer_subscription(
-                    ConsumerSubscription(tuple(sorted(m.subscribed_topic_names)))),
-                member_assignment=encode_consumer_assignment(
-                    ConsumerAssignment(tuple(sorted(parts))))))
-        return R.DescribedGroup(error_code=0, group_id=g.group_id, group_state=g.state.value,
-                                protocol_type="consumer",
-                                protocol_data=self.coordinator.preferred_assignor(g),
-                                members=members)
 
 
 def _dirty(g: ConsumerGroup) -> bool:

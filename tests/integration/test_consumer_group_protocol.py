@@ -26,11 +26,16 @@ import requests
 from broker.client import KafkaConnection, parse_address
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
-from broker.protocol.messages import consumer_group_describe, find_coordinator, list_groups
+from broker.protocol.messages import (
+    consumer_group_describe,
+    describe_groups,
+    find_coordinator,
+    list_groups,
+)
 from tools.proc_cluster import REPO, ProcCluster, env
 
 ck = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 HEARTBEAT_MS = 1000
@@ -374,8 +379,30 @@ def test_cli_and_list_groups_show_both_kinds(cluster: ProcCluster) -> None:
         assert member_id in members
         out = run_tool(cluster, "--describe", "--group", "kip848-cli-old")
         assert sum(1 for line in out.splitlines() if line.startswith("kip848-cli-old")) == 2
+        # DescribeGroups (v0-5) answers a consumer group as Kafka does: Dead, no error.
+        DG = describe_groups.REQUEST
+        node, address = coordinator_of(cluster, "kip848-cli-new")
+        dg = send(address, ApiKey.DESCRIBE_GROUPS, DG.cls(
+            groups=["kip848-cli-new"], include_authorized_operations=False), 5).groups[0]
+        assert (dg.error_code, dg.group_state, dg.protocol_type, dg.members) == (
+            0, "Dead", "", [])
+        # confluent-kafka's admin client lists and describes it (ConsumerGroupDescribe).
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        listed_kinds = {g.group_id: g.type for g in
+                        admin.list_consumer_groups().result(30).valid}
+        assert listed_kinds["kip848-cli-new"] == ConsumerGroupType.CONSUMER
+        assert listed_kinds["kip848-cli-old"] == ConsumerGroupType.CLASSIC
+        desc = admin.describe_consumer_groups(["kip848-cli-new"])["kip848-cli-new"].result(30)
+        assert desc.type == ConsumerGroupType.CONSUMER and desc.partition_assignor == "uniform"
+        assert {(tp.topic, tp.partition) for tp in desc.members[0].assignment.topic_partitions} \
+            == {(topic, 0), (topic, 1)}
+        # So does the HTTP admin API.
+        body = requests.get(cluster.nodes[node].admin_url + "/v1/consumer-groups/kip848-cli-new",
+                            timeout=10).json()
+        assert (body["state"], body["protocol_type"], body["protocol"]) == (
+            "Stable", "consumer", "uniform")
+        assert body["members"][0]["assignment"] == [{"topic": topic, "partitions": [0, 1]}]
         # The coordinator's metrics count the consumer group by its state.
-        node, _ = coordinator_of(cluster, "kip848-cli-new")
         text = requests.get(cluster.nodes[node].admin_url + "/metrics", timeout=10).text
         stable = [float(line.split()[-1]) for line in text.splitlines()
                   if line.startswith('pykraft_consumer_groups{state="Stable"}')]
