@@ -28,7 +28,11 @@ from typing import Any
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
 from broker.groups.consumer_coordinator import ConsumerGroupConfig
-from broker.groups.consumer_records import CONSUMER_KEY_VERSIONS, ConsumerGroupLoader
+from broker.groups.consumer_records import (
+    CONSUMER_KEY_VERSIONS,
+    ConsumerGroupLoader,
+    group_tombstones,
+)
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.group import CommittedOffset, CoordinatorConfig, GroupState
 from broker.groups.records import (
@@ -312,13 +316,22 @@ class GroupMetadataManager:
         """Tombstone ``tps`` of group ``gid`` (and the group itself once it is Empty with no
         offsets left), then forget them. Only the group's loaded coordinator does this."""
         coord = self.coordinator
-        if gid in coord.consumer_groups:
-            # A consumer group stays (with its members' state) when its offsets go.
-            if self.group_error(gid) or await self._append(
-                    gid, [(offset_commit_key(gid, t, p), None) for t, p in tps]):
+        cg = coord.consumer_groups.get(gid)
+        if cg is not None:
+            # A consumer group with members stays when its offsets go; an empty one goes
+            # with its last offsets (its records as tombstones), as Kafka's cleanup does.
+            tombstones: list[tuple[bytes, bytes | None]] = [
+                (offset_commit_key(gid, t, p), None) for t, p in tps]
+            drop = not cg.members and len(tps) == len(cg.offsets)
+            if drop:
+                tombstones += group_tombstones(cg)
+            if self.group_error(gid) or await self._append(gid, tombstones):
                 return
             coord.remove_offsets(gid, tps)
             logger.info("%s %d offset(s) of group %s", why, len(tps), gid)
+            if drop and coord.consumer_groups.get(gid) is cg and not cg.members \
+                    and not cg.offsets:
+                coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
             return
         group = coord.groups.get(gid)
         if group is None or self.group_error(gid):

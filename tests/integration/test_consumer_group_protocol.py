@@ -307,6 +307,29 @@ def test_static_member_comes_back_to_its_partitions_without_a_new_epoch(
         two.close()
 
 
+def test_deleting_its_only_topic_removes_an_empty_consumer_group(cluster: ProcCluster) -> None:
+    topic, group = "kip848-gone", "kip848-gone-group"
+    create_topic(cluster, topic, 1)
+    produce(cluster, topic, 3, 1)
+    cons = Consumer(conf(cluster, group, **{"enable.auto.commit": False}))
+    cons.subscribe([topic])
+    got: dict[int, list[bytes]] = {}
+    poll_all([cons], lambda: len(got.get(0, [])) == 3, 30, "three records", sink=got)
+    cons.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    cons.close()
+    assert describe(cluster, group).group_state == "Empty"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    admin.delete_topics([topic])[topic].result(30)
+    R = consumer_group_describe.REQUEST
+
+    def gone() -> bool:
+        _, address = coordinator_of(cluster, group)
+        g = send(address, ApiKey.CONSUMER_GROUP_DESCRIBE,
+                 R.cls(group_ids=[group], include_authorized_operations=False), 1).groups[0]
+        return g.error_code == ErrorCode.GROUP_ID_NOT_FOUND
+    wait_until(gone, 30, "the empty group gone with its offsets")
+
+
 def test_unsupported_assignor_is_refused(cluster: ProcCluster) -> None:
     errors: list[Any] = []
     cons = Consumer(conf(cluster, "kip848-bad-assignor",
