@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from broker.groups.assignors import assignor_name
 from broker.listener_config import (
     Endpoint,
     parse_admin_listeners,
@@ -453,6 +454,12 @@ class KafkaConfig:
                            f"group.consumer.max.{what}.ms")
             if not v[lo] <= v[key] <= v[hi]:
                 raise ConfigError(key, v[key], f"{key} must be between {lo} and {hi}")
+        for a in v["group.consumer.assignors"]:
+            if assignor_name(a) is None:
+                raise ConfigError("group.consumer.assignors", ",".join(
+                    v["group.consumer.assignors"]), f"unknown assignor {a!r} (uniform, range)")
+        if not v["group.consumer.assignors"]:
+            raise ConfigError("group.consumer.assignors", "", "at least one assignor is needed")
         if v["group.consumer.heartbeat.interval.ms"] >= v["group.consumer.session.timeout.ms"]:
             raise ConfigError(
                 "group.consumer.heartbeat.interval.ms", v["group.consumer.heartbeat.interval.ms"],

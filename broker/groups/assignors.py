@@ -22,6 +22,7 @@ __all__ = [
     "AssignmentSpec",
     "MemberSpec",
     "TargetAssignment",
+    "assignor_name",
     "range_assign",
     "uniform_assign",
 ]
@@ -125,3 +126,11 @@ ASSIGNORS: dict[str, Callable[[AssignmentSpec], TargetAssignment]] = {
 
 # Kafka's group.consumer.assignors default names these two (the first is the default).
 DEFAULT_ASSIGNORS = ("uniform", "range")
+
+
+def assignor_name(configured: str) -> str | None:
+    """The assignor a group.consumer.assignors entry names: a short name or Kafka's class name
+    (``org.apache.kafka.coordinator.group.assignor.UniformAssignor``); None if unknown."""
+    short = configured.rsplit(".", 1)[-1].lower()
+    short = short.removesuffix("assignor") or short
+    return short if short in ASSIGNORS else None

@@ -27,6 +27,7 @@ from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
+from broker.groups.assignors import assignor_name
 from broker.groups.consumer_coordinator import ConsumerGroupConfig
 from broker.groups.consumer_records import (
     CONSUMER_KEY_VERSIONS,
@@ -109,7 +110,8 @@ class GroupMetadataManager:
         ), store=self._store_group, consumer_config=ConsumerGroupConfig(
             heartbeat_interval_ms=config.get("group.consumer.heartbeat.interval.ms"),
             session_timeout_ms=config.get("group.consumer.session.timeout.ms"),
-            assignors=tuple(_assignor_name(a) for a in config.get("group.consumer.assignors")),
+            assignors=tuple(n for n in (assignor_name(a) for a in config.get(
+                "group.consumer.assignors")) if n is not None),
             max_size=config.get("group.consumer.max.size"),
         ))
         self.owned: dict[int, _Owned] = {}
@@ -371,8 +373,3 @@ def _replay(rec: OffsetRecord | GroupMetadataRecord | None,
         else:
             groups[rec.group] = rec
 
-
-def _assignor_name(configured: str) -> str:
-    """group.consumer.assignors takes short names or Kafka's class names of the same."""
-    short = configured.rsplit(".", 1)[-1].lower()
-    return short.removesuffix("assignor") or configured

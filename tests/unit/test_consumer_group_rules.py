@@ -1,7 +1,7 @@
 """The consumer group protocol of KIP-848, pure: the uniform and range assignors, a member's
 reconciliation (a partition goes to its new owner only after the old one revoked it), the
 heartbeat's errors and epochs, timeouts, offset commits with member epochs, and the records
-of ``__consumer_offsets`` read back into the same group."""
+of ``__consumer_offsets`` read back into the same group; the group.consumer.* keys."""
 
 from __future__ import annotations
 
@@ -9,13 +9,23 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from broker.groups.assignors import AssignmentSpec, MemberSpec, range_assign, uniform_assign
+import pytest
+
+from broker.config import KafkaConfig
+from broker.groups.assignors import (
+    AssignmentSpec,
+    MemberSpec,
+    assignor_name,
+    range_assign,
+    uniform_assign,
+)
 from broker.groups.consumer_coordinator import ConsumerGroupConfig, HeartbeatRequest
 from broker.groups.consumer_group import ConsumerGroupState, MemberState
 from broker.groups.consumer_records import ConsumerGroupLoader, drain_records, mark_unwritten
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.group import CoordinatorConfig
 from broker.protocol.errors import ErrorCode
+from storage.errors import ConfigError
 
 T1, T2 = uuid.UUID(int=1), uuid.UUID(int=2)
 
@@ -307,3 +317,25 @@ def test_a_failed_write_is_covered_by_the_next_one() -> None:
     assert live is not None and set(back.members) == {"m1"}
     assert (back.group_epoch, back.members["m1"].assigned, back.members["m1"].member_epoch) \
         == (live.group_epoch, live.members["m1"].assigned, live.members["m1"].member_epoch)
+
+
+def test_the_group_consumer_keys() -> None:
+    base = {"node.id": "1", "process.roles": "broker,controller",
+            "listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            "controller.listener.names": "CONTROLLER",
+            "controller.quorum.voters": "1@127.0.0.1:9093"}
+    cfg = KafkaConfig.from_properties(base)
+    assert (cfg.get("group.consumer.heartbeat.interval.ms"),
+            cfg.get("group.consumer.session.timeout.ms"),
+            cfg.get("group.consumer.assignors")) == (5000, 45000, ["uniform", "range"])
+    kafka_names = ("org.apache.kafka.coordinator.group.assignor.RangeAssignor,"
+                   "org.apache.kafka.coordinator.group.assignor.UniformAssignor")
+    cfg = KafkaConfig.from_properties({**base, "group.consumer.assignors": kafka_names})
+    assert [assignor_name(a) for a in cfg.get("group.consumer.assignors")] == ["range",
+                                                                               "uniform"]
+    for key, value in (("group.consumer.assignors", "sticky"),
+                       ("group.consumer.heartbeat.interval.ms", "100"),
+                       ("group.consumer.session.timeout.ms", "90000")):
+        with pytest.raises(ConfigError) as info:
+            KafkaConfig.from_properties({**base, key: value})
+        assert info.value.key == key
