@@ -339,3 +339,18 @@ def test_the_group_consumer_keys() -> None:
         with pytest.raises(ConfigError) as info:
             KafkaConfig.from_properties({**base, key: value})
         assert info.value.key == key
+
+
+def test_member_ids_v0_from_the_coordinator_v1_from_the_client() -> None:
+    coord = coordinator()
+    tps = topics(a=1)
+    def join(version: int) -> HeartbeatRequest:
+        return HeartbeatRequest("g", "", 0, rebalance_timeout_ms=1000, owned={},
+                                subscribed_topic_names=("a",), version=version)
+
+    v1 = coord.consumer_heartbeat(join(1), tps, 0)
+    assert v1.error == ErrorCode.INVALID_REQUEST
+    v0 = coord.consumer_heartbeat(join(0), tps, 0)
+    assert v0.error == ErrorCode.NONE and v0.member_id is not None
+    assert uuid.UUID(v0.member_id) and v0.member_id in coord.consumer_groups["g"].members
+    assert v0.member_epoch == 1 and flat(v0.assignment) == {(T1, 0)}
