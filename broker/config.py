@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from broker.groups.assignors import assignor_name
 from broker.listener_config import (
     Endpoint,
     parse_admin_listeners,
@@ -448,6 +449,22 @@ class KafkaConfig:
                 "group.max.session.timeout.ms", v["group.max.session.timeout.ms"],
                 "group.max.session.timeout.ms must be at least group.min.session.timeout.ms",
             )
+        for what in ("heartbeat.interval", "session.timeout"):
+            key, lo, hi = (f"group.consumer.{what}.ms", f"group.consumer.min.{what}.ms",
+                           f"group.consumer.max.{what}.ms")
+            if not v[lo] <= v[key] <= v[hi]:
+                raise ConfigError(key, v[key], f"{key} must be between {lo} and {hi}")
+        for a in v["group.consumer.assignors"]:
+            if assignor_name(a) is None:
+                raise ConfigError("group.consumer.assignors", ",".join(
+                    v["group.consumer.assignors"]), f"unknown assignor {a!r} (uniform, range)")
+        if not v["group.consumer.assignors"]:
+            raise ConfigError("group.consumer.assignors", "", "at least one assignor is needed")
+        if v["group.consumer.heartbeat.interval.ms"] >= v["group.consumer.session.timeout.ms"]:
+            raise ConfigError(
+                "group.consumer.heartbeat.interval.ms", v["group.consumer.heartbeat.interval.ms"],
+                "group.consumer.heartbeat.interval.ms must be less than "
+                "group.consumer.session.timeout.ms")
 
     # --- topic-level defaults ------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """``kafka-consumer-groups``: list, describe, reset the offsets of, and delete consumer groups,
 with Kafka's options and output columns.
 
-    kafka-consumer-groups --bootstrap-server H:P --list
-    kafka-consumer-groups --bootstrap-server H:P --describe --group G
+    kafka-consumer-groups --bootstrap-server H:P --list [--state] [--type]
+    kafka-consumer-groups --bootstrap-server H:P --describe --group G [--state | --members]
     kafka-consumer-groups --bootstrap-server H:P --reset-offsets --group G --topic T[:P,...]
         (--to-earliest | --to-latest | --to-offset N | --shift-by N | --to-datetime T)
         [--execute | --dry-run]
     kafka-consumer-groups --bootstrap-server H:P --delete --group G
 
 It speaks the Kafka protocol through ``broker.client`` (FindCoordinator, ListGroups,
-DescribeGroups, OffsetFetch, ListOffsets, OffsetCommit, DeleteGroups).
+ConsumerGroupDescribe and DescribeGroups, OffsetFetch, ListOffsets, OffsetCommit,
+DeleteGroups). Groups of both protocols show: consumer groups (KIP-848) are described with
+ConsumerGroupDescribe, classic groups with DescribeGroups, as Kafka's tool does.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from broker.groups.records import decode_consumer_assignment
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
+    consumer_group_describe,
     delete_groups,
     describe_groups,
     find_coordinator,
@@ -52,6 +55,12 @@ LATEST, EARLIEST = -1, -2
 class GroupView:
     state: str
     members: list[tuple[str, str, str, list[tuple[str, int]]]]  # id, host, client id, tps
+    kind: str = "Classic"
+    assignor: str = ""
+    coordinator: str = ""
+
+
+_KINDS = {"classic": "Classic", "consumer": "Consumer"}
 
 
 class GroupTool:
@@ -94,19 +103,39 @@ class GroupTool:
                 continue
             return resp
 
-    async def list_groups(self) -> list[str]:
+    async def list_groups(self) -> dict[str, tuple[str, str]]:
+        """Group id -> (state, type), from every broker (ListGroups v5, else older)."""
         cluster = await self.client.metadata([])
-        found: set[str] = set()
+        found: dict[str, tuple[str, str]] = {}
         for node in cluster.brokers:
-            resp = await self.client.send_to(node, ApiKey.LIST_GROUPS,
-                                             list_groups.REQUEST.cls(), 0)
+            req = list_groups.REQUEST.cls(states_filter=[], types_filter=[])
+            resp = await self.client.send_to(node, ApiKey.LIST_GROUPS, req, 5)
             if resp.error_code:
                 raise CliError(f"Listing groups on broker {node} failed: "
                                f"{error_name(resp.error_code)}")
-            found.update(g.group_id for g in resp.groups)
-        return sorted(found)
+            for g in resp.groups:
+                kind = _KINDS.get((g.group_type or "classic").lower(), g.group_type or "")
+                found[g.group_id] = (g.group_state or "", kind)
+        return dict(sorted(found.items()))
 
     async def describe(self, group: str) -> GroupView:
+        node = await self.coordinator(group)
+        broker = self.client.cluster.brokers.get(node)
+        where = f"{broker.host}:{broker.port} ({node})" if broker is not None else f"({node})"
+        R = consumer_group_describe.REQUEST
+        resp = await self.to_coordinator(
+            group, ApiKey.CONSUMER_GROUP_DESCRIBE,
+            R.cls(group_ids=[group], include_authorized_operations=False), 0,
+            lambda r: r.groups[0].error_code)
+        cg = resp.groups[0]
+        if not cg.error_code:
+            return GroupView(cg.group_state, [
+                (m.member_id, m.client_host, m.client_id,
+                 [(t.topic_name, p) for t in m.assignment.topic_partitions
+                  for p in t.partitions])
+                for m in cg.members], "Consumer", cg.assignor_name, where)
+        if cg.error_code != ErrorCode.GROUP_ID_NOT_FOUND:
+            raise CliError(f"Describing group '{group}' failed: {error_name(cg.error_code)}")
         req = describe_groups.REQUEST.cls(groups=[group], include_authorized_operations=False)
         resp = await self.to_coordinator(group, ApiKey.DESCRIBE_GROUPS, req, 3,
                                          lambda r: r.groups[0].error_code)
@@ -123,7 +152,7 @@ class GroupTool:
                 except DecodeError:
                     tps = []
             members.append((m.member_id, m.client_host, m.client_id, tps))
-        return GroupView(g.group_state, members)
+        return GroupView(g.group_state, members, "Classic", g.protocol_data, where)
 
     async def committed(self, group: str) -> dict[tuple[str, int], int]:
         req = offset_fetch.REQUEST.cls(group_id=group, topics=None, require_stable=False)
@@ -197,11 +226,23 @@ def _table(rows: list[list[str]], widths: list[int | None]) -> str:
     return "\n".join(lines)
 
 
-async def _describe(tool: GroupTool, group: str) -> int:
+async def _describe(tool: GroupTool, group: str, args: argparse.Namespace) -> int:
     view = await tool.describe(group)
     committed = await tool.committed(group)
     if view.state == "Dead" and not committed:
         raise CliError(f"Consumer group '{group}' does not exist.")
+    if args.state:
+        print()
+        print(_table([["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+                      [group, view.coordinator, view.assignor, view.state,
+                       str(len(view.members))]], [None, None, None, None, None]))
+        return 0
+    if args.members:
+        rows = [["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"]]
+        rows += [[group, mid, host, cid, str(len(tps))] for mid, host, cid, tps in view.members]
+        print()
+        print(_table(rows, [None, None, None, None, None]))
+        return 0
     owner: dict[tuple[str, int], tuple[str, str, str]] = {}
     for mid, host, cid, tps in view.members:
         for tp in tps:
@@ -349,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reset a group's committed offsets")
     action.add_argument("--delete", action="store_true", help="delete groups")
     p.add_argument("--group", action="append", help="the group (repeatable for --delete)")
+    p.add_argument("--state", action="store_true",
+                   help="with --list: each group's state; with --describe: the group's state")
+    p.add_argument("--type", action="store_true",
+                   help="with --list: each group's type (Classic or Consumer)")
+    p.add_argument("--members", action="store_true", help="with --describe: the members")
     p.add_argument("--topic", action="append", help="TOPIC or TOPIC:P1,P2 (--reset-offsets)")
     p.add_argument("--all-topics", action="store_true",
                    help="every topic the group has offsets for (--reset-offsets)")
@@ -371,13 +417,21 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         tool = GroupTool(client)
         if args.list:
-            for g in await tool.list_groups():
-                print(g)
+            groups = await tool.list_groups()
+            if not (args.state or args.type):
+                for g in groups:
+                    print(g)
+                return 0
+            header = ["GROUP"] + (["STATE"] if args.state else []) + (
+                ["TYPE"] if args.type else [])
+            rows = [header] + [[g] + ([state] if args.state else []) + (
+                [kind] if args.type else []) for g, (state, kind) in groups.items()]
+            print(_table(rows, [None] * len(header)))
             return 0
         if not args.group:
             raise CliError("--group is required")
         if args.describe:
-            return await _describe(tool, args.group[0])
+            return await _describe(tool, args.group[0], args)
         if args.reset_offsets:
             return await _reset(tool, args)
         return await _delete(tool, args.group)

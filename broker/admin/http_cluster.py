@@ -254,11 +254,12 @@ class ClusterRoutes(RouteBase):
         """Lag of every committed offset of the groups this broker coordinates: the
         partition's high watermark (ListOffsets to its leader) minus the committed offset."""
         coordinator = getattr(getattr(self.node, "group_coordinator", None), "coordinator", None)
-        groups = getattr(coordinator, "groups", None)
-        if not groups:
+        groups = getattr(coordinator, "groups", None) or {}
+        consumer = getattr(coordinator, "consumer_groups", None) or {}  # KIP-848 groups
+        if not groups and not consumer:
             return {}
         committed: dict[tuple[str, str, int], int] = {}
-        for g in list(groups.values()):
+        for g in [*groups.values(), *consumer.values()]:
             for (topic, pid), o in list(g.offsets.items()):
                 if topic in self.image.topics.by_name:
                     committed[(g.group_id, topic, pid)] = o.offset

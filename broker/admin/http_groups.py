@@ -24,7 +24,13 @@ from broker.client import KafkaConnectionError, KafkaTimeoutError
 from broker.groups.records import decode_consumer_assignment, decode_consumer_subscription
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
-from broker.protocol.messages import describe_groups, find_coordinator, list_groups, offset_fetch
+from broker.protocol.messages import (
+    consumer_group_describe,
+    describe_groups,
+    find_coordinator,
+    list_groups,
+    offset_fetch,
+)
 
 __all__ = ["GroupRoutes"]
 
@@ -98,13 +104,42 @@ class GroupRoutes(RouteBase):
                              else r.error_code))
         coordinator = fc.coordinators[0].node_id if fc.coordinators else fc.node_id
         await self._kafka_call("Metadata", lambda c: c.metadata())
-        dg = await self._kafka_call("DescribeGroups", lambda c: c.send_to(
-            coordinator, ApiKey.DESCRIBE_GROUPS, describe_groups.REQUEST.cls(
-                groups=[group_id], include_authorized_operations=False),
+        # A consumer group of KIP-848 answers ConsumerGroupDescribe (DescribeGroups reports it
+        # Dead, as Kafka does); any other group answers GROUP_ID_NOT_FOUND there.
+        cgd = await self._kafka_call("ConsumerGroupDescribe", lambda c: c.send_to(
+            coordinator, ApiKey.CONSUMER_GROUP_DESCRIBE, consumer_group_describe.REQUEST.cls(
+                group_ids=[group_id], include_authorized_operations=False),
             timeout_s=READ_TIMEOUT_S))
-        g = dg.groups[0]
-        if g.error_code:
-            raise kafka_error(g.error_code, None)
+        cg = cgd.groups[0]
+        if cg.error_code and cg.error_code != ErrorCode.GROUP_ID_NOT_FOUND:
+            raise kafka_error(cg.error_code, None)
+        if not cg.error_code:
+            state, protocol_type, protocol = cg.group_state, "consumer", cg.assignor_name
+            members = [{
+                "member_id": m.member_id, "group_instance_id": m.instance_id,
+                "client_id": m.client_id, "client_host": m.client_host,
+                "subscription": list(m.subscribed_topic_names),
+                "assignment": [{"topic": t.topic_name, "partitions": sorted(t.partitions)}
+                               for t in m.assignment.topic_partitions],
+            } for m in cg.members]
+        else:
+            dg = await self._kafka_call("DescribeGroups", lambda c: c.send_to(
+                coordinator, ApiKey.DESCRIBE_GROUPS, describe_groups.REQUEST.cls(
+                    groups=[group_id], include_authorized_operations=False),
+                timeout_s=READ_TIMEOUT_S))
+            g = dg.groups[0]
+            if g.error_code:
+                raise kafka_error(g.error_code, None)
+            state, protocol_type, protocol = g.group_state, g.protocol_type, g.protocol_data
+            members = [{
+                "member_id": m.member_id,
+                "group_instance_id": getattr(m, "group_instance_id", None),
+                "client_id": m.client_id, "client_host": m.client_host,
+                "subscription": _consumer_subscription(m.member_metadata)
+                if g.protocol_type == "consumer" else None,
+                "assignment": _consumer_assignment(m.member_assignment)
+                if g.protocol_type == "consumer" else [],
+            } for m in g.members]
         OQ = offset_fetch.REQUEST
         # Filled for every version: v0-7 read group_id/topics, v8+ the groups list.
         of = await self._send_versioned(
@@ -118,7 +153,7 @@ class GroupRoutes(RouteBase):
             topics, code = of.groups[0].topics, of.groups[0].error_code
         if code:
             raise kafka_error(code, None)
-        if g.group_state in ("Dead", "") and not g.members and not topics:
+        if state in ("Dead", "") and not members and not topics:
             raise HttpError(404, "GROUP_ID_NOT_FOUND", f"Group {group_id!r} does not exist")
         committed: dict[tuple[str, int], tuple[int, str | None]] = {}
         for t in topics or ():
@@ -141,16 +176,8 @@ class GroupRoutes(RouteBase):
             total += lag or 0
             offsets.append({"topic": topic, "partition": pid, "committed_offset": off,
                             "metadata": meta, "high_watermark": hw, "lag": lag})
-        members = [{
-            "member_id": m.member_id, "group_instance_id": getattr(m, "group_instance_id", None),
-            "client_id": m.client_id, "client_host": m.client_host,
-            "subscription": _consumer_subscription(m.member_metadata)
-            if g.protocol_type == "consumer" else None,
-            "assignment": _consumer_assignment(m.member_assignment)
-            if g.protocol_type == "consumer" else [],
-        } for m in g.members]
         return json_response({
-            "group_id": group_id, "state": g.group_state, "protocol_type": g.protocol_type,
-            "protocol": g.protocol_data, "coordinator_id": coordinator, "members": members,
+            "group_id": group_id, "state": state, "protocol_type": protocol_type,
+            "protocol": protocol, "coordinator_id": coordinator, "members": members,
             "offsets": offsets, "total_lag": total})
 

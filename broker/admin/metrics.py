@@ -294,7 +294,10 @@ def _groups(node: Any) -> Iterator[Metric]:
     if not isinstance(groups, dict):
         return
     by_state: dict[str, int] = {}
-    for g in list(groups.values()):
+    # Consumer groups of KIP-848 (``coordinator.consumer_groups``) count too.
+    consumer = getattr(coordinator, "consumer_groups", None)
+    every = [*groups.values(), *(consumer.values() if isinstance(consumer, dict) else ())]
+    for g in every:
         state = getattr(getattr(g, "state", None), "value", "Unknown")
         by_state[state] = by_state.get(state, 0) + 1
     fam = GaugeMetricFamily("pykraft_consumer_groups", "Consumer groups coordinated by this "

@@ -19,8 +19,10 @@ from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
+from broker.groups.consumer_apis import ConsumerGroupApis, client_host
+from broker.groups.consumer_records import group_tombstones
 from broker.groups.group import CommittedOffset, GroupState, JoinResult, SyncResult
-from broker.groups.metadata_manager import GROUP_METADATA_TOPIC, GroupMetadataManager
+from broker.groups.metadata_manager import GROUP_METADATA_TOPIC
 from broker.groups.records import (
     group_metadata_key,
     offset_commit_key,
@@ -70,10 +72,12 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_GROUPS: (0, 5),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 1),
 }
 
 
-class GroupApis(GroupMetadataManager):
+class GroupApis(ConsumerGroupApis):
     """``handlers``: ApiKey -> handler for the broker listener; ``on_leadership`` goes to
     ``ReplicaManager.add_leadership_listener``; ``start()``/``stop()`` run the timers."""
 
@@ -96,6 +100,8 @@ class GroupApis(GroupMetadataManager):
             ApiKey.DESCRIBE_GROUPS: self.handle_describe_groups,
             ApiKey.DELETE_GROUPS: self.handle_delete_groups,
             ApiKey.OFFSET_DELETE: self.handle_offset_delete,
+            ApiKey.CONSUMER_GROUP_HEARTBEAT: self.handle_consumer_group_heartbeat,
+            ApiKey.CONSUMER_GROUP_DESCRIBE: self.handle_consumer_group_describe,
         }
 
     # -- FindCoordinator (10) -----------------------------------------------------------------
@@ -175,6 +181,13 @@ class GroupApis(GroupMetadataManager):
         err = self.group_error(gid) if gid else ErrorCode.NONE
         if err:
             return self._join_response(JoinResult(err, request.member_id), v)
+        cg = self.coordinator.consumer_groups.get(gid)
+        if cg is not None and not cg.members:
+            # An empty consumer group becomes a classic one (Kafka does the same): its
+            # records go, its offsets stay.
+            err = await self._append(gid, group_tombstones(cg))
+            if err:
+                return self._join_response(JoinResult(err, request.member_id), v)
         fut: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
 
         def done(result: JoinResult) -> None:
@@ -183,7 +196,7 @@ class GroupApis(GroupMetadataManager):
 
         self.coordinator.join_group(
             gid, request.member_id, request.group_instance_id if v >= 5 else None,
-            ctx.client_id, _client_host(ctx), request.session_timeout_ms,
+            ctx.client_id, client_host(ctx), request.session_timeout_ms,
             request.rebalance_timeout_ms if v >= 1 else -1, request.protocol_type,
             [(p.name, bytes(p.metadata)) for p in request.protocols],
             v >= 4, self.clock.wall_ms(), done)
@@ -275,7 +288,7 @@ class GroupApis(GroupMetadataManager):
         err = self.group_error(gid) if gid else ErrorCode.INVALID_GROUP_ID
         if not err:
             err = self.coordinator.validate_offset_commit(gid, member_id, instance_id,
-                                                          generation, now)
+                                                          generation, now, v)
         todo: dict[tuple[str, int], CommittedOffset] = {}
         topics_image = self.image().topics.by_name
         for t in request.topics:
@@ -319,7 +332,8 @@ class GroupApis(GroupMetadataManager):
             for g in request.groups:
                 wanted = None if g.topics is None else [
                     (t.name, p) for t in g.topics for p in t.partition_indexes]
-                err, found = self._fetch_offsets(g.group_id, wanted)
+                err, found = self._fetch_offsets(g.group_id, wanted, g.member_id,
+                                                 g.member_epoch if v >= 9 else -1)
                 by_topic: dict[str, list[Any]] = {}
                 for (topic, pid), o in found.items():
                     by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartitions(
@@ -348,9 +362,11 @@ class GroupApis(GroupMetadataManager):
         return R.cls(throttle_time_ms=0, error_code=0, topics=[
             R.OffsetFetchResponseTopic(name=n, partitions=ps) for n, ps in by_topic.items()])
 
-    def _fetch_offsets(self, group_id: str, wanted: list[tuple[str, int]] | None
+    def _fetch_offsets(self, group_id: str, wanted: list[tuple[str, int]] | None,
+                       member_id: str | None = None, member_epoch: int = -1
                        ) -> tuple[ErrorCode, dict[tuple[str, int], CommittedOffset | None]]:
-        err = self.group_error(group_id)
+        err = self.group_error(group_id) or self.coordinator.validate_consumer_fetch(
+            group_id, member_id, member_epoch)
         if err:
             return err, {}
         return ErrorCode.NONE, self.coordinator.fetch_offsets(group_id, wanted)
@@ -375,6 +391,13 @@ class GroupApis(GroupMetadataManager):
                 out.append(R.ListedGroup(group_id=g.group_id,
                                          protocol_type=g.protocol_type or "",
                                          group_state=g.state.value, group_type="classic"))
+        if not (types and "consumer" not in types):
+            for cg in self.coordinator.consumer_groups.values():
+                state = cg.state.value
+                if self.group_error(cg.group_id) or (states and state.lower() not in states):
+                    continue
+                out.append(R.ListedGroup(group_id=cg.group_id, protocol_type="consumer",
+                                         group_state=state, group_type="consumer"))
         return R.cls(throttle_time_ms=0, error_code=int(err), groups=out)
 
     def handle_describe_groups(self, ctx: RequestContext, header: RequestHeader,
@@ -413,10 +436,13 @@ class GroupApis(GroupMetadataManager):
         for gid in request.groups_names:
             err = self.group_error(gid) or coord.delete_check(gid)
             if not err:
-                g = coord.groups[gid]
                 records: list[tuple[bytes, bytes | None]] = [
-                    (offset_commit_key(gid, t, p), None) for t, p in g.offsets]
-                records.append((group_metadata_key(gid), None))
+                    (offset_commit_key(gid, t, p), None) for t, p in coord.offsets_of(gid) or {}]
+                cg = coord.consumer_groups.get(gid)
+                if cg is not None:
+                    records += group_tombstones(cg)
+                else:
+                    records.append((group_metadata_key(gid), None))
                 err = await self._append(gid, records)
                 if not err:
                     coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
@@ -461,7 +487,3 @@ class GroupApis(GroupMetadataManager):
             R.OffsetDeleteResponseTopic(name=n, partitions=ps) for n, ps in by_topic.items()])
 
 
-def _client_host(ctx: RequestContext) -> str:
-    peer = ctx.peer
-    host = peer[0] if isinstance(peer, tuple) and peer else str(peer or "")
-    return f"/{host}"

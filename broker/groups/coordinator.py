@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import uuid
 
+from broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroups
+from broker.groups.consumer_group import ConsumerGroup
 from broker.groups.group import (
     CommittedOffset,
     CoordinatorConfig,
@@ -40,10 +42,13 @@ from broker.protocol.errors import ErrorCode
 __all__ = ["GroupCoordinator"]
 
 
-class GroupCoordinator(GroupOffsets):
-    """All groups of this broker's coordinator partitions."""
+class GroupCoordinator(GroupOffsets, ConsumerGroups):
+    """All groups of this broker's coordinator partitions: the classic ones here, the consumer
+    groups of KIP-848 in ``ConsumerGroups`` (``consumer_groups``)."""
 
-    def __init__(self, config: CoordinatorConfig, store: StoreFn | None = None) -> None:
+    def __init__(self, config: CoordinatorConfig, store: StoreFn | None = None,
+                 consumer_config: ConsumerGroupConfig | None = None) -> None:
+        ConsumerGroups.__init__(self, consumer_config or ConsumerGroupConfig())
         self.config = config
         self.groups: dict[str, Group] = {}
         self.store: StoreFn = store or (lambda _g, _r, done: done(ErrorCode.NONE))
@@ -121,6 +126,8 @@ class GroupCoordinator(GroupOffsets):
             return callback(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id))
         if rebalance_timeout_ms < 0:  # JoinGroup v0 has none: the session timeout
             rebalance_timeout_ms = session_timeout_ms
+        if self.classic_blocked(group_id):
+            return callback(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id))
         group = self.groups.get(group_id)
         if group is None:
             if member_id:
@@ -457,6 +464,9 @@ class GroupCoordinator(GroupOffsets):
     # -- whole groups ---------------------------------------------------------------------------
 
     def delete_check(self, group_id: str) -> ErrorCode:
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            return ErrorCode.NON_EMPTY_GROUP if cg.members else ErrorCode.NONE
         group = self.groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
             return ErrorCode.GROUP_ID_NOT_FOUND
@@ -466,6 +476,7 @@ class GroupCoordinator(GroupOffsets):
 
     def remove_group(self, group_id: str, error: ErrorCode = ErrorCode.NOT_COORDINATOR) -> None:
         """Forget a group (deleted, or its partition moved away): parked calls get ``error``."""
+        self.remove_consumer_group(group_id)
         group = self.groups.pop(group_id, None)
         if group is None:
             return
@@ -475,8 +486,14 @@ class GroupCoordinator(GroupOffsets):
             self._answer_sync(m, SyncResult(error))
 
     def load(self, groups: dict[str, GroupMetadataRecord],
-             offsets: dict[str, dict[tuple[str, int], CommittedOffset]], now_ms: int) -> None:
+             offsets: dict[str, dict[tuple[str, int], CommittedOffset]], now_ms: int,
+             consumer_groups: dict[str, ConsumerGroup] | None = None) -> None:
         """Install groups read back from ``__consumer_offsets`` (coordinator failover)."""
+        for gid, cg in (consumer_groups or {}).items():
+            cg.offsets = offsets.pop(gid, {})
+            groups.pop(gid, None)
+            self.remove_group(gid)
+            self.consumer_groups[gid] = cg
         for gid in set(groups) | set(offsets):
             rec = groups.get(gid)
             group = Group(gid, state_timestamp_ms=now_ms)

@@ -20,12 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
+from broker.groups.assignors import assignor_name
+from broker.groups.consumer_coordinator import ConsumerGroupConfig
+from broker.groups.consumer_records import (
+    CONSUMER_KEY_VERSIONS,
+    ConsumerGroupLoader,
+    group_tombstones,
+)
 from broker.groups.coordinator import GroupCoordinator
 from broker.groups.group import CommittedOffset, CoordinatorConfig, GroupState
 from broker.groups.records import (
@@ -51,6 +59,7 @@ __all__ = ["GROUP_METADATA_TOPIC", "GroupMetadataManager"]
 logger = logging.getLogger(__name__)
 
 GROUP_METADATA_TOPIC = "__consumer_offsets"
+_I16 = struct.Struct(">h")
 TICK_INTERVAL_S = 0.1
 
 # Append errors as the coordinator reports them (Kafka's GroupCoordinatorService).
@@ -98,7 +107,13 @@ class GroupMetadataManager:
             initial_rebalance_delay_ms=config.get("group.initial.rebalance.delay.ms"),
             max_size=config.get("group.max.size"),
             offsets_retention_ms=config.get("offsets.retention.minutes") * 60_000,
-        ), store=self._store_group)
+        ), store=self._store_group, consumer_config=ConsumerGroupConfig(
+            heartbeat_interval_ms=config.get("group.consumer.heartbeat.interval.ms"),
+            session_timeout_ms=config.get("group.consumer.session.timeout.ms"),
+            assignors=tuple(n for n in (assignor_name(a) for a in config.get(
+                "group.consumer.assignors")) if n is not None),
+            max_size=config.get("group.consumer.max.size"),
+        ))
         self.owned: dict[int, _Owned] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
@@ -118,7 +133,7 @@ class GroupMetadataManager:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        for gid in list(self.coordinator.groups):
+        for gid in [*self.coordinator.groups, *self.coordinator.consumer_groups]:
             self.coordinator.remove_group(gid)
         self.owned.clear()
 
@@ -133,8 +148,12 @@ class GroupMetadataManager:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             try:
-                for gid, mid in self.coordinator.tick(self.clock.wall_ms()):
+                now = self.clock.wall_ms()
+                for gid, mid in self.coordinator.tick(now):
                     logger.info("Member %s of group %s left: session timeout", mid, gid)
+                for gid, mid, why in self.coordinator.consumer_tick(now):
+                    logger.info("Member %s of consumer group %s fenced: %s", mid, gid, why)
+                await self.write_dirty_consumer_groups()
                 if self.clock.monotonic() >= next_retention:
                     next_retention = self.clock.monotonic() + self.retention_check_ms / 1000
                     await self.expire_offsets()
@@ -142,6 +161,9 @@ class GroupMetadataManager:
                 raise
             except Exception:
                 logger.exception("Group coordinator timer failed")
+
+    async def write_dirty_consumer_groups(self) -> None:
+        """Write what the timers changed in consumer groups (``ConsumerGroupApis``)."""
 
     # -- partition ownership --------------------------------------------------------------------
 
@@ -175,13 +197,16 @@ class GroupMetadataManager:
             logger.info("No longer the group coordinator for %s-%d", topic, p)
 
     def _unload(self, p: int) -> None:
-        for gid in [g for g in self.coordinator.groups if self.partition_of(g) == p]:
+        coord = self.coordinator
+        for gid in [g for g in [*coord.groups, *coord.consumer_groups]
+                    if self.partition_of(g) == p]:
             self.coordinator.remove_group(gid, ErrorCode.NOT_COORDINATOR)
 
     async def _load(self, p: int, owned: _Owned) -> None:
         started = self.clock.monotonic()
         groups: dict[str, GroupMetadataRecord] = {}
         offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        consumer = ConsumerGroupLoader()
         hp = self.rm.partitions.get((GROUP_METADATA_TOPIC, p))
         n_records = 0
         if hp is not None:
@@ -211,6 +236,10 @@ class GroupMetadataManager:
                     for r in records:
                         n_records += 1
                         try:
+                            if r.key is not None and len(r.key) >= 2 and _I16.unpack_from(
+                                    r.key)[0] in CONSUMER_KEY_VERSIONS:
+                                consumer.replay(r.key, r.value)
+                                continue
                             rec = decode_record(r.key, r.value)
                         except (CodecError, ValueError) as e:
                             logger.warning("Skipping a bad record at %s-%d offset %d: %s",
@@ -221,7 +250,9 @@ class GroupMetadataManager:
                 await asyncio.sleep(0)
         if self.owned.get(p) is not owned:
             return
-        self.coordinator.load(groups, offsets, self.clock.wall_ms())
+        now = self.clock.wall_ms()
+        cgroups = consumer.build(now, self.coordinator.consumer_config.session_timeout_ms)
+        self.coordinator.load(groups, offsets, now, cgroups)
         owned.loaded = True
         owned.task = None
         logger.info("Loaded group coordinator state of %s-%d (epoch %d): %d groups, %d "
@@ -277,8 +308,9 @@ class GroupMetadataManager:
             self._spawn(self.remove_offsets_of_topics(names))
 
     async def remove_offsets_of_topics(self, names: set[str]) -> None:
-        for gid, group in list(self.coordinator.groups.items()):
-            tps = [tp for tp in group.offsets if tp[0] in names]
+        coord = self.coordinator
+        for gid in [*coord.groups, *coord.consumer_groups]:
+            tps = [tp for tp in coord.offsets_of(gid) or {} if tp[0] in names]
             if tps:
                 await self._remove_offsets(gid, tps, "Removed (topic deleted)")
 
@@ -286,6 +318,23 @@ class GroupMetadataManager:
         """Tombstone ``tps`` of group ``gid`` (and the group itself once it is Empty with no
         offsets left), then forget them. Only the group's loaded coordinator does this."""
         coord = self.coordinator
+        cg = coord.consumer_groups.get(gid)
+        if cg is not None:
+            # A consumer group with members stays when its offsets go; an empty one goes
+            # with its last offsets (its records as tombstones), as Kafka's cleanup does.
+            tombstones: list[tuple[bytes, bytes | None]] = [
+                (offset_commit_key(gid, t, p), None) for t, p in tps]
+            drop = not cg.members and len(tps) == len(cg.offsets)
+            if drop:
+                tombstones += group_tombstones(cg)
+            if self.group_error(gid) or await self._append(gid, tombstones):
+                return
+            coord.remove_offsets(gid, tps)
+            logger.info("%s %d offset(s) of group %s", why, len(tps), gid)
+            if drop and coord.consumer_groups.get(gid) is cg and not cg.members \
+                    and not cg.offsets:
+                coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+            return
         group = coord.groups.get(gid)
         if group is None or self.group_error(gid):
             return
@@ -323,3 +372,4 @@ def _replay(rec: OffsetRecord | GroupMetadataRecord | None,
             groups.pop(rec.group, None)
         else:
             groups[rec.group] = rec
+

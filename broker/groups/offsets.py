@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from broker.groups.consumer_group import ConsumerGroup
 from broker.groups.group import CommittedOffset, CoordinatorConfig, Group, GroupState, Member
 from broker.protocol.errors import ErrorCode
 
@@ -21,20 +22,28 @@ class GroupOffsets:
     """Committed offsets of the coordinator's groups."""
 
     groups: dict[str, Group]
+    consumer_groups: dict[str, ConsumerGroup]
     config: CoordinatorConfig
 
     if TYPE_CHECKING:
+        def validate_consumer_commit(self, group: ConsumerGroup, member_id: str,
+                                     member_epoch: int, api_version: int) -> ErrorCode: ...
+
         def _fenced(self, group: Group, instance_id: str | None, member_id: str) -> bool: ...
 
         def _schedule_heartbeat(self, member: Member, now_ms: int) -> None: ...
 
     def validate_offset_commit(self, group_id: str, member_id: str,
-                               group_instance_id: str | None, generation_id: int, now_ms: int
-                               ) -> ErrorCode:
+                               group_instance_id: str | None, generation_id: int, now_ms: int,
+                               api_version: int = 9) -> ErrorCode:
         """Whether a commit may be written now (Kafka's doCommitOffsets checks); a commit
-        outside group management (generation < 0) creates an Empty group."""
+        outside group management (generation < 0) creates an Empty group. For a consumer
+        group ``generation_id`` is the member epoch."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            return self.validate_consumer_commit(cg, member_id, generation_id, api_version)
         group = self.groups.get(group_id)
         if group is None:
             if generation_id >= 0:
@@ -57,16 +66,23 @@ class GroupOffsets:
         self._schedule_heartbeat(member, now_ms)
         return ErrorCode.NONE
 
+    def offsets_of(self, group_id: str) -> dict[tuple[str, int], CommittedOffset] | None:
+        """The committed offsets of a live group of either kind (None: no such group)."""
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            return cg.offsets
+        group = self.groups.get(group_id)
+        return None if group is None or group.is_(GroupState.DEAD) else group.offsets
+
     def apply_offsets(self, group_id: str,
                       offsets: dict[tuple[str, int], CommittedOffset]) -> None:
-        group = self.groups.get(group_id)
-        if group is not None and not group.is_(GroupState.DEAD):
-            group.offsets.update(offsets)
+        held = self.offsets_of(group_id)
+        if held is not None:
+            held.update(offsets)
 
     def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None
                       ) -> dict[tuple[str, int], CommittedOffset | None]:
-        group = self.groups.get(group_id)
-        offsets = {} if group is None or group.is_(GroupState.DEAD) else group.offsets
+        offsets = self.offsets_of(group_id) or {}
         if partitions is None:
             return dict(offsets)
         return {tp: offsets.get(tp) for tp in partitions}
@@ -74,6 +90,9 @@ class GroupOffsets:
     def offset_delete_check(self, group_id: str, topics: set[str]
                             ) -> tuple[ErrorCode, set[str]]:
         """(group error, topics the group still subscribes to)."""
+        cg = self.consumer_groups.get(group_id)
+        if cg is not None:
+            return ErrorCode.NONE, topics & set(cg.subscription_metadata)
         group = self.groups.get(group_id)
         if group is None or group.is_(GroupState.DEAD):
             return ErrorCode.GROUP_ID_NOT_FOUND, set()
@@ -85,10 +104,10 @@ class GroupOffsets:
         return ErrorCode.NONE, topics & subscribed
 
     def remove_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> None:
-        group = self.groups.get(group_id)
-        if group is not None:
+        held = self.offsets_of(group_id)
+        if held is not None:
             for tp in partitions:
-                group.offsets.pop(tp, None)
+                held.pop(tp, None)
 
     def expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
         """Offsets due for removal (Kafka 2.1+ rules): all of a group's offsets once it has
@@ -97,6 +116,13 @@ class GroupOffsets:
         topics no member subscribes to any more."""
         retention = self.config.offsets_retention_ms
         out: dict[str, list[tuple[str, int]]] = {}
+        for cg in self.consumer_groups.values():
+            # Consumer groups: by commit time, offsets of topics no member subscribes to.
+            subscribed = set(cg.subscription_metadata) if cg.members else set()
+            due = [tp for tp, o in cg.offsets.items() if tp[0] not in subscribed
+                   and now_ms - o.commit_timestamp >= retention]
+            if due:
+                out[cg.group_id] = due
         for g in self.groups.values():
             if not g.offsets:
                 continue
