@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -104,7 +104,8 @@ def leaders(c: ProcCluster) -> tuple[uuid.UUID, dict[int, int]]:
 
 
 def fetch_request(topics: list[tuple[uuid.UUID, dict[int, int]]], *, session_id: int = 0,
-                  epoch: int = -1, forgotten: list[tuple[uuid.UUID, list[int]]] = ()) -> Any:
+                  epoch: int = -1,
+                  forgotten: Sequence[tuple[uuid.UUID, list[int]]] = ()) -> Any:
     R = fetch.REQUEST
     return R.cls(
         replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0,
