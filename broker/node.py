@@ -33,12 +33,12 @@ from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.controller.host import ControllerService
-from broker.controller.lifecycle import BrokerLifecycleManager
+from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
-from broker.network.context import ListenerSpec, RequestContext
+from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
@@ -49,6 +49,7 @@ from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
 from kraft.controller import ControllerConfig, QuorumController
+from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
 from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
@@ -293,14 +294,17 @@ class Node:
         if header.api_version >= 1 and request.endpoint_type != 1:
             return resp.cls(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, cluster_id="")
         listener = ctx.connection.listener_name
+        # v2 (KIP-1073): fenced brokers too when asked, marked as such.
+        with_fenced = header.api_version >= 2 and request.include_fenced_brokers
         brokers = []
         for b in sorted(self.loader.image.cluster.brokers.values(), key=lambda b: b.broker_id):
             ep = b.listener(listener)
-            if b.fenced or ep is None:
+            if (b.fenced and not with_fenced) or ep is None:
                 continue
             brokers.append(resp.DescribeClusterBroker(broker_id=b.broker_id, host=ep.host,
-                                                      port=ep.port, rack=b.rack))
-        ids = [b.broker_id for b in brokers]
+                                                      port=ep.port, rack=b.rack,
+                                                      is_fenced=b.fenced))
+        ids = [b.broker_id for b in brokers if not b.is_fenced]
         controller_id = self.config.node_id if self.config.node_id in ids else (
             ids[0] if ids else -1)
         return resp.cls(error_code=0, endpoint_type=1, cluster_id=self.cluster_id,
@@ -315,7 +319,7 @@ class Node:
         dispatcher = ApiDispatcher(
             cfg.node_id,
             self.cluster_id,
-            advertised={ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (0, 12),
+            advertised={ApiKey.API_VERSIONS: (0, 4), ApiKey.METADATA: (0, 13),
                         **_full_ranges(broker_handlers),
                         **{k: v for k, v in DATA_API_VERSIONS.items()
                            if k in broker_handlers}},
@@ -328,7 +332,7 @@ class Node:
             if self.admin is not None and cfg.get("auto.create.topics.enable") else None,
         )
         controller_table = {int(k): h for k, h in controller_handlers.items()}
-        controller_advertised = {ApiKey.API_VERSIONS: (0, 3), **_full_ranges(controller_table)}
+        controller_advertised = {ApiKey.API_VERSIONS: (0, 4), **_full_ranges(controller_table)}
         controller_advertised.update(
             {k: v for k, v in RAFT_API_VERSIONS.items() if k in controller_advertised})
         specs = []
@@ -341,13 +345,23 @@ class Node:
             if kind == "controller":
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                    advertised=controller_advertised, handlers=controller_table))
+                    advertised=controller_advertised, handlers=controller_table,
+                    features=self._api_features))
             else:
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                    advertised=dispatcher.advertised, handlers=dispatcher.handlers))
+                    advertised=dispatcher.advertised, handlers=dispatcher.handlers,
+                    features=self._api_features))
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
+
+    def _api_features(self) -> ApiFeatures:
+        """ApiVersions v3+: the metadata.version levels this node runs, and the cluster's
+        finalized levels as of the metadata offset this node has applied."""
+        image = self.loader.image
+        return ApiFeatures(supported=((METADATA_VERSION, *METADATA_VERSION_RANGE),),
+                           finalized=tuple(sorted(image.features.levels.items())),
+                           epoch=image.offset if image.features.levels else -1)
 
     def _high_watermarks(self) -> dict[tuple[str, int], int] | None:
         rm = self.replica_manager

@@ -39,7 +39,7 @@ from broker.protocol.framing import (
 from kraft.codec import DecodeError, Message
 
 if TYPE_CHECKING:
-    from broker.network.context import Handler, ListenerSpec, ServerStats
+    from broker.network.context import ApiFeatures, Handler, ListenerSpec, ServerStats
 
 __all__ = [
     "BLOCK",
@@ -174,10 +174,42 @@ class ListenerRoutes:
             error_code=ErrorCode.UNSUPPORTED_VERSION,
             api_keys=[resp.ApiVersion(api_key=_API_VERSIONS, min_version=self.api_versions_lo,
                                       max_version=self.api_versions_hi)]), 0)
+        self._entries = entries
+        self._features = spec.features
+        # version -> (the features it was encoded with, the body)
+        self._feature_bodies: dict[int, tuple[ApiFeatures, bytes]] = {}
         self.api_versions_invalid = {
             v: resp.encode(resp.cls(error_code=ErrorCode.INVALID_REQUEST), v)
             for v in range(self.api_versions_lo, self.api_versions_hi + 1)
         }
+
+    def api_versions_body(self, version: int) -> bytes:
+        """The ApiVersions answer at ``version``; from v3 with the features of the moment
+        (re-encoded only when they changed)."""
+        features = self._features
+        if features is None or version < 3:
+            return self.api_versions_bodies[version]
+        f = features()
+        cached = self._feature_bodies.get(version)
+        if cached is not None and cached[0] == f:
+            return cached[1]
+        resp = API_SPECS[_API_VERSIONS].response
+        supported = []
+        for name, lo, hi in f.supported:
+            if version < 4 and lo == 0:
+                # v3 cannot carry a minimum of 0 (KAFKA-17011): 0-0 is left out, 0-n is 1-n.
+                if hi == 0:
+                    continue
+                lo = 1
+            supported.append(resp.SupportedFeatureKey(name=name, min_version=lo, max_version=hi))
+        body = resp.encode(resp.cls(
+            error_code=0, api_keys=self._entries, supported_features=supported,
+            finalized_features_epoch=f.epoch,
+            finalized_features=[resp.FinalizedFeatureKey(name=n, max_version_level=level,
+                                                         min_version_level=level)
+                                for n, level in f.finalized]), version)
+        self._feature_bodies[version] = (f, body)
+        return body
 
 
 class ServerConnection:
@@ -354,7 +386,7 @@ class ServerConnection:
         version = header.api_version
         self.stats.api_versions_requests += 1
         self._log_api_versions(frame, version)
-        body = listener.api_versions_bodies[version]
+        body = listener.api_versions_body(version)
         if version >= 3:
             software = (request.client_software_name, request.client_software_version)
             if software != self._last_software:

@@ -14,7 +14,18 @@ from broker.protocol.framing import RequestHeader
 if TYPE_CHECKING:
     from broker.network.connection import ConnectionInfo
 
-__all__ = ["Handler", "ListenerSpec", "RequestContext", "ServerStats"]
+__all__ = ["ApiFeatures", "Handler", "ListenerSpec", "RequestContext", "ServerStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiFeatures:
+    """What ApiVersions v3+ tells of features (KIP-584): the levels this node can run
+    (name, min, max), the cluster's finalized levels (name, level) and the metadata offset
+    they were read at (-1: none yet)."""
+
+    supported: tuple[tuple[str, int, int], ...] = ()
+    finalized: tuple[tuple[str, int], ...] = ()
+    epoch: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +33,8 @@ class ListenerSpec:
     """One listening socket. ``kind`` decides which APIs it serves (``ApiSpec.listeners``);
     ``advertised`` overrides the server-wide advertised version table for this listener, and
     ``handlers`` (API key -> handler) the server-wide handler. ``host`` "" or "0.0.0.0" binds
-    every interface; ``port`` 0 picks a free port."""
+    every interface; ``port`` 0 picks a free port. ``features`` gives ApiVersions v3+ its
+    feature fields."""
 
     name: str
     host: str = "127.0.0.1"
@@ -30,6 +42,8 @@ class ListenerSpec:
     kind: str = "broker"
     advertised: Mapping[int, tuple[int, int]] | None = None
     handlers: Mapping[int, Handler] | None = None
+    # ApiVersions v3+ features, read for each answer (None: no features).
+    features: Callable[[], ApiFeatures] | None = None
 
 
 @dataclass(slots=True)

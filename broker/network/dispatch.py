@@ -37,11 +37,10 @@ __all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]
 logger = logging.getLogger(__name__)
 
 # What every real client we test against negotiates down to (docs/clients.md); each room adds
-# the APIs it serves. ApiVersions stays at 0-3: kafka-python's first v4
-# request then exercises the error-35 fallback, as it does against Kafka 2.x/3.x brokers.
+# the APIs it serves.
 DEFAULT_ADVERTISED: dict[int, tuple[int, int]] = {
-    ApiKey.API_VERSIONS: (0, 3),
-    ApiKey.METADATA: (0, 12),
+    ApiKey.API_VERSIONS: (0, 4),
+    ApiKey.METADATA: (0, 13),
 }
 
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")

@@ -9,7 +9,8 @@ DeleteRecords waits the same way, until the low watermark reaches the requested 
 
 Versions (``ADVERTISED``): low minimums so every client we test enables its features
 (docs/clients.md); Produce below v3 (magic 0/1 batches) is answered with UNSUPPORTED_VERSION per
-partition, as Kafka 4 does; Fetch stops at v12 (v13+ addresses topics by id).
+partition, as Kafka 4 does. Fetch lives in ``fetch_api.py``; KIP-951 leader hints in
+``leader_hints.py``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import (
     delete_records,
-    fetch,
     list_offsets,
     offset_for_leader_epoch,
     produce,
 )
-from broker.replication.fetch_session import CachedPartition, FetchContext, FetchSessionCache
+from broker.replication.fetch_api import FETCH_VERSIONS, FetchApi
+from broker.replication.leader_hints import PRODUCE_HINT_ERRORS, current_leader, node_endpoints
 from broker.replication.replica_manager import ReplicaManager
 from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
@@ -39,25 +40,30 @@ __all__ = ["ADVERTISED", "DataApis"]
 logger = logging.getLogger(__name__)
 
 ADVERTISED: dict[int, tuple[int, int]] = {
-    ApiKey.PRODUCE: (0, 11),
-    ApiKey.FETCH: (4, 12),
-    ApiKey.LIST_OFFSETS: (0, 7),
+    ApiKey.PRODUCE: (0, 12),
+    ApiKey.FETCH: FETCH_VERSIONS,
+    ApiKey.LIST_OFFSETS: (0, 10),
     ApiKey.OFFSET_FOR_LEADER_EPOCH: (0, 4),
     ApiKey.DELETE_RECORDS: (0, 2),
 }
 
 MIN_PRODUCE_VERSION = 3  # magic-2 record batches
-READ_COMMITTED = 1
+PRODUCE_HINT_VERSION = 10  # KIP-951 current leader and node endpoints
+# ListOffsets special timestamps and the versions that introduced them (Kafka's
+# ListOffsetsRequest): -3 the max timestamp (v7), -4 the earliest local offset (v8), -5 the
+# latest tiered offset (v9, KIP-1005).
+EARLIEST_LOCAL_TIMESTAMP = -4
+LATEST_TIERED_TIMESTAMP = -5
 
 
 class DataApis:
     def __init__(self, replica_manager: ReplicaManager) -> None:
         self.rm = replica_manager
-        self.sessions = FetchSessionCache(
-            replica_manager.config.get("max.incremental.fetch.session.cache.slots"))
+        self.fetch = FetchApi(replica_manager)
+        self.sessions = self.fetch.sessions
         self.handlers = {
             ApiKey.PRODUCE: self.handle_produce,
-            ApiKey.FETCH: self.handle_fetch,
+            ApiKey.FETCH: self.fetch.handle_fetch,
             ApiKey.LIST_OFFSETS: self.handle_list_offsets,
             ApiKey.OFFSET_FOR_LEADER_EPOCH: self.handle_offset_for_leader_epoch,
             ApiKey.DELETE_RECORDS: self.handle_delete_records,
@@ -115,23 +121,27 @@ class DataApis:
             waiting[:] = still
             return not still
 
+        listener = ctx.listener_name
         if not waiting or settle():
-            return self._produce_response(results, v)
-        return self._delayed_produce(results, waiting, settle, request.timeout_ms, v)
+            return self._produce_response(results, v, listener)
+        return self._delayed_produce(results, waiting, settle, request.timeout_ms, v, listener)
 
     async def _delayed_produce(self, results: list[tuple[str, list[list[Any]]]],
                                waiting: list[tuple[list[Any], Any, int, int]],
-                               settle: Any, timeout_ms: int, v: int) -> Any:
+                               settle: Any, timeout_ms: int, v: int, listener: str) -> Any:
         keys = [w[1].tp for w in waiting]
         await self.rm.produce_purgatory.wait(keys, settle, max(timeout_ms, 0) / 1000)
         settle()
         for w in waiting:
             w[0][1] = ErrorCode.REQUEST_TIMED_OUT
-        return self._produce_response(results, v)
+        return self._produce_response(results, v, listener)
 
-    @staticmethod
-    def _produce_response(results: list[tuple[str, list[list[Any]]]], v: int) -> Any:
+    def _produce_response(self, results: list[tuple[str, list[list[Any]]]], v: int,
+                          listener: str) -> Any:
         R = produce.RESPONSE
+        image = self.rm.image
+        hints = v >= PRODUCE_HINT_VERSION
+        leaders: list[int] = []
         topics = []
         for name, rows in results:
             parts = []
@@ -142,130 +152,17 @@ class DataApis:
                     pr.log_append_time_ms = row[3]
                 if v >= 5:
                     pr.log_start_offset = row[4]
+                if hints and row[1] in PRODUCE_HINT_ERRORS:
+                    leader, epoch = current_leader(image, name, row[0])
+                    pr.current_leader = R.LeaderIdAndEpoch(leader_id=leader, leader_epoch=epoch)
+                    if leader >= 0:
+                        leaders.append(leader)
                 parts.append(pr)
             topics.append(R.TopicProduceResponse(name=name, partition_responses=parts))
-        return R.cls(throttle_time_ms=0, responses=topics)
-
-    # -- Fetch (1) ----------------------------------------------------------------------------
-
-    def handle_fetch(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
-        R = fetch.RESPONSE
-        v = header.api_version
-        replica_id = request.replica_id
-        if v >= 15 and request.replica_state is not None:
-            replica_id = request.replica_state.replica_id
-        if v >= 7:
-            fctx = self.sessions.new_context(
-                request.session_id, request.session_epoch, request.topics,
-                request.forgotten_topics_data or [], follower=replica_id >= 0,
-                now_ms=self.rm.clock.monotonic_ms())
-            if fctx.error:
-                return R.cls(throttle_time_ms=0, error_code=int(fctx.error), session_id=0,
-                             responses=[])
-        else:
-            fctx = FetchContext(partitions=[CachedPartition.requested(t.topic, p)
-                                            for t in request.topics for p in t.partitions])
-        wanted = fctx.wanted()
-        first = self._read_all(request, wanted, replica_id)
-        max_wait_ms = request.max_wait_ms
-        min_bytes = max(request.min_bytes, 1)
-        got = sum(len(r.records) for _, r in first)
-        errors = any(r.error or r.diverging_epoch is not None for _, r in first)
-        if max_wait_ms <= 0 or got >= min_bytes or errors or not first:
-            return self._fetch_response(request, fctx, first, v)
-        return self._delayed_fetch(request, fctx, wanted, v, replica_id, min_bytes,
-                                   max_wait_ms)
-
-    async def _delayed_fetch(self, request: Any, fctx: FetchContext,
-                             wanted: list[CachedPartition], v: int, replica_id: int,
-                             min_bytes: int, max_wait_ms: int) -> Any:
-        rm = self.rm
-
-        def ready() -> bool:
-            total = 0
-            for c in wanted:
-                n = rm.available_bytes(c.topic, c.partition, c.fetch_offset,
-                                       c.current_leader_epoch, replica_id,
-                                       min(c.max_bytes, min_bytes))
-                if n < 0:
-                    return True
-                total += n
-                if total >= min_bytes:
-                    return True
-            return False
-
-        by_tp = {(c.topic, c.partition): c for c in wanted}
-
-        def ready_for(tp: tuple[str, int]) -> bool:
-            # min_bytes 1 (followers, most consumers): the partition that moved decides.
-            c = by_tp.get(tp)
-            if c is None:
-                return False
-            n = rm.available_bytes(c.topic, c.partition, c.fetch_offset, c.current_leader_epoch,
-                                   replica_id, 1)
-            return n != 0
-
-        await rm.fetch_purgatory.wait(by_tp, ready, max_wait_ms / 1000,
-                                      ready_for=ready_for if min_bytes <= 1 else None)
-        return self._fetch_response(request, fctx, self._read_all(request, wanted, replica_id),
-                                    v)
-
-    def _read_all(self, request: Any, wanted: list[CachedPartition], replica_id: int
-                  ) -> list[tuple[CachedPartition, Any]]:
-        rm = self.rm
-        remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
-        read_any = False
-        out = []
-        for c in wanted:
-            r = rm.read(c.topic, c.partition, fetch_offset=c.fetch_offset,
-                        current_leader_epoch=c.current_leader_epoch,
-                        last_fetched_epoch=c.last_fetched_epoch,
-                        max_bytes=max(min(c.max_bytes, remaining), 0), min_one=not read_any,
-                        replica_id=replica_id, log_start_offset=c.log_start_offset)
-            remaining -= len(r.records)
-            read_any = read_any or bool(r.records)
-            out.append((c, r))
-        return out
-
-    @staticmethod
-    def _fetch_response(request: Any, fctx: FetchContext,
-                        reads: list[tuple[CachedPartition, Any]], v: int) -> Any:
-        R = fetch.RESPONSE
-        read_committed = getattr(request, "isolation_level", 0) == READ_COMMITTED
-        incremental = fctx.incremental
-        remember = fctx.session is not None
-        topics: list[Any] = []
-        out: list[Any] = []
-        current = None
-        moved: list[tuple[str, int]] = []
-        for c, r in reads:
-            if remember:
-                respond = c.must_respond(int(r.error), r.high_watermark, r.last_stable_offset,
-                                         r.log_start_offset, bool(r.records),
-                                         r.diverging_epoch is not None)
-                if r.records:
-                    moved.append((c.topic, c.partition))
-                if incremental and not respond:
-                    continue
-            pd = R.PartitionData(partition_index=c.partition, error_code=int(r.error),
-                                 high_watermark=r.high_watermark, records=r.records)
-            if v >= 4:
-                # No transactions yet: the last stable offset is the high watermark.
-                pd.last_stable_offset = r.last_stable_offset
-                pd.aborted_transactions = [] if read_committed else None
-            if v >= 5:
-                pd.log_start_offset = r.log_start_offset
-            if r.diverging_epoch is not None and v >= 12:
-                pd.diverging_epoch = R.EpochEndOffset(epoch=r.diverging_epoch[0],
-                                                      end_offset=r.diverging_epoch[1])
-            if c.topic != current:
-                current, out = c.topic, []
-                topics.append(R.FetchableTopicResponse(topic=c.topic, partitions=out))
-            out.append(pd)
-        if fctx.session is not None and moved:
-            fctx.session.rotate(moved)
-        return R.cls(throttle_time_ms=0, error_code=0, session_id=fctx.session_id,
-                     responses=topics)
+        resp = R.cls(throttle_time_ms=0, responses=topics)
+        if leaders:
+            resp.node_endpoints = node_endpoints(image, leaders, listener, R.NodeEndpoint)
+        return resp
 
     # -- ListOffsets (2) ----------------------------------------------------------------------
 
@@ -316,11 +213,18 @@ class DataApis:
 
         if timestamp == LATEST_TIMESTAMP:
             return ErrorCode.NONE, fetchable, -1, epoch_of(max(fetchable - 1, 0))
-        if timestamp == EARLIEST_TIMESTAMP or timestamp == -4:
+        if (timestamp == MAX_TIMESTAMP and v < 7) or (
+                timestamp == EARLIEST_LOCAL_TIMESTAMP and v < 8) or (
+                timestamp == LATEST_TIERED_TIMESTAMP and v < 9):
+            return ErrorCode.UNSUPPORTED_VERSION, -1, -1, -1
+        if timestamp == EARLIEST_TIMESTAMP or timestamp == EARLIEST_LOCAL_TIMESTAMP:
+            # No tiered storage: the whole log is local, so the earliest local offset is the
+            # log start offset.
             start = log.log_start_offset
             return ErrorCode.NONE, start, -1, epoch_of(start)
-        if timestamp == MAX_TIMESTAMP and v < 7:
-            return ErrorCode.UNSUPPORTED_VERSION, -1, -1, -1
+        if timestamp == LATEST_TIERED_TIMESTAMP:
+            # Nothing is tiered: KIP-1005 answers offset -1 (and no epoch).
+            return ErrorCode.NONE, -1, -1, -1
         if timestamp < 0 and timestamp != MAX_TIMESTAMP:
             return ErrorCode.NONE, -1, -1, -1
         try:

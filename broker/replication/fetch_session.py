@@ -21,12 +21,19 @@ session takes the slot of the least recently used one that has been idle for
 ``EVICTION_IDLE_MS``, or failing that (for a follower) of the least recently used consumer
 session; otherwise the fetch is answered without a session.
 
+Fetch v13+ names topics by id (KIP-516): a session opened at v13+ keys its partitions by
+``(topic_id, partition)`` and one opened below by ``(topic, partition)``; an incremental request
+of the other kind is ``FETCH_SESSION_TOPIC_ID_ERROR`` (Kafka's ``FetchSession`` ``usesTopicIds``),
+after which the fetcher starts a new session. The topic name of an id is looked up by the caller
+for every request (a deleted topic's id then resolves to nothing: UNKNOWN_TOPIC_ID).
+
 Pure logic: the caller passes ``now_ms``, reads the partitions and hands the results back.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +47,9 @@ INITIAL_EPOCH = 0
 FINAL_EPOCH = -1
 EVICTION_IDLE_MS = 120_000  # Kafka's min.incremental.fetch.session.eviction.ms
 
-TP = tuple[str, int]
+# A session's key of a partition: (topic name, partition), or (topic id, partition) for a
+# session opened with Fetch v13+.
+TP = tuple[str | uuid.UUID, int]
 
 
 @dataclass(slots=True)
@@ -57,13 +66,19 @@ class CachedPartition:
     high_watermark: int = -1
     last_stable_offset: int = -1
     leader_log_start: int = -1
+    topic_id: uuid.UUID | None = None  # Fetch v13+; ``topic`` is then its current name or ""
 
     @classmethod
-    def requested(cls, topic: str, p: Any) -> CachedPartition:
+    def requested(cls, topic: str, p: Any, topic_id: uuid.UUID | None = None
+                  ) -> CachedPartition:
         """From one partition of a Fetch request."""
-        c = cls(topic, p.partition, p.fetch_offset)
+        c = cls(topic, p.partition, p.fetch_offset, topic_id=topic_id)
         c.update_request(p)
         return c
+
+    @property
+    def key(self) -> TP:
+        return (self.topic if self.topic_id is None else self.topic_id, self.partition)
 
     def update_request(self, p: Any) -> None:
         """A request named this partition (new position or limits): its next answer carries
@@ -98,6 +113,7 @@ class FetchSession:
     partitions: OrderedDict[TP, CachedPartition]
     last_used_ms: int
     epoch: int = 1  # the epoch the next incremental request must carry
+    uses_topic_ids: bool = False
 
     def rotate(self, tps: list[TP]) -> None:
         """Partitions that just returned records go to the back of the answer order, so that a
@@ -143,16 +159,22 @@ class FetchSessionCache:
         return sum(len(s.partitions) for s in self.sessions.values())
 
     def new_context(self, session_id: int, epoch: int, topics: list[Any],
-                    forgotten: list[Any], *, follower: bool, now_ms: int) -> FetchContext:
+                    forgotten: list[Any], *, follower: bool, now_ms: int,
+                    uses_topic_ids: bool = False) -> FetchContext:
         """Interpret one Fetch request's session fields (``topics`` / ``forgotten`` as they are
-        on the wire: ``.topic`` and ``.partitions``)."""
+        on the wire: ``.topic`` and ``.partitions``, and ``.topic_id`` with ``uses_topic_ids``,
+        where ``.topic`` is the id's name or "")."""
+        def tid(t: Any) -> uuid.UUID | None:
+            return t.topic_id if uses_topic_ids else None
+
         if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
             if session_id:
                 self.sessions.pop(session_id, None)
-            wanted = [CachedPartition.requested(t.topic, p) for t in topics for p in t.partitions]
+            wanted = [CachedPartition.requested(t.topic, p, tid(t))
+                      for t in topics for p in t.partitions]
             ctx = FetchContext(partitions=wanted)
             if epoch == INITIAL_EPOCH and wanted:
-                session = self._create(wanted, follower, now_ms)
+                session = self._create(wanted, follower, now_ms, uses_topic_ids)
                 if session is not None:
                     ctx.session, ctx.session_id = session, session.id
             return ctx
@@ -161,32 +183,36 @@ class FetchSessionCache:
             return FetchContext(error=ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
         if session.epoch != epoch:
             return FetchContext(error=ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        if session.uses_topic_ids != uses_topic_ids:
+            return FetchContext(error=ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR)
         session.epoch += 1
         session.last_used_ms = now_ms
         self.sessions.move_to_end(session_id)
         parts = session.partitions
         for t in forgotten:
+            key = t.topic_id if uses_topic_ids else t.topic
             for pid in t.partitions:
-                parts.pop((t.topic, pid), None)
+                parts.pop((key, pid), None)
         for t in topics:
             for p in t.partitions:
-                cp = parts.get((t.topic, p.partition))
+                c = CachedPartition.requested(t.topic, p, tid(t))
+                cp = parts.get(c.key)
                 if cp is None:
-                    parts[(t.topic, p.partition)] = CachedPartition.requested(t.topic, p)
+                    parts[c.key] = c
                 else:
                     cp.update_request(p)
         return FetchContext(session_id=session_id, session=session)
 
-    def _create(self, wanted: list[CachedPartition], follower: bool,
-                now_ms: int) -> FetchSession | None:
+    def _create(self, wanted: list[CachedPartition], follower: bool, now_ms: int,
+                uses_topic_ids: bool = False) -> FetchSession | None:
         if len(self.sessions) >= self.max_slots and not self._evict_one(follower, now_ms):
             return None
         while True:
             sid = self._rng.randint(1, 0x7FFFFFFF)
             if sid not in self.sessions:
                 break
-        session = FetchSession(sid, follower, OrderedDict(((c.topic, c.partition), c)
-                                                          for c in wanted), now_ms)
+        session = FetchSession(sid, follower, OrderedDict((c.key, c) for c in wanted), now_ms,
+                               uses_topic_ids=uses_topic_ids)
         self.sessions[sid] = session
         return session
 

@@ -197,8 +197,8 @@ def test_api_versions_v3_negotiated_with_software_name() -> None:
                                                      client_id="neg") as conn:
                 assert conn.api_versions_version == 3
                 assert conn.api_versions == server.advertised_for("L")
-                assert conn.version_for(ApiKey.METADATA) == 12
-                assert conn.version_for(ApiKey.API_VERSIONS) == 3
+                assert conn.version_for(ApiKey.METADATA) == 13
+                assert conn.version_for(ApiKey.API_VERSIONS) == 4
                 resp = await conn.send(ApiKey.METADATA, md_request())
                 assert resp.brokers[0].node_id == 1
                 assert handler.software == (CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION)
@@ -234,11 +234,11 @@ def test_api_versions_falls_back_on_error_35() -> None:
 
 
 def test_no_common_version_is_a_clear_error() -> None:
-    assert choose_version(ApiKey.METADATA, (0, 20)) == 12
+    assert choose_version(ApiKey.METADATA, (0, 20)) == 13
     with pytest.raises(UnsupportedVersionError, match="no common version of Metadata"):
-        choose_version(ApiKey.METADATA, (13, 15))
+        choose_version(ApiKey.METADATA, (14, 15))
     with pytest.raises(UnsupportedVersionError, match="outside our versions"):
-        choose_version(ApiKey.METADATA, (0, 20), requested=13)
+        choose_version(ApiKey.METADATA, (0, 20), requested=14)
 
     async def main() -> None:
         handler = SpecialHandler()

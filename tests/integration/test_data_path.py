@@ -162,7 +162,8 @@ def produce_raw(c: ProcCluster, topic: str, partition: int, records: bytes, acks
 
 
 def fetch_raw(c: ProcCluster, topic: str, partition: int, offset: int, *,
-              max_wait_ms: int = 0, epoch: int = -1, version: int | None = None) -> Any:
+              max_wait_ms: int = 0, epoch: int = -1, version: int = 12) -> Any:
+    """A Fetch by topic name (v12 at most: v13+ names topics by id)."""
     R = fetch.REQUEST
     req = R.cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=1 << 20,
                 isolation_level=0, session_id=0, session_epoch=-1, topics=[R.FetchTopic(
@@ -453,7 +454,7 @@ def test_fetch_list_offsets_and_epochs(cluster: ProcCluster) -> None:
                             partition=0, fetch_offset=5, partition_max_bytes=1 << 20)])],
                     forgotten_topics_data=[], rack_id="")
         t = time.monotonic()
-        task = asyncio.create_task(_send(c.nodes[1].bootstrap, ApiKey.FETCH, req))
+        task = asyncio.create_task(_send(c.nodes[1].bootstrap, ApiKey.FETCH, req, 12))
         await asyncio.sleep(0.3)
         P = produce.REQUEST
         await _send(c.nodes[1].bootstrap, ApiKey.PRODUCE, P.cls(

@@ -44,12 +44,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
         c.shutdown()
 
 
-def send(address: str, api_key: int, req: Any, timeout_s: float = 20.0) -> Any:
+def send(address: str, api_key: int, req: Any, timeout_s: float = 20.0,
+         version: int | None = None) -> Any:
     async def run() -> Any:
         host, port = parse_address(address)
         conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
         try:
-            return await conn.send(api_key, req, None, timeout_s=timeout_s)
+            return await conn.send(api_key, req, version, timeout_s=timeout_s)
         finally:
             await conn.close()
 
@@ -134,7 +135,9 @@ def fetch_at(c: ProcCluster, node: int, topic: str, offset: int) -> Any:
                         partition=0, current_leader_epoch=-1, fetch_offset=offset,
                         log_start_offset=-1, partition_max_bytes=1 << 20)])],
                 forgotten_topics_data=[], rack_id="")
-    return send(c.nodes[node].bootstrap, ApiKey.FETCH, req).responses[0].partitions[0]
+    # v12: the last version that names topics (v13+ by id).
+    return send(c.nodes[node].bootstrap, ApiKey.FETCH, req,
+                version=12).responses[0].partitions[0]
 
 
 def consume_all(c: ProcCluster, topic: str, expect: int) -> list[int]:

@@ -231,14 +231,14 @@ def assert_closed_by_server(s: socket.socket) -> bytes:
 # -- ApiVersions ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
 def test_api_versions_each_version(srv: ServerThread, version: int) -> None:
     with connect(srv.port()) as s:
         body = check_api_versions(s, 1000 + version, version)
     listed = {a.api_key: (a.min_version, a.max_version) for a in body.api_keys}
     assert listed == srv.server.advertised_for("PLAINTEXT")
-    assert listed[ApiKey.API_VERSIONS] == (0, 3)
-    assert listed[ApiKey.METADATA] == (0, 12)
+    assert listed[ApiKey.API_VERSIONS] == (0, 4)
+    assert listed[ApiKey.METADATA] == (0, 13)
     assert ApiKey.VOTE not in listed  # controller-only
     assert [a.api_key for a in body.api_keys] == sorted(listed)
     if version >= 1:
@@ -247,7 +247,7 @@ def test_api_versions_each_version(srv: ServerThread, version: int) -> None:
         assert body.supported_features == [] and body.finalized_features == []
 
 
-@pytest.mark.parametrize("version", [4, 99, 32767])
+@pytest.mark.parametrize("version", [5, 99, 32767])
 def test_api_versions_unsupported_version_gets_error_35_with_v0_body(
         srv: ServerThread, version: int) -> None:
     frame = bytearray(api_versions_frame(3, 77))
@@ -258,7 +258,7 @@ def test_api_versions_unsupported_version_gets_error_35_with_v0_body(
         assert cid == 77
         assert body.error_code == ErrorCode.UNSUPPORTED_VERSION == 35
         assert [(a.api_key, a.min_version, a.max_version) for a in body.api_keys] == \
-            [(ApiKey.API_VERSIONS, 0, 3)]
+            [(ApiKey.API_VERSIONS, 0, 4)]
         check_api_versions(s, 78)  # the connection stays usable, as clients then retry
 
 
@@ -280,7 +280,7 @@ def test_controller_listener_advertises_controller_apis(srv: ServerThread) -> No
     with connect(srv.port("CONTROLLER")) as s:
         body = check_api_versions(s, 1)
     listed = {a.api_key: (a.min_version, a.max_version) for a in body.api_keys}
-    assert listed == {ApiKey.API_VERSIONS: (0, 3), ApiKey.VOTE: (0, 1)}
+    assert listed == {ApiKey.API_VERSIONS: (0, 4), ApiKey.VOTE: (0, 1)}
 
 
 # -- Metadata through the handler ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from types import SimpleNamespace as NS
 
 from broker.protocol.errors import ErrorCode
@@ -99,3 +100,50 @@ def test_eviction_takes_idle_sessions_then_consumer_sessions_for_followers() -> 
     late = EVICTION_IDLE_MS + 10
     d = c.new_context(0, 0, topics(t={4: 0}), [], follower=False, now_ms=late).session_id
     assert d and b not in c.sessions and f in c.sessions and c.evicted == 2
+
+
+def by_id(names: dict[uuid.UUID, str], **parts: dict[int, int]) -> list[NS]:
+    """Fetch v13+ topics: ``parts`` keyed by topic name, sent by id (``names`` maps back)."""
+    ids = {n: i for i, n in names.items()}
+    out = topics(**parts)
+    for t in out:
+        t.topic_id = ids[t.topic]
+    return out
+
+
+def test_topic_id_sessions_key_by_id_and_forget_by_id() -> None:
+    """A v13+ session keys its partitions by topic id: forgotten topics name ids, and a topic
+    renamed under the same id (a deleted and recreated name has a new id) stays one entry."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    names = {a: "a", b: "b"}
+    c = cache()
+    ctx = c.new_context(0, 0, by_id(names, a={0: 5, 1: 7}), [], follower=False, now_ms=0,
+                        uses_topic_ids=True)
+    sid = ctx.session_id
+    assert sid and ctx.session is not None and ctx.session.uses_topic_ids
+    assert set(ctx.session.partitions) == {(a, 0), (a, 1)}
+    forgotten = [NS(topic="", topic_id=a, partitions=[0])]
+    ctx = c.new_context(sid, 1, by_id(names, b={0: 2}), forgotten, follower=False, now_ms=1,
+                        uses_topic_ids=True)
+    assert ctx.incremental
+    assert [(p.topic_id, p.partition, p.fetch_offset) for p in ctx.wanted()] == [
+        (a, 1, 7), (b, 0, 2)]
+    # Forgotten topics are read by id: b's partition 0 goes, whatever name rides along.
+    assert c.new_context(sid, 2, [], [NS(topic="a", topic_id=b, partitions=[0, 1])],
+                         follower=False, now_ms=2, uses_topic_ids=True).error == 0
+    assert {p.key for p in ctx.session.partitions.values()} == {(a, 1)}
+
+
+def test_topic_id_session_mixed_with_names_is_an_error() -> None:
+    """Kafka's FetchSession.usesTopicIds: an incremental request of the other kind is
+    FETCH_SESSION_TOPIC_ID_ERROR (106); both kinds still start new sessions."""
+    a = uuid.uuid4()
+    c = cache()
+    sid = c.new_context(0, 0, by_id({a: "a"}, a={0: 0}), [], follower=False, now_ms=0,
+                        uses_topic_ids=True).session_id
+    assert c.new_context(sid, 1, topics(a={0: 1}), [], follower=False,
+                         now_ms=1).error == ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR
+    named = c.new_context(0, 0, topics(a={0: 0}), [], follower=False, now_ms=1).session_id
+    assert c.new_context(named, 1, by_id({a: "a"}, a={0: 1}), [], follower=False, now_ms=2,
+                         uses_topic_ids=True).error == ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR
+    assert c.new_context(named, 1, topics(a={0: 1}), [], follower=False, now_ms=2).error == 0

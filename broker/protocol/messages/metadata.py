@@ -8,7 +8,7 @@ API_KEY = 3
 LISTENERS = frozenset({"broker"})
 
 REQUEST = Message(
-    "MetadataRequest", api_key=API_KEY, valid_versions="0-12", flexible_versions="9+",
+    "MetadataRequest", api_key=API_KEY, valid_versions="0-13", flexible_versions="9+",
     fields=[
         Field("topics", Array(Struct("MetadataRequestTopic", [
             Field("topic_id", UUID, "10+", ignorable=True),
@@ -21,7 +21,7 @@ REQUEST = Message(
 )
 
 RESPONSE = Message(
-    "MetadataResponse", api_key=API_KEY, valid_versions="0-12", flexible_versions="9+",
+    "MetadataResponse", api_key=API_KEY, valid_versions="0-13", flexible_versions="9+",
     fields=[
         Field("throttle_time_ms", INT32, "3+", ignorable=True),
         Field("brokers", Array(Struct("MetadataResponseBroker", [
@@ -49,6 +49,7 @@ RESPONSE = Message(
             Field("topic_authorized_operations", INT32, "8+", default=-2147483648),
         ]))),
         Field("cluster_authorized_operations", INT32, "8-10", default=-2147483648),
+        Field("error_code", INT16, "13+", default=0, ignorable=True),
     ],
 )
 

@@ -8,7 +8,7 @@ API_KEY = 0
 LISTENERS = frozenset({"broker"})
 
 REQUEST = Message(
-    "ProduceRequest", api_key=API_KEY, valid_versions="0-11", flexible_versions="9+",
+    "ProduceRequest", api_key=API_KEY, valid_versions="0-12", flexible_versions="9+",
     fields=[
         Field("transactional_id", STRING, "3+", nullable_versions="3+", default=None),
         Field("acks", INT16),
@@ -24,7 +24,7 @@ REQUEST = Message(
 )
 
 RESPONSE = Message(
-    "ProduceResponse", api_key=API_KEY, valid_versions="0-11", flexible_versions="9+",
+    "ProduceResponse", api_key=API_KEY, valid_versions="0-12", flexible_versions="9+",
     fields=[
         Field("responses", Array(Struct("TopicProduceResponse", [
             Field("name", STRING),
