@@ -27,7 +27,7 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, metadata
 from storage.records import decode_batch
-from tools.proc_cluster import REPO, ProcCluster
+from tools.proc_cluster import REPO, STARTED, ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -356,3 +356,50 @@ def test_kafkajs_admin_calls(cluster: ProcCluster) -> None:
                 for p in range(2)] == [(4, 10), (10, 10)]
     finally:
         consumer.close()
+
+
+def test_kafkajs_idempotent_producer_through_a_broker_kill(cluster: ProcCluster) -> None:
+    """acks=-1 sends go on when a broker dies: to the partitions it led once a new leader is
+    elected, to the others once the controller has fenced it and taken it out of their ISRs
+    (broker.session.timeout.ms, 4 s here). A leader must not wait for the fenced broker to
+    catch up for replica.lag.time.max.ms (30 s), the way Kafka's isReplicaIsrEligible rules it
+    out. Idempotence keeps every partition's offsets gapless through kafkajs's retries."""
+    topic = "kjs-failover"
+    create_topics(cluster, **{topic: 3})
+    leaders = {p.id: p.leader for p in AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+               .list_topics(topic, timeout=20).topics[topic].partitions.values()}
+    victim = leaders[0]
+    spec = {"scenario": "failover", "brokers": cluster.bootstrap_servers.split(","),
+            "topic": topic, "partitions": 3, "after": 5}
+    env = {**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"}
+    proc = subprocess.Popen(["node", "driver.js", json.dumps(spec)], cwd=CLIENT_DIR, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if '"producing"' in line:
+                break
+        cluster.nodes[victim].kill()
+        proc.stdin.write("killed\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cluster.nodes[victim].start()
+    events = [json.loads(x) for x in lines + out.splitlines() if x.startswith("{")]
+    assert proc.returncode == 0 and events[-1]["event"] == "end", f"{out[-3000:]}\n{err[-5000:]}"
+    sent = [e for e in events if e["event"] == "sent"]
+    assert all(e["errorCode"] == 0 for e in sent)
+    assert sum(e["afterKill"] for e in sent) >= 15
+    slowest = max(e["ms"] for e in sent)
+    print(f"slowest acks=-1 send after broker {victim} was killed: {slowest} ms")
+    assert slowest < 20000, f"an acks=-1 send took {slowest} ms after broker {victim} died"
+    for p in range(3):
+        offsets = [int(e["baseOffset"]) for e in sent if e["partition"] == p]
+        assert offsets == list(range(len(offsets))), (p, offsets)
+    cluster.nodes[victim].wait_for(STARTED)

@@ -301,7 +301,35 @@ async function admin () {
   await a.disconnect()
 }
 
-const scenarios = { data, group, admin }
+// An idempotent acks=-1 producer keeps sending, one record at a time round the partitions,
+// while the test kills a broker (it says so on stdin): each send's latency is reported, until
+// every partition has taken ``after`` more records since the kill.
+async function failover () {
+  const { topic, partitions, after } = spec
+  const killed = new Promise(resolve => {
+    require('readline').createInterface({ input: process.stdin }).once('line', () => resolve(Date.now()))
+  })
+  let killedAt = null
+  killed.then(t => { killedAt = t })
+  const producer = kafka.producer({
+    idempotent: true, maxInFlightRequests: 1, retry: { retries: Number.MAX_SAFE_INTEGER, maxRetryTime: 1000 }
+  })
+  await producer.connect()
+  const since = new Array(partitions).fill(0)
+  for (let i = 0; killedAt === null || since.some(n => n < after); i++) {
+    const partition = i % partitions
+    const start = Date.now()
+    const [result] = await producer.send({ topic, acks: -1, messages: [{ partition, value: `f${i}` }] })
+    const afterKill = killedAt !== null && start >= killedAt
+    if (afterKill) since[partition]++
+    emit({ event: 'sent', partition, ms: Date.now() - start, afterKill, errorCode: result.errorCode, baseOffset: result.baseOffset })
+    if (i === 3 * partitions) emit({ event: 'producing' })
+    if (killedAt === null) await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  await producer.disconnect()
+}
+
+const scenarios = { data, group, admin, failover }
 
 async function main () {
   await registerCodecs()
