@@ -269,8 +269,10 @@ def test_kafkajs_consumer_group_split_and_takeover(cluster: ProcCluster) -> None
 def test_kafkajs_admin_calls(cluster: ProcCluster) -> None:
     topic, drop_topic, group, drop_group = "kjs-admin", "kjs-admin-drop", "kjs-admin-g", \
         "kjs-admin-drop-g"
+    new_replicas = sorted(cluster.broker_ids, reverse=True)  # the new partition's, in order
     events = run_kafkajs(cluster, "admin", topic=topic, dropTopic=drop_topic, groupId=group,
-                         dropGroup=drop_group, brokerId=cluster.broker_ids[0])
+                         dropGroup=drop_group, brokerId=cluster.broker_ids[0],
+                         newReplicas=new_replicas)
     steps = {e["step"]: e for e in events if e["event"] == "admin"}
     failed = {"deleteTopicRecords-beyond", "deleteGroups-unknown"}
     for name, e in steps.items():
@@ -293,7 +295,8 @@ def test_kafkajs_admin_calls(cluster: ProcCluster) -> None:
         {p: ("0", "10") for p in range(3)}
     assert {x["partition"]: x["offset"] for x in r["fetchTopicOffsetsByTimestamp"]} == \
         {p: "0" for p in range(3)}
-    assert len(r["fetchTopicMetadata-4"]["topics"][0]["partitions"]) == 4
+    parts = {p["partitionId"]: p for p in r["fetchTopicMetadata-4"]["topics"][0]["partitions"]}
+    assert sorted(parts) == [0, 1, 2, 3] and parts[3]["replicas"] == new_replicas
 
     def configs(result: Any) -> dict[str, Any]:
         (resource,) = result["resources"]

@@ -217,7 +217,7 @@ async function group () {
 
 // The admin client's calls, one after another; each reports its result or its error.
 async function admin () {
-  const { topic, dropTopic, groupId, dropGroup, brokerId } = spec
+  const { topic, dropTopic, groupId, dropGroup, brokerId, newReplicas } = spec
   const a = kafka.admin()
   await a.connect()
   // A change made through the active controller reaches each broker's metadata shortly after
@@ -261,7 +261,7 @@ async function admin () {
 
   await step('fetchTopicOffsets', () => a.fetchTopicOffsets(topic))
   await step('fetchTopicOffsetsByTimestamp', () => a.fetchTopicOffsetsByTimestamp(topic, Date.now() - 3600000))
-  await step('createPartitions', () => a.createPartitions({ topicPartitions: [{ topic, count: 4 }] }))
+  await step('createPartitions', () => a.createPartitions({ topicPartitions: [{ topic, count: 4, assignments: [newReplicas] }] }))
   await step('fetchTopicMetadata-4', () => a.fetchTopicMetadata({ topics: [topic] }),
     md => md.topics[0].partitions.length === 4)
   await step('describeConfigs', () => a.describeConfigs({
