@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -27,34 +25,24 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import fetch, metadata
 from storage.records import decode_batch
-from tools.proc_cluster import REPO, STARTED, ProcCluster
+from tests.helpers_kafkajs import (
+    CLIENT_DIR,
+    ENV,
+    RUN_TIMEOUT_S,
+    driver_command,
+    run_driver,
+    why_not_installed,
+)
+from tools.proc_cluster import STARTED, ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")
 from confluent_kafka.admin import AdminClient, NewTopic
 
-CLIENT_DIR = REPO / "tests" / "clients" / "kafkajs"
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 CODEC_IDS = {name: i for i, name in enumerate(CODECS)}  # attribute bits 0-2 of a batch
 N = 20  # records per (acks, codec) from kafkajs
-RUN_TIMEOUT_S = 150
 
-
-def _why_not_installed() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed (make system-deps installs nodejs and npm)"
-    lock = json.loads((CLIENT_DIR / "package-lock.json").read_text())
-    for path, meta in lock["packages"].items():
-        if not path.startswith("node_modules/"):
-            continue
-        installed = CLIENT_DIR / path / "package.json"
-        if not installed.exists() or json.loads(installed.read_text())["version"] != \
-                meta["version"]:
-            return (f"{path} {meta['version']} is not installed: run `npm ci` in "
-                    f"{CLIENT_DIR.relative_to(REPO)} (make system-deps does)")
-    return None
-
-
-_MISSING = _why_not_installed()
+_MISSING = why_not_installed()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 
 
@@ -70,16 +58,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
 
 
 def run_kafkajs(c: ProcCluster, scenario: str, **spec: Any) -> list[dict[str, Any]]:
-    """Runs one driver scenario; its JSON lines, the last of which must be ``end``."""
-    spec = {"scenario": scenario, "brokers": c.bootstrap_servers.split(","), **spec}
-    env = {**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"}
-    out = subprocess.run(["node", "driver.js", json.dumps(spec)], cwd=CLIENT_DIR, env=env,
-                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
-    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    assert out.returncode == 0 and events and events[-1]["event"] == "end", \
-        f"kafkajs {scenario} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
-    print(out.stderr[-3000:])  # kafkajs's warnings, shown with -s or on failure
-    return events
+    return run_driver(c.bootstrap_servers, scenario, **spec)
 
 
 def value_for(i: int, key: str) -> bytes:
@@ -374,8 +353,7 @@ def test_kafkajs_idempotent_producer_through_a_broker_kill(cluster: ProcCluster)
     victim = leaders[0]
     spec = {"scenario": "failover", "brokers": cluster.bootstrap_servers.split(","),
             "topic": topic, "partitions": 3, "after": 5}
-    env = {**os.environ, "KAFKAJS_NO_PARTITIONER_WARNING": "1"}
-    proc = subprocess.Popen(["node", "driver.js", json.dumps(spec)], cwd=CLIENT_DIR, env=env,
+    proc = subprocess.Popen(driver_command(spec), cwd=CLIENT_DIR, env=ENV,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

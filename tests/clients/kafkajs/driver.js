@@ -329,7 +329,15 @@ async function failover () {
   await producer.disconnect()
 }
 
-const scenarios = { data, group, admin, failover }
+// Bootstrap only: the cluster as the admin client sees it (ApiVersions, then Metadata).
+async function bootstrap () {
+  const a = kafka.admin()
+  await a.connect()
+  emit({ event: 'cluster', cluster: await a.describeCluster(), topics: await a.listTopics() })
+  await a.disconnect()
+}
+
+const scenarios = { bootstrap, data, group, admin, failover }
 
 async function main () {
   await registerCodecs()
