@@ -1,8 +1,9 @@
 """kafkajs, a pure JavaScript client with its own protocol code, on three nodes with replication
 factor 3: it produces with every codec (acks -1 and 1, keys and headers) and idempotently, reads
 back what it and confluent-kafka wrote, runs a two-member consumer group through a member
-leaving, and makes the admin calls it has. Everything it reports is checked against what another
-client (confluent-kafka, kafka-python) or the wire sees.
+leaving, makes the admin calls it has, and keeps producing while a broker is killed. Everything
+it reports is checked against what another client (confluent-kafka, kafka-python) or the wire
+sees.
 
 kafkajs runs in node (``tests/clients/kafkajs/driver.js``, one process per scenario, one JSON
 line per observation); ``make system-deps`` installs node and the pinned packages with ``npm
