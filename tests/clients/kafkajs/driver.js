@@ -1,10 +1,11 @@
-// Drives kafkajs against a running cluster for tests/integration/test_kafkajs.py.
+// Drives kafkajs against a running cluster for tests/integration/test_kafkajs.py (and
+// test_real_clients_apiversions.py).
 //
 //   node driver.js '<json spec>'
 //
-// The spec names a scenario ("data", "group" or "admin") and its topics; every observation is
-// one JSON line on stdout, kafkajs's own log (WARN and up) goes to stderr. The Python test
-// decides what is right: this script only does things and reports what kafkajs saw.
+// The spec names a scenario (bootstrap, data, group, admin, failover) and its topics; every
+// observation is one JSON line on stdout, kafkajs's own log (WARN and up) goes to stderr. The
+// Python test decides what is right: this script only does things and reports what kafkajs saw.
 'use strict'
 
 const { Kafka, logLevel, AssignerProtocol, CompressionTypes, ConfigResourceTypes } = require('kafkajs')
