@@ -16,12 +16,25 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m tools.local_cluster up
 
+KAFKAJS_DIR := tests/clients/kafkajs
+
 # Debian's kcat is a test dependency (a real librdkafka 2.0 client); its tests skip without it.
+# So are node and npm, for kafkajs (a pure JavaScript client): its pinned packages
+# ($(KAFKAJS_DIR)/package-lock.json) are installed with `npm ci` when node_modules is missing or
+# older than the lock file; the kafkajs tests skip without them.
 system-deps:
 	@command -v kcat >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && apt-get install -y -qq kcat >/dev/null) || echo "kcat install failed: kcat tests will skip"; \
 	  else echo "kcat not installed (needs root + apt-get): kcat tests will skip"; fi; }
+	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null) || echo "nodejs/npm install failed: kafkajs tests will skip"; \
+	  else echo "node/npm not installed (needs root + apt-get): kafkajs tests will skip"; fi; }
+	@if command -v npm >/dev/null 2>&1 && \
+	    ! [ $(KAFKAJS_DIR)/node_modules/.package-lock.json -nt $(KAFKAJS_DIR)/package-lock.json ]; then \
+	  (cd $(KAFKAJS_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || \
+	    echo "npm ci in $(KAFKAJS_DIR) failed: kafkajs tests will skip"; fi
 
 # Sets everything up and runs the default test suite.
 test: $(STAMP) system-deps

@@ -276,7 +276,8 @@ class PartitionState:
     # -- fetch --------------------------------------------------------------------------------
 
     def fetch_position(self, log: ReplicaLog, *, fetch_offset: int, last_fetched_epoch: int,
-                       replica_id: int, now_ms: int, max_lag_ms: int) -> FetchPosition:
+                       replica_id: int, now_ms: int, max_lag_ms: int,
+                       eligible: Callable[[int], bool] | None = None) -> FetchPosition:
         """A fetch of this partition (we lead it): consumers may read up to the high
         watermark, followers up to the log end. A follower's fetch offset is its log end:
         record it, which may move the high watermark (the caller then considers an ISR
@@ -296,7 +297,7 @@ class PartitionState:
                 return FetchPosition(ErrorCode.NONE)
             if not self.update_follower(replica_id, fetch_offset, leo, now_ms):
                 return FetchPosition(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-            hw_moved = self.maybe_increment_hw(leo, now_ms, max_lag_ms)
+            hw_moved = self.maybe_increment_hw(leo, now_ms, max_lag_ms, eligible)
             max_offset = None
         else:
             max_offset = self.high_watermark
@@ -349,16 +350,22 @@ class PartitionState:
         r.last_fetch_leader_leo = leader_leo
         return True
 
-    def maybe_increment_hw(self, leader_leo: int, now_ms: int, max_lag_ms: int) -> bool:
+    def maybe_increment_hw(self, leader_leo: int, now_ms: int, max_lag_ms: int,
+                           eligible: Callable[[int], bool] | None = None) -> bool:
         """HW = min log end offset of the maximal ISR (and of caught-up replicas about to
-        join it). Never moves backwards. True if it moved."""
+        join it, if ``eligible`` to: registered, not fenced, not shutting down, as in Kafka's
+        maybeIncrementLeaderHW; None: every replica is). Never moves backwards. True if it
+        moved. A broker fenced after it died was caught up until then: without the
+        eligibility check it would hold acks=all produces for ``max_lag_ms`` after the
+        controller took it out of the ISR."""
         if not self.is_leader:
             return False
         new_hw = leader_leo
         isr = self.maximal_isr
         for r in self.followers.values():
-            if r.log_end_offset < new_hw and (
-                    r.broker_id in isr or r.is_caught_up(leader_leo, now_ms, max_lag_ms)):
+            if r.log_end_offset < new_hw and (r.broker_id in isr or (
+                    r.is_caught_up(leader_leo, now_ms, max_lag_ms)
+                    and (eligible is None or eligible(r.broker_id)))):
                 new_hw = r.log_end_offset
         if new_hw > self.high_watermark:
             self.high_watermark = new_hw

@@ -256,7 +256,7 @@ class ReplicaManager(MetadataApplier):
 
     def _maybe_increment_hw(self, hp: Partition) -> None:
         if hp.state.maybe_increment_hw(hp.log.log_end_offset, self.clock.monotonic_ms(),
-                                       self.replica_lag_time_max_ms):
+                                       self.replica_lag_time_max_ms, self._eligible):
             self._wake(hp.tp)
 
     def _eligible(self, broker_id: int) -> bool:
@@ -407,7 +407,8 @@ class ReplicaManager(MetadataApplier):
         pos = st.fetch_position(log, fetch_offset=fetch_offset,
                                 last_fetched_epoch=last_fetched_epoch, replica_id=replica_id,
                                 now_ms=self.clock.monotonic_ms() if replica_id >= 0 else 0,
-                                max_lag_ms=self.replica_lag_time_max_ms)
+                                max_lag_ms=self.replica_lag_time_max_ms,
+                                eligible=self._eligible)
         if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
                                  st.high_watermark, log.log_start_offset)

@@ -26,6 +26,7 @@ import pytest
 from broker.protocol.api_keys import request_header_version
 from broker.protocol.framing import parse_request_header
 from broker.protocol.messages import api_versions
+from tests.helpers_kafkajs import run_driver, why_not_installed
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 30
@@ -206,3 +207,20 @@ def test_kcat_list_metadata(server: ServerProcess) -> None:
         assert header.client_id == "rdkafka"
         assert body.client_software_name == "librdkafka"
         assert re.fullmatch(r"\d+\.\d+\.\d+", body.client_software_version)
+
+
+def test_kafkajs_admin_describe_cluster(server: ServerProcess) -> None:
+    missing = why_not_installed()
+    if missing is not None:
+        pytest.skip(missing)
+    start = server.log_size()
+    (cluster,) = [e for e in run_driver(server.bootstrap, "bootstrap") if e["event"] == "cluster"]
+    assert cluster["cluster"] == {
+        "brokers": [{"nodeId": 1, "host": "127.0.0.1", "port": server.port}],
+        "controller": 1, "clusterId": "real-clients-cluster"}
+    assert cluster["topics"] == []
+    # kafkajs knows ApiVersions 0-2 and asks with v2, on each connection (docs/clients.md).
+    decoded = server.api_versions_since(start)
+    assert decoded and {v for v, _ in decoded} == {2}
+    for header, _body in check_recorded(server, start, [v for v, _ in decoded]):
+        assert header.client_id == "pykraft-kafkajs"

@@ -633,8 +633,14 @@ class ReplicationSim:
         raw = b.image.configs.topic_config(TOPIC).get("min.insync.replicas")
         return int(raw) if raw is not None else self.controller.config.min_insync_replicas
 
+    def _eligible(self, b: SimBroker, broker_id: int) -> bool:
+        """May ``broker_id`` join an ISR, as ``b``'s metadata says (ReplicaManager._eligible)."""
+        reg = b.image.cluster.brokers.get(broker_id)
+        return reg is not None and not reg.fenced and not reg.in_controlled_shutdown
+
     def _maybe_increment_hw(self, b: SimBroker, pid: int, r: Replica) -> None:
-        if r.state.maybe_increment_hw(r.log.log_end_offset, self.now, self.cfg.replica_lag_ms):
+        if r.state.maybe_increment_hw(r.log.log_end_offset, self.now, self.cfg.replica_lag_ms,
+                                      lambda m: self._eligible(b, m)):
             self._note_hw(b, pid, r)
             self._check_waiting(b, pid, r)
 
@@ -763,14 +769,13 @@ class ReplicationSim:
                 continue
             pos = st.fetch_position(r.log, fetch_offset=fetch_offset, last_fetched_epoch=-1,
                                     replica_id=src, now_ms=self.now,
-                                    max_lag_ms=self.cfg.replica_lag_ms)
+                                    max_lag_ms=self.cfg.replica_lag_ms,
+                                    eligible=lambda m: self._eligible(b, m))
             if pos.hw_moved:
                 self._note_hw(b, pid, r)
                 self._check_waiting(b, pid, r)
             if pos.progress:
-                reg = b.image.cluster.brokers.get(src)
-                eligible = reg is not None and not reg.fenced and not reg.in_controlled_shutdown
-                change = st.expand_candidate(src, eligible,
+                change = st.expand_candidate(src, self._eligible(b, src),
                                              lambda m: self._broker_epoch(b, m))
                 if change is not None:
                     self._alter(b, pid, r, change)

@@ -94,7 +94,8 @@ def _first_failure(brokers: int = 3) -> str:
 
 
 def _hw_ignores_lagging_isr(self: PartitionState, leader_leo: int, now_ms: int,
-                            max_lag_ms: int) -> bool:
+                            max_lag_ms: int, eligible: Callable[[int], bool] | None = None
+                            ) -> bool:
     """The HW rule without ISR membership: only caught-up followers hold it back."""
     if not self.is_leader:
         return False

@@ -51,6 +51,10 @@ VECTORS = [
     Vector("kcat 1.7.1",
            "0012000300000001000772646b61666b61000b6c696272646b61666b6106322e302e3200",
            3, 1, "rdkafka", "librdkafka", "2.0.2"),
+    # kafkajs 2.2.4 (node): v2, correlation id 0, the client id it was given
+    Vector("kafkajs 2.2.4",
+           "0012000200000000000f70796b726166742d6b61666b616a73",
+           2, 0, "pykraft-kafkajs", "", ""),
 ]
 
 

@@ -43,6 +43,28 @@ def test_caught_up_non_isr_replica_holds_hw_until_it_joins() -> None:
     assert st.high_watermark == 10
 
 
+def test_fenced_replica_out_of_the_isr_does_not_hold_hw() -> None:
+    """Kafka's maybeIncrementLeaderHW waits for a caught-up replica outside the ISR only if it
+    may join it (isReplicaIsrEligible): a broker fenced after it died, which the controller
+    took out of the ISR, must not hold acks=all produces for replica.lag.time.max.ms."""
+    st = leader()
+    for r in (2, 3):
+        st.update_follower(r, 10, 10, 100)
+    assert st.maybe_increment_hw(10, 100, LAG_MS) and st.high_watermark == 10
+    st.update_follower(2, 12, 12, 200)  # 3 dies here, caught up at 10 as of t=100
+    assert not st.maybe_increment_hw(12, 200, LAG_MS)  # in the ISR: it holds the HW
+    # The controller fences 3 and removes it from the ISR (same leader epoch).
+    assert not st.update((1, 2, 3), (1, 2), 1, 5, 8, log_end_offset=12, now_ms=300)
+    assert st.maybe_increment_hw(12, 300, LAG_MS, eligible=lambda r: r != 3)
+    assert st.high_watermark == 12
+    # A live, caught-up replica outside the ISR still holds it until it joins.
+    st2 = leader(isr=(1, 2))
+    st2.update_follower(2, 10, 10, 100)
+    st2.update_follower(3, 10, 10, 100)
+    assert st2.maybe_increment_hw(12, 100, LAG_MS, eligible=lambda r: True)
+    assert st2.high_watermark == 10
+
+
 def test_follower_caught_up_time() -> None:
     st = leader(now=50)
     st.update_follower(2, 5, 10, 100)  # behind: still counted from the election (50)
