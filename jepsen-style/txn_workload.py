@@ -312,26 +312,48 @@ class TxnWorkload:
         return drained
 
     def _wait_drained(self, timeout: float) -> bool:
-        """Until the group's committed offsets reach the read_committed end of every input
-        partition."""
-        c = Consumer(self._consumer_conf(self.cfg.group, RC))
-        tps = [TopicPartition(t, p) for t in self.cfg.inputs for p in range(self.cfg.partitions)]
+        """Until no committed input record lies at or past the group's committed offsets.
+        (Comparing the committed offsets with the end offsets would not do: a partition ending
+        in a transaction marker ends one past the position after its last record.)"""
         deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._unprocessed(deadline) == 0:
+                return True
+            self.stop.wait(1.0)
+        return False
+
+    def _unprocessed(self, deadline: float) -> int | None:
+        """Committed input records at or past the group's committed offsets, read with a
+        read_committed consumer of another group; None when that could not be read."""
+        tps = [TopicPartition(t, p) for t in self.cfg.inputs for p in range(self.cfg.partitions)]
+        group = Consumer(self._consumer_conf(self.cfg.group, RC))
+        reader = Consumer(self._consumer_conf(f"{self.cfg.group}-drain", RC))
         try:
-            while time.monotonic() < deadline:
-                try:
-                    got = {(tp.topic, tp.partition): tp.offset
-                           for tp in c.committed(tps, timeout=5)}
-                    ends = {(tp.topic, tp.partition):
-                            c.get_watermark_offsets(tp, timeout=5)[1] for tp in tps}
-                    if all(ends[k] <= 0 or got[k] >= ends[k] for k in ends):
-                        return True
-                except (KafkaException, TypeError):
-                    pass
-                time.sleep(1.0)
-            return False
+            committed = group.committed(tps, timeout=5)
+            ends = _high_watermarks(reader, [(tp.topic, tp.partition) for tp in tps],
+                                    min(deadline, time.monotonic() + 10))
+            if ends is None:
+                return None
+            reader.assign([TopicPartition(tp.topic, tp.partition,
+                                          tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                           for tp in committed])
+            pos = {(tp.topic, tp.partition): max(0, tp.offset) for tp in committed}
+            found = 0
+            until = min(deadline, time.monotonic() + 10)
+            while any(pos[k] < ends[k] for k in ends) and time.monotonic() < until:
+                found += sum(1 for m in reader.consume(num_messages=500, timeout=0.5)
+                             if m.error() is None)
+                if found:
+                    return found
+                for tp in reader.position(tps):
+                    if tp.offset >= 0:
+                        pos[(tp.topic, tp.partition)] = tp.offset
+            return None if any(pos[k] < ends[k] for k in ends) else found
+        except KafkaException:
+            return None
         finally:
-            c.close()
+            group.close()
+            reader.close()
 
     def group_offsets(self) -> None:
         """Record the pipeline group's committed offsets (require_stable: librdkafka asks with
