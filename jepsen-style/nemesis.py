@@ -137,12 +137,13 @@ async def _find_txn_coordinator(host: str, port: int, tid: str) -> tuple[int, in
     """(node id, error code) of FindCoordinator key_type 1 for ``tid``."""
     conn = await KafkaConnection.connect(host, port, timeout_s=2.0)
     try:
-        req = find_coordinator.REQUEST.cls(key=tid, key_type=KEY_TYPE_TRANSACTION,
-                                           coordinator_keys=[tid])
-        resp = await conn.send(ApiKey.FIND_COORDINATOR, req, timeout_s=2.0)
+        v = conn.version_for(ApiKey.FIND_COORDINATOR)
+        req = (find_coordinator.REQUEST.cls(key_type=KEY_TYPE_TRANSACTION, coordinator_keys=[tid])
+               if v >= 4 else find_coordinator.REQUEST.cls(key=tid, key_type=KEY_TYPE_TRANSACTION))
+        resp = await conn.send(ApiKey.FIND_COORDINATOR, req, v, timeout_s=2.0)
     finally:
         await conn.close()
-    if resp.coordinators:
+    if v >= 4:
         c = resp.coordinators[0]
         return c.node_id, c.error_code
     return resp.node_id, resp.error_code

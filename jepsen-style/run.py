@@ -423,9 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if a.workload == "txn":
+        summary["transactions_committed"] = sum(
+            r["stats"]["transactions"].get("txn", {}).get("ok", 0) for r in reports)
+        work = f"{summary['transactions_committed']} transactions committed"
+    else:
+        work = (f"{summary['sends_attempted']} sends attempted, "
+                f"{summary['sends_acknowledged']} acknowledged, {summary['values_read']} read")
     print(f"== {len(reports)} run(s), {summary['fault_minutes']} min of faults, "
-          f"{summary['sends_attempted']} sends attempted, {summary['sends_acknowledged']} "
-          f"acknowledged, {summary['values_read']} read; verdicts: "
+          f"{work}; verdicts: "
           f"{', '.join(v.upper() for v in verdicts)}; expected {a.expect}: "
           f"{'PASS' if ok else 'UNKNOWN' if code == 3 else 'FAIL'}")
     return code

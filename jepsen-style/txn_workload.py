@@ -107,9 +107,9 @@ class TxnWorkload:
 
     # -- clients ------------------------------------------------------------------------------
 
-    def _producer(self, tid: str) -> Producer:
+    def _producer(self, tid: str, stop: threading.Event) -> Producer:
         """A transactional producer, initialised (InitProducerId); retried until it works or
-        the run stops. Raises KafkaException only if stopped meanwhile."""
+        ``stop`` is set. Raises KafkaException only if stopped meanwhile."""
         while True:
             p = Producer({
                 "bootstrap.servers": self.cfg.bootstrap,
@@ -128,7 +128,7 @@ class TxnWorkload:
                 return p
             except KafkaException:
                 _abandon(p)
-                if self.stop.wait(1.0):
+                if stop.wait(1.0):
                     raise
 
     def _consumer_conf(self, group: str, isolation: str) -> dict[str, Any]:
@@ -219,7 +219,7 @@ class TxnWorkload:
         period = self.cfg.producers / self.cfg.rate
         process = self._new("process")
         try:
-            producer = self._producer(tid)
+            producer = self._producer(tid, self.stop_producers)
         except KafkaException:
             return
         while not self.stop_producers.is_set():
@@ -233,7 +233,7 @@ class TxnWorkload:
                 _abandon(producer)
                 process = self._new("process")
                 try:
-                    producer = self._producer(tid)
+                    producer = self._producer(tid, self.stop_producers)
                 except KafkaException:
                     return
             self.stop_producers.wait(rnd.uniform(0.5, 1.5) * period)
@@ -248,7 +248,7 @@ class TxnWorkload:
             consumer = Consumer(self._consumer_conf(self.cfg.group, RC))
             consumer.subscribe(list(self.cfg.inputs))
             try:
-                producer = self._producer(tid)
+                producer = self._producer(tid, self.stop)
             except KafkaException:
                 consumer.close()
                 return

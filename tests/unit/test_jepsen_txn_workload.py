@@ -148,3 +148,31 @@ def test_commit_that_keeps_timing_out_is_unknown() -> None:
     (outcome, usable), op = run_one(ScriptedProducer(commit=[RETRIABLE]))
     assert (outcome, usable) == ("info", False)
     assert "timed out" in op["error"]
+
+
+def test_txn_schedule_targets_the_coordinator_and_leaves_queue_schedules_alone() -> None:
+    from nemesis import DEFAULT_KINDS, TARGETS, schedule
+
+    kinds = list(DEFAULT_KINDS)
+    txn = [f for seed in range(20) for f in schedule(seed, kinds, 300, txn=True)]
+    assert {f.target for f in txn} >= {"coordinator", "isolate-coordinator"}
+    assert {f.kind for f in txn if f.target == "coordinator"} >= {"kill", "pause"}
+    queue = [f for seed in range(20) for f in schedule(seed, kinds, 300)]
+    assert not {f.target for f in queue} & {"coordinator", "isolate-coordinator"}
+    assert {f.target for f in queue if f.kind == "kill"} <= set(TARGETS)
+    assert schedule(5, kinds, 300) == schedule(5, kinds, 300, txn=False)
+
+
+def test_txn_profiles_parse_and_refuse_what_the_workload_cannot_do() -> None:
+    import run
+
+    a = run.parse_args(["--profile", "txn"])
+    assert (a.workload, a.rate, a.expect) == ("txn", 10.0, "valid")
+    assert a.kinds == ["kill", "pause", "partition", "lose-unsynced"]
+    assert "--workload txn" in run.reproduce_command(a, 1)
+    assert run.parse_args(["--profile", "txn-clean"]).kinds == []
+    assert run.parse_args(["--workload", "txn", "--nemesis", "kill"]).workload == "txn"
+    with pytest.raises(SystemExit):
+        run.parse_args(["--profile", "txn", "--nemesis", "followers-lag"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--workload", "txn", "--idempotence", "off", "--acks", "1"])
