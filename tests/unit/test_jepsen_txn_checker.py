@@ -332,3 +332,24 @@ def test_nothing_committed_is_unknown_not_valid() -> None:
     r = h.finals(set(h.log[(A, 0)])).check()
     assert anomalies(r) == {}
     assert r["verdict"] == "unknown" and "nothing to check" in r["unknown_reason"]
+
+
+def test_pipeline_that_committed_nothing_is_unknown() -> None:
+    h = H()
+    h.txn([(A, 0)])
+    r = h.finals().group({(A, 0): 0}).check()  # its offsets were read, it never committed
+    assert anomalies(r) == {}
+    assert r["verdict"] == "unknown" and "pipeline committed no" in r["unknown_reason"]
+
+
+def test_aborted_records_landing_late_are_no_order_violation() -> None:
+    """An abort purges sends that may still be appended afterwards: an aborted transaction's
+    record above a later transaction's is not out of order (read_uncommitted sees both)."""
+    h, hide = clean()
+    late = h.txn([(B, 0)], "fail", land=False)
+    assert late == []
+    aborted_value = h.h.ops[-2]["writes"][0][2]
+    h.txn([(B, 0)])
+    h.put(B, 0, aborted_value)
+    r = h.finals(hide | {aborted_value}).check()
+    assert anomalies(r) == {}, r["examples"]
