@@ -42,6 +42,9 @@ Anomalies (fatal unless said otherwise):
   wrote).
 - ``pipeline-lag`` (warning): committed input records the pipeline had not processed at the end.
 
+Re-check a saved history: ``python jepsen-style/txn_checker.py <run>/history.jsonl`` prints the
+report as JSON; exit status 0 valid, 1 invalid, 3 unknown (as run.py's).
+
 Verdict: ``invalid`` when a fatal anomaly was found; else ``unknown`` when a final read is
 missing or incomplete, the pipeline's committed offsets were not read, or nothing committed
 (no check may pass vacuously); else ``valid``.
@@ -49,11 +52,14 @@ missing or incomplete, the pipeline's committed offsets were not read, or nothin
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from history import Op
+from history import Op, load
 
 EXAMPLES = 5
 INVALID = ("aborted-read", "partial-transaction", "lost-transaction", "duplicate",
@@ -364,3 +370,16 @@ def _check_order(read: Read, by_value: dict[str, Txn], found: _Found) -> None:
                     "why": "a transaction begun after another finished sits below it"})
             if tx.done_index < earliest[0]:
                 earliest = (tx.done_index, o, tx)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: txn_checker.py HISTORY.jsonl", file=sys.stderr)
+        return 2
+    r = check(load(Path(argv[0])))
+    print(json.dumps(r, indent=2, default=str))
+    return {"valid": 0, "invalid": 1}.get(r["verdict"], 3)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,9 +4,13 @@ committed and one that did not) is valid, and no check passes vacuously."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jepsen-style"))
 
@@ -135,6 +139,22 @@ def test_history_round_trips_through_jsonl(tmp_path: Path) -> None:
                                                               "time")})
     copy.close()
     assert check(load(path))["verdict"] == "valid"
+
+
+@pytest.mark.parametrize(("break_it", "code"), [(None, 0), ("lose", 1), ("no-final", 3)])
+def test_command_line_exit_status(tmp_path: Path, break_it: str | None, code: int) -> None:
+    h, hide = clean()
+    if break_it == "lose":
+        hide = hide | {h.log[(A, 1)][0]}
+    if break_it != "no-final":
+        h.finals(hide)
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps(op) + "\n" for op in h.h.ops))
+    script = Path(__file__).resolve().parents[2] / "jepsen-style" / "txn_checker.py"
+    r = subprocess.run([sys.executable, str(script), str(path)], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == code, r.stderr
+    assert json.loads(r.stdout)["verdict"] == {0: "valid", 1: "invalid", 3: "unknown"}[code]
 
 
 def test_aborted_read_in_the_final_read() -> None:
