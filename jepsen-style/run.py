@@ -214,8 +214,11 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
             if isinstance(workload, TxnWorkload):
                 if not workload.finish():
                     notes.append("the pipeline did not catch up with its input in 60 s")
-                final_complete = all([workload.final_read(RC, timeout=90),
-                                      workload.final_read(RU, timeout=90)])
+                # read_uncommitted first: a transaction marker written after it (a late
+                # abort on timeout) is still read by the read_committed read, whose positions
+                # must reach the ends the other read saw (txn_checker.py).
+                final_complete = all([workload.final_read(RU, timeout=90),
+                                      workload.final_read(RC, timeout=90)])
                 workload.group_offsets()
             else:
                 workload.finish()
