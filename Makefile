@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,13 @@ clean:
 JEPSEN_ARGS ?= --profile long --time-limit 600 --runs 3
 jepsen: $(STAMP)
 	$(PY) jepsen-style/run.py $(JEPSEN_ARGS) --out jepsen-results
+
+# The transactional workload (transactions across two topics, an exactly-once
+# consume-transform-produce pipeline) under the same faults, the transaction coordinator among
+# the targets. Needs root; not part of `make test`. E.g. JEPSEN_TXN_ARGS="--runs 3 --seed 7".
+JEPSEN_TXN_ARGS ?= --time-limit 300
+jepsen-txn: $(STAMP)
+	$(PY) jepsen-style/run.py --profile txn $(JEPSEN_TXN_ARGS) --out jepsen-txn-results
 
 # A campaign of fault runs across six cluster shapes, summed up in one table
 # (jepsen-campaign/campaign.md). CAMPAIGN_ARGS="--scale 0.1" runs a tenth of it.

@@ -25,6 +25,10 @@ Kinds:
   alone for a moment, kill -9 the leader, resume the followers (a follower becomes leader
   without the leader's tail); heal restarts the old leader. Safe with acks=all and
   min.insync.replicas >= 2, loses acks=1 writes: the planted-unsafe run.
+- With the transactional workload (``schedule(..., txn=True)``) kill, pause and
+  lose-unsynced may also pick ``coordinator``, and partition ``isolate-coordinator``: the
+  transaction coordinator of one of the workload's transactional.ids, found with
+  FindCoordinator key_type 1 (a random broker while none is served; the history says which).
 - ``clock``: clock skew needs libfaketime (the nodes use time.time() for timestamps and a
   monotonic clock for timeouts); it is not installed here, so the kind is refused with a clear
   error.
@@ -42,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster import CONTROLLER_PORT, Cluster
+from cluster import BROKER_PORT, CONTROLLER_PORT, Cluster
 from confluent_kafka import KafkaException
 from history import History
 from workload import WorkloadConfig, partition_leaders
@@ -50,6 +54,7 @@ from workload import WorkloadConfig, partition_leaders
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.controller.raft_wire import describe_quorum_from_wire, describe_quorum_request
 from broker.protocol.api_keys import ApiKey
+from broker.protocol.messages import find_coordinator
 from storage.fsync_journal import Cut, lose_unsynced
 
 KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "followers-lag",
@@ -57,6 +62,11 @@ KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "fo
 DEFAULT_KINDS = ("kill", "pause", "partition", "lose-unsynced")
 TARGETS = ("one", "minority", "n-1", "leader", "controller", "all")
 PARTITIONS = ("halves", "isolate-leader", "isolate-controller", "bridge", "ring", "clients")
+# The transactional workload's extra choices (appended: the queue workload's schedules for a
+# seed stay as they were).
+TXN_TARGETS = (*TARGETS, "coordinator")
+TXN_PARTITIONS = (*PARTITIONS, "isolate-coordinator")
+KEY_TYPE_TRANSACTION = 1
 
 
 class NemesisError(RuntimeError):
@@ -84,9 +94,12 @@ def check_kinds(kinds: list[str]) -> None:
 
 def schedule(seed: int, kinds: list[str], time_limit_s: float, *, warmup_s: float = 5.0,
              fault_s: tuple[float, float] = (4.0, 10.0),
-             quiet_s: tuple[float, float] = (4.0, 8.0)) -> list[Fault]:
-    """Faults one at a time: warm up, then fault, heal, quiet, fault... until the time limit."""
+             quiet_s: tuple[float, float] = (4.0, 8.0), txn: bool = False) -> list[Fault]:
+    """Faults one at a time: warm up, then fault, heal, quiet, fault... until the time limit.
+    ``txn``: the transactional workload's targets (the transaction coordinator) too."""
     check_kinds(kinds)
+    targets, partitions = (TXN_TARGETS, TXN_PARTITIONS) if txn else (TARGETS, PARTITIONS)
+    lose = ("one", "minority", "coordinator") if txn else ("one", "minority")
     rnd = random.Random(seed)
     out: list[Fault] = []
     t = warmup_s
@@ -96,11 +109,11 @@ def schedule(seed: int, kinds: list[str], time_limit_s: float, *, warmup_s: floa
             break
         kind = rnd.choice(kinds)
         if kind == "partition":
-            target = rnd.choice(PARTITIONS)
+            target = rnd.choice(partitions)
         elif kind in ("kill", "pause"):
-            target = rnd.choice(TARGETS)
+            target = rnd.choice(targets)
         elif kind == "lose-unsynced":
-            target = rnd.choice(("one", "minority"))
+            target = rnd.choice(lose)
         elif kind == "lose-unsynced-all":
             target = "all"
         else:
@@ -120,6 +133,40 @@ async def _describe_quorum_leader(host: str, port: int) -> int:
     return desc.leader_id if desc is not None else -1
 
 
+async def _find_txn_coordinator(host: str, port: int, tid: str) -> tuple[int, int]:
+    """(node id, error code) of FindCoordinator key_type 1 for ``tid``."""
+    conn = await KafkaConnection.connect(host, port, timeout_s=2.0)
+    try:
+        v = conn.version_for(ApiKey.FIND_COORDINATOR)
+        req = (find_coordinator.REQUEST.cls(key_type=KEY_TYPE_TRANSACTION, coordinator_keys=[tid])
+               if v >= 4 else find_coordinator.REQUEST.cls(key=tid, key_type=KEY_TYPE_TRANSACTION))
+        resp = await conn.send(ApiKey.FIND_COORDINATOR, req, v, timeout_s=2.0)
+    finally:
+        await conn.close()
+    if v >= 4:
+        c = resp.coordinators[0]
+        return c.node_id, c.error_code
+    return resp.node_id, resp.error_code
+
+
+def txn_coordinator(cluster: Cluster, tid: str) -> tuple[int, str]:
+    """The transaction coordinator of ``tid`` asked of each reachable broker, and how it was
+    found; (-1, why) if no broker names one."""
+    why = "no broker reachable"
+    for n in cluster.nodes.values():
+        if not n.is_broker or not n.alive() or n.paused:
+            continue
+        try:
+            node, err = asyncio.run(_find_txn_coordinator(n.ip, BROKER_PORT, tid))
+        except (KafkaConnectionError, KafkaTimeoutError, OSError) as e:
+            why = f"node {n.node_id}: {e}"
+            continue
+        if err == 0 and node in cluster.nodes:
+            return node, f"FindCoordinator key_type 1 for {tid}"
+        why = f"FindCoordinator key_type 1 for {tid}: error {err}"
+    return -1, why
+
+
 def active_controller(cluster: Cluster) -> int:
     """The Raft leader of the metadata quorum (the active controller), asked with
     DescribeQuorum on the controller listener of each reachable node; -1 if none answers."""
@@ -136,10 +183,13 @@ def active_controller(cluster: Cluster) -> int:
 
 
 class Nemesis:
-    def __init__(self, cluster: Cluster, history: History, cfg: WorkloadConfig) -> None:
+    def __init__(self, cluster: Cluster, history: History, cfg: WorkloadConfig,
+                 txn_ids: list[str] | None = None) -> None:
         self.cluster = cluster
         self.history = history
         self.cfg = cfg
+        self.txn_ids = txn_ids or []
+        self.found_by: str | None = None  # how the last coordinator target was found
         self.affected: list[int] = []
         self.active: Fault | None = None
 
@@ -157,6 +207,16 @@ class Nemesis:
         c = active_controller(self.cluster)
         return c if c in self.cluster.nodes else rnd.choice(self.cluster.controller_ids)
 
+    def _coordinator(self, rnd: random.Random) -> int:
+        if self.txn_ids:
+            node, self.found_by = txn_coordinator(self.cluster, rnd.choice(self.txn_ids))
+            if node >= 0:
+                return node
+        else:
+            self.found_by = "no transactional.id to look up"
+        self.found_by = f"a random broker ({self.found_by})"
+        return rnd.choice(self.cluster.broker_ids)
+
     def _nodes(self, target: str, rnd: random.Random) -> list[int]:
         """``one`` and ``minority`` pick among all nodes (brokers and controllers alike);
         ``n-1`` is n-1 of the brokers (the failures RF n must survive)."""
@@ -173,6 +233,8 @@ class Nemesis:
             return [self._leader(rnd)]
         if target == "controller":
             return [self._controller(rnd)]
+        if target == "coordinator":
+            return [self._coordinator(rnd)]
         if target == "all":
             return ids
         raise NemesisError(f"unknown target {target!r}")
@@ -188,8 +250,10 @@ class Nemesis:
             majority = sorted(i for i in ids if i not in minority)
             c.partition([minority, majority])
             return {"groups": [minority, majority]}
-        if target in ("isolate-leader", "isolate-controller"):
-            node = self._leader(rnd) if target == "isolate-leader" else self._controller(rnd)
+        if target in ("isolate-leader", "isolate-controller", "isolate-coordinator"):
+            node = (self._leader(rnd) if target == "isolate-leader"
+                    else self._controller(rnd) if target == "isolate-controller"
+                    else self._coordinator(rnd))
             rest = sorted(i for i in c.nodes if i != node)
             c.partition([[node], rest])
             return {"groups": [[node], rest]}
@@ -223,6 +287,7 @@ class Nemesis:
         c = self.cluster
         self.active = fault
         value: dict[str, Any] = {"target": fault.target}
+        self.found_by = None
         if fault.kind in ("kill", "lose-unsynced", "lose-unsynced-all"):
             nodes = self._nodes(fault.target, rnd)
             for i in nodes:
@@ -251,6 +316,8 @@ class Nemesis:
             value.update(self._followers_lag(rnd))
         else:
             raise NemesisError(f"cannot run nemesis {fault.kind!r}")
+        if self.found_by is not None:
+            value["found_by"] = self.found_by
         self._record(f"start-{fault.kind}", value)
 
     def _followers_lag(self, rnd: random.Random) -> dict[str, Any]:

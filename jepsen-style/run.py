@@ -5,6 +5,7 @@ everything back, check the history.
     python jepsen-style/run.py --time-limit 600 --nemesis kill,pause,partition --runs 3
     python jepsen-style/run.py --profile planted-unsafe  # must report lost writes
     python jepsen-style/run.py --seed 42               # reproduce a run
+    python jepsen-style/run.py --profile txn           # the transactional workload under faults
 
 Writes ``<out>/run-<i>-seed-<seed>/{history.jsonl,report.json}`` and ``<out>/summary.json``,
 prints a report per run with its verdict: VALID, INVALID (a fatal anomaly), or UNKNOWN (no
@@ -23,6 +24,7 @@ or a worker or the harness crashed). Exit status:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import sys
@@ -37,8 +39,9 @@ for p in (str(HERE), str(REPO)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import txn_checker
 from checker import check
-from cluster import Cluster, netns_available
+from cluster import BROKER_PORT, Cluster, netns_available
 from history import History
 from nemesis import (
     DEFAULT_KINDS,
@@ -49,7 +52,11 @@ from nemesis import (
     run_schedule,
     schedule,
 )
+from txn_workload import RC, RU, TxnConfig, TxnWorkload, create_topics
 from workload import Workload, WorkloadConfig, create_topic, wait_healthy
+
+from broker.client import KafkaConnection
+from broker.protocol.api_keys import ApiKey
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"time_limit": 60.0, "nemesis": ",".join(DEFAULT_KINDS), "consumer_mode": "mixed",
@@ -62,6 +69,10 @@ PROFILES: dict[str, dict[str, Any]] = {
                        "idempotence": "off", "expect": "lost-write"},
     # The same schedule with acks=all and min.insync.replicas=2: nothing may be lost.
     "planted-safe": {"time_limit": 25.0, "nemesis": "followers-lag", "acks": "all"},
+    # The transactional workload (txn_workload.py, txn_checker.py) under the same faults, the
+    # transaction coordinator among the targets; txn-clean: no faults.
+    "txn": {"workload": "txn", "time_limit": 120.0, "nemesis": ",".join(DEFAULT_KINDS)},
+    "txn-clean": {"workload": "txn", "time_limit": 15.0, "nemesis": "none"},
 }
 
 
@@ -69,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    ap.add_argument("--workload", choices=("queue", "txn"),
+                    help="queue (workload.py) or txn: transactions and an exactly-once "
+                         "pipeline (txn_workload.py); default: the profile's")
     ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
     ap.add_argument("--nemesis", help="comma-separated: kill,pause,partition,lose-unsynced,"
                     "lose-unsynced-all,followers-lag,clock; 'none' for no faults")
@@ -87,7 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--consumer-mode", choices=("assign", "subscribe", "mixed"))
     ap.add_argument("--commit", action=argparse.BooleanOptionalAction,
                     help="consumers commit offsets and read them back")
-    ap.add_argument("--rate", type=float, default=40.0, help="sends per second, all producers")
+    ap.add_argument("--rate", type=float, help="sends per second, all producers (queue: "
+                    "default 40) or transactions per second (txn: default 10)")
     ap.add_argument("--producers", type=int, default=4)
     ap.add_argument("--consumers", type=int)
     ap.add_argument("--flush-every-message", action="store_true",
@@ -99,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("jepsen-results"))
     a = ap.parse_args(argv)
     prof = PROFILES[a.profile]
+    a.workload = a.workload or prof.get("workload", "queue")
+    if a.rate is None:
+        a.rate = 10.0 if a.workload == "txn" else 40.0
     a.time_limit = a.time_limit if a.time_limit is not None else prof["time_limit"]
     a.nemesis = a.nemesis if a.nemesis is not None else prof["nemesis"]
     a.acks = a.acks or prof.get("acks", "all")
@@ -113,6 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--replication-factor {a.replication_factor} > --nodes {a.nodes}")
     if a.min_insync > a.replication_factor:
         ap.error(f"--min-insync {a.min_insync} > replication factor {a.replication_factor}")
+    if a.workload == "txn" and (a.acks != "all" or a.idempotence != "on"
+                                or a.expect != "valid" or "followers-lag" in a.nemesis):
+        ap.error("the txn workload runs with acks=all, idempotence on, --expect valid and "
+                 "without followers-lag")
     if a.acks == "1" and a.idempotence == "on":
         ap.error("idempotence needs --acks all (librdkafka refuses acks=1 with idempotence)")
     if a.runs < 1 or a.time_limit <= 0:
@@ -139,58 +161,91 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
                          acks=a.acks, idempotence=a.idempotence == "on",
                          producers=a.producers, consumers=a.consumers, rate=a.rate,
                          consumer_mode=a.consumer_mode, commit=a.commit)
+    tcfg = TxnConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
+                     replication_factor=a.replication_factor, min_insync=a.min_insync,
+                     producers=a.producers, pipelines=a.consumers,
+                     rate=a.rate)
+    txn = a.workload == "txn"
     if a.kinds == ["followers-lag"]:
         # One planted fault, early; heal after the controller fenced the killed leader.
         faults = [Fault(5.0, min(a.time_limit - 1, 18.0), "followers-lag", "leader",
                         rnd.randrange(2**31))]
     else:
-        faults = schedule(rnd.randrange(2**31), a.kinds, a.time_limit) if a.kinds else []
+        faults = (schedule(rnd.randrange(2**31), a.kinds, a.time_limit, txn=txn)
+                  if a.kinds else [])
     t_start = time.monotonic()
     notes: list[str] = []
     final_complete = False
-    workload: Workload | None = None
+    unsupported: str | None = None
+    workload: Workload | TxnWorkload | None = None
+    health = [cfg] if not txn else [tcfg.topic_config(t) for t in tcfg.topics]
     try:
         cluster.setup()
         cluster.start()
-        create_topic(cfg)
-        nemesis = Nemesis(cluster, history, cfg)
-        workload = Workload(cfg, history, random.Random(rnd.randrange(2**31)))
-        workload.start()
-        stop = threading.Event()
-        t0 = time.monotonic()
-        nem = threading.Thread(target=run_schedule, args=(nemesis, faults, t0, stop),
-                               daemon=True)
-        nem.start()
-        nem.join(a.time_limit)
-        stop.set()
-        nem.join(120)
-        nemesis.heal_all()
-        history.add("info", "healed", "nemesis", value={})
-        # Let consumers catch up on a healed cluster before stopping the clients.
-        if not wait_healthy(cfg, timeout=60):
-            notes.append("cluster not healthy (leaders / full ISR) 60 s after healing")
-        time.sleep(5)
-        workload.finish()
-        final_complete = workload.final_read(timeout=90)
-        if not final_complete:
-            notes.append("final read incomplete: it did not read every partition up to a "
-                         "high watermark that held still")
+        if txn:
+            unsupported = missing_transaction_apis(cluster)
+        if unsupported is not None:
+            notes.append(unsupported)
+        else:
+            if txn:
+                create_topics(tcfg)
+                workload = TxnWorkload(tcfg, history, random.Random(rnd.randrange(2**31)))
+                nemesis = Nemesis(cluster, history, health[0],
+                                  txn_ids=workload.transactional_ids())
+            else:
+                create_topic(cfg)
+                nemesis = Nemesis(cluster, history, cfg)
+                workload = Workload(cfg, history, random.Random(rnd.randrange(2**31)))
+            workload.start()
+            stop = threading.Event()
+            t0 = time.monotonic()
+            nem = threading.Thread(target=run_schedule, args=(nemesis, faults, t0, stop),
+                                   daemon=True)
+            nem.start()
+            nem.join(a.time_limit)
+            stop.set()
+            nem.join(120)
+            nemesis.heal_all()
+            history.add("info", "healed", "nemesis", value={})
+            # Let consumers catch up on a healed cluster before stopping the clients.
+            if not all(wait_healthy(c, timeout=60) for c in health):
+                notes.append("cluster not healthy (leaders / full ISR) 60 s after healing")
+            time.sleep(5)
+            if isinstance(workload, TxnWorkload):
+                if not workload.finish():
+                    notes.append("the pipeline did not catch up with its input in 60 s")
+                # read_uncommitted first: a transaction marker written after it (a late
+                # abort on timeout) is still read by the read_committed read, whose positions
+                # must reach the ends the other read saw (txn_checker.py).
+                final_complete = all([workload.final_read(RU, timeout=90),
+                                      workload.final_read(RC, timeout=90)])
+                workload.group_offsets()
+            else:
+                workload.finish()
+                final_complete = workload.final_read(timeout=90)
+            if not final_complete:
+                notes.append("final read incomplete: it did not read every partition up to "
+                             "a high watermark that held still")
     except Exception as e:  # noqa: BLE001 - any harness failure still gets a report
         notes.append(f"harness error: {e!r}")
         history.add("info", "harness-error", "harness", error=repr(e))
     finally:
         if workload is not None:
             workload.stop.set()
+            if isinstance(workload, TxnWorkload):
+                workload.stop_producers.set()
         cluster.teardown()
         history.close()
-    result = check(history.ops, strict_hw=a.strict_hw,
-                   allow_duplicates=a.idempotence == "off")
+    result = (txn_checker.check(history.ops) if txn else
+              check(history.ops, strict_hw=a.strict_hw, allow_duplicates=a.idempotence == "off"))
     fault_events = [op for op in history.ops
                     if op["process"] == "nemesis" and op["f"].startswith("start-")]
     fault_seconds = measured_fault_seconds(history.ops, {f.kind for f in faults})
     crashed = [op for op in history.ops if op["f"] in ("worker-crash", "harness-error")]
     report = {
         "seed": seed,
+        "workload": a.workload,
+        "unsupported": unsupported,
         "reproduce": reproduce_command(a, seed),
         "config": {"nodes": a.nodes, "controllers": a.controllers,
                    "replication_factor": a.replication_factor,
@@ -209,6 +264,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         "notes": notes + [f"{op['f']}: {op.get('error')}" for op in crashed],
         **result,
     }
+    if unsupported is not None and report["verdict"] != "invalid":
+        report["unknown_reason"] = unsupported
     if crashed and report["verdict"] == "valid":
         # A crashed worker or harness leaves a history that cannot vouch for the data.
         report["verdict"], report["valid"] = "unknown", False
@@ -220,6 +277,7 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
 def reproduce_command(a: argparse.Namespace, seed: int) -> str:
     """The command that runs the same schedule and choices again (timing is not replayed)."""
     parts = [f"python jepsen-style/run.py --profile {a.profile} --seed {seed}",
+             f"--workload {a.workload}",
              f"--time-limit {a.time_limit:g} --nemesis {a.nemesis or 'none'}",
              f"--nodes {a.nodes} --controllers {a.controllers}",
              f"--replication-factor {a.replication_factor}",
@@ -263,7 +321,30 @@ def measured_fault_seconds(ops: list[dict[str, Any]], kinds: set[str]) -> float:
     return total
 
 
+def missing_transaction_apis(cluster: Cluster) -> str | None:
+    """Why the brokers cannot run the transactional workload (ApiVersions of a broker lacks
+    EndTxn or another transaction API), or None when they announce them all."""
+    needed = {ApiKey.INIT_PRODUCER_ID, ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.ADD_OFFSETS_TO_TXN,
+              ApiKey.END_TXN, ApiKey.TXN_OFFSET_COMMIT}
+    node = next(n for n in cluster.nodes.values() if n.is_broker)
+
+    async def ask() -> dict[int, tuple[int, int]]:
+        conn = await KafkaConnection.connect(node.ip, BROKER_PORT, timeout_s=10.0)
+        await conn.close()
+        return conn.api_versions
+
+    served = asyncio.run(ask())
+    missing = sorted(k.name for k in needed if k not in served)
+    if not missing:
+        return None
+    return ("the brokers do not serve transactions yet: ApiVersions lacks "
+            + ", ".join(missing))
+
+
 def print_report(r: dict[str, Any]) -> None:
+    if r.get("workload") == "txn":
+        print_txn_report(r)
+        return
     s = r["stats"]
     why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
     print(f"== seed {r['seed']}: {r['verdict'].upper()}{why}  ({r['duration_s']} s, "
@@ -290,6 +371,29 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"   reproduce: {r['reproduce']}")
 
 
+def print_txn_report(r: dict[str, Any]) -> None:
+    s = r["stats"]
+    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
+    print(f"== seed {r['seed']} (txn): {r['verdict'].upper()}{why}  ({r['duration_s']} s, "
+          f"{r['fault_seconds']} s of faults)")
+    kinds: dict[str, int] = {}
+    for f in r["faults"]:
+        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
+    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    t = s["transactions"]
+    print(f"   transactions: {json.dumps(t.get('txn', {}))}, {s['planned_aborts']} aborted on "
+          f"purpose, {s['records_written']} records; pipeline: {json.dumps(t.get('ctp', {}))}, "
+          f"{s['pipeline_outputs']} outputs, lag {s['pipeline_lag']}; final reads: "
+          f"{json.dumps(s['final_read'])}")
+    found = {k: v for k, v in r["anomalies"].items() if v}
+    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
+    for k, ex in r["examples"].items():
+        print(f"     {k}: {json.dumps(ex[:2], default=str)}")
+    for n in r["notes"]:
+        print(f"   note: {n}")
+    print(f"   reproduce: {r['reproduce']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if not netns_available():
@@ -312,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": next((v for v in ("invalid", "unknown") if v in verdicts), "valid"),
         "verdicts": verdicts,
         "fault_minutes": round(sum(r["fault_seconds"] for r in reports) / 60, 2),
-        "sends_attempted": sum(r["stats"]["sends_attempted"] for r in reports),
-        "sends_acknowledged": sum(r["stats"]["sends_acknowledged"] for r in reports),
-        "values_read": sum(r["stats"]["values_read"] for r in reports),
+        "sends_attempted": sum(r["stats"].get("sends_attempted", 0) for r in reports),
+        "sends_acknowledged": sum(r["stats"].get("sends_acknowledged", 0) for r in reports),
+        "values_read": sum(r["stats"].get("values_read", 0) for r in reports),
         "anomalies": {k: sum(r["anomalies"][k] for r in reports)
                       for k in reports[0]["anomalies"]},
         "nemeses": a.kinds,
@@ -322,9 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if a.workload == "txn":
+        summary["transactions_committed"] = sum(
+            r["stats"]["transactions"].get("txn", {}).get("ok", 0) for r in reports)
+        work = f"{summary['transactions_committed']} transactions committed"
+    else:
+        work = (f"{summary['sends_attempted']} sends attempted, "
+                f"{summary['sends_acknowledged']} acknowledged, {summary['values_read']} read")
     print(f"== {len(reports)} run(s), {summary['fault_minutes']} min of faults, "
-          f"{summary['sends_attempted']} sends attempted, {summary['sends_acknowledged']} "
-          f"acknowledged, {summary['values_read']} read; verdicts: "
+          f"{work}; verdicts: "
           f"{', '.join(v.upper() for v in verdicts)}; expected {a.expect}: "
           f"{'PASS' if ok else 'UNKNOWN' if code == 3 else 'FAIL'}")
     return code
