@@ -10,6 +10,7 @@ through WriteTxnMarkers (the markers' path is unit-tested in tests/unit/test_txn
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from broker.client import KafkaClient, KafkaConnectionError, KafkaTimeoutError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
+    delete_groups,
     find_coordinator,
     offset_commit,
     offset_fetch,
@@ -189,6 +191,13 @@ def test_txn_offsets_stay_pending_and_are_checked_on_the_wire(cluster: ProcClust
         _, resp = await w.send(ApiKey.TXN_OFFSET_COMMIT, txn_commit("", {0: 1}, 4242), 3)
         assert codes(resp) == {(TOPIC, 0): ErrorCode.INVALID_GROUP_ID}
 
+        # Deleting the group deletes its pending offsets too (Kafka's deleteAllOffsets).
+        _, resp = await w.send(ApiKey.DELETE_GROUPS,
+                               delete_groups.REQUEST.cls(groups_names=[w.group]), 2)
+        assert [r.error_code for r in resp.results] == [0]
+        _, got = await w.fetch(7, True, [0, 1])
+        assert got == {0: (-1, ErrorCode.NONE), 1: (-1, ErrorCode.NONE)}
+
     run(cluster, body)
 
 
@@ -224,3 +233,58 @@ def test_the_next_coordinator_keeps_txn_offsets_pending_after_kill_9(
         run(cluster, after)
     finally:
         cluster.start([old])
+
+
+def test_real_consumers_see_pending_offsets_as_unstable(cluster: ProcCluster) -> None:
+    """librdkafka asks for stable offsets when isolation.level=read_committed (OffsetFetch
+    require_stable): it keeps retrying UNSTABLE_OFFSET_COMMIT; read_uncommitted gets the last
+    committed offset."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    group = "txn-librdkafka"
+
+    async def body(client: KafkaClient) -> None:
+        w = Wire(client, group)
+        C = offset_commit.REQUEST
+        _, resp = await w.send(ApiKey.OFFSET_COMMIT, C.cls(
+            group_id=group, generation_id_or_member_epoch=-1, member_id="", topics=[
+                C.OffsetCommitRequestTopic(name=TOPIC, partitions=[
+                    C.OffsetCommitRequestPartition(partition_index=0, committed_offset=4,
+                                                   committed_metadata="")])]), 8)
+        assert codes(resp) == {(TOPIC, 0): ErrorCode.NONE}
+        _, resp = await w.send(ApiKey.TXN_OFFSET_COMMIT, txn_commit(group, {0: 9}, 5150), 3)
+        assert codes(resp) == {(TOPIC, 0): ErrorCode.NONE}
+
+    run(cluster, body)
+
+    seen: list[str] = []
+
+    class Logs(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("txn-librdkafka")
+    log.addHandler(Logs())
+    log.setLevel(logging.DEBUG)
+
+    def consumer(isolation: str) -> Any:
+        return Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
+                         "isolation.level": isolation, "enable.auto.commit": False,
+                         "debug": "protocol"}, logger=log)
+
+    plain = consumer("read_uncommitted")
+    try:
+        [tp] = plain.committed([TopicPartition(TOPIC, 0)], timeout=30)
+        assert tp.offset == 4 and tp.error is None
+    finally:
+        plain.close()
+    seen.clear()
+    stable = consumer("read_committed")
+    try:
+        with pytest.raises(KafkaException) as e:
+            stable.committed([TopicPartition(TOPIC, 0)], timeout=4)
+        assert "TIMED_OUT" in str(e.value), e.value
+        stable.poll(0.5)
+    finally:
+        stable.close()
+    # Answered, and retried: UNSTABLE_OFFSET_COMMIT is retriable (rd_kafka_handle_OffsetFetch).
+    assert any("Retrying OffsetFetchRequest" in m for m in seen), seen[-20:]
