@@ -46,7 +46,9 @@ class TxnOffsetCommitApis(ConsumerGroupApis):
         now = self.clock.wall_ms()
         err = self.group_error(gid) if gid else ErrorCode.INVALID_GROUP_ID
         if not err and request.producer_id < 0:
-            err = ErrorCode.INVALID_PRODUCER_ID_MAPPING
+            err = ErrorCode.INVALID_PRODUCER_ID_MAPPING  # no producer id: not transactional
+        if not err and request.producer_epoch < 0:
+            err = ErrorCode.INVALID_PRODUCER_EPOCH
         if not err:
             err = self.coordinator.validate_txn_offset_commit(
                 gid, request.member_id if v >= 3 else "",

@@ -190,6 +190,10 @@ def test_txn_offsets_stay_pending_and_are_checked_on_the_wire(cluster: ProcClust
                                ("no-such-topic", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
         _, resp = await w.send(ApiKey.TXN_OFFSET_COMMIT, txn_commit("", {0: 1}, 4242), 3)
         assert codes(resp) == {(TOPIC, 0): ErrorCode.INVALID_GROUP_ID}
+        _, resp = await w.send(ApiKey.TXN_OFFSET_COMMIT, txn_commit(w.group, {0: 1}, -1), 3)
+        assert codes(resp) == {(TOPIC, 0): ErrorCode.INVALID_PRODUCER_ID_MAPPING}
+        _, resp = await w.send(ApiKey.TXN_OFFSET_COMMIT, txn_commit(w.group, {0: 1}, 5, -1), 3)
+        assert codes(resp) == {(TOPIC, 0): ErrorCode.INVALID_PRODUCER_EPOCH}
 
         # Deleting the group deletes its pending offsets too (Kafka's deleteAllOffsets).
         _, resp = await w.send(ApiKey.DELETE_GROUPS,
