@@ -203,10 +203,10 @@ def marker(pid: int, commit: bool, epoch: int = 0) -> bytes:
                                producer_id=pid, producer_epoch=epoch, timestamp=T0)
 
 
-def manager(log: PartitionLog) -> GroupMetadataManager:
+def manager(log: PartitionLog, **config: str) -> GroupMetadataManager:
     rm = SimpleNamespace(partitions={(GROUP_METADATA_TOPIC, 0): SimpleNamespace(log=log)},
                          txn_marker_listeners=[])
-    mm = GroupMetadataManager(_config(), rm, MetadataImage)  # type: ignore[arg-type]
+    mm = GroupMetadataManager(_config(**config), rm, MetadataImage)  # type: ignore[arg-type]
     assert rm.txn_marker_listeners == [mm.on_txn_marker]
     return mm
 
@@ -276,5 +276,38 @@ def test_a_marker_arriving_while_loading_is_applied_after(tmp_path: Path) -> Non
         # Losing the partition forgets its pending offsets (the next coordinator reloads them).
         mm._unload(0)
         assert not mm.coordinator.pending_txn.by_producer
+    finally:
+        log.close()
+
+
+def test_retention_keeps_a_group_with_pending_offsets(tmp_path: Path) -> None:
+    """offsets.retention.minutes over a real log: expired offsets get tombstones, but the group
+    with a pending transaction stays (Kafka's cleanupExpiredOffsets) until it is complete."""
+    log = PartitionLog.open(tmp_path / "__consumer_offsets-0", now_ms=T0)
+    try:
+        log.append(commits("g", {TP: 1}))
+        log.append(commits("g", {TP1: 2}, pid=7, epoch=0, seq=0))
+        mm = manager(log, **{"offsets.retention.minutes": "1"})
+
+        async def append_and_wait(topic: str, p: int, batch: bytes, **_: object
+                                  ) -> tuple[ErrorCode, int]:
+            return ErrorCode.NONE, log.append(batch).first_offset
+
+        mm.rm.append_and_wait = append_and_wait  # type: ignore[attr-defined]
+        load(mm)
+        c = mm.coordinator
+        mm.clock = SimpleNamespace(wall_ms=lambda: T0 + 120_000)  # type: ignore[assignment]
+        asyncio.run(mm.expire_offsets())
+        assert c.fetch_offsets("g", None) == {} and "g" in c.groups
+        assert c.pending_txn.partitions_of("g") == {TP1}
+        log.append(marker(7, False))  # written (and replicated) before the hook runs
+        mm.on_txn_marker(GROUP_METADATA_TOPIC, 0, 7, False)
+        c.validate_txn_offset_commit("g", "", None, -1, T0)
+        c.apply_offsets("g", {TP: co(3, log.log_end_offset)})
+        asyncio.run(mm.expire_offsets())
+        assert "g" not in c.groups  # nothing pending, no offsets: gone (with a tombstone)
+        mm2 = manager(log)
+        load(mm2)
+        assert "g" not in mm2.coordinator.groups and not mm2.coordinator.pending_txn.by_producer
     finally:
         log.close()
