@@ -191,9 +191,7 @@ class TxnOffsets:
             if self.offsets_of(gid) is None:
                 # Kafka creates a simple group for offsets of a group it does not hold.
                 self.groups[gid] = Group(gid, state_timestamp_ms=now_ms)
-            before = dict(self.offsets_of(gid) or {})
             self.apply_offsets(gid, offsets)
-            after = self.offsets_of(gid) or {}
-            n += sum(1 for tp, o in offsets.items() if after.get(tp) is o and before.get(tp)
-                     is not o)
+            held = self.offsets_of(gid) or {}
+            n += sum(1 for tp, o in offsets.items() if held.get(tp) is o)
         return n
