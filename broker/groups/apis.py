@@ -1,6 +1,6 @@
 """The group coordinator's wire APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
-OffsetDelete, answered from the pure ``GroupCoordinator`` and written through the group
+OffsetDelete (TxnOffsetCommit in ``txn_offset_apis``), answered from the pure ``GroupCoordinator`` and written through the group
 metadata manager (``broker.groups.metadata_manager``: ``__consumer_offsets`` loading, writing
 and the coordinator's timers), which ``GroupApis`` extends.
 
@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
-from broker.groups.consumer_apis import ConsumerGroupApis, client_host
+from broker.groups.consumer_apis import client_host
 from broker.groups.consumer_records import group_tombstones
 from broker.groups.group import CommittedOffset, GroupState, JoinResult, SyncResult
 from broker.groups.metadata_manager import GROUP_METADATA_TOPIC
@@ -28,7 +29,9 @@ from broker.groups.records import (
     offset_commit_key,
     offset_commit_value,
     partition_for,
+    records_batch,
 )
+from broker.groups.txn_offset_apis import TxnOffsetCommitApis
 from broker.network.context import RequestContext
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
@@ -72,12 +75,13 @@ ADVERTISED: dict[int, tuple[int, int]] = {
     ApiKey.DESCRIBE_GROUPS: (0, 5),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.TXN_OFFSET_COMMIT: (0, 4),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),
     ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 1),
 }
 
 
-class GroupApis(ConsumerGroupApis):
+class GroupApis(TxnOffsetCommitApis):
     """``handlers``: ApiKey -> handler for the broker listener; ``on_leadership`` goes to
     ``ReplicaManager.add_leadership_listener``; ``start()``/``stop()`` run the timers."""
 
@@ -100,6 +104,7 @@ class GroupApis(ConsumerGroupApis):
             ApiKey.DESCRIBE_GROUPS: self.handle_describe_groups,
             ApiKey.DELETE_GROUPS: self.handle_delete_groups,
             ApiKey.OFFSET_DELETE: self.handle_offset_delete,
+            ApiKey.TXN_OFFSET_COMMIT: self.handle_txn_offset_commit,
             ApiKey.CONSUMER_GROUP_HEARTBEAT: self.handle_consumer_group_heartbeat,
             ApiKey.CONSUMER_GROUP_DESCRIBE: self.handle_consumer_group_describe,
         }
@@ -308,12 +313,14 @@ class GroupApis(ConsumerGroupApis):
                 epoch = p.committed_leader_epoch if v >= 6 else -1
                 todo[tp] = CommittedOffset(p.committed_offset, epoch, meta, now)
         if todo:
-            code = await self._append(gid, [
+            code, base = await self._append_batch(gid, records_batch([
                 (offset_commit_key(gid, tp[0], tp[1]),
                  offset_commit_value(o.offset, o.metadata, o.commit_timestamp, o.leader_epoch))
-                for tp, o in todo.items()])
+                for tp, o in todo.items()], now))
             if not code:
-                self.coordinator.apply_offsets(gid, todo)
+                self.coordinator.apply_offsets(gid, {
+                    tp: replace(o, record_offset=base + i)
+                    for i, (tp, o) in enumerate(todo.items())})
             for tp in todo:
                 errors[tp] = code
         by_topic: dict[str, list[Any]] = {}
@@ -334,12 +341,17 @@ class GroupApis(ConsumerGroupApis):
                     (t.name, p) for t in g.topics for p in t.partition_indexes]
                 err, found = self._fetch_offsets(g.group_id, wanted, g.member_id,
                                                  g.member_epoch if v >= 9 else -1)
+                unstable = self._unstable(g.group_id, request.require_stable, found)
                 by_topic: dict[str, list[Any]] = {}
                 for (topic, pid), o in found.items():
+                    if (topic, pid) in unstable:
+                        o = None
                     by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartitions(
                         partition_index=pid, committed_offset=-1 if o is None else o.offset,
                         committed_leader_epoch=-1 if o is None else o.leader_epoch,
-                        metadata="" if o is None else o.metadata, error_code=0))
+                        metadata="" if o is None else o.metadata,
+                        error_code=int(ErrorCode.UNSTABLE_OFFSET_COMMIT)
+                        if (topic, pid) in unstable else 0))
                 groups.append(R.OffsetFetchResponseGroup(
                     group_id=g.group_id, error_code=int(err), topics=[
                         R.OffsetFetchResponseTopics(name=n, partitions=ps)
@@ -354,13 +366,26 @@ class GroupApis(ConsumerGroupApis):
         by_topic = {}
         if err:  # v0-1: the error goes on every requested partition
             found = {tp: None for tp in wanted or []}
+        unstable = self._unstable(request.group_id, v >= 7 and request.require_stable, found)
         for (topic, pid), o in found.items():
+            code = err
+            if (topic, pid) in unstable:
+                o, code = None, ErrorCode.UNSTABLE_OFFSET_COMMIT
             by_topic.setdefault(topic, []).append(R.OffsetFetchResponsePartition(
                 partition_index=pid, committed_offset=-1 if o is None else o.offset,
                 committed_leader_epoch=-1 if o is None else o.leader_epoch,
-                metadata="" if o is None else o.metadata, error_code=int(err)))
+                metadata="" if o is None else o.metadata, error_code=int(code)))
         return R.cls(throttle_time_ms=0, error_code=0, topics=[
             R.OffsetFetchResponseTopic(name=n, partitions=ps) for n, ps in by_topic.items()])
+
+    def _unstable(self, group_id: str, require_stable: bool, found: dict[tuple[str, int], Any]
+                  ) -> set[tuple[str, int]]:
+        """require_stable (v7+): the partitions asked for with a pending transactional offset
+        answer UNSTABLE_OFFSET_COMMIT, per partition, so the consumer retries."""
+        if not require_stable:
+            return set()
+        pending = self.coordinator.pending_txn.partitions_of(group_id)
+        return {tp for tp in found if tp in pending}
 
     def _fetch_offsets(self, group_id: str, wanted: list[tuple[str, int]] | None,
                        member_id: str | None = None, member_epoch: int = -1
@@ -436,8 +461,12 @@ class GroupApis(ConsumerGroupApis):
         for gid in request.groups_names:
             err = self.group_error(gid) or coord.delete_check(gid)
             if not err:
+                # Pending transactional offsets go too: a tombstone for those partitions
+                # without a committed offset (Kafka's deleteAllOffsets).
+                held = coord.offsets_of(gid) or {}
                 records: list[tuple[bytes, bytes | None]] = [
-                    (offset_commit_key(gid, t, p), None) for t, p in coord.offsets_of(gid) or {}]
+                    (offset_commit_key(gid, t, p), None)
+                    for t, p in [*held, *(coord.pending_txn.partitions_of(gid) - set(held))]]
                 cg = coord.consumer_groups.get(gid)
                 if cg is not None:
                     records += group_tombstones(cg)
@@ -446,6 +475,7 @@ class GroupApis(ConsumerGroupApis):
                 err = await self._append(gid, records)
                 if not err:
                     coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+                    coord.pending_txn.remove_group(gid)
                     logger.info("Deleted group %s", gid)
             results.append(R.DeletableGroupResult(group_id=gid, error_code=int(err)))
         return R.cls(throttle_time_ms=0, results=results)

@@ -37,12 +37,13 @@ from broker.groups.group import (
 )
 from broker.groups.offsets import GroupOffsets
 from broker.groups.records import GroupMetadataRecord
+from broker.groups.txn_offsets import PendingTxnOffsets, TxnOffsets
 from broker.protocol.errors import ErrorCode
 
 __all__ = ["GroupCoordinator"]
 
 
-class GroupCoordinator(GroupOffsets, ConsumerGroups):
+class GroupCoordinator(GroupOffsets, TxnOffsets, ConsumerGroups):
     """All groups of this broker's coordinator partitions: the classic ones here, the consumer
     groups of KIP-848 in ``ConsumerGroups`` (``consumer_groups``)."""
 
@@ -51,6 +52,7 @@ class GroupCoordinator(GroupOffsets, ConsumerGroups):
         ConsumerGroups.__init__(self, consumer_config or ConsumerGroupConfig())
         self.config = config
         self.groups: dict[str, Group] = {}
+        self.pending_txn = PendingTxnOffsets()  # transactional offsets (``txn_offsets``)
         self.store: StoreFn = store or (lambda _g, _r, done: done(ErrorCode.NONE))
         self.rebalances = 0  # rebalances started (the pykraft_group_rebalances metric)
 

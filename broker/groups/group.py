@@ -83,6 +83,9 @@ class CommittedOffset:
     leader_epoch: int
     metadata: str
     commit_timestamp: int
+    # Offset of the record in ``__consumer_offsets`` (-1: unknown). Of a transactional and a
+    # plain commit of the same partition, the one written later wins (broker.groups.txn_offsets).
+    record_offset: int = field(default=-1, compare=False)
 
 
 @dataclass(slots=True)

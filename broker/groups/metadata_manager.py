@@ -22,7 +22,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
@@ -46,10 +46,12 @@ from broker.groups.records import (
     partition_for,
     records_batch,
 )
+from broker.groups.txn_offsets import newer
 from broker.protocol.errors import ErrorCode
 from broker.replication.replica_manager import ReplicaManager
 from kraft.codec import CodecError
 from kraft.image import MetadataImage
+from storage.control_records import decode_end_txn_marker
 from storage.errors import StorageError
 from storage.record_batch import iter_batches
 from storage.records import decode_batch
@@ -84,6 +86,8 @@ class _Owned:
     epoch: int
     loaded: bool = False
     task: asyncio.Task[None] | None = None
+    # Transaction markers that arrived while loading (producer id, committed): applied after.
+    late_markers: list[tuple[int, bool]] = field(default_factory=list)
 
 
 class GroupMetadataManager:
@@ -118,6 +122,7 @@ class GroupMetadataManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._stopped = False
+        replica_manager.txn_marker_listeners.append(self.on_txn_marker)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -201,11 +206,39 @@ class GroupMetadataManager:
         for gid in [g for g in [*coord.groups, *coord.consumer_groups]
                     if self.partition_of(g) == p]:
             self.coordinator.remove_group(gid, ErrorCode.NOT_COORDINATOR)
+        for gid in [g for g in coord.pending_txn.groups() if self.partition_of(g) == p]:
+            coord.pending_txn.remove_group(gid)
+
+    def on_txn_marker(self, topic: str, partition: int, producer_id: int,
+                      committed: bool) -> None:
+        """``ReplicaManager.txn_marker_listeners``: a transaction marker of ``producer_id`` is
+        replicated in ``__consumer_offsets`` partition ``partition``: its pending offsets of the
+        partition's groups become committed offsets or go."""
+        if topic != GROUP_METADATA_TOPIC:
+            return
+        owned = self.owned.get(partition)
+        if owned is None:
+            return
+        if not owned.loaded:
+            # The loader may have stopped reading before the marker: apply it after loading.
+            owned.late_markers.append((producer_id, committed))
+            return
+        self._complete_txn(partition, producer_id, committed)
+
+    def _complete_txn(self, p: int, producer_id: int, committed: bool) -> None:
+        n = self.coordinator.complete_txn(producer_id, committed,
+                                          lambda g: self.partition_of(g) == p,
+                                          self.clock.wall_ms())
+        logger.debug("Transaction of producer %d %s in %s-%d: %d offset(s) applied",
+                     producer_id, "committed" if committed else "aborted",
+                     GROUP_METADATA_TOPIC, p, n)
 
     async def _load(self, p: int, owned: _Owned) -> None:
         started = self.clock.monotonic()
         groups: dict[str, GroupMetadataRecord] = {}
         offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        # Transactional offsets by producer until their marker (Kafka's loadGroupsAndOffsets).
+        pending: dict[int, dict[str, dict[tuple[str, int], CommittedOffset]]] = {}
         consumer = ConsumerGroupLoader()
         hp = self.rm.partitions.get((GROUP_METADATA_TOPIC, p))
         n_records = 0
@@ -225,14 +258,17 @@ class GroupMetadataManager:
                     return
                 for pos, header in iter_batches(data):
                     offset = header.next_offset
-                    if header.is_control:
-                        continue
                     try:
                         _, records = decode_batch(data, pos)
                     except (CodecError, StorageError, ValueError) as e:
                         logger.error("Skipping an unreadable batch in %s-%d: %s",
                                      GROUP_METADATA_TOPIC, p, e)
                         continue
+                    if header.is_control:
+                        if header.is_transactional and records:
+                            _replay_marker(header.producer_id, records[0], offsets, pending)
+                        continue
+                    txn_pid = header.producer_id if header.is_transactional else -1
                     for r in records:
                         n_records += 1
                         try:
@@ -245,16 +281,28 @@ class GroupMetadataManager:
                             logger.warning("Skipping a bad record at %s-%d offset %d: %s",
                                            GROUP_METADATA_TOPIC, p, r.offset, e)
                             continue
-                        _replay(rec, groups, offsets)
+                        if txn_pid >= 0 and isinstance(rec, OffsetRecord):
+                            _replay_txn_offset(rec, r.offset, pending.setdefault(txn_pid, {}))
+                        else:
+                            _replay(rec, groups, offsets, r.offset, pending)
                 # Large partitions load in slices: the loop keeps serving meanwhile.
                 await asyncio.sleep(0)
         if self.owned.get(p) is not owned:
             return
         now = self.clock.wall_ms()
         cgroups = consumer.build(now, self.coordinator.consumer_config.session_timeout_ms)
+        for by_group in pending.values():
+            for gid in [g for g, held in by_group.items() if held]:
+                offsets.setdefault(gid, {})  # a group with only pending offsets exists, Empty
         self.coordinator.load(groups, offsets, now, cgroups)
+        for pid, by_group in pending.items():
+            for gid, offs in by_group.items():
+                self.coordinator.pending_txn.add(pid, gid, offs)
         owned.loaded = True
         owned.task = None
+        for pid, committed in owned.late_markers:
+            self._complete_txn(p, pid, committed)
+        owned.late_markers.clear()
         logger.info("Loaded group coordinator state of %s-%d (epoch %d): %d groups, %d "
                     "records in %.0f ms", GROUP_METADATA_TOPIC, p, owned.epoch,
                     len(set(groups) | set(offsets)), n_records,
@@ -264,23 +312,28 @@ class GroupMetadataManager:
 
     async def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]]
                       ) -> ErrorCode:
+        return (await self._append_batch(group_id, records_batch(records, self.clock.wall_ms()))
+                )[0]
+
+    async def _append_batch(self, group_id: str, batch: bytes) -> tuple[ErrorCode, int]:
+        """Append one batch to the group's partition and wait for acks=all: (error, offset of
+        its first record)."""
         p = self.partition_of(group_id)
         owned = self.owned.get(p)
         if owned is None:
-            return ErrorCode.NOT_COORDINATOR
-        batch = records_batch(records, self.clock.wall_ms())
+            return ErrorCode.NOT_COORDINATOR, -1
         try:
-            code, _ = await self.rm.append_and_wait(
+            code, base = await self.rm.append_and_wait(
                 GROUP_METADATA_TOPIC, p, batch, acks=-1, timeout_s=self.commit_timeout_s)
         except (StorageError, OSError) as e:
             logger.error("Appending to %s-%d failed: %s", GROUP_METADATA_TOPIC, p, e)
-            return ErrorCode.NOT_COORDINATOR
+            return ErrorCode.NOT_COORDINATOR, -1
         code = ErrorCode(code)
         if code == ErrorCode.NONE and self.owned.get(p) is not owned:
             # Leadership moved while we waited: the new coordinator has the record (it is
             # committed) but this broker no longer answers for the group.
-            return ErrorCode.NOT_COORDINATOR
-        return _APPEND_ERRORS.get(code, code)
+            return ErrorCode.NOT_COORDINATOR, base
+        return _APPEND_ERRORS.get(code, code), base
 
     def _store_group(self, group_id: str, record: GroupMetadataRecord,
                      done: Callable[[ErrorCode], None]) -> None:
@@ -324,7 +377,8 @@ class GroupMetadataManager:
             # with its last offsets (its records as tombstones), as Kafka's cleanup does.
             tombstones: list[tuple[bytes, bytes | None]] = [
                 (offset_commit_key(gid, t, p), None) for t, p in tps]
-            drop = not cg.members and len(tps) == len(cg.offsets)
+            drop = not cg.members and len(tps) == len(cg.offsets) \
+                and not coord.pending_txn.has_group(gid)
             if drop:
                 tombstones += group_tombstones(cg)
             if self.group_error(gid) or await self._append(gid, tombstones):
@@ -340,7 +394,9 @@ class GroupMetadataManager:
             return
         records: list[tuple[bytes, bytes | None]] = [
             (offset_commit_key(gid, t, p), None) for t, p in tps]
-        drop_group = len(tps) == len(group.offsets) and not group.members
+        # A group with pending transactional offsets stays (Kafka's cleanupExpiredOffsets).
+        drop_group = len(tps) == len(group.offsets) and not group.members \
+            and not coord.pending_txn.has_group(gid)
         if drop_group:
             records.append((group_metadata_key(gid), None))
         if await self._append(gid, records):
@@ -352,10 +408,15 @@ class GroupMetadataManager:
             coord.remove_group(gid, ErrorCode.NOT_COORDINATOR)
 
 
+_Pending = dict[int, dict[str, dict[tuple[str, int], CommittedOffset]]]
+
+
 def _replay(rec: OffsetRecord | GroupMetadataRecord | None,
             groups: dict[str, GroupMetadataRecord],
-            offsets: dict[str, dict[tuple[str, int], CommittedOffset]]) -> None:
-    """Apply one loaded record: the last record per key wins, a tombstone removes it."""
+            offsets: dict[str, dict[tuple[str, int], CommittedOffset]],
+            record_offset: int = -1, pending: _Pending | None = None) -> None:
+    """Apply one loaded record: the last record per key wins, a tombstone removes it (and the
+    partition's pending transactional offsets)."""
     if isinstance(rec, OffsetRecord):
         tp = (rec.topic, rec.partition)
         if rec.tombstone:
@@ -364,12 +425,51 @@ def _replay(rec: OffsetRecord | GroupMetadataRecord | None,
                 g.pop(tp, None)
                 if not g:
                     del offsets[rec.group]
+            for by_group in (pending or {}).values():
+                held = by_group.get(rec.group)
+                if held is not None:
+                    held.pop(tp, None)
         else:
-            offsets.setdefault(rec.group, {})[tp] = CommittedOffset(
-                rec.offset, rec.leader_epoch, rec.metadata, rec.commit_timestamp)
+            offsets.setdefault(rec.group, {})[tp] = _committed(rec, record_offset)
     elif isinstance(rec, GroupMetadataRecord):
         if rec.tombstone:
             groups.pop(rec.group, None)
         else:
             groups[rec.group] = rec
 
+
+
+def _committed(rec: OffsetRecord, record_offset: int) -> CommittedOffset:
+    return CommittedOffset(rec.offset, rec.leader_epoch, rec.metadata, rec.commit_timestamp,
+                           record_offset)
+
+
+def _replay_txn_offset(rec: OffsetRecord, record_offset: int,
+                       by_group: dict[str, dict[tuple[str, int], CommittedOffset]]) -> None:
+    """An offset record of a transactional batch: pending for its producer."""
+    held = by_group.setdefault(rec.group, {})
+    tp = (rec.topic, rec.partition)
+    if rec.tombstone:
+        held.pop(tp, None)
+    else:
+        held[tp] = _committed(rec, record_offset)
+
+
+def _replay_marker(producer_id: int, record: Any,
+                   offsets: dict[str, dict[tuple[str, int], CommittedOffset]],
+                   pending: _Pending) -> None:
+    """A transaction marker: the producer's pending offsets are applied (COMMIT, where written
+    later than the offset held) or dropped (ABORT)."""
+    try:
+        marker = decode_end_txn_marker(record)
+    except (StorageError, ValueError) as e:
+        logger.warning("Skipping a bad transaction marker of producer %d: %s", producer_id, e)
+        return
+    by_group = pending.pop(producer_id, {})
+    if not marker.is_commit:
+        return
+    for gid, held in by_group.items():
+        for tp, o in held.items():
+            group = offsets.setdefault(gid, {})
+            if newer(o, group.get(tp)):
+                group[tp] = o

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from broker.groups.consumer_group import ConsumerGroup
 from broker.groups.group import CommittedOffset, CoordinatorConfig, Group, GroupState, Member
+from broker.groups.txn_offsets import PendingTxnOffsets, newer
 from broker.protocol.errors import ErrorCode
 
 __all__ = ["GroupOffsets"]
@@ -24,6 +25,7 @@ class GroupOffsets:
     groups: dict[str, Group]
     consumer_groups: dict[str, ConsumerGroup]
     config: CoordinatorConfig
+    pending_txn: PendingTxnOffsets
 
     if TYPE_CHECKING:
         def validate_consumer_commit(self, group: ConsumerGroup, member_id: str,
@@ -76,12 +78,17 @@ class GroupOffsets:
 
     def apply_offsets(self, group_id: str,
                       offsets: dict[tuple[str, int], CommittedOffset]) -> None:
+        """Install written commits; of two commits of a partition the record written later
+        in the log wins (a commit and a transaction's marker may complete out of order)."""
         held = self.offsets_of(group_id)
         if held is not None:
-            held.update(offsets)
+            for tp, o in offsets.items():
+                if newer(o, held.get(tp)):
+                    held[tp] = o
 
     def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None
                       ) -> dict[tuple[str, int], CommittedOffset | None]:
+        """The committed offsets (pending transactional ones are not visible)."""
         offsets = self.offsets_of(group_id) or {}
         if partitions is None:
             return dict(offsets)
@@ -108,12 +115,26 @@ class GroupOffsets:
         if held is not None:
             for tp in partitions:
                 held.pop(tp, None)
+        # Their tombstones drop pending transactional offsets too (Kafka's replay of an
+        # offset tombstone).
+        self.pending_txn.remove_partitions(group_id, partitions)
 
     def expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
         """Offsets due for removal (Kafka 2.1+ rules): all of a group's offsets once it has
         been Empty for the retention time; offsets of a group without group management by
         their commit time; in a Stable consumer group, by their commit time, the offsets of
-        topics no member subscribes to any more."""
+        topics no member subscribes to any more. A partition with a pending transactional
+        offset does not expire."""
+        out = self._expired_offsets(now_ms)
+        pending = self.pending_txn
+        for gid in [g for g in out if pending.has_group(g)]:
+            tps = pending.partitions_of(gid)
+            out[gid] = [tp for tp in out[gid] if tp not in tps]
+            if not out[gid]:
+                del out[gid]
+        return out
+
+    def _expired_offsets(self, now_ms: int) -> dict[str, list[tuple[str, int]]]:
         retention = self.config.offsets_retention_ms
         out: dict[str, list[tuple[str, int]]] = {}
         for cg in self.consumer_groups.values():

@@ -118,6 +118,7 @@ class ReplicaManager(MetadataApplier):
         # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
         # internal-topic users (group coordinator) load and unload their state here.
         self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
+        self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
         self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.admin.metrics)
 
     # -- lifecycle ----------------------------------------------------------------------------
