@@ -32,6 +32,7 @@ from broker.protocol.messages import (
 from broker.replication.fetch_api import FETCH_VERSIONS, FetchApi
 from broker.replication.leader_hints import PRODUCE_HINT_ERRORS, current_leader, node_endpoints
 from broker.replication.replica_manager import ReplicaManager
+from broker.replication.txn_apis import TxnPartitionApis
 from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 
@@ -68,6 +69,7 @@ class DataApis:
             ApiKey.OFFSET_FOR_LEADER_EPOCH: self.handle_offset_for_leader_epoch,
             ApiKey.DELETE_RECORDS: self.handle_delete_records,
         }
+        self.handlers.update(TxnPartitionApis(replica_manager).handlers)
 
     # -- Produce (0) --------------------------------------------------------------------------
 
@@ -171,13 +173,14 @@ class DataApis:
         R = list_offsets.RESPONSE
         v = header.api_version
         replica_id = request.replica_id
+        read_committed = getattr(request, "isolation_level", 0) == 1
         topics = []
         for td in request.topics:
             parts = []
             for p in td.partitions:
                 code, offset, ts, epoch = self._list_offset(
                     td.name, p.partition_index, p.timestamp, p.current_leader_epoch,
-                    replica_id, v)
+                    replica_id, v, read_committed)
                 if v == 0:
                     row = R.ListOffsetsPartitionResponse(
                         partition_index=p.partition_index, error_code=int(code),
@@ -193,14 +196,19 @@ class DataApis:
         return R.cls(throttle_time_ms=0, topics=topics)
 
     def _list_offset(self, topic: str, partition: int, timestamp: int, current_epoch: int,
-                     replica_id: int, v: int) -> tuple[ErrorCode, int, int, int]:
+                     replica_id: int, v: int, read_committed: bool = False
+                     ) -> tuple[ErrorCode, int, int, int]:
         code, hp = self.rm.leader_partition(topic, partition, current_epoch)
         if hp is None:
             return code, -1, -1, -1
         log = hp.log
         hw = hp.state.high_watermark
-        # A follower asks for the leader's log end; consumers see up to the (stable) HW.
-        fetchable = log.log_end_offset if replica_id >= 0 else hw
+        # A follower asks for the leader's log end; consumers see up to the HW, or up to the
+        # last stable offset with isolation_level 1 (read_committed), as Kafka's.
+        if replica_id >= 0:
+            fetchable = log.log_end_offset
+        else:
+            fetchable = hp.last_stable_offset() if read_committed else hw
         cache = log.leader_epoch_cache
 
         def epoch_of(offset: int) -> int:
