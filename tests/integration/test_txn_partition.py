@@ -9,8 +9,12 @@ producers; stale markers are refused as Kafka refuses them.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +39,7 @@ ck = pytest.importorskip("confluent_kafka")
 kafka = pytest.importorskip("kafka")
 aiokafka = pytest.importorskip("aiokafka")
 
+REPO = Path(__file__).resolve().parents[2]
 TOPIC = "txn-part"
 LATEST = -1
 
@@ -63,12 +68,16 @@ def send(address: str, api_key: int, req: Any, version: int | None = None,
     return asyncio.run(run())
 
 
+def any_node(c: ProcCluster) -> str:
+    return next(n.bootstrap for n in c.nodes.values() if n.alive())
+
+
 def leader_of(c: ProcCluster, topic: str, isr: int = 3, timeout: float = 30.0) -> int:
     deadline = time.monotonic() + timeout
     R = metadata.REQUEST
     while True:
         try:
-            md = send(c.bootstrap_servers.split(",")[0], ApiKey.METADATA,
+            md = send(any_node(c), ApiKey.METADATA,
                       R.cls(topics=[R.MetadataRequestTopic(name=topic)]))
             p = md.topics[0].partitions[0]
             if md.topics[0].error_code == 0 and p.leader_id >= 0 and len(p.isr_nodes) >= isr:
@@ -81,7 +90,7 @@ def leader_of(c: ProcCluster, topic: str, isr: int = 3, timeout: float = 30.0) -
 
 def new_producer_id(c: ProcCluster) -> tuple[int, int]:
     R = init_producer_id.REQUEST
-    resp = send(c.bootstrap_servers.split(",")[0], ApiKey.INIT_PRODUCER_ID,
+    resp = send(any_node(c), ApiKey.INIT_PRODUCER_ID,
                 R.cls(transactional_id=None, transaction_timeout_ms=60000))
     assert resp.error_code == 0, resp
     return resp.producer_id, resp.producer_epoch
@@ -231,13 +240,25 @@ def consume_aiokafka(c: ProcCluster, until: str, timeout: float = 30.0) -> list[
     return asyncio.run(run())
 
 
+def console_consumer(c: ProcCluster, isolation: str, n: int) -> list[str]:
+    code = "import sys; from tools.console_consumer import main; sys.exit(main())"
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--bootstrap-server", c.bootstrap_servers,
+         "--topic", TOPIC, "--from-beginning", "--max-messages", str(n),
+         "--timeout-ms", "20000", "--isolation-level", isolation],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
 # -- the scenario ---------------------------------------------------------------------------
 
 
 def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcCluster) -> None:
     c = cluster
     R = create_topics.REQUEST
-    resp = send(c.bootstrap_servers.split(",")[0], ApiKey.CREATE_TOPICS, R.cls(topics=[
+    resp = send(any_node(c), ApiKey.CREATE_TOPICS, R.cls(topics=[
         R.CreatableTopic(name=TOPIC, num_partitions=1, replication_factor=3, assignments=[],
                          configs=[])], timeout_ms=10000))
     assert resp.topics[0].error_code == 0, resp
@@ -278,6 +299,9 @@ def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcClu
     assert consume_kafka_python(c, "q0", "read_uncommitted") == ["a0", "a1", "p0", "b0", "q0"]
     assert consume_confluent(c, "q0", **{"isolation.level": "read_uncommitted"}) == [
         "a0", "a1", "p0", "b0", "q0"]
+    # The project's kafka-console-consumer, both ways.
+    assert console_consumer(c, "read_committed", 4) == committed
+    assert console_consumer(c, "read_uncommitted", 5) == ["a0", "a1", "p0", "b0", "q0"]
 
     # DescribeProducers: every producer of the partition, with its coordinator epoch.
     D = describe_producers.REQUEST
@@ -309,7 +333,7 @@ def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcClu
     c.nodes[leader].stop()
     try:
         new_leader = wait_for("a new leader", lambda: (
-            (n := leader_of(c, TOPIC, isr=2)) != leader and n))
+            (n := leader_of(c, TOPIC, isr=1)) != leader and n))
         r = wait_for("the new leader's fetch answer", lambda: (
             (x := fetch_raw(c, new_leader, 1)).error_code == 0 and x.high_watermark == 8 and x))
         assert r.last_stable_offset == 7
