@@ -89,7 +89,8 @@ class DataApis:
                 if acks not in (0, 1, -1):
                     rows.append([pd.index, ErrorCode.INVALID_REQUIRED_ACKS, -1, -1, -1])
                     continue
-                code, info, hp = rm.append_to_leader(td.name, pd.index, pd.records, acks)
+                code, info, hp = rm.append_to_leader(td.name, pd.index, pd.records, acks,
+                                                     from_client=True)
                 if info is None or hp is None:
                     rows.append([pd.index, code, -1, -1, -1])
                     continue

@@ -214,9 +214,12 @@ class ReplicaManager(MetadataApplier):
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
 
-    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int
+    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int, *,
+                         from_client: bool = False
                          ) -> tuple[ErrorCode, LogAppendInfo | None, Partition | None]:
-        """Append a produce request's batches for one partition (leader only)."""
+        """Append a produce request's batches for one partition (leader only).
+        ``from_client``: a Produce request's, which may not hold control batches (Kafka's
+        LogValidator: only the broker writes transaction markers)."""
         tp = (topic, partition)
         hp = self.partitions.get(tp)
         if hp is None:
@@ -231,6 +234,8 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
+        if from_client and any(h.is_control for h in headers):
+            return ErrorCode.INVALID_RECORD, None, None
         if any(h.producer_id >= 0 for h in headers):
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.

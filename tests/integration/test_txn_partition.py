@@ -32,6 +32,7 @@ from broker.protocol.messages import (
     produce,
     write_txn_markers,
 )
+from storage.control_records import ControlRecordType, build_control_batch
 from storage.records import SimpleRecord, build_batch, decode_batch
 from tools.proc_cluster import ProcCluster
 
@@ -125,14 +126,14 @@ class Txn:
         return int(resp.markers[0].topics[0].partitions[0].error_code)
 
 
-def produce_raw(c: ProcCluster, leader: int, batch: bytes) -> int:
+def produce_raw(c: ProcCluster, leader: int, batch: bytes, error: int = 0) -> int:
     R = produce.REQUEST
     req = R.cls(transactional_id=None, acks=-1, timeout_ms=10000, topic_data=[
         R.TopicProduceData(name=TOPIC, partition_data=[
             R.PartitionProduceData(index=0, records=batch)])])
     resp = send(c.nodes[leader].bootstrap, ApiKey.PRODUCE, req, version=8)
     pr = resp.responses[0].partition_responses[0]
-    assert pr.error_code == 0, pr
+    assert pr.error_code == error, pr
     return int(pr.base_offset)
 
 
@@ -328,6 +329,10 @@ def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcClu
     follower = next(n for n in c.nodes if n != leader)
     assert a.end(commit=True, node=follower) == ErrorCode.NOT_LEADER_OR_FOLLOWER
     assert a.end(commit=True, topic="no-such-topic") == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    # Clients may not write markers themselves (Kafka's LogValidator).
+    forged = build_control_batch(ControlRecordType.COMMIT, producer_id=a.pid,
+                                 producer_epoch=a.epoch, coordinator_epoch=9)
+    produce_raw(c, leader, forged, error=ErrorCode.INVALID_RECORD)
     assert fetch_raw(c, leader, 1).last_stable_offset == 7
 
     c.nodes[leader].stop()
