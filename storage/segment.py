@@ -547,8 +547,10 @@ class LogSegment:
     def closed(self) -> bool:
         return self._fd < 0
 
-    def delete(self) -> None:
-        """Close and unlink the files. Readers holding a dup'ed fd keep reading (POSIX)."""
+    def delete(self, *, keep_txn_index: bool = False) -> None:
+        """Close and unlink the files. Readers holding a dup'ed fd keep reading (POSIX).
+        ``keep_txn_index``: leave the ``.txnindex`` (a cleaned segment replacing this one
+        took it over)."""
         if self._fd >= 0:
             self.offset_index.close()
             self.time_index.close()
@@ -559,7 +561,8 @@ class LogSegment:
                 fsync_journal.unlink(path)
             except FileNotFoundError:
                 pass
-        self.txn_index.delete()
+        if not keep_txn_index:
+            self.txn_index.delete()
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self.size}, dir={self.dir})"

@@ -23,7 +23,8 @@ One cleaning of a partition log, as in Kafka:
    - control batches and transactional batches: kept whole, copied as is (no abort tracking:
      aborted transactional data and transaction markers are never removed, and transactional
      records are neither removed nor used to supersede older records -- safe for both isolation
-     levels, less compact than Kafka);
+     levels, less compact than Kafka); as every ABORT marker stays, a new segment's
+     aborted-transaction index (``.txnindex``) is the union of its group's (``commit_clean``);
    - keyless records: kept (Kafka rejects them at produce time on compacted topics and its
      cleaner drops them; we never lose data silently);
    - a keyed record is removed if the map holds a later offset for its key;

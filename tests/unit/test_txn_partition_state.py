@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from storage.cleaner import clean_log
 from storage.control_records import ControlRecordType, build_control_batch, control_markers
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
@@ -171,3 +172,32 @@ def test_torn_txnindex_entry_is_dropped(tmp_path: Path) -> None:
     again = TransactionIndex.for_segment(tmp_path, 0)
     assert again.entries == [AbortedTxn(1, 0, 5, 6)]
     assert index.path.stat().st_size == ENTRY_SIZE
+
+
+def test_compaction_keeps_the_aborted_transactions_of_merged_segments(tmp_path: Path) -> None:
+    config = LogConfig(cleanup_policy="compact", segment_bytes=4000,
+                       min_cleanable_dirty_ratio=0.0)
+    p = Part(tmp_path, config)
+
+    def seg(fn: object) -> None:  # one batch per segment, so cleaning merges them
+        fn()  # type: ignore[operator]
+        p.log.roll()
+
+    seg(lambda: p.data(8))
+    seg(lambda: p.marker(8, commit=False))     # an abort in the second segment
+    for i in range(3):
+        seg(lambda i=i: p.append(build_batch([SimpleRecord(b"v%d" % i, key=b"k")])))
+    seg(lambda: p.data(9))
+    seg(lambda: p.marker(9, commit=False))     # and one in a later one
+    seg(lambda: p.append(build_batch([SimpleRecord(b"last", key=b"k")])))
+    before = p.log.collect_aborted_txns(0, p.log.log_end_offset)
+    assert [t.producer_id for t in before] == [8, 9]
+    segments_before = len(p.log.segments)
+    result = clean_log(p.log, now_ms=NOW)
+    assert result.segments_replaced > result.segments_written  # segments were merged
+    assert len(p.log.segments) < segments_before
+    assert p.log.collect_aborted_txns(0, p.log.log_end_offset) == before
+    assert len(list(tmp_path.glob("*.txnindex"))) == 1
+    p.reopen()
+    assert p.log.collect_aborted_txns(0, p.log.log_end_offset) == before
+    p.close()
