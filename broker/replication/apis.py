@@ -35,6 +35,7 @@ from broker.replication.replica_manager import ReplicaManager
 from broker.replication.txn_apis import TxnPartitionApis
 from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
+from storage.record_batch import ATTRIBUTES_OFFSET, TRANSACTIONAL_MASK
 
 __all__ = ["ADVERTISED", "DataApis"]
 
@@ -80,9 +81,17 @@ class DataApis:
         # (topic, [[partition, error, base_offset, log_append_time, log_start]])
         results: list[tuple[str, list[list[Any]]]] = []
         waiting: list[tuple[list[Any], Any, int, int]] = []  # (row, hp, epoch, last offset)
+        # Kafka's handleProduceRequest: transactional records need the request's
+        # transactional id, else the whole request is refused.
+        refuse = (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                  if getattr(request, "transactional_id", None) is None
+                  and _has_transactional_records(request) else ErrorCode.NONE)
         for td in request.topic_data:
             rows: list[list[Any]] = []
             for pd in td.partition_data:
+                if refuse:
+                    rows.append([pd.index, refuse, -1, -1, -1])
+                    continue
                 if v < MIN_PRODUCE_VERSION:
                     rows.append([pd.index, ErrorCode.UNSUPPORTED_VERSION, -1, -1, -1])
                     continue
@@ -319,3 +328,16 @@ class DataApis:
                 R.DeleteRecordsPartitionResult(partition_index=row[0], low_watermark=row[1],
                                                error_code=int(row[2])) for row in rows])
             for name, rows in results])
+
+
+def _has_transactional_records(request: Any) -> bool:
+    """Whether the first batch of any partition of a Produce request is transactional (Kafka's
+    ``ProduceRequest.hasTransactionalRecords``)."""
+    for td in request.topic_data:
+        for pd in td.partition_data:
+            records = pd.records
+            if records is not None and len(records) >= ATTRIBUTES_OFFSET + 2 and (
+                    int.from_bytes(records[ATTRIBUTES_OFFSET:ATTRIBUTES_OFFSET + 2], "big")
+                    & TRANSACTIONAL_MASK):
+                return True
+    return False

@@ -537,7 +537,10 @@ class Partition:
 
     def last_stable_offset(self) -> int:
         """Kafka's LSO: the high watermark, held back by undecided transactions."""
-        return self.producers.last_stable_offset(self.state.high_watermark)
+        hw = self.state.high_watermark
+        lso = self.producers.last_stable_offset(hw)
+        # Kafka: never below the log start (DeleteRecords may pass an open transaction).
+        return lso if lso >= self.log.log_start_offset else min(self.log.log_start_offset, hw)
 
     def append_fetched(self, records: Any, leader_high_watermark: int,
                        leader_log_start: int) -> None:

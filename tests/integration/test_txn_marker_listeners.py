@@ -94,7 +94,7 @@ def test_listeners_hear_replicated_markers(tmp_path: Path) -> None:
             batch = build_batch([SimpleRecord(b"x")], producer_id=pid, producer_epoch=epoch,
                                 base_sequence=0, is_transactional=True)
             r = await _call(broker_port, ApiKey.PRODUCE, P.cls(
-                transactional_id=None, acks=-1, timeout_ms=10000, topic_data=[
+                transactional_id="t", acks=-1, timeout_ms=10000, topic_data=[
                     P.TopicProduceData(name=TOPIC, partition_data=[
                         P.PartitionProduceData(index=0, records=batch)])]))
             assert r.responses[0].partition_responses[0].error_code == 0

@@ -111,7 +111,8 @@ class Txn:
                             producer_epoch=self.epoch, base_sequence=self.seq,
                             is_transactional=transactional)
         self.seq += len(values)
-        return produce_raw(self.c, self.leader, batch)
+        return produce_raw(self.c, self.leader, batch,
+                           txn_id=f"t{self.pid}" if transactional else None)
 
     def end(self, commit: bool, *, node: int | None = None, epoch: int | None = None,
             coordinator_epoch: int = 5, topic: str = TOPIC) -> int:
@@ -126,9 +127,10 @@ class Txn:
         return int(resp.markers[0].topics[0].partitions[0].error_code)
 
 
-def produce_raw(c: ProcCluster, leader: int, batch: bytes, error: int = 0) -> int:
+def produce_raw(c: ProcCluster, leader: int, batch: bytes, error: int = 0,
+                txn_id: str | None = None) -> int:
     R = produce.REQUEST
-    req = R.cls(transactional_id=None, acks=-1, timeout_ms=10000, topic_data=[
+    req = R.cls(transactional_id=txn_id, acks=-1, timeout_ms=10000, topic_data=[
         R.TopicProduceData(name=TOPIC, partition_data=[
             R.PartitionProduceData(index=0, records=batch)])])
     resp = send(c.nodes[leader].bootstrap, ApiKey.PRODUCE, req, version=8)
@@ -329,10 +331,14 @@ def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcClu
     follower = next(n for n in c.nodes if n != leader)
     assert a.end(commit=True, node=follower) == ErrorCode.NOT_LEADER_OR_FOLLOWER
     assert a.end(commit=True, topic="no-such-topic") == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    # Transactional records need the request's transactional id (Kafka's produce handler).
+    lone = build_batch([SimpleRecord(b"x")], producer_id=a.pid, producer_epoch=a.epoch,
+                       base_sequence=a.seq, is_transactional=True)
+    produce_raw(c, leader, lone, error=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     # Clients may not write markers themselves (Kafka's LogValidator).
     forged = build_control_batch(ControlRecordType.COMMIT, producer_id=a.pid,
                                  producer_epoch=a.epoch, coordinator_epoch=9)
-    produce_raw(c, leader, forged, error=ErrorCode.INVALID_RECORD)
+    produce_raw(c, leader, forged, error=ErrorCode.INVALID_RECORD, txn_id="t")
     assert fetch_raw(c, leader, 1).last_stable_offset == 7
 
     c.nodes[leader].stop()
