@@ -10,7 +10,7 @@ from storage.control_records import ControlRecordType, build_control_batch, cont
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
 from storage.producer_state import ProducerStateManager, batch_headers, txn_index_writer
-from storage.records import SimpleRecord, build_batch
+from storage.records import SimpleRecord, build_batch, decode_batch
 from storage.txn_index import ENTRY_SIZE, AbortedTxn, TransactionIndex
 
 NOW = 1_000_000
@@ -200,4 +200,36 @@ def test_compaction_keeps_the_aborted_transactions_of_merged_segments(tmp_path: 
     assert len(list(tmp_path.glob("*.txnindex"))) == 1
     p.reopen()
     assert p.log.collect_aborted_txns(0, p.log.log_end_offset) == before
+    p.close()
+
+
+def test_compaction_removes_aborted_data_and_keeps_markers(tmp_path: Path) -> None:
+    config = LogConfig(cleanup_policy="compact", segment_bytes=4000,
+                       min_cleanable_dirty_ratio=0.0)
+    p = Part(tmp_path, config)
+    p.data(8, 3)                               # 0-2 aborted later
+    p.data(9, 2)                               # 3-4 committed later
+    p.data(8, 1)                               # 5 aborted later
+    p.marker(9, commit=True)                   # 6
+    p.marker(8, commit=False)                  # 7
+    p.log.roll()
+    p.data(10, 1)                              # 8: an open transaction, not cleaned
+    p.log.roll()
+    p.append(build_batch([SimpleRecord(b"tail", key=b"k")]))
+    lso = p.producers.last_stable_offset(p.log.log_end_offset)
+    assert lso == 8
+    clean_log(p.log, now_ms=NOW, last_stable_offset=lso)
+    kept: list[tuple[int, int, bool, list[bytes]]] = []
+    for segment in p.log.segments:
+        for pos, header in segment.iter_headers(0):
+            _, records = decode_batch(segment.read_bytes(pos, header.size))
+            kept.append((header.producer_id, header.base_offset, header.is_control,
+                         [r.value or b"" for r in records if not header.is_control]))
+    data = {(pid, base): values for pid, base, control, values in kept if not control}
+    assert all(not v for (pid, _), v in data.items() if pid == 8)   # aborted: gone
+    assert data[(9, 3)] == [b"v0", b"v1"]                            # committed: kept
+    assert data[(10, 8)] == [b"v0"]                                  # undecided: kept
+    assert [(pid, base) for pid, base, control, _ in kept if control] == [(9, 6), (8, 7)]
+    p.reopen()                                 # the producer state still replays
+    assert p.producers.ongoing_txns == {10: 8}
     p.close()
