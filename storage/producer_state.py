@@ -408,6 +408,7 @@ class ProducerStateManager:
                 if segment.base_offset >= self._map_end_offset:
                     self._map_end_offset = segment.base_offset
                     if segment.base_offset in snapshot_at:
+                        _flush_txn_indexes(log)
                         self.take_snapshot()
                 self.rebuild(
                     _segment_batches(segment, self._map_end_offset, end),
@@ -415,6 +416,8 @@ class ProducerStateManager:
                     txn_index_writer(log),
                 )
         self._map_end_offset = end
+        # A snapshot ends replays: the index entries written by this one must be durable first.
+        _flush_txn_indexes(log)
         self.take_snapshot()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -558,6 +561,14 @@ def _segment_batches(
         if header.is_control and header.producer_id >= 0:
             marker = batch_txn_marker(segment.read_bytes(pos, header.size))
         yield header, marker
+
+
+def _flush_txn_indexes(log: PartitionLog) -> None:
+    try:
+        for segment in log.segments:
+            segment.txn_index.flush()
+    except OSError as e:
+        raise LogDirOfflineError(f"Error flushing an aborted-transaction index: {e}") from e
 
 
 def txn_index_writer(log: PartitionLog) -> Callable[[CompletedTxn, int], None]:
