@@ -286,6 +286,9 @@ def test_read_committed_stops_at_the_lso_and_skips_aborted_data(cluster: ProcClu
     assert latest(c, leader, 1) == 3
     # A stopped read_committed consumer is at the LSO: b's open transaction.
     assert consume_confluent(c, "p0") == ["a0", "a1", "p0"]
+    assert consume_kafka_python(c, "p0", "read_committed") == ["a0", "a1", "p0"]
+    assert consume_aiokafka(c, "p0") == ["a0", "a1", "p0"]
+    assert console_consumer(c, "read_committed", 3) == ["a0", "a1", "p0"]
 
     assert b.end(commit=False) == 0         # 5: abort b
     assert plain.send("q0", transactional=False) == 6
