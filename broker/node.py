@@ -405,7 +405,11 @@ class Node:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(cfg.get("log.cleaner.backoff.ms") / 1000)
-            for tp, to_clean in manager.begin_cleaning(int(time.time() * 1000)):
+            rm = self.replica_manager
+            # As Kafka's cleaner: nothing at or past a partition's last stable offset.
+            lsos = None if rm is None else {
+                tp: hp.last_stable_offset() for tp, hp in rm.partitions.items()}
+            for tp, to_clean in manager.begin_cleaning(int(time.time() * 1000), lsos):
                 try:
                     plan = await loop.run_in_executor(
                         None,

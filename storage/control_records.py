@@ -4,12 +4,18 @@ change, snapshot header/footer, ...), each the single record of a control batch.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID
-from storage.records import Record, SimpleRecord, build_batch
+from storage.record_batch import (
+    NO_PARTITION_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    BatchHeader,
+)
+from storage.records import Record, SimpleRecord, build_batch, decode_records
 
 
 class ControlRecordType(IntEnum):
@@ -103,3 +109,31 @@ def build_control_batch(
         is_transactional=is_marker if is_transactional is None else is_transactional,
         is_control=True,
     )
+
+
+def batch_txn_marker(buf: bytes | bytearray | memoryview, pos: int = 0) -> EndTxnMarker | None:
+    """The transaction marker of the control batch at ``buf[pos:]``, or None when it holds
+    none (an empty or non-marker control batch, or one that does not decode)."""
+    try:
+        records = decode_records(buf, pos)
+        if len(records) != 1:
+            return None
+        return decode_end_txn_marker(records[0])
+    except (CorruptRecordError, InvalidRecordError, ValueError):
+        return None
+
+
+def control_markers(
+    buf: bytes | bytearray | memoryview, headers: Sequence[BatchHeader]
+) -> dict[int, EndTxnMarker]:
+    """Batch index -> transaction marker, for the control batches among ``headers`` (the
+    batches of ``buf``, in order)."""
+    out: dict[int, EndTxnMarker] = {}
+    pos = 0
+    for i, header in enumerate(headers):
+        if header.is_control:
+            marker = batch_txn_marker(buf, pos)
+            if marker is not None:
+                out[i] = marker
+        pos += header.size
+    return out

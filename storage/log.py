@@ -30,6 +30,7 @@ Here: the segment list, truncation, lifecycle and I/O error handling.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import itertools
 import logging
@@ -52,6 +53,7 @@ from storage.log_read import LogReadMixin
 from storage.log_recovery import load_segments
 from storage.log_retention import LogRetentionMixin
 from storage.segment import LogSegment
+from storage.txn_index import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,32 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
         assert all(a.base_offset < b.base_offset for a, b in itertools.pairwise(segments))
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
+
+    # -- aborted transactions (``storage/txn_index.py``) -------------------------------------
+
+    def append_aborted_txn(self, txn: AbortedTxn) -> None:
+        """Record an aborted transaction in the index of the segment holding its marker
+        (idempotent: a replayed marker is not recorded twice)."""
+        i = bisect.bisect_right(self._bases, txn.last_offset) - 1
+        if i < 0:
+            return
+        with self._io("writing the aborted-transaction index"):
+            self._segments[i].txn_index.append(txn)
+
+    def collect_aborted_txns(self, fetch_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """The aborted transactions overlapping ``[fetch_offset, upper_bound)``: those whose
+        marker is at or after ``fetch_offset`` (in the segment holding it or a later one) and
+        that started before ``upper_bound`` (Kafka's ``collectAbortedTransactions``: the search
+        stops at an entry whose last stable offset reaches ``upper_bound``)."""
+        i = max(bisect.bisect_right(self._bases, fetch_offset) - 1, 0)
+        out: list[AbortedTxn] = []
+        with self._io("reading the aborted-transaction index"):
+            for segment in self._segments[i:]:
+                found, complete = segment.txn_index.collect(fetch_offset, upper_bound)
+                out.extend(found)
+                if complete:
+                    break
+        return out
 
     # -- lifecycle --------------------------------------------------------------------------
 

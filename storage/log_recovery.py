@@ -35,6 +35,7 @@ from storage.segment_files import (
     TMP_SUFFIX,
     parse_segment_base_offset,
 )
+from storage.txn_index import TXN_INDEX_SUFFIX
 
 # Messages keep the partition log's logger name.
 log = logging.getLogger("storage.log")
@@ -100,7 +101,7 @@ def clean_leftovers(directory: Path) -> bool:
         parse_segment_base_offset(n) for n in names if n.endswith(LOG_SUFFIX)
     }
     for name in names:
-        if name.endswith((INDEX_SUFFIX, TIME_INDEX_SUFFIX)):
+        if name.endswith((INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)):
             base = parse_segment_base_offset(name)
             if base is not None and base not in log_bases:
                 log.info("%s: removing orphan index %s", directory, name)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from storage.record_batch import NO_PRODUCER_EPOCH, NO_SEQUENCE, NO_TIMESTAMP
+from storage.txn_index import AbortedTxn
 
 NUM_BATCHES_TO_RETAIN = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
 NO_COORDINATOR_EPOCH = -1
@@ -24,6 +25,20 @@ class BatchMetadata(NamedTuple):
     first_offset: int
     last_offset: int
     max_timestamp: int
+
+
+class CompletedTxn(NamedTuple):
+    """A transaction a marker ended on this partition (Kafka's ``CompletedTxn``): its first
+    offset, the marker's offset, and whether it was aborted."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    is_aborted: bool
+
+    def aborted(self, last_stable_offset: int) -> AbortedTxn:
+        return AbortedTxn(self.producer_id, self.first_offset, self.last_offset,
+                          last_stable_offset)
 
 
 @dataclass(slots=True)

@@ -39,16 +39,22 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from storage import fsync_journal, producer_checks
+from storage.control_records import EndTxnMarker, batch_txn_marker
 from storage.errors import CorruptRecordError, LogDirOfflineError
 from storage.fileutil import atomic_write
 from storage.producer_checks import CheckResult
-from storage.producer_entry import NO_TXN_OFFSET, BatchMetadata, ProducerStateEntry
+from storage.producer_entry import (
+    NO_TXN_OFFSET,
+    BatchMetadata,
+    CompletedTxn,
+    ProducerStateEntry,
+)
 from storage.producer_snapshot import (
     SNAPSHOT_SUFFIX,
     CorruptSnapshotError,
@@ -70,6 +76,7 @@ __all__ = [
     "ProducerStateManager",
     "batch_headers",
     "iter_log_headers",
+    "txn_index_writer",
 ]
 
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 86_400_000  # producer.id.expiration.ms
@@ -94,6 +101,11 @@ class ProducerStateManager:
         self.dir = Path(partition_dir)
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._producers: dict[int, ProducerStateEntry] = {}
+        # Open transactions: producer id -> first offset (mirrors the entries' field).
+        self._ongoing: dict[int, int] = {}
+        # Transactions a marker ended that the high watermark has not passed yet: they still
+        # hold the last stable offset back (Kafka's ``unreplicatedTxns``).
+        self._unreplicated: list[CompletedTxn] = []
         self._map_end_offset = 0
         self._last_snap_offset = 0
         self._snapshots: list[int] = self._list_snapshots()  # sorted offsets
@@ -117,13 +129,8 @@ class ProducerStateManager:
         return self._producers.get(producer_id)
 
     def first_undecided_offset(self) -> int | None:
-        """First offset of the oldest open transaction (None if none): what bounds Kafka's last
-        stable offset. Transaction APIs are not served (the LSO is the high watermark), so only
-        the transaction tests call it."""
-        offsets = [
-            e.current_txn_first_offset for e in self._producers.values() if e.has_ongoing_txn
-        ]
-        return min(offsets) if offsets else None
+        """First offset of the oldest open transaction (None if none)."""
+        return min(self._ongoing.values()) if self._ongoing else None
 
     # -- leader: validation before append ---------------------------------------------------
 
@@ -146,17 +153,22 @@ class ProducerStateManager:
         base_offset: int | None = None,
         max_timestamp: int | None = None,
         coordinator_epoch: int | None = None,
-    ) -> None:
+        marker: EndTxnMarker | None = None,
+    ) -> CompletedTxn | None:
         """Apply one batch that is now in the log and move ``map_end_offset`` past it.
 
         ``base_offset``: the offset the log assigned (leader path), default the header's.
         ``max_timestamp``: the log append time on LogAppendTime topics, default the header's.
-        ``coordinator_epoch``: a transaction marker's (decoded by the caller), if known.
+        ``marker``: the decoded record of a control batch (a transaction marker), if known;
+        ``coordinator_epoch``: a marker's coordinator epoch (taken from ``marker`` if given).
         No validation: on the leader ``check`` ran before; followers mirror the leader.
+
+        Returns the transaction a marker ends (``CompletedTxn``), else None.
         """
         first = header.base_offset if base_offset is None else base_offset
         last = first + header.last_offset_delta
         pid = header.producer_id
+        completed: CompletedTxn | None = None
         if pid >= 0 and not (header.is_control and header.record_count == 0):
             timestamp = header.max_timestamp if max_timestamp is None else max_timestamp
             entry = self._producers.get(pid)
@@ -171,7 +183,18 @@ class ProducerStateManager:
             entry.last_timestamp = timestamp
             if header.is_control:
                 # A transaction marker (an empty control batch is a cleaned one: ignored above).
+                if marker is not None:
+                    coordinator_epoch = marker.coordinator_epoch
+                txn_first = entry.current_txn_first_offset
+                if txn_first >= 0:
+                    # As Kafka: a marker of a transaction without data here completes nothing
+                    # (no effect on the LSO, no aborted-transaction index entry).
+                    completed = CompletedTxn(
+                        pid, txn_first, last, marker is not None and not marker.is_commit
+                    )
+                    self._unreplicated.append(completed)
                 entry.current_txn_first_offset = NO_TXN_OFFSET
+                self._ongoing.pop(pid, None)
                 if coordinator_epoch is not None:
                     entry.coordinator_epoch = coordinator_epoch
             else:
@@ -181,7 +204,40 @@ class ProducerStateManager:
                 )
                 if header.is_transactional and entry.current_txn_first_offset < 0:
                     entry.current_txn_first_offset = first
+                    self._ongoing[pid] = first
         self._map_end_offset = max(self._map_end_offset, last + 1)
+        return completed
+
+    # -- transactions: the last stable offset -----------------------------------------------
+
+    @property
+    def ongoing_txns(self) -> Mapping[int, int]:
+        """Producer id -> first offset of its open transaction."""
+        return MappingProxyType(self._ongoing)
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """Kafka's LSO: the first offset of the oldest transaction still undecided (open, or
+        decided by a marker the high watermark has not passed yet), bounded by the high
+        watermark. Without transactions it is exactly the high watermark."""
+        if not self._ongoing and not self._unreplicated:
+            return high_watermark
+        unreplicated = self._unreplicated
+        if unreplicated:
+            self._unreplicated = unreplicated = [
+                t for t in unreplicated if t.last_offset >= high_watermark
+            ]
+        lso = high_watermark
+        for first in self._ongoing.values():
+            lso = min(lso, first)
+        for t in unreplicated:
+            lso = min(lso, t.first_offset)
+        return lso
+
+    def lso_after(self, completed: CompletedTxn) -> int:
+        """Kafka's ``lastStableOffset(completedTxn)``, recorded in the aborted-transaction
+        index: the first offset of another open transaction, else one past the marker."""
+        others = [f for p, f in self._ongoing.items() if p != completed.producer_id]
+        return min(others) if others else completed.last_offset + 1
 
     def on_append(
         self,
@@ -189,22 +245,33 @@ class ProducerStateManager:
         *,
         first_offset: int | None = None,
         log_append_time_ms: int = -1,
-    ) -> None:
+        markers: Mapping[int, EndTxnMarker] | None = None,
+        on_completed: Callable[[CompletedTxn, int], None] | None = None,
+    ) -> list[CompletedTxn]:
         """Apply every batch of one append (call after ``PartitionLog.append`` succeeded).
+        ``markers``: the decoded transaction marker of each control batch, by batch index
+        (``control_markers``). Returns the transactions the markers completed;
+        ``on_completed(txn, lso_after)`` is told of each as it completes.
 
         Leader path: pass ``first_offset`` and ``log_append_time_ms`` from the ``LogAppendInfo``
         (the headers still carry the client's offsets; the log assigned contiguous ones).
         Follower and replay paths: leave both out, the headers carry the real offsets.
         """
         max_timestamp = log_append_time_ms if log_append_time_ms >= 0 else None
-        if first_offset is None:
-            for header in headers:
-                self.update(header, max_timestamp=max_timestamp)
-            return
-        offset = first_offset
-        for header in headers:
-            self.update(header, base_offset=offset, max_timestamp=max_timestamp)
+        markers = {} if markers is None else markers
+        completed: list[CompletedTxn] = []
+        offset = 0 if first_offset is None else first_offset
+        for i, header in enumerate(headers):
+            done = self.update(
+                header, base_offset=None if first_offset is None else offset,
+                max_timestamp=max_timestamp, marker=markers.get(i),
+            )
+            if done is not None:
+                completed.append(done)
+                if on_completed is not None:
+                    on_completed(done, self.lso_after(done))
             offset += header.last_offset_delta + 1
+        return completed
 
     # -- expiration -------------------------------------------------------------------------
 
@@ -293,22 +360,35 @@ class ProducerStateManager:
                 self._delete_snapshot(offset)
         if log_end_offset != self._map_end_offset:
             self._producers.clear()
+            self._ongoing.clear()
+            self._unreplicated.clear()
             self._load_from_snapshot(log_start_offset, now_ms)
         else:
             self.on_log_start_offset_incremented(log_start_offset)
         return self._map_end_offset
 
-    def rebuild(self, headers: Iterable[BatchHeader], end_offset: int) -> None:
+    def rebuild(
+        self,
+        headers: Iterable[BatchHeader | tuple[BatchHeader, EndTxnMarker | None]],
+        end_offset: int,
+        on_completed: Callable[[CompletedTxn, int], None] | None = None,
+    ) -> None:
         """Replay the log's batch headers (in offset order) from ``map_end_offset`` up to
         ``end_offset``; batches already reflected or at/after ``end_offset`` are skipped.
-        Afterwards ``map_end_offset == end_offset``."""
+        Afterwards ``map_end_offset == end_offset``.
+
+        An item may be ``(header, marker)`` for a control batch whose marker was decoded;
+        ``on_completed(txn, lso_after)`` is then told of each transaction a marker ends."""
         start = self._map_end_offset
-        for header in headers:
+        for item in headers:
+            header, marker = (item, None) if isinstance(item, BatchHeader) else item
             if header.base_offset < start:
                 continue
             if header.base_offset >= end_offset:
                 break
-            self.update(header)
+            done = self.update(header, marker=marker)
+            if done is not None and on_completed is not None:
+                on_completed(done, self.lso_after(done))
         self._map_end_offset = end_offset
 
     def rebuild_from_log(self, log: PartitionLog, now_ms: int) -> None:
@@ -328,18 +408,24 @@ class ProducerStateManager:
                 if segment.base_offset >= self._map_end_offset:
                     self._map_end_offset = segment.base_offset
                     if segment.base_offset in snapshot_at:
+                        _flush_txn_indexes(log)
                         self.take_snapshot()
                 self.rebuild(
-                    _segment_headers(segment, self._map_end_offset, end),
+                    _segment_batches(segment, self._map_end_offset, end),
                     min(segment.next_offset, end),
+                    txn_index_writer(log),
                 )
         self._map_end_offset = end
+        # A snapshot ends replays: the index entries written by this one must be durable first.
+        _flush_txn_indexes(log)
         self.take_snapshot()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """The log was emptied and restarts at ``offset``: forget everything, delete every
         snapshot."""
         self._producers.clear()
+        self._ongoing.clear()
+        self._unreplicated.clear()
         for snap in list(self._snapshots):
             self._delete_snapshot(snap)
         self._last_snap_offset = 0
@@ -403,6 +489,8 @@ class ProducerStateManager:
             for entry in entries:
                 if not self._is_expired(entry, now_ms):
                     self._producers[entry.producer_id] = entry
+                    if entry.has_ongoing_txn:
+                        self._ongoing[entry.producer_id] = entry.current_txn_first_offset
             self._last_snap_offset = self._map_end_offset = offset
             log.info(
                 "%s: loaded producer state from snapshot %s (%d producers)",
@@ -457,6 +545,41 @@ def _segment_headers(
         if header.base_offset >= end_offset:
             return
         yield header
+
+
+def _segment_batches(
+    segment: LogSegment, start_offset: int, end_offset: int
+) -> Iterator[tuple[BatchHeader, EndTxnMarker | None]]:
+    """Like ``_segment_headers``, with the transaction marker of each control batch."""
+    found = segment.translate_offset(start_offset)
+    if found is None:
+        return
+    for pos, header in segment.iter_headers(found[0]):
+        if header.base_offset >= end_offset:
+            return
+        marker = None
+        if header.is_control and header.producer_id >= 0:
+            marker = batch_txn_marker(segment.read_bytes(pos, header.size))
+        yield header, marker
+
+
+def _flush_txn_indexes(log: PartitionLog) -> None:
+    try:
+        for segment in log.segments:
+            segment.txn_index.flush()
+    except OSError as e:
+        raise LogDirOfflineError(f"Error flushing an aborted-transaction index: {e}") from e
+
+
+def txn_index_writer(log: PartitionLog) -> Callable[[CompletedTxn, int], None]:
+    """An ``on_completed`` callback recording aborted transactions in ``log``'s
+    aborted-transaction index (idempotent: replays write nothing twice)."""
+
+    def write(txn: CompletedTxn, lso: int) -> None:
+        if txn.is_aborted:
+            log.append_aborted_txn(txn.aborted(lso))
+
+    return write
 
 
 def iter_log_headers(log: PartitionLog, start_offset: int, end_offset: int) -> Iterator[BatchHeader]:

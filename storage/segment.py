@@ -48,6 +48,7 @@ from storage.segment_files import (
     segment_file_name,
 )
 from storage.segment_recovery import RecoveryResult, open_indexes, scan_segment
+from storage.txn_index import TransactionIndex
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class LogSegment:
         # (max timestamp, offset of its batch's last offset); None = not yet computed.
         self._max_ts: tuple[int, int] | None = (-1, -1) if size == 0 else None
         self.last_recovery: RecoveryResult | None = None
+        # The aborted-transaction index (``<base>.txnindex``); its file exists once an ABORT
+        # marker lands in this segment.
+        self.txn_index = TransactionIndex.for_segment(directory, base_offset)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -473,6 +477,7 @@ class LogSegment:
         self.flushed_size = position
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.truncate_to(scan.next_offset)
         self.needs_recovery = False
         result = RecoveryResult(position, truncated, position, scan.reason)
         self.last_recovery = result
@@ -487,6 +492,7 @@ class LogSegment:
         position, header = found
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to(header.base_offset)
+        self.txn_index.truncate_to(header.base_offset)
         removed = self.size - position
         os.ftruncate(self._fd, position)
         fsync_journal.fsync(self._fd)
@@ -524,6 +530,7 @@ class LogSegment:
             self.flushed_size = self.size
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self) -> None:
         if self._fd < 0:
@@ -540,8 +547,10 @@ class LogSegment:
     def closed(self) -> bool:
         return self._fd < 0
 
-    def delete(self) -> None:
-        """Close and unlink the files. Readers holding a dup'ed fd keep reading (POSIX)."""
+    def delete(self, *, keep_txn_index: bool = False) -> None:
+        """Close and unlink the files. Readers holding a dup'ed fd keep reading (POSIX).
+        ``keep_txn_index``: leave the ``.txnindex`` (a cleaned segment replacing this one
+        took it over)."""
         if self._fd >= 0:
             self.offset_index.close()
             self.time_index.close()
@@ -552,6 +561,8 @@ class LogSegment:
                 fsync_journal.unlink(path)
             except FileNotFoundError:
                 pass
+        if not keep_txn_index:
+            self.txn_index.delete()
 
     def __repr__(self) -> str:
         return f"LogSegment(base_offset={self.base_offset}, size={self.size}, dir={self.dir})"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from broker.client import KafkaClient
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.messages import fetch, list_offsets
+from storage.control_records import ControlRecordType, parse_control_record_key
 from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.record_batch import HEADER_SIZE, BatchHeader, parse_header
 from storage.records import Record, decode_batch
@@ -67,6 +68,41 @@ class FetchedPartition:
     high_watermark: int
     records: list[tuple[BatchHeader, list[Record]]]
     next_offset: int | None  # where to fetch next; None: no complete batch in this answer
+    # read_committed: (producer id, first offset) of the aborted transactions of the range.
+    aborted: list[tuple[int, int]] = field(default_factory=list)
+
+
+def committed_batches(fp: FetchedPartition) -> list[tuple[BatchHeader, list[Record]]]:
+    """The batches as a read_committed consumer sees them (Kafka's consumer
+    ``CompletedFetch``): a transactional batch of a producer with an aborted transaction open
+    at that point comes with no records, up to that producer's ABORT marker; control batches
+    are returned as they are (the caller steps over them)."""
+    if not fp.aborted:
+        return fp.records
+    pending = sorted(fp.aborted, key=lambda a: a[1])
+    i = 0
+    aborted_pids: set[int] = set()
+    out: list[tuple[BatchHeader, list[Record]]] = []
+    for header, records in fp.records:
+        if header.producer_id >= 0:
+            while i < len(pending) and pending[i][1] <= header.last_offset:
+                aborted_pids.add(pending[i][0])
+                i += 1
+            if header.is_control:
+                if records and _is_abort(records[0]):
+                    aborted_pids.discard(header.producer_id)
+            elif header.is_transactional and header.producer_id in aborted_pids:
+                out.append((header, []))  # dropped, but the position moves past it
+                continue
+        out.append((header, records))
+    return out
+
+
+def _is_abort(record: Record) -> bool:
+    try:
+        return parse_control_record_key(record.key)[1] == ControlRecordType.ABORT
+    except CorruptRecordError:
+        return False
 
 
 def decode_fetched(data: bytes | None) -> tuple[list[tuple[BatchHeader, list[Record]]], int | None]:
@@ -119,6 +155,8 @@ async def fetch_from(client: KafkaClient, node: int, positions: dict[TopicPartit
     for t in resp.responses:
         for p in t.partitions:
             batches, nxt = decode_fetched(p.records) if not p.error_code else ([], None)
+            aborted = [(a.producer_id, a.first_offset)
+                       for a in getattr(p, "aborted_transactions", None) or ()]
             out.append(FetchedPartition(t.topic, p.partition_index, p.error_code,
-                                        p.high_watermark, batches, nxt))
+                                        p.high_watermark, batches, nxt, aborted))
     return out

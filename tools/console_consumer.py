@@ -43,6 +43,7 @@ from tools.cli_fetch import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
     FetchedPartition,
+    committed_batches,
     fetch_from,
     list_offsets_of,
 )
@@ -232,7 +233,8 @@ class ConsoleConsumer:
             return
         limit = self.args.max_messages
         chunks: list[bytes] = []
-        for header, records in fp.records:
+        batches = committed_batches(fp) if self.isolation == 1 else fp.records
+        for header, records in batches:
             if header.is_control:
                 self.positions[tp] = max(self.positions[tp], header.next_offset)
                 continue

@@ -32,8 +32,10 @@ from broker.protocol.messages import (
 from broker.replication.fetch_api import FETCH_VERSIONS, FetchApi
 from broker.replication.leader_hints import PRODUCE_HINT_ERRORS, current_leader, node_endpoints
 from broker.replication.replica_manager import ReplicaManager
+from broker.replication.txn_apis import TxnPartitionApis
 from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
+from storage.record_batch import ATTRIBUTES_OFFSET, TRANSACTIONAL_MASK
 
 __all__ = ["ADVERTISED", "DataApis"]
 
@@ -68,6 +70,7 @@ class DataApis:
             ApiKey.OFFSET_FOR_LEADER_EPOCH: self.handle_offset_for_leader_epoch,
             ApiKey.DELETE_RECORDS: self.handle_delete_records,
         }
+        self.handlers.update(TxnPartitionApis(replica_manager).handlers)
 
     # -- Produce (0) --------------------------------------------------------------------------
 
@@ -78,16 +81,25 @@ class DataApis:
         # (topic, [[partition, error, base_offset, log_append_time, log_start]])
         results: list[tuple[str, list[list[Any]]]] = []
         waiting: list[tuple[list[Any], Any, int, int]] = []  # (row, hp, epoch, last offset)
+        # Kafka's handleProduceRequest: transactional records need the request's
+        # transactional id, else the whole request is refused.
+        refuse = (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                  if getattr(request, "transactional_id", None) is None
+                  and _has_transactional_records(request) else ErrorCode.NONE)
         for td in request.topic_data:
             rows: list[list[Any]] = []
             for pd in td.partition_data:
+                if refuse:
+                    rows.append([pd.index, refuse, -1, -1, -1])
+                    continue
                 if v < MIN_PRODUCE_VERSION:
                     rows.append([pd.index, ErrorCode.UNSUPPORTED_VERSION, -1, -1, -1])
                     continue
                 if acks not in (0, 1, -1):
                     rows.append([pd.index, ErrorCode.INVALID_REQUIRED_ACKS, -1, -1, -1])
                     continue
-                code, info, hp = rm.append_to_leader(td.name, pd.index, pd.records, acks)
+                code, info, hp = rm.append_to_leader(td.name, pd.index, pd.records, acks,
+                                                     from_client=True)
                 if info is None or hp is None:
                     rows.append([pd.index, code, -1, -1, -1])
                     continue
@@ -171,13 +183,14 @@ class DataApis:
         R = list_offsets.RESPONSE
         v = header.api_version
         replica_id = request.replica_id
+        read_committed = getattr(request, "isolation_level", 0) == 1
         topics = []
         for td in request.topics:
             parts = []
             for p in td.partitions:
                 code, offset, ts, epoch = self._list_offset(
                     td.name, p.partition_index, p.timestamp, p.current_leader_epoch,
-                    replica_id, v)
+                    replica_id, v, read_committed)
                 if v == 0:
                     row = R.ListOffsetsPartitionResponse(
                         partition_index=p.partition_index, error_code=int(code),
@@ -193,14 +206,19 @@ class DataApis:
         return R.cls(throttle_time_ms=0, topics=topics)
 
     def _list_offset(self, topic: str, partition: int, timestamp: int, current_epoch: int,
-                     replica_id: int, v: int) -> tuple[ErrorCode, int, int, int]:
+                     replica_id: int, v: int, read_committed: bool = False
+                     ) -> tuple[ErrorCode, int, int, int]:
         code, hp = self.rm.leader_partition(topic, partition, current_epoch)
         if hp is None:
             return code, -1, -1, -1
         log = hp.log
         hw = hp.state.high_watermark
-        # A follower asks for the leader's log end; consumers see up to the (stable) HW.
-        fetchable = log.log_end_offset if replica_id >= 0 else hw
+        # A follower asks for the leader's log end; consumers see up to the HW, or up to the
+        # last stable offset with isolation_level 1 (read_committed), as Kafka's.
+        if replica_id >= 0:
+            fetchable = log.log_end_offset
+        else:
+            fetchable = hp.last_stable_offset() if read_committed else hw
         cache = log.leader_epoch_cache
 
         def epoch_of(offset: int) -> int:
@@ -310,3 +328,16 @@ class DataApis:
                 R.DeleteRecordsPartitionResult(partition_index=row[0], low_watermark=row[1],
                                                error_code=int(row[2])) for row in rows])
             for name, rows in results])
+
+
+def _has_transactional_records(request: Any) -> bool:
+    """Whether the first batch of any partition of a Produce request is transactional (Kafka's
+    ``ProduceRequest.hasTransactionalRecords``)."""
+    for td in request.topic_data:
+        for pd in td.partition_data:
+            records = pd.records
+            if records is not None and len(records) >= ATTRIBUTES_OFFSET + 2 and (
+                    int.from_bytes(records[ATTRIBUTES_OFFSET:ATTRIBUTES_OFFSET + 2], "big")
+                    & TRANSACTIONAL_MASK):
+                return True
+    return False

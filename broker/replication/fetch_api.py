@@ -78,13 +78,14 @@ class FetchApi:
                              wanted: list[CachedPartition], v: int, replica_id: int,
                              min_bytes: int, max_wait_ms: int, listener: str) -> Any:
         rm = self.rm
+        committed = replica_id < 0 and getattr(request, "isolation_level", 0) == READ_COMMITTED
 
         def ready() -> bool:
             total = 0
             for c in wanted:
                 n = rm.available_bytes(c.topic, c.partition, c.fetch_offset,
                                        c.current_leader_epoch, replica_id,
-                                       min(c.max_bytes, min_bytes))
+                                       min(c.max_bytes, min_bytes), committed)
                 if n < 0:
                     return True
                 total += n
@@ -100,7 +101,7 @@ class FetchApi:
             if c is None:
                 return False
             n = rm.available_bytes(c.topic, c.partition, c.fetch_offset, c.current_leader_epoch,
-                                   replica_id, 1)
+                                   replica_id, 1, committed)
             return n != 0
 
         await rm.fetch_purgatory.wait(by_tp, ready, max_wait_ms / 1000,
@@ -114,6 +115,7 @@ class FetchApi:
         names = rm.image.topics.by_id
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         read_any = False
+        committed = replica_id < 0 and getattr(request, "isolation_level", 0) == READ_COMMITTED
         out = []
         for c in wanted:
             if c.topic_id is not None:
@@ -128,7 +130,8 @@ class FetchApi:
                         current_leader_epoch=c.current_leader_epoch,
                         last_fetched_epoch=c.last_fetched_epoch,
                         max_bytes=max(min(c.max_bytes, remaining), 0), min_one=not read_any,
-                        replica_id=replica_id, log_start_offset=c.log_start_offset)
+                        replica_id=replica_id, log_start_offset=c.log_start_offset,
+                        read_committed=committed)
             remaining -= len(r.records)
             read_any = read_any or bool(r.records)
             out.append((c, r))
@@ -159,9 +162,13 @@ class FetchApi:
                     continue
             pd = R.PartitionData(partition_index=c.partition, error_code=int(r.error),
                                  high_watermark=r.high_watermark, records=r.records)
-            # No transactions yet: the last stable offset is the high watermark.
             pd.last_stable_offset = r.last_stable_offset
-            pd.aborted_transactions = [] if read_committed else None
+            if read_committed:
+                pd.aborted_transactions = [
+                    R.AbortedTransaction(producer_id=t.producer_id, first_offset=t.first_offset)
+                    for t in r.aborted_txns or ()]
+            else:
+                pd.aborted_transactions = None
             if v >= 5:
                 pd.log_start_offset = r.log_start_offset
             if r.diverging_epoch is not None and v >= 12:

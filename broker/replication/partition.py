@@ -35,11 +35,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from storage.control_records import control_markers
 from storage.error_codes import ErrorCode
 from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from storage.log import PartitionLog
 from storage.log_append import LogAppendInfo
-from storage.producer_state import ProducerStateManager, batch_headers
+from storage.producer_state import ProducerStateManager, batch_headers, txn_index_writer
 from storage.record_batch import BatchHeader
 
 __all__ = [
@@ -532,10 +533,21 @@ class Partition:
             kwargs["leader_epoch"] = leader_epoch
         info = self.log.append(records, **kwargs)
         if any(h.producer_id >= 0 for h in headers):
+            markers = None
+            if any(h.is_control for h in headers):
+                markers = control_markers(records, headers)
             self.producers.on_append(
                 headers, first_offset=info.first_offset if assign_offsets else None,
-                log_append_time_ms=info.log_append_time_ms)
+                log_append_time_ms=info.log_append_time_ms, markers=markers,
+                on_completed=txn_index_writer(self.log) if markers else None)
         return info
+
+    def last_stable_offset(self) -> int:
+        """Kafka's LSO: the high watermark, held back by undecided transactions."""
+        hw = self.state.high_watermark
+        lso = self.producers.last_stable_offset(hw)
+        # Kafka: never below the log start (DeleteRecords may pass an open transaction).
+        return lso if lso >= self.log.log_start_offset else min(self.log.log_start_offset, hw)
 
     def append_fetched(self, records: Any, leader_high_watermark: int,
                        leader_log_start: int) -> None:

@@ -53,6 +53,7 @@ from storage.log_append import LogAppendInfo
 from storage.log_config import LogConfig
 from storage.log_manager import LogManager
 from storage.producer_state import batch_headers
+from storage.txn_index import AbortedTxn
 
 __all__ = ["PartitionRead", "ReplicaManager"]
 
@@ -76,6 +77,8 @@ class PartitionRead:
     log_start_offset: int = -1
     records: bytes = b""
     diverging_epoch: tuple[int, int] | None = None
+    # read_committed: the aborted transactions overlapping ``records``.
+    aborted_txns: list[AbortedTxn] | None = None
 
 
 class ReplicaManager(MetadataApplier):
@@ -118,8 +121,11 @@ class ReplicaManager(MetadataApplier):
         # follower of a partition (a new epoch), and fn(tp, False, -1) after it stops hosting it:
         # internal-topic users (group coordinator) load and unload their state here.
         self._leadership_listeners: list[Callable[[TP, bool, int], None]] = []
-        self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
         self.isr_shrinks = self.isr_expands = 0  # ISR changes proposed (broker.admin.metrics)
+        # Called as fn(topic, partition, producer_id, committed) once a transaction marker
+        # written through WriteTxnMarkers to that partition is replicated (acks=all), just
+        # before the answer (broker/replication/txn_apis.py).
+        self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -165,12 +171,18 @@ class ReplicaManager(MetadataApplier):
             return code, -1
         if acks != -1:
             return ErrorCode.NONE, info.first_offset
-        epoch = hp.state.leader_epoch
-        last = info.last_offset
+        code = await self.wait_replicated(hp, hp.state.leader_epoch, info.last_offset,
+                                          timeout_s)
+        return code, info.first_offset
+
+    async def wait_replicated(self, hp: Partition, leader_epoch: int, last_offset: int,
+                              timeout_s: float) -> ErrorCode:
+        """acks=all: wait until the high watermark passes ``last_offset`` (appended at
+        ``leader_epoch``); REQUEST_TIMED_OUT after ``timeout_s``."""
         result: list[ErrorCode] = []
 
         def ready() -> bool:
-            status = self.produce_status(hp, epoch, last)
+            status = self.produce_status(hp, leader_epoch, last_offset)
             if status is None:
                 return False
             result.append(status)
@@ -179,8 +191,8 @@ class ReplicaManager(MetadataApplier):
         if not ready():
             await self.produce_purgatory.wait([hp.tp], ready, timeout_s)
             if not result and not ready():
-                return ErrorCode.REQUEST_TIMED_OUT, info.first_offset
-        return result[0], info.first_offset
+                return ErrorCode.REQUEST_TIMED_OUT
+        return result[0]
 
     def high_watermarks(self) -> dict[TP, int]:
         """For the replication-offset checkpoint: hosted partitions, plus the checkpointed
@@ -202,9 +214,12 @@ class ReplicaManager(MetadataApplier):
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
 
-    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int
+    def append_to_leader(self, topic: str, partition: int, records: Any, acks: int, *,
+                         from_client: bool = False
                          ) -> tuple[ErrorCode, LogAppendInfo | None, Partition | None]:
-        """Append a produce request's batches for one partition (leader only)."""
+        """Append a produce request's batches for one partition (leader only).
+        ``from_client``: a Produce request's, which may not hold control batches (Kafka's
+        LogValidator: only the broker writes transaction markers)."""
         tp = (topic, partition)
         hp = self.partitions.get(tp)
         if hp is None:
@@ -219,6 +234,8 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
+        if from_client and any(h.is_control for h in headers):
+            return ErrorCode.INVALID_RECORD, None, None
         if any(h.producer_id >= 0 for h in headers):
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.
@@ -397,9 +414,11 @@ class ReplicaManager(MetadataApplier):
 
     def read(self, topic: str, partition: int, *, fetch_offset: int, current_leader_epoch: int,
              last_fetched_epoch: int, max_bytes: int, min_one: bool, replica_id: int,
-             log_start_offset: int = -1) -> PartitionRead:
-        """Read one partition for a Fetch: consumers up to the HW, followers up to the log end
-        (a follower fetch also records the follower's progress, which may move the HW)."""
+             log_start_offset: int = -1, read_committed: bool = False) -> PartitionRead:
+        """Read one partition for a Fetch: consumers up to the HW (``read_committed``: up to
+        the last stable offset, with the aborted transactions of the range), followers up to
+        the log end (a follower fetch also records the follower's progress, which may move the
+        HW). Every answer carries the LSO as Kafka's does."""
         code, hp = self.leader_partition(topic, partition, current_leader_epoch)
         if hp is None:
             return PartitionRead(code)
@@ -412,11 +431,11 @@ class ReplicaManager(MetadataApplier):
                                 eligible=self._eligible)
         if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
-                                 st.high_watermark, log.log_start_offset)
+                                 hp.last_stable_offset(), log.log_start_offset)
         if pos.error:
             return PartitionRead(pos.error)
         if pos.diverging_epoch is not None:
-            return PartitionRead(ErrorCode.NONE, st.high_watermark, st.high_watermark,
+            return PartitionRead(ErrorCode.NONE, st.high_watermark, hp.last_stable_offset(),
                                  log.log_start_offset, diverging_epoch=pos.diverging_epoch)
         if pos.hw_moved:
             self._wake(hp.tp)
@@ -425,14 +444,19 @@ class ReplicaManager(MetadataApplier):
         if pos.progress:
             self._after_follower_fetch(hp, replica_id)
         max_offset = pos.max_offset
+        can_read = pos.read
+        lso = hp.last_stable_offset()
+        if read_committed and max_offset is not None:
+            max_offset = min(max_offset, lso)
+            can_read = fetch_offset < max_offset
         records = b""
         throttle = self.leader_throttle
         throttled = replica_id >= 0 and throttle.applies(topic, partition, replica_id in st.isr)
         if throttled:
             max_bytes = min(max_bytes, throttle.allowance())
-        if not pos.read or max_bytes <= 0:  # nothing to read yet, or throttled
-            hw = st.high_watermark
-            return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset)
+        if not can_read or max_bytes <= 0:  # nothing to read yet, or throttled
+            return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset)
+        aborted: list[AbortedTxn] | None = None
         try:
             sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
             if sl is not None:
@@ -440,14 +464,16 @@ class ReplicaManager(MetadataApplier):
                     records = sl.read_bytes()
             if throttled:
                 throttle.record(len(records))
+            if read_committed and records and max_offset is not None:
+                aborted = log.collect_aborted_txns(fetch_offset, max_offset)
         except OffsetOutOfRangeError:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
-                                 st.high_watermark, log.log_start_offset)
+                                 lso, log.log_start_offset)
         except (LogDirOfflineError, OSError) as e:
             logger.error("Read of %s-%d failed: %s", topic, partition, e)
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
-        hw = st.high_watermark
-        return PartitionRead(ErrorCode.NONE, hw, hw, log.log_start_offset, records)
+        return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset,
+                             records, aborted_txns=aborted)
 
     def _follower_log_start(self, hp: Partition, replica_id: int, log_start: int) -> None:
         r = hp.state.followers.get(replica_id)
@@ -465,7 +491,8 @@ class ReplicaManager(MetadataApplier):
             self._alter_isr(hp, change)
 
     def available_bytes(self, topic: str, partition: int, fetch_offset: int,
-                        current_leader_epoch: int, replica_id: int, limit: int) -> int:
+                        current_leader_epoch: int, replica_id: int, limit: int,
+                        read_committed: bool = False) -> int:
         """For a waiting Fetch: bytes now readable at ``fetch_offset`` (up to ``limit``);
         -1 when the partition must be answered now (an error: leadership moved, offset out of
         range)."""
@@ -474,7 +501,10 @@ class ReplicaManager(MetadataApplier):
                 current_leader_epoch):
             return -1
         log = hp.log
-        end = log.log_end_offset if replica_id >= 0 else hp.state.high_watermark
+        if replica_id >= 0:
+            end = log.log_end_offset
+        else:
+            end = hp.last_stable_offset() if read_committed else hp.state.high_watermark
         if fetch_offset >= end:
             return -1 if fetch_offset > log.log_end_offset else 0
         if replica_id >= 0 and self.leader_throttle.applies(

@@ -20,10 +20,16 @@ One cleaning of a partition log, as in Kafka:
    segment); each group becomes one new segment with the group's first base offset. Per record:
 
    - offset >= ``end`` (tail of the last segment when the map filled): kept, batch copied as is;
-   - control batches and transactional batches: kept whole, copied as is (no abort tracking:
-     aborted transactional data and transaction markers are never removed, and transactional
-     records are neither removed nor used to supersede older records -- safe for both isolation
-     levels, less compact than Kafka);
+   - data of aborted transactions (from the aborted-transaction index over the range, followed
+     as a read_committed consumer does: from a transaction's first offset to its ABORT marker)
+     is removed, as in Kafka; the range ends below the last stable offset, so every
+     transaction with data in it is decided;
+   - control batches and other transactional batches: kept whole, copied as is (transaction
+     markers are never removed -- Kafka removes a marker once its transaction's data is gone
+     and delete.retention.ms has passed -- and committed transactional records are neither
+     removed nor used to supersede older records: safe, less compact than Kafka); as every
+     ABORT marker stays, a new segment's aborted-transaction index (``.txnindex``) is the
+     union of its group's (``commit_clean``);
    - keyless records: kept (Kafka rejects them at produce time on compacted topics and its
      cleaner drops them; we never lose data silently);
    - a keyed record is removed if the map holds a later offset for its key;

@@ -17,6 +17,7 @@ from storage.log import PartitionLog
 from storage.log_config import LogConfig
 from storage.segment import LogSegment
 from storage.segment_files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX
+from storage.txn_index import AbortedTxn
 
 _SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX)  # rename order: the .log last
 
@@ -92,6 +93,8 @@ class LogToClean:
         self.dirty_index = dirty_index  # first ref holding dirty data
         self.dirty_position = dirty_position  # position of the first dirty batch in it
         self.lease: _Lease | None = lease
+        # The aborted transactions with data in the range (their data is removed).
+        self.aborted_txns: list[AbortedTxn] = []
 
     def close(self) -> None:
         for ref in self.refs:
@@ -152,10 +155,17 @@ def log_to_clean(
         raise
     if dirty_index < 0:
         dirty_index, dirty_position = len(refs), 0
-    return LogToClean(
+    to_clean = LogToClean(
         log_, Path(log_.dir), log_.config, now_ms, first_dirty, uncleanable, refs,
         dirty_index, dirty_position, lease,
     )
+    if refs:
+        try:
+            to_clean.aborted_txns = log_.collect_aborted_txns(refs[0].base_offset, uncleanable)
+        except BaseException:
+            to_clean.close()
+            raise
+    return to_clean
 
 
 # -- phase 2: read, map, write .cleaned files (any thread) --------------------------------------

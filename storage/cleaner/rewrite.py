@@ -18,6 +18,7 @@ from storage.cleaner.plan import (
 )
 from storage.cleaner.segment_io import _CleanedSegmentWriter, _iter_batches
 from storage.cleaner.throttler import Throttler, _no_throttle
+from storage.control_records import batch_txn_marker
 from storage.errors import LogDirOfflineError
 from storage.record_batch import NO_PRODUCER_ID, BatchHeader, parse_header, validate_batch
 from storage.records import (
@@ -27,6 +28,7 @@ from storage.records import (
     build_batch,
     decode_batch,
 )
+from storage.txn_index import AbortedTxn
 
 INT32_MAX = 2**31 - 1
 
@@ -67,6 +69,7 @@ class _GroupCleaner:
         delete_retention_ms: int,
         producer_last: dict[int, int],
         stats: CleanStats,
+        aborted_txns: Sequence[AbortedTxn] = (),
     ) -> None:
         self.offset_map = offset_map
         self.end = end
@@ -75,6 +78,31 @@ class _GroupCleaner:
         self.producer_last = producer_last
         self.stats = stats
         self.earliest_horizon: int | None = None
+        # Aborted transactions of the range (from the aborted-transaction index), by first
+        # offset; the producers whose aborted transaction is open at the current batch.
+        self._pending = sorted(aborted_txns, key=lambda t: t.first_offset)
+        self._next_pending = 0
+        self._aborted_pids: set[int] = set()
+
+    def _in_aborted_txn(self, header: BatchHeader, view: memoryview) -> bool:
+        """Whether ``header``'s batch is data of an aborted transaction (the read_committed
+        consumer's rule: from the transaction's first offset to its ABORT marker)."""
+        pid = header.producer_id
+        if pid == NO_PRODUCER_ID:
+            return False
+        pending = self._pending
+        while (self._next_pending < len(pending)
+               and pending[self._next_pending].first_offset <= header.last_offset):
+            self._aborted_pids.add(pending[self._next_pending].producer_id)
+            self._next_pending += 1
+        if pid not in self._aborted_pids:
+            return False
+        if header.is_control:
+            marker = batch_txn_marker(view)
+            if marker is not None and not marker.is_commit:
+                self._aborted_pids.discard(pid)
+            return False
+        return header.is_transactional
 
     def _note_horizon(self, header: BatchHeader) -> None:
         if header.has_delete_horizon and not header.is_control:
@@ -86,6 +114,12 @@ class _GroupCleaner:
         self, header: BatchHeader, view: memoryview, is_last: bool
     ) -> tuple[BatchHeader, bytes | memoryview, bool] | None:
         """The batch to write (header, bytes, copied-as-is) or None to drop it."""
+        if self._pending and header.base_offset < self.end and self._in_aborted_txn(
+                header, view):
+            validate_batch(view)
+            self.stats.records_read += header.record_count
+            self.stats.records_removed += header.record_count
+            return self._empty_or_drop(header, view, is_last)
         if header.base_offset >= self.end or header.is_control or header.is_transactional:
             validate_batch(view)
             self._note_horizon(header)
@@ -112,29 +146,7 @@ class _GroupCleaner:
                     keeps_tombstone = True
             retained.append(record)
         if not retained:
-            keep_empty = is_last or (
-                header.producer_id != NO_PRODUCER_ID
-                and self.producer_last.get(header.producer_id) == header.base_offset
-            )
-            if not keep_empty:
-                self.stats.batches_removed += 1
-                return None
-            if header.record_count == 0:
-                return header, view, True
-            self.stats.empty_batches_kept += 1
-            data = build_batch(
-                [],
-                base_offset=header.base_offset,
-                last_offset_delta=header.last_offset_delta,
-                base_timestamp=header.base_timestamp,
-                max_timestamp=header.max_timestamp,
-                producer_id=header.producer_id,
-                producer_epoch=header.producer_epoch,
-                base_sequence=header.base_sequence,
-                partition_leader_epoch=header.partition_leader_epoch,
-                timestamp_type=_timestamp_type(header),
-            )
-            return parse_header(data), data, False
+            return self._empty_or_drop(header, view, is_last)
         if len(retained) == len(records) and (not keeps_tombstone or has_horizon):
             self._note_horizon(header)
             return header, view, True
@@ -162,6 +174,37 @@ class _GroupCleaner:
         new_header = parse_header(data)
         self._note_horizon(new_header)
         return new_header, data, False
+
+
+    def _empty_or_drop(
+        self, header: BatchHeader, view: memoryview, is_last: bool
+    ) -> tuple[BatchHeader, bytes | memoryview, bool] | None:
+        """A batch left with no records: dropped, or kept empty (same offset range and
+        producer fields) when it ends its group or is its producer's last."""
+        keep_empty = is_last or (
+            header.producer_id != NO_PRODUCER_ID
+            and self.producer_last.get(header.producer_id) == header.base_offset
+        )
+        if not keep_empty:
+            self.stats.batches_removed += 1
+            return None
+        if header.record_count == 0:
+            return header, view, True
+        self.stats.empty_batches_kept += 1
+        data = build_batch(
+            [],
+            base_offset=header.base_offset,
+            last_offset_delta=header.last_offset_delta,
+            base_timestamp=header.base_timestamp,
+            max_timestamp=header.max_timestamp,
+            producer_id=header.producer_id,
+            producer_epoch=header.producer_epoch,
+            base_sequence=header.base_sequence,
+            partition_leader_epoch=header.partition_leader_epoch,
+            timestamp_type=_timestamp_type(header),
+            is_transactional=header.is_transactional,
+        )
+        return parse_header(data), data, False
 
 
 def _timestamp_type(header: BatchHeader) -> int:
@@ -225,7 +268,8 @@ def prepare_clean(
         stats.map_entries = len(offset_map)
         rewrite = [ref for ref in to_clean.refs if ref.base_offset < end]
         cleaner = _GroupCleaner(
-            offset_map, end, to_clean.now_ms, config.delete_retention_ms, producer_last, stats
+            offset_map, end, to_clean.now_ms, config.delete_retention_ms, producer_last, stats,
+            to_clean.aborted_txns,
         )
         for refs in _group_segments(rewrite, config.segment_bytes):
             group = _Group(refs, refs[0].base_offset)

@@ -86,6 +86,19 @@ def _live_groups(log_: PartitionLog, plan: CleanPlan) -> list[_Group]:
     return plan.groups[first_present:]
 
 
+def _merge_txn_indexes(group: _Group) -> None:
+    """The cleaner keeps every ABORT marker, so the new segment's aborted-transaction index is
+    the union of the group's: the later segments' entries are appended (durably) to the first
+    one's ``.txnindex``, which has the new segment's name, before anything is swapped. Should
+    the swap be rolled back by a crash, the first segment merely lists some aborted
+    transactions twice (harmless to consumers)."""
+    first = group.refs[0].segment.txn_index
+    for ref in group.refs[1:]:
+        for entry in ref.segment.txn_index.entries:
+            first.append(entry)
+    first.flush()
+
+
 def commit_clean(
     log_: PartitionLog,
     plan: CleanPlan,
@@ -119,6 +132,8 @@ def commit_clean(
     try:
         with log_._io("swapping in cleaned segments"):
             for group in swap:
+                _merge_txn_indexes(group)
+            for group in swap:
                 assert group.paths is not None
                 for suffix in _SUFFIXES:  # the .log last: it is the group's commit point
                     cleaned = group.paths[suffix]
@@ -131,8 +146,9 @@ def commit_clean(
                 fsync_dir(directory)
                 hook(f"fsync dir after swap of {group.base_offset}")
             for group in swap:
-                for ref in group.refs:
-                    ref.segment.delete()
+                for i, ref in enumerate(group.refs):
+                    # The group's first segment's .txnindex is the new segment's (merged).
+                    ref.segment.delete(keep_txn_index=i == 0)
                     hook(f"delete {ref.name}")
             fsync_dir(directory)
             hook("fsync dir after deleting old segments")

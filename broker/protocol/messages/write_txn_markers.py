@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from kraft.codec import BOOL, INT16, INT32, INT64, STRING, Array, Field, Message, Struct
+from kraft.codec import BOOL, INT8, INT16, INT32, INT64, STRING, Array, Field, Message, Struct
 
 API_KEY = 27
 LISTENERS = frozenset({"broker"})
 
 REQUEST = Message(
-    "WriteTxnMarkersRequest", api_key=API_KEY, valid_versions="0-1", flexible_versions="1+",
+    "WriteTxnMarkersRequest", api_key=API_KEY, valid_versions="0-2", flexible_versions="1+",
     fields=[
         Field("markers", Array(Struct("WritableTxnMarker", [
             Field("producer_id", INT64),
@@ -19,12 +19,13 @@ REQUEST = Message(
                 Field("partition_indexes", Array(INT32)),
             ]))),
             Field("coordinator_epoch", INT32),
+            Field("transaction_version", INT8, "2+", default=0, ignorable=True),
         ]))),
     ],
 )
 
 RESPONSE = Message(
-    "WriteTxnMarkersResponse", api_key=API_KEY, valid_versions="0-1", flexible_versions="1+",
+    "WriteTxnMarkersResponse", api_key=API_KEY, valid_versions="0-2", flexible_versions="1+",
     fields=[
         Field("markers", Array(Struct("WritableTxnMarkerResult", [
             Field("producer_id", INT64),
