@@ -122,7 +122,7 @@ def test_roundtrip(spec: ApiSpec, direction: str, version: int) -> None:
 
 
 def test_registry() -> None:
-    core = {0: "0-11", 1: "0-17", 2: "0-10", 3: "0-12", 8: "0-9", 9: "0-9", 10: "0-6", 11: "0-9",
+    core = {0: "0-12", 1: "0-17", 2: "0-10", 3: "0-13", 8: "0-9", 9: "0-9", 10: "0-6", 11: "0-9",
             12: "0-4", 13: "0-5", 14: "0-5", 15: "0-5", 16: "0-5", 17: "0-1", 18: "0-4"}
     for key, versions in core.items():
         assert str(API_SPECS[key].valid_versions) == versions
