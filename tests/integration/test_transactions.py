@@ -13,9 +13,13 @@ markers are retried in the background), so these tests accept both it and Comple
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +44,7 @@ from tools.proc_cluster import ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")
 
+REPO = Path(__file__).resolve().parents[2]
 TXN_PARTITIONS = 10
 TOPIC = "txn-data"
 
@@ -294,6 +299,43 @@ def test_a_timed_out_transaction_is_aborted(cluster: ProcCluster) -> None:
                in ("PrepareAbort", "CompleteAbort") and s)
     assert st.producer_epoch == r.producer_epoch + 1
     assert end(cluster, tid, r.producer_id, r.producer_epoch, True) == ErrorCode.PRODUCER_FENCED
+
+
+def tool(c: ProcCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "tools.transactions", "--bootstrap-server",
+                           c.bootstrap_servers, *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=60, check=False)
+
+
+def test_kafka_transactions_tool(cluster: ProcCluster) -> None:
+    tid = "tool-open"
+    r = init_pid(cluster, tid, timeout_ms=120_000)
+    assert add_partitions(cluster, tid, r.producer_id, r.producer_epoch, [0, 2]) == {0: 0, 2: 0}
+    out = tool(cluster, "list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["TransactionalId", "Coordinator", "ProducerId",
+                                "TransactionState"]
+    node = coordinator(cluster, tid)
+    assert [tid, str(node), str(r.producer_id), "Ongoing"] in [ln.split() for ln in lines]
+    # Kafka's table: every cell padded to its column and followed by a tab.
+    assert all(ln.endswith("\t") for ln in lines)
+    out = tool(cluster, "describe", "--transactional-id", tid)
+    assert out.returncode == 0, out.stderr
+    head, row = (ln.split("\t") for ln in out.stdout.splitlines())
+    got = dict(zip((h.strip() for h in head), (v.strip() for v in row), strict=True))
+    assert got["CoordinatorId"] == str(node) and got["ProducerId"] == str(r.producer_id)
+    assert got["TransactionState"] == "Ongoing" and got["TransactionTimeoutMs"] == "120000"
+    assert got["TopicPartitions"] == f"{TOPIC}-0,{TOPIC}-2"
+    assert int(got["TransactionDurationMs"]) >= 0
+    out = tool(cluster, "describe", "--transactional-id", "no-such-id")
+    assert out.returncode == 1 and "TRANSACTIONAL_ID_NOT_FOUND" in out.stderr
+    out = tool(cluster, "abort", "--topic", TOPIC, "--partition", "0")
+    assert out.returncode == 1 and "--start-offset" in out.stderr
+    out = tool(cluster, "find-hanging")
+    assert out.returncode == 1 and "--topic or --broker-id" in out.stderr
+    end(cluster, tid, r.producer_id, r.producer_epoch, False)
 
 
 def test_failover_resumes_a_prepared_commit(cluster: ProcCluster) -> None:
