@@ -97,14 +97,11 @@ class TransactionCoordinator:
             return
         meta.pending = None
         if error:
-            meta.fencing = False
             return
         if entry.state == S.DEAD:
             del self.txns[entry.transactional_id]
             return
         meta.entry = entry
-        if entry.state not in _PREPARE:
-            meta.fencing = False
 
     # -- InitProducerId ----------------------------------------------------------------------
 
@@ -160,7 +157,6 @@ class TransactionCoordinator:
     def _fence_and_abort(self, meta: TxnMetadata, now_ms: int, error: ErrorCode) -> Step:
         e = meta.entry
         epoch = e.producer_epoch if epoch_exhausted(e.producer_epoch) else e.producer_epoch + 1
-        meta.fencing = True
         return self._begin(meta, e.replace(
             producer_epoch=epoch, last_producer_epoch=NO_PRODUCER_EPOCH,
             state=S.PREPARE_ABORT, last_update_ms=now_ms), error)

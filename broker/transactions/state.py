@@ -82,12 +82,10 @@ class TxnEntry:
 @dataclass(slots=True)
 class TxnMetadata:
     """The live state of one transactional id: ``entry`` is what the log holds; ``pending`` is
-    the entry being written (None when idle). ``fencing`` marks an abort the coordinator
-    started itself (Kafka's PrepareEpochFence: a new producer, or a timeout)."""
+    the entry being written (None when idle)."""
 
     entry: TxnEntry
     pending: TxnEntry | None = None
-    fencing: bool = False
 
     @property
     def state(self) -> TxnState:
