@@ -1,5 +1,5 @@
 """The transaction coordinator on a 3-node cluster: real clients' transactional producers
-(confluent-kafka, kafka-python) initialise, commit and are fenced; EndTxn's answers and the
+(confluent-kafka, kafka-python, aiokafka) initialise, commit or abort, and are fenced; EndTxn's answers and the
 __transaction_state records, read back through Fetch; DescribeTransactions and
 ListTransactions; the broker form of AddPartitionsToTxn (verify_only); a timed-out
 transaction aborted by the coordinator; and the failover of a coordinator killed with -9
@@ -218,16 +218,38 @@ def test_a_second_producer_fences_the_first(cluster: ProcCluster) -> None:
     first.purge()
 
 
-def test_kafka_python_init_transactions(cluster: ProcCluster) -> None:
+def test_kafka_python_and_aiokafka_commit(cluster: ProcCluster) -> None:
     kafka = pytest.importorskip("kafka")
+    aiokafka = pytest.importorskip("aiokafka")
     p = kafka.KafkaProducer(bootstrap_servers=cluster.bootstrap_servers,
-                            transactional_id="kp-init")
+                            transactional_id="kp-commit")
     try:
         p.init_transactions()
-        st = describe(cluster, "kp-init")
-        assert (st.error_code, st.transaction_state) == (0, "Empty")
+        assert describe(cluster, "kp-commit").transaction_state == "Empty"
+        p.begin_transaction()
+        p.send(TOPIC, b"kp", partition=1).get(timeout=20)
+        p.commit_transaction()
     finally:
         p.close(timeout=5)
+    st = describe(cluster, "kp-commit")
+    assert st.transaction_state in ("PrepareCommit", "CompleteCommit"), st
+
+    async def aio() -> None:
+        ap = aiokafka.AIOKafkaProducer(bootstrap_servers=cluster.bootstrap_servers,
+                                       transactional_id="aio-abort")
+        await ap.start()
+        try:
+            await ap.begin_transaction()
+            await ap.send_and_wait(TOPIC, b"aio", partition=2)
+            await ap.abort_transaction()
+        finally:
+            await ap.stop()
+
+    asyncio.run(asyncio.wait_for(aio(), 60))
+    st = describe(cluster, "aio-abort")
+    assert st.transaction_state in ("PrepareAbort", "CompleteAbort"), st
+    assert [s for s, _, _ in state_log(cluster, "aio-abort")][:3] == [
+        "Empty", "Ongoing", "PrepareAbort"]
 
 
 # -- the wire, through our own client ----------------------------------------------------------
