@@ -253,10 +253,12 @@ class TransactionApis(TransactionStateManager):
         loading = any(not o.loaded for o in self.owned.values())
         out = []
         for e in self.coordinator.entries():
-            if (states and e.state not in states) or (pids and e.producer_id not in pids):
+            # As Kafka's listTransactionStates: unknown state names match nothing, and the
+            # duration counts from the transaction's start (-1 when none started).
+            if (request.state_filters and e.state not in states) or (
+                    pids and e.producer_id not in pids) or e.state == TxnState.DEAD:
                 continue
-            if duration >= 0 and (e.state != TxnState.ONGOING
-                                  or now - e.txn_start_ms < duration):
+            if duration >= 0 and now - e.txn_start_ms <= duration:
                 continue
             if self.txn_error(e.transactional_id):
                 continue
