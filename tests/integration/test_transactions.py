@@ -357,6 +357,15 @@ def test_kafka_transactions_tool(cluster: ProcCluster) -> None:
     assert out.returncode == 1 and "--start-offset" in out.stderr
     out = tool(cluster, "find-hanging")
     assert out.returncode == 1 and "--topic or --broker-id" in out.stderr
+    # DescribeProducers is the partition leaders' API: a table where they serve it, a
+    # one-line error where they do not.
+    out = tool(cluster, "describe-producers", "--topic", TOPIC, "--partition", "0")
+    if out.returncode == 0:
+        assert out.stdout.split()[:6] == ["ProducerId", "ProducerEpoch",
+                                          "LatestCoordinatorEpoch", "LastSequence",
+                                          "LastTimestamp", "CurrentTransactionStartOffset"]
+    else:
+        assert out.stderr.startswith("Error: ") and "Traceback" not in out.stderr, out.stderr
     end(cluster, tid, r.producer_id, r.producer_epoch, False)
 
 
