@@ -1,8 +1,8 @@
 """The transaction markers sender (broker/transactions/markers.py) against two real Kafka
 listeners (broker/network/server.py) that serve WriteTxnMarkers and record what arrives:
-one request per leader per round, retries with backoff until every partition answered,
-partitions of a deleted topic dropped, a leader that moved followed through the image,
-and a fenced coordinator epoch ends the sending."""
+one request at a time per leader carrying every transaction waiting for it, retries with
+backoff until every partition answered, partitions of a deleted topic dropped, a leader that
+moved followed through the image, and a fenced coordinator epoch ends the sending."""
 
 from __future__ import annotations
 
@@ -164,5 +164,45 @@ def test_a_moved_leader_and_a_fenced_coordinator() -> None:
             await sender.close()
             await s1.stop()
             await s2.stop()
+
+    asyncio.run(main())
+
+
+def test_transactions_waiting_for_one_leader_share_a_request() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        leader = Leader()
+
+        async def slow_first(ctx: Any, header: Any, request: Any) -> Any:
+            if len(leader.requests) == 0:
+                leader.requests.append(request)
+                await gate.wait()
+                leader.requests.pop()
+            return leader.handle(ctx, header, request)
+
+        server = KafkaServer(
+            [ListenerSpec("L", port=0, handlers={ApiKey.WRITE_TXN_MARKERS: slow_first})],
+            advertised={ApiKey.API_VERSIONS: (0, 4), ApiKey.WRITE_TXN_MARKERS: (0, 1)})
+        await server.start()
+        image = Image(brokers={1: Broker(Endpoint("127.0.0.1", server.port("L")))},
+                      by_name={"c": Topic({0: Reg(1), 1: Reg(1)})})
+        sender = MarkerSender(9, "PLAINTEXT", lambda: image)  # type: ignore[arg-type,return-value]
+        try:
+            first = asyncio.create_task(sender.send(1, 0, True, 0, frozenset({("c", 0)}),
+                                                    lambda: True))
+            while not leader.requests:
+                await asyncio.sleep(0.01)
+            # While the first request is in flight, two more transactions queue up.
+            more = [asyncio.create_task(sender.send(pid, 0, False, 0,
+                                                    frozenset({("c", 1)}), lambda: True))
+                    for pid in (2, 3)]
+            await asyncio.sleep(0.1)
+            gate.set()
+            assert await asyncio.wait_for(asyncio.gather(first, *more), 20) == [True] * 3
+            assert [[m.producer_id for m in r.markers] for r in leader.requests] == [
+                [1], [2, 3]]
+        finally:
+            await sender.close()
+            await server.stop()
 
     asyncio.run(main())
