@@ -32,12 +32,13 @@ from tests.integration.test_txn_markers_sender import (
 )
 
 TP0 = ("__transaction_state", 0)
-CONFIG = KafkaConfig.from_properties({
+PROPS = {
     "node.id": "9", "process.roles": "broker,controller",
     "listeners": "PLAINTEXT://:9092,CONTROLLER://:9093",
     "controller.listener.names": "CONTROLLER", "controller.quorum.voters": "9@h:9093",
     "transaction.state.log.num.partitions": "1",
-})
+}
+CONFIG = KafkaConfig.from_properties(PROPS)
 
 
 class ReplicaManager:
@@ -159,6 +160,37 @@ def test_commit_then_failover_of_a_prepared_abort(tmp_path: Path) -> None:
             if c2 is not None:
                 await c2.stop()
             await server.stop()
+            rm.log.close()
+
+    asyncio.run(main())
+
+
+def test_idle_ids_expire_with_a_tombstone(tmp_path: Path) -> None:
+    async def main() -> None:
+        rm = ReplicaManager(tmp_path / "__transaction_state-0")
+        image = Image()
+        cfg = KafkaConfig.from_properties({**PROPS, "transactional.id.expiration.ms": "1"})
+        c = TransactionApis(cfg, rm, lambda: image, ProducerIds())  # type: ignore[arg-type]
+        c.on_leadership(TP0, True, 1)
+        await until("loaded", lambda: c.owned[0].loaded)
+        try:
+            Q = init_producer_id.REQUEST
+            r = await c.handle_init_producer_id(None, header(4), Q.cls(  # type: ignore
+                transactional_id="idle", transaction_timeout_ms=1000, producer_id=-1,
+                producer_epoch=-1))
+            assert r.error_code == 0
+            await asyncio.sleep(0.01)
+            await c.expire_ids()
+            assert c.coordinator.describe("idle") is None
+            assert rm.states("idle") == ["Empty", "Tombstone"]
+        finally:
+            await c.stop()
+        # Reloaded, the tombstone removes the id.
+        c = await coordinator(rm, image, epoch=2)
+        try:
+            assert c.coordinator.describe("idle") is None
+        finally:
+            await c.stop()
             rm.log.close()
 
     asyncio.run(main())
