@@ -273,10 +273,16 @@ class TransactionStateManager:
 
     async def run_step(self, tid: str, step: Step) -> ErrorCode:
         """Carry out ``step``: write its entry (if any), tell the coordinator, start the
-        markers after a Prepare; the request's answer."""
-        entry = step.write
-        if entry is None:
+        markers after a Prepare; the request's answer. The write runs in its own task, so a
+        request cancelled meanwhile (its client went away) leaves memory and log agreeing."""
+        if step.write is None:
             return step.error
+        code = await asyncio.shield(self._spawn(self._write(tid, step)))
+        return code or step.error
+
+    async def _write(self, tid: str, step: Step) -> ErrorCode:
+        entry = step.write
+        assert entry is not None
         value = None if entry.state == TxnState.DEAD else txn_value(entry)
         try:
             code = await self._append(tid, value)
@@ -291,11 +297,7 @@ class TransactionStateManager:
             return code
         if step.markers:
             self._start_markers(tid)
-        return step.error
-
-    def coordinator_epoch(self, tid: str) -> int:
-        owned = self.owned.get(self.partition_of(tid))
-        return -1 if owned is None else owned.epoch
+        return ErrorCode.NONE
 
     def _start_markers(self, tid: str) -> None:
         if tid in self._sending or self._stopped:
