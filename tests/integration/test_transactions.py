@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 
 from broker.client import KafkaConnection, parse_address
+from broker.groups.records import partition_for as group_partition_for
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
+    add_offsets_to_txn,
     add_partitions_to_txn,
     create_topics,
     describe_transactions,
@@ -36,6 +38,7 @@ from broker.protocol.messages import (
     find_coordinator,
     init_producer_id,
     list_transactions,
+    metadata,
 )
 from broker.transactions.records import decode_txn_record, partition_for
 from storage.record_batch import iter_batches
@@ -290,6 +293,31 @@ def test_end_txn_and_fencing_errors_per_version(cluster: ProcCluster) -> None:
         transactional_id=tid, transaction_timeout_ms=900_001, producer_id=-1,
         producer_epoch=-1))
     assert bad.error_code == ErrorCode.INVALID_TRANSACTION_TIMEOUT
+
+
+def test_add_offsets_to_txn_adds_the_groups_offsets_partition(cluster: ProcCluster) -> None:
+    tid, group = "wire-offsets", "txn-group"
+    r = init_pid(cluster, tid)
+    R = add_offsets_to_txn.REQUEST
+
+    def add(epoch: int, version: int) -> int:
+        return int(send(cluster, coordinator(cluster, tid), ApiKey.ADD_OFFSETS_TO_TXN, R.cls(
+            transactional_id=tid, producer_id=r.producer_id, producer_epoch=epoch,
+            group_id=group), version=version).error_code)
+
+    assert add(r.producer_epoch + 1, 1) == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert add(r.producer_epoch + 1, 2) == ErrorCode.PRODUCER_FENCED
+    assert add(r.producer_epoch, 3) == 0
+    md = send(cluster, None, ApiKey.METADATA, metadata.REQUEST.cls(topics=[
+        metadata.REQUEST.MetadataRequestTopic(name="__consumer_offsets")],
+        allow_auto_topic_creation=False))
+    t = md.topics[0]
+    n = len(t.partitions) if t.error_code == 0 and t.partitions else 50
+    st = describe(cluster, tid)
+    assert st.transaction_state == "Ongoing"
+    assert [(x.topic, list(x.partitions)) for x in st.topics] == [
+        ("__consumer_offsets", [group_partition_for(group, n)])]
+    assert end(cluster, tid, r.producer_id, r.producer_epoch, False) == 0
 
 
 def test_list_transactions_and_describe_unknown(cluster: ProcCluster) -> None:
