@@ -227,7 +227,10 @@ class TransactionApis(TransactionStateManager):
                     topics=[]))
                 continue
             by_topic: dict[str, list[int]] = {}
-            for t, p in sorted(e.partitions):
+            parts = e.partitions
+            if e.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
+                parts = frozenset(self.unmarked.get(tid, parts))
+            for t, p in sorted(parts):
                 by_topic.setdefault(t, []).append(p)
             out.append(R.TransactionState(
                 error_code=0, transactional_id=tid, transaction_state=e.state.display,

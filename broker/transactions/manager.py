@@ -93,6 +93,9 @@ class TransactionStateManager:
                                     image)
         self.owned: dict[int, _Owned] = {}
         self._sending: dict[str, asyncio.Task[None]] = {}
+        # The partitions of a prepared transaction still waiting for their marker (Kafka's
+        # DescribeTransactions shows only those).
+        self.unmarked: dict[str, set[tuple[str, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._stopped = False
@@ -316,10 +319,16 @@ class TransactionStateManager:
         owned = self.owned.get(p)
         if owned is None:
             return
-        ok = await self.markers.send(
-            prepared.producer_id, prepared.producer_epoch,
-            prepared.state == TxnState.PREPARE_COMMIT, owned.epoch, prepared.partitions,
-            lambda: self.owned.get(p) is owned and self.coordinator.markers_of(tid) is prepared)
+        remaining = self.unmarked[tid] = set(prepared.partitions)
+        try:
+            ok = await self.markers.send(
+                prepared.producer_id, prepared.producer_epoch,
+                prepared.state == TxnState.PREPARE_COMMIT, owned.epoch, prepared.partitions,
+                lambda: self.owned.get(p) is owned
+                and self.coordinator.markers_of(tid) is prepared, remaining)
+        finally:
+            if self.unmarked.get(tid) is remaining:
+                del self.unmarked[tid]
         if not ok:
             return
         while self.owned.get(p) is owned:

@@ -91,8 +91,12 @@ class MarkerSender:
 
     async def send(self, producer_id: int, producer_epoch: int, committed: bool,
                    coordinator_epoch: int, partitions: frozenset[TP],
-                   still_valid: Callable[[], bool]) -> bool:
-        remaining = set(partitions)
+                   still_valid: Callable[[], bool],
+                   remaining: set[TP] | None = None) -> bool:
+        """``remaining`` (default: a copy of ``partitions``) shrinks as partitions get their
+        marker or are dropped, so the caller can show what is left."""
+        if remaining is None:
+            remaining = set(partitions)
         attempt = 0
         while remaining:
             if not still_valid():

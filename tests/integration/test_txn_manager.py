@@ -14,7 +14,12 @@ from typing import Any
 
 from broker.config import KafkaConfig
 from broker.protocol.errors import ErrorCode
-from broker.protocol.messages import add_partitions_to_txn, end_txn, init_producer_id
+from broker.protocol.messages import (
+    add_partitions_to_txn,
+    describe_transactions,
+    end_txn,
+    init_producer_id,
+)
 from broker.transactions.apis import TransactionApis
 from broker.transactions.records import decode_txn_record
 from broker.transactions.state import TxnState
@@ -137,10 +142,16 @@ def test_commit_then_failover_of_a_prepared_abort(tmp_path: Path) -> None:
 
             # An abort whose markers keep failing; then the partition moves away.
             leader.codes[("d", 1)] = [int(ErrorCode.NOT_ENOUGH_REPLICAS)] * 1000
-            pid2, ep2 = await open_txn(c1, "t2", [1])
+            pid2, ep2 = await open_txn(c1, "t2", [0, 1])
             assert await end(c1, "t2", pid2, ep2, False) == 0
             await until("retries", lambda: sum(
                 1 for r in leader.requests for mk in r.markers if mk.producer_id == pid2) >= 2)
+            # DescribeTransactions shows only the partition still without its marker.
+            D = describe_transactions.REQUEST
+            st = c1.handle_describe_transactions(None, header(0), D.cls(  # type: ignore
+                transactional_ids=["t2"])).transaction_states[0]
+            assert st.transaction_state == "PrepareAbort"
+            assert [(t.topic, list(t.partitions)) for t in st.topics] == [("d", [1])]
             c1.on_leadership(TP0, False, 5)
             assert c1.coordinator.describe("t2") is None
             assert rm.states("t2")[-1] == "PrepareAbort"
