@@ -48,6 +48,8 @@ from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
+from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
+from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
@@ -98,6 +100,7 @@ class Node:
         self.replica_manager: ReplicaManager | None = None
         self.admin: AdminApis | None = None
         self.group_coordinator: GroupApis | None = None
+        self.txn_coordinator: TransactionApis | None = None
         self.data_apis: DataApis | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
@@ -184,6 +187,11 @@ class Node:
             self.loader.add_publisher(self.group_coordinator.on_metadata)
             broker_handlers.update(self.group_coordinator.handlers)
             self.group_coordinator.start()
+            self.txn_coordinator = TransactionApis(
+                cfg, self.replica_manager, lambda: self.loader.image, self.admin.producer_ids)
+            self.replica_manager.add_leadership_listener(self.txn_coordinator.on_leadership)
+            broker_handlers.update(self.txn_coordinator.handlers)
+            self.txn_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
@@ -322,6 +330,8 @@ class Node:
             advertised={ApiKey.API_VERSIONS: (0, 4), ApiKey.METADATA: (0, 13),
                         **_full_ranges(broker_handlers),
                         **{k: v for k, v in DATA_API_VERSIONS.items()
+                           if k in broker_handlers},
+                        **{k: v for k, v in TXN_API_VERSIONS.items()
                            if k in broker_handlers}},
             advertised_host=host,
             advertised_port=advertised[0].port if host else None,
@@ -449,6 +459,8 @@ class Node:
             await self.raft.shutdown()
         if self.group_coordinator is not None:
             await self.group_coordinator.stop()
+        if self.txn_coordinator is not None:
+            await self.txn_coordinator.stop()
         if self.replica_manager is not None:
             await self.replica_manager.stop()
         for task in self._log_tasks:

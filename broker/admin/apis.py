@@ -464,7 +464,9 @@ class AdminApis:
             partitions = cfg.get("transaction.state.log.num.partitions")
             rf = cfg.get("transaction.state.log.replication.factor")
             configs = [("cleanup.policy", "compact"), ("compression.type", "uncompressed"),
-                       ("min.insync.replicas", str(cfg.get("transaction.state.log.min.isr")))]
+                       ("min.insync.replicas", str(cfg.get("transaction.state.log.min.isr"))),
+                       ("segment.bytes",
+                        str(cfg.get("transaction.state.log.segment.bytes")))]
         else:
             partitions = cfg.get("num.partitions")
             rf = cfg.get("default.replication.factor")

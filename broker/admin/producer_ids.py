@@ -1,7 +1,7 @@
 """Producer ids for idempotent producers: InitProducerId, answered from blocks of ids the
 controller hands out (AllocateProducerIds); the next block is fetched once 90% of the current
-one is used (Kafka's RPCProducerIdManager). Transactional ids get COORDINATOR_NOT_AVAILABLE
-until transactions exist.
+one is used (Kafka's RPCProducerIdManager). A request with a transactional id is the
+transaction coordinator's (``broker.transactions.apis``), which takes its ids from here too.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ async def init_producer_id_response(producer_ids: ProducerIdManager, request: An
     if request.transactional_id is not None:
         if request.transactional_id == "":
             return error(ErrorCode.INVALID_REQUEST)
-        # No transaction coordinator yet: "not available" is the truthful answer.
+        # Only without the transaction coordinator (it answers these on a broker).
         return error(ErrorCode.COORDINATOR_NOT_AVAILABLE)
     # Idempotent producer (KIP-360 included: an existing id and epoch are not fenced or
     # bumped without a transactional id; Kafka's coordinator always gives a fresh id at

@@ -91,7 +91,7 @@ class GroupApis(TxnOffsetCommitApis):
                  clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(config, replica_manager, image, clock)
         self.auto_create = auto_create
-        self._create_retry_at = 0.0
+        self._create_retry_at: dict[str, float] = {}
         self.handlers: dict[int, Any] = {
             ApiKey.FIND_COORDINATOR: self.handle_find_coordinator,
             ApiKey.JOIN_GROUP: self.handle_join_group,
@@ -143,8 +143,8 @@ class GroupApis(TxnOffsetCommitApis):
         image = self.image()
         t = image.topics.by_name.get(topic)
         if t is None:
-            if self.auto_create is None or key_type != KEY_TYPE_GROUP or (
-                    self.clock.monotonic() < self._create_retry_at):
+            if self.auto_create is None or (
+                    self.clock.monotonic() < self._create_retry_at.get(topic, 0.0)):
                 return (ErrorCode.COORDINATOR_NOT_AVAILABLE, *none)
             try:
                 codes = await asyncio.wait_for(
@@ -155,13 +155,14 @@ class GroupApis(TxnOffsetCommitApis):
             code = codes.get(topic, ErrorCode.UNKNOWN_SERVER_ERROR)
             if code not in (ErrorCode.NONE, ErrorCode.TOPIC_ALREADY_EXISTS):
                 # Clients retry FindCoordinator quickly: do not ask the controller each time.
-                self._create_retry_at = self.clock.monotonic() + CREATE_RETRY_BACKOFF_S
+                self._create_retry_at[topic] = self.clock.monotonic() + CREATE_RETRY_BACKOFF_S
                 if code == ErrorCode.INVALID_REPLICATION_FACTOR:
                     live = sum(1 for b in image.cluster.brokers.values() if not b.fenced)
+                    rf_key = ("offsets.topic.replication.factor" if key_type == KEY_TYPE_GROUP
+                              else "transaction.state.log.replication.factor")
                     logger.warning(
-                        "Cannot create %s yet: offsets.topic.replication.factor=%d but %d "
-                        "broker(s) alive; consumer groups wait for more brokers", topic,
-                        self.config.get("offsets.topic.replication.factor"), live)
+                        "Cannot create %s yet: %s=%d but %d broker(s) alive; coordinators "
+                        "wait for more brokers", topic, rf_key, self.config.get(rf_key), live)
                 else:
                     logger.warning("Creating %s failed: %s", topic, ErrorCode(code).name)
                 return (ErrorCode.COORDINATOR_NOT_AVAILABLE, *none)

@@ -296,9 +296,11 @@ def test_init_producer_id(cluster: ProcCluster) -> None:
         transactional_id=None, transaction_timeout_ms=60000, producer_id=-1,
         producer_epoch=3), version=4)
     assert r.error_code == ErrorCode.INVALID_REQUEST
+    # A transactional id goes to its transaction coordinator (FindCoordinator key type 1);
+    # without __transaction_state no broker is it (tests/integration/test_transactions.py).
     r = request(b1, ApiKey.INIT_PRODUCER_ID, Q.cls(transactional_id="tx-1",
                                                    transaction_timeout_ms=60000))
-    assert r.error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert r.error_code == ErrorCode.NOT_COORDINATOR
 
 
 def test_zz_controller_unreachable_times_out(cluster: ProcCluster) -> None:
