@@ -48,13 +48,12 @@ from broker.groups.records import (
 )
 from broker.groups.txn_offsets import newer
 from broker.protocol.errors import ErrorCode
+from broker.replication.log_replay import LogReplayError, replay_batches
 from broker.replication.replica_manager import ReplicaManager
 from kraft.codec import CodecError
 from kraft.image import MetadataImage
 from storage.control_records import decode_end_txn_marker
 from storage.errors import StorageError
-from storage.record_batch import iter_batches
-from storage.records import decode_batch
 
 __all__ = ["GROUP_METADATA_TOPIC", "GroupMetadataManager"]
 
@@ -243,27 +242,9 @@ class GroupMetadataManager:
         hp = self.rm.partitions.get((GROUP_METADATA_TOPIC, p))
         n_records = 0
         if hp is not None:
-            log = hp.log
-            offset, end = log.log_start_offset, log.log_end_offset
-            while offset < end:
-                try:
-                    sl = log.read(offset, self.load_buffer_bytes, max_offset=end)
-                    if sl is None:
-                        break
-                    with sl:
-                        data = sl.read_bytes()
-                except (StorageError, OSError) as e:
-                    logger.error("Loading %s-%d failed at offset %d: %s",
-                                 GROUP_METADATA_TOPIC, p, offset, e)
-                    return
-                for pos, header in iter_batches(data):
-                    offset = header.next_offset
-                    try:
-                        _, records = decode_batch(data, pos)
-                    except (CodecError, StorageError, ValueError) as e:
-                        logger.error("Skipping an unreadable batch in %s-%d: %s",
-                                     GROUP_METADATA_TOPIC, p, e)
-                        continue
+            try:
+                async for header, records in replay_batches(
+                        hp.log, self.load_buffer_bytes, f"{GROUP_METADATA_TOPIC}-{p}"):
                     if header.is_control:
                         if header.is_transactional and records:
                             _replay_marker(header.producer_id, records[0], offsets, pending)
@@ -285,8 +266,8 @@ class GroupMetadataManager:
                             _replay_txn_offset(rec, r.offset, pending.setdefault(txn_pid, {}))
                         else:
                             _replay(rec, groups, offsets, r.offset, pending)
-                # Large partitions load in slices: the loop keeps serving meanwhile.
-                await asyncio.sleep(0)
+            except LogReplayError:
+                return
         if self.owned.get(p) is not owned:
             return
         now = self.clock.wall_ms()

@@ -22,6 +22,7 @@ from typing import Any
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
 from broker.protocol.errors import ErrorCode
+from broker.replication.log_replay import LogReplayError, replay_batches
 from broker.replication.replica_manager import ReplicaManager
 from broker.transactions.coordinator import Step, TransactionCoordinator, TxnConfig
 from broker.transactions.markers import MarkerSender
@@ -36,8 +37,6 @@ from broker.transactions.state import TxnEntry, TxnState
 from kraft.codec import CodecError
 from kraft.image import MetadataImage
 from storage.errors import StorageError
-from storage.record_batch import iter_batches
-from storage.records import decode_batch
 
 __all__ = ["TRANSACTION_STATE_TOPIC", "TransactionStateManager"]
 
@@ -207,28 +206,10 @@ class TransactionStateManager:
         hp = self.rm.partitions.get((TRANSACTION_STATE_TOPIC, p))
         n_records = 0
         if hp is not None:
-            log = hp.log
-            offset, end = log.log_start_offset, log.log_end_offset
-            while offset < end:
-                try:
-                    sl = log.read(offset, self.load_buffer_bytes, max_offset=end)
-                    if sl is None:
-                        break
-                    with sl:
-                        data = sl.read_bytes()
-                except (StorageError, OSError) as e:
-                    logger.error("Loading %s-%d failed at offset %d: %s",
-                                 TRANSACTION_STATE_TOPIC, p, offset, e)
-                    return
-                for pos, header in iter_batches(data):
-                    offset = header.next_offset
+            try:
+                async for header, records in replay_batches(
+                        hp.log, self.load_buffer_bytes, f"{TRANSACTION_STATE_TOPIC}-{p}"):
                     if header.is_control:
-                        continue
-                    try:
-                        _, records = decode_batch(data, pos)
-                    except (CodecError, StorageError, ValueError) as e:
-                        logger.error("Skipping an unreadable batch in %s-%d: %s",
-                                     TRANSACTION_STATE_TOPIC, p, e)
                         continue
                     for r in records:
                         n_records += 1
@@ -242,7 +223,8 @@ class TransactionStateManager:
                             entries.pop(tid, None)
                         else:
                             entries[tid] = entry
-                await asyncio.sleep(0)
+            except LogReplayError:
+                return
         if self.owned.get(p) is not owned:
             return
         resume = self.coordinator.load(entries.values())
