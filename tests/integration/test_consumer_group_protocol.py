@@ -86,7 +86,7 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 def create_topic(c: ProcCluster, name: str, partitions: int, rf: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": c.bootstrap_servers})
     for f in admin.create_topics([NewTopic(name, partitions, rf)]).values():
-        f.result(30)
+        f.result(60)
     wait_until(lambda: len(admin.list_topics(name, timeout=10).topics[name].partitions)
                == partitions, 20, f"topic {name} in the metadata")
 
