@@ -30,7 +30,7 @@ from broker.protocol.messages import (
     produce,
 )
 from storage.records import SimpleRecord, build_batch, decode_batch
-from tools.proc_cluster import ProcCluster
+from tools.proc_cluster import REPO, ProcCluster
 
 ck = pytest.importorskip("confluent_kafka")
 
@@ -362,6 +362,30 @@ def test_metadata_13_and_list_offsets_8_to_10(cluster: ProcCluster) -> None:
     assert (p.error_code, p.offset, p.leader_epoch) == (0, -1, -1)
     assert offset_of(-4, 7).error_code == ErrorCode.UNSUPPORTED_VERSION
     assert offset_of(-5, 8).error_code == ErrorCode.UNSUPPORTED_VERSION
+
+
+def _readme_api_table() -> dict[int, tuple[str, str]]:
+    """The README's "Kafka APIs served" table: key -> (broker listener, controller listener)."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Kafka APIs served", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| \w+ \| ([-\d]+) \| ([-\d]+) \|$", section, re.M)
+    return {int(k): (b, c) for k, b, c in rows}
+
+
+def _announced(address: str) -> dict[int, str]:
+    R = api_versions.REQUEST
+    resp = asyncio.run(_send(address, ApiKey.API_VERSIONS,
+                             R.cls(client_software_name="t", client_software_version="1"), 3))
+    return {k.api_key: f"{k.min_version}-{k.max_version}" for k in resp.api_keys}
+
+
+def test_readme_api_table_is_what_api_versions_announces(cluster: ProcCluster) -> None:
+    table = _readme_api_table()
+    assert len(table) > 40
+    broker = _announced(cluster.nodes[cluster.broker_ids[0]].bootstrap)
+    controller = _announced(cluster.nodes[cluster.controller_ids[0]].controller_address)
+    assert {k: b for k, (b, _) in table.items() if b != "-"} == broker
+    assert {k: c for k, (_, c) in table.items() if c != "-"} == controller
 
 
 def test_api_versions_4_features_and_describe_cluster_2(cluster: ProcCluster) -> None:
