@@ -13,6 +13,9 @@
   marker will ever end it and the last stable offset stops there. ``kafka-transactions``
   describe-producers shows it, find-hanging lists it, abort writes its marker; the LSO moves
   and read_committed consumers proceed.
+- On a compacted topic the cleaner removes an aborted transaction's data, then, once
+  ``delete.retention.ms`` has passed, its ABORT marker (the committed transaction's marker
+  stays); consumers read the same committed records before and after.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from broker.protocol.messages import (
     add_partitions_to_txn,
     create_topics,
     end_txn,
+    fetch,
     find_coordinator,
     incremental_alter_configs,
     init_producer_id,
     list_offsets,
     produce,
 )
+from storage.record_batch import iter_batches
 from storage.records import SimpleRecord, build_batch
 from tools.proc_cluster import ProcCluster
 
@@ -58,7 +63,8 @@ VERIFY_KEY = "transaction.partition.verification.enable"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     c = ProcCluster(tmp_path_factory.mktemp("txn-verification"), controllers=3, combined=True,
                     extra={"min.insync.replicas": "2",
-                           "transaction.state.log.num.partitions": "5"})
+                           "transaction.state.log.num.partitions": "5",
+                           "log.cleaner.backoff.ms": "200"})
     c.start()
     try:
         R = create_topics.REQUEST
@@ -342,3 +348,74 @@ def test_a_hanging_transaction_is_found_and_aborted(cluster: ProcCluster) -> Non
     assert got == ["after"]
     out = tool(cluster, "find-hanging", "--topic", HANG, "--max-transaction-timeout", "0")
     assert out.returncode == 0 and rows(out.stdout) == [], out.stdout
+
+
+# -- compaction ---------------------------------------------------------------------------------
+
+
+def control_offsets(c: ProcCluster, topic: str) -> list[int]:
+    """Offsets of the transaction markers in the leader's log (Fetch, read_uncommitted, one
+    segment per answer, to the high watermark)."""
+    R = fetch.REQUEST
+
+    async def run(client: KafkaClient) -> list[int]:
+        found: list[int] = []
+        offset = 0
+        while True:
+            req = R.cls(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20,
+                        isolation_level=0, topics=[R.FetchTopic(topic=topic, partitions=[
+                            R.FetchPartition(partition=0, fetch_offset=offset,
+                                             partition_max_bytes=1 << 20)])])
+            resp = await client.send_to_leader(topic, 0, ApiKey.FETCH, req, 11)
+            part = resp.responses[0].partitions[0]
+            assert part.error_code == 0, part
+            headers = [h for _, h in iter_batches(bytes(part.records or b""))]
+            if not headers:
+                return found
+            found += [h.base_offset for h in headers if h.is_control]
+            offset = headers[-1].base_offset + headers[-1].last_offset_delta + 1
+            if offset >= part.high_watermark:
+                return found
+    return list(asyncio.run(_with_client(c, run)))
+
+
+def test_compaction_removes_the_marker_of_an_aborted_transaction(cluster: ProcCluster) -> None:
+    topic = "txn-compact"
+    R = create_topics.REQUEST
+    configs = {"cleanup.policy": "compact", "segment.bytes": "300",
+               "delete.retention.ms": "1000", "min.cleanable.dirty.ratio": "0.01",
+               "min.compaction.lag.ms": "0"}
+    resp = send(cluster, ApiKey.CREATE_TOPICS, R.cls(topics=[R.CreatableTopic(
+        name=topic, num_partitions=1, replication_factor=3, assignments=[], configs=[
+            R.CreatableTopicConfig(name=k, value=v) for k, v in configs.items()])],
+        timeout_ms=10000))
+    assert resp.topics[0].error_code == 0, resp
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers,
+                     "transactional.id": "compact-txn", "transaction.timeout.ms": 60000})
+    p.init_transactions(60)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, key=b"g%d" % i, value=b"gone-%d" % i, partition=0)
+    assert p.flush(30) == 0
+    p.abort_transaction(30)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, key=b"k%d" % i, value=b"kept-%d" % i, partition=0)
+    assert p.flush(30) == 0
+    p.commit_transaction(30)
+    def two_markers() -> list[int] | None:
+        found = control_offsets(cluster, topic)
+        return found if len(found) == 2 else None
+
+    abort_at, commit_at = until("both markers", two_markers)
+    # Later records roll the segments, so the markers become cleanable.
+    plain = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all"})
+    for i in range(6):
+        plain.produce(topic, key=b"f%d" % i, value=b"filler-%d" % i, partition=0)
+        assert plain.flush(30) == 0  # a batch each
+    until("the ABORT marker removed by the cleaner",
+          lambda: control_offsets(cluster, topic) == [commit_at], timeout=90)
+    assert abort_at < commit_at
+    got = consume_committed(cluster, topic, 9, 1)
+    assert sorted(v for v in got if v.startswith("kept")) == ["kept-0", "kept-1", "kept-2"]
+    assert len(got) == 9 and not any(v.startswith("gone") for v in got)
