@@ -203,6 +203,10 @@ class _GroupCleaner:
         keep = (marker is None or has_data or is_last
                 or self.producer_last.get(pid) == header.base_offset)
         if keep:
+            if header.has_delete_horizon:
+                # Kept after all (its group or producer ends with it now): without the
+                # horizon, which would otherwise ask for a cleaning at every pass.
+                return self._rebuild_marker(header, view, None)
             return header, view, True
         if header.has_delete_horizon and self.now_ms < header.base_timestamp:
             self._note_horizon(header)
@@ -213,25 +217,32 @@ class _GroupCleaner:
             if not marker.is_commit:
                 self.removed_aborts.add((pid, header.base_offset))
             return None
+        self.stats.horizons_set += 1
+        out = self._rebuild_marker(header, view, self.new_horizon)
+        self._note_horizon(out[0])
+        return out
+
+    @staticmethod
+    def _rebuild_marker(header: BatchHeader, view: memoryview, horizon: int | None
+                        ) -> tuple[BatchHeader, bytes | memoryview, bool]:
+        """The same marker with delete horizon ``horizon`` (None: none)."""
         _, records = decode_batch(view)
         data = build_batch(
             records,
             base_offset=header.base_offset,
             offset_deltas=[r.offset - header.base_offset for r in records],
             last_offset_delta=header.last_offset_delta,
-            producer_id=pid,
+            producer_id=header.producer_id,
             producer_epoch=header.producer_epoch,
             base_sequence=header.base_sequence,
             partition_leader_epoch=header.partition_leader_epoch,
             timestamp_type=_timestamp_type(header),
+            max_timestamp=header.max_timestamp if header.is_log_append_time else None,
             is_transactional=True,
             is_control=True,
-            delete_horizon_ms=self.new_horizon,
+            delete_horizon_ms=horizon,
         )
-        self.stats.horizons_set += 1
-        new_header = parse_header(data)
-        self._note_horizon(new_header)
-        return new_header, data, False
+        return parse_header(data), data, False
 
     def _empty_or_drop(
         self, header: BatchHeader, view: memoryview, is_last: bool
