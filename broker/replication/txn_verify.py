@@ -94,7 +94,8 @@ class TxnVerifier:
         self._guards: dict[tuple[TP, int], object] = {}
         self._conns: dict[int, KafkaConnection] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        # For logs and tests: round trips made, their total time, partitions refused.
+        # For the metrics (broker/admin/metrics.py): round trips made, their total time,
+        # partitions whose verification failed.
         self.round_trips = 0
         self.round_trip_ms_total = 0.0
         self.refused = 0
@@ -195,10 +196,12 @@ class TxnVerifier:
         parts = sorted(set(tps))
         started = time.monotonic()
         try:
-            return await self._verify(transactional_id, producer_id, producer_epoch, parts)
+            out = await self._verify(transactional_id, producer_id, producer_epoch, parts)
         finally:
             self.round_trips += 1
             self.round_trip_ms_total += (time.monotonic() - started) * 1000
+        self.refused += sum(1 for c in out.values() if c)
+        return out
 
     async def _verify(self, transactional_id: str, producer_id: int, producer_epoch: int,
                       parts: list[TP]) -> dict[TP, ErrorCode]:
@@ -246,5 +249,4 @@ class TxnVerifier:
                     tp = (topic.name, pr.partition_index)
                     if tp in out:
                         out[tp] = _partition_error(pr.partition_error_code)
-        self.refused += sum(1 for c in out.values() if c)
         return out

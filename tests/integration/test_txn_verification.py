@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from broker.client import KafkaClient, KafkaConnection, parse_address
 from broker.protocol.api_keys import ApiKey
@@ -62,6 +64,7 @@ VERIFY_KEY = "transaction.partition.verification.enable"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     c = ProcCluster(tmp_path_factory.mktemp("txn-verification"), controllers=3, combined=True,
+                    admin=True,
                     extra={"min.insync.replicas": "2",
                            "transaction.state.log.num.partitions": "5",
                            "log.cleaner.backoff.ms": "200"})
@@ -171,6 +174,7 @@ def produce_txns(c: ProcCluster, tid: str, pid: int, epoch: int, topic: str, par
 
     async def run(client: KafkaClient) -> list[tuple[int, int, float]]:
         await client.metadata([topic])
+        await client.connection(client.leader_for(topic, partition))  # not in the timings
         out = []
         for i in range(count):
             batch = build_batch([SimpleRecord(f"{value}{i}".encode())], producer_id=pid,
@@ -186,6 +190,20 @@ def produce_txns(c: ProcCluster, tid: str, pid: int, epoch: int, topic: str, par
             out.append((int(pr.error_code), int(pr.base_offset), took))
         return out
     return list(asyncio.run(_with_client(c, run)))
+
+
+def verifications(c: ProcCluster, node: int) -> float:
+    """``pykraft_txn_verifications_total`` of a node: round trips its leaders made."""
+    text = requests.get(c.nodes[node].admin_url + "/metrics", timeout=30).text
+    return sum(s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name == "pykraft_txn_verifications_total")
+
+
+def leader_of(c: ProcCluster, topic: str, partition: int) -> int:
+    async def run(client: KafkaClient) -> int:
+        await client.metadata([topic])
+        return client.leader_for(topic, partition)
+    return int(asyncio.run(_with_client(c, run)))
 
 
 def set_verification(c: ProcCluster, enabled: bool) -> None:
@@ -238,8 +256,11 @@ def test_a_partition_not_in_the_transaction_is_refused(cluster: ProcCluster) -> 
         code, _, _ = produce_txn(cluster, tid, pid, epoch, TOPIC, 1, 0, "stray", version)
         assert code == ErrorCode.INVALID_TXN_STATE, version
     # The first batch waits for the coordinator's answer; then the open transaction on the
-    # partition stands for the verification.
+    # partition stands for the verification: one round trip for six batches.
+    leader = leader_of(cluster, TOPIC, 0)
+    before = verifications(cluster, leader)
     results = produce_txns(cluster, tid, pid, epoch, TOPIC, 0, 0, "a", count=6)
+    assert verifications(cluster, leader) == before + 1
     assert [r[0] for r in results] == [ErrorCode.NONE] * 6, results
     offsets = [r[1] for r in results]
     assert offsets == sorted(offsets) and len(set(offsets)) == 6
@@ -313,8 +334,8 @@ def test_a_hanging_transaction_is_found_and_aborted(cluster: ProcCluster) -> Non
         # Unverified, a stray batch opens a transaction the coordinator does not know of.
         _, hang_at, took = until("the unverified append", lambda: (r := produce_txn(
             cluster, tid, pid, epoch, HANG, 0, 0, "hanging"))[0] == ErrorCode.NONE and r)
-        print(f"\nfirst transactional batch on a partition, verification off: "
-              f"{took * 1000:.1f} ms")
+        print(f"\nfirst transactional batch on a fresh partition, verification off: "
+              f"{took * 1000:.1f} ms (one sample, for comparison)")
     finally:
         set_verification(cluster, True)
     p = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers,
