@@ -461,6 +461,8 @@ class Node:
             await self.group_coordinator.stop()
         if self.txn_coordinator is not None:
             await self.txn_coordinator.stop()
+        if self.data_apis is not None:
+            await self.data_apis.close()
         if self.replica_manager is not None:
             await self.replica_manager.stop()
         for task in self._log_tasks:

@@ -521,6 +521,9 @@ _DEFS: list[ConfigDef] = [
     _def("transactional.id.expiration.ms", INT, 604800000, AtLeast(1),
          "Idle transactional ids expire after this."),
     _def("transaction.max.timeout.ms", INT, 900000, AtLeast(1), "Maximum transaction timeout."),
+    _def("transaction.partition.verification.enable", BOOLEAN, True, None,
+         "Leaders ask the transaction coordinator whether a partition is in the transaction "
+         "before appending the first transactional batch of a producer there (KIP-890)."),
     _def("transaction.state.log.num.partitions", INT, 50, AtLeast(1),
          "Partitions of __transaction_state."),
     _def("transaction.state.log.replication.factor", INT, 3, Between(1, 32767),

@@ -3,9 +3,10 @@
 Routes and their OpenAPI description come from one table (``broker.admin.openapi.ROUTES``); each
 route's ``operation_id`` is the name of its handler method on ``AdminHttpServer``, which
 gathers the route families: ``http_cluster`` (cluster, brokers, quorum, status, metrics, the
-OpenAPI document), ``http_topics`` (topics, partitions, leader elections) and ``http_groups``
-(consumer groups), over ``http_common`` (errors, request validation, the shared node state and
-clients). Every node, broker or controller, serves every route:
+OpenAPI document), ``http_topics`` (topics, partitions, leader elections), ``http_groups``
+(consumer groups) and ``http_transactions`` (transactions, a partition's producers), over
+``http_common`` (errors, request validation, the shared node state and clients). Every node,
+broker or controller, serves every route:
 
 - **Reads** come from this node's metadata image (brokers, topics, partitions, ISR, configs),
   its Raft manager (the quorum: locally on the Raft leader, otherwise DescribeQuorum sent to
@@ -16,9 +17,10 @@ clients). Every node, broker or controller, serves every route:
   on another controller while leadership moves, up to the deadline) and is answered only once
   the controller committed it and this node's image shows it. A controller-only node builds
   its own ``ControllerChannel`` + ``AdminApis`` for that.
-- **Consumer groups** are read over the Kafka wire protocol (FindCoordinator, ListGroups,
-  DescribeGroups, OffsetFetch, ListOffsets) from the brokers in the image, so this API
-  does not depend on the group coordinator's internals.
+- **Consumer groups** and **transactions** are read over the Kafka wire protocol
+  (FindCoordinator, ListGroups, DescribeGroups, OffsetFetch, ListOffsets; ListTransactions,
+  DescribeTransactions, DescribeProducers) from the brokers in the image, so this API does
+  not depend on the coordinators' internals.
 - ``POST /v1/brokers/{id}/shutdown`` stops *this* node (controlled shutdown first on a broker);
   another id gets 421 Misdirected Request: send it to that node's own admin listener.
 
@@ -41,6 +43,7 @@ from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
 from broker.admin.http_topics import TopicRoutes
+from broker.admin.http_transactions import TransactionRoutes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
 
@@ -51,7 +54,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes):
+class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:

@@ -242,6 +242,18 @@ class NodeCollector(Collector):
                                       "to make room (kafka.server FetchSessionCache "
                                       "IncrementalFetchSessionEvictionsPerSec)",
                                       value=sessions.evicted)
+            verifier = data.verifier
+            yield CounterMetricFamily("pykraft_txn_verifications", "Transaction verifications "
+                                      "asked of a coordinator by this leader (kafka.server "
+                                      "AddPartitionsToTxnManager VerificationTimeMs count)",
+                                      value=verifier.round_trips)
+            yield CounterMetricFamily("pykraft_txn_verification_seconds", "Time spent waiting "
+                                      "for those answers",
+                                      value=verifier.round_trip_ms_total / 1000)
+            yield CounterMetricFamily("pykraft_txn_verification_failures", "Partitions whose "
+                                      "verification failed (kafka.server "
+                                      "AddPartitionsToTxnManager VerificationFailureRate)",
+                                      value=verifier.refused)
 
     @staticmethod
     def _raft(node: Any) -> Iterator[Metric]:

@@ -170,6 +170,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "coordinator_id": INT, "members": _arr(_ref("GroupMember")),
         "offsets": _arr(_ref("GroupOffset")), "total_lag": LONG,
     }),
+    "Transaction": _obj({
+        "transactional_id": STR, "coordinator_id": INT,
+        "state": {"type": "string", "description": "Kafka's transaction state (Empty, "
+                  "Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort, ...)"},
+        "producer_id": LONG, "producer_epoch": INT, "transaction_timeout_ms": INT,
+        "transaction_start_time_ms": {"type": "integer", "format": "int64", "nullable": True,
+                                      "description": "Start of the open (or last) "
+                                      "transaction; null before the first one"},
+        "partitions": _arr(_ref("TopicPartitions")),
+    }),
+    "TransactionList": _obj({"transactions": _arr(_ref("Transaction"))}),
+    "Producer": _obj({
+        "producer_id": LONG, "producer_epoch": INT, "last_sequence": INT,
+        "last_timestamp": LONG, "coordinator_epoch": INT,
+        "current_txn_start_offset": {"type": "integer", "format": "int64", "nullable": True,
+                                     "description": "First offset of the producer's open "
+                                     "transaction on the partition; null when none is open"},
+    }),
+    "PartitionProducers": _obj({"topic": STR, "partition": INT, "leader_id": INT,
+                                "producers": _arr(_ref("Producer"))}),
     "QuorumReplica": _obj({
         "replica_id": INT, "log_end_offset": LONG, "lag": LONG,
         "last_fetch_timestamp": LONG, "last_caught_up_timestamp": LONG,
@@ -218,6 +238,15 @@ BROKER_ID = _path_param("broker_id", {"type": "integer", "minimum": 0, "maximum"
                         "Broker (node) id")
 GROUP_ID = _path_param("group_id", {"type": "string", "minLength": 1, "maxLength": 249,
                                     "pattern": r"^[^/]+$"}, "Consumer group id")
+TRANSACTIONAL_ID = _path_param("transactional_id", {"type": "string", "minLength": 1,
+                                                    "maxLength": 32767,
+                                                    "pattern": r"^[^/]+$"}, "Transactional id")
+TXN_STATE = {"name": "state", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": ["Empty", "Ongoing", "PrepareCommit",
+                                                   "PrepareAbort", "CompleteCommit",
+                                                   "CompleteAbort", "Dead",
+                                                   "PrepareEpochFence"]},
+             "description": "Only transactions in this state"}
 INCLUDE_INTERNAL = {"name": "include_internal", "in": "query", "required": False,
                     "schema": {"type": "boolean", "default": False},
                     "description": "Also list internal topics (__consumer_offsets, ...)"}
@@ -285,6 +314,23 @@ ROUTES: tuple[Route, ...] = (
           "A consumer group: members, assignment, committed offsets, lag", "consumer-groups",
           _r((200, ("The group", "Group")), _BAD, _NOT_FOUND, _UNAVAILABLE),
           params=(GROUP_ID,)),
+    Route("GET", "/v1/transactions", "list_transactions",
+          "Transactions: state, producer, partitions (kafka-transactions list)",
+          "transactions", _r((200, ("Transactions", "TransactionList")), _BAD, _UNAVAILABLE),
+          params=(TXN_STATE,),
+          description="ListTransactions on every broker, then DescribeTransactions at each "
+                      "coordinator."),
+    Route("GET", "/v1/transactions/{transactional_id}", "get_transaction",
+          "One transactional id (kafka-transactions describe)", "transactions",
+          _r((200, ("The transaction", "Transaction")), _BAD, _NOT_FOUND, _UNAVAILABLE),
+          params=(TRANSACTIONAL_ID,)),
+    Route("GET", "/v1/partitions/{topic}/{partition}/producers", "get_partition_producers",
+          "A partition's producers and their open transactions "
+          "(kafka-transactions describe-producers)", "transactions",
+          _r((200, ("The producers", "PartitionProducers")), _BAD, _NOT_FOUND, _UNAVAILABLE),
+          params=(TOPIC_P, PARTITION),
+          description="DescribeProducers at the partition's leader; an open transaction "
+                      "the coordinator does not know of is a hanging one."),
     Route("GET", "/v1/quorum", "get_quorum",
           "The metadata quorum (kafka-metadata-quorum describe)", "quorum",
           _r((200, ("The quorum", "Quorum")), _UNAVAILABLE)),

@@ -15,6 +15,8 @@ partition, as Kafka 4 does. Fetch lives in ``fetch_api.py``; KIP-951 leader hint
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from typing import Any
 
@@ -33,6 +35,7 @@ from broker.replication.fetch_api import FETCH_VERSIONS, FetchApi
 from broker.replication.leader_hints import PRODUCE_HINT_ERRORS, current_leader, node_endpoints
 from broker.replication.replica_manager import ReplicaManager
 from broker.replication.txn_apis import TxnPartitionApis
+from broker.replication.txn_verify import TxnVerifier, produce_error
 from storage.errors import StorageError
 from storage.log_read import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 from storage.record_batch import ATTRIBUTES_OFFSET, TRANSACTIONAL_MASK
@@ -70,11 +73,54 @@ class DataApis:
             ApiKey.OFFSET_FOR_LEADER_EPOCH: self.handle_offset_for_leader_epoch,
             ApiKey.DELETE_RECORDS: self.handle_delete_records,
         }
-        self.handlers.update(TxnPartitionApis(replica_manager).handlers)
+        self.verifier = TxnVerifier(replica_manager)
+        self.handlers.update(TxnPartitionApis(replica_manager, self.verifier).handlers)
+
+    async def close(self) -> None:
+        await self.verifier.close()
 
     # -- Produce (0) --------------------------------------------------------------------------
 
     def handle_produce(self, ctx: RequestContext, header: RequestHeader, request: Any) -> Any:
+        # KIP-890: a transactional batch that would open a transaction on a partition waits
+        # for the coordinator to confirm the partition is in it (txn_verify.py).
+        tid = getattr(request, "transactional_id", None)
+        if (tid and self.verifier.enabled and header.api_version >= MIN_PRODUCE_VERSION
+                and request.acks in (0, 1, -1)):
+            need: dict[tuple[int, int], list[tuple[str, int]]] = {}
+            for td in request.topic_data:
+                for pd in td.partition_data:
+                    ids = self.verifier.needs_verification(td.name, pd.index, pd.records)
+                    if ids is not None:
+                        need.setdefault(ids, []).append((td.name, pd.index))
+            if need:
+                return self._verified_produce(ctx, header, request, tid, need)
+        return self._produce(ctx, header, request, None)
+
+    async def _verified_produce(self, ctx: RequestContext, header: RequestHeader,
+                                request: Any, tid: str,
+                                need: dict[tuple[int, int], list[tuple[str, int]]]) -> Any:
+        verifier = self.verifier
+        guards: dict[tuple[str, int], tuple[int, object]] = {}
+        for (pid, _epoch), tps in need.items():
+            for tp in tps:
+                guards[tp] = (pid, verifier.start_guard(tp, pid))
+        answers = await asyncio.gather(*(verifier.verify(tid, pid, epoch, tps)
+                                         for (pid, epoch), tps in need.items()))
+        verdicts: dict[tuple[str, int], tuple[ErrorCode, int, object]] = {}
+        for answer in answers:
+            for tp, code in answer.items():
+                pid, guard = guards[tp]
+                if code:
+                    verifier.drop_guard(tp, pid)
+                verdicts[tp] = (produce_error(code), pid, guard)
+        response = self._produce(ctx, header, request, verdicts)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
+
+    def _produce(self, ctx: RequestContext, header: RequestHeader, request: Any,
+                 verdicts: dict[tuple[str, int], tuple[ErrorCode, int, object]] | None) -> Any:
         rm = self.rm
         v = header.api_version
         acks = request.acks
@@ -98,8 +144,17 @@ class DataApis:
                 if acks not in (0, 1, -1):
                     rows.append([pd.index, ErrorCode.INVALID_REQUIRED_ACKS, -1, -1, -1])
                     continue
+                verdict = None if verdicts is None else verdicts.get((td.name, pd.index))
+                if verdict is not None:
+                    code = self._check_verdict(td.name, pd.index, pd.records, verdict)
+                    if code:
+                        rows.append([pd.index, code, -1, -1, -1])
+                        continue
                 code, info, hp = rm.append_to_leader(td.name, pd.index, pd.records, acks,
                                                      from_client=True)
+                if verdict is not None and info is not None:
+                    # The open transaction now stands for the verification.
+                    self.verifier.drop_guard((td.name, pd.index), verdict[1])
                 if info is None or hp is None:
                     rows.append([pd.index, code, -1, -1, -1])
                     continue
@@ -137,6 +192,18 @@ class DataApis:
         if not waiting or settle():
             return self._produce_response(results, v, listener)
         return self._delayed_produce(results, waiting, settle, request.timeout_ms, v, listener)
+
+    def _check_verdict(self, topic: str, partition: int, records: Any,
+                       verdict: tuple[ErrorCode, int, object]) -> ErrorCode:
+        """Just before the append (no await in between): the coordinator's answer, and, if
+        the batch would still open a transaction, that no marker came since the question."""
+        code, pid, guard = verdict
+        if code:
+            return code
+        if (self.verifier.needs_verification(topic, partition, records) is not None
+                and not self.verifier.guard_holds((topic, partition), pid, guard)):
+            return ErrorCode.INVALID_TXN_STATE
+        return ErrorCode.NONE
 
     async def _delayed_produce(self, results: list[tuple[str, list[list[Any]]]],
                                waiting: list[tuple[list[Any], Any, int, int]],

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from broker.protocol.framing import RequestHeader
     from broker.replication.partition import Partition
     from broker.replication.replica_manager import ReplicaManager
+    from broker.replication.txn_verify import TxnVerifier
 
 __all__ = ["TxnPartitionApis"]
 
@@ -50,8 +51,10 @@ MARKER_TIMEOUT_S = 30.0  # Kafka waits request.timeout.ms (30 s) for acks=all
 
 
 class TxnPartitionApis:
-    def __init__(self, replica_manager: ReplicaManager) -> None:
+    def __init__(self, replica_manager: ReplicaManager,
+                 verifier: TxnVerifier | None = None) -> None:
         self.rm = replica_manager
+        self.verifier = verifier
         self.handlers = {
             ApiKey.WRITE_TXN_MARKERS: self.handle_write_txn_markers,
             ApiKey.DESCRIBE_PRODUCERS: self.handle_describe_producers,
@@ -114,6 +117,10 @@ class TxnPartitionApis:
         code, info, appended = rm.append_to_leader(topic, partition, batch, -1)
         if info is None or appended is None:
             return _done(code)
+        if self.verifier is not None:
+            # A batch verified before this marker may no longer open a transaction here
+            # (txn_verify.py).
+            self.verifier.drop_guard((topic, partition), producer_id)
         return self._after_marker(appended, appended.state.leader_epoch, info.last_offset,
                                   topic, partition, producer_id, committed)
 

@@ -24,12 +24,17 @@ One cleaning of a partition log, as in Kafka:
      as a read_committed consumer does: from a transaction's first offset to its ABORT marker)
      is removed, as in Kafka; the range ends below the last stable offset, so every
      transaction with data in it is decided;
-   - control batches and other transactional batches: kept whole, copied as is (transaction
-     markers are never removed -- Kafka removes a marker once its transaction's data is gone
-     and delete.retention.ms has passed -- and committed transactional records are neither
-     removed nor used to supersede older records: safe, less compact than Kafka); as every
-     ABORT marker stays, a new segment's aborted-transaction index (``.txnindex``) is the
-     union of its group's (``commit_clean``);
+   - transaction markers, as Kafka's: a marker whose transaction has no record left in the
+     log (the rewrite scans from the first segment, so it sees all of it: an aborted
+     transaction once its data is removed, a transaction that wrote nothing here) gets a
+     delete horizon (``now + delete.retention.ms``, as a tombstone's) at the first cleaning
+     that sees it so, and is removed by the first cleaning after the horizon -- unless it is
+     its producer's last batch (producer state) or ends its group, then it stays whole. A new
+     segment's aborted-transaction index (``.txnindex``) is the union of its group's, less the
+     entries of the ABORT markers removed (``commit_clean``). Other transactional batches:
+     kept whole (committed transactional records are neither removed nor used to supersede
+     older records: safe, less compact than Kafka), and a marker whose transaction has
+     records left stays;
    - keyless records: kept (Kafka rejects them at produce time on compacted topics and its
      cleaner drops them; we never lose data silently);
    - a keyed record is removed if the map holds a later offset for its key;

@@ -182,6 +182,7 @@ class CleanStats:
     batches_removed: int = 0
     empty_batches_kept: int = 0
     horizons_set: int = 0  # batches given a delete horizon
+    markers_removed: int = 0  # transaction markers past their delete horizon
     map_entries: int = 0
 
 
@@ -212,6 +213,8 @@ class CleanPlan:
     lease: _Lease | None
     elapsed_s: float = 0.0
     done: bool = field(default=False)
+    # (producer id, offset) of the ABORT markers the cleaning removed.
+    removed_aborts: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def changed(self) -> bool:

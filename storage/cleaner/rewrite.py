@@ -83,6 +83,12 @@ class _GroupCleaner:
         self._pending = sorted(aborted_txns, key=lambda t: t.first_offset)
         self._next_pending = 0
         self._aborted_pids: set[int] = set()
+        # producer id -> whether the data of its transaction open at the current batch is
+        # still in the log (some record kept); a transaction without any is absent or False.
+        self._txn_has_data: dict[int, bool] = {}
+        # (producer id, offset) of the ABORT markers removed: their aborted-transaction index
+        # entries go with them (``swap._merge_txn_indexes``).
+        self.removed_aborts: set[tuple[int, int]] = set()
 
     def _in_aborted_txn(self, header: BatchHeader, view: memoryview) -> bool:
         """Whether ``header``'s batch is data of an aborted transaction (the read_committed
@@ -105,7 +111,7 @@ class _GroupCleaner:
         return header.is_transactional
 
     def _note_horizon(self, header: BatchHeader) -> None:
-        if header.has_delete_horizon and not header.is_control:
+        if header.has_delete_horizon:
             h = header.base_timestamp
             if self.earliest_horizon is None or h < self.earliest_horizon:
                 self.earliest_horizon = h
@@ -119,7 +125,13 @@ class _GroupCleaner:
             validate_batch(view)
             self.stats.records_read += header.record_count
             self.stats.records_removed += header.record_count
+            self._txn_has_data.setdefault(header.producer_id, False)
             return self._empty_or_drop(header, view, is_last)
+        if header.base_offset < self.end and header.is_control:
+            return self._clean_marker(header, view, is_last)
+        if (header.base_offset < self.end and header.is_transactional
+                and header.record_count > 0):
+            self._txn_has_data[header.producer_id] = True
         if header.base_offset >= self.end or header.is_control or header.is_transactional:
             validate_batch(view)
             self._note_horizon(header)
@@ -175,6 +187,62 @@ class _GroupCleaner:
         self._note_horizon(new_header)
         return new_header, data, False
 
+
+    def _clean_marker(
+        self, header: BatchHeader, view: memoryview, is_last: bool
+    ) -> tuple[BatchHeader, bytes | memoryview, bool] | None:
+        """A transaction marker (Kafka's ``LogCleaner`` with ``CleanedTransactionMetadata``):
+        once no record of its transaction is left in the log, the first cleaning gives it a
+        delete horizon (``now + delete.retention.ms``), and the first cleaning after the
+        horizon removes it, with its aborted-transaction index entry -- unless it is its
+        producer's last batch (kept for the producer state) or ends its group."""
+        validate_batch(view)
+        pid = header.producer_id
+        marker = batch_txn_marker(view)
+        has_data = self._txn_has_data.pop(pid, False)
+        keep = (marker is None or has_data or is_last
+                or self.producer_last.get(pid) == header.base_offset)
+        if keep:
+            if header.has_delete_horizon:
+                # Kept after all (its group or producer ends with it now): without the
+                # horizon, which would otherwise ask for a cleaning at every pass.
+                return self._rebuild_marker(header, view, None)
+            return header, view, True
+        if header.has_delete_horizon and self.now_ms < header.base_timestamp:
+            self._note_horizon(header)
+            return header, view, True
+        if header.has_delete_horizon:
+            self.stats.batches_removed += 1
+            self.stats.markers_removed += 1
+            if not marker.is_commit:
+                self.removed_aborts.add((pid, header.base_offset))
+            return None
+        self.stats.horizons_set += 1
+        out = self._rebuild_marker(header, view, self.new_horizon)
+        self._note_horizon(out[0])
+        return out
+
+    @staticmethod
+    def _rebuild_marker(header: BatchHeader, view: memoryview, horizon: int | None
+                        ) -> tuple[BatchHeader, bytes | memoryview, bool]:
+        """The same marker with delete horizon ``horizon`` (None: none)."""
+        _, records = decode_batch(view)
+        data = build_batch(
+            records,
+            base_offset=header.base_offset,
+            offset_deltas=[r.offset - header.base_offset for r in records],
+            last_offset_delta=header.last_offset_delta,
+            producer_id=header.producer_id,
+            producer_epoch=header.producer_epoch,
+            base_sequence=header.base_sequence,
+            partition_leader_epoch=header.partition_leader_epoch,
+            timestamp_type=_timestamp_type(header),
+            max_timestamp=header.max_timestamp if header.is_log_append_time else None,
+            is_transactional=True,
+            is_control=True,
+            delete_horizon_ms=horizon,
+        )
+        return parse_header(data), data, False
 
     def _empty_or_drop(
         self, header: BatchHeader, view: memoryview, is_last: bool
@@ -318,6 +386,7 @@ def prepare_clean(
         groups=groups,
         stats=stats,
         earliest_delete_horizon_ms=cleaner.earliest_horizon,
+        removed_aborts=frozenset(cleaner.removed_aborts),
         lease=lease,
         elapsed_s=time.monotonic() - started,
     )

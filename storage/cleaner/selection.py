@@ -136,8 +136,9 @@ def needs_cleaning(
 
 
 def earliest_delete_horizon(log_: PartitionLog, below_offset: int | None = None) -> int | None:
-    """The earliest delete horizon of a (non-control) batch in non-active segments with base
-    offset < ``below_offset``; None if no batch has one. Header reads only."""
+    """The earliest delete horizon of a batch (a tombstone's, or a transaction marker's) in
+    non-active segments with base offset < ``below_offset``; None if no batch has one. Header
+    reads only."""
     segments = log_.segments[:-1]
     best: int | None = None
     for segment in segments:
@@ -146,7 +147,6 @@ def earliest_delete_horizon(log_: PartitionLog, below_offset: int | None = None)
         for _, header in segment.iter_headers():
             if (
                 header.has_delete_horizon
-                and not header.is_control
                 and (best is None or header.base_timestamp < best)
             ):
                 best = header.base_timestamp

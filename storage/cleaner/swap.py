@@ -86,13 +86,23 @@ def _live_groups(log_: PartitionLog, plan: CleanPlan) -> list[_Group]:
     return plan.groups[first_present:]
 
 
-def _merge_txn_indexes(group: _Group) -> None:
-    """The cleaner keeps every ABORT marker, so the new segment's aborted-transaction index is
-    the union of the group's: the later segments' entries are appended (durably) to the first
-    one's ``.txnindex``, which has the new segment's name, before anything is swapped. Should
-    the swap be rolled back by a crash, the first segment merely lists some aborted
-    transactions twice (harmless to consumers)."""
+def _merge_txn_indexes(group: _Group, removed: frozenset[tuple[int, int]]) -> None:
+    """The new segment's aborted-transaction index is the union of the group's, less the
+    entries of the ABORT markers the cleaning removed (``removed``: producer id and marker
+    offset): the later segments' entries are appended (durably) to the first one's
+    ``.txnindex``, which has the new segment's name, before anything is swapped. Should the
+    swap be rolled back by a crash, the first segment merely lists some aborted transactions
+    twice (harmless to consumers), or misses the entry of a removed marker whose transaction
+    has no data left (a marker is removed only after a committed cleaning removed its data
+    and gave it its delete horizon), which is harmless as well."""
     first = group.refs[0].segment.txn_index
+    if removed and any((e.producer_id, e.last_offset) in removed
+                       for ref in group.refs for e in ref.segment.txn_index.entries):
+        keep = [e for ref in group.refs for e in ref.segment.txn_index.entries
+                if (e.producer_id, e.last_offset) not in removed]
+        first._rewrite(keep)
+        first._entries = keep
+        return
     for ref in group.refs[1:]:
         for entry in ref.segment.txn_index.entries:
             first.append(entry)
@@ -132,7 +142,7 @@ def commit_clean(
     try:
         with log_._io("swapping in cleaned segments"):
             for group in swap:
-                _merge_txn_indexes(group)
+                _merge_txn_indexes(group, plan.removed_aborts)
             for group in swap:
                 assert group.paths is not None
                 for suffix in _SUFFIXES:  # the .log last: it is the group's commit point

@@ -80,7 +80,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     c = ProcCluster(tmp_path_factory.mktemp("admin-http"), controllers=3, brokers=0,
                     combined=True, admin=True,
                     extra={"offsets.topic.replication.factor": "3",
-                           "offsets.topic.num.partitions": "3"})
+                           "offsets.topic.num.partitions": "3",
+                           "transaction.state.log.num.partitions": "3"})
     c.start()
     try:
         for n in c.nodes.values():
@@ -443,6 +444,56 @@ def test_consumer_groups(cluster: ProcCluster) -> None:
     finally:
         consumer.close()
     error(call("GET", url(cluster, 3, "/v1/consumer-groups/no-such-group")), 404)
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+
+def test_transactions_and_partition_producers(cluster: ProcCluster) -> None:
+    ok(call("POST", url(cluster, 1, "/v1/topics"), {"name": "txns", "partitions": 2,
+                                                    "replication_factor": 3}), 201)
+    tid = "admin-http-txn"
+    producer = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers,
+                            "transactional.id": tid, "transaction.timeout.ms": 60000})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce("txns", value=b"x", partition=1)
+    assert producer.flush(30) == 0
+
+    def described(node: int, state: str) -> Any:
+        body = ok(call("GET", url(cluster, node, f"/v1/transactions/{tid}")))
+        return body if body["state"] == state else None
+
+    t = wait_until(lambda: described(1, "Ongoing"), 30, "the open transaction")
+    assert t["transactional_id"] == tid and t["producer_id"] >= 0
+    assert t["partitions"] == [{"topic": "txns", "partitions": [1]}]
+    assert t["transaction_timeout_ms"] == 60000 and t["transaction_start_time_ms"] > 0
+    listed = ok(call("GET", url(cluster, 2, "/v1/transactions")))["transactions"]
+    assert t in listed
+    ongoing = ok(call("GET", url(cluster, 3, "/v1/transactions"), params={"state": "Ongoing"}))
+    assert [x["transactional_id"] for x in ongoing["transactions"]] == [tid]
+    done = ok(call("GET", url(cluster, 3, "/v1/transactions"),
+                   params={"state": "CompleteCommit"}))["transactions"]
+    assert tid not in [x["transactional_id"] for x in done]
+    producers = ok(call("GET", url(cluster, 3, "/v1/partitions/txns/1/producers")))
+    assert producers["topic"] == "txns" and producers["partition"] == 1
+    assert producers["leader_id"] in cluster.nodes
+    mine = [p for p in producers["producers"] if p["producer_id"] == t["producer_id"]]
+    assert len(mine) == 1 and mine[0]["current_txn_start_offset"] == 0, producers
+    assert mine[0]["producer_epoch"] == t["producer_epoch"] and mine[0]["last_sequence"] == 0
+    producer.commit_transaction(30)
+    t = wait_until(lambda: described(2, "CompleteCommit"), 30, "the committed transaction")
+    assert t["partitions"] == []
+    after = ok(call("GET", url(cluster, 1, "/v1/partitions/txns/1/producers")))["producers"]
+    assert [p["current_txn_start_offset"] for p in after
+            if p["producer_id"] == t["producer_id"]] == [None]
+    assert ok(call("GET", url(cluster, 1, "/v1/partitions/txns/0/producers")))["producers"] == []
+    error(call("GET", url(cluster, 1, "/v1/transactions/no-such-transaction")), 404)
+    error(call("GET", url(cluster, 1, "/v1/transactions"), params={"state": "Bogus"}), 400,
+          "state")
+    error(call("GET", url(cluster, 1, "/v1/partitions/txns/7/producers")), 404)
+    error(call("GET", url(cluster, 1, "/v1/partitions/no-such-topic/0/producers")), 404)
+    error(call("GET", url(cluster, 1, "/v1/partitions/txns/x/producers")), 400, "partition")
 
 
 # -- schemathesis: the served document against the server -----------------------------------

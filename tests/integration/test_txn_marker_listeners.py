@@ -58,7 +58,9 @@ def test_listeners_hear_replicated_markers(tmp_path: Path) -> None:
     node_proc = NodeProcess(spec, tmp_path / "node1")
     node_proc.dir.mkdir(parents=True)
     props = server_properties(spec, f"1@{LOOPBACK}:{controller_port}", node_proc.data_dir,
-                              extra={"offsets.topic.replication.factor": "1"})
+                              extra={"offsets.topic.replication.factor": "1",
+                                     # a hand-made transaction, no coordinator behind it
+                                     "transaction.partition.verification.enable": "false"})
     node_proc.write_config(props)
     cluster_id = random_cluster_id()
     node_proc.format(cluster_id)

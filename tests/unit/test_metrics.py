@@ -140,7 +140,8 @@ def _node(image: MetadataImage) -> Any:
         server=SimpleNamespace(stats=stats, connection_count=2),
         group_coordinator=SimpleNamespace(coordinator=SimpleNamespace(
             groups={"g": group, "h": group}, rebalances=6)),
-        data_apis=SimpleNamespace(sessions=sessions))
+        data_apis=SimpleNamespace(sessions=sessions, verifier=SimpleNamespace(
+            round_trips=3, round_trip_ms_total=1500.0, refused=1)))
 
 
 def test_node_collector_reads_state_at_scrape_time() -> None:
@@ -162,6 +163,9 @@ def test_node_collector_reads_state_at_scrape_time() -> None:
     assert got[("pykraft_isr_expands_total", ())] == 2
     assert got[("pykraft_fetch_sessions", ())] == 1
     assert got[("pykraft_fetch_session_partitions", ())] == 2
+    assert got[("pykraft_txn_verifications_total", ())] == 3
+    assert got[("pykraft_txn_verification_seconds_total", ())] == 1.5
+    assert got[("pykraft_txn_verification_failures_total", ())] == 1
     assert got[("pykraft_active_controller", ())] == 1
     assert got[("pykraft_raft_epoch", ())] == 5
     assert got[("pykraft_raft_high_watermark", ())] == 100

@@ -233,3 +233,61 @@ def test_compaction_removes_aborted_data_and_keeps_markers(tmp_path: Path) -> No
     p.reopen()                                 # the producer state still replays
     assert p.producers.ongoing_txns == {10: 8}
     p.close()
+
+
+def test_compaction_removes_markers_of_transactions_without_data_after_the_horizon(
+        tmp_path: Path) -> None:
+    retention = 1000
+    config = LogConfig(cleanup_policy="compact", segment_bytes=1 << 20,
+                       min_cleanable_dirty_ratio=0.0, delete_retention_ms=retention)
+    p = Part(tmp_path, config)
+    p.data(8, 2)                               # 0-1 aborted
+    p.marker(8, commit=False)                  # 2: ABORT, its data goes at the first cleaning
+    p.data(8, 1)                               # 3 committed
+    p.marker(8, commit=True)                   # 4: COMMIT with data: stays
+    p.marker(9, commit=True)                   # 5: COMMIT of a transaction without data here
+    p.data(9, 1, txn=False)                    # 6: producer 9's last batch
+    p.log.roll()
+    p.append(build_batch([SimpleRecord(b"tail", key=b"k")]))
+
+    def control() -> list[tuple[int, int, bool]]:
+        return [(h.producer_id, h.base_offset, h.has_delete_horizon)
+                for s in p.log.segments for _, h in s.iter_headers(0) if h.is_control]
+
+    r1 = clean_log(p.log, now_ms=NOW)
+    # Data gone; the markers of transactions without data get a delete horizon.
+    assert control() == [(8, 2, True), (8, 4, False), (9, 5, True)]
+    assert r1.earliest_delete_horizon_ms == NOW + retention
+    assert [t.last_offset for t in p.log.collect_aborted_txns(0, p.log.log_end_offset)] == [2]
+    r2 = clean_log(p.log, now_ms=NOW + retention - 1, first_dirty_offset=r1.next_dirty_offset)
+    assert r2.stats.markers_removed == 0 and len(control()) == 3
+    r3 = clean_log(p.log, now_ms=NOW + retention, first_dirty_offset=r2.next_dirty_offset)
+    assert r3.stats.markers_removed == 2
+    assert control() == [(8, 4, False)]
+    # The ABORT marker's aborted-transaction index entry went with it.
+    assert p.log.collect_aborted_txns(0, p.log.log_end_offset) == []
+    assert r3.earliest_delete_horizon_ms is None
+    offsets = [h.base_offset for s in p.log.segments for _, h in s.iter_headers(0)]
+    assert offsets == [3, 4, 6, 7]
+    p.reopen()                                 # recovery agrees: nothing open, nothing aborted
+    assert p.producers.ongoing_txns == {}
+    assert p.log.collect_aborted_txns(0, p.log.log_end_offset) == []
+    assert p.producers.last_stable_offset(p.log.log_end_offset) == p.log.log_end_offset
+    p.close()
+
+
+def test_a_marker_that_is_its_producers_last_batch_stays(tmp_path: Path) -> None:
+    config = LogConfig(cleanup_policy="compact", segment_bytes=1 << 20,
+                       min_cleanable_dirty_ratio=0.0, delete_retention_ms=0)
+    p = Part(tmp_path, config)
+    p.data(8, 2)
+    p.marker(8, commit=False)                  # producer 8's last batch: kept for its state
+    p.log.roll()
+    p.append(build_batch([SimpleRecord(b"tail", key=b"k")]))
+    r1 = clean_log(p.log, now_ms=NOW)
+    clean_log(p.log, now_ms=NOW + 10, first_dirty_offset=r1.next_dirty_offset)
+    kept = [(h.producer_id, h.base_offset) for s in p.log.segments
+            for _, h in s.iter_headers(0) if h.is_control]
+    assert kept == [(8, 2)]
+    assert [t.producer_id for t in p.log.collect_aborted_txns(0, p.log.log_end_offset)] == [8]
+    p.close()
