@@ -3,7 +3,7 @@
 //
 //   node driver.js '<json spec>'
 //
-// The spec names a scenario (bootstrap, data, group, admin, failover) and its topics; every
+// The spec names a scenario (bootstrap, data, group, admin, failover, txnread) and its topics; every
 // observation is one JSON line on stdout, kafkajs's own log (WARN and up) goes to stderr. The
 // Python test decides what is right: this script only does things and reports what kafkajs saw.
 'use strict'
@@ -330,6 +330,23 @@ async function failover () {
   await producer.disconnect()
 }
 
+// Reads ``topics`` from the beginning in group ``groupId`` (readUncommitted false unless the spec
+// says true): every value as text, once ``n`` have come and then none for ``idleMs``.
+async function txnread () {
+  const { topics, groupId, n, idleMs, readUncommitted } = spec
+  const consumer = kafka.consumer({ groupId, readUncommitted: !!readUncommitted, maxWaitTimeInMs: 200, heartbeatInterval: 500 })
+  await consumer.connect()
+  await consumer.subscribe({ topics, fromBeginning: true })
+  const values = []
+  let last = Date.now()
+  await consumer.run({
+    eachMessage: async ({ message }) => { values.push(message.value.toString()); last = Date.now() }
+  })
+  await waitFor(() => values.length >= n && Date.now() - last > idleMs, `${n} records`)
+  await consumer.disconnect()
+  emit({ event: 'records', values })
+}
+
 // Bootstrap only: the cluster as the admin client sees it (ApiVersions, then Metadata).
 async function bootstrap () {
   const a = kafka.admin()
@@ -338,7 +355,7 @@ async function bootstrap () {
   await a.disconnect()
 }
 
-const scenarios = { bootstrap, data, group, admin, failover }
+const scenarios = { bootstrap, data, group, admin, failover, txnread }
 
 async function main () {
   await registerCodecs()
