@@ -319,8 +319,12 @@ def test_commit_abort_then_commit(cluster: ProcCluster, kind: str) -> None:
 
 @pytest.mark.skipif(why_not_installed() is not None, reason=str(why_not_installed()))
 def test_kafkajs_commit_abort_then_commit(cluster: ProcCluster) -> None:
-    batches = [{"label": f"kafkajs-{label}", "commit": commit, "parts": PARTS}
-               for label, commit in (("c1", True), ("a1", False), ("c2", True))]
+    """Also with offsets (sendOffsets): 5 in the aborted transaction, 7 in the last one."""
+    batches = [{"label": f"kafkajs-{label}", "commit": commit, "parts": PARTS,
+                "offsets": offset and {"group": "g-kafkajs", "topic": SOURCE, "partition": 0,
+                                       "offset": offset}}
+               for label, commit, offset in (("c1", True, 0), ("a1", False, 5),
+                                             ("c2", True, 7))]
     events = run_driver(cluster.bootstrap_servers, "txnwrite", transactionalId="tx-kafkajs",
                         batches=batches)
     ends = [e for e in events if e["event"] in ("committed", "aborted")]
@@ -329,6 +333,8 @@ def test_kafkajs_commit_abort_then_commit(cluster: ProcCluster) -> None:
         EVERYTHING.extend(e["values"])
         if e["event"] == "committed":
             COMMITTED.extend(e["values"])
+    until("the committed offset",
+          lambda: committed_offset(cluster, "g-kafkajs", SOURCE, 0) == 7, timeout=30)
 
 
 @pytest.mark.parametrize("kind", list(PRODUCERS))

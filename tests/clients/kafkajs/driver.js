@@ -332,18 +332,24 @@ async function failover () {
 }
 
 // A transactional producer (``transactionalId``): each of ``batches`` ({ label, commit, parts:
-// [[topic, partition]] }) is one transaction, one record per part, committed or aborted.
+// [[topic, partition]], offsets? }) is one transaction, one record per part, with
+// ``offsets`` ({ group, topic, partition, offset }) sent to it when given, committed or
+// aborted.
 async function txnwrite () {
   const { transactionalId, batches } = spec
   const producer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
   await producer.connect()
-  for (const { label, commit, parts } of batches) {
+  for (const { label, commit, parts, offsets } of batches) {
     const txn = await producer.transaction()
     const values = []
     for (const [topic, partition] of parts) {
       const value = `${label}-${topic}-${partition}`
       await txn.send({ topic, acks: -1, messages: [{ partition, value }] })
       values.push(value)
+    }
+    if (offsets) {
+      const { group, topic, partition, offset } = offsets
+      await txn.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions: [{ partition, offset: String(offset) }] }] })
     }
     await (commit ? txn.commit() : txn.abort())
     emit({ event: commit ? 'committed' : 'aborted', values })
