@@ -79,12 +79,12 @@ def create_topics(c: ProcCluster, **partitions: int) -> None:
         f.result(30)
 
 
-def send(address: str, api_key: int, req: Any) -> Any:
+def send(address: str, api_key: int, req: Any, version: int | None = None) -> Any:
     async def run() -> Any:
         host, port = parse_address(address)
         conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
         try:
-            return await conn.send(api_key, req, None, timeout_s=20.0)
+            return await conn.send(api_key, req, version, timeout_s=20.0)
         finally:
             await conn.close()
 
@@ -108,7 +108,8 @@ def raw_batches(c: ProcCluster, topic: str, partition: int) -> list[tuple[Any, l
                             partition=partition, current_leader_epoch=-1, fetch_offset=offset,
                             log_start_offset=-1, partition_max_bytes=1 << 22)])],
                     forgotten_topics_data=[], rack_id="")
-        p = send(c.nodes[leader].bootstrap, ApiKey.FETCH, req).responses[0].partitions[0]
+        # Fetch 12, the last that names topics (13+ name them by id only).
+        p = send(c.nodes[leader].bootstrap, ApiKey.FETCH, req, 12).responses[0].partitions[0]
         assert p.error_code == 0, p
         data, pos = bytes(p.records or b""), 0
         while pos < len(data):

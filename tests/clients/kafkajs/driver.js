@@ -1,11 +1,12 @@
 // Drives kafkajs against a running cluster for tests/integration/test_kafkajs.py (and
-// test_real_clients_apiversions.py).
+// test_real_clients_apiversions.py, test_txn_clients.py).
 //
 //   node driver.js '<json spec>'
 //
-// The spec names a scenario (bootstrap, data, group, admin, failover) and its topics; every
-// observation is one JSON line on stdout, kafkajs's own log (WARN and up) goes to stderr. The
-// Python test decides what is right: this script only does things and reports what kafkajs saw.
+// The spec names a scenario (bootstrap, data, group, admin, failover, txnread, txnwrite) and
+// its topics; every observation is one JSON line on stdout, kafkajs's own log (WARN and up)
+// goes to stderr. The Python test decides what is right: this script only does things and
+// reports what kafkajs saw.
 'use strict'
 
 const { Kafka, logLevel, AssignerProtocol, CompressionTypes, ConfigResourceTypes } = require('kafkajs')
@@ -330,6 +331,49 @@ async function failover () {
   await producer.disconnect()
 }
 
+// A transactional producer (``transactionalId``): each of ``batches`` ({ label, commit, parts:
+// [[topic, partition]], offsets? }) is one transaction, one record per part, with
+// ``offsets`` ({ group, topic, partition, offset }) sent to it when given, committed or
+// aborted.
+async function txnwrite () {
+  const { transactionalId, batches } = spec
+  const producer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  for (const { label, commit, parts, offsets } of batches) {
+    const txn = await producer.transaction()
+    const values = []
+    for (const [topic, partition] of parts) {
+      const value = `${label}-${topic}-${partition}`
+      await txn.send({ topic, acks: -1, messages: [{ partition, value }] })
+      values.push(value)
+    }
+    if (offsets) {
+      const { group, topic, partition, offset } = offsets
+      await txn.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions: [{ partition, offset: String(offset) }] }] })
+    }
+    await (commit ? txn.commit() : txn.abort())
+    emit({ event: commit ? 'committed' : 'aborted', values })
+  }
+  await producer.disconnect()
+}
+
+// Reads ``topics`` from the beginning in group ``groupId`` (readUncommitted false unless the spec
+// says true): every value as text, once ``n`` have come and then none for ``idleMs``.
+async function txnread () {
+  const { topics, groupId, n, idleMs, readUncommitted } = spec
+  const consumer = kafka.consumer({ groupId, readUncommitted: !!readUncommitted, maxWaitTimeInMs: 200, heartbeatInterval: 500 })
+  await consumer.connect()
+  await consumer.subscribe({ topics, fromBeginning: true })
+  const values = []
+  let last = Date.now()
+  await consumer.run({
+    eachMessage: async ({ message }) => { values.push(message.value.toString()); last = Date.now() }
+  })
+  await waitFor(() => values.length >= n && Date.now() - last > idleMs, `${n} records`)
+  await consumer.disconnect()
+  emit({ event: 'records', values })
+}
+
 // Bootstrap only: the cluster as the admin client sees it (ApiVersions, then Metadata).
 async function bootstrap () {
   const a = kafka.admin()
@@ -338,7 +382,7 @@ async function bootstrap () {
   await a.disconnect()
 }
 
-const scenarios = { bootstrap, data, group, admin, failover }
+const scenarios = { bootstrap, data, group, admin, failover, txnread, txnwrite }
 
 async function main () {
   await registerCodecs()
