@@ -368,7 +368,7 @@ def _readme_api_table() -> dict[int, tuple[str, str]]:
     """The README's "Kafka APIs served" table: key -> (broker listener, controller listener)."""
     text = (REPO / "README.md").read_text()
     section = text.split("## Kafka APIs served", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| (\d+) \| \w+ \| ([-\d]+) \| ([-\d]+) \|$", section, re.M)
+    rows = re.findall(r"^\| (\d+) \| \w+ \| ([-\d]+) \| ([-\d]+) \|$", section, re.MULTILINE)
     return {int(k): (b, c) for k, b, c in rows}
 
 
