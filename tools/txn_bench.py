@@ -70,15 +70,23 @@ def transactional_rate(bootstrap: str, topic: str, records: int, size: int,
     p.init_transactions(30)
     errors: list[object] = []
     value = b"x" * size
+    in_commit = 0.0
     t0 = time.perf_counter()
     for done in range(0, records, per_txn):
         p.begin_transaction()
         _produce(p, topic, value, min(per_txn, records - done), errors)
+        c0 = time.perf_counter()
         p.commit_transaction(30)
+        in_commit += time.perf_counter() - c0
     dt = time.perf_counter() - t0
     if errors:
         raise RuntimeError(f"transactional producer: {len(errors)} errors, first {errors[0]}")
+    txns = -(-records // per_txn)
+    COMMIT_MS.append(in_commit / txns * 1000)
     return records / dt
+
+
+COMMIT_MS: list[float] = []  # mean commit_transaction() time of each transactional round
 
 
 def committed_count(bootstrap: str, topic: str, partitions: int) -> int:
@@ -135,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 txn.append(transactional_rate(bootstrap, "bench-txn", args.records, args.size,
                                               args.per_txn, f"txn-bench-{r}"))
                 print(f"round {r + 1}: idempotent {idem[-1]:,.0f} records/s, transactional "
-                      f"{txn[-1]:,.0f} records/s ({args.per_txn} per transaction)", flush=True)
+                      f"{txn[-1]:,.0f} records/s ({args.per_txn} per transaction, "
+                      f"commit_transaction {COMMIT_MS[-1]:.1f} ms on average)", flush=True)
             expected = args.per_txn + (args.rounds * args.records)
             got = committed_count(bootstrap, "bench-txn", args.partitions)
             if got != expected:
