@@ -116,7 +116,7 @@ def committed_count(bootstrap: str, topic: str, partitions: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="txn_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=50_000, help="records per round and mode")
+    ap.add_argument("--records", type=int, default=30_000, help="records per round and mode")
     ap.add_argument("--per-txn", type=int, default=100, help="records per transaction")
     ap.add_argument("--size", type=int, default=100, help="value bytes")
     ap.add_argument("--partitions", type=int, default=3)
