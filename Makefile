@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-txn sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-kraft: $(STAMP)
 # Produce/consume records/s and MB/s, e2e latency, with confluent-kafka on real nodes.
 bench-produce: $(STAMP)
 	$(PY) -m tools.produce_bench
+
+# Transactional produce (100 records per transaction) against idempotent produce, RF 3.
+TXN_BENCH_ARGS ?=
+bench-txn: $(STAMP)
+	$(PY) -m tools.txn_bench $(TXN_BENCH_ARGS)
 
 # Snapshot write/load and replay rate for 100 K partitions.
 bench-metadata: $(STAMP)

@@ -164,7 +164,10 @@ class TxnWorkload:
                               msg.value().decode()])
 
         def done(type_: str, **extra: Any) -> tuple[str, bool]:
-            producer.poll(0)
+            try:
+                producer.poll(0)  # delivery reports; raises once the producer hit a fatal error
+            except KafkaException as e:
+                extra.setdefault("error", f"poll: {e}")
             self.history.add(type_, kind, process, txn=txn, tid=tid, acked=list(acked),
                              **extra)
             return type_, type_ == "ok" or extra.get("aborted") is True

@@ -424,3 +424,44 @@ def test_failover_resumes_a_prepared_commit(cluster: ProcCluster) -> None:
         text = cluster.nodes[new].log_path.read_text(errors="replace")
         assert re.search(rf"state of __transaction_state-{p} \(epoch \d+\): \d+ ids, \d+ "
                          rf"records, [1-9]\d* transaction\(s\) to complete", text), text[-3000:]
+
+
+def _produce_txn(c: ProcCluster, tid: str, pid: int, epoch: int, seq: int, value: bytes) -> int:
+    """One transactional batch to TOPIC partition 1 through its leader; the error code."""
+    from broker.protocol.messages import produce
+    from storage.records import SimpleRecord, build_batch
+
+    def leader() -> int | None:
+        md = send(c, None, ApiKey.METADATA, metadata.REQUEST.cls(topics=[
+            metadata.REQUEST.MetadataRequestTopic(name=TOPIC)], allow_auto_topic_creation=False))
+        p = [p for p in md.topics[0].partitions if p.partition_index == 1]
+        return p[0].leader_id if p and p[0].leader_id >= 0 else None
+
+    batch = build_batch([SimpleRecord(value)], producer_id=pid, producer_epoch=epoch,
+                        base_sequence=seq, is_transactional=True)
+    R = produce.REQUEST
+    resp = send(c, until("the leader of partition 1", leader), ApiKey.PRODUCE, R.cls(
+        transactional_id=tid, acks=-1, timeout_ms=10000, topic_data=[R.TopicProduceData(
+            name=TOPIC, partition_data=[R.PartitionProduceData(index=1, records=batch)])]),
+        version=8)
+    return int(resp.responses[0].partition_responses[0].error_code)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "KIP-890 part 1 not implemented: the partition leader appends a transactional batch without "
+    "asking the coordinator (AddPartitionsToTxn verify_only) whether its partition is in an "
+    "ongoing transaction; found by the txn fault workload as an aborted read"))
+def test_a_late_batch_after_the_abort_is_refused(cluster: ProcCluster) -> None:
+    """A produce request delayed in the network past its transaction's abort (clients cut from
+    the leader, then healed) must not open a new transaction on the partition: the next commit
+    of the same producer id would make the aborted records visible at read_committed."""
+    tid = "wire-late-batch"
+    r = init_pid(cluster, tid)
+    pid, epoch = r.producer_id, r.producer_epoch
+    assert add_partitions(cluster, tid, pid, epoch, [1]) == {1: 0}
+    assert _produce_txn(cluster, tid, pid, epoch, 0, b"in-txn") == 0
+    assert end(cluster, tid, pid, epoch, False) == 0
+    until("the abort to complete",
+          lambda: describe(cluster, tid).transaction_state == "CompleteAbort")
+    # The same batch's successor arrives late: same epoch, next sequence, no AddPartitionsToTxn.
+    assert _produce_txn(cluster, tid, pid, epoch, 1, b"late") == ErrorCode.INVALID_TXN_STATE

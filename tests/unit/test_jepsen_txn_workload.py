@@ -47,8 +47,9 @@ class ScriptedProducer:
 
     def __init__(self, commit: list[Exception | None] | None = None,
                  abort: list[Exception | None] | None = None,
-                 produce: Exception | None = None) -> None:
+                 produce: Exception | None = None, poll: Exception | None = None) -> None:
         self.commit = list(commit or [None])
+        self.poll_error = poll
         self.abort = list(abort or [None])
         self.produce_error = produce
         self.calls: list[str] = []
@@ -65,6 +66,8 @@ class ScriptedProducer:
         self.offset += 1
 
     def poll(self, _t: float) -> int:
+        if self.poll_error is not None:
+            raise self.poll_error
         return 0
 
     def commit_transaction(self, _t: float) -> None:
@@ -129,6 +132,17 @@ def test_abortable_commit_error_and_failed_abort_is_unknown() -> None:
 def test_fatal_commit_error_is_unknown() -> None:
     (outcome, usable), _op = run_one(ScriptedProducer(commit=[FATAL]))
     assert (outcome, usable) == ("info", False)
+
+
+def test_fatal_commit_error_then_poll_raising_is_unknown_not_a_crash() -> None:
+    """After a fatal error (a commit answered INVALID_TXN_STATE during a coordinator
+    failover) librdkafka's poll() raises the fatal error again: the transaction is still
+    recorded (info) and the producer replaced, not the worker crashed."""
+    (outcome, usable), op = run_one(ScriptedProducer(commit=[FATAL], poll=FATAL))
+    assert (outcome, usable) == ("info", False)
+    assert op["error"].startswith("commit:")
+    (outcome, usable), op = run_one(ScriptedProducer(poll=FATAL))
+    assert (outcome, usable) == ("ok", True) and "poll:" in op["error"]
 
 
 def test_a_harness_error_is_not_taken_for_an_outcome() -> None:
