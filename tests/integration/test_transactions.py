@@ -447,14 +447,12 @@ def _produce_txn(c: ProcCluster, tid: str, pid: int, epoch: int, seq: int, value
     return int(resp.responses[0].partition_responses[0].error_code)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KIP-890 part 1 not implemented: the partition leader appends a transactional batch without "
-    "asking the coordinator (AddPartitionsToTxn verify_only) whether its partition is in an "
-    "ongoing transaction; found by the txn fault workload as an aborted read"))
 def test_a_late_batch_after_the_abort_is_refused(cluster: ProcCluster) -> None:
     """A produce request delayed in the network past its transaction's abort (clients cut from
     the leader, then healed) must not open a new transaction on the partition: the next commit
-    of the same producer id would make the aborted records visible at read_committed."""
+    of the same producer id would make the aborted records visible at read_committed (the
+    aborted read the transactional fault workload found, partition nemesis, seed 1003). The
+    leader asks the coordinator first (KIP-890 part 1, broker/replication/txn_verify.py)."""
     tid = "wire-late-batch"
     r = init_pid(cluster, tid)
     pid, epoch = r.producer_id, r.producer_epoch
