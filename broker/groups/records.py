@@ -192,7 +192,8 @@ def group_metadata_value(rec: GroupMetadataRecord) -> bytes:
         members=members), GROUP_METADATA_VALUE_VERSION)
 
 
-def _decode_versioned(msg: Message, data: bytes) -> Any:
+def decode_versioned(msg: Message, data: bytes) -> Any:
+    """A record key or value of an internal topic: an int16 version, then ``msg`` at it."""
     if len(data) < 2:
         raise DecodeError(f"{msg.name}: {len(data)} bytes, no version")
     version = _I16.unpack_from(data)[0]
@@ -212,17 +213,17 @@ def decode_record(key: bytes | None, value: bytes | None
         raise DecodeError("__consumer_offsets record without a key")
     key_version = _I16.unpack_from(key)[0]
     if key_version in (0, 1):
-        k = _decode_versioned(OFFSET_COMMIT_KEY, key)
+        k = decode_versioned(OFFSET_COMMIT_KEY, key)
         if value is None:
             return OffsetRecord(k.group, k.topic, k.partition, tombstone=True)
-        v = _decode_versioned(OFFSET_COMMIT_VALUE, value)
+        v = decode_versioned(OFFSET_COMMIT_VALUE, value)
         return OffsetRecord(k.group, k.topic, k.partition, v.offset, v.leader_epoch,
                             v.metadata, v.commit_timestamp, v.expire_timestamp)
     if key_version == 2:
-        k = _decode_versioned(GROUP_METADATA_KEY, key)
+        k = decode_versioned(GROUP_METADATA_KEY, key)
         if value is None:
             return GroupMetadataRecord(k.group, tombstone=True)
-        v = _decode_versioned(GROUP_METADATA_VALUE, value)
+        v = decode_versioned(GROUP_METADATA_VALUE, value)
         return GroupMetadataRecord(
             k.group, v.protocol_type, v.generation, v.protocol, v.leader,
             v.current_state_timestamp,

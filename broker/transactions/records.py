@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import struct
 
-from broker.groups.records import java_string_hashcode, records_batch
+# A transactional id's partition is Kafka's abs(hashCode) % partitions, as a group id's.
+from broker.groups.records import decode_versioned, partition_for, records_batch
 from broker.transactions.state import TxnEntry, TxnState
 from kraft.codec import (
     INT8,
@@ -61,12 +62,6 @@ TRANSACTION_LOG_VALUE = Message(
     ])
 
 
-def partition_for(transactional_id: str, num_partitions: int) -> int:
-    """Kafka's ``Utils.abs(transactionalId.hashCode) % partitions``."""
-    h = java_string_hashcode(transactional_id)
-    return (0 if h == -(1 << 31) else abs(h)) % num_partitions
-
-
 def txn_key(transactional_id: str) -> bytes:
     return _I16.pack(KEY_VERSION) + TRANSACTION_LOG_KEY.encode(
         TRANSACTION_LOG_KEY.cls(transactional_id=transactional_id), KEY_VERSION)
@@ -88,28 +83,16 @@ def txn_value(e: TxnEntry, version: int = VALUE_VERSION) -> bytes:
     return _I16.pack(version) + V.encode(obj, version)
 
 
-def _decode(msg: Message, data: bytes) -> object:
-    if len(data) < 2:
-        raise DecodeError(f"{msg.name}: no version")
-    version = _I16.unpack_from(data)[0]
-    if version not in msg.valid_versions:
-        raise DecodeError(f"{msg.name}: unknown version {version}")
-    obj, end = msg.decode(data, version, 2)
-    if end != len(data):
-        raise DecodeError(f"{msg.name} v{version}: {len(data) - end} trailing bytes")
-    return obj
-
-
 def decode_txn_record(key: bytes | None, value: bytes | None
                       ) -> tuple[str, TxnEntry | None]:
     """(transactional id, its entry or None for a tombstone); DecodeError when malformed."""
     if key is None:
         raise DecodeError("__transaction_state record without a key")
-    k = _decode(TRANSACTION_LOG_KEY, key)
+    k = decode_versioned(TRANSACTION_LOG_KEY, key)
     tid: str = k.transactional_id  # type: ignore[attr-defined]
     if value is None:
         return tid, None
-    v = _decode(TRANSACTION_LOG_VALUE, value)
+    v = decode_versioned(TRANSACTION_LOG_VALUE, value)
     try:
         state = TxnState(v.transaction_status)  # type: ignore[attr-defined]
     except ValueError as e:
