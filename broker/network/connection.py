@@ -36,6 +36,7 @@ from broker.protocol.framing import (
     RequestHeader,
     parse_request_header,
 )
+from broker.security.principal import ANONYMOUS, KafkaPrincipal
 from kraft.codec import DecodeError, Message
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class ConnectionInfo:
     """What a request's context knows about its connection."""
 
     __slots__ = ("client_software_name", "client_software_version", "connection_id",
-                 "listener_kind", "listener_name", "local_address", "peer")
+                 "listener_kind", "listener_name", "local_address", "peer", "principal")
 
     def __init__(self, listener_name: str, listener_kind: str, peer: Any, local_address: Any,
                  connection_id: str) -> None:
@@ -122,6 +123,8 @@ class ConnectionInfo:
         self.connection_id = connection_id
         self.client_software_name = ""
         self.client_software_version = ""
+        # Who the requests are authorized as (broker/security/principal.py).
+        self.principal: KafkaPrincipal = ANONYMOUS
 
 
 class ListenerRoutes:

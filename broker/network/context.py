@@ -81,6 +81,7 @@ class RequestContext:
     connection_id = property(lambda self: self.connection.connection_id)
     client_software_name = property(lambda self: self.connection.client_software_name)
     client_software_version = property(lambda self: self.connection.client_software_version)
+    principal = property(lambda self: self.connection.principal)
     api_key = property(lambda self: self.header.api_key)
     api_version = property(lambda self: self.header.api_version)
     client_id = property(lambda self: self.header.client_id)
