@@ -39,6 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.admin.http_auth import HttpAuthenticator
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
@@ -59,6 +60,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
+        self.auth = HttpAuthenticator.from_config(self.config)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
@@ -66,7 +68,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
     # -- application ------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._logged, self._errors],
+        app = web.Application(middlewares=[self._logged, self.auth.middleware, self._errors],
                               client_max_size=MAX_BODY_BYTES)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
