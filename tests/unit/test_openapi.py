@@ -17,7 +17,9 @@ from broker.admin.openapi import ROUTES, SCHEMAS, openapi_document
 
 def _server() -> AdminHttpServer:
     # Building the app reads only the node id; no handler runs here.
-    node = SimpleNamespace(config=SimpleNamespace(node_id=1), admin=None, cluster_id="c")
+    keys = {"admin.authentication.methods": [], "admin.bearer.tokens.file": None}
+    node = SimpleNamespace(config=SimpleNamespace(node_id=1, get=keys.__getitem__), admin=None,
+                           cluster_id="c")
     return AdminHttpServer(node)
 
 
