@@ -42,6 +42,7 @@ from aiohttp import web
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
+from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
 from broker.admin.metrics import NodeMetrics
@@ -54,7 +55,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes):
+class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
+                      TransactionRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
