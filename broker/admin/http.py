@@ -45,6 +45,7 @@ from broker.admin.http_groups import GroupRoutes
 from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
+from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
 
@@ -73,6 +74,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
                                  name=route.operation_id)
+        add_ui_routes(app)
         return app
 
     @web.middleware
