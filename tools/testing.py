@@ -14,9 +14,10 @@ What a test gets (``TestCluster``):
   every record from the earliest offset to the end, partition by partition, as
   ``ConsumedRecord(partition, offset, key, value, headers, timestamp)``;
 - faults for the test's own checks: ``kill(node)`` (SIGKILL), ``restart(node)``, ``stop(node)``
-  (a controlled shutdown), ``pause(node)`` / ``resume(node)`` (SIGSTOP / SIGCONT). Cutting a node
-  off the network needs network namespaces and root: the project's fault suite does it
-  (``jepsen-style/``); it is not offered here.
+  (a controlled shutdown), ``pause(node)`` / ``resume(node)`` (SIGSTOP / SIGCONT); and with
+  ``cluster(..., network=True)`` (root and iproute2: each node in its own network namespace,
+  ``tools/netns.py``) ``isolate(node)`` (cut from the other nodes and from the clients),
+  ``partition([[1], [2, 3]])`` (between nodes) and ``heal()``.
 
 The pytest plugin (``tools/pytest_plugin.py``, registered through the ``pytest11`` entry point)
 wraps this as the ``kafka_cluster`` fixture.
@@ -28,7 +29,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,14 @@ from broker.client import KafkaClient
 from tools.cli_client import TopicPartition, create_topic, delete_topic
 from tools.cli_fetch import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, fetch_from, list_offsets_of
 from tools.cli_produce import Producer
+from tools.netns import NamespaceNetwork
 from tools.proc_cluster import STARTED, ProcCluster
 
 __all__ = ["ConsumedRecord", "TestCluster", "cluster"]
 
-DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = 60.0
+# One request's timeout: a node cut off or paused costs this much before a retry elsewhere.
+REQUEST_TIMEOUT_S = 10.0
 # Small internal topics: a test cluster of 1 or 3 nodes needs no more.
 _TEST_DEFAULTS = {
     "offsets.topic.num.partitions": "3",
@@ -98,9 +102,12 @@ class TestCluster:
 
     def produce(self, topic: str, values: Iterable[bytes | str | None], *,
                 key: bytes | str | None = None, partition: int | None = None) -> list[int]:
-        """Sends every value (acks=all) and returns their offsets, in order."""
+        """Sends every value (acks=all) and returns their offsets, in order. At least once: a
+        request retried after a timeout (a node killed, paused or cut off) may be written
+        twice, as with any producer without idempotence."""
         async def go(c: KafkaClient) -> list[int]:
-            producer = Producer(c, acks=-1, linger_ms=1)
+            producer = Producer(c, acks=-1, linger_ms=1,
+                                request_timeout_ms=int(REQUEST_TIMEOUT_S * 1000))
             items = list(values)
             offsets: list[int] = [-1] * len(items)
             errors: list[BaseException] = []
@@ -184,6 +191,25 @@ class TestCluster:
         if wait:
             n.wait_for(STARTED)
 
+    def isolate(self, node: int) -> None:
+        """Cut ``node`` from every other node and from the clients (both directions)."""
+        net = self._network()
+        net.partition([[node], [i for i in self.node_ids if i != node]])
+        net.block(None, node)
+
+    def partition(self, groups: Sequence[Sequence[int]]) -> None:
+        """Nodes in different groups cannot talk; clients still reach everyone."""
+        self._network().partition(groups)
+
+    def heal(self) -> None:
+        self._network().heal()
+
+    def _network(self) -> NamespaceNetwork:
+        if self.procs.network is None:
+            raise RuntimeError("network faults need cluster(..., network=True) (root and "
+                               "iproute2: nodes in network namespaces)")
+        return self.procs.network
+
     def pause(self, node: int) -> None:
         self.procs.nodes[node].pause()
 
@@ -197,7 +223,7 @@ class TestCluster:
             if self._client is None:
                 self._client = await KafkaClient.bootstrap(
                     self.bootstrap_servers.split(","), client_id="pykraft-testing",
-                    api_timeout_s=timeout_s)
+                    api_timeout_s=timeout_s, request_timeout_s=REQUEST_TIMEOUT_S)
             return await asyncio.wait_for(fn(self._client), timeout_s)
         return self._loop.run_until_complete(go())
 
@@ -215,10 +241,12 @@ def _bytes(v: bytes | str | None) -> bytes | None:
 
 @contextlib.contextmanager
 def cluster(nodes: int = 1, *, root: Path | str | None = None,
-            config: Mapping[str, str] | None = None) -> Iterator[TestCluster]:
+            config: Mapping[str, str] | None = None, network: bool = False
+            ) -> Iterator[TestCluster]:
     """Starts ``nodes`` (1 or more) combined broker + controller nodes and yields the running
     ``TestCluster``; stops them (and removes their data unless ``root`` was given) at the end.
-    ``config`` adds or overrides ``server.properties`` keys of every node."""
+    ``config`` adds or overrides ``server.properties`` keys of every node; ``network`` runs each
+    node in its own network namespace, for ``isolate``/``partition``/``heal``."""
     if nodes < 1:
         raise ValueError("nodes must be at least 1")
     own = root is None
@@ -228,7 +256,8 @@ def cluster(nodes: int = 1, *, root: Path | str | None = None,
     extra["transaction.state.log.replication.factor"] = str(min(3, nodes))
     extra["transaction.state.log.min.isr"] = str(min(2, nodes))
     extra.update(config or {})
-    procs = ProcCluster(base, controllers=nodes, brokers=0, combined=True, extra=extra)
+    procs = ProcCluster(base, controllers=nodes, brokers=0, combined=True, extra=extra,
+                        network=network)
     tc = TestCluster(procs, nodes)
     try:
         procs.start()
