@@ -43,8 +43,10 @@ from broker.admin.http_auth import HttpAuthenticator
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
+from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
+from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
 
@@ -55,7 +57,8 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes):
+class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
+                      TransactionRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
@@ -73,6 +76,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
                                  name=route.operation_id)
+        add_ui_routes(app)
         return app
 
     @web.middleware

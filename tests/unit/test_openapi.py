@@ -12,6 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from broker.admin.http import AdminHttpServer
+from broker.admin.http_ui import UI_PREFIX
 from broker.admin.openapi import ROUTES, SCHEMAS, openapi_document
 
 
@@ -29,7 +30,10 @@ def _router_routes(server: AdminHttpServer) -> set[tuple[str, str]]:
         if route.method == "HEAD":  # aiohttp adds HEAD for every GET
             continue
         info = route.resource.get_info() if route.resource is not None else {}
-        out.add((route.method, info.get("formatter") or info.get("path")))
+        path = info.get("formatter") or info.get("path")
+        if path.startswith(UI_PREFIX):  # the web console's static files, not API operations
+            continue
+        out.add((route.method, path))
     return out
 
 
