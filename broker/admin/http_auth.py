@@ -15,7 +15,9 @@ present in its ``Authorization`` header:
 
 A request without valid credentials gets 401 with ``WWW-Authenticate`` naming the methods and a
 body that says only that: no route, resource or node detail is revealed. ``/v1/status/live``
-stays open (a liveness probe learns nothing but that the process answers). What an
+stays open (a liveness probe learns nothing but that the process answers), and so do the web
+console's static files under ``/ui`` (the page holds no cluster data; it asks for a token
+when the API answers 401, and a browser asks for basic credentials itself). What an
 authenticated principal may change is the authorizer's decision (``http_principal``).
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.admin.http_ui import UI_PREFIX
 from broker.security.principal import ANONYMOUS, USER_TYPE, KafkaPrincipal
 from storage.errors import ConfigError
 
@@ -174,7 +177,8 @@ class HttpAuthenticator:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not self.methods or request.path in OPEN_PATHS:
+        if (not self.methods or request.path in OPEN_PATHS
+                or request.path == UI_PREFIX or request.path.startswith(UI_PREFIX + "/")):
             return await handler(request)
         principal = self.authenticate(request.headers.get("Authorization"))
         if principal is None:

@@ -70,8 +70,11 @@ def test_requests_without_valid_credentials_get_401_and_nothing_else(
         assert_401(get(base + path, auth="Basic b3BzOnNlY3JldA=="))  # basic is not enabled
     assert_401(requests.post(base + "/v1/topics", json={"name": "t", "partitions": 1},
                              timeout=TIMEOUT_S))
-    # The liveness probe stays open.
+    # The liveness probe and the web console's static files stay open.
     assert get(base + "/v1/status/live").status_code == 200
+    assert get(base + "/ui/").status_code == 200
+    assert get(base + "/ui/static/app.js").status_code == 200
+    assert_401(get(base + "/uix"))
 
 
 def test_a_listed_token_is_served_and_tokens_rotate_without_restart(
