@@ -40,6 +40,10 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Closing on purpose**: a handler that returns ``CLOSE`` sends no response and has the
   connection closed once the responses of the requests before it are written; nothing after
   it is parsed (Kafka's ``RequestChannel.closeConnection``: a Produce with acks=0 that failed).
+- **Quota throttling** (KIP-219): a handler that sets ``ctx.connection.mute_until`` (a
+  ``time.monotonic()`` deadline; broker/quotas/enforce.py) has the connection stop being read
+  once that request is answered, until the deadline: Kafka's channel muting for the throttle
+  time. Responses already due still go out.
 - **Handler failures**: an exception from the handler (the handler layer should have turned it
   into an error code) or a response that does not encode is a bug: logged with its traceback,
   and that connection is closed. The server keeps serving everyone else.
@@ -51,6 +55,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -120,6 +125,8 @@ class _Connection(asyncio.Protocol):
         self.info: ConnectionInfo | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flush_scheduled = False
+        self._unmute: asyncio.TimerHandle | None = None
+        self._muted_until = 0.0
 
     @property
     def closed(self) -> bool:
@@ -157,6 +164,9 @@ class _Connection(asyncio.Protocol):
             server.stats.connections_closed += 1
         core.pending.clear()
         core.stash = bytearray()
+        if self._unmute is not None:
+            self._unmute.cancel()
+            self._unmute = None
         # Running handlers finish on their own (their responses are dropped); the server keeps
         # them so that stop() can still cancel them.
         for task in self._tasks:
@@ -310,6 +320,8 @@ class _Connection(asyncio.Protocol):
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
             data = b"".join(out)
+        if self.info.mute_until:  # type: ignore[union-attr]
+            self._mute()
         observe = self._server.request_observer
         if observe is not None:
             observe(schema.api_key, getattr(response, "error_code", 0),
@@ -318,6 +330,27 @@ class _Connection(asyncio.Protocol):
             slot[0] = data
         elif action := self.core.queue_response(data):
             self._act(action)
+
+    def _mute(self) -> None:
+        """Stop reading until ``info.mute_until`` (a quota's throttle time)."""
+        info = self.info
+        assert info is not None
+        until, info.mute_until = info.mute_until, 0.0
+        if until <= self._muted_until:
+            return
+        self._muted_until = until
+        if self._unmute is not None:
+            self._unmute.cancel()
+        self._unmute = self._loop.call_later(max(0.0, until - time.monotonic()), self._end_mute)
+        if not self.core.throttled:
+            self.core.throttled = True
+            self._update_blocked()
+
+    def _end_mute(self) -> None:
+        self._unmute = None
+        self._muted_until = 0.0
+        self.core.throttled = False
+        self._update_blocked()
 
     def _close_when_due(self, slot: list[Any] | None) -> None:
         """A handler answered ``CLOSE``: parse nothing more; close now if no earlier request
