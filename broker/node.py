@@ -197,6 +197,8 @@ class Node:
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)
+        if self.client_quotas is not None:
+            self.client_quotas.attach(self.server)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
             assert self.server is not None
@@ -232,12 +234,14 @@ class Node:
         """Client quotas (broker/quotas/): the image's quotas feed the Produce and Fetch hooks;
         DescribeClientQuotas and AlterClientQuotas."""
         assert self.admin is not None
-        self.client_quotas = quotas = ClientQuotas.from_config(self.config)
+        self.client_quotas = quotas = ClientQuotas.from_config(self.config,
+                                                               lambda: self.loader.image)
         self.loader.add_publisher(quotas.on_metadata)
         broker_handlers.update(ClientQuotaApis(self.admin.forwarder,
                                                lambda: self.loader.image).handlers)
         broker_handlers[ApiKey.PRODUCE] = quotas.wrap_produce(broker_handlers[ApiKey.PRODUCE])
         broker_handlers[ApiKey.FETCH] = quotas.wrap_fetch(broker_handlers[ApiKey.FETCH])
+        quotas.wrap_mutations(broker_handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own

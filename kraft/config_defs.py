@@ -478,6 +478,11 @@ _DEFS: list[ConfigDef] = [
          "Windows kept by each client quota's rate (broker/quotas/rate.py)."),
     _def("quota.window.size.seconds", INT, 1, AtLeast(1),
          "Length of each window of a client quota's rate."),
+    _def("controller.quota.window.num", INT, 11, AtLeast(1),
+         "Windows of controller_mutation_rate's token bucket: its burst is the quota times "
+         "this times the window size (broker/quotas/mutations.py)."),
+    _def("controller.quota.window.size.seconds", INT, 1, AtLeast(1),
+         "Window size of controller_mutation_rate's token bucket."),
     _def("leader.replication.throttled.rate", LONG, LONG_MAX, AtLeast(0),
          "Bytes/s a leader sends to throttled replicas that are out of the ISR."),
     _def("follower.replication.throttled.rate", LONG, LONG_MAX, AtLeast(0),

@@ -40,10 +40,10 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Closing on purpose**: a handler that returns ``CLOSE`` sends no response and has the
   connection closed once the responses of the requests before it are written; nothing after
   it is parsed (Kafka's ``RequestChannel.closeConnection``: a Produce with acks=0 that failed).
-- **Quota throttling** (KIP-219): a handler that sets ``ctx.connection.mute_until`` (a
-  ``time.monotonic()`` deadline; broker/quotas/enforce.py) has the connection stop being read
-  once that request is answered, until the deadline: Kafka's channel muting for the throttle
-  time. Responses already due still go out.
+- **Quotas** (broker/quotas/enforce.py): a handler that sets ``ctx.connection.mute_until`` (a
+  ``time.monotonic()`` deadline) has the connection not read again, once that request is
+  answered, until then (KIP-219's muting). ``request_quota``, when set, gets each request's
+  result and handler time (the synchronous part) and may give it a throttle time.
 - **Handler failures**: an exception from the handler (the handler layer should have turned it
   into an error code) or a response that does not encode is a bug: logged with its traceback,
   and that connection is closed. The server keeps serving everyone else.
@@ -226,11 +226,15 @@ class _Connection(asyncio.Protocol):
         _, _, response_schema, response_header_version, handler = route
         api_version = header.api_version
         started = perf_counter()
+        ctx = RequestContext(self.info, header, frame)  # type: ignore[arg-type]
         try:
-            result = handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
+            result = handler(ctx, header, request)
         except Exception:  # noqa: BLE001 - any handler bug closes only this connection
             self._handler_failed(header)
             return
+        request_quota = self._server.request_quota
+        if request_quota is not None:
+            result = request_quota(ctx, header, request, result, perf_counter() - started)
         if not hasattr(result, "__await__"):  # answered synchronously: the fast path
             self._complete(result, response_schema, api_version, header.correlation_id,
                            response_header_version, None, started, len(frame))
@@ -519,6 +523,9 @@ class KafkaServer:
         # observer(api_key, top-level error code, seconds, bytes in, bytes out) per answered
         # request (broker.admin.metrics); None: no per-request accounting.
         self.request_observer: Callable[[int | None, int, float, int, int], None] | None = None
+        # request_quota(ctx, header, request, result, handler seconds) -> result; None: no
+        # request_percentage quota exists, nothing is measured.
+        self.request_quota: Callable[[Any, Any, Any, Any, float], Any] | None = None
         self._started = False
 
     def advertised_for(self, listener_name: str) -> dict[int, tuple[int, int]]:

@@ -1,5 +1,8 @@
 """Client quotas around the broker's handlers: the managers of ``producer_byte_rate`` and
-``consumer_byte_rate`` fed from the metadata image, and the Produce and Fetch hooks.
+``consumer_byte_rate`` fed from the metadata image, and the Produce and Fetch hooks;
+``request_percentage`` through the network server's ``request_quota`` hook (set only while
+such a quota exists); ``controller_mutation_rate`` around the topic admin APIs is in
+``mutations.py``.
 
 With no quota of a key configured, its hook is one attribute check before the handler.
 Otherwise (Kafka's KafkaApis):
@@ -24,7 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.messages import create_partitions, create_topics, delete_topics
 from broker.quotas.manager import QuotaManager
+from broker.quotas.mutations import MutationQuotas
 
 __all__ = ["FETCH_CLIENT_THROTTLE_VERSION", "PRODUCE_CLIENT_THROTTLE_VERSION", "ClientQuotas"]
 
@@ -36,27 +42,108 @@ FETCH_CLIENT_THROTTLE_VERSION = 8
 Handler = Callable[[Any, Any, Any], Any]
 
 
+# Requests only other nodes send: not metered by request_percentage.
+_EXEMPT = frozenset({ApiKey.WRITE_TXN_MARKERS, ApiKey.API_VERSIONS})
+
+
 def _user(ctx: Any) -> str:
     return ctx.connection.principal.name
 
 
+def _with_throttle(response: Any, ms: int) -> Any:
+    if response is not None and hasattr(response, "throttle_time_ms"):
+        response.throttle_time_ms = max(response.throttle_time_ms or 0, ms)
+    return response
+
+
+# Admin APIs metered by controller_mutation_rate: their response schema and per-topic list.
+_MUTATIONS = {
+    ApiKey.CREATE_TOPICS: (create_topics.RESPONSE, "topics"),
+    ApiKey.CREATE_PARTITIONS: (create_partitions.RESPONSE, "results"),
+    ApiKey.DELETE_TOPICS: (delete_topics.RESPONSE, "responses"),
+}
+
+
 class ClientQuotas:
     def __init__(self, samples: int = 11, window_s: int = 1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 mutations: MutationQuotas | None = None) -> None:
         window_ms = window_s * 1000
         self.produce = QuotaManager("producer_byte_rate", samples, window_ms)
         self.fetch = QuotaManager("consumer_byte_rate", samples, window_ms)
+        # Kafka's ClientRequestQuotaManager: at most one window of throttle per request.
+        self.request = QuotaManager("request_percentage", samples, window_ms,
+                                    max_throttle_ms=window_ms)
+        self.mutations = mutations
         self.clock = clock
+        self._server: Any = None
 
     @classmethod
-    def from_config(cls, config: Any) -> ClientQuotas:
-        return cls(config.get("quota.window.num"), config.get("quota.window.size.seconds"))
+    def from_config(cls, config: Any, image: Callable[[], Any]) -> ClientQuotas:
+        return cls(config.get("quota.window.num"), config.get("quota.window.size.seconds"),
+                   mutations=MutationQuotas(
+                       image, config.get("num.partitions"),
+                       config.get("controller.quota.window.num"),
+                       config.get("controller.quota.window.size.seconds")))
 
     def on_metadata(self, delta: Any, image: Any) -> None:
         """A metadata publisher: the new quotas apply to the next request."""
         if delta is None or delta.client_quotas_changed():
             self.produce.update(image.client_quotas)
             self.fetch.update(image.client_quotas)
+            self.request.update(image.client_quotas)
+            if self.mutations is not None:
+                self.mutations.update(image.client_quotas)
+            self._hook_server()
+
+    def attach(self, server: Any) -> None:
+        """The network server whose ``request_quota`` hook follows request_percentage."""
+        self._server = server
+        self._hook_server()
+
+    def _hook_server(self) -> None:
+        if self._server is not None:
+            self._server.request_quota = self.on_request if self.request.active else None
+
+    # -- request_percentage -------------------------------------------------------------------
+
+    def on_request(self, ctx: Any, header: Any, request: Any, result: Any,
+                   seconds: float) -> Any:
+        """The network server's hook: record the handler time of a client request on the
+        broker listener as a percentage of one thread (Kafka's ClientRequestQuotaManager);
+        over the quota, the response carries the larger of its own throttle time and this
+        one, and the connection is muted for it. Requests between nodes (a follower's Fetch,
+        WriteTxnMarkers) are exempt, as they are in Kafka."""
+        if ctx.connection.listener_kind != "broker" or header.api_key in _EXEMPT:
+            return result
+        if header.api_key == ApiKey.FETCH:
+            replica_id = request.replica_id
+            if header.api_version >= 15 and request.replica_state is not None:
+                replica_id = request.replica_state.replica_id
+            if replica_id >= 0:
+                return result
+        now = self.clock()
+        ms = self.request.record(_user(ctx), header.client_id or "", seconds * 100.0,
+                                 now * 1000.0)
+        if ms <= 0:
+            return result
+        until = now + ms / 1000.0
+        ctx.connection.mute_until = max(ctx.connection.mute_until, until)
+        if inspect.isawaitable(result):
+            return self._request_later(result, ms)
+        return _with_throttle(result, ms)
+
+    @staticmethod
+    async def _request_later(pending: Any, ms: int) -> Any:
+        return _with_throttle(await pending, ms)
+
+    def wrap_mutations(self, handlers: dict[int, Any]) -> None:
+        """CreateTopics, CreatePartitions and DeleteTopics under controller_mutation_rate."""
+        assert self.mutations is not None
+        for key, (R, field) in _MUTATIONS.items():
+            if key in handlers:
+                handlers[key] = self.mutations.wrap(key, R, field, handlers[key],
+                                                    self._throttle)
 
     # -- throttling ---------------------------------------------------------------------------
 
@@ -67,7 +154,8 @@ class ClientQuotas:
         if response is not None:
             response.throttle_time_ms = throttle_ms
         if header.api_version >= client_version:
-            ctx.connection.mute_until = self.clock() + throttle_ms / 1000.0
+            ctx.connection.mute_until = max(ctx.connection.mute_until,
+                                            self.clock() + throttle_ms / 1000.0)
             return response
         return self._delayed(response, throttle_ms)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from broker.quotas.manager import QuotaManager
+from broker.quotas.mutations import MutationQuotas
 from broker.quotas.rate import WindowedRate
 from broker.quotas.resolve import QuotaKeyIndex
 from kraft.client_quotas import (
@@ -236,3 +237,32 @@ def test_controller_refuses_what_kafka_refuses(
     image, codes = _alter(MetadataImage(), ClientQuotaAlteration(entity, ops), good)
     assert codes == [ErrorCode.INVALID_REQUEST, ErrorCode.NONE]
     assert list(image.client_quotas.entities) == [((CLIENT_ID, "ok"),)]
+
+
+# -- controller_mutation_rate (KIP-599) -------------------------------------------------------
+
+def _mutations(rate: float, samples: int = 10) -> MutationQuotas:
+    m = MutationQuotas(lambda: MetadataImage(), default_partitions=1, samples=samples)
+    m.update(_image((((CLIENT_ID, "admin"),), {"controller_mutation_rate": rate})))
+    return m
+
+
+def test_strict_mutation_quota_is_kafkas_token_bucket() -> None:
+    """Kafka's StrictControllerMutationQuotaTest: quota 10/s over 10 windows of 1 s."""
+    m = _mutations(10.0)
+    assert m.active
+    assert m.admit("u", "admin", [90], strict=True, now_ms=0) == ([True], 0)  # 100 -> 10
+    # Accepted while the bucket is not below zero, whatever it costs: 10 -> -80.
+    assert m.admit("u", "admin", [90], strict=True, now_ms=0) == ([True], 8000)
+    # Refused now, with the time to refill to zero.
+    assert m.admit("u", "admin", [1], strict=True, now_ms=0) == ([False], 8000)
+    # 8 s later the bucket is back at zero: accepted again.
+    assert m.admit("u", "admin", [1, 5], strict=True, now_ms=8000) == ([True, False], 100)
+    # Other clients have no quota.
+    assert m.admit("u", "other", [1000], strict=True, now_ms=8000) == ([True], 0)
+
+
+def test_permissive_mutation_quota_accepts_and_throttles() -> None:
+    m = _mutations(2.0, samples=11)  # a burst of 22
+    assert m.admit("u", "admin", [20, 12], strict=False, now_ms=0) == ([True, True], 5000)
+    assert m.admit("u", "admin", [1], strict=False, now_ms=1000) == ([True], 4500)
