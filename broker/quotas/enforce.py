@@ -151,7 +151,7 @@ class ClientQuotas:
                   client_version: int) -> Any:
         """``response`` (or None) with its throttle time, the connection muted after it; for
         clients older than ``client_version``, a coroutine answering after the delay."""
-        if response is not None:
+        if hasattr(response, "throttle_time_ms"):  # not None (acks=0) nor CLOSE
             response.throttle_time_ms = throttle_ms
         if header.api_version >= client_version:
             ctx.connection.mute_until = max(ctx.connection.mute_until,

@@ -4,12 +4,20 @@ of ClientQuotaRecords, DescribeClientQuotas' filter, and the controller's AlterC
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pytest
 
+from broker.network.connection import CLOSE
+from broker.protocol.framing import RequestHeader
+from broker.protocol.messages import fetch, produce
+from broker.quotas.enforce import ClientQuotas
 from broker.quotas.manager import QuotaManager
 from broker.quotas.mutations import MutationQuotas
 from broker.quotas.rate import WindowedRate
 from broker.quotas.resolve import QuotaKeyIndex
+from broker.security.principal import ANONYMOUS
 from kraft.client_quotas import (
     CLIENT_ID,
     MATCH_DEFAULT,
@@ -266,3 +274,75 @@ def test_permissive_mutation_quota_accepts_and_throttles() -> None:
     m = _mutations(2.0, samples=11)  # a burst of 22
     assert m.admit("u", "admin", [20, 12], strict=False, now_ms=0) == ([True, True], 5000)
     assert m.admit("u", "admin", [1], strict=False, now_ms=1000) == ([True], 4500)
+
+
+# -- the hooks around the handlers -------------------------------------------------------------
+
+class _Conn:
+    def __init__(self) -> None:
+        self.principal = ANONYMOUS
+        self.mute_until = 0.0
+        self.listener_kind = "broker"
+
+
+class _Ctx:
+    def __init__(self, size: int) -> None:
+        self.connection = _Conn()
+        self.frame = b"x" * size
+
+
+def _quotas(**values: float) -> tuple[ClientQuotas, list[float]]:
+    now = [100.0]
+    q = ClientQuotas(samples=11, window_s=1, clock=lambda: now[0])
+    image = MetadataImage(client_quotas=_image((((CLIENT_ID, "c"),), dict(values))))
+    q.on_metadata(None, image)
+    return q, now
+
+
+def test_produce_hook_throttles_mutes_and_leaves_others_alone() -> None:
+    q, _now = _quotas(producer_byte_rate=1000.0)
+    P = produce.RESPONSE
+    handler = lambda ctx, header, req: P.cls(throttle_time_ms=0, responses=[])
+    wrapped = q.wrap_produce(handler)
+    ctx = _Ctx(10_000)  # 10 KB at 1 KB/s over 10 s: at the bound
+    assert wrapped(ctx, RequestHeader(0, 9, 1, "c", 2), None).throttle_time_ms == 0
+    assert ctx.connection.mute_until == 0.0
+    ctx = _Ctx(5_000)  # now 15 KB: 5 s over
+    assert wrapped(ctx, RequestHeader(0, 9, 2, "c", 2), None).throttle_time_ms == 5000
+    assert ctx.connection.mute_until == pytest.approx(105.0)
+    other = _Ctx(10**6)
+    assert wrapped(other, RequestHeader(0, 9, 3, "free", 2), None).throttle_time_ms == 0
+    # acks=0 (no response) and a closing answer carry no throttle time; the mute still holds.
+    none_ctx = _Ctx(5_000)
+    assert q.wrap_produce(lambda *a: None)(none_ctx, RequestHeader(0, 9, 4, "c", 2), None) is None
+    assert none_ctx.connection.mute_until > 100.0
+    assert q.wrap_produce(lambda *a: CLOSE)(_Ctx(1), RequestHeader(0, 9, 5, "c", 2), None) is CLOSE
+    # Produce v5 does not throttle itself: the answer comes after the throttle time instead.
+    late = wrapped(_Ctx(1), RequestHeader(0, 5, 6, "c", 2), None)
+    assert inspect.isawaitable(late)
+    late.close()
+
+
+def test_fetch_hook_answers_a_throttled_consumer_without_records() -> None:
+    q, _ = _quotas(consumer_byte_rate=100.0)
+    F = fetch.RESPONSE
+    R = fetch.REQUEST
+
+    def handler(ctx: Any, header: Any, req: Any) -> Any:
+        part = F.PartitionData(partition_index=0, error_code=0, high_watermark=10,
+                               records=b"r" * 800)
+        return F.cls(throttle_time_ms=0, error_code=0, session_id=0, responses=[
+            F.FetchableTopicResponse(topic="t", partitions=[part])])
+
+    wrapped = q.wrap_fetch(handler)
+    req = R.cls(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=10**6, topics=[])
+    first = wrapped(_Ctx(50), RequestHeader(1, 11, 1, "c", 2), req)
+    assert req.max_bytes == 1000  # capped at the quota over its window (10 s)
+    assert first.throttle_time_ms == 0 and first.responses[0].partitions[0].records
+    second = wrapped(_Ctx(50), RequestHeader(1, 11, 2, "c", 2), req)
+    assert second.throttle_time_ms > 0
+    assert second.responses[0].partitions[0].records == b""
+    # The withheld bytes were taken back: only the first 800 count.
+    assert q.fetch.throttle_ms("ANONYMOUS", "c", 100_000.0) == 0
+    follower = R.cls(replica_id=2, max_wait_ms=0, min_bytes=1, max_bytes=10**6, topics=[])
+    assert wrapped(_Ctx(50), RequestHeader(1, 11, 3, "c", 2), follower).throttle_time_ms == 0
