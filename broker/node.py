@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.admin.apis import AdminApis
+from broker.admin.client_quotas import ClientQuotaApis
 from broker.admin.http import AdminHttpServer
 from broker.admin.topic_partitions import TopicPartitionsApi
 from broker.config import KafkaConfig
@@ -44,6 +45,7 @@ from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
+from broker.quotas.enforce import ClientQuotas
 from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
@@ -102,6 +104,7 @@ class Node:
         self.group_coordinator: GroupApis | None = None
         self.txn_coordinator: TransactionApis | None = None
         self.data_apis: DataApis | None = None
+        self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
 
@@ -180,6 +183,7 @@ class Node:
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
             broker_handlers.update(self.admin.handlers)
+            self._start_client_quotas(broker_handlers)
             assert self.replica_manager is not None
             self.group_coordinator = GroupApis(
                 cfg, self.replica_manager, lambda: self.loader.image, self.admin.auto_create)
@@ -193,6 +197,8 @@ class Node:
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)
+        if self.client_quotas is not None:
+            self.client_quotas.attach(self.server)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
             assert self.server is not None
@@ -223,6 +229,19 @@ class Node:
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
         broker_handlers.update(LogDirApis(self.log_manager, rm.hosted).handlers)
+
+    def _start_client_quotas(self, broker_handlers: dict[int, Any]) -> None:
+        """Client quotas (broker/quotas/): the image's quotas feed the Produce and Fetch hooks;
+        DescribeClientQuotas and AlterClientQuotas."""
+        assert self.admin is not None
+        self.client_quotas = quotas = ClientQuotas.from_config(self.config,
+                                                               lambda: self.loader.image)
+        self.loader.add_publisher(quotas.on_metadata)
+        broker_handlers.update(ClientQuotaApis(self.admin.forwarder,
+                                               lambda: self.loader.image).handlers)
+        broker_handlers[ApiKey.PRODUCE] = quotas.wrap_produce(broker_handlers[ApiKey.PRODUCE])
+        broker_handlers[ApiKey.FETCH] = quotas.wrap_fetch(broker_handlers[ApiKey.FETCH])
+        quotas.wrap_mutations(broker_handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from kraft.client_quotas import ClientQuotasDelta
 from kraft.image import (
     BrokerRegistration,
     ClusterImage,
@@ -104,6 +105,7 @@ class MetadataDelta:
         self._configs: dict[tuple[int, str], dict[str, str | None]] = {}
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
+        self._quotas = ClientQuotasDelta(image.client_quotas)
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -118,6 +120,7 @@ class MetadataDelta:
             MetadataRecordType.FEATURE_LEVEL_RECORD: self._feature_level,
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
+            MetadataRecordType.CLIENT_QUOTA_RECORD: self._quotas.replay,
         }
 
     # ------------------------------------------------------------------ replay
@@ -299,6 +302,7 @@ class MetadataDelta:
             topics=topics,
             configs=configs,
             producer_ids=producer_ids,
+            client_quotas=self._quotas.apply(),
         )
 
     # ------------------------------------------------------------------ what changed
@@ -306,6 +310,9 @@ class MetadataDelta:
     @property
     def deleted_topics(self) -> Mapping[uuid.UUID, TopicImage]:
         return self._deleted_topics
+
+    def client_quotas_changed(self) -> bool:
+        return self._quotas.changed()
 
     def changed_config_resources(self) -> set[tuple[int, str]]:
         return set(self._configs) | self._deleted_config_resources

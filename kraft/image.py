@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from kraft.client_quotas import ClientQuotasImage
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -282,6 +283,7 @@ class MetadataImage:
     topics: TopicsImage = TopicsImage()
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
+    client_quotas: ClientQuotasImage = ClientQuotasImage()  # noqa: RUF009 (immutable)
 
     def is_empty(self) -> bool:
         return (
@@ -290,13 +292,14 @@ class MetadataImage:
             and not self.topics.by_id
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
+            and not self.client_quotas.entities
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
         """Records that rebuild this image from an empty one (a snapshot's content).
 
         Deterministic order (features, brokers, topics with their partitions, configs, producer
-        ids), so equal images give byte-identical snapshots.
+        ids, client quotas), so equal images give byte-identical snapshots.
         """
         for name, level in sorted(self.features.levels.items()):
             yield MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
@@ -318,3 +321,4 @@ class MetadataImage:
             yield MetadataRecordType.PRODUCER_IDS_RECORD, ProducerIdsRecord(
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
+        yield from self.client_quotas.records()

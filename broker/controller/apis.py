@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.controller import quota_translation as qtr
 from broker.controller import translation as tr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
@@ -62,6 +63,9 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (
         tr.list_partition_reassignments_request, QuorumController.list_partition_reassignments,
         tr.list_partition_reassignments_response),
+    ApiKey.ALTER_CLIENT_QUOTAS: (
+        qtr.alter_client_quotas_request, QuorumController.alter_client_quotas,
+        qtr.alter_client_quotas_response),
 }
 
 

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kraft.controller import (
+    client_quota_control,
     cluster_control,
     configuration_control,
     reassignment,
@@ -248,6 +249,11 @@ class QuorumController:
         self._check_active()
         return configuration_control.alter_configs(self.image, self.config.controller_ids,
                                                    request)
+
+    def alter_client_quotas(self, request: client_quota_control.AlterClientQuotasRequest,
+                            now_ms: int) -> ControllerResult:
+        self._check_active()
+        return client_quota_control.alter_client_quotas(self.image, request)
 
     # ------------------------------------------------------------------ periodic
 

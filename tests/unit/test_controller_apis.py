@@ -13,6 +13,7 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import (
     allocate_producer_ids,
+    alter_client_quotas,
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
@@ -39,6 +40,7 @@ MODULES = {
     ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
+    ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
 }
 
 
@@ -313,3 +315,22 @@ def test_partition_reassignments_on_the_wire(version: int) -> None:
     assert alter(None).error_code == E.NO_REASSIGNMENT_IN_PROGRESS
     assert alter([]).error_code == E.INVALID_REPLICA_ASSIGNMENT
     assert alter([1], topic="nope").error_code == E.UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_alter_client_quotas_through_the_wire(version: int) -> None:
+    p = InProcess()
+    R = alter_client_quotas.REQUEST
+    req = R.cls(entries=[
+        R.EntryData(entity=[R.EntityData(entity_type="user", entity_name=None),
+                            R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="producer_byte_rate", value=2048.0, remove=False)]),
+        R.EntryData(entity=[R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="bogus", value=1.0, remove=False)]),
+    ], validate_only=False)
+    resp = p.call(ApiKey.ALTER_CLIENT_QUOTAS, version, req)
+    assert [e.error_code for e in resp.entries] == [0, E.INVALID_REQUEST]
+    assert [(x.entity_type, x.entity_name) for x in resp.entries[0].entity] == [
+        ("user", None), ("client-id", "c")]
+    assert p.h.image.client_quotas.entities == {
+        (("client-id", "c"), ("user", None)): {"producer_byte_rate": 2048.0}}

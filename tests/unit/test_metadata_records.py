@@ -15,6 +15,7 @@ from kraft.metadata_records import (
     LATEST_VERSIONS,
     METADATA_RECORD_SCHEMAS,
     BrokerRegistrationChangeRecord,
+    ClientQuotaRecord,
     ConfigRecord,
     FeatureLevelRecord,
     FenceBrokerRecord,
@@ -78,6 +79,10 @@ _FULL: dict[Message, Any] = {
     BrokerRegistrationChangeRecord: BrokerRegistrationChangeRecord(
         broker_id=3, broker_epoch=1234, fenced=-1, in_controlled_shutdown=1, log_dirs=[DIR_A]),
     NoOpRecord: NoOpRecord(),
+    ClientQuotaRecord: ClientQuotaRecord(
+        entity=[ClientQuotaRecord.EntityData(entity_type="user", entity_name="alice"),
+                ClientQuotaRecord.EntityData(entity_type="client-id", entity_name=None)],
+        key="producer_byte_rate", value=1048576.0, remove=True),
 }
 
 
@@ -120,7 +125,7 @@ def test_kafka_record_type_ids_and_latest_versions() -> None:
         "REGISTER_BROKER_RECORD": 0, "UNREGISTER_BROKER_RECORD": 1, "TOPIC_RECORD": 2,
         "PARTITION_RECORD": 3, "CONFIG_RECORD": 4, "PARTITION_CHANGE_RECORD": 5,
         "FENCE_BROKER_RECORD": 7, "UNFENCE_BROKER_RECORD": 8, "REMOVE_TOPIC_RECORD": 9,
-        "FEATURE_LEVEL_RECORD": 12, "PRODUCER_IDS_RECORD": 15,
+        "FEATURE_LEVEL_RECORD": 12, "CLIENT_QUOTA_RECORD": 14, "PRODUCER_IDS_RECORD": 15,
         "BROKER_REGISTRATION_CHANGE_RECORD": 17, "NO_OP_RECORD": 20,
     }
     assert LATEST_VERSIONS[MetadataRecordType.REGISTER_BROKER_RECORD] == 3
