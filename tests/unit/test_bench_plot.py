@@ -7,7 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tools.bench_plot import H, PAD_B, PAD_T, BenchReport
+from tools.bench_plot import PAD_B, PAD_T, BenchReport, H
 
 
 def _polylines(svg: ET.Element) -> list[list[tuple[float, float]]]:
@@ -27,7 +27,7 @@ def test_cdf_and_series_are_valid_svg_with_monotone_cdfs(tmp_path: Path) -> None
     r.write(path)
     text = path.read_text()
     assert "t &lt;&amp;&gt; t" in text and "p50 1.10 ms" in text and "p99 400.00 ms" in text
-    svgs = [ET.fromstring(m) for m in re.findall(r"<svg.*?</svg>", text, re.S)]
+    svgs = [ET.fromstring(m) for m in re.findall(r"<svg.*?</svg>", text, re.DOTALL)]
     assert len(svgs) == 2  # the empty CDF adds nothing
     fast, slow = _polylines(svgs[0])
     for line in (fast, slow):
