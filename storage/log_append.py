@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from storage.errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
@@ -26,6 +27,7 @@ from storage.record_batch import (
     HEADER_STRUCT,
     LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
+    BatchHeader,
     crc32c,
     set_max_timestamp,
     set_partition_leader_epoch,
@@ -71,6 +73,7 @@ class LogAppendMixin:
         assign_offsets: bool = True,
         leader_epoch: int | None = None,
         now_ms: int | None = None,
+        headers: Sequence[BatchHeader] | None = None,
     ) -> LogAppendInfo:
         """Append one or more complete v2 batches, all or nothing.
 
@@ -78,6 +81,13 @@ class LogAppendMixin:
         ``partition_leader_epoch`` is stamped when ``leader_epoch`` is given, and LogAppendTime
         topics get ``max_timestamp = now``. Follower/Raft path: offsets are kept and must be
         increasing and >= ``log_end_offset`` (``leader_epoch`` is ignored).
+
+        ``headers``: the batches' headers as the caller already parsed them from ``buf``
+        (``storage.producer_state.batch_headers``, one per batch, in order), so they are not
+        parsed twice; the CRC and every other check are still done here.
+
+        With ``defer_flush`` an append that ``flush.messages`` wants fsynced is not flushed
+        here: the caller awaits ``flush_wait`` (storage/log_flush.py).
         """
         self._check_writable()
         now = _now_ms() if now_ms is None else now_ms
@@ -100,14 +110,21 @@ class LogAppendMixin:
         max_ts, offset_of_max_ts = -1, leo
         num_records = 0
         unpack = HEADER_STRUCT.unpack_from
+        parsed = iter(headers) if headers is not None else None
         while pos < size:
             # validate_batch, inlined: this loop runs once per produced batch.
-            if size - pos < HEADER_SIZE:
-                validate_batch(view, pos)  # raises the precise error
+            if parsed is not None:
+                fields = next(parsed, None)
+                if fields is None:
+                    raise InvalidRecordError(f"no parsed header for the batch at {pos}")
+            else:
+                if size - pos < HEADER_SIZE:
+                    validate_batch(view, pos)  # raises the precise error
+                fields = unpack(view, pos)
             (
                 base_offset, batch_length, epoch, magic, crc, _attributes, last_delta,
                 _base_ts, batch_max_ts, _pid, _pepoch, _seq, record_count,
-            ) = unpack(view, pos)
+            ) = fields
             batch_size = batch_length + LOG_OVERHEAD
             if (
                 magic != CURRENT_MAGIC
@@ -170,7 +187,7 @@ class LogAppendMixin:
                 if epoch >= 0 and (latest is None or epoch > latest):
                     cache.assign(epoch, base_offset)
                     latest = epoch
-        if offset - self._recovery_point >= self.config.flush_messages:
+        if offset - self._recovery_point >= self.config.flush_messages and not self.defer_flush:
             self.flush(now_ms=now)
         return LogAppendInfo(
             first_offset,
