@@ -31,7 +31,7 @@ in the broker, an in-memory log in the simulation); whoever calls these function
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -519,6 +519,9 @@ class Partition:
         self.state = state
         self.producers = producers
         log.on_roll = producers.take_snapshot
+        # Appends the flush policy wants fsynced are group-committed off the event loop and
+        # answered once durable (``PartitionLog.flush_wait``, storage/log_flush.py).
+        log.defer_flush = True
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -531,7 +534,7 @@ class Partition:
         kwargs: dict[str, Any] = {"assign_offsets": assign_offsets}
         if leader_epoch is not None:
             kwargs["leader_epoch"] = leader_epoch
-        info = self.log.append(records, **kwargs)
+        info = self.log.append(records, headers=headers, **kwargs)
         if any(h.producer_id >= 0 for h in headers):
             markers = None
             if any(h.is_control for h in headers):
@@ -550,17 +553,28 @@ class Partition:
         return lso if lso >= self.log.log_start_offset else min(self.log.log_start_offset, hw)
 
     def append_fetched(self, records: Any, leader_high_watermark: int,
-                       leader_log_start: int) -> None:
+                       leader_log_start: int) -> Coroutine[Any, Any, None] | None:
         """A follower's fetch answer: append the leader's batches (with its offsets), take the
         leader's high watermark as far as we hold it, and follow its log start. Errors of the
         append (``StorageError``, ``OSError``) propagate; a failed log-start move does not
-        stop replication and is only reported (``StorageError``/``OSError`` again)."""
+        stop replication and is only reported (``StorageError``/``OSError`` again).
+
+        Returns the wait for the fsync the flush policy asks for (``PartitionLog.flush_wait``),
+        or None: the follower awaits it before its next fetch reports the new log end."""
         log = self.log
+        durable = None
         if records is not None and len(records) > 0:
-            self.append(records, batch_headers(records), assign_offsets=False)
+            info = self.append(records, batch_headers(records), assign_offsets=False)
+            durable = log.flush_wait(info.last_offset + 1)
         self.state.high_watermark = follower_high_watermark(leader_high_watermark, log)
         if leader_log_start > log.log_start_offset:
-            log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
+            try:
+                log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
+            except BaseException:
+                if durable is not None:
+                    durable.close()
+                raise
+        return durable
 
     def delete_records_before(self, offset: int) -> bool:
         """DeleteRecords on the leader: move the log start to ``offset`` (deleting the segments

@@ -169,11 +169,27 @@ class ReplicaManager(MetadataApplier):
         code, info, hp = self.append_to_leader(topic, partition, records, acks)
         if info is None or hp is None:
             return code, -1
+        flush = hp.log.flush_wait(info.last_offset + 1)
+        if flush is not None:
+            code = await self.wait_flushed(hp, flush)
+            if code:
+                return code, -1
         if acks != -1:
             return ErrorCode.NONE, info.first_offset
         code = await self.wait_replicated(hp, hp.state.leader_epoch, info.last_offset,
                                           timeout_s)
         return code, info.first_offset
+
+    async def wait_flushed(self, hp: Partition, flush: Awaitable[None]) -> ErrorCode:
+        """Await a ``PartitionLog.flush_wait`` (the fsync the flush policy asked for after an
+        append); KAFKA_STORAGE_ERROR if it failed (an fsync error takes the log offline)."""
+        # ValueError: the log was closed meanwhile; RuntimeError: storage/group_commit.py.
+        try:
+            await flush
+        except (StorageError, OSError, ValueError, RuntimeError) as e:
+            logger.error("Flush of %s-%d failed: %s", hp.topic, hp.partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.NONE
 
     async def wait_replicated(self, hp: Partition, leader_epoch: int, last_offset: int,
                               timeout_s: float) -> ErrorCode:
