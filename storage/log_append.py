@@ -26,6 +26,7 @@ from storage.record_batch import (
     HEADER_SIZE,
     HEADER_STRUCT,
     LOG_OVERHEAD,
+    PARTITION_LEADER_EPOCH_OFFSET,
     TIMESTAMP_TYPE_MASK,
     BatchHeader,
     crc32c,
@@ -41,6 +42,7 @@ log = logging.getLogger("storage.log")
 INT32_MAX = 2**31 - 1
 
 _I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 
 
@@ -98,12 +100,16 @@ class LogAppendMixin:
         leo = self._segments[-1].next_offset
         log_append_time = now if self.config.log_append_time else -1
         rewrite = assign_offsets and (leader_epoch is not None or log_append_time >= 0)
+        stamp_epoch_only = rewrite and log_append_time < 0
         # Validate everything first (all or nothing), then rewrite headers. The leader path
         # copies the buffer once so base offsets can be patched in place (outside the CRC).
         data: bytes | bytearray | memoryview = bytearray(view) if assign_offsets else buf
         # (position, last offset, max timestamp, size) per batch: all the segment needs.
         batches: list[tuple[int, int, int, int]] = []
-        epochs: list[tuple[int, int]] = []  # (partition leader epoch, base offset)
+        # (partition leader epoch, base offset) where the epoch changes from batch to batch.
+        epochs: list[tuple[int, int]] = []
+        last_epoch: int | None = None
+        first_offset = leo
         pos = 0
         offset = leo
         max_bytes = self.config.max_message_bytes
@@ -147,7 +153,11 @@ class LogAppendMixin:
                     )
                 base_offset = offset
                 _I64.pack_into(data, pos, offset)  # type: ignore[arg-type]
-                if rewrite:
+                if stamp_epoch_only:
+                    # The usual leader append: the epoch sits outside the CRC.
+                    _I32.pack_into(data, pos + PARTITION_LEADER_EPOCH_OFFSET, leader_epoch)  # type: ignore[arg-type]
+                    epoch = leader_epoch
+                elif rewrite:
                     batch_max_ts, epoch = self._stamp(
                         data, pos, batch_size, leader_epoch, log_append_time, batch_max_ts, epoch
                     )
@@ -156,14 +166,17 @@ class LogAppendMixin:
                     f"batch base offset {base_offset} is below the expected "
                     f"{offset} (log end offset {leo}): offsets must be increasing"
                 )
+            if pos == 0:
+                first_offset = base_offset
             offset = base_offset + last_delta + 1
             batches.append((pos, offset - 1, batch_max_ts, batch_size))
-            epochs.append((epoch, base_offset))
+            if epoch != last_epoch:  # the leader-epoch cache needs each epoch's first offset
+                epochs.append((epoch, base_offset))
+                last_epoch = epoch
             num_records += record_count
             if batch_max_ts > max_ts:
                 max_ts, offset_of_max_ts = batch_max_ts, offset - 1
             pos += batch_size
-        first_offset = epochs[0][1]
         last_offset = offset - 1
         if last_offset - first_offset > INT32_MAX:
             raise InvalidRecordError(
