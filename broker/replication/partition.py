@@ -41,7 +41,7 @@ from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from storage.log import PartitionLog
 from storage.log_append import LogAppendInfo
 from storage.producer_state import ProducerStateManager, batch_headers, txn_index_writer
-from storage.record_batch import BatchHeader
+from storage.record_batch import CONTROL_MASK, BatchHeader
 
 __all__ = [
     "EpochCache", "FetchPosition", "IsrChange", "OutOfRange", "Partition", "PartitionState",
@@ -503,6 +503,19 @@ def out_of_range_action(log: ReplicaLog, leader_start: int, leader_end: int) -> 
 # -- one replica -----------------------------------------------------------------------------
 
 
+def batch_flags(headers: Iterable[BatchHeader]) -> tuple[bool, bool]:
+    """(any batch from an idempotent or transactional producer, any control batch), in one
+    pass: only those requests touch the producer state."""
+    producers = control = False
+    for h in headers:
+        if h.producer_id >= 0:
+            producers = True
+        if h.attributes & CONTROL_MASK:
+            control = True
+    return producers, control
+
+
+
 class Partition:
     """One partition replica on this broker: its log (which snapshots the producer state at
     every segment roll, before the new segment's first batch), its idempotent-producer state
@@ -528,16 +541,19 @@ class Partition:
         return (self.topic, self.partition)
 
     def append(self, records: Any, headers: list[BatchHeader], *, assign_offsets: bool,
-               leader_epoch: int | None = None) -> LogAppendInfo:
+               leader_epoch: int | None = None,
+               flags: tuple[bool, bool] | None = None) -> LogAppendInfo:
         """Append to the log (as leader: ``assign_offsets`` at ``leader_epoch``), then apply
-        the batches to the producer state."""
+        the batches to the producer state. ``flags``: ``batch_flags(headers)`` if the caller
+        already has them."""
         kwargs: dict[str, Any] = {"assign_offsets": assign_offsets}
         if leader_epoch is not None:
             kwargs["leader_epoch"] = leader_epoch
         info = self.log.append(records, headers=headers, **kwargs)
-        if any(h.producer_id >= 0 for h in headers):
+        producers, control = batch_flags(headers) if flags is None else flags
+        if producers:
             markers = None
-            if any(h.is_control for h in headers):
+            if control:
                 markers = control_markers(records, headers)
             self.producers.on_append(
                 headers, first_offset=info.first_offset if assign_offsets else None,

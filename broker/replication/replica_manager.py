@@ -37,7 +37,7 @@ from broker.replication.delete_records import (
 )
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
-from broker.replication.partition import IsrChange, Partition
+from broker.replication.partition import IsrChange, Partition, batch_flags
 from broker.replication.purgatory import Purgatory
 from broker.replication.throttle import ReplicationThrottle
 from kraft.image import MetadataImage
@@ -250,9 +250,10 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
-        if from_client and any(h.is_control for h in headers):
+        flags = batch_flags(headers)
+        if from_client and flags[1]:
             return ErrorCode.INVALID_RECORD, None, None
-        if any(h.producer_id >= 0 for h in headers):
+        if flags[0]:
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.
             check = hp.producers.check_batches(headers)
@@ -264,7 +265,8 @@ class ReplicaManager(MetadataApplier):
             if check.error != ErrorCode.NONE:
                 return check.error, None, None
         try:
-            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch,
+                             flags=flags)
         except CorruptRecordError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
         except RecordTooLargeError:
