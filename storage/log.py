@@ -45,6 +45,7 @@ from typing import Self
 from storage import fsync_journal
 from storage.errors import LogDirOfflineError
 from storage.fileutil import fsync_dir
+from storage.group_commit import GroupCommit
 from storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from storage.log_append import LogAppendMixin
 from storage.log_config import LogConfig
@@ -94,6 +95,11 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
         # Bumped by every truncation: a flush job started before one must not mark the
         # (since rewritten) tail as durable.
         self._truncations = 0
+        # Group commit (storage/log_flush.py): with ``defer_flush`` an append the flush
+        # policy wants fsynced does not fsync inline; its caller awaits ``flush_wait``.
+        self.defer_flush = False
+        self._group_commit: GroupCommit | None = None
+        self._group_commit_truncations = 0
 
     # -- opening / recovery -----------------------------------------------------------------
 

@@ -328,20 +328,35 @@ class ReplicaFetcher:
             self._in_session.update(changed)
         else:
             self._reset_session()
-        for t in resp.responses:
-            for p in t.partitions:
-                tp = (t.topic, p.partition_index)
-                entry = wanted.get(tp)
-                if entry is None:
-                    continue
-                s, (offset, _, _) = entry
-                if tp in max_bytes and p.records:
-                    throttle.record(len(p.records))
-                hp = self._current(tp, s)
-                if hp is None or hp.log.log_end_offset != offset:
-                    continue
-                await self._process(conn, hp, s, p)
+        # (tp, state, wait) of the appends the flush policy wants fsynced.
+        durable: list[tuple[TP, FetchState, Any]] = []
+        try:
+            for t in resp.responses:
+                for p in t.partitions:
+                    tp = (t.topic, p.partition_index)
+                    entry = wanted.get(tp)
+                    if entry is None:
+                        continue
+                    s, (offset, _, _) = entry
+                    if tp in max_bytes and p.records:
+                        throttle.record(len(p.records))
+                    hp = self._current(tp, s)
+                    if hp is None or hp.log.log_end_offset != offset:
+                        continue
+                    await self._process(conn, hp, s, p, durable)
+        finally:
+            if durable:
+                await self._await_durable(durable)
         return True
+
+    async def _await_durable(self, durable: list[tuple[TP, FetchState, Any]]) -> None:
+        """The fsyncs the flush policy asked for (one group commit per log, all at once):
+        the next fetch reports the new log ends only once they are durable."""
+        results = await asyncio.gather(*(wait for _, _, wait in durable), return_exceptions=True)
+        for (tp, s, _), result in zip(durable, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("Follower flush of %s-%d failed: %s", tp[0], tp[1], result)
+                self._delay(tp, s)
 
     def _reset_session(self) -> None:
         """Start over with a full fetch that opens a new session (closing the old one)."""
@@ -349,7 +364,7 @@ class ReplicaFetcher:
         self._in_session = {}
 
     async def _process(self, conn: KafkaConnection, hp: Partition, s: FetchState,
-                       p: Any) -> None:
+                       p: Any, durable: list[tuple[TP, FetchState, Any]]) -> None:
         code = p.error_code
         tp = hp.tp
         if code == ErrorCode.NONE:
@@ -358,7 +373,9 @@ class ReplicaFetcher:
                 s.truncating = True  # resolve with OffsetsForLeaderEpoch
                 return
             try:
-                hp.append_fetched(p.records, p.high_watermark, p.log_start_offset)
+                wait = hp.append_fetched(p.records, p.high_watermark, p.log_start_offset)
+                if wait is not None:
+                    durable.append((tp, s, wait))
             except (StorageError, OSError) as e:
                 logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
                 self._delay(tp, s)

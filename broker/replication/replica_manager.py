@@ -37,7 +37,7 @@ from broker.replication.delete_records import (
 )
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
-from broker.replication.partition import IsrChange, Partition
+from broker.replication.partition import IsrChange, Partition, batch_flags
 from broker.replication.purgatory import Purgatory
 from broker.replication.throttle import ReplicationThrottle
 from kraft.image import MetadataImage
@@ -169,11 +169,27 @@ class ReplicaManager(MetadataApplier):
         code, info, hp = self.append_to_leader(topic, partition, records, acks)
         if info is None or hp is None:
             return code, -1
+        flush = hp.log.flush_wait(info.last_offset + 1)
+        if flush is not None:
+            code = await self.wait_flushed(hp, flush)
+            if code:
+                return code, -1
         if acks != -1:
             return ErrorCode.NONE, info.first_offset
         code = await self.wait_replicated(hp, hp.state.leader_epoch, info.last_offset,
                                           timeout_s)
         return code, info.first_offset
+
+    async def wait_flushed(self, hp: Partition, flush: Awaitable[None]) -> ErrorCode:
+        """Await a ``PartitionLog.flush_wait`` (the fsync the flush policy asked for after an
+        append); KAFKA_STORAGE_ERROR if it failed (an fsync error takes the log offline)."""
+        # ValueError: the log was closed meanwhile; RuntimeError: storage/group_commit.py.
+        try:
+            await flush
+        except (StorageError, OSError, ValueError, RuntimeError) as e:
+            logger.error("Flush of %s-%d failed: %s", hp.topic, hp.partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.NONE
 
     async def wait_replicated(self, hp: Partition, leader_epoch: int, last_offset: int,
                               timeout_s: float) -> ErrorCode:
@@ -234,9 +250,10 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
-        if from_client and any(h.is_control for h in headers):
+        flags = batch_flags(headers)
+        if from_client and flags[1]:
             return ErrorCode.INVALID_RECORD, None, None
-        if any(h.producer_id >= 0 for h in headers):
+        if flags[0]:
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.
             check = hp.producers.check_batches(headers)
@@ -248,7 +265,8 @@ class ReplicaManager(MetadataApplier):
             if check.error != ErrorCode.NONE:
                 return check.error, None, None
         try:
-            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch,
+                             flags=flags)
         except CorruptRecordError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
         except RecordTooLargeError:
