@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from broker.client import KafkaConnection, parse_address
+from broker.groups.records import partition_for
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
@@ -37,8 +38,10 @@ from broker.protocol.messages import (
     delete_records,
     describe_producers,
     fetch,
+    find_coordinator,
     list_offsets,
     metadata,
+    offset_commit,
     offset_for_leader_epoch,
     produce,
     write_txn_markers,
@@ -77,7 +80,9 @@ class Node:
         self.control = root / "faults"
         self.c = ProcCluster(root, controllers=1, combined=True, admin=True,
                              extra={"log.dirs": f"{self.good},{self.bad}",
-                                    "log.flush.offset.checkpoint.interval.ms": "500"})
+                                    "log.flush.offset.checkpoint.interval.ms": "500",
+                                    "offsets.topic.replication.factor": "1",
+                                    "offsets.topic.num.partitions": "2"})
         self.proc = self.c.nodes[1]
         self.proc.env_overrides.update(node_env(self.control))
         self.bootstrap = self.c.bootstrap_servers
@@ -228,6 +233,29 @@ def sweep(n: Node, topic: str, partition: int) -> dict[str, int]:
 VALUES = [f"v{i}".encode() for i in range(20)]
 
 
+def commit_offset(n: Node, group: str) -> int:
+    """FindCoordinator (which creates __consumer_offsets), then a simple OffsetCommit of
+    "before"-0 for ``group``; the commit's error code."""
+    async def go() -> int:
+        host, port = parse_address(n.bootstrap)
+        conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
+        try:
+            F = find_coordinator.REQUEST
+            await _call(conn, ApiKey.FIND_COORDINATOR, F.cls(key=group, key_type=0), 3)
+            C = offset_commit.REQUEST
+            r = await _call(conn, ApiKey.OFFSET_COMMIT, C.cls(
+                group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                group_instance_id=None, topics=[C.OffsetCommitRequestTopic(
+                    name="before", partitions=[C.OffsetCommitRequestPartition(
+                        partition_index=0, committed_offset=5, committed_leader_epoch=-1,
+                        committed_metadata="")])]), 8)
+            assert not conn.closed
+            return int(r.topics[0].partitions[0].error_code)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
 def test_runtime_failure_of_a_log_dir(node: Node) -> None:
     n = node
     create(n, "before", 2)
@@ -237,6 +265,13 @@ def test_runtime_failure_of_a_log_dir(node: Node) -> None:
     good_p = 1 - bad_p
     assert produce_confluent(n, "before", bad_p, VALUES) == [None] * len(VALUES)
     assert produce_confluent(n, "before", good_p, VALUES) == [None] * len(VALUES)
+    # A group whose __consumer_offsets partition is in the dir that will fail.
+    commit_offset(n, "g")
+    offsets = until("__consumer_offsets in both dirs", lambda: (
+        w := n.where("__consumer_offsets")) and len(w) == 2 and w)
+    bad_offsets = next(p for p, d in offsets.items() if d == n.bad)
+    group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == bad_offsets)
+    until("the group's offsets committed", lambda: commit_offset(n, group) == 0)
 
     set_faults(n.control, {n.bad: "EIO"})
     # The first write to the failing dir is refused and takes the dir offline.
@@ -248,6 +283,8 @@ def test_runtime_failure_of_a_log_dir(node: Node) -> None:
                      "offset_for_leader_epoch": STORAGE, "delete_records": STORAGE,
                      "describe_producers": STORAGE, "write_txn_markers": STORAGE,
                      "metadata": 0}, codes
+    # The group coordinator's partition is offline: its clients look the coordinator up again.
+    assert commit_offset(n, group) == ErrorCode.NOT_COORDINATOR
     # The other dir's partition is untouched.
     assert produce_confluent(n, "before", good_p, [b"more"]) == [None]
     assert consume_all(n, "before", good_p, 21) == [*VALUES, b"more"]
