@@ -257,6 +257,7 @@ def verify_log_dirs(
     skipped, as Kafka's broker starts with such a dir offline; the metadata log dir, or every
     dir, failing still raises.
     """
+    log_dirs = list(log_dirs)
     dirs = list(dict.fromkeys([*log_dirs, metadata_log_dir]))
     found: dict[str, MetaProperties] = {}
     seen_directory_ids: dict[str, str] = {}
@@ -301,7 +302,7 @@ def verify_log_dirs(
                 )
             seen_directory_ids[meta.directory_id] = log_dir
         found[log_dir] = meta
-    if not found:
+    if failed and all(d in failed for d in log_dirs):
         raise MetaPropertiesError(f"Every log dir failed: {failed}")
     return found
 

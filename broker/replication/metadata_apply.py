@@ -109,6 +109,12 @@ class MetadataApplier:
                 else:
                     for tp in [tp for tp in self.partitions if tp not in key]:
                         self._delete(tp)
+            except (OSError, LogDirOfflineError) as e:
+                # A leader epoch checkpoint or a truncation hit the disk: its dir goes offline.
+                logger.error("Applying a metadata change to %s failed: %s", key, e)
+                hp = self.partitions.get(key) if kind in (_LEADER, _FOLLOWER) else None
+                if hp is not None:
+                    self.storage_failed(hp, e)
             except Exception:
                 logger.exception("Applying a metadata change to %s failed", key)
             if budget_ms is not None and (self.clock.monotonic() - started) * 1000 >= budget_ms:
