@@ -6,7 +6,8 @@ One node (combined roles) with two log dirs: the first is also the metadata log 
 - The second dir fails at run time: the partition that lived there answers KAFKA_STORAGE_ERROR
   to confluent-kafka's producer and to every data API over one connection (Produce, Fetch,
   ListOffsets, OffsetForLeaderEpoch, DeleteRecords, DescribeProducers, WriteTxnMarkers), which
-  stays open; the partition in the good dir keeps working; a topic created after the failure
+  stays open; the group and transaction coordinators of partitions there answer
+  NOT_COORDINATOR (OffsetCommit, InitProducerId); the partition in the good dir keeps working; a topic created after the failure
   is placed only in the good dir and takes writes; DescribeLogDirs (kafka-python) and the HTTP
   admin API (readiness, the cluster's health, the broker's log dirs) show the dir offline.
 - Restarted with that dir still failing, the broker does not create the partition anew and
@@ -39,6 +40,7 @@ from broker.protocol.messages import (
     describe_producers,
     fetch,
     find_coordinator,
+    init_producer_id,
     list_offsets,
     metadata,
     offset_commit,
@@ -82,7 +84,10 @@ class Node:
                              extra={"log.dirs": f"{self.good},{self.bad}",
                                     "log.flush.offset.checkpoint.interval.ms": "500",
                                     "offsets.topic.replication.factor": "1",
-                                    "offsets.topic.num.partitions": "2"})
+                                    "offsets.topic.num.partitions": "2",
+                                    "transaction.state.log.replication.factor": "1",
+                                    "transaction.state.log.min.isr": "1",
+                                    "transaction.state.log.num.partitions": "2"})
         self.proc = self.c.nodes[1]
         self.proc.env_overrides.update(node_env(self.control))
         self.bootstrap = self.c.bootstrap_servers
@@ -233,6 +238,25 @@ def sweep(n: Node, topic: str, partition: int) -> dict[str, int]:
 VALUES = [f"v{i}".encode() for i in range(20)]
 
 
+def init_producer(n: Node, transactional_id: str) -> int:
+    """FindCoordinator key_type 1 (which creates __transaction_state), then InitProducerId for
+    ``transactional_id`` (a write to __transaction_state); its error code."""
+    async def go() -> int:
+        host, port = parse_address(n.bootstrap)
+        conn = await KafkaConnection.connect(host, port, timeout_s=5.0)
+        try:
+            F = find_coordinator.REQUEST
+            await _call(conn, ApiKey.FIND_COORDINATOR,
+                        F.cls(key=transactional_id, key_type=1), 3)
+            r = await _call(conn, ApiKey.INIT_PRODUCER_ID, init_producer_id.REQUEST.cls(
+                transactional_id=transactional_id, transaction_timeout_ms=60000), 4)
+            assert not conn.closed
+            return int(r.error_code)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
 def commit_offset(n: Node, group: str) -> int:
     """FindCoordinator (which creates __consumer_offsets), then a simple OffsetCommit of
     "before"-0 for ``group``; the commit's error code."""
@@ -272,6 +296,13 @@ def test_runtime_failure_of_a_log_dir(node: Node) -> None:
     bad_offsets = next(p for p, d in offsets.items() if d == n.bad)
     group = next(g for g in (f"g{i}" for i in range(100)) if partition_for(g, 2) == bad_offsets)
     until("the group's offsets committed", lambda: commit_offset(n, group) == 0)
+    # And a transactional id whose __transaction_state partition is there.
+    init_producer(n, "tx")
+    states = until("__transaction_state in both dirs", lambda: (
+        w := n.where("__transaction_state")) and len(w) == 2 and w)
+    bad_state = next(p for p, d in states.items() if d == n.bad)
+    tid = next(t for t in (f"tx{i}" for i in range(100)) if partition_for(t, 2) == bad_state)
+    until("the transactional id initialised", lambda: init_producer(n, tid) == 0)
 
     set_faults(n.control, {n.bad: "EIO"})
     # The first write to the failing dir is refused and takes the dir offline.
@@ -285,6 +316,7 @@ def test_runtime_failure_of_a_log_dir(node: Node) -> None:
                      "metadata": 0}, codes
     # The group coordinator's partition is offline: its clients look the coordinator up again.
     assert commit_offset(n, group) == ErrorCode.NOT_COORDINATOR
+    assert init_producer(n, tid) == ErrorCode.NOT_COORDINATOR
     # The other dir's partition is untouched.
     assert produce_confluent(n, "before", good_p, [b"more"]) == [None]
     assert consume_all(n, "before", good_p, 21) == [*VALUES, b"more"]
