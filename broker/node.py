@@ -148,7 +148,9 @@ class Node:
         )
         raft.register(self.loader)
         raft.on_failure = lambda e: self.fatal(
-            f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})")
+            f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"
+            if isinstance(e, (OSError, StorageError)) else
+            f"the metadata quorum driver failed ({e!r})")
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
