@@ -59,7 +59,7 @@ from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
-from storage.log_manager import LogManager
+from storage.log_manager import LogManager, fatal_log_dir_failure
 from storage.meta_properties import metadata_version_level, read_bootstrap
 
 __all__ = ["Node", "run_node"]
@@ -92,6 +92,7 @@ class Node:
         self.server: KafkaServer | None = None
         self._shutdown: asyncio.Event | None = None
         self.shutdown_reason: str | None = None
+        self.exit_code = 0  # 1 after a fatal failure (``fatal``)
         self.log_manager: LogManager | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
         self.raft: RaftManager | None = None
@@ -149,6 +150,10 @@ class Node:
             snapshots=snapshots,
         )
         raft.register(self.loader)
+        raft.on_failure = lambda e: self.fatal(
+            f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"
+            if isinstance(e, (OSError, StorageError)) else
+            f"the metadata quorum driver failed ({e!r})")
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
@@ -225,6 +230,7 @@ class Node:
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
         self.loader.add_publisher(self._replica_publisher(rm))
+        rm.log_dir_failure_listeners.append(self._log_dir_failed)
         rm.start()
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
@@ -407,6 +413,9 @@ class Node:
             (time.monotonic() - started) * 1000,
             ", ".join(str(d) for d in sorted(manager.offline_dirs)) or "none",
         )
+        fatal = fatal_log_dir_failure(cfg.metadata_log_dir, manager)
+        if fatal is not None:
+            raise StorageError(f"Shutdown broker because {fatal}")
         periodic = [
             ("log flusher", cfg.get("log.flush.scheduler.interval.ms"), manager.flush_due),
             ("log retention", cfg.get("log.retention.check.interval.ms"),
@@ -450,6 +459,18 @@ class Node:
                     manager.finish_cleaning(tp, e)
                 else:
                     manager.finish_cleaning(tp, plan)
+
+    def _log_dir_failed(self, directory: Path) -> None:
+        assert self.log_manager is not None
+        fatal = fatal_log_dir_failure(self.config.metadata_log_dir, self.log_manager)
+        if fatal is not None:
+            self.fatal(fatal)
+
+    def fatal(self, reason: str) -> None:
+        """A failure the node cannot serve through (Kafka exits): stop, exit code 1."""
+        logger.critical("Shutdown broker because %s", reason)
+        self.exit_code = 1
+        self.request_shutdown(f"a fatal failure: {reason}")
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop (idempotent; safe to call from a signal handler)."""
@@ -534,7 +555,7 @@ class Node:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        return 0
+        return self.exit_code
 
 
 def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:

@@ -53,6 +53,8 @@ class FetcherHost(Protocol):
     node_id: int
     clock: Clock
 
+    def storage_failed(self, hp: Partition, error: BaseException) -> None: ...
+
 __all__ = ["ReplicaFetcher", "ReplicaFetcherManager"]
 
 logger = logging.getLogger(__name__)
@@ -245,7 +247,11 @@ class ReplicaFetcher:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
         if offset <= log.log_end_offset:  # at the log end: an empty epoch there still goes
-            hp.truncate(offset, self.rm.clock.wall_ms())
+            try:
+                hp.truncate(offset, self.rm.clock.wall_ms())
+            except (StorageError, OSError) as e:
+                self.rm.storage_failed(hp, e)
+                raise
 
     def _truncation_done(self, hp: Partition, s: FetchState, offset: int | None) -> None:
         if offset is not None:
@@ -378,6 +384,7 @@ class ReplicaFetcher:
                     durable.append((tp, s, wait))
             except (StorageError, OSError) as e:
                 logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
+                self.rm.storage_failed(hp, e)  # an I/O error takes the log dir offline
                 self._delay(tp, s)
             return
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:

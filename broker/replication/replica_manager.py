@@ -36,6 +36,7 @@ from broker.replication.delete_records import (
     low_watermark,
 )
 from broker.replication.fetcher import ReplicaFetcherManager
+from broker.replication.log_dir_failure import LogDirFailureHandler
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition, batch_flags
 from broker.replication.purgatory import Purgatory
@@ -81,7 +82,7 @@ class PartitionRead:
     aborted_txns: list[AbortedTxn] | None = None
 
 
-class ReplicaManager(MetadataApplier):
+class ReplicaManager(MetadataApplier, LogDirFailureHandler):
     def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
                  send_to_controller: SendToController,
                  broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
@@ -126,6 +127,8 @@ class ReplicaManager(MetadataApplier):
         # written through WriteTxnMarkers to that partition is replicated (acks=all), just
         # before the answer (broker/replication/txn_apis.py).
         self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
+        # Offline log dirs and their partitions (broker/replication/log_dir_failure.py).
+        self._init_log_dir_failure()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -225,6 +228,8 @@ class ReplicaManager(MetadataApplier):
     # -- leader: produce ----------------------------------------------------------------------
 
     def unknown_or_not_leader(self, topic: str, partition: int) -> ErrorCode:
+        if (topic, partition) in self.offline_partitions:
+            return ErrorCode.KAFKA_STORAGE_ERROR
         t = self.image.topics.by_name.get(topic)
         if t is None or partition not in t.partitions:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -275,6 +280,7 @@ class ReplicaManager(MetadataApplier):
             return ErrorCode.INVALID_RECORD, None, None
         except (LogDirOfflineError, OSError) as e:
             logger.error("Append to %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return ErrorCode.KAFKA_STORAGE_ERROR, None, None
         self._maybe_increment_hw(hp)
         self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
@@ -284,6 +290,8 @@ class ReplicaManager(MetadataApplier):
                        ) -> ErrorCode | None:
         """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
         if self.partitions.get(hp.tp) is not hp:
+            if hp.tp in self.offline_partitions:
+                return ErrorCode.KAFKA_STORAGE_ERROR
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         return hp.state.produce_status(leader_epoch, last_offset,
                                        self.min_insync_replicas(hp.topic))
@@ -331,13 +339,18 @@ class ReplicaManager(MetadataApplier):
                 logger.info("%s-%d: expired %d idle producer id(s)", hp.topic, hp.partition,
                             removed)
             log = hp.log
-            if log.closed:
+            if log.closed or log.offline:
                 continue
             oldest = producers.oldest_snapshot_offset
             first_base = log.segments[0].base_offset
             if oldest is not None and oldest < first_base:
                 producers.on_log_start_offset_incremented(log.log_start_offset)
-                producers.delete_snapshots_before(first_base)
+                try:
+                    producers.delete_snapshots_before(first_base)
+                except OSError as e:
+                    logger.error("Deleting producer snapshots of %s-%d failed: %s",
+                                 hp.topic, hp.partition, e)
+                    self.storage_failed(hp, e)
 
     def maybe_shrink_isrs(self) -> None:
         now = self.clock.monotonic_ms()
@@ -489,6 +502,7 @@ class ReplicaManager(MetadataApplier):
                                  lso, log.log_start_offset)
         except (LogDirOfflineError, OSError) as e:
             logger.error("Read of %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
         return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset,
                              records, aborted_txns=aborted)
@@ -535,7 +549,8 @@ class ReplicaManager(MetadataApplier):
             return 1
         try:
             sl = log.read(fetch_offset, limit, max_offset=end)
-        except (StorageError, OSError):
+        except (StorageError, OSError) as e:
+            self.storage_failed(hp, e)
             return -1
         if sl is None:
             return 0
@@ -564,6 +579,7 @@ class ReplicaManager(MetadataApplier):
                             topic, partition, log.log_start_offset)
         except (StorageError, OSError) as e:
             logger.error("Deleting records of %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return ErrorCode.KAFKA_STORAGE_ERROR, -1, INVALID_LOW_WATERMARK
         return ErrorCode.NONE, target, self._low_watermark(hp)
 
