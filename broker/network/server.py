@@ -57,6 +57,7 @@ from functools import partial
 from time import perf_counter
 from typing import Any, Self
 
+from broker.network.acceptor import Acceptor, bind_sockets
 from broker.network.connection import (
     BLOCK,
     CLOSE,
@@ -73,6 +74,7 @@ from broker.network.connection import (
 )
 from broker.network.context import Handler, ListenerSpec, RequestContext, ServerStats
 from broker.network.eventloop import new_task
+from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -109,12 +111,15 @@ class _Connection(asyncio.Protocol):
     decodes, orders and decides backpressure; this class feeds it, runs the handlers and
     writes (see the module docstring for the behaviour)."""
 
-    def __init__(self, server: KafkaServer, listener: ListenerRoutes) -> None:
+    def __init__(self, server: KafkaServer, listener: ListenerRoutes, ip: str = "") -> None:
         self._server = server
         self._listener = listener
+        self.ip = ip  # counted in the kind's connection quotas until connection_lost
+        self.limits = server.limits[listener.kind]
         self.core = ServerConnection(listener, server.stats,
                                      max_request_bytes=server.max_request_bytes,
-                                     max_in_flight=server.max_in_flight)
+                                     max_in_flight=server.max_in_flight, limits=self.limits)
+        self.core.hooks = self
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
@@ -155,7 +160,8 @@ class _Connection(asyncio.Protocol):
         if self in server._connections:
             server._connections.discard(self)
             server.stats.connections_closed += 1
-        core.pending.clear()
+            self.limits.quotas.dec(self._listener.name, self.ip)
+        core.drop_pending()
         core.stash = bytearray()
         # Running handlers finish on their own (their responses are dropped); the server keeps
         # them so that stop() can still cancel them.
@@ -176,6 +182,7 @@ class _Connection(asyncio.Protocol):
         core = self.core
         if core.closed or core.closing:
             return
+        core.idle_ticks = 0
         ready = core.receive(data)
         if ready is not None:
             self._process(ready)
@@ -327,7 +334,7 @@ class _Connection(asyncio.Protocol):
         if slot is not None:
             slot[0] = CLOSE  # _finish closes when it reaches the head of the queue
         elif core.pending:
-            core.pending.append([CLOSE])
+            core.append_pending([CLOSE])
         else:
             self._close()
 
@@ -353,6 +360,25 @@ class _Connection(asyncio.Protocol):
     def _note_in_flight(self) -> None:
         if self.core.note_in_flight():
             self._update_blocked()
+
+    def memory_wait(self) -> None:
+        """The memory pool refused this connection's partial frame: stop reading until the
+        pool has bytes again (``broker.network.limits``)."""
+        self._update_blocked()
+        self.limits.pool.wait(self._memory_resume)
+
+    def _memory_resume(self) -> None:
+        if self.core.closed or not self.core.mem_wait:
+            return
+        if self.core.retry_memory():
+            self._update_blocked()
+        else:
+            self.limits.pool.wait(self._memory_resume)
+
+    def queue_resume(self) -> None:
+        """The kind's waiting requests are below ``queued.max.requests`` again."""
+        self.core.queue_wait = False
+        self._update_blocked()
 
     def _update_blocked(self) -> None:
         core = self.core
@@ -408,7 +434,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             core.closed = True
-            core.pending.clear()
+            core.drop_pending()
             return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
@@ -428,7 +454,7 @@ class _Connection(asyncio.Protocol):
 @dataclass
 class _Bound:
     listener: ListenerRoutes
-    server: asyncio.AbstractServer | None = None
+    acceptor: Acceptor | None = None
     addresses: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -450,7 +476,7 @@ class KafkaServer:
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
                  write_buffer_low: int = DEFAULT_WRITE_BUFFER_LOW,
-                 backlog: int = 128) -> None:
+                 backlog: int = 128, limits: LimitsConfig | None = None) -> None:
         if not listeners:
             raise ValueError("at least one listener is required")
         names = [spec.name for spec in listeners]
@@ -478,6 +504,14 @@ class KafkaServer:
         self._bound = {spec.name: _Bound(ListenerRoutes(spec, spec.advertised or advertised or {},
                                                    handler))
                        for spec in listeners}
+        # One set of limits per listener kind (broker.network.limits).
+        self.limits_config = limits = limits or LimitsConfig()
+        if 0 < limits.queued_max_request_bytes < max_request_bytes:
+            raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes")
+        self.limits: dict[str, NetworkLimits] = {
+            kind: NetworkLimits([s.name for s in listeners if s.kind == kind], limits)
+            for kind in ("broker", "controller")}
+        self._idle_task: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         # Handlers still running for connections that have closed (see connection_lost).
         self._orphaned_tasks: set[asyncio.Task[Any]] = set()
@@ -500,28 +534,95 @@ class KafkaServer:
             raise RuntimeError("server already started")
         self._started = True
         loop = asyncio.get_running_loop()
+        for limits in self.limits.values():
+            limits.set_scheduler(loop.call_soon)
         try:
             for bound in self._bound.values():
                 spec = bound.listener.spec
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
                 serve = spec.kind not in deferred_kinds
-                bound.server = await loop.create_server(
-                    partial(_Connection, self, bound.listener), host, spec.port,
-                    backlog=self.backlog, reuse_address=True, start_serving=serve)
-                bound.addresses = [s.getsockname()[:2] for s in bound.server.sockets]
+                sockets = bind_sockets(host, spec.port)
+                bound.acceptor = Acceptor(
+                    loop, spec.name, sockets, self.limits[spec.kind].quotas,
+                    partial(self._accepted, bound.listener), self.backlog)
+                bound.addresses = [sk.getsockname()[:2] for sk in sockets]
+                if serve:
+                    bound.acceptor.start()
                 logger.info("%s %s (%s) at %s", "Listening on" if serve else "Bound",
                             spec.name, spec.kind, ", ".join(addr(a) for a in bound.addresses))
         except BaseException:
             await self.stop()
             raise
+        idle_ms = self.limits_config.connections_max_idle_ms
+        if 0 < idle_ms < 2**62:
+            self._idle_task = loop.create_task(self._close_idle(idle_ms), name="idle sweep")
+
+    def _accepted(self, listener: ListenerRoutes, sock: socket.socket, ip: str) -> None:
+        """A connection counted in the quotas: make it a transport and protocol."""
+        loop = asyncio.get_running_loop()
+        quotas = self.limits[listener.kind].quotas
+        if listener.name == quotas.protected and quotas.total > quotas.max_connections:
+            # The protected inter-broker listener went past max.connections: close the least
+            # recently active connection of another listener (Kafka's closeExcessConnections).
+            self._close_lru(listener.kind, quotas.protected)
+
+        async def connect() -> None:
+            try:
+                await loop.connect_accepted_socket(partial(_Connection, self, listener, ip),
+                                                   sock)
+            except OSError as e:
+                logger.info("Connection from %s on %s failed at once: %s", ip, listener.name, e)
+                sock.close()
+                quotas.dec(listener.name, ip)
+
+        task = loop.create_task(connect())
+        self._orphaned_tasks.add(task)
+        task.add_done_callback(self._orphaned_tasks.discard)
+
+    def _close_lru(self, kind: str, protected: str | None) -> None:
+        victim: _Connection | None = None
+        for conn in self._connections:
+            if conn._listener.kind != kind or conn._listener.name == protected or \
+                    conn.closed or conn.core.closing:
+                continue
+            if victim is None or conn.core.idle_ticks > victim.core.idle_ticks:
+                victim = conn
+        if victim is not None:
+            self.limits[kind].lru_closes += 1
+            logger.info("Closing connection %s: max.connections is exceeded after a connection "
+                        "on the inter-broker listener %s", victim._peer_str(), protected)
+            victim._close()
+
+    async def _close_idle(self, idle_ms: int) -> None:
+        """Close connections that received nothing for ``connections.max.idle.ms`` (Kafka's
+        ``Selector`` idle expiry). Every tick (a tenth of it, within 50 ms..10 s) counts one
+        more idle tick on each connection; receiving bytes resets it (``data_received``), and
+        so do unanswered requests and unsent responses."""
+        tick_s = min(max(idle_ms / 10_000, 0.05), 10.0)
+        ticks = int(idle_ms / 1000 / tick_s) + 1
+        while True:
+            await asyncio.sleep(tick_s)
+            for conn in list(self._connections):
+                core = conn.core
+                if core.pending or core.closed or (
+                        conn._transport is not None and
+                        conn._transport.get_write_buffer_size()):
+                    core.idle_ticks = 0
+                    continue
+                core.idle_ticks += 1
+                if core.idle_ticks > ticks:
+                    self.limits[conn._listener.kind].idle_closes += 1
+                    logger.debug("Closing idle connection %s (connections.max.idle.ms=%d)",
+                                 conn._peer_str(), idle_ms)
+                    conn._close()
 
     async def start_serving(self, kind: str) -> None:
         """Start listening on the listeners of ``kind`` that ``start`` deferred."""
         for bound in self._bound.values():
             spec = bound.listener.spec
-            if spec.kind == kind and bound.server is not None and \
-                    not bound.server.is_serving():
-                await bound.server.start_serving()
+            if spec.kind == kind and bound.acceptor is not None and \
+                    not bound.acceptor.serving:
+                bound.acceptor.start()
                 logger.info("Listening on %s (%s) at %s", spec.name, spec.kind,
                             ", ".join(addr(a) for a in bound.addresses))
 
@@ -543,9 +644,13 @@ class KafkaServer:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection, cancel running handlers and wait for them."""
-        servers = [b.server for b in self._bound.values() if b.server is not None]
-        for srv in servers:
-            srv.close()
+        for b in self._bound.values():
+            if b.acceptor is not None:
+                b.acceptor.close()
+                b.acceptor = None
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         connections = list(self._connections)
         tasks: list[asyncio.Task[Any]] = list(self._orphaned_tasks)
         for conn in connections:
@@ -555,10 +660,6 @@ class KafkaServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for srv in servers:
-            await srv.wait_closed()
-        for b in self._bound.values():
-            b.server = None
         # Let the transports deliver connection_lost before we return.
         await asyncio.sleep(0)
         self._started = False
