@@ -27,6 +27,7 @@ import re
 import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from broker.network.limits import NetworkLimits
@@ -220,7 +221,7 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
-                 "closed", "closing", "hooks", "idle_ticks", "info", "limits", "listener",
+                 "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
                  "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
                  "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
                  "stash", "stats", "write_paused")
@@ -237,7 +238,7 @@ class ServerConnection:
         self.reserved = 0  # bytes drawn from the pool for the partial frame in the stash
         self.mem_wait = False  # the pool refused: stop reading until it has bytes again
         self.queue_wait = False  # paused because the kind's waiting requests are at the bound
-        self.idle_ticks = 0  # idle-sweep ticks since the last bytes received
+        self.last_active = monotonic()  # when bytes last arrived (idle expiry, LRU)
         # The I/O side's callbacks for the limits (``memory_wait()``, ``queue_resume()``).
         self.hooks: Any = None
         self._routes = listener.routes

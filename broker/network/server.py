@@ -54,6 +54,7 @@ import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from time import monotonic as _monotonic
 from time import perf_counter
 from typing import Any, Self
 
@@ -182,7 +183,7 @@ class _Connection(asyncio.Protocol):
         core = self.core
         if core.closed or core.closing:
             return
-        core.idle_ticks = 0
+        core.last_active = _monotonic()
         ready = core.receive(data)
         if ready is not None:
             self._process(ready)
@@ -585,7 +586,7 @@ class KafkaServer:
             if conn._listener.kind != kind or conn._listener.name == protected or \
                     conn.closed or conn.core.closing:
                 continue
-            if victim is None or conn.core.idle_ticks > victim.core.idle_ticks:
+            if victim is None or conn.core.last_active < victim.core.last_active:
                 victim = conn
         if victim is not None:
             self.limits[kind].lru_closes += 1
@@ -595,22 +596,21 @@ class KafkaServer:
 
     async def _close_idle(self, idle_ms: int) -> None:
         """Close connections that received nothing for ``connections.max.idle.ms`` (Kafka's
-        ``Selector`` idle expiry). Every tick (a tenth of it, within 50 ms..10 s) counts one
-        more idle tick on each connection; receiving bytes resets it (``data_received``), and
-        so do unanswered requests and unsent responses."""
-        tick_s = min(max(idle_ms / 10_000, 0.05), 10.0)
-        ticks = int(idle_ms / 1000 / tick_s) + 1
+        ``Selector`` idle expiry), checked every tenth of it (within 50 ms..10 s). A
+        connection with unanswered requests or unsent responses is not idle."""
+        idle_s = idle_ms / 1000
+        tick_s = min(max(idle_s / 10, 0.05), 10.0)
         while True:
             await asyncio.sleep(tick_s)
+            now = _monotonic()
             for conn in list(self._connections):
                 core = conn.core
-                if core.pending or core.closed or (
-                        conn._transport is not None and
-                        conn._transport.get_write_buffer_size()):
-                    core.idle_ticks = 0
+                if core.closed:
                     continue
-                core.idle_ticks += 1
-                if core.idle_ticks > ticks:
+                if core.pending or (conn._transport is not None and
+                                    conn._transport.get_write_buffer_size()):
+                    core.last_active = now
+                elif now - core.last_active >= idle_s:
                     self.limits[conn._listener.kind].idle_closes += 1
                     logger.debug("Closing idle connection %s (connections.max.idle.ms=%d)",
                                  conn._peer_str(), idle_ms)
