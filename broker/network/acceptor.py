@@ -61,21 +61,25 @@ def bind_sockets(host: str | None, port: int) -> list[socket.socket]:
 class Acceptor:
     """Accepts the connections of one listener within its ``ConnectionQuotas``.
 
-    ``on_accept(sock, ip)`` is called for each connection counted in the quotas; whoever
-    takes it must call ``quotas.dec(listener, ip)`` once it closes."""
+    Each connection counted in the quotas gets the protocol ``protocol_factory(ip)()``, which
+    must call ``quotas.dec(listener, ip)`` once the connection is lost; ``on_excess()`` is
+    called when a connection on the protected listener takes the kind past max.connections."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: str,
                  sockets: list[socket.socket], quotas: ConnectionQuotas,
-                 on_accept: Callable[[socket.socket, str], None], backlog: int) -> None:
+                 protocol_factory: Callable[[str], Callable[[], asyncio.Protocol]],
+                 on_excess: Callable[[], None], backlog: int) -> None:
         self.loop = loop
         self.listener = listener
         self.sockets = sockets
         self.quotas = quotas
-        self.on_accept = on_accept
+        self.protocol_factory = protocol_factory
+        self.on_excess = on_excess
         self.backlog = backlog
         self.serving = False
         self.watching = False
         self.closed = False
+        self.connecting: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Listen and accept (within the quotas)."""
@@ -136,7 +140,19 @@ class Acceptor:
                 sock.close()
                 continue
             sock.setblocking(False)
-            self.on_accept(sock, ip)
+            if listener == quotas.protected and quotas.total > quotas.max_connections:
+                self.on_excess()
+            task = self.loop.create_task(self._connect(sock, ip))
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
+
+    async def _connect(self, sock: socket.socket, ip: str) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.protocol_factory(ip), sock)
+        except OSError as e:
+            logger.info("Connection from %s on %s failed at once: %s", ip, self.listener, e)
+            sock.close()
+            self.quotas.dec(self.listener, ip)
 
     def close(self) -> None:
         """Stop accepting and close the listening sockets."""
@@ -144,5 +160,7 @@ class Acceptor:
         self.quotas.cancel_wait(self.listener)
         self.serving = False
         self.closed = True
+        for task in self.connecting:
+            task.cancel()
         for sock in self.sockets:
             sock.close()

@@ -75,6 +75,7 @@ from broker.network.connection import (
 )
 from broker.network.context import Handler, ListenerSpec, RequestContext, ServerStats
 from broker.network.eventloop import new_task
+from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -114,7 +115,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: KafkaServer, listener: ListenerRoutes, ip: str = "") -> None:
         self._server = server
-        self._listener = listener
+        self._listener = self.listener = listener
         self.ip = ip  # counted in the kind's connection quotas until connection_lost
         self.limits = server.limits[listener.kind]
         self.core = ServerConnection(listener, server.stats,
@@ -427,6 +428,12 @@ class _Connection(asyncio.Protocol):
     def _peer_str(self) -> str:
         return addr(self.info.peer) if self.info else "?"
 
+    peer_str = _peer_str
+
+    def unsent(self) -> int:
+        """Response bytes written and not yet sent."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def _close(self) -> None:
         """Stop reading, drop unanswered requests, let written responses drain (bounded)."""
         core = self.core
@@ -445,6 +452,8 @@ class _Connection(asyncio.Protocol):
             self._loop.call_later(CLOSE_LINGER_S, transport.abort)
         else:
             transport.close()
+
+    close = _close
 
     def abort(self) -> None:
         self.core.closed = True
@@ -543,9 +552,11 @@ class KafkaServer:
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
                 serve = spec.kind not in deferred_kinds
                 sockets = bind_sockets(host, spec.port)
+                quotas = self.limits[spec.kind].quotas
                 bound.acceptor = Acceptor(
-                    loop, spec.name, sockets, self.limits[spec.kind].quotas,
-                    partial(self._accepted, bound.listener), self.backlog)
+                    loop, spec.name, sockets, quotas,
+                    partial(partial, _Connection, self, bound.listener),
+                    partial(self._close_lru, spec.kind, quotas.protected), self.backlog)
                 bound.addresses = [sk.getsockname()[:2] for sk in sockets]
                 if serve:
                     bound.acceptor.start()
@@ -556,65 +567,22 @@ class KafkaServer:
             raise
         idle_ms = self.limits_config.connections_max_idle_ms
         if 0 < idle_ms < 2**62:
-            self._idle_task = loop.create_task(self._close_idle(idle_ms), name="idle sweep")
-
-    def _accepted(self, listener: ListenerRoutes, sock: socket.socket, ip: str) -> None:
-        """A connection counted in the quotas: make it a transport and protocol."""
-        loop = asyncio.get_running_loop()
-        quotas = self.limits[listener.kind].quotas
-        if listener.name == quotas.protected and quotas.total > quotas.max_connections:
-            # The protected inter-broker listener went past max.connections: close the least
-            # recently active connection of another listener (Kafka's closeExcessConnections).
-            self._close_lru(listener.kind, quotas.protected)
-
-        async def connect() -> None:
-            try:
-                await loop.connect_accepted_socket(partial(_Connection, self, listener, ip),
-                                                   sock)
-            except OSError as e:
-                logger.info("Connection from %s on %s failed at once: %s", ip, listener.name, e)
-                sock.close()
-                quotas.dec(listener.name, ip)
-
-        task = loop.create_task(connect())
-        self._orphaned_tasks.add(task)
-        task.add_done_callback(self._orphaned_tasks.discard)
+            self._idle_task = loop.create_task(close_idle_connections(
+                lambda: self._connections, idle_ms, self._close_idle), name="idle sweep")
 
     def _close_lru(self, kind: str, protected: str | None) -> None:
-        victim: _Connection | None = None
-        for conn in self._connections:
-            if conn._listener.kind != kind or conn._listener.name == protected or \
-                    conn.closed or conn.core.closing:
-                continue
-            if victim is None or conn.core.last_active < victim.core.last_active:
-                victim = conn
+        """The protected inter-broker listener went past max.connections: close the least
+        recently active connection of another listener (Kafka's closeExcessConnections)."""
+        victim = least_recently_active(self._connections, kind, protected)
         if victim is not None:
             self.limits[kind].lru_closes += 1
             logger.info("Closing connection %s: max.connections is exceeded after a connection "
-                        "on the inter-broker listener %s", victim._peer_str(), protected)
-            victim._close()
+                        "on the inter-broker listener %s", victim.peer_str(), protected)
+            victim.close()
 
-    async def _close_idle(self, idle_ms: int) -> None:
-        """Close connections that received nothing for ``connections.max.idle.ms`` (Kafka's
-        ``Selector`` idle expiry), checked every tenth of it (within 50 ms..10 s). A
-        connection with unanswered requests or unsent responses is not idle."""
-        idle_s = idle_ms / 1000
-        tick_s = min(max(idle_s / 10, 0.05), 10.0)
-        while True:
-            await asyncio.sleep(tick_s)
-            now = _monotonic()
-            for conn in list(self._connections):
-                core = conn.core
-                if core.closed:
-                    continue
-                if core.pending or (conn._transport is not None and
-                                    conn._transport.get_write_buffer_size()):
-                    core.last_active = now
-                elif now - core.last_active >= idle_s:
-                    self.limits[conn._listener.kind].idle_closes += 1
-                    logger.debug("Closing idle connection %s (connections.max.idle.ms=%d)",
-                                 conn._peer_str(), idle_ms)
-                    conn._close()
+    def _close_idle(self, conn: _Connection) -> None:
+        self.limits[conn.listener.kind].idle_closes += 1
+        conn.close()
 
     async def start_serving(self, kind: str) -> None:
         """Start listening on the listeners of ``kind`` that ``start`` deferred."""
