@@ -21,7 +21,13 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Backpressure.** At most ``max_in_flight`` requests per connection are parsed and not yet
   answered (cf. ``queued.max.requests``); at the bound the connection stops parsing and calls
   ``transport.pause_reading()``, and resumes once the queue drains below it. It also stops
-  while the transport's write buffer is above its high-water mark (``pause_writing``).
+  while the transport's write buffer is above its high-water mark (``pause_writing``), while
+  the request memory pool has no bytes for its partial frame, and at ``queued.max.requests``
+  (``broker.network.limits``).
+- **Connection limits**: listeners accept through ``broker.network.acceptor`` within the
+  quotas of ``broker.network.limits`` (Kafka's ``ConnectionQuotas``); idle connections and,
+  past ``max.connections``, the least recently active one are closed
+  (``broker.network.expiry``).
 - **Limits and malformed input** close only the offending connection, with one WARNING naming
   the peer: a size prefix <= 0 or above ``max_request_bytes`` (``socket.request.max.bytes``),
   a header that cannot be parsed, or a body that does not decode. Trailing bytes after a body
