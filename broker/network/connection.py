@@ -15,9 +15,14 @@ the handlers, and writes what it hands out (see that module's docstring for the 
 - **Ordering.** ``push_pending()`` reserves a slot for a request handled later; responses
   behind an unanswered request wait in the queue (``queue_response``) and ``release_head``
   moves the completed head of the queue to ``out``, the bytes to write.
-- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests or while the
-  transport's write buffer is full (``write_paused``); ``update_blocked`` returns ``PAUSE``,
-  ``RESUME`` or 0 for the caller to act on.
+- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests, while the
+  transport's write buffer is full (``write_paused``), while the kind's request memory pool
+  refuses the partial frame kept in the stash (``mem_wait``: the frame's whole size is drawn
+  when its size prefix is in, and given back once the frame is whole; ``retry_memory``), and
+  while the kind's waiting requests are at ``queued.max.requests`` and this connection has
+  one (``queue_wait``); see ``broker.network.limits``. ``update_blocked`` returns ``PAUSE``,
+  ``RESUME`` or 0 for the caller to act on; ``hooks`` (the server's connection) is told when
+  to wait for memory and is woken when the waiting requests drop below the bound.
 """
 
 from __future__ import annotations
