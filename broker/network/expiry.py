@@ -2,8 +2,9 @@
 (``connections.max.idle.ms``, Kafka's ``Selector`` idle expiry) and, when the protected
 inter-broker listener takes the node past ``max.connections``, the least recently active
 connection of another listener (Kafka's ``Processor.closeExcessConnections``). A connection
-is active when bytes arrive (``ServerConnection.last_active``); one with unanswered requests or
-unsent responses is never idle.
+is active when bytes arrive (``ServerConnection.last_active``); one with unanswered requests,
+unsent responses, or whose reading the server paused (e.g. waiting for the request memory
+pool) is never idle.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def close_idle_connections(connections: Callable[[], Iterable[Any]], idle_
                                  on_idle: Callable[[Any], None]) -> None:
     """Forever: every tenth of ``idle_ms`` (within 50 ms..10 s), call ``on_idle(conn)`` for
     each connection that received nothing for ``idle_ms``; a busy one (``conn.unsent()``
-    bytes or unanswered requests) counts as active now."""
+    bytes, unanswered requests, reading paused) counts as active now."""
     idle_s = idle_ms / 1000
     tick_s = min(max(idle_s / 10, 0.05), 10.0)
     while True:
@@ -48,7 +49,7 @@ async def close_idle_connections(connections: Callable[[], Iterable[Any]], idle_
             core = conn.core
             if core.closed:
                 continue
-            if core.pending or conn.unsent():
+            if core.pending or core.reading_paused or conn.unsent():
                 core.last_active = now
             elif now - core.last_active >= idle_s:
                 logger.debug("Closing idle connection %s (connections.max.idle.ms=%d)",
