@@ -4,13 +4,17 @@ the configuration keys; and the sans-IO connection drawing partial frames from t
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from broker.config import KafkaConfig
 from broker.network.connection import PAUSE, RESUME, ListenerRoutes, ServerConnection
 from broker.network.context import ListenerSpec, ServerStats
+from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import (
     ConnectionQuotas,
     LimitsConfig,
@@ -196,3 +200,50 @@ def test_waiting_requests_pause_connections() -> None:
     assert b.update_blocked() == RESUME
     a.drop_pending()
     assert limits.queued == 0
+
+
+# -- which connections the server closes on its own (broker/network/expiry.py) ---------------
+
+
+class FakeConn:
+    def __init__(self, name: str, kind: str, last_active: float, *, pending: int = 0,
+                 paused: bool = False, unsent: int = 0) -> None:
+        self.listener = SimpleNamespace(name=name, kind=kind)
+        self.core = SimpleNamespace(last_active=last_active, closed=False, closing=False,
+                                    pending=[None] * pending, reading_paused=paused)
+        self._unsent = unsent
+        self.closed_as_idle = False
+
+    def unsent(self) -> int:
+        return self._unsent
+
+    def peer_str(self) -> str:
+        return "peer"
+
+
+def test_least_recently_active_skips_the_protected_listener_and_other_kinds() -> None:
+    conns = [FakeConn("INTERNAL", "broker", 1.0), FakeConn("EXTERNAL", "broker", 5.0),
+             FakeConn("EXTERNAL", "broker", 3.0), FakeConn("CONTROLLER", "controller", 0.5)]
+    assert least_recently_active(conns, "broker", "INTERNAL") is conns[2]
+    conns[2].core.closing = True
+    assert least_recently_active(conns, "broker", "INTERNAL") is conns[1]
+    assert least_recently_active(conns[:1], "broker", "INTERNAL") is None
+
+
+def test_idle_sweep_spares_busy_and_paused_connections() -> None:
+    now = time.monotonic()
+    old = now - 60
+    idle = FakeConn("A", "broker", old)
+    busy = [FakeConn("A", "broker", old, pending=1), FakeConn("A", "broker", old, paused=True),
+            FakeConn("A", "broker", old, unsent=10), FakeConn("A", "broker", now)]
+    closed: list[FakeConn] = []
+
+    async def run() -> None:
+        task = asyncio.create_task(close_idle_connections(lambda: [idle, *busy], 1000,
+                                                          closed.append))
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    asyncio.run(run())
+    assert closed and all(c is idle for c in closed)
+    assert all(c.core.last_active > old for c in busy[:3])  # busy counts as active
