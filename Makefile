@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-txn bench-peer sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-limits bench-txn bench-peer sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ bench-kraft: $(STAMP)
 # Produce/consume records/s and MB/s, e2e latency, with confluent-kafka on real nodes.
 bench-produce: $(STAMP)
 	$(PY) -m tools.produce_bench
+
+# The network limits under abuse: a producer's p99 with 4,000 idle/half-open and 500 garbage
+# connections (FAIL past +2 ms), and the node's RSS while 100 clients send 100 MiB requests
+# slowly (FAIL past the bound queued.max.request.bytes sets). LIMITS_BENCH_ARGS="p99" for one.
+LIMITS_BENCH_ARGS ?=
+bench-limits: $(STAMP)
+	$(PY) -m tools.limits_bench $(LIMITS_BENCH_ARGS)
 
 # Transactional produce (100 records per transaction) against idempotent produce, RF 3.
 TXN_BENCH_ARGS ?=

@@ -41,6 +41,7 @@ from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
+from broker.network.limits import LimitsConfig, raise_fd_limit
 from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
@@ -387,7 +388,10 @@ class Node:
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=dispatcher.advertised, handlers=dispatcher.handlers,
                     features=self._api_features))
-        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
+        raise_fd_limit()
+        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"),
+                                  backlog=cfg.get("socket.listen.backlog.size"),
+                                  limits=LimitsConfig.from_config(cfg))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
 
     def _api_features(self) -> ApiFeatures:

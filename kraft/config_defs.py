@@ -377,12 +377,21 @@ _DEFS: list[ConfigDef] = [
     _def("socket.receive.buffer.bytes", INT, 102400, None, "SO_RCVBUF (-1 = OS default)."),
     _def("socket.listen.backlog.size", INT, 50, AtLeast(1), "Listen backlog."),
     _def("queued.max.requests", INT, 500, AtLeast(1),
-         "Requests queued per node before the network layer stops reading."),
+         "Requests read and not yet answered, over the connections of a listener kind, at "
+         "which a connection adding one stops being read."),
     _def("queued.max.request.bytes", LONG, -1, None,
-         "Bytes of queued requests before reading stops (-1 = no limit)."),
-    _def("connections.max.idle.ms", LONG, 600000, None, "Idle connections are closed after this."),
-    _def("max.connections", INT, INT_MAX, AtLeast(0), "Maximum connections per node."),
-    _def("max.connections.per.ip", INT, INT_MAX, AtLeast(0), "Maximum connections per IP."),
+         "Bytes of partially read requests held per listener kind (a memory pool; when it is "
+         "empty connections stop being read until bytes are freed); -1 = no limit."),
+    _def("connections.max.idle.ms", LONG, 600000, None,
+         "Connections that received nothing for this long are closed (-1: never)."),
+    _def("max.connections", INT, INT_MAX, AtLeast(0),
+         "Connections per listener kind; at the limit listeners stop accepting until one "
+         "closes (the inter-broker listener is protected). Per listener: "
+         "listener.name.<listener>.max.connections."),
+    _def("max.connections.per.ip", INT, INT_MAX, AtLeast(0),
+         "Connections per peer address; one more is accepted and closed at once."),
+    _def("max.connections.per.ip.overrides", STRING, "", None,
+         "Per-address exceptions to max.connections.per.ip: host:count,host:count."),
     _def("num.network.threads", INT, 3, AtLeast(1), "Accepted for compatibility; unused."),
     _def("num.io.threads", INT, 8, AtLeast(1), "Accepted for compatibility; unused."),
     _def("background.threads", INT, 10, AtLeast(1), "Accepted for compatibility; unused."),

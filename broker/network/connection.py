@@ -15,9 +15,14 @@ the handlers, and writes what it hands out (see that module's docstring for the 
 - **Ordering.** ``push_pending()`` reserves a slot for a request handled later; responses
   behind an unanswered request wait in the queue (``queue_response``) and ``release_head``
   moves the completed head of the queue to ``out``, the bytes to write.
-- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests or while the
-  transport's write buffer is full (``write_paused``); ``update_blocked`` returns ``PAUSE``,
-  ``RESUME`` or 0 for the caller to act on.
+- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests, while the
+  transport's write buffer is full (``write_paused``), while the kind's request memory pool
+  refuses the partial frame kept in the stash (``mem_wait``: the frame's whole size is drawn
+  when its size prefix is in, and given back once the frame is whole; ``retry_memory``), and
+  while the kind's waiting requests are at ``queued.max.requests`` and this connection has
+  one (``queue_wait``); see ``broker.network.limits``. ``update_blocked`` returns ``PAUSE``,
+  ``RESUME`` or 0 for the caller to act on; ``hooks`` (the server's connection) is told when
+  to wait for memory and is woken when the waiting requests drop below the bound.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import re
 import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from broker.network.limits import NetworkLimits
 from broker.protocol.api_keys import API_SPECS, ApiKey, request_header_version
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import (
@@ -223,14 +230,26 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
-                 "closed", "closing", "info", "listener", "max_in_flight", "max_request_bytes", "need",
-                 "out", "out_bytes", "pending", "processing", "reading_paused", "stash",
-                 "stats", "throttled", "write_paused")
+                 "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
+                 "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
+                 "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
+                 "stash", "stats", "throttled", "write_paused")
 
     def __init__(self, listener: ListenerRoutes, stats: ServerStats, *,
                  max_request_bytes: int, max_in_flight: int,
-                 info: ConnectionInfo | None = None) -> None:
+                 info: ConnectionInfo | None = None,
+                 limits: NetworkLimits | None = None) -> None:
         self.listener = listener
+        # The kind's limits (broker.network.limits): the memory pool partial frames draw
+        # from, and the count of waiting requests.
+        self.limits = limits if limits is not None else NetworkLimits([listener.name])
+        self.pool = self.limits.pool
+        self.reserved = 0  # bytes drawn from the pool for the partial frame in the stash
+        self.mem_wait = False  # the pool refused: stop reading until it has bytes again
+        self.queue_wait = False  # paused because the kind's waiting requests are at the bound
+        self.last_active = monotonic()  # when bytes last arrived (idle expiry, LRU)
+        # The I/O side's callbacks for the limits (``memory_wait()``, ``queue_resume()``).
+        self.hooks: Any = None
         self._routes = listener.routes
         self.stats = stats
         self.max_request_bytes = max_request_bytes
@@ -262,6 +281,9 @@ class ServerConnection:
                 return None
             data = bytes(self.stash)
             self.stash = bytearray()
+            if self.reserved:  # the frame is whole: its bytes go back to the pool
+                self.pool.release(self.reserved)
+                self.reserved = 0
         elif self.blocked:
             self.stash += data
             return None
@@ -292,6 +314,14 @@ class ServerConnection:
                 if not 0 < self.need - 4 <= limit:
                     raise FrameSizeError(f"request size {self.need - 4} is outside "
                                          f"1..{limit} bytes")
+                if self.pool.bounded and not self.reserved:
+                    # Held until the rest arrives: draw the whole frame from the pool first.
+                    if self.pool.try_allocate(self.need):
+                        self.reserved = self.need
+                    else:
+                        self.mem_wait = True
+                        if self.hooks is not None:
+                            self.hooks.memory_wait()
             else:
                 self.need = 4
         else:
@@ -302,8 +332,22 @@ class ServerConnection:
         if self.stash and len(self.stash) >= self.need and not self.processing:
             data = bytes(self.stash)
             self.stash = bytearray()
+            if self.reserved:
+                self.pool.release(self.reserved)
+                self.reserved = 0
             return data
         return None
+
+    def retry_memory(self) -> bool:
+        """The pool has bytes again: draw the partial frame's size. True if reading may go
+        on (then call ``update_blocked``)."""
+        if not self.mem_wait or self.closed:
+            return False
+        if not self.pool.try_allocate(self.need):
+            return False
+        self.reserved = self.need
+        self.mem_wait = False
+        return True
 
     # -- decoding -----------------------------------------------------------------------------
 
@@ -421,6 +465,7 @@ class ServerConnection:
         response goes into ``slot[0]`` (None: no response)."""
         slot: list[Any] = [PENDING, None]
         self.pending.append(slot)
+        self.limits.queued += 1
         return slot
 
     def queue_response(self, data: bytes | None) -> int:
@@ -428,6 +473,7 @@ class ServerConnection:
         request, else into ``out``. Returns ``WRITE``, ``BLOCK`` or 0."""
         if self.pending:
             self.pending.append([data])
+            self.limits.queued += 1
             return BLOCK if self.note_in_flight() else 0
         if data is not None:
             self.out.append(data)
@@ -441,14 +487,36 @@ class ServerConnection:
         ``CLOSE`` reached the head: write ``out``, then close the connection."""
         pending = self.pending
         out = self.out
-        while pending and pending[0][0] is not PENDING:
-            data = pending.popleft()[0]
-            if data is CLOSE:
-                return True
-            if data is not None:
-                out.append(data)
-                self.out_bytes += len(data)
-        return False
+        released = 0
+        try:
+            while pending and pending[0][0] is not PENDING:
+                data = pending.popleft()[0]
+                released += 1
+                if data is CLOSE:
+                    return True
+                if data is not None:
+                    out.append(data)
+                    self.out_bytes += len(data)
+            return False
+        finally:
+            self.limits.dequeued(released)
+
+    def append_pending(self, entry: list[Any]) -> None:
+        """Queue an entry (e.g. ``[CLOSE]``) behind the unanswered requests."""
+        self.pending.append(entry)
+        self.limits.queued += 1
+
+    def drop_pending(self) -> None:
+        """Forget every unanswered request (the connection is closed); give back what the
+        connection held of the kind's limits."""
+        if self.pending:
+            n = len(self.pending)
+            self.pending.clear()
+            self.limits.dequeued(n)
+        if self.reserved:
+            self.pool.release(self.reserved)
+            self.reserved = 0
+        self.mem_wait = False
 
     def take_out(self) -> bytes:
         """The response bytes to write now (``out`` is then empty)."""
@@ -461,7 +529,7 @@ class ServerConnection:
     def close(self) -> bytes | None:
         """Closed: drop unanswered requests; return the responses still to write, if any."""
         self.closed = True
-        self.pending.clear()
+        self.drop_pending()
         if not self.out:
             return None
         return self.take_out()
@@ -474,15 +542,27 @@ class ServerConnection:
         n = len(self.pending)
         stats = self.stats
         stats.max_in_flight_seen = max(stats.max_in_flight_seen, n)
-        return n >= self.max_in_flight and not self.blocked
+        limits = self.limits
+        return (n >= self.max_in_flight or limits.queued >= limits.max_queued) \
+            and not self.blocked
 
     def update_blocked(self) -> int:
         """Whether parsing must stop (in-flight bound, write backpressure or a quota's throttle
         time): ``PAUSE`` or
         ``RESUME`` when reading must change, else 0."""
-        blocked = (self.write_paused or self.throttled
-                   or len(self.pending) >= self.max_in_flight)
+        n = len(self.pending)
+        limits = self.limits
+        queue_full = n > 0 and limits.queued >= limits.max_queued
+        blocked = (self.write_paused or self.throttled or n >= self.max_in_flight or self.mem_wait
+                   or queue_full)
         self.blocked = blocked
+        if queue_full and not self.queue_wait:
+            self.queue_wait = True
+            limits.queue_waits += 1
+            if self.hooks is not None:
+                limits.queue_waiters.append(self.hooks.queue_resume)
+        elif not queue_full:
+            self.queue_wait = False
         if blocked and not self.reading_paused:
             self.reading_paused = True
             self.stats.read_pauses += 1

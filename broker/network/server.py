@@ -21,7 +21,13 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Backpressure.** At most ``max_in_flight`` requests per connection are parsed and not yet
   answered (cf. ``queued.max.requests``); at the bound the connection stops parsing and calls
   ``transport.pause_reading()``, and resumes once the queue drains below it. It also stops
-  while the transport's write buffer is above its high-water mark (``pause_writing``).
+  while the transport's write buffer is above its high-water mark (``pause_writing``), while
+  the request memory pool has no bytes for its partial frame, and at ``queued.max.requests``
+  (``broker.network.limits``).
+- **Connection limits**: listeners accept through ``broker.network.acceptor`` within the
+  quotas of ``broker.network.limits`` (Kafka's ``ConnectionQuotas``); idle connections and,
+  past ``max.connections``, the least recently active one are closed
+  (``broker.network.expiry``).
 - **Limits and malformed input** close only the offending connection, with one WARNING naming
   the peer: a size prefix <= 0 or above ``max_request_bytes`` (``socket.request.max.bytes``),
   a header that cannot be parsed, or a body that does not decode. Trailing bytes after a body
@@ -59,9 +65,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from time import monotonic as _monotonic
 from time import perf_counter
 from typing import Any, Self
 
+from broker.network.acceptor import Acceptor, bind_sockets
 from broker.network.connection import (
     BLOCK,
     CLOSE,
@@ -78,6 +86,8 @@ from broker.network.connection import (
 )
 from broker.network.context import Handler, ListenerSpec, RequestContext, ServerStats
 from broker.network.eventloop import new_task
+from broker.network.expiry import close_idle_connections, least_recently_active
+from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -114,12 +124,15 @@ class _Connection(asyncio.Protocol):
     decodes, orders and decides backpressure; this class feeds it, runs the handlers and
     writes (see the module docstring for the behaviour)."""
 
-    def __init__(self, server: KafkaServer, listener: ListenerRoutes) -> None:
+    def __init__(self, server: KafkaServer, listener: ListenerRoutes, ip: str = "") -> None:
         self._server = server
-        self._listener = listener
+        self._listener = self.listener = listener
+        self.ip = ip  # counted in the kind's connection quotas until connection_lost
+        self.limits = server.limits[listener.kind]
         self.core = ServerConnection(listener, server.stats,
                                      max_request_bytes=server.max_request_bytes,
-                                     max_in_flight=server.max_in_flight)
+                                     max_in_flight=server.max_in_flight, limits=self.limits)
+        self.core.hooks = self
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
@@ -162,7 +175,8 @@ class _Connection(asyncio.Protocol):
         if self in server._connections:
             server._connections.discard(self)
             server.stats.connections_closed += 1
-        core.pending.clear()
+            self.limits.quotas.dec(self._listener.name, self.ip)
+        core.drop_pending()
         core.stash = bytearray()
         if self._unmute is not None:
             self._unmute.cancel()
@@ -186,6 +200,7 @@ class _Connection(asyncio.Protocol):
         core = self.core
         if core.closed or core.closing:
             return
+        core.last_active = _monotonic()
         ready = core.receive(data)
         if ready is not None:
             self._process(ready)
@@ -364,7 +379,7 @@ class _Connection(asyncio.Protocol):
         if slot is not None:
             slot[0] = CLOSE  # _finish closes when it reaches the head of the queue
         elif core.pending:
-            core.pending.append([CLOSE])
+            core.append_pending([CLOSE])
         else:
             self._close()
 
@@ -390,6 +405,25 @@ class _Connection(asyncio.Protocol):
     def _note_in_flight(self) -> None:
         if self.core.note_in_flight():
             self._update_blocked()
+
+    def memory_wait(self) -> None:
+        """The memory pool refused this connection's partial frame: stop reading until the
+        pool has bytes again (``broker.network.limits``)."""
+        self._update_blocked()
+        self.limits.pool.wait(self._memory_resume)
+
+    def _memory_resume(self) -> None:
+        if self.core.closed or not self.core.mem_wait:
+            return
+        if self.core.retry_memory():
+            self._update_blocked()
+        else:
+            self.limits.pool.wait(self._memory_resume)
+
+    def queue_resume(self) -> None:
+        """The kind's waiting requests are below ``queued.max.requests`` again."""
+        self.core.queue_wait = False
+        self._update_blocked()
 
     def _update_blocked(self) -> None:
         core = self.core
@@ -437,6 +471,12 @@ class _Connection(asyncio.Protocol):
     def _peer_str(self) -> str:
         return addr(self.info.peer) if self.info else "?"
 
+    peer_str = _peer_str
+
+    def unsent(self) -> int:
+        """Response bytes written and not yet sent."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def _close(self) -> None:
         """Stop reading, drop unanswered requests, let written responses drain (bounded)."""
         core = self.core
@@ -445,7 +485,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             core.closed = True
-            core.pending.clear()
+            core.drop_pending()
             return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
@@ -456,6 +496,8 @@ class _Connection(asyncio.Protocol):
         else:
             transport.close()
 
+    close = _close
+
     def abort(self) -> None:
         self.core.closed = True
         if self._transport is not None:
@@ -465,7 +507,7 @@ class _Connection(asyncio.Protocol):
 @dataclass
 class _Bound:
     listener: ListenerRoutes
-    server: asyncio.AbstractServer | None = None
+    acceptor: Acceptor | None = None
     addresses: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -487,7 +529,7 @@ class KafkaServer:
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
                  write_buffer_low: int = DEFAULT_WRITE_BUFFER_LOW,
-                 backlog: int = 128) -> None:
+                 backlog: int = 128, limits: LimitsConfig | None = None) -> None:
         if not listeners:
             raise ValueError("at least one listener is required")
         names = [spec.name for spec in listeners]
@@ -515,6 +557,14 @@ class KafkaServer:
         self._bound = {spec.name: _Bound(ListenerRoutes(spec, spec.advertised or advertised or {},
                                                    handler))
                        for spec in listeners}
+        # One set of limits per listener kind (broker.network.limits).
+        self.limits_config = limits = limits or LimitsConfig()
+        if 0 < limits.queued_max_request_bytes < max_request_bytes:
+            raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes")
+        self.limits: dict[str, NetworkLimits] = {
+            kind: NetworkLimits([s.name for s in listeners if s.kind == kind], limits)
+            for kind in ("broker", "controller")}
+        self._idle_task: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         # Handlers still running for connections that have closed (see connection_lost).
         self._orphaned_tasks: set[asyncio.Task[Any]] = set()
@@ -540,28 +590,53 @@ class KafkaServer:
             raise RuntimeError("server already started")
         self._started = True
         loop = asyncio.get_running_loop()
+        for limits in self.limits.values():
+            limits.set_scheduler(loop.call_soon)
         try:
             for bound in self._bound.values():
                 spec = bound.listener.spec
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
                 serve = spec.kind not in deferred_kinds
-                bound.server = await loop.create_server(
-                    partial(_Connection, self, bound.listener), host, spec.port,
-                    backlog=self.backlog, reuse_address=True, start_serving=serve)
-                bound.addresses = [s.getsockname()[:2] for s in bound.server.sockets]
+                sockets = bind_sockets(host, spec.port)
+                quotas = self.limits[spec.kind].quotas
+                bound.acceptor = Acceptor(
+                    loop, spec.name, sockets, quotas,
+                    partial(partial, _Connection, self, bound.listener),
+                    partial(self._close_lru, spec.kind, quotas.protected), self.backlog)
+                bound.addresses = [sk.getsockname()[:2] for sk in sockets]
+                if serve:
+                    bound.acceptor.start()
                 logger.info("%s %s (%s) at %s", "Listening on" if serve else "Bound",
                             spec.name, spec.kind, ", ".join(addr(a) for a in bound.addresses))
         except BaseException:
             await self.stop()
             raise
+        idle_ms = self.limits_config.connections_max_idle_ms
+        if 0 < idle_ms < 2**62:
+            self._idle_task = loop.create_task(close_idle_connections(
+                lambda: self._connections, idle_ms, self._close_idle), name="idle sweep")
+
+    def _close_lru(self, kind: str, protected: str | None) -> None:
+        """The protected inter-broker listener went past max.connections: close the least
+        recently active connection of another listener (Kafka's closeExcessConnections)."""
+        victim = least_recently_active(self._connections, kind, protected)
+        if victim is not None:
+            self.limits[kind].lru_closes += 1
+            logger.info("Closing connection %s: max.connections is exceeded after a connection "
+                        "on the inter-broker listener %s", victim.peer_str(), protected)
+            victim.close()
+
+    def _close_idle(self, conn: _Connection) -> None:
+        self.limits[conn.listener.kind].idle_closes += 1
+        conn.close()
 
     async def start_serving(self, kind: str) -> None:
         """Start listening on the listeners of ``kind`` that ``start`` deferred."""
         for bound in self._bound.values():
             spec = bound.listener.spec
-            if spec.kind == kind and bound.server is not None and \
-                    not bound.server.is_serving():
-                await bound.server.start_serving()
+            if spec.kind == kind and bound.acceptor is not None and \
+                    not bound.acceptor.serving:
+                bound.acceptor.start()
                 logger.info("Listening on %s (%s) at %s", spec.name, spec.kind,
                             ", ".join(addr(a) for a in bound.addresses))
 
@@ -583,9 +658,13 @@ class KafkaServer:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection, cancel running handlers and wait for them."""
-        servers = [b.server for b in self._bound.values() if b.server is not None]
-        for srv in servers:
-            srv.close()
+        for b in self._bound.values():
+            if b.acceptor is not None:
+                b.acceptor.close()
+                b.acceptor = None
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         connections = list(self._connections)
         tasks: list[asyncio.Task[Any]] = list(self._orphaned_tasks)
         for conn in connections:
@@ -595,10 +674,6 @@ class KafkaServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for srv in servers:
-            await srv.wait_closed()
-        for b in self._bound.values():
-            b.server = None
         # Let the transports deliver connection_lost before we return.
         await asyncio.sleep(0)
         self._started = False
