@@ -48,11 +48,14 @@ from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
+from broker.security.listener_security import listener_security
+from broker.security.sasl_server import sasl_handlers
 from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
 from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
+from kraft.metadata_records import decode_metadata_record
 from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
@@ -159,7 +162,9 @@ class Node:
                 # The metadata.version chosen at format time (--release-version).
                 controller_config = dataclasses.replace(
                     controller_config,
-                    metadata_version=metadata_version_level(boot.metadata_version))
+                    metadata_version=metadata_version_level(boot.metadata_version),
+                    bootstrap_records=tuple(
+                        decode_metadata_record(bytes.fromhex(r))[::2] for r in boot.records))
             qc = QuorumController(controller_config,
                                   random.Random(uuid.uuid4().int))
             self.controller = ControllerService(cfg.node_id, raft, qc, self.loader)
@@ -192,6 +197,9 @@ class Node:
             self.replica_manager.add_leadership_listener(self.txn_coordinator.on_leadership)
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
+        controller_handlers.update(sasl_handlers())
+        if cfg.is_broker:
+            broker_handlers.update(sasl_handlers())
         await self._start_listeners(controller_handlers, broker_handlers)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
@@ -352,18 +360,23 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
+            security = listener_security(
+                cfg.originals, endpoint.name, endpoint.security_protocol, self._scram_credential)
             if kind == "controller":
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=controller_advertised, handlers=controller_table,
-                    features=self._api_features))
+                    features=self._api_features, security=security))
             else:
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=dispatcher.advertised, handlers=dispatcher.handlers,
-                    features=self._api_features))
+                    features=self._api_features, security=security))
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
+
+    def _scram_credential(self, user: str, mechanism: int) -> Any:
+        return self.loader.image.scram.get(user, mechanism)
 
     def _api_features(self) -> ApiFeatures:
         """ApiVersions v3+: the metadata.version levels this node runs, and the cluster's

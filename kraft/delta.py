@@ -30,6 +30,7 @@ from kraft.image import (
     TopicsImage,
 )
 from kraft.metadata_records import MetadataRecordType
+from kraft.scram_image import ScramCredentialData, apply_scram_changes
 
 __all__ = ["LocalReplicaChanges", "MetadataDelta", "MetadataReplayError", "TopicPartition"]
 
@@ -104,6 +105,7 @@ class MetadataDelta:
         self._configs: dict[tuple[int, str], dict[str, str | None]] = {}
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
+        self._scram: dict[tuple[str, int], ScramCredentialData | None] = {}
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -118,6 +120,8 @@ class MetadataDelta:
             MetadataRecordType.FEATURE_LEVEL_RECORD: self._feature_level,
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
+            MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD: self._scram_credential,
+            MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._remove_scram,
         }
 
     # ------------------------------------------------------------------ replay
@@ -236,6 +240,13 @@ class MetadataDelta:
             )
         self._next_producer_id = r.next_producer_id
 
+    def _scram_credential(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = ScramCredentialData(
+            bytes(r.salt), bytes(r.stored_key), bytes(r.server_key), r.iterations)
+
+    def _remove_scram(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = None
+
     # ------------------------------------------------------------------ apply
 
     def apply(self) -> MetadataImage:
@@ -299,6 +310,7 @@ class MetadataDelta:
             topics=topics,
             configs=configs,
             producer_ids=producer_ids,
+            scram=apply_scram_changes(img.scram, self._scram),
         )
 
     # ------------------------------------------------------------------ what changed

@@ -27,7 +27,9 @@ from kraft.metadata_records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     TopicRecord,
+    UserScramCredentialRecord,
 )
+from kraft.scram_image import ScramImage
 
 __all__ = [
     "NO_LEADER",
@@ -282,6 +284,7 @@ class MetadataImage:
     topics: TopicsImage = TopicsImage()
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
+    scram: ScramImage = field(default_factory=ScramImage)
 
     def is_empty(self) -> bool:
         return (
@@ -290,6 +293,7 @@ class MetadataImage:
             and not self.topics.by_id
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
+            and not self.scram.credentials
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
@@ -318,3 +322,5 @@ class MetadataImage:
             yield MetadataRecordType.PRODUCER_IDS_RECORD, ProducerIdsRecord(
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
+        for r in self.scram.records(UserScramCredentialRecord):
+            yield MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD, r

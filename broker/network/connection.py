@@ -112,7 +112,7 @@ class ConnectionInfo:
     """What a request's context knows about its connection."""
 
     __slots__ = ("client_software_name", "client_software_version", "connection_id",
-                 "listener_kind", "listener_name", "local_address", "peer", "principal")
+                 "listener_kind", "listener_name", "local_address", "peer", "principal", "sasl")
 
     def __init__(self, listener_name: str, listener_kind: str, peer: Any, local_address: Any,
                  connection_id: str) -> None:
@@ -125,6 +125,7 @@ class ConnectionInfo:
         self.client_software_version = ""
         # Who the requests are authorized as (broker/security/principal.py).
         self.principal: KafkaPrincipal = ANONYMOUS
+        self.sasl: Any = None  # a SASL listener's SaslSession (broker/security/sasl_server.py)
 
 
 class ListenerRoutes:
@@ -164,6 +165,8 @@ class ListenerRoutes:
                     1 if v in api.response.flexible_versions else 0)
                 self.routes[(key << 16) | v] = (api.request, request_header_version(key, v),
                                                 api.response, resp_hv, h)  # type: ignore[arg-type]
+        # A SASL connection's table until it authenticates (broker/network/secure.py).
+        self.sasl_routes = {k: v for k, v in self.routes.items() if k >> 16 in (17, 18, 36)}
         self.api_versions_lo, self.api_versions_hi = self.advertised[_API_VERSIONS]
         resp = av.response
         entries = [resp.ApiVersion(api_key=k, min_version=lo, max_version=hi)
@@ -218,16 +221,16 @@ class ListenerRoutes:
 class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
-    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
+    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
                  "closed", "closing", "info", "listener", "max_in_flight", "max_request_bytes", "need",
-                 "out", "out_bytes", "pending", "processing", "reading_paused", "stash",
+                 "out", "out_bytes", "pending", "processing", "reading_paused", "routes", "stash",
                  "stats", "write_paused")
 
     def __init__(self, listener: ListenerRoutes, stats: ServerStats, *,
                  max_request_bytes: int, max_in_flight: int,
                  info: ConnectionInfo | None = None) -> None:
         self.listener = listener
-        self._routes = listener.routes
+        self.routes = listener.routes
         self.stats = stats
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
@@ -309,7 +312,7 @@ class ServerConnection:
         if len(frame) < _MIN_HEADER_V1_BYTES:
             return self._short_frame(frame)
         api_key, api_version, correlation_id, n = _HEAD_V1.unpack_from(frame, 0)
-        route = self._routes.get((api_key << 16) | (api_version & 0xFFFF))
+        route = self.routes.get((api_key << 16) | (api_version & 0xFFFF))
         if route is None:
             return self._unroutable(frame, api_key, api_version, correlation_id)
         request_schema, header_version = route[0], route[1]
@@ -354,7 +357,7 @@ class ServerConnection:
         if len(frame) < MIN_REQUEST_HEADER_BYTES:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than a header")
         api_key, api_version, correlation_id = _HEAD.unpack_from(frame, 0)
-        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self._routes:
+        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self.routes:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than its header")
         return self._unroutable(frame, api_key, api_version, correlation_id)
 

@@ -73,6 +73,7 @@ from broker.network.connection import (
 )
 from broker.network.context import Handler, ListenerSpec, RequestContext, ServerStats
 from broker.network.eventloop import new_task
+from broker.network.secure import secure_connection
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -145,6 +146,10 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
+        if self._listener.spec.security is not None and not secure_connection(
+                self._listener, self.core, self.info, tr, self._close):
+            tr.abort()
+            return
         server._connections.add(self)
         server.stats.connections_accepted += 1
 
@@ -505,9 +510,11 @@ class KafkaServer:
                 spec = bound.listener.spec
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
                 serve = spec.kind not in deferred_kinds
+                security = spec.security
                 bound.server = await loop.create_server(
                     partial(_Connection, self, bound.listener), host, spec.port,
-                    backlog=self.backlog, reuse_address=True, start_serving=serve)
+                    backlog=self.backlog, reuse_address=True, start_serving=serve,
+                    ssl=None if security is None else security.ssl_context)
                 bound.addresses = [s.getsockname()[:2] for s in bound.server.sockets]
                 logger.info("%s %s (%s) at %s", "Listening on" if serve else "Bound",
                             spec.name, spec.kind, ", ".join(addr(a) for a in bound.addresses))

@@ -156,6 +156,7 @@ class QuorumController:
         if self.image.features.metadata_version == 0:
             records.append((MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
                 name=METADATA_VERSION, feature_level=self.config.metadata_version)))
+            records.extend(self.config.bootstrap_records)
         return ControllerResult(records, None)
 
     def become_standby(self) -> None:

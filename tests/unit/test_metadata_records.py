@@ -27,11 +27,13 @@ from kraft.metadata_records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     RemoveTopicRecord,
+    RemoveUserScramCredentialRecord,
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     TopicRecord,
     UnfenceBrokerRecord,
     UnregisterBrokerRecord,
+    UserScramCredentialRecord,
     VotersRecord,
     decode_control_record,
     decode_metadata_record,
@@ -78,6 +80,10 @@ _FULL: dict[Message, Any] = {
     BrokerRegistrationChangeRecord: BrokerRegistrationChangeRecord(
         broker_id=3, broker_epoch=1234, fenced=-1, in_controlled_shutdown=1, log_dirs=[DIR_A]),
     NoOpRecord: NoOpRecord(),
+    UserScramCredentialRecord: UserScramCredentialRecord(
+        name="alice", mechanism=1, salt=b"s" * 32, stored_key=b"k" * 32, server_key=b"v" * 32,
+        iterations=4096),
+    RemoveUserScramCredentialRecord: RemoveUserScramCredentialRecord(name="alice", mechanism=2),
 }
 
 
@@ -122,6 +128,7 @@ def test_kafka_record_type_ids_and_latest_versions() -> None:
         "FENCE_BROKER_RECORD": 7, "UNFENCE_BROKER_RECORD": 8, "REMOVE_TOPIC_RECORD": 9,
         "FEATURE_LEVEL_RECORD": 12, "PRODUCER_IDS_RECORD": 15,
         "BROKER_REGISTRATION_CHANGE_RECORD": 17, "NO_OP_RECORD": 20,
+        "USER_SCRAM_CREDENTIAL_RECORD": 11, "REMOVE_USER_SCRAM_CREDENTIAL_RECORD": 22,
     }
     assert LATEST_VERSIONS[MetadataRecordType.REGISTER_BROKER_RECORD] == 3
     assert LATEST_VERSIONS[MetadataRecordType.PARTITION_RECORD] == 2

@@ -1,0 +1,355 @@
+"""TLS and SASL through real clients on one node with four client listeners: SSL with client
+certificates required (the principal mapped by ``ssl.principal.mapping.rules``), SASL_SSL with
+SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, and SASL_PLAINTEXT with PLAIN. SCRAM credentials come
+from ``kafka-storage format --add-scram`` (the metadata log); PLAIN users from the listener's
+JAAS configuration. Certificates are made with the openssl CLI (tests/helpers_tls.py).
+
+kafka-python, aiokafka, confluent-kafka, kcat and kafkajs produce and consume; a wrong password,
+an unknown user, a client without a certificate and plaintext on a TLS port are refused; an API
+other than ApiVersions/SaslHandshake/SaslAuthenticate before authentication closes the
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers_kafkajs import CLIENT_DIR, ENV, why_not_installed
+from tests.helpers_tls import Certs, make_certs
+from tools.proc_cluster import ProcCluster
+
+ck = pytest.importorskip("confluent_kafka")
+from confluent_kafka.admin import AdminClient
+
+JAAS_PLAIN = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" '
+              'user_admin="admin-secret" user_carol="carol-secret";')
+USERS = {"SCRAM-SHA-256": ("alice", "alice-secret"), "SCRAM-SHA-512": ("bob", "bob-secret"),
+         "PLAIN": ("carol", "carol-secret")}
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is not installed")
+    return make_certs(tmp_path_factory.mktemp("certs"),
+                      {"alice": "/O=Acme/OU=eng/CN=alice", "other": "/O=Other/CN=Bob Smith"})
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[ProcCluster]:
+    c = ProcCluster(
+        tmp_path_factory.mktemp("security"), controllers=1, combined=True,
+        secure={"SSL": "SSL", "SASL_SSL": "SASL_SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"},
+        format_args=["--add-scram", "SCRAM-SHA-256=[name=alice,password=alice-secret]",
+                     "--add-scram",
+                     "SCRAM-SHA-512=[name=bob,password=bob-secret,iterations=8192]"],
+        extra={
+            "ssl.keystore.type": "PEM", "ssl.keystore.location": str(certs.server),
+            "ssl.truststore.type": "PEM", "ssl.truststore.location": str(certs.ca),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=(.*?),OU=(.*?),O=.*$/$1@$2/L,DEFAULT",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": JAAS_PLAIN,
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS_PLAIN,
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+            "group.initial.rebalance.delay.ms": "0",
+            "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "3",
+        })
+    c.start()
+    try:
+        yield c
+    finally:
+        c.shutdown()
+
+
+def server_log(c: ProcCluster) -> str:
+    return "\n".join((n.dir / "server.log").read_text() for n in c.nodes.values())
+
+
+def wait_log(c: ProcCluster, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server_log(c):
+        assert time.monotonic() < deadline, f"{text!r} not in the server log"
+        time.sleep(0.2)
+
+
+def topic() -> str:
+    return f"sec-{uuid.uuid4().hex[:8]}"
+
+
+def ck_sasl(c: ProcCluster, certs: Certs, mechanism: str, user: str, password: str) -> dict:
+    return {"bootstrap.servers": c.secure_bootstrap("SASL_SSL"),
+            "security.protocol": "SASL_SSL", "ssl.ca.location": str(certs.ca),
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+
+
+def ck_produce(conf: dict, name: str, n: int) -> None:
+    p = ck.Producer({**conf, "acks": "all"})
+    for i in range(n):
+        p.produce(name, f"v{i}".encode())
+    assert p.flush(30) == 0
+
+
+def ck_consume(conf: dict, name: str, n: int, timeout: float = 30.0) -> list[bytes]:
+    cons = ck.Consumer({**conf, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                        "auto.offset.reset": "earliest"})
+    cons.subscribe([name])
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m.value())
+    finally:
+        cons.close()
+    return got
+
+
+def test_mtls_principal_from_the_certificate(cluster: ProcCluster, certs: Certs) -> None:
+    """confluent-kafka and kafka-python with client certificates; the mapping rule gives
+    User:alice@eng, and a name no RULE matches falls through to DEFAULT (the whole DN)."""
+    from kafka import KafkaConsumer
+    crt, key = certs.client("alice")
+    conf = {"bootstrap.servers": cluster.secure_bootstrap("SSL"), "security.protocol": "SSL",
+            "ssl.ca.location": str(certs.ca), "ssl.certificate.location": str(crt),
+            "ssl.key.location": str(key)}
+    name = topic()
+    ck_produce(conf, name, 10)
+    consumer = KafkaConsumer(name, bootstrap_servers=cluster.secure_bootstrap("SSL"),
+                             security_protocol="SSL", ssl_cafile=str(certs.ca),
+                             ssl_certfile=str(crt), ssl_keyfile=str(key),
+                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    try:
+        got = [m.value for m in consumer]
+    finally:
+        consumer.close()
+    assert got == [f"v{i}".encode() for i in range(10)]
+    wait_log(cluster, "on SSL authenticated as User:alice@eng (client certificate)")
+    crt2, key2 = certs.client("other")
+    md = AdminClient({**conf, "ssl.certificate.location": str(crt2),
+                               "ssl.key.location": str(key2)}).list_topics(timeout=15)
+    assert name in md.topics
+    wait_log(cluster, "on SSL authenticated as User:CN=Bob Smith,O=Other (client certificate)")
+
+
+def test_tls_refuses_plaintext_and_missing_client_certificates(cluster: ProcCluster,
+                                                               certs: Certs) -> None:
+    host, port = cluster.secure_bootstrap("SSL").split(":")
+    # ApiVersions v0 in plaintext: the TLS port answers no Kafka response.
+    frame = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        data = b""
+        try:
+            while chunk := s.recv(4096):
+                data += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert len(data) < 8 or struct.unpack(">i", data[4:8])[0] != 1, \
+        f"a Kafka response came back in plaintext: {data[:40]!r}"
+    # TLS without a client certificate on a listener with ssl.client.auth=required.
+    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    answer = b""
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(struct.pack(">i", len(frame)) + frame)
+            answer = tls.recv(4096)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        pass  # TLS 1.3 reports the refused certificate after the client's handshake
+    assert answer == b"", f"served without a client certificate: {answer[:40]!r}"
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_confluent_kafka_sasl_ssl(cluster: ProcCluster, certs: Certs, mechanism: str) -> None:
+    user, password = USERS[mechanism]
+    conf = ck_sasl(cluster, certs, mechanism, user, password)
+    name = topic()
+    ck_produce(conf, name, 5)
+    assert ck_consume(conf, name, 5) == [f"v{i}".encode() for i in range(5)]
+    wait_log(cluster, f"authenticated as User:{user} (SASL {mechanism})")
+
+
+def test_kafka_python_and_aiokafka_scram(cluster: ProcCluster, certs: Certs) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+    from kafka import KafkaConsumer, KafkaProducer
+    bs = cluster.secure_bootstrap("SASL_SSL")
+    name = topic()
+    producer = KafkaProducer(bootstrap_servers=bs, security_protocol="SASL_SSL",
+                             ssl_cafile=str(certs.ca), sasl_mechanism="SCRAM-SHA-512",
+                             sasl_plain_username="bob", sasl_plain_password="bob-secret",
+                             acks="all")
+    for i in range(5):
+        producer.send(name, f"kp{i}".encode())
+    producer.flush(30)
+    producer.close()
+
+    async def aio() -> list[bytes]:
+        ctx = create_ssl_context(cafile=str(certs.ca))
+        sasl = {"security_protocol": "SASL_SSL", "ssl_context": ctx,
+                "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "alice",
+                "sasl_plain_password": "alice-secret"}
+        p = AIOKafkaProducer(bootstrap_servers=bs, acks="all", **sasl)
+        await p.start()
+        try:
+            for i in range(5):
+                await p.send_and_wait(name, f"aio{i}".encode())
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(name, bootstrap_servers=bs, auto_offset_reset="earliest", **sasl)
+        await c.start()
+        got: list[bytes] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < 10:
+                    batch = await c.getmany(timeout_ms=500)
+                    got += [m.value for msgs in batch.values() for m in msgs]
+        finally:
+            await c.stop()
+        return got
+
+    expected = [f"kp{i}".encode() for i in range(5)] + [f"aio{i}".encode() for i in range(5)]
+    assert asyncio.run(aio()) == expected
+    consumer = KafkaConsumer(name, bootstrap_servers=bs, security_protocol="SASL_SSL",
+                             ssl_cafile=str(certs.ca), sasl_mechanism="SCRAM-SHA-256",
+                             sasl_plain_username="alice", sasl_plain_password="alice-secret",
+                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    try:
+        assert [m.value for m in consumer][:10] == expected
+    finally:
+        consumer.close()
+
+
+def test_kafka_python_sasl_plaintext_plain(cluster: ProcCluster) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+    bs = cluster.secure_bootstrap("SASL_PLAINTEXT")
+    name = topic()
+    producer = KafkaProducer(bootstrap_servers=bs, security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="PLAIN", sasl_plain_username="admin",
+                             sasl_plain_password="admin-secret")
+    producer.send(name, b"plain")
+    producer.flush(30)
+    producer.close()
+    consumer = KafkaConsumer(name, bootstrap_servers=bs, security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="PLAIN", sasl_plain_username="carol",
+                             sasl_plain_password="carol-secret", auto_offset_reset="earliest",
+                             consumer_timeout_ms=15000)
+    try:
+        assert [m.value for m in consumer] == [b"plain"]
+    finally:
+        consumer.close()
+    wait_log(cluster, "on SASL_PLAINTEXT authenticated as User:carol (SASL PLAIN)")
+
+
+@pytest.mark.parametrize(("mechanism", "user", "password"), [
+    ("SCRAM-SHA-256", "alice", "wrong"), ("SCRAM-SHA-256", "nobody", "x"),
+    ("SCRAM-SHA-512", "alice", "alice-secret"),  # alice has no SHA-512 credential
+    ("PLAIN", "carol", "wrong")])
+def test_bad_credentials_are_refused(cluster: ProcCluster, certs: Certs, mechanism: str,
+                                     user: str, password: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    errors: list[ck.KafkaError] = []
+    producer = ck.Producer({**ck_sasl(cluster, certs, mechanism, user, password),
+                            "error_cb": errors.append})
+    deadline = time.monotonic() + 20
+    while not any(e.code() == ck.KafkaError._AUTHENTICATION for e in errors):
+        assert time.monotonic() < deadline, f"no authentication error: {errors}"
+        producer.poll(0.2)
+    assert "Authentication failed" in next(
+        e.str() for e in errors if e.code() == ck.KafkaError._AUTHENTICATION)
+    del producer
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(bootstrap_servers=cluster.secure_bootstrap("SASL_SSL"),
+                         security_protocol="SASL_SSL", ssl_cafile=str(certs.ca),
+                         sasl_mechanism=mechanism, sasl_plain_username=user,
+                         sasl_plain_password=password, request_timeout_ms=5000,
+                         api_version_auto_timeout_ms=5000)
+    assert "Failed authentication with" in server_log(cluster)
+
+
+def test_requests_before_authentication_close_the_connection(cluster: ProcCluster) -> None:
+    """On a SASL listener ApiVersions is answered, a Metadata request closes the connection."""
+    host, port = cluster.secure_bootstrap("SASL_PLAINTEXT").split(":")
+
+    def request(api_key: int, version: int, cid: int, body: bytes) -> bytes:
+        frame = struct.pack(">hhih", api_key, version, cid, 4) + b"test" + body
+        return struct.pack(">i", len(frame)) + frame
+
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(request(18, 0, 1, b""))
+        size = struct.unpack(">i", s.recv(4))[0]
+        body = b""
+        while len(body) < size:
+            body += s.recv(size - len(body))
+        assert struct.unpack(">i", body[:4])[0] == 1 and body[4:6] == b"\x00\x00"
+        s.sendall(request(3, 1, 2, struct.pack(">i", -1)))  # Metadata v1, all topics
+        assert s.recv(4096) == b"", "Metadata was answered before authentication"
+
+
+def test_kcat_scram_over_tls(cluster: ProcCluster, certs: Certs) -> None:
+    if shutil.which("kcat") is None:
+        pytest.skip("kcat is not installed")
+    name = topic()
+    base = ["kcat", "-b", cluster.secure_bootstrap("SASL_SSL"), "-X",
+            "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X",
+            "sasl.username=bob", "-X", "sasl.password=bob-secret", "-X",
+            f"ssl.ca.location={certs.ca}", "-t", name]
+    subprocess.run([*base, "-P"], input="k1\nk2\nk3\n", text=True, check=True, timeout=60,
+                   capture_output=True)
+    out = subprocess.run([*base, "-C", "-o", "beginning", "-e", "-q"], text=True, check=True,
+                         timeout=60, capture_output=True)
+    assert out.stdout.split() == ["k1", "k2", "k3"]
+
+
+@pytest.mark.skipif(why_not_installed() is not None, reason=str(why_not_installed()))
+def test_kafkajs_scram_over_tls(cluster: ProcCluster, certs: Certs) -> None:
+    name = topic()
+
+    def run(sasl: dict, retries: int = 5) -> dict:
+        spec = {"brokers": cluster.secure_bootstrap("SASL_SSL").split(","), "ca": str(certs.ca),
+                "sasl": sasl, "topic": name, "n": 4, "retries": retries}
+        out = subprocess.run(["node", "secure.js", json.dumps(spec)], cwd=CLIENT_DIR, env=ENV,
+                             capture_output=True, text=True, timeout=120, check=False)
+        lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+        assert lines, f"kafkajs printed nothing: {out.stderr[-2000:]}"
+        return lines[-1]
+
+    done = run({"mechanism": "scram-sha-256", "username": "alice", "password": "alice-secret"})
+    assert done["event"] == "done", done
+    assert sum(int(p["high"]) for p in done["offsets"]) == 4
+    refused = run({"mechanism": "scram-sha-512", "username": "bob", "password": "nope"}, 0)
+    assert refused["event"] == "error" and "SASL" in refused["message"], refused
+    conf = ck_sasl(cluster, certs, "SCRAM-SHA-512", "bob", "bob-secret")
+    assert ck_consume(conf, name, 4) == [f"kafkajs-{i}".encode() for i in range(4)]
+
+
+def test_pem_text_keys_and_path_values(tmp_path: Path, certs: Certs) -> None:
+    """ssl.keystore.certificate.chain / ssl.keystore.key / ssl.truststore.certificates as PEM
+    text build the same contexts as the files."""
+    from broker.security.tls import client_context, server_context
+    server = server_context({"ssl.keystore.type": "PEM",
+                             "ssl.keystore.certificate.chain": certs.server_cert.read_text(),
+                             "ssl.keystore.key": certs.server_key.read_text(),
+                             "ssl.truststore.type": "PEM",
+                             "ssl.truststore.certificates": certs.ca.read_text(),
+                             "ssl.client.auth": "required"})
+    assert server.verify_mode == ssl.CERT_REQUIRED
+    client = client_context({"ssl.truststore.type": "PEM",
+                             "ssl.truststore.location": str(certs.ca)})
+    assert client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
