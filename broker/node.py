@@ -29,6 +29,7 @@ from typing import Any
 from broker.admin.apis import AdminApis
 from broker.admin.http import AdminHttpServer
 from broker.admin.topic_partitions import TopicPartitionsApi
+from broker.client.security import inter_node_security
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
@@ -149,6 +150,7 @@ class Node:
             snapshots=snapshots,
         )
         raft.register(self.loader)
+        raft.security = self._controller_security()
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
@@ -177,6 +179,7 @@ class Node:
             self._start_log_manager()
             self.channel = ControllerChannel(
                 cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
+            self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
@@ -226,6 +229,11 @@ class Node:
         self.replica_manager = rm = ReplicaManager(
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
+        cfg = self.config
+        name = cfg.inter_broker_listener_name
+        rm.inter_broker_security = inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.inter.broker.protocol")
         self.loader.add_publisher(self._replica_publisher(rm))
         rm.start()
         self.data_apis = DataApis(rm)
@@ -374,6 +382,15 @@ class Node:
                     features=self._api_features, security=security))
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
+
+    def _controller_security(self) -> Any:
+        """TLS/SASL of this node's connections to the controllers (their first controller
+        listener, sasl.mechanism.controller.protocol)."""
+        cfg = self.config
+        name = cfg.controller_listener_names[0]
+        return inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.controller.protocol")
 
     def _scram_credential(self, user: str, mechanism: int) -> Any:
         return self.loader.image.scram.get(user, mechanism)

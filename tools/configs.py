@@ -35,7 +35,8 @@ _DYNAMIC = {"DYNAMIC_TOPIC_CONFIG", "DYNAMIC_BROKER_CONFIG", "DYNAMIC_DEFAULT_BR
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Add, remove and describe configs.")
     p.add_argument("--bootstrap-server", required=True)
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     actions = p.add_mutually_exclusive_group(required=True)
     actions.add_argument("--describe", action="store_true")
     actions.add_argument("--alter", action="store_true")
@@ -101,7 +102,7 @@ async def _main(args: argparse.Namespace) -> int:
     if etype == "brokers" and name and not name.isdigit():
         raise CliError(f"the broker entity name must be a node id, got {name!r}")
     label = _ENTITY_LABEL[etype]
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         rtype = RESOURCE_TYPES[etype]
         if args.describe:
