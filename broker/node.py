@@ -37,6 +37,7 @@ from broker.controller.host import ControllerService
 from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
@@ -51,6 +52,7 @@ from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
 from broker.security.listener_security import listener_security
 from broker.security.sasl_server import sasl_handlers
+from broker.security.scram_apis import describe_scram_handler
 from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
 from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
@@ -201,8 +203,13 @@ class Node:
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
         controller_handlers.update(sasl_handlers())
+        describe_scram = describe_scram_handler(lambda: self.loader.image)
+        controller_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
         if cfg.is_broker:
             broker_handlers.update(sasl_handlers())
+            broker_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
+            broker_handlers[ApiKey.ALTER_USER_SCRAM_CREDENTIALS] = self._forward(
+                ApiKey.ALTER_USER_SCRAM_CREDENTIALS, alter_scram_timed_out)
         await self._start_listeners(controller_handlers, broker_handlers)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
@@ -291,12 +298,14 @@ class Node:
             logger.info("Broker %d registered (epoch %d) and unfenced", cfg.node_id,
                         lifecycle.broker_epoch)
 
-    def _forward(self, api_key: int) -> Any:
+    def _forward(self, api_key: int, timed_out: Callable[[Any], Any] | None = None) -> Any:
         async def forward(ctx: RequestContext, header: Any, request: Any) -> Any:
             assert self.channel is not None
             try:
                 return await self.channel.send(api_key, request, timeout_s=15.0)
             except ControllerUnavailableError:
+                if timed_out is not None:
+                    return timed_out(request)
                 return API_SPECS[api_key].response.cls(error_code=ErrorCode.REQUEST_TIMED_OUT)
         return forward
 

@@ -6,7 +6,8 @@
     kafka-configs --bootstrap-server B --entity-type brokers --entity-name 1 --describe --all
 
 ``--topic T`` and ``--broker N`` are shorthands; ``--entity-default`` names the cluster-wide
-broker default. Changes go through IncrementalAlterConfigs.
+broker default. Changes go through IncrementalAlterConfigs; users' SCRAM credentials
+(``--entity-type users``) through AlterUserScramCredentials (tools/scram_configs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tools.cli_client import (
     describe_configs_of,
     run_tool,
 )
+from tools.scram_configs import run_users
 
 PROG = "kafka-configs"
 _ENTITY_LABEL = {"topics": "topic", "brokers": "broker", "broker-loggers": "broker-logger"}
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_mutually_exclusive_group(required=True)
     actions.add_argument("--describe", action="store_true")
     actions.add_argument("--alter", action="store_true")
-    p.add_argument("--entity-type", choices=sorted(RESOURCE_TYPES))
+    p.add_argument("--entity-type", choices=[*sorted(RESOURCE_TYPES), "users"])
     p.add_argument("--entity-name")
     p.add_argument("--entity-default", action="store_true",
                    help="the cluster-wide default (brokers)")
@@ -98,6 +100,12 @@ def _entity(args: argparse.Namespace) -> tuple[str, str]:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if args.entity_type == "users":  # SCRAM credentials (tools/scram_configs.py)
+        client = await admin_client(args.bootstrap_server, command_config=args.command_config)
+        try:
+            return await run_users(args, client, args.entity_name)
+        finally:
+            await client.close()
     etype, name = _entity(args)
     if etype == "brokers" and name and not name.isdigit():
         raise CliError(f"the broker entity name must be a node id, got {name!r}")

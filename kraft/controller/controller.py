@@ -30,6 +30,7 @@ from kraft.controller import (
     configuration_control,
     reassignment,
     replication_control,
+    scram_control,
 )
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
@@ -50,6 +51,7 @@ from kraft.controller.requests import (
     UnregisterBrokerRequest,
 )
 from kraft.controller.results import ControllerResult, NotController, Record
+from kraft.controller.scram_control import AlterScramRequest
 from kraft.delta import MetadataDelta
 from kraft.image import METADATA_VERSION, MetadataImage
 from kraft.metadata_records import FeatureLevelRecord, MetadataRecordType
@@ -251,6 +253,11 @@ class QuorumController:
                                                    request)
 
     # ------------------------------------------------------------------ periodic
+
+    def alter_user_scram_credentials(self, request: AlterScramRequest,
+                                     now_ms: int) -> ControllerResult:
+        self._check_active()
+        return scram_control.alter_user_scram_credentials(self.image, request)
 
     def tick(self, now_ms: int) -> ControllerResult | None:
         """Fence brokers whose session timed out (each fence sees the previous one's effect),

@@ -78,6 +78,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[
             "listener.name.sasl_ssl.plain.sasl.jaas.config": JAAS_PLAIN,
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS_PLAIN,
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.connections.max.reauth.ms": "2000",
             "group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "3",
             "default.replication.factor": "3", "min.insync.replicas": "2",
         })
@@ -421,3 +422,100 @@ def test_cli_tools_with_command_config(cluster: ProcCluster, certs: Certs,
                          text=True,
                          cwd=REPO, env=env())
     assert bad.returncode == 1 and "authentication" in bad.stderr.lower(), bad.stderr
+
+
+def test_scram_credentials_through_kafka_configs_and_the_admin_api(
+        cluster: ProcCluster, certs: Certs, tmp_path: Path) -> None:
+    """kafka-configs adds a credential (AlterUserScramCredentials, forwarded to the controller,
+    replayed by every node), confluent-kafka's admin client describes and alters them, and
+    logins follow: a new user can log in, a deleted credential cannot."""
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+    config = tmp_path / "client.properties"
+    config.write_text(
+        f"security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={certs.ca}\n"
+        f"ssl.keystore.type=PEM\nssl.keystore.location={certs.keystore('alice')}\n")
+    base = [sys.executable, "-m", "tools.configs", "--bootstrap-server",
+            cluster.secure_bootstrap("SSL"), "--command-config", str(config),
+            "--entity-type", "users"]
+    out = subprocess.run([*base, "--alter", "--entity-name", "dave", "--add-config",
+                          "SCRAM-SHA-512=[iterations=8192,password=dave-secret]"],
+                         check=True, timeout=60, capture_output=True, text=True, cwd=REPO,
+                         env=env())
+    assert "Completed updating config for user dave." in out.stdout
+    out = subprocess.run([*base, "--describe", "--entity-name", "dave"], check=True,
+                         timeout=60, capture_output=True, text=True, cwd=REPO, env=env())
+    assert "user-principal 'dave' are SCRAM-SHA-512=iterations=8192" in out.stdout
+    conf = ck_sasl(cluster, certs, "SCRAM-SHA-512", "dave", "dave-secret")
+    deadline = time.monotonic() + 30
+    while True:  # every broker replays the record; any may be asked first
+        try:
+            AdminClient(conf).list_topics(timeout=5)
+            break
+        except ck.KafkaException:
+            assert time.monotonic() < deadline, "dave cannot log in"
+    admin = AdminClient(ck_sasl(cluster, certs, "SCRAM-SHA-256", "alice", "alice-secret"))
+    described = admin.describe_user_scram_credentials(["alice", "dave"])
+    infos = {u: f.result() for u, f in described.items()}
+    assert [(i.mechanism, i.iterations) for i in infos["dave"].scram_credential_infos] == \
+        [(ScramMechanism.SCRAM_SHA_512, 8192)]
+    futures = admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("erin", ScramCredentialInfo(
+            ScramMechanism.SCRAM_SHA_256, 4096), b"erin-secret"),
+        UserScramCredentialDeletion("dave", ScramMechanism.SCRAM_SHA_512)])
+    for f in futures.values():
+        f.result()
+    missing = admin.alter_user_scram_credentials([
+        UserScramCredentialDeletion("nobody", ScramMechanism.SCRAM_SHA_256)])
+    with pytest.raises(ck.KafkaException, match="does not exist"):
+        missing["nobody"].result()
+    ck_produce(ck_sasl(cluster, certs, "SCRAM-SHA-256", "erin", "erin-secret"), topic(), 1)
+    bad = subprocess.run([*base, "--describe", "--entity-name", "dave"], check=False,
+                         timeout=60, capture_output=True, text=True, cwd=REPO, env=env())
+    assert bad.returncode == 1 and "ResourceNotFound" in bad.stderr, bad.stderr
+
+
+def test_session_lifetime_and_reauthentication(cluster: ProcCluster) -> None:
+    """KIP-368 with connections.max.reauth.ms=2000 on SASL_PLAINTEXT: SaslAuthenticate tells
+    the lifetime; a client that re-authenticates on the same connection keeps it, one that
+    does not is disconnected on its next request after the lifetime."""
+    from broker.client import KafkaConnection, KafkaConnectionError
+    from broker.client.security import ClientSecurity, sasl_login
+    from broker.protocol.api_keys import ApiKey
+    from broker.protocol.messages import metadata, sasl_authenticate
+
+    security = ClientSecurity("SASL_PLAINTEXT", None, "PLAIN", "carol", "carol-secret")
+    host, port = cluster.secure_bootstrap("SASL_PLAINTEXT").split(",")[0].split(":")
+    md = metadata.REQUEST.cls(topics=None)
+
+    async def run() -> None:
+        conn = await KafkaConnection.connect(host, int(port), security=security)
+        try:
+            await conn.send(ApiKey.METADATA, md, timeout_s=10)
+            await asyncio.sleep(2.5)
+            await sasl_login(conn, security, 10)  # re-authentication, same connection
+            await conn.send(ApiKey.METADATA, md, timeout_s=10)
+            await asyncio.sleep(2.5)
+            with pytest.raises(KafkaConnectionError):
+                await conn.send(ApiKey.METADATA, md, timeout_s=10)
+        finally:
+            await conn.close()
+        conn = await KafkaConnection.connect(host, int(port))
+        try:
+            await conn.send(ApiKey.SASL_HANDSHAKE, sasl_handshake_v1("PLAIN"), 1, timeout_s=10)
+            resp = await conn.send(ApiKey.SASL_AUTHENTICATE, sasl_authenticate.REQUEST.cls(
+                auth_bytes=b"\0carol\0carol-secret"), 1, timeout_s=10)
+            assert resp.error_code == 0 and resp.session_lifetime_ms == 2000
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def sasl_handshake_v1(mechanism: str) -> Any:
+    from broker.protocol.messages import sasl_handshake
+    return sasl_handshake.REQUEST.cls(mechanism=mechanism)
