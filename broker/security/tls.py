@@ -41,7 +41,7 @@ def _text(props: Mapping[str, Any], key: str) -> str | None:
     if value is None:
         return None
     value = getattr(value, "value", value)  # a Password
-    text = str(value).strip()
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value).strip()
     return text or None
 
 
