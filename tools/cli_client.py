@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,11 +143,19 @@ def command_security(path: str | None) -> ClientSecurity | None:
 
 async def admin_client(bootstrap: str, *, timeout_s: float = 30.0,
                        client_id: str = "pykraft-cli",
-                       command_config: str | None = None) -> KafkaClient:
+                       command_config: str | None = None,
+                       props: Mapping[str, Any] | None = None) -> KafkaClient:
+    """A bootstrapped client; TLS/SASL from the ``command_config`` file or from ``props``
+    (a console tool's --producer.config/--consumer.config and -property values)."""
     servers = [s for s in bootstrap.split(",") if s.strip()]
     if not servers:
         raise CliError("--bootstrap-server is required")
     security = command_security(command_config)
+    if security is None and props:
+        try:
+            security = client_security(props)
+        except SecurityError as e:
+            raise CliError(str(e)) from None
     try:
         return await KafkaClient.bootstrap(servers, client_id=client_id,
                                            api_timeout_s=timeout_s, security=security)

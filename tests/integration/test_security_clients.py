@@ -417,6 +417,16 @@ def test_cli_tools_with_command_config(cluster: ProcCluster, certs: Certs,
     out = subprocess.run([*base, "--list"], check=True, timeout=60, capture_output=True,
                          text=True, cwd=REPO, env=env())
     assert name in out.stdout.split()
+    bs = cluster.secure_bootstrap("SASL_SSL")
+    subprocess.run([sys.executable, "-m", "tools.console_producer", "--bootstrap-server", bs,
+                    "--topic", name, "--producer.config", str(config)], input="c1\nc2\n",
+                   text=True, check=True, timeout=60, capture_output=True, cwd=REPO, env=env())
+    out = subprocess.run([sys.executable, "-m", "tools.console_consumer", "--bootstrap-server",
+                          bs, "--topic", name, "--consumer.config", str(config),
+                          "--from-beginning", "--max-messages", "2", "--timeout-ms", "20000"],
+                         text=True, check=True, timeout=60, capture_output=True, cwd=REPO,
+                         env=env())
+    assert sorted(out.stdout.split()) == ["c1", "c2"]
     config.write_text(config.read_text().replace("bob-secret", "wrong"))
     bad = subprocess.run([*base, "--list"], check=False, timeout=60, capture_output=True,
                          text=True,
