@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +23,15 @@ __all__ = ["SASL_KEYS", "secure_connection"]
 
 logger = logging.getLogger(__name__)
 
+_SIZE = struct.Struct(">i")
 SASL_KEYS = (17, 18, 36)  # SaslHandshake, ApiVersions, SaslAuthenticate
 
 
-def secure_connection(listener: ListenerRoutes, core: ServerConnection, info: ConnectionInfo,
-                      transport: Any, close: Callable[[], None]) -> bool:
-    """Set a new connection's principal or SASL gate; False if it must be closed."""
+def secure_connection(conn: Any, listener: ListenerRoutes, core: ServerConnection,
+                      info: ConnectionInfo, transport: Any, close: Callable[[], None]) -> bool:
+    """Set a new connection's principal or SASL gate; False if it must be closed. ``conn``
+    is the server's connection, whose frame handler SaslHandshake v0 replaces while its bare
+    tokens are exchanged."""
     security = listener.spec.security
     if security.ssl_context is not None and security.sasl is None:
         try:
@@ -63,6 +67,19 @@ def secure_connection(listener: ListenerRoutes, core: ServerConnection, info: Co
             if lifetime_ms > 0:
                 expiry.append(loop.call_later(lifetime_ms / 1000, expire))
 
+        def on_raw_token(frame: memoryview) -> None:
+            resp = session.authenticate(bytes(frame), 0)
+            if resp.error_code:
+                return  # the session closes the connection
+            token = bytes(resp.auth_bytes)
+            conn._respond_bytes(_SIZE.pack(len(token)) + token)
+            if not session.exchanging:
+                del conn._on_frame  # back to Kafka requests
+
+        def start_raw() -> None:
+            conn._on_frame = on_raw_token
+
         session.authenticated = authenticated
         session.close = lambda: loop.call_soon(close)
+        session.start_raw = start_raw
     return True

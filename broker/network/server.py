@@ -147,7 +147,7 @@ class _Connection(asyncio.Protocol):
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
         if self._listener.spec.security is not None and not secure_connection(
-                self._listener, self.core, self.info, tr, self._close):
+                self, self._listener, self.core, self.info, tr, self._close):
             tr.abort()
             return
         server._connections.add(self)

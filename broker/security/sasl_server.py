@@ -11,6 +11,8 @@ switches to the full table through ``SaslSession.authenticated``).
   ``PlainLoginModule``).
 - SCRAM-SHA-256/512 (``broker/security/scram.py``): credentials from the metadata image.
 - A failure answers SASL_AUTHENTICATION_FAILED (58) with the message, then closes.
+- SaslHandshake v0 (before KIP-152): the tokens then travel as bare size-prefixed frames, each
+  answered by a bare frame; a failure closes the connection.
 - KIP-368 re-authentication: with ``connections.max.reauth.ms`` > 0 a successful
   SaslAuthenticate v1+ tells the session lifetime; when it ends the connection goes back to
   the SASL-only table, so a client that did not re-authenticate is disconnected on its next
@@ -82,7 +84,7 @@ class SaslSession:
     are set by the network server: open the full route table, and close after the response."""
 
     __slots__ = ("_exchange", "authenticated", "close", "config", "expired", "mechanism",
-                 "principal")
+                 "principal", "start_raw")
 
     def __init__(self, config: SaslListenerConfig) -> None:
         self.config = config
@@ -91,7 +93,15 @@ class SaslSession:
         self.principal: KafkaPrincipal | None = None  # set once authenticated
         self.authenticated: Callable[[KafkaPrincipal, int], None] = lambda _p, _ms: None
         self.close: Callable[[], None] = lambda: None
+        # After SaslHandshake v0 the tokens come as bare size-prefixed frames (no Kafka
+        # header) until the exchange ends: the network server reads them that way from now.
+        self.start_raw: Callable[[], None] = lambda: None
         self.expired = False
+
+    @property
+    def exchanging(self) -> bool:
+        """A mechanism's exchange is under way (handshake done, not yet complete)."""
+        return self._exchange is not None
 
     def handshake(self, mechanism: str) -> int:
         if mechanism not in self.config.mechanisms:
@@ -151,8 +161,7 @@ def _handshake(ctx: Any, header: Any, request: Any) -> Any:
         return resp(error_code=ErrorCode.ILLEGAL_SASL_STATE, mechanisms=[])
     code = session.handshake(request.mechanism)
     if code == ErrorCode.NONE and header.api_version == 0:
-        # v0 is followed by raw tokens without Kafka framing (not served): refuse it.
-        code = ErrorCode.UNSUPPORTED_VERSION
+        session.start_raw()  # v0: the tokens follow without Kafka headers
     return resp(error_code=code, mechanisms=list(session.config.mechanisms))
 
 

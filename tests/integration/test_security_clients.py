@@ -328,6 +328,42 @@ def test_requests_before_authentication_close_the_connection(cluster: ProcCluste
         assert s.recv(4096) == b"", "Metadata was answered before authentication"
 
 
+def test_sasl_handshake_v0_with_bare_tokens(cluster: ProcCluster) -> None:
+    """SaslHandshake v0: the PLAIN token follows as a bare size-prefixed frame, answered by a
+    bare (empty) frame; then Kafka requests are served. A wrong password closes."""
+    host, port = cluster.secure_bootstrap("SASL_PLAINTEXT").split(",")[0].split(":")
+
+    def request(api_key: int, version: int, cid: int, body: bytes) -> bytes:
+        frame = struct.pack(">hhih", api_key, version, cid, 4) + b"test" + body
+        return struct.pack(">i", len(frame)) + frame
+
+    def read_frame(s: socket.socket) -> bytes:
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            assert chunk, "connection closed"
+            head += chunk
+        size = struct.unpack(">i", head)[0]
+        body = b""
+        while len(body) < size:
+            body += s.recv(size - len(body))
+        return body
+
+    for password, ok in (("carol-secret", True), ("wrong", False)):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request(17, 0, 1, struct.pack(">h", 5) + b"PLAIN"))
+            hs = read_frame(s)
+            assert struct.unpack(">ih", hs[:6]) == (1, 0)
+            token = b"\0carol\0" + password.encode()
+            s.sendall(struct.pack(">i", len(token)) + token)
+            if not ok:
+                assert s.recv(4096) == b""
+                continue
+            assert read_frame(s) == b""
+            s.sendall(request(3, 1, 2, struct.pack(">i", 0)))  # Metadata v1, no topics
+            assert struct.unpack(">i", read_frame(s)[:4])[0] == 2
+
+
 def test_kcat_scram_over_tls(cluster: ProcCluster, certs: Certs) -> None:
     if shutil.which("kcat") is None:
         pytest.skip("kcat is not installed")
