@@ -6,6 +6,7 @@ certificate name in RFC 2253 form and ``ssl.principal.mapping.rules``, JAAS pars
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,35 @@ def test_jaas_and_scram_specs() -> None:
         "SCRAM-SHA-256=[iterations=4096,password=a]", "SCRAM-SHA-512=[password=b]"]
     with pytest.raises(ValueError):
         parse_scram_spec("SCRAM-SHA-256=[name=a,password=b,iterations=100]")
+
+
+def test_listener_security_from_kafka_keys(tmp_path: Path) -> None:
+    """Per-listener keys win over the global ones; bad settings name the key."""
+    from broker.security.listener_security import (
+        SecurityConfigError,
+        listener_prop,
+        listener_security,
+    )
+    props = {"sasl.enabled.mechanisms": "SCRAM-SHA-256",
+             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                 'org.apache.kafka.common.security.plain.PlainLoginModule required '
+                 'user_a="x" user_b="y";',
+             "connections.max.reauth.ms": "5000"}
+    assert listener_prop(props, "SASL_PLAINTEXT", "sasl.enabled.mechanisms") == \
+        "PLAIN,SCRAM-SHA-512"
+    sec = listener_security(props, "SASL_PLAINTEXT", "SASL_PLAINTEXT", lambda u, m: None)
+    assert sec is not None and sec.sasl is not None and sec.ssl_context is None
+    assert sec.sasl.mechanisms == ("PLAIN", "SCRAM-SHA-512")
+    assert dict(sec.sasl.plain_users) == {"a": "x", "b": "y"} and sec.sasl.reauth_ms == 5000
+    assert listener_security(props, "PLAINTEXT", "PLAINTEXT", lambda u, m: None) is None
+    with pytest.raises(SecurityConfigError, match="GSSAPI"):
+        listener_security({}, "SASL_PLAINTEXT", "SASL_PLAINTEXT", lambda u, m: None)
+    with pytest.raises(SecurityConfigError, match="plain.sasl.jaas.config"):
+        listener_security({"sasl.enabled.mechanisms": "PLAIN"}, "X", "SASL_PLAINTEXT",
+                          lambda u, m: None)
+    with pytest.raises(SecurityConfigError, match="only PEM"):
+        listener_security({"ssl.keystore.location": str(tmp_path / "k.jks")}, "SSL", "SSL",
+                          lambda u, m: None)
+    with pytest.raises(SecurityConfigError, match="ssl.keystore.location"):
+        listener_security({}, "SSL", "SSL", lambda u, m: None)
