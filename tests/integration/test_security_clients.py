@@ -52,8 +52,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[ProcCluster]:
-    """Three nodes whose quorum talks over mutual TLS (CONTROLLER:SSL, client certificates
-    required) and whose brokers replicate over SASL_SSL with SCRAM-SHA-512 (user "broker")."""
+    """Three nodes whose quorum talks over SASL_SSL with PLAIN (user "controller") and client
+    certificates required, and whose brokers replicate over SASL_SSL with SCRAM-SHA-512
+    (user "broker")."""
     c = ProcCluster(
         tmp_path_factory.mktemp("security"), controllers=3, combined=True,
         secure={"SSL": "SSL", "SASL_SSL": "SASL_SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT"},
@@ -62,7 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[
                      "SCRAM-SHA-512=[name=bob,password=bob-secret,iterations=8192]",
                      "--add-scram", "SCRAM-SHA-512=[name=broker,password=broker-secret]"],
         extra={
-            "listener.security.protocol.map": "CONTROLLER:SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,"
+            "listener.security.protocol.map": "CONTROLLER:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,"
                                               "SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
             "inter.broker.listener.name": "SASL_SSL",
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
@@ -70,6 +71,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[
                 'org.apache.kafka.common.security.scram.ScramLoginModule required '
                 'username="broker" password="broker-secret";',
             "listener.name.controller.ssl.client.auth": "required",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                'org.apache.kafka.common.security.plain.PlainLoginModule required '
+                'username="controller" password="controller-secret" '
+                'user_controller="controller-secret";',
             "ssl.keystore.type": "PEM", "ssl.keystore.location": str(certs.server),
             "ssl.truststore.type": "PEM", "ssl.truststore.location": str(certs.ca),
             "listener.name.ssl.ssl.client.auth": "required",
@@ -418,10 +425,10 @@ def test_pem_text_keys_and_path_values(tmp_path: Path, certs: Certs) -> None:
 
 
 def test_quorum_and_replication_over_tls_and_sasl(cluster: ProcCluster, certs: Certs) -> None:
-    """The controllers' Raft and the brokers' registrations ran over mutual TLS, replication
-    over SASL_SSL as User:broker: an acks=all write with min.insync.replicas=2 on three
-    replicas completes and the ISR holds all three."""
-    wait_log(cluster, "on CONTROLLER authenticated as User:CN=localhost (client certificate)")
+    """The controllers' Raft and the brokers' registrations ran over SASL_SSL (PLAIN, with
+    client certificates), replication over SASL_SSL as User:broker: an acks=all write with
+    min.insync.replicas=2 on three replicas completes and the ISR holds all three."""
+    wait_log(cluster, "on CONTROLLER authenticated as User:controller (SASL PLAIN)")
     conf = ck_sasl(cluster, certs, "SCRAM-SHA-256", "alice", "alice-secret")
     name = topic()
     ck_produce(conf, name, 5)
