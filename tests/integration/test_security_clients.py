@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 
 JAAS_PLAIN = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" '
-              'user_admin="admin-secret" user_carol="carol-secret";')
+              'user_admin="admin-secret" user_carol="carol-secret" user_rita="rita-secret";')
 USERS = {"SCRAM-SHA-256": ("alice", "alice-secret"), "SCRAM-SHA-512": ("bob", "bob-secret"),
          "PLAIN": ("carol", "carol-secret")}
 
@@ -572,3 +572,38 @@ def test_session_lifetime_and_reauthentication(cluster: ProcCluster) -> None:
 def sasl_handshake_v1(mechanism: str) -> Any:
     from broker.protocol.messages import sasl_handshake
     return sasl_handshake.REQUEST.cls(mechanism=mechanism)
+
+
+def test_librdkafka_reauthenticates_on_the_same_connection(cluster: ProcCluster) -> None:
+    """confluent-kafka with connections.max.reauth.ms=2000 re-authenticates (KIP-368) on its
+    connections and keeps producing over several session lifetimes without reconnecting."""
+    import logging
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    lines = Lines()
+    log = logging.getLogger("librdkafka-reauth")
+    log.addHandler(lines)
+    log.setLevel(logging.DEBUG)
+    producer = ck.Producer({"bootstrap.servers": cluster.secure_bootstrap("SASL_PLAINTEXT"),
+                            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                            "sasl.username": "rita", "sasl.password": "rita-secret",
+                            "debug": "security"}, logger=log)
+    name = topic()
+    failed: list[Any] = []
+    for _ in range(12):
+        producer.produce(name, b"r", on_delivery=lambda e, _m: failed.append(e) if e else None)
+        assert producer.flush(15) == 0
+        time.sleep(0.5)
+    producer.poll(0)
+    assert not failed
+    assert sum("Auth in state REAUTH" in x for x in lines.lines) >= 2, lines.lines[-20:]
+    # One login per connection (bootstrap and brokers), not one per session lifetime.
+    logins = server_log(cluster).count("on SASL_PLAINTEXT authenticated as User:rita")
+    assert 1 <= logins <= 4, logins
