@@ -30,6 +30,7 @@ from broker.admin.apis import AdminApis
 from broker.admin.client_quotas import ClientQuotaApis
 from broker.admin.http import AdminHttpServer
 from broker.admin.topic_partitions import TopicPartitionsApi
+from broker.client.security import inter_node_security
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
@@ -37,6 +38,7 @@ from broker.controller.host import ControllerService
 from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
@@ -51,11 +53,15 @@ from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
+from broker.security.listener_security import listener_security
+from broker.security.sasl_server import sasl_handlers
+from broker.security.scram_apis import describe_scram_handler
 from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
 from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
+from kraft.metadata_records import decode_metadata_record
 from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
@@ -155,6 +161,7 @@ class Node:
             f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"
             if isinstance(e, (OSError, StorageError)) else
             f"the metadata quorum driver failed ({e!r})")
+        raft.security = self._controller_security()
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
@@ -168,7 +175,9 @@ class Node:
                 # The metadata.version chosen at format time (--release-version).
                 controller_config = dataclasses.replace(
                     controller_config,
-                    metadata_version=metadata_version_level(boot.metadata_version))
+                    metadata_version=metadata_version_level(boot.metadata_version),
+                    bootstrap_records=tuple(
+                        decode_metadata_record(bytes.fromhex(r))[::2] for r in boot.records))
             qc = QuorumController(controller_config,
                                   random.Random(uuid.uuid4().int))
             self.controller = ControllerService(cfg.node_id, raft, qc, self.loader)
@@ -181,6 +190,7 @@ class Node:
             self._start_log_manager()
             self.channel = ControllerChannel(
                 cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
+            self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
@@ -202,6 +212,14 @@ class Node:
             self.replica_manager.add_leadership_listener(self.txn_coordinator.on_leadership)
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
+        controller_handlers.update(sasl_handlers())
+        describe_scram = describe_scram_handler(lambda: self.loader.image)
+        controller_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
+        if cfg.is_broker:
+            broker_handlers.update(sasl_handlers())
+            broker_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
+            broker_handlers[ApiKey.ALTER_USER_SCRAM_CREDENTIALS] = self._forward(
+                ApiKey.ALTER_USER_SCRAM_CREDENTIALS, alter_scram_timed_out)
         await self._start_listeners(controller_handlers, broker_handlers)
         if self.client_quotas is not None:
             self.client_quotas.attach(self.server)
@@ -230,6 +248,11 @@ class Node:
         self.replica_manager = rm = ReplicaManager(
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
+        cfg = self.config
+        name = cfg.inter_broker_listener_name
+        rm.inter_broker_security = inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.inter.broker.protocol")
         self.loader.add_publisher(self._replica_publisher(rm))
         rm.log_dir_failure_listeners.append(self._log_dir_failed)
         rm.start()
@@ -301,12 +324,14 @@ class Node:
             logger.info("Broker %d registered (epoch %d) and unfenced", cfg.node_id,
                         lifecycle.broker_epoch)
 
-    def _forward(self, api_key: int) -> Any:
+    def _forward(self, api_key: int, timed_out: Callable[[Any], Any] | None = None) -> Any:
         async def forward(ctx: RequestContext, header: Any, request: Any) -> Any:
             assert self.channel is not None
             try:
                 return await self.channel.send(api_key, request, timeout_s=15.0)
             except ControllerUnavailableError:
+                if timed_out is not None:
+                    return timed_out(request)
                 return API_SPECS[api_key].response.cls(error_code=ErrorCode.REQUEST_TIMED_OUT)
         return forward
 
@@ -378,21 +403,35 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
+            security = listener_security(
+                cfg.originals, endpoint.name, endpoint.security_protocol, self._scram_credential)
             if kind == "controller":
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=controller_advertised, handlers=controller_table,
-                    features=self._api_features))
+                    features=self._api_features, security=security))
             else:
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=dispatcher.advertised, handlers=dispatcher.handlers,
-                    features=self._api_features))
+                    features=self._api_features, security=security))
         raise_fd_limit()
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"),
                                   backlog=cfg.get("socket.listen.backlog.size"),
                                   limits=LimitsConfig.from_config(cfg))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
+
+    def _controller_security(self) -> Any:
+        """TLS/SASL of this node's connections to the controllers (their first controller
+        listener, sasl.mechanism.controller.protocol)."""
+        cfg = self.config
+        name = cfg.controller_listener_names[0]
+        return inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.controller.protocol")
+
+    def _scram_credential(self, user: str, mechanism: int) -> Any:
+        return self.loader.image.scram.get(user, mechanism)
 
     def _api_features(self) -> ApiFeatures:
         """ApiVersions v3+: the metadata.version levels this node runs, and the cluster's

@@ -31,6 +31,7 @@ from kraft.image import (
     TopicsImage,
 )
 from kraft.metadata_records import MetadataRecordType
+from kraft.scram_image import ScramCredentialData, apply_scram_changes
 
 __all__ = ["LocalReplicaChanges", "MetadataDelta", "MetadataReplayError", "TopicPartition"]
 
@@ -106,6 +107,7 @@ class MetadataDelta:
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
         self._quotas = ClientQuotasDelta(image.client_quotas)
+        self._scram: dict[tuple[str, int], ScramCredentialData | None] = {}
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -121,6 +123,8 @@ class MetadataDelta:
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
             MetadataRecordType.CLIENT_QUOTA_RECORD: self._quotas.replay,
+            MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD: self._scram_credential,
+            MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._remove_scram,
         }
 
     # ------------------------------------------------------------------ replay
@@ -239,6 +243,13 @@ class MetadataDelta:
             )
         self._next_producer_id = r.next_producer_id
 
+    def _scram_credential(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = ScramCredentialData(
+            bytes(r.salt), bytes(r.stored_key), bytes(r.server_key), r.iterations)
+
+    def _remove_scram(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = None
+
     # ------------------------------------------------------------------ apply
 
     def apply(self) -> MetadataImage:
@@ -303,6 +314,7 @@ class MetadataDelta:
             configs=configs,
             producer_ids=producer_ids,
             client_quotas=self._quotas.apply(),
+            scram=apply_scram_changes(img.scram, self._scram),
         )
 
     # ------------------------------------------------------------------ what changed

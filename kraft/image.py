@@ -28,7 +28,9 @@ from kraft.metadata_records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     TopicRecord,
+    UserScramCredentialRecord,
 )
+from kraft.scram_image import ScramImage
 
 __all__ = [
     "NO_LEADER",
@@ -284,6 +286,7 @@ class MetadataImage:
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
     client_quotas: ClientQuotasImage = ClientQuotasImage()  # noqa: RUF009 (immutable)
+    scram: ScramImage = field(default_factory=ScramImage)
 
     def is_empty(self) -> bool:
         return (
@@ -293,6 +296,7 @@ class MetadataImage:
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
             and not self.client_quotas.entities
+            and not self.scram.credentials
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
@@ -322,3 +326,5 @@ class MetadataImage:
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
         yield from self.client_quotas.records()
+        for r in self.scram.records(UserScramCredentialRecord):
+            yield MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD, r

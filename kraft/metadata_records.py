@@ -7,6 +7,7 @@ from typing import Any
 
 from kraft.codec import (
     BOOL,
+    BYTES,
     FLOAT64,
     INT8,
     INT16,
@@ -32,8 +33,9 @@ __all__ = [
     "BrokerRegistrationChangeRecord", "ClientQuotaRecord", "ConfigRecord", "FeatureLevelRecord",
     "FenceBrokerRecord", "KRaftVersionRecord", "LeaderChangeMessage", "MetadataRecordType",
     "NoOpRecord", "PartitionChangeRecord", "PartitionRecord", "ProducerIdsRecord",
-    "RegisterBrokerRecord", "RemoveTopicRecord", "SnapshotFooterRecord", "SnapshotHeaderRecord",
-    "TopicRecord", "UnfenceBrokerRecord", "UnregisterBrokerRecord", "VotersRecord",
+    "RegisterBrokerRecord", "RemoveTopicRecord", "RemoveUserScramCredentialRecord",
+    "SnapshotFooterRecord", "SnapshotHeaderRecord", "TopicRecord", "UnfenceBrokerRecord",
+    "UnregisterBrokerRecord", "UserScramCredentialRecord", "VotersRecord",
     "decode_control_record", "decode_metadata_record", "encode_control_record",
     "encode_metadata_record", "latest_version",
 ]
@@ -42,7 +44,7 @@ __all__ = [
 class MetadataRecordType(IntEnum):
     """Kafka's metadata record type ids (the ``apiKey`` of each metadata record spec).
 
-    Ids this module has no schema for (ACLs, SCRAM, delegation tokens, ZK migration,
+    Ids this module has no schema for (ACLs, delegation tokens, ZK migration,
     controller registration, metadata transactions) are not listed: decoding rejects them.
     """
 
@@ -55,11 +57,13 @@ class MetadataRecordType(IntEnum):
     FENCE_BROKER_RECORD = 7
     UNFENCE_BROKER_RECORD = 8
     REMOVE_TOPIC_RECORD = 9
+    USER_SCRAM_CREDENTIAL_RECORD = 11
     FEATURE_LEVEL_RECORD = 12
     CLIENT_QUOTA_RECORD = 14
     PRODUCER_IDS_RECORD = 15
     BROKER_REGISTRATION_CHANGE_RECORD = 17
     NO_OP_RECORD = 20
+    REMOVE_USER_SCRAM_CREDENTIAL_RECORD = 22
 
 
 RegisterBrokerRecord = Message(
@@ -228,6 +232,29 @@ BrokerRegistrationChangeRecord = Message(
     ],
 )
 
+UserScramCredentialRecord = Message(
+    "UserScramCredentialRecord", api_key=MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("name", STRING),
+        Field("mechanism", INT8),
+        Field("salt", BYTES),
+        Field("stored_key", BYTES),
+        Field("server_key", BYTES),
+        Field("iterations", INT32),
+    ],
+)
+
+RemoveUserScramCredentialRecord = Message(
+    "RemoveUserScramCredentialRecord",
+    api_key=MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("name", STRING),
+        Field("mechanism", INT8),
+    ],
+)
+
 NoOpRecord = Message(
     "NoOpRecord", api_key=MetadataRecordType.NO_OP_RECORD,
     valid_versions="0", flexible_versions="0+",
@@ -248,6 +275,7 @@ METADATA_RECORD_SCHEMAS = _by_type(
     PartitionChangeRecord, FenceBrokerRecord, UnfenceBrokerRecord, RemoveTopicRecord,
     FeatureLevelRecord, ProducerIdsRecord, BrokerRegistrationChangeRecord, NoOpRecord,
     ClientQuotaRecord,
+    UserScramCredentialRecord, RemoveUserScramCredentialRecord,
 )
 LATEST_VERSIONS: dict[MetadataRecordType, int] = {
     t: msg.valid_versions.highest for t, msg in METADATA_RECORD_SCHEMAS.items()

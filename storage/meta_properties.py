@@ -433,6 +433,10 @@ class BootstrapMetadata:
     metadata_version: str
     kraft_version: int
     initial_controllers: tuple[DynamicVoter, ...] | None = None
+    # Metadata records the first active controller writes after metadata.version (the SCRAM
+    # credentials of ``--add-scram``), each an encoded metadata record frame in hex
+    # (kraft/metadata_records.py encodes and decodes them).
+    records: tuple[str, ...] = ()
 
     def to_properties(self) -> dict[str, str]:
         props = {
@@ -444,6 +448,8 @@ class BootstrapMetadata:
         if self.initial_controllers is not None:
             voters = sorted(self.initial_controllers, key=lambda v: v.node_id)
             props["initial.controllers"] = ",".join(str(v) for v in voters)
+        if self.records:
+            props["bootstrap.records"] = ",".join(self.records)
         return props
 
     @classmethod
@@ -468,6 +474,7 @@ class BootstrapMetadata:
             metadata_version=props["metadata.version"],
             kraft_version=int(props["kraft.version"]),
             initial_controllers=voters,
+            records=tuple(r for r in props.get("bootstrap.records", "").split(",") if r),
         )
 
 

@@ -16,6 +16,10 @@ AlterClientQuotas:
     kafka-configs --bootstrap-server B --alter --entity-type clients --entity-name app \
         --add-config producer_byte_rate=1048576,consumer_byte_rate=2097152
     kafka-configs --bootstrap-server B --describe --entity-type users --entity-default
+
+Users' SCRAM credentials (``--entity-type users`` with ``SCRAM-SHA-256``/``SCRAM-SHA-512``
+configs, and shown by ``--describe`` of users) go through AlterUserScramCredentials and
+DescribeUserScramCredentials (tools/scram_configs.py).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tools.quota_cli import (
     print_described,
     quota_values,
 )
+from tools.scram_configs import run_users
 
 PROG = "kafka-configs"
 _ENTITY_LABEL = {"topics": "topic", "brokers": "broker", "broker-loggers": "broker-logger"}
@@ -52,7 +57,8 @@ _DYNAMIC = {"DYNAMIC_TOPIC_CONFIG", "DYNAMIC_BROKER_CONFIG", "DYNAMIC_DEFAULT_BR
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Add, remove and describe configs.")
     p.add_argument("--bootstrap-server", required=True)
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     actions = p.add_mutually_exclusive_group(required=True)
     actions.add_argument("--describe", action="store_true")
     actions.add_argument("--alter", action="store_true")
@@ -147,7 +153,7 @@ def _entity(args: argparse.Namespace) -> tuple[str, str]:
 
 
 async def _quotas(args: argparse.Namespace, entity: list[tuple[str, str | None]]) -> int:
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         if args.describe:
             print_described(await describe_quotas(client, entity))
@@ -171,15 +177,34 @@ async def _quotas(args: argparse.Namespace, entity: list[tuple[str, str | None]]
         await client.close()
 
 
+def _scram_change(args: argparse.Namespace) -> bool:
+    items = [*(args.add_config or ()), *(args.delete_config or ())]
+    return any(x.strip().upper().startswith("SCRAM-SHA-") for x in items)
+
+
+async def _users_scram(args: argparse.Namespace, name: str | None) -> int:
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
+    try:
+        return await run_users(args, client, name)
+    finally:
+        await client.close()
+
+
 async def _main(args: argparse.Namespace, argv: Sequence[str]) -> int:
     entity = quota_entity(argv)
+    scram_user = len(entity) == 1 and entity[0][0] == "user" and entity[0][1] is not None
+    if scram_user and args.alter and _scram_change(args):
+        return await _users_scram(args, entity[0][1] or None)
     if entity:
-        return await _quotas(args, entity)
+        code = await _quotas(args, entity)
+        if scram_user and args.describe:  # Kafka shows a user's credentials with its quotas
+            code = max(code, await _users_scram(args, entity[0][1] or None))
+        return code
     etype, name = _entity(args)
     if etype == "brokers" and name and not name.isdigit():
         raise CliError(f"the broker entity name must be a node id, got {name!r}")
     label = _ENTITY_LABEL[etype]
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         rtype = RESOURCE_TYPES[etype]
         if args.describe:

@@ -132,12 +132,20 @@ class NetnsNodeProc(NodeProc):
 class ProcCluster:
     """See the module docstring. With ``network=True`` (root and iproute2 only) every node runs
     in its own network namespace at its own IP (``tools/netns.py``), so ``network.partition``
-    and ``network.block`` can cut links; ``shutdown`` removes the namespaces."""
+    and ``network.block`` can cut links; ``shutdown`` removes the namespaces.
+
+    ``secure`` adds listeners to every broker: listener name -> security protocol (e.g.
+    ``{"SSL": "SSL", "SASL_SSL": "SASL_SSL"}``), each on its own free port
+    (``address(node_id, name)``); their ``ssl.*``/``sasl.*`` keys go in ``extra``.
+    ``format_args`` are added to each node's ``kafka-storage format`` (e.g. ``--add-scram``)."""
 
     def __init__(self, root: Path, *, controllers: int = 3, brokers: int = 2,
                  combined: bool = False, extra: dict[str, str] | None = None,
-                 admin: bool = False, network: bool = False) -> None:
+                 admin: bool = False, network: bool = False,
+                 secure: dict[str, str] | None = None,
+                 format_args: list[str] | None = None) -> None:
         self.root = root
+        self.secure_addresses: dict[tuple[int, str], str] = {}
         roles = plan_roles(controllers=controllers, brokers=0 if combined else brokers,
                            combined=combined)
         self.network: NamespaceNetwork | None = None
@@ -166,11 +174,28 @@ class ProcCluster:
         self.broker_ids = [s.node_id for s in specs if s.is_broker]
         self.cluster_id = random_cluster_id()
         voters = quorum_voters(specs)
+        secure = secure or {}
+        extra_ports = free_ports(len(secure) * len(specs))
         for n in self.nodes.values():
             n.dir.mkdir(parents=True)
+            node_extra = dict(extra or {})
+            if secure and n.spec.is_broker:
+                listeners = n.spec.listeners()
+                protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+                for name, protocol in secure.items():
+                    address = f"{n.spec.host}:{extra_ports.pop()}"
+                    self.secure_addresses[(n.node_id, name)] = address
+                    listeners.append(f"{name}://{address}")
+                    protocols.append(f"{name}:{protocol}")
+                node_extra.setdefault("listeners", ",".join(listeners))
+                node_extra.setdefault("listener.security.protocol.map", ",".join(protocols))
             n.write_config(server_properties(n.spec, voters, n.data_dir, settings=TEST_SETTINGS,
-                                             advertise=False, extra=extra))
-            n.format(self.cluster_id)
+                                             advertise=False, extra=node_extra))
+            n.format(self.cluster_id, extra_args=format_args)
+
+    def secure_bootstrap(self, name: str) -> str:
+        """The bootstrap servers of the added listener ``name``."""
+        return ",".join(a for (_, n), a in sorted(self.secure_addresses.items()) if n == name)
 
     @property
     def bootstrap_controllers(self) -> str:

@@ -252,7 +252,8 @@ class RouteBase:
             try:
                 self._client = await KafkaClient.bootstrap(
                     servers, client_id=f"node-{self.node_id}-admin-http",
-                    api_timeout_s=READ_TIMEOUT_S, request_timeout_s=READ_TIMEOUT_S / 2)
+                    api_timeout_s=READ_TIMEOUT_S, request_timeout_s=READ_TIMEOUT_S / 2,
+                    security=getattr(self.node.replica_manager, "inter_broker_security", None))
             except (KafkaConnectionError, KafkaTimeoutError, OSError) as e:
                 raise HttpError(503, "BROKER_NOT_AVAILABLE",
                                 f"No broker answered: {e}") from None

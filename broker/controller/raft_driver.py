@@ -147,6 +147,7 @@ class RaftManager:
         self.fetch_timeout_ms = fetch_timeout_ms
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.request_timeout_ms = request_timeout_ms
+        self.security: Any = None  # TLS/SASL towards the other voters' controller listener
         self._random = random.Random(seed)
         self._snapshots = snapshots
         self._inbound = inbound = InboundRequests(self)

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -68,8 +69,10 @@ class Acceptor:
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: str,
                  sockets: list[socket.socket], quotas: ConnectionQuotas,
                  protocol_factory: Callable[[str], Callable[[], asyncio.Protocol]],
-                 on_excess: Callable[[], None], backlog: int) -> None:
+                 on_excess: Callable[[], None], backlog: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.loop = loop
+        self.ssl_context = ssl_context  # a TLS listener: the handshake runs on the connection
         self.listener = listener
         self.sockets = sockets
         self.quotas = quotas
@@ -148,8 +151,10 @@ class Acceptor:
 
     async def _connect(self, sock: socket.socket, ip: str) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.protocol_factory(ip), sock)
+            await self.loop.connect_accepted_socket(self.protocol_factory(ip), sock,
+                                                    ssl=self.ssl_context)
         except OSError as e:
+            # Also a failed TLS handshake (ssl.SSLError), e.g. plaintext sent to a TLS port.
             logger.info("Connection from %s on %s failed at once: %s", ip, self.listener, e)
             sock.close()
             self.quotas.dec(self.listener, ip)

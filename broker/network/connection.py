@@ -120,7 +120,7 @@ class ConnectionInfo:
 
     __slots__ = ("client_software_name", "client_software_version", "connection_id",
                  "listener_kind", "listener_name", "local_address", "mute_until", "peer",
-                 "principal")
+                 "principal", "sasl")
 
     def __init__(self, listener_name: str, listener_kind: str, peer: Any, local_address: Any,
                  connection_id: str) -> None:
@@ -136,6 +136,7 @@ class ConnectionInfo:
         # Set by a quota hook (broker/quotas/enforce.py): stop reading this connection after
         # the response until this time.monotonic() (KIP-219); 0.0: not throttled.
         self.mute_until = 0.0
+        self.sasl: Any = None  # a SASL listener's SaslSession (broker/security/sasl_server.py)
 
 
 class ListenerRoutes:
@@ -175,6 +176,8 @@ class ListenerRoutes:
                     1 if v in api.response.flexible_versions else 0)
                 self.routes[(key << 16) | v] = (api.request, request_header_version(key, v),
                                                 api.response, resp_hv, h)  # type: ignore[arg-type]
+        # A SASL connection's table until it authenticates (broker/network/secure.py).
+        self.sasl_routes = {k: v for k, v in self.routes.items() if k >> 16 in (17, 18, 36)}
         self.api_versions_lo, self.api_versions_hi = self.advertised[_API_VERSIONS]
         resp = av.response
         entries = [resp.ApiVersion(api_key=k, min_version=lo, max_version=hi)
@@ -229,11 +232,11 @@ class ListenerRoutes:
 class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
-    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
+    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
                  "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
                  "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
                  "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
-                 "stash", "stats", "throttled", "write_paused")
+                 "routes", "stash", "stats", "throttled", "write_paused")
 
     def __init__(self, listener: ListenerRoutes, stats: ServerStats, *,
                  max_request_bytes: int, max_in_flight: int,
@@ -250,7 +253,7 @@ class ServerConnection:
         self.last_active = monotonic()  # when bytes last arrived (idle expiry, LRU)
         # The I/O side's callbacks for the limits (``memory_wait()``, ``queue_resume()``).
         self.hooks: Any = None
-        self._routes = listener.routes
+        self.routes = listener.routes
         self.stats = stats
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
@@ -358,7 +361,7 @@ class ServerConnection:
         if len(frame) < _MIN_HEADER_V1_BYTES:
             return self._short_frame(frame)
         api_key, api_version, correlation_id, n = _HEAD_V1.unpack_from(frame, 0)
-        route = self._routes.get((api_key << 16) | (api_version & 0xFFFF))
+        route = self.routes.get((api_key << 16) | (api_version & 0xFFFF))
         if route is None:
             return self._unroutable(frame, api_key, api_version, correlation_id)
         request_schema, header_version = route[0], route[1]
@@ -403,7 +406,7 @@ class ServerConnection:
         if len(frame) < MIN_REQUEST_HEADER_BYTES:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than a header")
         api_key, api_version, correlation_id = _HEAD.unpack_from(frame, 0)
-        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self._routes:
+        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self.routes:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than its header")
         return self._unroutable(frame, api_key, api_version, correlation_id)
 

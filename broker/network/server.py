@@ -88,6 +88,7 @@ from broker.network.context import Handler, ListenerSpec, RequestContext, Server
 from broker.network.eventloop import new_task
 from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import LimitsConfig, NetworkLimits
+from broker.network.secure import secure_connection
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -165,6 +166,10 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
+        if self._listener.spec.security is not None and not secure_connection(
+                self, self._listener, self.core, self.info, tr, self._close):
+            tr.abort()
+            return
         server._connections.add(self)
         server.stats.connections_accepted += 1
 
@@ -602,7 +607,8 @@ class KafkaServer:
                 bound.acceptor = Acceptor(
                     loop, spec.name, sockets, quotas,
                     partial(partial, _Connection, self, bound.listener),
-                    partial(self._close_lru, spec.kind, quotas.protected), self.backlog)
+                    partial(self._close_lru, spec.kind, quotas.protected), self.backlog,
+                    ssl_context=None if spec.security is None else spec.security.ssl_context)
                 bound.addresses = [sk.getsockname()[:2] for sk in sockets]
                 if serve:
                     bound.acceptor.start()

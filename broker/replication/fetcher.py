@@ -167,7 +167,8 @@ class ReplicaFetcher:
             return None
         self._conn = await KafkaConnection.connect(
             ep.host, ep.port, client_id=f"broker-{self.rm.node_id}-fetcher-{self.source_id}",
-            node_id=self.source_id, timeout_s=CONNECT_TIMEOUT_S)
+            node_id=self.source_id, timeout_s=CONNECT_TIMEOUT_S,
+            security=self.rm.inter_broker_security)
         return self._conn
 
     def _ready(self) -> dict[TP, FetchState]:

@@ -89,6 +89,8 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
         self.config = config
         self.clock = clock
         self.node_id = config.node_id
+        # TLS/SASL towards the other brokers' inter-broker listener (broker/client/security.py).
+        self.inter_broker_security: Any = None
         self.log_manager = log_manager
         self.send_to_controller = send_to_controller
         self.broker_epoch = broker_epoch

@@ -31,6 +31,7 @@ from kraft.controller import (
     configuration_control,
     reassignment,
     replication_control,
+    scram_control,
 )
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
@@ -51,6 +52,7 @@ from kraft.controller.requests import (
     UnregisterBrokerRequest,
 )
 from kraft.controller.results import ControllerResult, NotController, Record
+from kraft.controller.scram_control import AlterScramRequest
 from kraft.delta import MetadataDelta
 from kraft.image import METADATA_VERSION, MetadataImage
 from kraft.metadata_records import FeatureLevelRecord, MetadataRecordType
@@ -157,6 +159,7 @@ class QuorumController:
         if self.image.features.metadata_version == 0:
             records.append((MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
                 name=METADATA_VERSION, feature_level=self.config.metadata_version)))
+            records.extend(self.config.bootstrap_records)
         return ControllerResult(records, None)
 
     def become_standby(self) -> None:
@@ -256,6 +259,11 @@ class QuorumController:
         return client_quota_control.alter_client_quotas(self.image, request)
 
     # ------------------------------------------------------------------ periodic
+
+    def alter_user_scram_credentials(self, request: AlterScramRequest,
+                                     now_ms: int) -> ControllerResult:
+        self._check_active()
+        return scram_control.alter_user_scram_credentials(self.image, request)
 
     def tick(self, now_ms: int) -> ControllerResult | None:
         """Fence brokers whose session timed out (each fence sees the previous one's effect),

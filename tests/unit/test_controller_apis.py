@@ -17,6 +17,7 @@ from broker.protocol.messages import (
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
+    alter_user_scram_credentials,
     broker_heartbeat,
     broker_registration,
     create_partitions,
@@ -41,6 +42,7 @@ MODULES = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
     ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: alter_user_scram_credentials,
 }
 
 
@@ -334,3 +336,34 @@ def test_alter_client_quotas_through_the_wire(version: int) -> None:
         ("user", None), ("client-id", "c")]
     assert p.h.image.client_quotas.entities == {
         (("client-id", "c"), ("user", None)): {"producer_byte_rate": 2048.0}}
+
+
+def test_alter_user_scram_credentials() -> None:
+    """Upserts become UserScramCredentialRecords with keys derived from the salted password;
+    Kafka's per-user errors; a failing user changes nothing of its own."""
+    from broker.security.scram import salted_password, verify_password
+    p = InProcess()
+    R = alter_user_scram_credentials.REQUEST
+    salted = salted_password(1, b"pw", b"salt" * 8, 4096)
+
+    def upsert(name: str, mech: int = 1, iterations: int = 4096) -> Any:
+        return R.ScramCredentialUpsertion(name=name, mechanism=mech, iterations=iterations,
+                                          salt=b"salt" * 8, salted_password=salted)
+
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(deletions=[], upsertions=[
+        upsert("alice"), upsert("", 1), upsert("bob", 3), upsert("carol", 1, 100),
+        upsert("dan", 1, 20000)]))
+    assert [(r.user, r.error_code) for r in resp.results] == [
+        ("alice", 0), ("", 93), ("bob", 33), ("carol", 93), ("dan", 93)]
+    cred = p.h.image.scram.get("alice", 1)
+    assert cred is not None and verify_password(cred, "pw", 1)
+    assert set(p.h.image.scram.users()) == {"alice"}
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(
+        deletions=[R.ScramCredentialDeletion(name="alice", mechanism=1),
+                   R.ScramCredentialDeletion(name="zed", mechanism=2)],
+        upsertions=[upsert("alice")]))
+    assert [(r.user, r.error_code) for r in resp.results] == [("alice", 92), ("zed", 91)]
+    assert p.h.image.scram.get("alice", 1) == cred
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(
+        deletions=[R.ScramCredentialDeletion(name="alice", mechanism=1)], upsertions=[]))
+    assert resp.results[0].error_code == 0 and not p.h.image.scram.credentials

@@ -28,11 +28,13 @@ from kraft.metadata_records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     RemoveTopicRecord,
+    RemoveUserScramCredentialRecord,
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     TopicRecord,
     UnfenceBrokerRecord,
     UnregisterBrokerRecord,
+    UserScramCredentialRecord,
     VotersRecord,
     decode_control_record,
     decode_metadata_record,
@@ -83,6 +85,10 @@ _FULL: dict[Message, Any] = {
         entity=[ClientQuotaRecord.EntityData(entity_type="user", entity_name="alice"),
                 ClientQuotaRecord.EntityData(entity_type="client-id", entity_name=None)],
         key="producer_byte_rate", value=1048576.0, remove=True),
+    UserScramCredentialRecord: UserScramCredentialRecord(
+        name="alice", mechanism=1, salt=b"s" * 32, stored_key=b"k" * 32, server_key=b"v" * 32,
+        iterations=4096),
+    RemoveUserScramCredentialRecord: RemoveUserScramCredentialRecord(name="alice", mechanism=2),
 }
 
 
@@ -127,6 +133,7 @@ def test_kafka_record_type_ids_and_latest_versions() -> None:
         "FENCE_BROKER_RECORD": 7, "UNFENCE_BROKER_RECORD": 8, "REMOVE_TOPIC_RECORD": 9,
         "FEATURE_LEVEL_RECORD": 12, "CLIENT_QUOTA_RECORD": 14, "PRODUCER_IDS_RECORD": 15,
         "BROKER_REGISTRATION_CHANGE_RECORD": 17, "NO_OP_RECORD": 20,
+        "USER_SCRAM_CREDENTIAL_RECORD": 11, "REMOVE_USER_SCRAM_CREDENTIAL_RECORD": 22,
     }
     assert LATEST_VERSIONS[MetadataRecordType.REGISTER_BROKER_RECORD] == 3
     assert LATEST_VERSIONS[MetadataRecordType.PARTITION_RECORD] == 2
