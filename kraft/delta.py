@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage, StandardAcl
 from kraft.image import (
     BrokerRegistration,
     ClusterImage,
@@ -104,6 +105,7 @@ class MetadataDelta:
         self._configs: dict[tuple[int, str], dict[str, str | None]] = {}
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
+        self._acls: dict[uuid.UUID, StandardAcl | None] = {}
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -118,6 +120,8 @@ class MetadataDelta:
             MetadataRecordType.FEATURE_LEVEL_RECORD: self._feature_level,
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
+            MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD: self._acl,
+            MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD: self._remove_acl,
         }
 
     # ------------------------------------------------------------------ replay
@@ -236,6 +240,19 @@ class MetadataDelta:
             )
         self._next_producer_id = r.next_producer_id
 
+    def _acl(self, r: Any) -> None:
+        self._acls[r.id] = StandardAcl.from_record(r)
+
+    def _remove_acl(self, r: Any) -> None:
+        known = self._acls[r.id] if r.id in self._acls else self.image.acls.by_id.get(r.id)
+        if known is None:
+            raise MetadataReplayError(f"RemoveAccessControlEntryRecord: no ACL with id {r.id}")
+        self._acls[r.id] = None
+
+    @property
+    def acls_changed(self) -> bool:
+        return bool(self._acls)
+
     # ------------------------------------------------------------------ apply
 
     def apply(self) -> MetadataImage:
@@ -291,6 +308,15 @@ class MetadataDelta:
         producer_ids = img.producer_ids
         if self._next_producer_id is not None:
             producer_ids = ProducerIdsImage(self._next_producer_id)
+        acls = img.acls
+        if self._acls:
+            by_id = dict(acls.by_id)
+            for acl_id, acl in self._acls.items():
+                if acl is None:
+                    by_id.pop(acl_id, None)
+                else:
+                    by_id[acl_id] = acl
+            acls = AclsImage(MappingProxyType(by_id))
         return MetadataImage(
             offset=self.offset,
             epoch=self.epoch,
@@ -299,6 +325,7 @@ class MetadataDelta:
             topics=topics,
             configs=configs,
             producer_ids=producer_ids,
+            acls=acls,
         )
 
     # ------------------------------------------------------------------ what changed

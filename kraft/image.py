@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -282,6 +283,7 @@ class MetadataImage:
     topics: TopicsImage = TopicsImage()
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
+    acls: AclsImage = field(default_factory=AclsImage)
 
     def is_empty(self) -> bool:
         return (
@@ -290,6 +292,7 @@ class MetadataImage:
             and not self.topics.by_id
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
+            and not self.acls.by_id
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
@@ -318,3 +321,5 @@ class MetadataImage:
             yield MetadataRecordType.PRODUCER_IDS_RECORD, ProducerIdsRecord(
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
+        for acl_id, acl in sorted(self.acls.by_id.items()):
+            yield MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD, acl.to_record(acl_id)
