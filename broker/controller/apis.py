@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.controller import acl_translation as acl_tr
 from broker.controller import translation as tr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
@@ -62,6 +63,10 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (
         tr.list_partition_reassignments_request, QuorumController.list_partition_reassignments,
         tr.list_partition_reassignments_response),
+    ApiKey.CREATE_ACLS: (
+        acl_tr.create_acls_request, QuorumController.create_acls, acl_tr.create_acls_response),
+    ApiKey.DELETE_ACLS: (
+        acl_tr.delete_acls_request, QuorumController.delete_acls, acl_tr.delete_acls_response),
 }
 
 
