@@ -1,0 +1,175 @@
+"""broker/security/api_authz.py and its rules: each API's check on hand-built requests, with
+a handler standing in for the real one (what reaches it, and the answer the client gets)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from broker.protocol.api_keys import ApiKey
+from broker.protocol.errors import ErrorCode
+from broker.protocol.messages import (
+    describe_acls,
+    describe_groups,
+    fetch,
+    init_producer_id,
+    join_group,
+    produce,
+)
+from broker.security.acl_apis import AclApis
+from broker.security.api_authz import AuthzChecker, secure_handlers
+from broker.security.authorizer import AuthorizerConfig, AuthorizerHolder
+from broker.security.principal import KafkaPrincipal
+from kraft.acls import AclOperation, AclPermissionType, PatternType, ResourceType, StandardAcl
+from kraft.delta import MetadataDelta
+from kraft.image import MetadataImage
+
+ANON = "User:ANONYMOUS"
+CTX = SimpleNamespace(principal=KafkaPrincipal("User", "ANONYMOUS"), peer=("10.0.0.1", 4000),
+                      listener_name="PLAINTEXT")
+
+
+def checker(*acls: StandardAcl, everyone: bool = True) -> AuthzChecker:
+    d = MetadataDelta(MetadataImage())
+    for a in acls:
+        d.replay(18, a.to_record(uuid.uuid4()))
+    image = d.apply()
+    holder = AuthorizerHolder(AuthorizerConfig(frozenset({"User:admin"}), everyone),
+                              lambda: image)
+    return AuthzChecker(holder, lambda: image)
+
+
+def acl(rtype: ResourceType, name: str, op: AclOperation, perm: AclPermissionType,
+        principal: str = ANON) -> StandardAcl:
+    return StandardAcl(rtype, name, PatternType.LITERAL, principal, "*", op, perm)
+
+
+def header(key: int, version: int) -> Any:
+    return SimpleNamespace(api_key=key, api_version=version)
+
+
+def produce_request(*topics: str, txn: str | None = None) -> Any:
+    R = produce.REQUEST
+    return R.cls(transactional_id=txn, acks=1, timeout_ms=1000, topic_data=[
+        R.TopicProduceData(name=t, partition_data=[R.PartitionProduceData(index=0, records=None),
+                                                   R.PartitionProduceData(index=1, records=None)])
+        for t in topics])
+
+
+def echo_produce(seen: list[str]) -> Any:
+    R = produce.RESPONSE
+
+    def handle(ctx: Any, hdr: Any, req: Any) -> Any:
+        seen.extend(t.name for t in req.topic_data)
+        return R.cls(responses=[R.TopicProduceResponse(name=t.name, partition_responses=[
+            R.PartitionProduceResponse(index=p.index, error_code=0) for p in t.partition_data])
+            for t in req.topic_data])
+    return handle
+
+
+def codes(resp: Any) -> dict[str, list[int]]:
+    return {t.name: [p.error_code for p in t.partition_responses] for t in resp.responses}
+
+
+def test_produce_splits_denied_topics_from_allowed() -> None:
+    seen: list[str] = []
+    c = checker(acl(ResourceType.TOPIC, "no", AclOperation.WRITE, AclPermissionType.DENY))
+    handlers = secure_handlers({ApiKey.PRODUCE: echo_produce(seen)}, c, "broker")
+    resp = handlers[ApiKey.PRODUCE](CTX, header(0, 9), produce_request("yes", "no"))
+    assert seen == ["yes"]  # the denied topic never reaches the handler
+    assert codes(resp) == {"yes": [0, 0], "no": [29, 29]}
+
+
+def test_produce_with_a_denied_transactional_id_fails_every_partition() -> None:
+    seen: list[str] = []
+    c = checker(acl(ResourceType.TRANSACTIONAL_ID, "t", AclOperation.WRITE,
+                    AclPermissionType.ALLOW, "User:bob"))
+    handlers = secure_handlers({ApiKey.PRODUCE: echo_produce(seen)}, c, "broker")
+    resp = handlers[ApiKey.PRODUCE](CTX, header(0, 9), produce_request("a", txn="t"))
+    assert seen == [] and codes(resp) == {"a": [53, 53]}
+
+
+def test_async_handlers_are_patched_after_they_answer() -> None:
+    seen: list[str] = []
+    sync = echo_produce(seen)
+
+    async def handle(ctx: Any, hdr: Any, req: Any) -> Any:
+        return sync(ctx, hdr, req)
+    c = checker(acl(ResourceType.TOPIC, "no", AclOperation.ALL, AclPermissionType.DENY))
+    wrapped = secure_handlers({ApiKey.PRODUCE: handle}, c, "broker")[ApiKey.PRODUCE]
+    resp = asyncio.run(wrapped(CTX, header(0, 9), produce_request("no", "yes")))
+    assert codes(resp) == {"yes": [0, 0], "no": [29, 29]}
+
+
+def test_follower_fetch_needs_cluster_action() -> None:
+    R = fetch.REQUEST
+    req = R.cls(replica_id=2, max_wait_ms=0, min_bytes=0, topics=[R.FetchTopic(
+        topic="t", partitions=[R.FetchPartition(partition=0, fetch_offset=0)])])
+    called = []
+    c = checker(acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE,
+                    AclPermissionType.ALLOW))
+    h = secure_handlers({ApiKey.FETCH: lambda *a: called.append(1)}, c, "broker")
+    resp = h[ApiKey.FETCH](CTX, header(1, 12), req)
+    assert not called
+    assert [(t.topic, [p.error_code for p in t.partitions]) for t in resp.responses] == [
+        ("t", [ErrorCode.TOPIC_AUTHORIZATION_FAILED])]
+
+
+def test_group_request_denied_and_per_group_describe() -> None:
+    c = checker(acl(ResourceType.GROUP, "g", AclOperation.READ, AclPermissionType.ALLOW,
+                    "User:bob"))
+    J = join_group.REQUEST
+    h = secure_handlers({ApiKey.JOIN_GROUP: lambda *a: None,
+                         ApiKey.DESCRIBE_GROUPS: lambda ctx, hdr, req: describe_groups.RESPONSE
+                         .cls(groups=[describe_groups.RESPONSE.DescribedGroup(group_id=g)
+                                      for g in req.groups])}, c, "broker")
+    resp = h[ApiKey.JOIN_GROUP](CTX, header(11, 5), J.cls(group_id="g", session_timeout_ms=1,
+                                                          member_id="", protocol_type="c"))
+    assert resp.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+    resp = h[ApiKey.DESCRIBE_GROUPS](CTX, header(15, 5),
+                                     describe_groups.REQUEST.cls(groups=["g", "other"]))
+    assert {(g.group_id, g.error_code) for g in resp.groups} == {
+        ("other", 0), ("g", ErrorCode.GROUP_AUTHORIZATION_FAILED)}
+
+
+def test_idempotent_init_producer_id_needs_idempotent_write_or_a_topic_write() -> None:
+    req = init_producer_id.REQUEST.cls(transactional_id=None, transaction_timeout_ms=1)
+    called: list[int] = []
+
+    def handle(*a: Any) -> Any:
+        called.append(1)
+        return init_producer_id.RESPONSE.cls(error_code=0)
+    guarded = checker(acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE,
+                          AclPermissionType.ALLOW), everyone=False)
+    h = secure_handlers({ApiKey.INIT_PRODUCER_ID: handle}, guarded, "broker")
+    assert h[ApiKey.INIT_PRODUCER_ID](CTX, header(22, 4), req).error_code == 31
+    writer = checker(acl(ResourceType.TOPIC, "t", AclOperation.WRITE, AclPermissionType.ALLOW),
+                     everyone=False)
+    h = secure_handlers({ApiKey.INIT_PRODUCER_ID: handle}, writer, "broker")
+    assert h[ApiKey.INIT_PRODUCER_ID](CTX, header(22, 4), req).error_code == 0 and called
+
+
+def test_unchecked_apis_keep_their_handler_and_unknown_ones_need_alter() -> None:
+    def plain(*a: Any) -> Any:
+        return None
+    c = checker(acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE,
+                    AclPermissionType.ALLOW))
+    h = secure_handlers({ApiKey.DESCRIBE_CLUSTER: plain,
+                         ApiKey.ALTER_PARTITION_REASSIGNMENTS: plain}, c, "broker")
+    assert h[ApiKey.DESCRIBE_CLUSTER] is plain
+    resp = h[ApiKey.ALTER_PARTITION_REASSIGNMENTS](CTX, header(45, 0), SimpleNamespace())
+    assert resp.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    # On the controller listener an inter-node API needs CLUSTER_ACTION.
+    h = secure_handlers({ApiKey.BROKER_HEARTBEAT: plain}, c, "controller")
+    assert h[ApiKey.BROKER_HEARTBEAT](CTX, header(63, 0), SimpleNamespace()).error_code == 31
+
+
+def test_acl_apis_without_an_authorizer_answer_security_disabled() -> None:
+    apis = AclApis(MetadataImage, forwarder=None, checker=None)  # type: ignore[arg-type]
+    R = describe_acls.REQUEST
+    resp = apis.describe_acls(CTX, header(29, 1), R.cls(
+        resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+        principal_filter=None, host_filter=None, operation=1, permission_type=1))
+    assert resp.error_code == ErrorCode.SECURITY_DISABLED
