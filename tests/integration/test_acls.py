@@ -11,9 +11,12 @@ between nodes, no Alter) replication still works and ACL changes are refused.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +54,8 @@ AUTHZ = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
-    c = ProcCluster(tmp_path_factory.mktemp("acls"), controllers=3, combined=True, extra=AUTHZ)
+    c = ProcCluster(tmp_path_factory.mktemp("acls"), controllers=3, combined=True, extra=AUTHZ,
+                    admin=True)
     c.start()
     try:
         yield c
@@ -142,6 +146,19 @@ def metadata_for(cluster: ProcCluster, *topics: str, auto: bool = False) -> dict
         finally:
             await conn.close()
     return {t.name: t.error_code for t in asyncio.run(run()).topics}
+
+
+def http(cluster: ProcCluster, method: str, path: str,
+         body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    node = next(iter(cluster.nodes.values()))
+    req = urllib.request.Request(node.admin_url + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=40) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def acls_tool(cluster: ProcCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -240,6 +257,11 @@ def test_metadata_hides_topics_and_auto_creation_needs_create(cluster: ProcClust
     assert "hidden" not in admin.list_topics(timeout=10).topics
     assert "guarded" in admin.list_topics(timeout=10).topics
     assert metadata_for(cluster, "hidden") == {"hidden": ErrorCode.TOPIC_AUTHORIZATION_FAILED}
+    # The HTTP admin API's writes are checked the same way (its principal is ANONYMOUS).
+    status, body = http(cluster, "DELETE", "/v1/topics/hidden")
+    assert (status, body["error_code"]) == (403, "TOPIC_AUTHORIZATION_FAILED")
+    status, body = http(cluster, "POST", "/v1/topics", {"name": "from-http", "partitions": 1})
+    assert status == 201, body
     # The cluster has no ACL yet, so CREATE on it is allowed (allow.everyone.if.no.acl.found):
     # a topic is auto-created (after the cluster ACLs below it is not).
     deadline = time.monotonic() + 20
@@ -322,6 +344,8 @@ def test_cluster_acls_inter_node_cluster_action(cluster: ProcCluster,
     # Replication between the nodes (follower fetch, AlterPartition, heartbeats) goes on:
     # acks=all with min.insync.replicas=2 needs the followers.
     assert produce(cluster, "mine-1", **{"enable.idempotence": True}) == [None] * 3
+    status, body = http(cluster, "POST", "/v1/partitions/mine-1/0/elect-leader", {})
+    assert (status, body["error_code"]) == (403, "CLUSTER_AUTHORIZATION_FAILED")
     # No ALTER on the cluster: ACL changes are refused.
     with pytest.raises(KafkaException) as e:
         create(admin, binding(ResourceType.TOPIC, "x", AclOperation.READ,

@@ -173,3 +173,19 @@ def test_acl_apis_without_an_authorizer_answer_security_disabled() -> None:
         resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
         principal_filter=None, host_filter=None, operation=1, permission_type=1))
     assert resp.error_code == ErrorCode.SECURITY_DISABLED
+
+
+def test_http_write_routes_need_kafkas_operations() -> None:
+    from broker.admin.http_authz import http_principal, write_checks
+    assert http_principal(None) == KafkaPrincipal("User", "ANONYMOUS")  # type: ignore[arg-type]
+    create = write_checks("create_topic", {}, {"name": "t"})
+    assert create == [[(AclOperation.CREATE, ResourceType.CLUSTER, "kafka-cluster"),
+                       (AclOperation.CREATE, ResourceType.TOPIC, "t")]]
+    assert write_checks("update_topic", {"name": "t"}, {"partitions_count": 3,
+                                                       "configs": {"a": "1"}}) == [
+        [(AclOperation.ALTER, ResourceType.TOPIC, "t")],
+        [(AclOperation.ALTER_CONFIGS, ResourceType.TOPIC, "t")]]
+    assert write_checks("delete_topic", {"name": "t"}, {}) == [
+        [(AclOperation.DELETE, ResourceType.TOPIC, "t")]]
+    assert write_checks("shutdown_broker", {"broker_id": "1"}, {}) == [
+        [(AclOperation.ALTER, ResourceType.CLUSTER, "kafka-cluster")]]
