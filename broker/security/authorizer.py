@@ -54,6 +54,13 @@ _IMPLIES_DESCRIBE_CONFIGS = frozenset({AclOperation.DESCRIBE_CONFIGS,
                                        AclOperation.ALTER_CONFIGS})
 
 
+_ALL = int(AclOperation.ALL)
+# operation -> the other operations whose ALLOW implies it, as ints.
+_IMPLIES = {int(AclOperation.DESCRIBE): frozenset(int(o) for o in _IMPLIES_DESCRIBE),
+            int(AclOperation.DESCRIBE_CONFIGS): frozenset(
+                int(o) for o in _IMPLIES_DESCRIBE_CONFIGS)}
+
+
 def implied_by(operation: AclOperation) -> frozenset[AclOperation]:
     """The operations whose ALLOW ACL also allows ``operation`` (besides ALL)."""
     if operation == AclOperation.DESCRIBE:
@@ -85,26 +92,36 @@ class AuthorizerConfig:
 
 
 class Authorizer:
-    """Decisions over one set of ACLs."""
+    """Decisions over one set of ACLs. Decisions are remembered (up to ``CACHE_SIZE``) until
+    the ACLs change, which builds a new ``Authorizer``."""
 
-    __slots__ = ("_config", "_literal", "_prefixed", "_types_with_acls")
+    CACHE_SIZE = 65536
+    __slots__ = ("_cache", "_config", "_literal", "_prefixed", "_types_with_acls")
 
     def __init__(self, acls: Iterable[StandardAcl], config: AuthorizerConfig) -> None:
         self._config = config
-        literal: dict[tuple[ResourceType, str], list[StandardAcl]] = {}
-        prefixed: dict[tuple[ResourceType, str], list[StandardAcl]] = {}
-        types: set[ResourceType] = set()
+        # (resource type as int, name) -> entries (principal, host, operation, deny) as plain
+        # values: enum members hash in Python, which a check on every request cannot afford.
+        literal: dict[tuple[int, str], list[tuple[str, str, int, bool]]] = {}
+        prefixed: dict[tuple[int, str], list[tuple[str, str, int, bool]]] = {}
+        types: set[int] = set()
         for acl in acls:
             if acl.pattern_type == PatternType.LITERAL:
-                literal.setdefault((acl.resource_type, acl.resource_name), []).append(acl)
+                table = literal
             elif acl.pattern_type == PatternType.PREFIXED:
-                prefixed.setdefault((acl.resource_type, acl.resource_name), []).append(acl)
+                table = prefixed
             else:
                 continue
-            types.add(acl.resource_type)
+            if acl.permission not in (AclPermissionType.ALLOW, AclPermissionType.DENY):
+                continue
+            entry = (acl.principal, acl.host, int(acl.operation),
+                     acl.permission == AclPermissionType.DENY)
+            table.setdefault((int(acl.resource_type), acl.resource_name), []).append(entry)
+            types.add(int(acl.resource_type))
         self._literal = literal
         self._prefixed = prefixed
         self._types_with_acls = frozenset(types)
+        self._cache: dict[tuple[str, str, int, int, str], bool] = {}
 
     @property
     def config(self) -> AuthorizerConfig:
@@ -113,20 +130,20 @@ class Authorizer:
     def is_super_user(self, principal: str) -> bool:
         return principal in self._config.super_users
 
-    def _applicable(self, resource_type: ResourceType, name: str) -> list[StandardAcl]:
-        out: list[StandardAcl] = []
+    def _applicable(self, rtype: int, name: str) -> list[tuple[str, str, int, bool]]:
+        out: list[tuple[str, str, int, bool]] = []
         literal = self._literal
         prefixed = self._prefixed
-        found = literal.get((resource_type, name))
+        found = literal.get((rtype, name))
         if found:
             out.extend(found)
         if name != WILDCARD:
-            found = literal.get((resource_type, WILDCARD))
+            found = literal.get((rtype, WILDCARD))
             if found:
                 out.extend(found)
         if prefixed:
             for i in range(1, len(name) + 1):
-                found = prefixed.get((resource_type, name[:i]))
+                found = prefixed.get((rtype, name[:i]))
                 if found:
                     out.extend(found)
         return out
@@ -135,25 +152,36 @@ class Authorizer:
                   resource_type: ResourceType, name: str) -> bool:
         """May ``principal`` (``User:alice``) connecting from ``host`` (an IP address) do
         ``operation`` on the resource?"""
+        key = (principal, host, int(operation), int(resource_type), name)
+        cache = self._cache
+        known = cache.get(key)
+        if known is not None:
+            return known
+        result = self._decide(principal, host, key[2], key[3], name)
+        if len(cache) >= self.CACHE_SIZE:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    def _decide(self, principal: str, host: str, op: int, rtype: int, name: str) -> bool:
         if principal in self._config.super_users:
             return True
-        if resource_type not in self._types_with_acls:
+        if rtype not in self._types_with_acls:
             return self._config.allow_everyone_if_no_acl_found
-        acls = self._applicable(resource_type, name)
-        if not acls:
+        entries = self._applicable(rtype, name)
+        if not entries:
             return self._config.allow_everyone_if_no_acl_found
         allowed = False
-        implies = implied_by(operation)
-        for acl in acls:
-            if acl.principal != principal and acl.principal != WILDCARD_PRINCIPAL:
+        implies = _IMPLIES.get(op)
+        for acl_principal, acl_host, acl_op, deny in entries:
+            if acl_principal != principal and acl_principal != WILDCARD_PRINCIPAL:
                 continue
-            if acl.host != WILDCARD and acl.host != host:
+            if acl_host != WILDCARD and acl_host != host:
                 continue
-            if acl.permission == AclPermissionType.DENY:
-                if acl.operation == AclOperation.ALL or acl.operation == operation:
+            if deny:
+                if acl_op == _ALL or acl_op == op:
                     return False
-            elif acl.permission == AclPermissionType.ALLOW and (
-                    acl.operation == AclOperation.ALL or acl.operation in implies):
+            elif acl_op == _ALL or acl_op == op or (implies is not None and acl_op in implies):
                 allowed = True
         return allowed
 
@@ -166,43 +194,39 @@ class Authorizer:
         at all, ``allow.everyone.if.no.acl.found``."""
         if principal in self._config.super_users:
             return True
-        if resource_type not in self._types_with_acls:
+        rtype, op = int(resource_type), int(operation)
+        if rtype not in self._types_with_acls:
             return self._config.allow_everyone_if_no_acl_found
-        implies = implied_by(operation)
-
-        def applies(acl: StandardAcl) -> bool:
-            return ((acl.principal == principal or acl.principal == WILDCARD_PRINCIPAL)
-                    and (acl.host == WILDCARD or acl.host == host))
-
-        denies: list[StandardAcl] = []
-        allows: list[StandardAcl] = []
-        for table in (self._literal, self._prefixed):
-            for (rtype, _name), acls in table.items():
-                if rtype != resource_type:
+        implies = _IMPLIES.get(op, frozenset())
+        # (is prefixed, resource name) of the matching DENY and ALLOW ACLs.
+        denies: list[tuple[bool, str]] = []
+        allows: list[tuple[bool, str]] = []
+        for is_prefix, table in ((False, self._literal), (True, self._prefixed)):
+            for (t, name), entries in table.items():
+                if t != rtype:
                     continue
-                for acl in acls:
-                    if not applies(acl):
+                for acl_principal, acl_host, acl_op, deny in entries:
+                    if acl_principal not in (principal, WILDCARD_PRINCIPAL) or (
+                            acl_host not in (WILDCARD, host)):
                         continue
-                    if acl.permission == AclPermissionType.DENY and (
-                            acl.operation in (AclOperation.ALL, operation)):
-                        denies.append(acl)
-                    elif acl.permission == AclPermissionType.ALLOW and (
-                            acl.operation == AclOperation.ALL or acl.operation in implies):
-                        allows.append(acl)
+                    if deny:
+                        if acl_op in (_ALL, op):
+                            denies.append((is_prefix, name))
+                    elif acl_op in (_ALL, op) or acl_op in implies:
+                        allows.append((is_prefix, name))
 
-        def denied(allow: StandardAcl) -> bool:
-            for d in denies:
-                if d.pattern_type == PatternType.LITERAL:
-                    if d.resource_name == WILDCARD:
+        def denied(allow_prefix: bool, allow_name: str) -> bool:
+            for deny_prefix, deny_name in denies:
+                if not deny_prefix:
+                    if deny_name == WILDCARD:
                         return True
-                    if (allow.pattern_type == PatternType.LITERAL
-                            and d.resource_name == allow.resource_name):
+                    if not allow_prefix and deny_name == allow_name:
                         return True
-                elif allow.resource_name.startswith(d.resource_name):
+                elif allow_name.startswith(deny_name):
                     return True
             return False
 
-        return any(not denied(a) for a in allows)
+        return any(not denied(p, n) for p, n in allows)
 
 
 class AuthorizerHolder:
