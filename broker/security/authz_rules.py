@@ -128,8 +128,9 @@ def elect_leaders(checker: AuthzChecker, ctx: Any, header: Any, request: Any) ->
     if checker.cluster(ctx, Op.ALTER):
         return None
     R = response_of(header)
-    return Reject(R.cls(error_code=CLUSTER_DENIED, replica_election_results=[
-        R.ReplicaElectionResult(topic=t.topic, partition_result=[
+    return Reject(R.cls(
+        error_code=CLUSTER_DENIED if header.api_version >= 1 else 0,  # v0: per partition
+        replica_election_results=[R.ReplicaElectionResult(topic=t.topic, partition_result=[
             R.PartitionResult(partition_id=p, error_code=CLUSTER_DENIED)
             for p in t.partitions]) for t in request.topic_partitions or ()]))
 
@@ -227,7 +228,12 @@ def offset_fetch(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> 
     R = response_of(header)
     if v < 8:
         if not checker.allowed(ctx, Op.DESCRIBE, GROUP, request.group_id):
-            return Reject(R.cls(error_code=GROUP_DENIED, topics=[]))
+            # v0-1 have no top-level error: the requested partitions carry it.
+            return Reject(R.cls(error_code=GROUP_DENIED, topics=[
+                R.OffsetFetchResponseTopic(name=t.name, partitions=[
+                    R.OffsetFetchResponsePartition(partition_index=p, committed_offset=-1,
+                                                   error_code=GROUP_DENIED)
+                    for p in t.partition_indexes]) for t in request.topics or ()]))
         named = request.topics is not None
 
         def patch(resp: Any) -> Any:

@@ -104,6 +104,8 @@ def topic_rule(shape: _Shape, op: AclOperation, *,
         if before is not None:
             code = before(checker, ctx, header, request)
             if code is not None:
+                if getattr(request, "acks", None) == 0:
+                    return Reject(None)  # acks=0: the producer reads no answer
                 return Reject(_deny_all_topics(shape, header, request, code))
         return _split_topics(
             shape, header, request,
