@@ -98,12 +98,15 @@ BROKER_RULES: dict[int, Rule] = {
     ApiKey.HEARTBEAT: rules.group_rule(Op.READ),
     ApiKey.LEAVE_GROUP: rules.group_rule(Op.READ),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: rules.group_rule(Op.READ),
-    ApiKey.DESCRIBE_GROUPS: rules.per_name(
-        "groups", GROUP, Op.DESCRIBE, GROUP_DENIED,
-        lambda R, n, c: R.DescribedGroup(error_code=c, group_id=n), "groups"),
-    ApiKey.CONSUMER_GROUP_DESCRIBE: rules.per_name(
-        "group_ids", GROUP, Op.DESCRIBE, GROUP_DENIED,
-        lambda R, n, c: R.DescribedGroup(error_code=c, group_id=n), "groups"),
+    ApiKey.DESCRIBE_GROUPS: rules.group_operations(
+        "groups", "include_authorized_operations", 3, rules.per_name(
+            "groups", GROUP, Op.DESCRIBE, GROUP_DENIED,
+            lambda R, n, c: R.DescribedGroup(error_code=c, group_id=n), "groups")),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: rules.group_operations(
+        "groups", "include_authorized_operations", 0, rules.per_name(
+            "group_ids", GROUP, Op.DESCRIBE, GROUP_DENIED,
+            lambda R, n, c: R.DescribedGroup(error_code=c, group_id=n), "groups")),
+    ApiKey.DESCRIBE_CLUSTER: rules.describe_cluster,
     ApiKey.DELETE_GROUPS: rules.per_name(
         "groups_names", GROUP, Op.DELETE, GROUP_DENIED,
         lambda R, n, c: R.DeletableGroupResult(group_id=n, error_code=c), "results"),
@@ -137,7 +140,7 @@ BROKER_RULES: dict[int, Rule] = {
 }
 # Checked by their own handlers (broker/security/acl_apis.py), or open to every client.
 UNCHECKED = frozenset({ApiKey.CREATE_ACLS, ApiKey.DESCRIBE_ACLS, ApiKey.DELETE_ACLS,
-                       ApiKey.DESCRIBE_CLUSTER, ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE,
+                       ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE,
                        ApiKey.SASL_AUTHENTICATE})
 
 

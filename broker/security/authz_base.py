@@ -17,9 +17,9 @@ from kraft.acls import CLUSTER_NAME, AclOperation, ResourceType
 from kraft.image import MetadataImage
 
 __all__ = [
-    "CLUSTER", "CLUSTER_DENIED", "GROUP", "GROUP_DENIED", "TOPIC", "TOPIC_DENIED", "TXN",
-    "TXN_DENIED", "AuthzChecker", "Op", "Reject", "Rule", "Split", "error_response",
-    "response_of",
+    "CLUSTER", "CLUSTER_DENIED", "GROUP", "GROUP_DENIED", "RESOURCE_OPERATIONS", "TOPIC",
+    "TOPIC_DENIED", "TXN", "TXN_DENIED", "AuthzChecker", "Op", "Reject", "Rule", "Split",
+    "error_response", "response_of",
 ]
 
 Op = AclOperation
@@ -29,6 +29,21 @@ TOPIC_DENIED = ErrorCode.TOPIC_AUTHORIZATION_FAILED
 GROUP_DENIED = ErrorCode.GROUP_AUTHORIZATION_FAILED
 CLUSTER_DENIED = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
 TXN_DENIED = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+# The operations of each resource type (Kafka's AclEntry.supportedOperations).
+RESOURCE_OPERATIONS: dict[ResourceType, tuple[AclOperation, ...]] = {
+    ResourceType.TOPIC: (AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE,
+                         AclOperation.DESCRIBE, AclOperation.DELETE, AclOperation.ALTER,
+                         AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS),
+    ResourceType.GROUP: (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE,
+                         AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS),
+    ResourceType.CLUSTER: (AclOperation.CREATE, AclOperation.CLUSTER_ACTION,
+                           AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+                           AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+                           AclOperation.DESCRIBE),
+    ResourceType.TRANSACTIONAL_ID: (AclOperation.DESCRIBE, AclOperation.WRITE),
+}
 
 
 class AuthzChecker:
@@ -51,6 +66,16 @@ class AuthzChecker:
     def allowed_any(self, ctx: Any, op: AclOperation, rtype: ResourceType) -> bool:
         principal, host = self._who(ctx)
         return self.holder.current().authorize_any(principal, host, op, rtype)
+
+    def operations(self, ctx: Any, rtype: ResourceType, name: str) -> int:
+        """Kafka's authorized-operations bit field (bit ``1 << operation``) of the resource
+        type's operations the principal may do on the resource (Metadata, DescribeCluster,
+        DescribeGroups, DescribeTopicPartitions with authorized operations asked for)."""
+        bits = 0
+        for op in RESOURCE_OPERATIONS.get(rtype, ()):
+            if self.allowed(ctx, op, rtype, name):
+                bits |= 1 << int(op)
+        return bits
 
     def cluster(self, ctx: Any, op: AclOperation) -> bool:
         return self.allowed(ctx, op, CLUSTER, CLUSTER_NAME)

@@ -9,6 +9,7 @@ from typing import Any
 
 from broker.protocol.errors import ErrorCode
 from broker.security.authz_base import (
+    CLUSTER,
     CLUSTER_DENIED,
     GROUP,
     GROUP_DENIED,
@@ -24,7 +25,7 @@ from broker.security.authz_base import (
     error_response,
     response_of,
 )
-from kraft.acls import AclOperation, ResourceType
+from kraft.acls import CLUSTER_NAME, AclOperation, ResourceType
 
 # --- whole-request rules --------------------------------------------------------------------
 
@@ -179,6 +180,9 @@ def metadata(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
             return Reject(R.cls(brokers=_metadata_brokers(checker, ctx, header), topics=pre))
     named = not all_topics
 
+    topic_ops = v >= 8 and request.include_topic_authorized_operations
+    cluster_ops = 8 <= v <= 10 and request.include_cluster_authorized_operations
+
     def patch(resp: Any) -> Any:
         topics = []
         for t in resp.topics:
@@ -187,10 +191,45 @@ def metadata(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
                 if named:
                     topics.append(R.MetadataResponseTopic(error_code=TOPIC_DENIED, name=t.name))
                 continue
+            if topic_ops and t.error_code == 0 and t.name:
+                t.topic_authorized_operations = checker.operations(ctx, TOPIC, t.name)
             topics.append(t)
         resp.topics = topics + pre
+        if cluster_ops:
+            resp.cluster_authorized_operations = checker.operations(ctx, CLUSTER, CLUSTER_NAME)
         return resp
     return Split(patch)
+
+
+def describe_cluster(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
+    """Open to every client (as in Kafka); fills in the cluster's authorized operations when
+    asked."""
+    if not request.include_cluster_authorized_operations:
+        return None
+
+    def patch(resp: Any) -> Any:
+        resp.cluster_authorized_operations = checker.operations(ctx, CLUSTER, CLUSTER_NAME)
+        return resp
+    return Split(patch)
+
+
+def group_operations(list_attr: str, flag: str, min_version: int, inner: Rule) -> Rule:
+    """DescribeGroups / ConsumerGroupDescribe: ``inner`` (the per-group check), then each
+    described group's authorized operations when the request asks for them."""
+    def rule(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
+        outcome = inner(checker, ctx, header, request)
+        if header.api_version < min_version or not getattr(request, flag):
+            return outcome
+
+        def patch(resp: Any) -> Any:
+            if isinstance(outcome, Split):
+                resp = outcome.patch(resp)
+            for g in getattr(resp, list_attr):
+                if g.error_code == 0:
+                    g.authorized_operations = checker.operations(ctx, GROUP, g.group_id)
+            return resp
+        return outcome if isinstance(outcome, Reject) else Split(patch)
+    return rule
 
 
 def _metadata_brokers(checker: AuthzChecker, ctx: Any, header: Any) -> list[Any]:
@@ -217,6 +256,8 @@ def describe_topic_partitions(checker: AuthzChecker, ctx: Any, header: Any,
                     out.append(R.DescribeTopicPartitionsResponseTopic(
                         error_code=TOPIC_DENIED, name=t.name))
                 continue
+            if t.error_code == 0:
+                t.topic_authorized_operations = checker.operations(ctx, TOPIC, t.name)
             out.append(t)
         resp.topics = out
         return resp

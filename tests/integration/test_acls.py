@@ -31,7 +31,7 @@ from tools.proc_cluster import REPO, ProcCluster, env
 
 ck = pytest.importorskip("confluent_kafka")
 kafka = pytest.importorskip("kafka")
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -226,6 +226,11 @@ def test_topic_write_denied_read_allowed(cluster: ProcCluster, admin: AdminClien
     finally:
         consumer.close()
     assert values == [b"v0", b"v1", b"v2"]
+    # The operations the principal holds, as confluent-kafka's describe_topics reports them.
+    desc = admin.describe_topics(TopicCollection(["guarded"]), request_timeout=30,
+                                 include_authorized_operations=True)["guarded"].result(timeout=40)
+    ops = set(desc.authorized_operations or ())
+    assert {AclOperation.READ, AclOperation.DESCRIBE} <= ops and AclOperation.WRITE not in ops
 
 
 def test_read_denied_to_consumers(cluster: ProcCluster, admin: AdminClient) -> None:

@@ -156,9 +156,9 @@ def test_unchecked_apis_keep_their_handler_and_unknown_ones_need_alter() -> None
         return None
     c = checker(acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE,
                     AclPermissionType.ALLOW))
-    h = secure_handlers({ApiKey.DESCRIBE_CLUSTER: plain,
+    h = secure_handlers({ApiKey.DESCRIBE_ACLS: plain,
                          ApiKey.ALTER_PARTITION_REASSIGNMENTS: plain}, c, "broker")
-    assert h[ApiKey.DESCRIBE_CLUSTER] is plain
+    assert h[ApiKey.DESCRIBE_ACLS] is plain
     resp = h[ApiKey.ALTER_PARTITION_REASSIGNMENTS](CTX, header(45, 0), SimpleNamespace())
     assert resp.error_code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
     # On the controller listener an inter-node API needs CLUSTER_ACTION.
@@ -272,3 +272,24 @@ def test_every_rule_answers_an_encodable_denial_at_every_version() -> None:
                     resp = handler(CTX, header(key, version), req)
                     if resp is not None:
                         spec.response.encode(resp, version)
+
+
+def test_authorized_operations_when_asked() -> None:
+    from broker.protocol.messages import describe_cluster, metadata
+    c = checker(acl(ResourceType.TOPIC, "t", AclOperation.READ, AclPermissionType.ALLOW),
+                acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.DESCRIBE,
+                    AclPermissionType.ALLOW))
+    M = metadata.RESPONSE
+
+    def md(ctx: Any, hdr: Any, req: Any) -> Any:
+        return M.cls(topics=[M.MetadataResponseTopic(error_code=0, name="t")])
+    h = secure_handlers({ApiKey.METADATA: md, ApiKey.DESCRIBE_CLUSTER:
+                         lambda *a: describe_cluster.RESPONSE.cls()}, c, "broker")
+    req = metadata.REQUEST.cls(topics=None, include_topic_authorized_operations=True,
+                               include_cluster_authorized_operations=True)
+    resp = h[ApiKey.METADATA](CTX, header(3, 10), req)
+    assert resp.topics[0].topic_authorized_operations == (1 << 3) | (1 << 8)  # READ, DESCRIBE
+    assert resp.cluster_authorized_operations == 1 << 8
+    req = describe_cluster.REQUEST.cls(include_cluster_authorized_operations=True)
+    assert h[ApiKey.DESCRIBE_CLUSTER](CTX, header(60, 0), req).cluster_authorized_operations \
+        == 1 << 8
