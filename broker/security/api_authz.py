@@ -78,7 +78,7 @@ def _wrap(inner: Any, rule: Rule, checker: AuthzChecker) -> Any:
 
 BROKER_RULES: dict[int, Rule] = {
     ApiKey.PRODUCE: topics.topic_rule(topics.PRODUCE, Op.WRITE, before=topics.produce_before),
-    ApiKey.FETCH: topics.topic_rule(topics.FETCH, Op.READ, cluster_action=topics.fetch_is_follower),
+    ApiKey.FETCH: topics.fetch_rule(),
     ApiKey.LIST_OFFSETS: topics.topic_rule(topics.LIST_OFFSETS, Op.DESCRIBE),
     ApiKey.OFFSET_FOR_LEADER_EPOCH: topics.topic_rule(
         topics.EPOCHS, Op.DESCRIBE,
@@ -97,7 +97,7 @@ BROKER_RULES: dict[int, Rule] = {
     ApiKey.SYNC_GROUP: rules.group_rule(Op.READ),
     ApiKey.HEARTBEAT: rules.group_rule(Op.READ),
     ApiKey.LEAVE_GROUP: rules.group_rule(Op.READ),
-    ApiKey.CONSUMER_GROUP_HEARTBEAT: rules.group_rule(Op.READ),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: rules.consumer_group_heartbeat,
     ApiKey.DESCRIBE_GROUPS: rules.group_operations(
         "groups", "include_authorized_operations", 3, rules.per_name(
             "groups", GROUP, Op.DESCRIBE, GROUP_DENIED,

@@ -38,6 +38,21 @@ def group_rule(op: AclOperation) -> Rule:
     return rule
 
 
+def consumer_group_heartbeat(checker: AuthzChecker, ctx: Any, header: Any,
+                             request: Any) -> Any:
+    """READ on the group, and DESCRIBE on every subscribed topic (Kafka's
+    GroupCoordinatorService answers TOPIC_AUTHORIZATION_FAILED otherwise)."""
+    if not checker.allowed(ctx, Op.READ, GROUP, request.group_id):
+        return Reject(error_response(header, GROUP_DENIED))
+    denied = [t for t in request.subscribed_topic_names or ()
+              if not checker.allowed(ctx, Op.DESCRIBE, TOPIC, t)]
+    if not denied:
+        return None
+    R = response_of(header)
+    return Reject(R.cls(error_code=TOPIC_DENIED, error_message="The group may not subscribe "
+                        f"to topics it is not authorized to describe: {', '.join(denied)}"))
+
+
 def cluster_rule(op: AclOperation) -> Rule:
     def rule(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
         if checker.cluster(ctx, op):

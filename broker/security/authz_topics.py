@@ -143,6 +143,38 @@ DESCRIBE_PRODUCERS = _Shape("topics", "name", "partition_indexes", None, "topics
                             "partition_index")
 
 
+def fetch_rule() -> Rule:
+    """Fetch: a follower needs CLUSTER_ACTION; a consumer READ on each topic. An incremental
+    fetch (KIP-227) is answered from the session too, for partitions the request does not
+    name: those are checked in the answer (records withheld, TOPIC_AUTHORIZATION_FAILED), so
+    an ACL added while a session lives applies at once, as in Kafka."""
+    base = topic_rule(FETCH, Op.READ, cluster_action=fetch_is_follower)
+
+    def rule(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
+        outcome = base(checker, ctx, header, request)
+        if (isinstance(outcome, Reject) or header.api_version < 7 or request.session_epoch <= 0
+                or fetch_is_follower(header, request)):
+            return outcome
+        image = checker.image()
+
+        def patch(resp: Any) -> Any:
+            if isinstance(outcome, Split):
+                resp = outcome.patch(resp)
+            for t in resp.responses:
+                name = t.topic
+                if not name:
+                    ti = image.topics.by_id.get(t.topic_id)
+                    name = ti.name if ti is not None else None
+                if name is not None and not checker.allowed(ctx, Op.READ, TOPIC, name):
+                    for p in t.partitions:
+                        if p.error_code == 0:
+                            p.error_code = TOPIC_DENIED
+                            p.records = None
+            return resp
+        return Split(patch)
+    return rule
+
+
 def _txn_write(checker: AuthzChecker, ctx: Any, txn_id: str | None) -> int | None:
     if txn_id and not checker.allowed(ctx, Op.WRITE, TXN, txn_id):
         return TXN_DENIED

@@ -330,6 +330,8 @@ def test_cluster_acls_inter_node_cluster_action(cluster: ProcCluster,
                           AclPermissionType.ALLOW, pattern=ResourcePatternType.PREFIXED),
            binding(ResourceType.TOPIC, "mine-", AclOperation.WRITE, AclPermissionType.ALLOW,
                    pattern=ResourcePatternType.PREFIXED),
+           binding(ResourceType.TOPIC, "mine-", AclOperation.READ, AclPermissionType.ALLOW,
+                   pattern=ResourcePatternType.PREFIXED),
            binding(ResourceType.TOPIC, "bobs-", AclOperation.ALL, AclPermissionType.ALLOW,
                    "User:bob", pattern=ResourcePatternType.PREFIXED))
     create_everywhere(cluster, admin, *[
@@ -349,6 +351,27 @@ def test_cluster_acls_inter_node_cluster_action(cluster: ProcCluster,
     # Replication between the nodes (follower fetch, AlterPartition, heartbeats) goes on:
     # acks=all with min.insync.replicas=2 needs the followers.
     assert produce(cluster, "mine-1", **{"enable.idempotence": True}) == [None] * 3
+    # A transaction: the coordinator's WriteTxnMarkers and the leader's AddPartitionsToTxn
+    # verification travel between the nodes as ANONYMOUS, with CLUSTER_ACTION.
+    txn = Producer({"bootstrap.servers": cluster.bootstrap_servers,
+                    "transactional.id": "mine-txn"})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    txn.produce("mine-1", b"in-txn")
+    txn.commit_transaction(30)
+    reader = kafka.KafkaConsumer(bootstrap_servers=cluster.bootstrap_servers,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=15000,
+                                 isolation_level="read_committed")
+    try:
+        reader.assign([kafka.TopicPartition("mine-1", 0)])
+        seen = []
+        for m in reader:
+            seen.append(m.value)
+            if m.value == b"in-txn":
+                break
+    finally:
+        reader.close()
+    assert seen[-1:] == [b"in-txn"]
     status, body = http(cluster, "POST", "/v1/partitions/mine-1/0/elect-leader", {})
     assert (status, body["error_code"]) == (403, "CLUSTER_AUTHORIZATION_FAILED")
     # No ALTER on the cluster: ACL changes are refused.

@@ -293,3 +293,30 @@ def test_authorized_operations_when_asked() -> None:
     req = describe_cluster.REQUEST.cls(include_cluster_authorized_operations=True)
     assert h[ApiKey.DESCRIBE_CLUSTER](CTX, header(60, 0), req).cluster_authorized_operations \
         == 1 << 8
+
+
+def test_incremental_fetch_withholds_session_partitions_now_denied() -> None:
+    F = fetch.RESPONSE
+    c = checker(acl(ResourceType.TOPIC, "s", AclOperation.READ, AclPermissionType.DENY))
+
+    def session_answer(ctx: Any, hdr: Any, req: Any) -> Any:
+        # The session still holds "s" although this request does not name it.
+        return F.cls(responses=[F.FetchableTopicResponse(topic="s", partitions=[
+            F.PartitionData(partition_index=0, error_code=0, records=b"data")])])
+    h = secure_handlers({ApiKey.FETCH: session_answer}, c, "broker")
+    req = fetch.REQUEST.cls(replica_id=-1, max_wait_ms=0, min_bytes=0, session_id=7,
+                            session_epoch=3, topics=[])
+    part = h[ApiKey.FETCH](CTX, header(1, 12), req).responses[0].partitions[0]
+    assert (part.error_code, part.records) == (ErrorCode.TOPIC_AUTHORIZATION_FAILED, None)
+
+
+def test_consumer_group_heartbeat_needs_describe_on_subscribed_topics() -> None:
+    from broker.protocol.messages import consumer_group_heartbeat
+    c = checker(acl(ResourceType.TOPIC, "secret", AclOperation.DESCRIBE,
+                    AclPermissionType.DENY))
+    h = secure_handlers({ApiKey.CONSUMER_GROUP_HEARTBEAT: lambda *a: None}, c, "broker")
+    req = consumer_group_heartbeat.REQUEST.cls(group_id="g", member_id="m", member_epoch=0,
+                                               subscribed_topic_names=["ok", "secret"])
+    resp = h[ApiKey.CONSUMER_GROUP_HEARTBEAT](CTX, header(68, 0), req)
+    assert resp.error_code == ErrorCode.TOPIC_AUTHORIZATION_FAILED and "secret" in \
+        resp.error_message
