@@ -196,6 +196,37 @@ def test_create_describe_delete_through_confluent_admin(admin: AdminClient) -> N
     assert admin.describe_acls(everything()).result(timeout=40) == []
 
 
+def test_kafka_python_admin_acls(cluster: ProcCluster) -> None:
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        KafkaAdminClient,
+        ResourcePattern,
+        ResourcePatternFilter,
+    )
+    from kafka.admin import ResourceType as KResourceType
+    client = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers,
+                              request_timeout_ms=30000)
+    try:
+        acl = ACL("User:dave", "*", ACLOperation.DESCRIBE, ACLPermissionType.ALLOW,
+                  ResourcePattern(KResourceType.GROUP, "dave-", ACLResourcePatternType.PREFIXED))
+        result = client.create_acls([acl])
+        assert result["succeeded"] == [acl] and not result["failed"]
+        flt = ACLFilter("User:dave", None, ACLOperation.ANY, ACLPermissionType.ANY,
+                        ResourcePatternFilter(KResourceType.ANY, None,
+                                              ACLResourcePatternType.ANY))
+        acls, error = client.describe_acls(flt)
+        assert error.errno == 0 and [(a.principal, a.operation) for a in acls] == [
+            ("User:dave", ACLOperation.DESCRIBE)]
+        deleted = client.delete_acls([flt])
+        assert [a.principal for a in deleted[0][1]] == ["User:dave"]
+    finally:
+        client.close()
+
+
 def test_bad_acls_are_refused_with_invalid_request(admin: AdminClient) -> None:
     bad = binding(ResourceType.BROKER, "not-the-cluster", AclOperation.ALTER,
                   AclPermissionType.ALLOW)
