@@ -16,11 +16,13 @@
 
 ``Authorizer`` indexes an ``AclsImage`` once (literal names and prefixes in dicts, so a
 decision costs a few dict lookups per character of the resource name, not a scan) and is
-rebuilt when the image's ACLs change (``AuthorizerHolder``).
+rebuilt when the image's ACLs change (``AuthorizerHolder``). A denial is logged at INFO once per
+distinct (principal, host, operation, resource) while the ACLs stay the same.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -42,6 +44,8 @@ __all__ = [
     "AuthorizerHolder",
     "implied_by",
 ]
+
+logger = logging.getLogger(__name__)
 
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 # Earlier names of Kafka's authorizer that configurations still carry.
@@ -158,6 +162,11 @@ class Authorizer:
         if known is not None:
             return known
         result = self._decide(principal, host, key[2], key[3], name)
+        if not result:
+            # Kafka's authorizer log line; once per distinct decision while the ACLs stay.
+            logger.info("Principal = %s is Denied operation = %s from host = %s on resource "
+                        "= %s:%s", principal, AclOperation(key[2]).name, host,
+                        ResourceType(key[3]).name, name)
         if len(cache) >= self.CACHE_SIZE:
             cache.clear()
         cache[key] = result
