@@ -6,8 +6,9 @@ partitions (CreatePartitions) and ALTER_CONFIGS on it for configs (IncrementalAl
 a leader election ALTER on the cluster (ElectLeaders), and stopping a node ALTER on the
 cluster. A refusal is 403 with Kafka's error name. Reads are not checked here.
 
-``http_principal(request)`` names who the request runs as: User:ANONYMOUS until the HTTP
-API authenticates its callers (None would mean "unauthenticated": refused).
+``http_principal(request)`` names who the request runs as: what an authentication middleware
+in front stored under ``request["principal"]``, else User:ANONYMOUS (None would mean
+"unauthenticated": refused).
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Need = tuple[AclOperation, ResourceType, str]
 
 
+PRINCIPAL_KEY = "principal"
+
+
 def http_principal(request: web.Request) -> KafkaPrincipal | None:
-    """The principal an HTTP request runs as (no HTTP authentication yet: ANONYMOUS)."""
-    return ANONYMOUS
+    """The principal an HTTP request runs as: the one an authentication middleware stored in
+    the request, or ANONYMOUS."""
+    principal = request.get(PRINCIPAL_KEY)
+    return principal if isinstance(principal, KafkaPrincipal) else ANONYMOUS
 
 
 def _body(raw: bytes) -> dict[str, Any]:
