@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.admin.apis import AdminApis
+from broker.admin.client_quotas import ClientQuotaApis
 from broker.admin.http import AdminHttpServer
 from broker.admin.topic_partitions import TopicPartitionsApi
 from broker.config import KafkaConfig
@@ -44,6 +45,7 @@ from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
+from broker.quotas.enforce import ClientQuotas
 from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
@@ -60,7 +62,7 @@ from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
-from storage.log_manager import LogManager
+from storage.log_manager import LogManager, fatal_log_dir_failure
 from storage.meta_properties import metadata_version_level, read_bootstrap
 
 __all__ = ["Node", "run_node"]
@@ -93,6 +95,7 @@ class Node:
         self.server: KafkaServer | None = None
         self._shutdown: asyncio.Event | None = None
         self.shutdown_reason: str | None = None
+        self.exit_code = 0  # 1 after a fatal failure (``fatal``)
         self.log_manager: LogManager | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
         self.raft: RaftManager | None = None
@@ -105,6 +108,7 @@ class Node:
         self.group_coordinator: GroupApis | None = None
         self.txn_coordinator: TransactionApis | None = None
         self.data_apis: DataApis | None = None
+        self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
         # The authorizer (authorizer.class.name), over the ACLs of this node's image.
@@ -153,6 +157,10 @@ class Node:
             snapshots=snapshots,
         )
         raft.register(self.loader)
+        raft.on_failure = lambda e: self.fatal(
+            f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"
+            if isinstance(e, (OSError, StorageError)) else
+            f"the metadata quorum driver failed ({e!r})")
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
@@ -189,6 +197,7 @@ class Node:
             broker_handlers.update(self.admin.handlers)
             broker_handlers.update(
                 AclApis(lambda: self.loader.image, self.admin.forwarder, self.authz).handlers)
+            self._start_client_quotas(broker_handlers)
             assert self.replica_manager is not None
             self.group_coordinator = GroupApis(
                 cfg, self.replica_manager, lambda: self.loader.image, self.admin.auto_create)
@@ -202,6 +211,8 @@ class Node:
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
         await self._start_listeners(controller_handlers, broker_handlers)
+        if self.client_quotas is not None:
+            self.client_quotas.attach(self.server)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
             assert self.server is not None
@@ -228,10 +239,24 @@ class Node:
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
         self.loader.add_publisher(self._replica_publisher(rm))
+        rm.log_dir_failure_listeners.append(self._log_dir_failed)
         rm.start()
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
         broker_handlers.update(LogDirApis(self.log_manager, rm.hosted).handlers)
+
+    def _start_client_quotas(self, broker_handlers: dict[int, Any]) -> None:
+        """Client quotas (broker/quotas/): the image's quotas feed the Produce and Fetch hooks;
+        DescribeClientQuotas and AlterClientQuotas."""
+        assert self.admin is not None
+        self.client_quotas = quotas = ClientQuotas.from_config(self.config,
+                                                               lambda: self.loader.image)
+        self.loader.add_publisher(quotas.on_metadata)
+        broker_handlers.update(ClientQuotaApis(self.admin.forwarder,
+                                               lambda: self.loader.image).handlers)
+        broker_handlers[ApiKey.PRODUCE] = quotas.wrap_produce(broker_handlers[ApiKey.PRODUCE])
+        broker_handlers[ApiKey.FETCH] = quotas.wrap_fetch(broker_handlers[ApiKey.FETCH])
+        quotas.wrap_mutations(broker_handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own
@@ -401,6 +426,9 @@ class Node:
             (time.monotonic() - started) * 1000,
             ", ".join(str(d) for d in sorted(manager.offline_dirs)) or "none",
         )
+        fatal = fatal_log_dir_failure(cfg.metadata_log_dir, manager)
+        if fatal is not None:
+            raise StorageError(f"Shutdown broker because {fatal}")
         periodic = [
             ("log flusher", cfg.get("log.flush.scheduler.interval.ms"), manager.flush_due),
             ("log retention", cfg.get("log.retention.check.interval.ms"),
@@ -444,6 +472,18 @@ class Node:
                     manager.finish_cleaning(tp, e)
                 else:
                     manager.finish_cleaning(tp, plan)
+
+    def _log_dir_failed(self, directory: Path) -> None:
+        assert self.log_manager is not None
+        fatal = fatal_log_dir_failure(self.config.metadata_log_dir, self.log_manager)
+        if fatal is not None:
+            self.fatal(fatal)
+
+    def fatal(self, reason: str) -> None:
+        """A failure the node cannot serve through (Kafka exits): stop, exit code 1."""
+        logger.critical("Shutdown broker because %s", reason)
+        self.exit_code = 1
+        self.request_shutdown(f"a fatal failure: {reason}")
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop (idempotent; safe to call from a signal handler)."""
@@ -528,7 +568,7 @@ class Node:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        return 0
+        return self.exit_code
 
 
 def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:

@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
+from disks import FaultDisk
+
 from storage import fsync_journal
 from tools.launcher import (
     BROKER,
@@ -132,7 +134,7 @@ class Cluster:
 
     def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
                  extra: dict[str, str] | None = None, fsync_journal: bool = True,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, fault_disk_mb: int | None = None) -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
         if controllers not in (0, 1, 3, 5):
@@ -158,6 +160,11 @@ class Cluster:
         self.broker_ids = [i for i, node in self.nodes.items() if node.is_broker]
         self.controller_ids = [i for i, node in self.nodes.items() if node.is_controller]
         self.combined = not controllers
+        # With ``fault_disk_mb``: each broker's second log dir on a disk of its own that the
+        # disk nemeses fill or fail (disks.py).
+        self.disks: dict[int, FaultDisk] = {} if fault_disk_mb is None else {
+            i: FaultDisk(node.dir / "disk2.img", node.dir / "data2", fault_disk_mb)
+            for i, node in self.nodes.items() if node.is_broker}
         self.blackholes: set[tuple[str, str]] = set()  # (netns or "root", destination ip)
         self._set_up = False
 
@@ -276,10 +283,17 @@ class Cluster:
         }
         for n in self.nodes.values():
             n.dir.mkdir(parents=True, exist_ok=True)
+            extra = dict(self.extra)
+            disk = self.disks.get(n.node_id)
+            if disk is not None:
+                disk.setup()
+                extra["log.dirs"] = f"{n.data_dir},{disk.mount}"
             n.write_config(server_properties(n.spec, voters, n.data_dir, settings=settings,
-                                             extra=self.extra))
+                                             extra=extra))
             n.format(cluster_id)
             if n.journal is not None:
+                # Not the fault disk: a repaired disk may come back as another loop device,
+                # and the journal keys files by device (lose-unsynced spares that dir).
                 fsync_journal.baseline(n.journal, [n.data_dir])
 
     def start(self, ids: Iterable[int] | None = None, wait: bool = True,
@@ -296,6 +310,8 @@ class Cluster:
         with contextlib.suppress(Exception):
             self.heal()
         stop_nodes(self.nodes.values(), STOP_ALL_TIMEOUT_S)
+        for disk in self.disks.values():
+            disk.teardown()
         if self._set_up:
             self._teardown_network()
             self._set_up = False

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kraft.acls import AclsImage, StandardAcl
+from kraft.client_quotas import ClientQuotasDelta
 from kraft.image import (
     BrokerRegistration,
     ClusterImage,
@@ -106,6 +107,7 @@ class MetadataDelta:
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
         self._acls: dict[uuid.UUID, StandardAcl | None] = {}
+        self._quotas = ClientQuotasDelta(image.client_quotas)
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -122,6 +124,7 @@ class MetadataDelta:
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
             MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD: self._acl,
             MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD: self._remove_acl,
+            MetadataRecordType.CLIENT_QUOTA_RECORD: self._quotas.replay,
         }
 
     # ------------------------------------------------------------------ replay
@@ -326,6 +329,7 @@ class MetadataDelta:
             configs=configs,
             producer_ids=producer_ids,
             acls=acls,
+            client_quotas=self._quotas.apply(),
         )
 
     # ------------------------------------------------------------------ what changed
@@ -333,6 +337,9 @@ class MetadataDelta:
     @property
     def deleted_topics(self) -> Mapping[uuid.UUID, TopicImage]:
         return self._deleted_topics
+
+    def client_quotas_changed(self) -> bool:
+        return self._quotas.changed()
 
     def changed_config_resources(self) -> set[tuple[int, str]]:
         return set(self._configs) | self._deleted_config_resources

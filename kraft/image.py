@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kraft.acls import AclsImage
+from kraft.client_quotas import ClientQuotasImage
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -284,6 +285,7 @@ class MetadataImage:
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
     acls: AclsImage = field(default_factory=AclsImage)
+    client_quotas: ClientQuotasImage = ClientQuotasImage()  # noqa: RUF009 (immutable)
 
     def is_empty(self) -> bool:
         return (
@@ -293,13 +295,14 @@ class MetadataImage:
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
             and not self.acls.by_id
+            and not self.client_quotas.entities
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
         """Records that rebuild this image from an empty one (a snapshot's content).
 
         Deterministic order (features, brokers, topics with their partitions, configs, producer
-        ids), so equal images give byte-identical snapshots.
+        ids, client quotas), so equal images give byte-identical snapshots.
         """
         for name, level in sorted(self.features.levels.items()):
             yield MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
@@ -323,3 +326,4 @@ class MetadataImage:
             )
         for acl_id, acl in sorted(self.acls.by_id.items()):
             yield MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD, acl.to_record(acl_id)
+        yield from self.client_quotas.records()

@@ -7,6 +7,7 @@ from typing import Any
 
 from kraft.codec import (
     BOOL,
+    FLOAT64,
     INT8,
     INT16,
     INT32,
@@ -28,8 +29,9 @@ from storage.control_records import ControlRecordType
 __all__ = [
     "CONTROL_RECORD_SCHEMAS", "CONTROL_RECORD_VERSIONS", "LATEST_VERSIONS",
     "METADATA_RECORD_FRAME_VERSION", "METADATA_RECORD_SCHEMAS",
-    "AccessControlEntryRecord", "BrokerRegistrationChangeRecord", "ConfigRecord",
-    "FeatureLevelRecord", "FenceBrokerRecord", "KRaftVersionRecord", "LeaderChangeMessage", "MetadataRecordType",
+    "AccessControlEntryRecord", "BrokerRegistrationChangeRecord", "ClientQuotaRecord",
+    "ConfigRecord", "FeatureLevelRecord", "FenceBrokerRecord", "KRaftVersionRecord",
+    "LeaderChangeMessage", "MetadataRecordType",
     "NoOpRecord", "PartitionChangeRecord", "PartitionRecord", "ProducerIdsRecord",
     "RegisterBrokerRecord", "RemoveAccessControlEntryRecord", "RemoveTopicRecord",
     "SnapshotFooterRecord", "SnapshotHeaderRecord",
@@ -42,7 +44,7 @@ __all__ = [
 class MetadataRecordType(IntEnum):
     """Kafka's metadata record type ids (the ``apiKey`` of each metadata record spec).
 
-    Ids this module has no schema for (SCRAM, quotas, delegation tokens, ZK migration,
+    Ids this module has no schema for (SCRAM, delegation tokens, ZK migration,
     controller registration, metadata transactions) are not listed: decoding rejects them.
     """
 
@@ -56,6 +58,7 @@ class MetadataRecordType(IntEnum):
     UNFENCE_BROKER_RECORD = 8
     REMOVE_TOPIC_RECORD = 9
     FEATURE_LEVEL_RECORD = 12
+    CLIENT_QUOTA_RECORD = 14
     PRODUCER_IDS_RECORD = 15
     BROKER_REGISTRATION_CHANGE_RECORD = 17
     ACCESS_CONTROL_ENTRY_RECORD = 18
@@ -193,6 +196,20 @@ FeatureLevelRecord = Message(
     ],
 )
 
+ClientQuotaRecord = Message(
+    "ClientQuotaRecord", api_key=MetadataRecordType.CLIENT_QUOTA_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("entity", Array(Struct("EntityData", [
+            Field("entity_type", STRING),
+            Field("entity_name", STRING, nullable_versions="0+"),
+        ]))),
+        Field("key", STRING),
+        Field("value", FLOAT64),
+        Field("remove", BOOL),
+    ],
+)
+
 ProducerIdsRecord = Message(
     "ProducerIdsRecord", api_key=MetadataRecordType.PRODUCER_IDS_RECORD,
     valid_versions="0", flexible_versions="0+",
@@ -259,7 +276,7 @@ METADATA_RECORD_SCHEMAS = _by_type(
     RegisterBrokerRecord, UnregisterBrokerRecord, TopicRecord, PartitionRecord, ConfigRecord,
     PartitionChangeRecord, FenceBrokerRecord, UnfenceBrokerRecord, RemoveTopicRecord,
     FeatureLevelRecord, ProducerIdsRecord, BrokerRegistrationChangeRecord, NoOpRecord,
-    AccessControlEntryRecord, RemoveAccessControlEntryRecord,
+    ClientQuotaRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord,
 )
 LATEST_VERSIONS: dict[MetadataRecordType, int] = {
     t: msg.valid_versions.highest for t, msg in METADATA_RECORD_SCHEMAS.items()

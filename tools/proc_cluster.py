@@ -13,6 +13,7 @@ and failures as ``AssertionError``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import random
 import socket
@@ -35,6 +36,7 @@ from tools.launcher import (
     random_cluster_id,
     server_properties,
 )
+from tools.netns import NamespaceNetwork
 
 __all__ = ["REPO", "STARTED", "NodeProc", "ProcCluster", "env", "free_port_offset", "free_ports"]
 
@@ -116,21 +118,50 @@ class NodeProc(NodeProcess):
         return code
 
 
+class NetnsNodeProc(NodeProc):
+    """A node whose processes run inside its network namespace (``tools/netns.py``)."""
+
+    def __init__(self, spec: NodeSpec, directory: Path, network: NamespaceNetwork) -> None:
+        super().__init__(spec, directory)
+        self.network = network
+
+    def command(self, argv: list[str]) -> list[str]:
+        return self.network.command(self.node_id, argv)
+
+
 class ProcCluster:
+    """See the module docstring. With ``network=True`` (root and iproute2 only) every node runs
+    in its own network namespace at its own IP (``tools/netns.py``), so ``network.partition``
+    and ``network.block`` can cut links; ``shutdown`` removes the namespaces."""
+
     def __init__(self, root: Path, *, controllers: int = 3, brokers: int = 2,
                  combined: bool = False, extra: dict[str, str] | None = None,
-                 admin: bool = False) -> None:
+                 admin: bool = False, network: bool = False) -> None:
         self.root = root
         roles = plan_roles(controllers=controllers, brokers=0 if combined else brokers,
                            combined=combined)
-        ports = free_ports(3 * len(roles))
-        specs = [NodeSpec(i, r, LOOPBACK,
-                          broker_port=ports.pop() if BROKER in r else None,
-                          controller_port=ports.pop() if CONTROLLER in r else None,
-                          admin_port=ports.pop() if admin else None)
-                 for i, r in roles]
-        self.nodes: dict[int, NodeProc] = {s.node_id: NodeProc(s, root / f"node-{s.node_id}")
-                                           for s in specs}
+        self.network: NamespaceNetwork | None = None
+        if network:
+            # Each node has its own address: the usual ports, the same on every node.
+            self.network = NamespaceNetwork([i for i, _ in roles])
+            self.network.setup()
+            atexit.register(self.network.teardown)
+            specs = [NodeSpec(i, r, self.network.ip(i),
+                              broker_port=9092 if BROKER in r else None,
+                              controller_port=9093 if CONTROLLER in r else None,
+                              admin_port=9644 if admin else None)
+                     for i, r in roles]
+        else:
+            ports = free_ports(3 * len(roles))
+            specs = [NodeSpec(i, r, LOOPBACK,
+                              broker_port=ports.pop() if BROKER in r else None,
+                              controller_port=ports.pop() if CONTROLLER in r else None,
+                              admin_port=ports.pop() if admin else None)
+                     for i, r in roles]
+        self.nodes: dict[int, NodeProc] = {
+            s.node_id: NodeProc(s, root / f"node-{s.node_id}") if self.network is None
+            else NetnsNodeProc(s, root / f"node-{s.node_id}", self.network)
+            for s in specs}
         self.controller_ids = [s.node_id for s in specs if s.is_controller]
         self.broker_ids = [s.node_id for s in specs if s.is_broker]
         self.cluster_id = random_cluster_id()
@@ -169,8 +200,13 @@ class ProcCluster:
 
     def shutdown(self) -> None:
         """The end of a test: wake any node a test paused (SIGSTOP), stop all, kill what is
-        left."""
+        left; remove the namespaces, if any."""
+        if self.network is not None:
+            self.network.heal()
         for n in self.nodes.values():
             n.resume()
         self.stop_all()
         self.kill_all()
+        if self.network is not None:
+            self.network.teardown()
+            atexit.unregister(self.network.teardown)

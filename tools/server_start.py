@@ -121,10 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(e))
     node_filter.node_id = str(config.node_id)
 
+    failed: dict[str, str] = {}
     try:
-        metas = verify_log_dirs(config.log_dirs, config.metadata_log_dir, config.node_id)
+        metas = verify_log_dirs(config.log_dirs, config.metadata_log_dir, config.node_id,
+                                failed=failed)
     except MetaPropertiesError as e:
         return _error(str(e))
+    for log_dir, reason in failed.items():
+        # As Kafka: the broker starts with that dir offline (storage/log_manager.py).
+        log.error("Log dir %s failed at start-up and is offline: %s", log_dir, reason)
     cluster_id = next(iter(metas.values())).cluster_id
     log.info(
         "Storage verified: cluster.id=%s, %d director%s",

@@ -41,12 +41,15 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.admin.http_auth import HttpAuthenticator
 from broker.admin.http_authz import authorize_writes
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
+from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
+from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
 
@@ -57,11 +60,13 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes):
+class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
+                      TransactionRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
+        self.auth = HttpAuthenticator.from_config(self.config)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
@@ -69,7 +74,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
     # -- application ------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        middlewares: list[Any] = [self._logged, self._errors]
+        middlewares: list[Any] = [self._logged, self.auth.middleware, self._errors]
         checker = getattr(self.node, "authz", None)
         if checker is not None:  # authorizer.class.name set: writes are checked
             middlewares.append(authorize_writes(checker))
@@ -77,6 +82,7 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
                                  name=route.operation_id)
+        add_ui_routes(app)
         return app
 
     @web.middleware

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.controller import acl_translation as acl_tr
+from broker.controller import quota_translation as qtr
 from broker.controller import translation as tr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
@@ -67,6 +68,9 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
         acl_tr.create_acls_request, QuorumController.create_acls, acl_tr.create_acls_response),
     ApiKey.DELETE_ACLS: (
         acl_tr.delete_acls_request, QuorumController.delete_acls, acl_tr.delete_acls_response),
+    ApiKey.ALTER_CLIENT_QUOTAS: (
+        qtr.alter_client_quotas_request, QuorumController.alter_client_quotas,
+        qtr.alter_client_quotas_response),
 }
 
 

@@ -112,7 +112,8 @@ class ConnectionInfo:
     """What a request's context knows about its connection."""
 
     __slots__ = ("client_software_name", "client_software_version", "connection_id",
-                 "listener_kind", "listener_name", "local_address", "peer", "principal")
+                 "listener_kind", "listener_name", "local_address", "mute_until", "peer",
+                 "principal")
 
     def __init__(self, listener_name: str, listener_kind: str, peer: Any, local_address: Any,
                  connection_id: str) -> None:
@@ -125,6 +126,9 @@ class ConnectionInfo:
         self.client_software_version = ""
         # Who the requests are authorized as (broker/security/principal.py).
         self.principal: KafkaPrincipal = ANONYMOUS
+        # Set by a quota hook (broker/quotas/enforce.py): stop reading this connection after
+        # the response until this time.monotonic() (KIP-219); 0.0: not throttled.
+        self.mute_until = 0.0
 
 
 class ListenerRoutes:
@@ -221,7 +225,7 @@ class ServerConnection:
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
                  "closed", "closing", "info", "listener", "max_in_flight", "max_request_bytes", "need",
                  "out", "out_bytes", "pending", "processing", "reading_paused", "stash",
-                 "stats", "write_paused")
+                 "stats", "throttled", "write_paused")
 
     def __init__(self, listener: ListenerRoutes, stats: ServerStats, *,
                  max_request_bytes: int, max_in_flight: int,
@@ -240,6 +244,7 @@ class ServerConnection:
         self.write_paused = False
         self.reading_paused = False
         self.blocked = False  # stop parsing frames (in-flight bound or write backpressure)
+        self.throttled = False  # muted for a quota's throttle time (KIP-219)
         self.processing = False  # inside frames(): a resume must not parse the stash
         self.closed = False
         self.closing = False  # a CLOSE is queued: parse nothing more, close when it is due
@@ -472,9 +477,11 @@ class ServerConnection:
         return n >= self.max_in_flight and not self.blocked
 
     def update_blocked(self) -> int:
-        """Whether parsing must stop (in-flight bound or write backpressure): ``PAUSE`` or
+        """Whether parsing must stop (in-flight bound, write backpressure or a quota's throttle
+        time): ``PAUSE`` or
         ``RESUME`` when reading must change, else 0."""
-        blocked = self.write_paused or len(self.pending) >= self.max_in_flight
+        blocked = (self.write_paused or self.throttled
+                   or len(self.pending) >= self.max_in_flight)
         self.blocked = blocked
         if blocked and not self.reading_paused:
             self.reading_paused = True

@@ -40,6 +40,10 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Closing on purpose**: a handler that returns ``CLOSE`` sends no response and has the
   connection closed once the responses of the requests before it are written; nothing after
   it is parsed (Kafka's ``RequestChannel.closeConnection``: a Produce with acks=0 that failed).
+- **Quotas** (broker/quotas/enforce.py): a handler that sets ``ctx.connection.mute_until`` (a
+  ``time.monotonic()`` deadline) has the connection not read again, once that request is
+  answered, until then (KIP-219's muting). ``request_quota``, when set, gets each request's
+  result and handler time (the synchronous part) and may give it a throttle time.
 - **Handler failures**: an exception from the handler (the handler layer should have turned it
   into an error code) or a response that does not encode is a bug: logged with its traceback,
   and that connection is closed. The server keeps serving everyone else.
@@ -51,6 +55,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -120,6 +125,8 @@ class _Connection(asyncio.Protocol):
         self.info: ConnectionInfo | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flush_scheduled = False
+        self._unmute: asyncio.TimerHandle | None = None
+        self._muted_until = 0.0
 
     @property
     def closed(self) -> bool:
@@ -157,6 +164,9 @@ class _Connection(asyncio.Protocol):
             server.stats.connections_closed += 1
         core.pending.clear()
         core.stash = bytearray()
+        if self._unmute is not None:
+            self._unmute.cancel()
+            self._unmute = None
         # Running handlers finish on their own (their responses are dropped); the server keeps
         # them so that stop() can still cancel them.
         for task in self._tasks:
@@ -216,11 +226,15 @@ class _Connection(asyncio.Protocol):
         _, _, response_schema, response_header_version, handler = route
         api_version = header.api_version
         started = perf_counter()
+        ctx = RequestContext(self.info, header, frame)  # type: ignore[arg-type]
         try:
-            result = handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
+            result = handler(ctx, header, request)
         except Exception:  # noqa: BLE001 - any handler bug closes only this connection
             self._handler_failed(header)
             return
+        request_quota = self._server.request_quota
+        if request_quota is not None:
+            result = request_quota(ctx, header, request, result, perf_counter() - started)
         if not hasattr(result, "__await__"):  # answered synchronously: the fast path
             self._complete(result, response_schema, api_version, header.correlation_id,
                            response_header_version, None, started, len(frame))
@@ -310,6 +324,8 @@ class _Connection(asyncio.Protocol):
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
             data = b"".join(out)
+        if self.info.mute_until:  # type: ignore[union-attr]
+            self._mute()
         observe = self._server.request_observer
         if observe is not None:
             observe(schema.api_key, getattr(response, "error_code", 0),
@@ -318,6 +334,27 @@ class _Connection(asyncio.Protocol):
             slot[0] = data
         elif action := self.core.queue_response(data):
             self._act(action)
+
+    def _mute(self) -> None:
+        """Stop reading until ``info.mute_until`` (a quota's throttle time)."""
+        info = self.info
+        assert info is not None
+        until, info.mute_until = info.mute_until, 0.0
+        if until <= self._muted_until:
+            return
+        self._muted_until = until
+        if self._unmute is not None:
+            self._unmute.cancel()
+        self._unmute = self._loop.call_later(max(0.0, until - time.monotonic()), self._end_mute)
+        if not self.core.throttled:
+            self.core.throttled = True
+            self._update_blocked()
+
+    def _end_mute(self) -> None:
+        self._unmute = None
+        self._muted_until = 0.0
+        self.core.throttled = False
+        self._update_blocked()
 
     def _close_when_due(self, slot: list[Any] | None) -> None:
         """A handler answered ``CLOSE``: parse nothing more; close now if no earlier request
@@ -486,6 +523,9 @@ class KafkaServer:
         # observer(api_key, top-level error code, seconds, bytes in, bytes out) per answered
         # request (broker.admin.metrics); None: no per-request accounting.
         self.request_observer: Callable[[int | None, int, float, int, int], None] | None = None
+        # request_quota(ctx, header, request, result, handler seconds) -> result; None: no
+        # request_percentage quota exists, nothing is measured.
+        self.request_quota: Callable[[Any, Any, Any, Any, float], Any] | None = None
         self._started = False
 
     def advertised_for(self, listener_name: str) -> dict[int, tuple[int, int]]:

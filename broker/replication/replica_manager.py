@@ -36,8 +36,9 @@ from broker.replication.delete_records import (
     low_watermark,
 )
 from broker.replication.fetcher import ReplicaFetcherManager
+from broker.replication.log_dir_failure import LogDirFailureHandler
 from broker.replication.metadata_apply import MetadataApplier
-from broker.replication.partition import IsrChange, Partition
+from broker.replication.partition import IsrChange, Partition, batch_flags
 from broker.replication.purgatory import Purgatory
 from broker.replication.throttle import ReplicationThrottle
 from kraft.image import MetadataImage
@@ -81,7 +82,7 @@ class PartitionRead:
     aborted_txns: list[AbortedTxn] | None = None
 
 
-class ReplicaManager(MetadataApplier):
+class ReplicaManager(MetadataApplier, LogDirFailureHandler):
     def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
                  send_to_controller: SendToController,
                  broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
@@ -126,6 +127,8 @@ class ReplicaManager(MetadataApplier):
         # written through WriteTxnMarkers to that partition is replicated (acks=all), just
         # before the answer (broker/replication/txn_apis.py).
         self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
+        # Offline log dirs and their partitions (broker/replication/log_dir_failure.py).
+        self._init_log_dir_failure()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -169,11 +172,27 @@ class ReplicaManager(MetadataApplier):
         code, info, hp = self.append_to_leader(topic, partition, records, acks)
         if info is None or hp is None:
             return code, -1
+        flush = hp.log.flush_wait(info.last_offset + 1)
+        if flush is not None:
+            code = await self.wait_flushed(hp, flush)
+            if code:
+                return code, -1
         if acks != -1:
             return ErrorCode.NONE, info.first_offset
         code = await self.wait_replicated(hp, hp.state.leader_epoch, info.last_offset,
                                           timeout_s)
         return code, info.first_offset
+
+    async def wait_flushed(self, hp: Partition, flush: Awaitable[None]) -> ErrorCode:
+        """Await a ``PartitionLog.flush_wait`` (the fsync the flush policy asked for after an
+        append); KAFKA_STORAGE_ERROR if it failed (an fsync error takes the log offline)."""
+        # ValueError: the log was closed meanwhile; RuntimeError: storage/group_commit.py.
+        try:
+            await flush
+        except (StorageError, OSError, ValueError, RuntimeError) as e:
+            logger.error("Flush of %s-%d failed: %s", hp.topic, hp.partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.NONE
 
     async def wait_replicated(self, hp: Partition, leader_epoch: int, last_offset: int,
                               timeout_s: float) -> ErrorCode:
@@ -209,6 +228,8 @@ class ReplicaManager(MetadataApplier):
     # -- leader: produce ----------------------------------------------------------------------
 
     def unknown_or_not_leader(self, topic: str, partition: int) -> ErrorCode:
+        if (topic, partition) in self.offline_partitions:
+            return ErrorCode.KAFKA_STORAGE_ERROR
         t = self.image.topics.by_name.get(topic)
         if t is None or partition not in t.partitions:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -234,9 +255,10 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
-        if from_client and any(h.is_control for h in headers):
+        flags = batch_flags(headers)
+        if from_client and flags[1]:
             return ErrorCode.INVALID_RECORD, None, None
-        if any(h.producer_id >= 0 for h in headers):
+        if flags[0]:
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.
             check = hp.producers.check_batches(headers)
@@ -248,7 +270,8 @@ class ReplicaManager(MetadataApplier):
             if check.error != ErrorCode.NONE:
                 return check.error, None, None
         try:
-            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch,
+                             flags=flags)
         except CorruptRecordError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
         except RecordTooLargeError:
@@ -257,6 +280,7 @@ class ReplicaManager(MetadataApplier):
             return ErrorCode.INVALID_RECORD, None, None
         except (LogDirOfflineError, OSError) as e:
             logger.error("Append to %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return ErrorCode.KAFKA_STORAGE_ERROR, None, None
         self._maybe_increment_hw(hp)
         self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
@@ -266,6 +290,8 @@ class ReplicaManager(MetadataApplier):
                        ) -> ErrorCode | None:
         """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
         if self.partitions.get(hp.tp) is not hp:
+            if hp.tp in self.offline_partitions:
+                return ErrorCode.KAFKA_STORAGE_ERROR
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         return hp.state.produce_status(leader_epoch, last_offset,
                                        self.min_insync_replicas(hp.topic))
@@ -313,13 +339,18 @@ class ReplicaManager(MetadataApplier):
                 logger.info("%s-%d: expired %d idle producer id(s)", hp.topic, hp.partition,
                             removed)
             log = hp.log
-            if log.closed:
+            if log.closed or log.offline:
                 continue
             oldest = producers.oldest_snapshot_offset
             first_base = log.segments[0].base_offset
             if oldest is not None and oldest < first_base:
                 producers.on_log_start_offset_incremented(log.log_start_offset)
-                producers.delete_snapshots_before(first_base)
+                try:
+                    producers.delete_snapshots_before(first_base)
+                except OSError as e:
+                    logger.error("Deleting producer snapshots of %s-%d failed: %s",
+                                 hp.topic, hp.partition, e)
+                    self.storage_failed(hp, e)
 
     def maybe_shrink_isrs(self) -> None:
         now = self.clock.monotonic_ms()
@@ -471,6 +502,7 @@ class ReplicaManager(MetadataApplier):
                                  lso, log.log_start_offset)
         except (LogDirOfflineError, OSError) as e:
             logger.error("Read of %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
         return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset,
                              records, aborted_txns=aborted)
@@ -517,7 +549,8 @@ class ReplicaManager(MetadataApplier):
             return 1
         try:
             sl = log.read(fetch_offset, limit, max_offset=end)
-        except (StorageError, OSError):
+        except (StorageError, OSError) as e:
+            self.storage_failed(hp, e)
             return -1
         if sl is None:
             return 0
@@ -546,6 +579,7 @@ class ReplicaManager(MetadataApplier):
                             topic, partition, log.log_start_offset)
         except (StorageError, OSError) as e:
             logger.error("Deleting records of %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return ErrorCode.KAFKA_STORAGE_ERROR, -1, INVALID_LOW_WATERMARK
         return ErrorCode.NONE, target, self._low_watermark(hp)
 

@@ -28,6 +28,7 @@ from typing import Any
 from kraft.acls import AclFilter, StandardAcl
 from kraft.controller import (
     acl_control,
+    client_quota_control,
     cluster_control,
     configuration_control,
     reassignment,
@@ -260,6 +261,10 @@ class QuorumController:
     def delete_acls(self, filters: Sequence[AclFilter], now_ms: int) -> ControllerResult:
         self._check_active()
         return acl_control.delete_acls(self.image, filters)
+    def alter_client_quotas(self, request: client_quota_control.AlterClientQuotasRequest,
+                            now_ms: int) -> ControllerResult:
+        self._check_active()
+        return client_quota_control.alter_client_quotas(self.image, request)
 
     # ------------------------------------------------------------------ periodic
 

@@ -13,6 +13,7 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import (
     allocate_producer_ids,
+    alter_client_quotas,
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
@@ -42,6 +43,7 @@ MODULES = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
     ApiKey.CREATE_ACLS: create_acls, ApiKey.DELETE_ACLS: delete_acls,
+    ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
 }
 
 
@@ -345,3 +347,20 @@ def test_create_and_delete_acls(version: int) -> None:
     p.active = False
     resp = p.call(ApiKey.DELETE_ACLS, version, D.cls(filters=[flt]))
     assert resp.filter_results[0].error_code == E.NOT_CONTROLLER
+@pytest.mark.parametrize("version", [0, 1])
+def test_alter_client_quotas_through_the_wire(version: int) -> None:
+    p = InProcess()
+    R = alter_client_quotas.REQUEST
+    req = R.cls(entries=[
+        R.EntryData(entity=[R.EntityData(entity_type="user", entity_name=None),
+                            R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="producer_byte_rate", value=2048.0, remove=False)]),
+        R.EntryData(entity=[R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="bogus", value=1.0, remove=False)]),
+    ], validate_only=False)
+    resp = p.call(ApiKey.ALTER_CLIENT_QUOTAS, version, req)
+    assert [e.error_code for e in resp.entries] == [0, E.INVALID_REQUEST]
+    assert [(x.entity_type, x.entity_name) for x in resp.entries[0].entity] == [
+        ("user", None), ("client-id", "c")]
+    assert p.h.image.client_quotas.entities == {
+        (("client-id", "c"), ("user", None)): {"producer_byte_rate": 2048.0}}

@@ -16,6 +16,7 @@ from kraft.metadata_records import (
     METADATA_RECORD_SCHEMAS,
     AccessControlEntryRecord,
     BrokerRegistrationChangeRecord,
+    ClientQuotaRecord,
     ConfigRecord,
     FeatureLevelRecord,
     FenceBrokerRecord,
@@ -84,6 +85,10 @@ _FULL: dict[Message, Any] = {
         id=uuid.UUID(int=5), resource_type=2, resource_name="orders", pattern_type=4,
         principal="User:alice", host="10.0.0.1", operation=3, permission_type=3),
     RemoveAccessControlEntryRecord: RemoveAccessControlEntryRecord(id=uuid.UUID(int=5)),
+    ClientQuotaRecord: ClientQuotaRecord(
+        entity=[ClientQuotaRecord.EntityData(entity_type="user", entity_name="alice"),
+                ClientQuotaRecord.EntityData(entity_type="client-id", entity_name=None)],
+        key="producer_byte_rate", value=1048576.0, remove=True),
 }
 
 
@@ -126,7 +131,7 @@ def test_kafka_record_type_ids_and_latest_versions() -> None:
         "REGISTER_BROKER_RECORD": 0, "UNREGISTER_BROKER_RECORD": 1, "TOPIC_RECORD": 2,
         "PARTITION_RECORD": 3, "CONFIG_RECORD": 4, "PARTITION_CHANGE_RECORD": 5,
         "FENCE_BROKER_RECORD": 7, "UNFENCE_BROKER_RECORD": 8, "REMOVE_TOPIC_RECORD": 9,
-        "FEATURE_LEVEL_RECORD": 12, "PRODUCER_IDS_RECORD": 15,
+        "FEATURE_LEVEL_RECORD": 12, "CLIENT_QUOTA_RECORD": 14, "PRODUCER_IDS_RECORD": 15,
         "BROKER_REGISTRATION_CHANGE_RECORD": 17, "ACCESS_CONTROL_ENTRY_RECORD": 18,
         "REMOVE_ACCESS_CONTROL_ENTRY_RECORD": 19, "NO_OP_RECORD": 20,
     }
