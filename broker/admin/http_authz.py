@@ -6,9 +6,8 @@ partitions (CreatePartitions) and ALTER_CONFIGS on it for configs (IncrementalAl
 a leader election ALTER on the cluster (ElectLeaders), and stopping a node ALTER on the
 cluster. A refusal is 403 with Kafka's error name. Reads are not checked here.
 
-``http_principal(request)`` names who the request runs as: what an authentication middleware
-in front stored under ``request["principal"]``, else User:ANONYMOUS (None would mean
-"unauthenticated": refused).
+The principal is ``http_auth.http_principal(request)``: who the HTTP authentication in front
+of this check found (User:ANONYMOUS when it is off).
 """
 
 from __future__ import annotations
@@ -20,27 +19,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from broker.admin.http_auth import http_principal
 from broker.admin.http_common import HttpError
 from broker.security.api_authz import AuthzChecker
-from broker.security.principal import ANONYMOUS, KafkaPrincipal
 from kraft.acls import AclOperation, ResourceType
 
-__all__ = ["authorize_writes", "http_principal", "write_checks"]
+__all__ = ["authorize_writes", "write_checks"]
 
 Op = AclOperation
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (operation, resource type, resource name) a write needs; any one of the alternatives.
 Need = tuple[AclOperation, ResourceType, str]
-
-
-PRINCIPAL_KEY = "principal"
-
-
-def http_principal(request: web.Request) -> KafkaPrincipal | None:
-    """The principal an HTTP request runs as: the one an authentication middleware stored in
-    the request, or ANONYMOUS."""
-    principal = request.get(PRINCIPAL_KEY)
-    return principal if isinstance(principal, KafkaPrincipal) else ANONYMOUS
 
 
 def _body(raw: bytes) -> dict[str, Any]:
@@ -88,8 +77,6 @@ def authorize_writes(checker: AuthzChecker) -> Any:
                 or request.match_info.http_exception is not None):  # no such route: 404/405
             return await handler(request)
         principal = http_principal(request)
-        if principal is None:
-            raise HttpError(401, "SASL_AUTHENTICATION_FAILED", "authentication required")
         route = request.match_info.route
         name = route.name or ""
         body = _body(await request.read()) if request.can_read_body else {}

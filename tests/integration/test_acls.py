@@ -54,8 +54,12 @@ AUTHZ = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
-    c = ProcCluster(tmp_path_factory.mktemp("acls"), controllers=3, combined=True, extra=AUTHZ,
-                    admin=True)
+    root = tmp_path_factory.mktemp("acls")
+    tokens = root / "http-tokens"
+    tokens.write_text("anon-token User:ANONYMOUS\nadmin-token User:admin\n")
+    c = ProcCluster(root, controllers=3, combined=True, admin=True, extra={
+        **AUTHZ, "admin.authentication.methods": "bearer",
+        "admin.bearer.tokens.file": str(tokens)})
     c.start()
     try:
         yield c
@@ -148,12 +152,15 @@ def metadata_for(cluster: ProcCluster, *topics: str, auto: bool = False) -> dict
     return {t.name: t.error_code for t in asyncio.run(run()).topics}
 
 
-def http(cluster: ProcCluster, method: str, path: str,
-         body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def http(cluster: ProcCluster, method: str, path: str, body: dict[str, Any] | None = None,
+         token: str = "anon-token") -> tuple[int, dict[str, Any]]:
+    """The HTTP admin API, authenticated with a bearer token (anon-token: User:ANONYMOUS,
+    admin-token: User:admin, a super user)."""
     node = next(iter(cluster.nodes.values()))
     req = urllib.request.Request(node.admin_url + path, method=method,
                                  data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=40) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -298,6 +305,10 @@ def test_metadata_hides_topics_and_auto_creation_needs_create(cluster: ProcClust
     assert (status, body["error_code"]) == (403, "TOPIC_AUTHORIZATION_FAILED")
     status, body = http(cluster, "POST", "/v1/topics", {"name": "from-http", "partitions": 1})
     assert status == 201, body
+    # The principal comes from the HTTP authentication: a super user may delete it.
+    status, body = http(cluster, "DELETE", "/v1/topics/hidden", token="admin-token")
+    assert status < 300, body
+    assert http(cluster, "GET", "/v1/topics/hidden", token="admin-token")[0] == 404
     # The cluster has no ACL yet, so CREATE on it is allowed (allow.everyone.if.no.acl.found):
     # a topic is auto-created (after the cluster ACLs below it is not).
     deadline = time.monotonic() + 20
