@@ -26,7 +26,8 @@ WRITE transactional id, or IDEMPOTENT_WRITE cluster (or WRITE on some topic); Ad
 AddOffsetsToTxn, EndTxn, TxnOffsetCommit WRITE transactional id; WriteTxnMarkers and
 AddPartitionsToTxn v4+ (broker to coordinator) CLUSTER_ACTION; ElectLeaders,
 AlterPartitionReassignments ALTER cluster; ListPartitionReassignments, DescribeLogDirs,
-DescribeQuorum DESCRIBE cluster; DescribeProducers READ topic; DescribeTransactions and
+DescribeQuorum DESCRIBE cluster; DescribeClientQuotas DESCRIBE_CONFIGS and AlterClientQuotas
+ALTER_CONFIGS on the cluster; DescribeProducers READ topic; DescribeTransactions and
 ListTransactions DESCRIBE transactional id. On the controller listener every request needs
 CLUSTER_ACTION (Raft, registration, heartbeats, AlterPartition, forwarded admin requests),
 except that a forwarded admin request without it is checked as the broker would check it.
@@ -137,6 +138,8 @@ BROKER_RULES: dict[int, Rule] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: rules.cluster_rule(Op.DESCRIBE),
     ApiKey.DESCRIBE_LOG_DIRS: rules.describe_log_dirs,
     ApiKey.DESCRIBE_QUORUM: rules.cluster_rule(Op.DESCRIBE),
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: rules.cluster_rule(Op.DESCRIBE_CONFIGS),
+    ApiKey.ALTER_CLIENT_QUOTAS: rules.alter_client_quotas,
 }
 # Checked by their own handlers (broker/security/acl_apis.py), or open to every client.
 UNCHECKED = frozenset({ApiKey.CREATE_ACLS, ApiKey.DESCRIBE_ACLS, ApiKey.DELETE_ACLS,

@@ -102,6 +102,9 @@ def response_of(header: Any) -> Any:
 
 
 def error_response(header: Any, code: int) -> Any:
-    """The API's answer with ``code`` at the top (APIs whose answer has an error code)."""
+    """The API's answer with ``code`` at the top; an answer without a top-level error code at
+    this version stays empty (its APIs get a rule of their own that says more)."""
     R = response_of(header)
-    return R.cls(error_code=code)
+    if any(f.name == "error_code" and header.api_version in f.versions for f in R.fields):
+        return R.cls(error_code=code)
+    return R.cls()

@@ -343,3 +343,15 @@ def list_transactions(checker: AuthzChecker, ctx: Any, header: Any, request: Any
             if checker.allowed(ctx, Op.DESCRIBE, TXN, s.transactional_id)]
         return resp
     return Split(patch)
+
+
+def alter_client_quotas(checker: AuthzChecker, ctx: Any, header: Any, request: Any) -> Any:
+    """ALTER_CONFIGS on the cluster (Kafka's AlterClientQuotas); every entry answers."""
+    if checker.cluster(ctx, Op.ALTER_CONFIGS):
+        return None
+    R = response_of(header)
+    return Reject(R.cls(entries=[R.EntryData(
+        error_code=CLUSTER_DENIED, entity=[R.EntityData(entity_type=e.entity_type,
+                                                        entity_name=e.entity_name)
+                                           for e in entry.entity])
+        for entry in request.entries]))

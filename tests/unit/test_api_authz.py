@@ -255,9 +255,13 @@ def test_every_rule_answers_an_encodable_denial_at_every_version() -> None:
     from broker.security.api_authz import BROKER_RULES, CONTROLLER_RULES
     deny_all = checker(acl(ResourceType.CLUSTER, "kafka-cluster", AclOperation.ALL,
                            AclPermissionType.DENY), everyone=False)
-    for kind, table in (("broker", BROKER_RULES), ("controller", CONTROLLER_RULES)):
-        for key in table:
+    everything = {k for k, spec in API_SPECS.items() if spec.listeners}
+    for kind, keys in (("broker", set(BROKER_RULES) | everything),
+                       ("controller", set(CONTROLLER_RULES) | everything)):
+        for key in sorted(keys):
             spec = API_SPECS[key]
+            if key == ApiKey.API_VERSIONS:
+                continue  # answered by the server itself
 
             def inner(ctx: Any, hdr: Any, req: Any, spec: Any = spec) -> Any:
                 return spec.response.cls()
