@@ -53,6 +53,9 @@ from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
+from broker.security.acl_apis import AclApis
+from broker.security.api_authz import AuthzChecker, secure_handlers
+from broker.security.authorizer import AuthorizerConfig, AuthorizerHolder
 from broker.security.listener_security import listener_security
 from broker.security.sasl_server import sasl_handlers
 from broker.security.scram_apis import describe_scram_handler
@@ -115,6 +118,10 @@ class Node:
         self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
+        # The authorizer (authorizer.class.name), over the ACLs of this node's image.
+        authz = AuthorizerConfig.from_config(config.get)
+        self.authz: AuthzChecker | None = None if authz is None else AuthzChecker(
+            AuthorizerHolder(authz, lambda: self.loader.image), lambda: self.loader.image)
 
     def _quorum_voters(self) -> dict[int, tuple[str, int]]:
         cfg = self.config
@@ -199,6 +206,8 @@ class Node:
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
             broker_handlers.update(self.admin.handlers)
+            broker_handlers.update(
+                AclApis(lambda: self.loader.image, self.admin.forwarder, self.authz).handlers)
             self._start_client_quotas(broker_handlers)
             assert self.replica_manager is not None
             self.group_coordinator = GroupApis(
@@ -393,6 +402,10 @@ class Node:
             if self.admin is not None and cfg.get("auto.create.topics.enable") else None,
         )
         controller_table = {int(k): h for k, h in controller_handlers.items()}
+        broker_table: Any = dispatcher.handlers
+        if self.authz is not None:  # no authorizer: the plain handlers, nothing in between
+            broker_table = secure_handlers(broker_table, self.authz, "broker")
+            controller_table = secure_handlers(controller_table, self.authz, "controller")
         controller_advertised = {ApiKey.API_VERSIONS: (0, 4), **_full_ranges(controller_table)}
         controller_advertised.update(
             {k: v for k, v in RAFT_API_VERSIONS.items() if k in controller_advertised})
@@ -413,7 +426,7 @@ class Node:
             else:
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                    advertised=dispatcher.advertised, handlers=dispatcher.handlers,
+                    advertised=dispatcher.advertised, handlers=broker_table,
                     features=self._api_features, security=security))
         raise_fd_limit()
         self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"),

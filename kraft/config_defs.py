@@ -606,7 +606,13 @@ _DEFS: list[ConfigDef] = [
     _def("principal.builder.class", CLASS,
          "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder", None,
          "Principal builder (accepted for compatibility)."),
-    _def("authorizer.class.name", STRING, "", None, "Authorizer (accepted; none is implemented)."),
+    _def("authorizer.class.name", STRING, "", None,
+         "org.apache.kafka.metadata.authorizer.StandardAuthorizer enables ACLs "
+         "(broker/security/authorizer.py); empty: every request is allowed."),
+    _def("super.users", STRING, "", None,
+         "Principals allowed everything, separated by ';' (e.g. User:admin;User:ops)."),
+    _def("allow.everyone.if.no.acl.found", BOOLEAN, False, None,
+         "With an authorizer: a resource without any ACL is open to everyone."),
 ]
 
 CONFIG_DEFS: Final[dict[str, ConfigDef]] = {d.name: d for d in _DEFS}

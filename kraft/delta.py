@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage, StandardAcl
 from kraft.client_quotas import ClientQuotasDelta
 from kraft.image import (
     BrokerRegistration,
@@ -106,6 +107,7 @@ class MetadataDelta:
         self._configs: dict[tuple[int, str], dict[str, str | None]] = {}
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
+        self._acls: dict[uuid.UUID, StandardAcl | None] = {}
         self._quotas = ClientQuotasDelta(image.client_quotas)
         self._scram: dict[tuple[str, int], ScramCredentialData | None] = {}
         self._dispatch = {
@@ -122,6 +124,8 @@ class MetadataDelta:
             MetadataRecordType.FEATURE_LEVEL_RECORD: self._feature_level,
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
+            MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD: self._acl,
+            MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD: self._remove_acl,
             MetadataRecordType.CLIENT_QUOTA_RECORD: self._quotas.replay,
             MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD: self._scram_credential,
             MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._remove_scram,
@@ -250,6 +254,19 @@ class MetadataDelta:
     def _remove_scram(self, r: Any) -> None:
         self._scram[(r.name, r.mechanism)] = None
 
+    def _acl(self, r: Any) -> None:
+        self._acls[r.id] = StandardAcl.from_record(r)
+
+    def _remove_acl(self, r: Any) -> None:
+        known = self._acls[r.id] if r.id in self._acls else self.image.acls.by_id.get(r.id)
+        if known is None:
+            raise MetadataReplayError(f"RemoveAccessControlEntryRecord: no ACL with id {r.id}")
+        self._acls[r.id] = None
+
+    @property
+    def acls_changed(self) -> bool:
+        return bool(self._acls)
+
     # ------------------------------------------------------------------ apply
 
     def apply(self) -> MetadataImage:
@@ -305,6 +322,15 @@ class MetadataDelta:
         producer_ids = img.producer_ids
         if self._next_producer_id is not None:
             producer_ids = ProducerIdsImage(self._next_producer_id)
+        acls = img.acls
+        if self._acls:
+            by_id = dict(acls.by_id)
+            for acl_id, acl in self._acls.items():
+                if acl is None:
+                    by_id.pop(acl_id, None)
+                else:
+                    by_id[acl_id] = acl
+            acls = AclsImage(MappingProxyType(by_id))
         return MetadataImage(
             offset=self.offset,
             epoch=self.epoch,
@@ -313,6 +339,7 @@ class MetadataDelta:
             topics=topics,
             configs=configs,
             producer_ids=producer_ids,
+            acls=acls,
             client_quotas=self._quotas.apply(),
             scram=apply_scram_changes(img.scram, self._scram),
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage
 from kraft.client_quotas import ClientQuotasImage
 from kraft.metadata_records import (
     ConfigRecord,
@@ -285,6 +286,7 @@ class MetadataImage:
     topics: TopicsImage = TopicsImage()
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
+    acls: AclsImage = field(default_factory=AclsImage)
     client_quotas: ClientQuotasImage = ClientQuotasImage()  # noqa: RUF009 (immutable)
     scram: ScramImage = field(default_factory=ScramImage)
 
@@ -295,6 +297,7 @@ class MetadataImage:
             and not self.topics.by_id
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
+            and not self.acls.by_id
             and not self.client_quotas.entities
             and not self.scram.credentials
         )
@@ -325,6 +328,8 @@ class MetadataImage:
             yield MetadataRecordType.PRODUCER_IDS_RECORD, ProducerIdsRecord(
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
+        for acl_id, acl in sorted(self.acls.by_id.items()):
+            yield MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD, acl.to_record(acl_id)
         yield from self.client_quotas.records()
         for r in self.scram.records(UserScramCredentialRecord):
             yield MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD, r

@@ -30,12 +30,14 @@ from storage.control_records import ControlRecordType
 __all__ = [
     "CONTROL_RECORD_SCHEMAS", "CONTROL_RECORD_VERSIONS", "LATEST_VERSIONS",
     "METADATA_RECORD_FRAME_VERSION", "METADATA_RECORD_SCHEMAS",
-    "BrokerRegistrationChangeRecord", "ClientQuotaRecord", "ConfigRecord", "FeatureLevelRecord",
-    "FenceBrokerRecord", "KRaftVersionRecord", "LeaderChangeMessage", "MetadataRecordType",
+    "AccessControlEntryRecord", "BrokerRegistrationChangeRecord", "ClientQuotaRecord",
+    "ConfigRecord", "FeatureLevelRecord", "FenceBrokerRecord", "KRaftVersionRecord",
+    "LeaderChangeMessage", "MetadataRecordType",
     "NoOpRecord", "PartitionChangeRecord", "PartitionRecord", "ProducerIdsRecord",
-    "RegisterBrokerRecord", "RemoveTopicRecord", "RemoveUserScramCredentialRecord",
-    "SnapshotFooterRecord", "SnapshotHeaderRecord", "TopicRecord", "UnfenceBrokerRecord",
-    "UnregisterBrokerRecord", "UserScramCredentialRecord", "VotersRecord",
+    "RegisterBrokerRecord", "RemoveAccessControlEntryRecord", "RemoveTopicRecord",
+    "RemoveUserScramCredentialRecord", "SnapshotFooterRecord", "SnapshotHeaderRecord",
+    "TopicRecord", "UnfenceBrokerRecord", "UnregisterBrokerRecord", "UserScramCredentialRecord",
+    "VotersRecord",
     "decode_control_record", "decode_metadata_record", "encode_control_record",
     "encode_metadata_record", "latest_version",
 ]
@@ -44,7 +46,7 @@ __all__ = [
 class MetadataRecordType(IntEnum):
     """Kafka's metadata record type ids (the ``apiKey`` of each metadata record spec).
 
-    Ids this module has no schema for (ACLs, delegation tokens, ZK migration,
+    Ids this module has no schema for (delegation tokens, ZK migration,
     controller registration, metadata transactions) are not listed: decoding rejects them.
     """
 
@@ -62,6 +64,8 @@ class MetadataRecordType(IntEnum):
     CLIENT_QUOTA_RECORD = 14
     PRODUCER_IDS_RECORD = 15
     BROKER_REGISTRATION_CHANGE_RECORD = 17
+    ACCESS_CONTROL_ENTRY_RECORD = 18
+    REMOVE_ACCESS_CONTROL_ENTRY_RECORD = 19
     NO_OP_RECORD = 20
     REMOVE_USER_SCRAM_CREDENTIAL_RECORD = 22
 
@@ -262,6 +266,31 @@ NoOpRecord = Message(
 )
 
 
+AccessControlEntryRecord = Message(
+    "AccessControlEntryRecord", api_key=MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("id", UUID),
+        Field("resource_type", INT8),
+        Field("resource_name", STRING),
+        Field("pattern_type", INT8),
+        Field("principal", STRING),
+        Field("host", STRING),
+        Field("operation", INT8),
+        Field("permission_type", INT8),
+    ],
+)
+
+RemoveAccessControlEntryRecord = Message(
+    "RemoveAccessControlEntryRecord",
+    api_key=MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("id", UUID),
+    ],
+)
+
+
 def _by_type(*records: Message) -> dict[MetadataRecordType, Message]:
     table: dict[MetadataRecordType, Message] = {}
     for record in records:
@@ -274,7 +303,7 @@ METADATA_RECORD_SCHEMAS = _by_type(
     RegisterBrokerRecord, UnregisterBrokerRecord, TopicRecord, PartitionRecord, ConfigRecord,
     PartitionChangeRecord, FenceBrokerRecord, UnfenceBrokerRecord, RemoveTopicRecord,
     FeatureLevelRecord, ProducerIdsRecord, BrokerRegistrationChangeRecord, NoOpRecord,
-    ClientQuotaRecord,
+    ClientQuotaRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord,
     UserScramCredentialRecord, RemoveUserScramCredentialRecord,
 )
 LATEST_VERSIONS: dict[MetadataRecordType, int] = {

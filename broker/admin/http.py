@@ -21,6 +21,8 @@ broker or controller, serves every route:
   (FindCoordinator, ListGroups, DescribeGroups, OffsetFetch, ListOffsets; ListTransactions,
   DescribeTransactions, DescribeProducers) from the brokers in the image, so this API does
   not depend on the coordinators' internals.
+- With an authorizer, writes are checked for the request's principal
+  (``http_authz.py``: the operation Kafka checks for the same change; 403 otherwise).
 - ``POST /v1/brokers/{id}/shutdown`` stops *this* node (controlled shutdown first on a broker);
   another id gets 421 Misdirected Request: send it to that node's own admin listener.
 
@@ -40,6 +42,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.admin.http_auth import HttpAuthenticator
+from broker.admin.http_authz import authorize_writes
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
@@ -71,8 +74,11 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
     # -- application ------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._logged, self.auth.middleware, self._errors],
-                              client_max_size=MAX_BODY_BYTES)
+        middlewares: list[Any] = [self._logged, self.auth.middleware, self._errors]
+        checker = getattr(self.node, "authz", None)
+        if checker is not None:  # authorizer.class.name set: writes are checked
+            middlewares.append(authorize_writes(checker))
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
                                  name=route.operation_id)

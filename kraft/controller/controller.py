@@ -25,7 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclFilter, StandardAcl
 from kraft.controller import (
+    acl_control,
     client_quota_control,
     cluster_control,
     configuration_control,
@@ -253,6 +255,15 @@ class QuorumController:
         return configuration_control.alter_configs(self.image, self.config.controller_ids,
                                                    request)
 
+    # ------------------------------------------------------------------ ACLs
+
+    def create_acls(self, acls: Sequence[StandardAcl], now_ms: int) -> ControllerResult:
+        self._check_active()
+        return acl_control.create_acls(self.image, self.rng, acls)
+
+    def delete_acls(self, filters: Sequence[AclFilter], now_ms: int) -> ControllerResult:
+        self._check_active()
+        return acl_control.delete_acls(self.image, filters)
     def alter_client_quotas(self, request: client_quota_control.AlterClientQuotasRequest,
                             now_ms: int) -> ControllerResult:
         self._check_active()

@@ -20,8 +20,10 @@ from broker.protocol.messages import (
     alter_user_scram_credentials,
     broker_heartbeat,
     broker_registration,
+    create_acls,
     create_partitions,
     create_topics,
+    delete_acls,
     delete_topics,
     elect_leaders,
     incremental_alter_configs,
@@ -41,6 +43,7 @@ MODULES = {
     ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
+    ApiKey.CREATE_ACLS: create_acls, ApiKey.DELETE_ACLS: delete_acls,
     ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: alter_user_scram_credentials,
 }
@@ -319,6 +322,33 @@ def test_partition_reassignments_on_the_wire(version: int) -> None:
     assert alter([1], topic="nope").error_code == E.UNKNOWN_TOPIC_OR_PARTITION
 
 
+@pytest.mark.parametrize("version", [0, 1, 3])
+def test_create_and_delete_acls(version: int) -> None:
+    p = InProcess()
+    C = create_acls.REQUEST
+    good = C.AclCreation(resource_type=2, resource_name="orders", resource_pattern_type=3,
+                         principal="User:alice", host="*", operation=3, permission_type=3)
+    bad = C.AclCreation(resource_type=4, resource_name="other", resource_pattern_type=3,
+                        principal="User:alice", host="*", operation=7, permission_type=3)
+    resp = p.call(ApiKey.CREATE_ACLS, version, C.cls(creations=[good, bad, good]))
+    assert [r.error_code for r in resp.results] == [0, E.INVALID_REQUEST, 0]
+    assert "kafka-cluster" in resp.results[1].error_message
+    assert len(p.h.image.acls.by_id) == 1  # the duplicate wrote nothing
+    D = delete_acls.REQUEST
+    any_pattern = 1 if version >= 1 else 3  # v0 has no pattern type: LITERAL
+    flt = D.DeleteAclsFilter(resource_type_filter=1, resource_name_filter=None,
+                             pattern_type_filter=any_pattern, principal_filter="User:alice",
+                             host_filter=None, operation=1, permission_type=1)
+    unknown = D.DeleteAclsFilter(resource_type_filter=0, resource_name_filter=None,
+                                 pattern_type_filter=any_pattern, principal_filter=None,
+                                 host_filter=None, operation=1, permission_type=1)
+    resp = p.call(ApiKey.DELETE_ACLS, version, D.cls(filters=[flt, unknown, flt]))
+    assert [r.error_code for r in resp.filter_results] == [0, E.INVALID_REQUEST, 0]
+    assert [m.resource_name for m in resp.filter_results[0].matching_acls] == ["orders"]
+    assert not p.h.image.acls.by_id
+    p.active = False
+    resp = p.call(ApiKey.DELETE_ACLS, version, D.cls(filters=[flt]))
+    assert resp.filter_results[0].error_code == E.NOT_CONTROLLER
 @pytest.mark.parametrize("version", [0, 1])
 def test_alter_client_quotas_through_the_wire(version: int) -> None:
     p = InProcess()
