@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from kraft.fast_init import fast_frozen_init
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -64,6 +65,15 @@ class ConfigResourceType(enum.IntEnum):
 class LeaderRecoveryState(enum.IntEnum):
     RECOVERED = 0
     RECOVERING = 1
+
+
+_RECOVERY_STATES = {int(s): s for s in LeaderRecoveryState}
+
+
+def _recovery_state(value: int) -> LeaderRecoveryState:
+    """``LeaderRecoveryState(value)`` (ValueError if unknown) without the enum call's cost."""
+    got = _RECOVERY_STATES.get(value)
+    return LeaderRecoveryState(value) if got is None else got
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +141,7 @@ class BrokerRegistration:
         )
 
 
+@fast_frozen_init  # built once per partition on every snapshot load
 @dataclass(frozen=True, slots=True)
 class PartitionRegistration:
     replicas: tuple[int, ...]
@@ -192,7 +203,7 @@ class PartitionRegistration:
             partition_epoch=r.partition_epoch,
             removing_replicas=tuple(r.removing_replicas),
             adding_replicas=tuple(r.adding_replicas),
-            leader_recovery_state=LeaderRecoveryState(r.leader_recovery_state),
+            leader_recovery_state=_recovery_state(r.leader_recovery_state),
             elr=tuple(r.eligible_leader_replicas or ()),
             last_known_elr=tuple(r.last_known_elr or ()),
         )
