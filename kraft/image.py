@@ -209,7 +209,7 @@ class PartitionRegistration:
         )
 
     def to_record(self, topic_id: uuid.UUID, partition_id: int) -> Any:
-        return PartitionRecord(
+        return PartitionRecord.cls(  # the class itself: Message.__call__ repacks kwargs
             partition_id=partition_id,
             topic_id=topic_id,
             replicas=list(self.replicas),
