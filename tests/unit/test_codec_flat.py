@@ -44,7 +44,7 @@ from storage.errors import CorruptRecordError, InvalidRecordError
 from storage.records import build_batch, decode_batch
 from storage.value_batch import build_value_batch, decode_batch_values
 
-SETTINGS = settings(max_examples=300, deadline=None,
+SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # A test-only message with every flat field kind, classic (v0) and flexible (v1+) encodings,
