@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-limits bench-txn bench-peer sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-limits bench-txn bench-peer sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ bench-peer: $(STAMP)
 
 bench-metadata: $(STAMP)
 	$(PY) -m tools.metadata_bench
+
+# Controller failover (kill -9 of the active controller) with 100 K partitions in the image.
+bench-metadata-failover: $(STAMP)
+	$(PY) -m tools.metadata_failover_bench
 
 # The long simulation runs: SEEDS seeds per cluster shape (default 20000) of the Raft quorum
 # (3 and 5 voters) and of partition replication (3 and 5 brokers).

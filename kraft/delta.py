@@ -134,11 +134,15 @@ class MetadataDelta:
     # ------------------------------------------------------------------ replay
 
     def replay(self, record_type: int, record: Any) -> None:
-        self._dispatch[MetadataRecordType(record_type)](record)
+        handler = self._dispatch.get(record_type)  # type: ignore[call-overload]
+        if handler is None:
+            handler = self._dispatch[MetadataRecordType(record_type)]  # ValueError if unknown
+        handler(record)
 
     def replay_all(self, records: Iterable[tuple[int, Any]]) -> None:
+        replay = self.replay
         for t, r in records:
-            self._dispatch[MetadataRecordType(t)](r)
+            replay(t, r)
 
     def set_provenance(self, offset: int, epoch: int) -> None:
         """The offset and epoch of the last record replayed (recorded in the next image)."""

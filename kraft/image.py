@@ -21,6 +21,7 @@ from typing import Any
 
 from kraft.acls import AclsImage
 from kraft.client_quotas import ClientQuotasImage
+from kraft.fast_init import fast_frozen_init
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -68,6 +69,15 @@ class ConfigResourceType(enum.IntEnum):
 class LeaderRecoveryState(enum.IntEnum):
     RECOVERED = 0
     RECOVERING = 1
+
+
+_RECOVERY_STATES = {int(s): s for s in LeaderRecoveryState}
+
+
+def _recovery_state(value: int) -> LeaderRecoveryState:
+    """``LeaderRecoveryState(value)`` (ValueError if unknown) without the enum call's cost."""
+    got = _RECOVERY_STATES.get(value)
+    return LeaderRecoveryState(value) if got is None else got
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,7 @@ class BrokerRegistration:
         )
 
 
+@fast_frozen_init  # built once per partition on every snapshot load
 @dataclass(frozen=True, slots=True)
 class PartitionRegistration:
     replicas: tuple[int, ...]
@@ -196,13 +207,13 @@ class PartitionRegistration:
             partition_epoch=r.partition_epoch,
             removing_replicas=tuple(r.removing_replicas),
             adding_replicas=tuple(r.adding_replicas),
-            leader_recovery_state=LeaderRecoveryState(r.leader_recovery_state),
+            leader_recovery_state=_recovery_state(r.leader_recovery_state),
             elr=tuple(r.eligible_leader_replicas or ()),
             last_known_elr=tuple(r.last_known_elr or ()),
         )
 
     def to_record(self, topic_id: uuid.UUID, partition_id: int) -> Any:
-        return PartitionRecord(
+        return PartitionRecord.cls(  # the class itself: Message.__call__ repacks kwargs
             partition_id=partition_id,
             topic_id=topic_id,
             replicas=list(self.replicas),

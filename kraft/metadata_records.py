@@ -325,17 +325,29 @@ METADATA_RECORD_FRAME_VERSION = 1
 _SHORT_MAX = 0x7FFF
 
 
+# The frame prefix of each (record type, version) written so far, and the record type, version
+# and schema of each one-byte-each frame prefix, looked up by ``type << 8 | version`` (all three
+# fields are uvarints, single bytes below 128): framing costs a dict lookup, not three varints.
+_FRAME_PREFIXES: dict[tuple[int, int], bytes] = {}
+_ONE_BYTE_FRAMES: dict[int, tuple[MetadataRecordType, int, Message]] = {
+    t << 8 | v: (t, v, msg)
+    for t, msg in METADATA_RECORD_SCHEMAS.items() if t < 0x80
+    for v in range(msg.valid_versions.lowest, min(msg.valid_versions.highest, 0x7F) + 1)
+}
+
+
 def encode_metadata_record(record_type: int, version: int, obj: Any) -> bytes:
     """Frame and serialize ``obj`` (an instance of the record type's class) at ``version``."""
-    try:
-        schema = METADATA_RECORD_SCHEMAS[MetadataRecordType(record_type)]
-    except ValueError:
-        raise EncodeError(f"unknown metadata record type {record_type}") from None
-    out: list[Any] = [
-        write_uvarint(METADATA_RECORD_FRAME_VERSION), write_uvarint(record_type),
-        write_uvarint(version),
-    ]
+    schema = METADATA_RECORD_SCHEMAS.get(record_type)  # type: ignore[call-overload]
+    if schema is None or isinstance(record_type, bool):
+        raise EncodeError(f"unknown metadata record type {record_type}")
+    prefix = _FRAME_PREFIXES.get((record_type, version))
+    out: list[Any] = [prefix or b""]
     schema.encode_to(obj, version, out)
+    if prefix is None:  # the version is valid: the encode went through
+        out[0] = _FRAME_PREFIXES[(int(record_type), version)] = (
+            write_uvarint(METADATA_RECORD_FRAME_VERSION) + write_uvarint(record_type)
+            + write_uvarint(version))
     return b"".join(out)
 
 
@@ -352,6 +364,23 @@ def decode_metadata_record(buf: Any) -> tuple[MetadataRecordType, int, Any]:
     The whole of ``buf`` must be the record: trailing bytes are an error, as in Kafka.
     Raises ``DecodeError`` on a bad frame version, an unknown type or version, or a bad body.
     """
+    if len(buf) >= 3 and buf[0] == METADATA_RECORD_FRAME_VERSION and buf[1] < 0x80 \
+            and buf[2] < 0x80:
+        frame = _ONE_BYTE_FRAMES.get(buf[1] << 8 | buf[2])
+        if frame is not None:
+            record_type, version, schema = frame
+            pos = 3
+        else:
+            record_type, version, schema, pos = _decode_frame(buf)
+    else:
+        record_type, version, schema, pos = _decode_frame(buf)
+    obj, end = schema.decode(buf, version, pos)
+    if end != len(buf):
+        raise DecodeError(f"{len(buf) - end} byte(s) of garbage after {schema.name} v{version}")
+    return record_type, version, obj
+
+
+def _decode_frame(buf: Any) -> tuple[MetadataRecordType, int, Message, int]:
     frame_version, pos = _read_short_uvarint(buf, 0, "frame version")
     if frame_version != METADATA_RECORD_FRAME_VERSION:
         raise DecodeError(f"unsupported metadata record frame version {frame_version} "
@@ -366,10 +395,7 @@ def decode_metadata_record(buf: Any) -> tuple[MetadataRecordType, int, Any]:
     if version not in schema.valid_versions:
         raise DecodeError(f"unsupported {schema.name} version {version} "
                           f"(valid: {schema.valid_versions})")
-    obj, end = schema.decode(buf, version, pos)
-    if end != len(buf):
-        raise DecodeError(f"{len(buf) - end} byte(s) of garbage after {schema.name} v{version}")
-    return record_type, version, obj
+    return record_type, version, schema, pos
 
 
 # ---------------------------------------------------------------------------------------------
