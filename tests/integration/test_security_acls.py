@@ -375,6 +375,11 @@ def test_plaintext_on_a_tls_port(cluster: ProcCluster, certs: Certs, listener: s
             except (ConnectionResetError, TimeoutError):
                 pass
         assert len(data) < 8 or struct.unpack(">i", data[4:8])[0] != 1, data[:40]
+    log = cluster.nodes[min(cluster.nodes)].dir / "server.log"  # the first address's node
+    deadline = time.monotonic() + 15
+    while f"on {listener} failed at once: [SSL: WRONG_VERSION_NUMBER]" not in log.read_text():
+        assert time.monotonic() < deadline, "the refused TLS handshake is not in the log"
+        time.sleep(0.2)
     conf = {**(sasl(cluster, certs, "alice") if listener == "SASL_SSL"
                else mtls(cluster, certs)), "bootstrap.servers": address}
     md = AdminClient(conf).list_topics(timeout=15)
