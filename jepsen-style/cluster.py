@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Self
 
 from disks import FaultDisk
+from security import SaslSsl
 
 from storage import fsync_journal
 from tools.launcher import (
@@ -109,7 +110,8 @@ class Cluster:
 
     def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
                  extra: dict[str, str] | None = None, fsync_journal: bool = True,
-                 seed: int | None = None, fault_disk_mb: int | None = None) -> None:
+                 seed: int | None = None, fault_disk_mb: int | None = None,
+                 security: SaslSsl | None = None) -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
         if controllers not in (0, 1, 3, 5):
@@ -134,6 +136,8 @@ class Cluster:
         self.disks: dict[int, FaultDisk] = {} if fault_disk_mb is None else {
             i: FaultDisk(node.dir / "disk2.img", node.dir / "data2", fault_disk_mb)
             for i, node in self.nodes.items() if node.is_broker}
+        # SASL_SSL listeners everywhere (security.py); None: PLAINTEXT.
+        self.security = security
         self._set_up = False
 
     @property
@@ -181,6 +185,8 @@ class Cluster:
         self._set_up = True
         atexit.register(self.teardown)
         self.network.setup()
+        if self.security is not None:
+            self.security.make_certs(n.ip for n in self.nodes.values())
         specs = [n.spec for n in self.nodes.values()]
         voters = quorum_voters(specs)
         cluster_id = random_cluster_id()
@@ -197,13 +203,16 @@ class Cluster:
         for n in self.nodes.values():
             n.dir.mkdir(parents=True, exist_ok=True)
             extra = dict(self.extra)
+            if self.security is not None:
+                extra.update(self.security.server_props())
             disk = self.disks.get(n.node_id)
             if disk is not None:
                 disk.setup()
                 extra["log.dirs"] = f"{n.data_dir},{disk.mount}"
             n.write_config(server_properties(n.spec, voters, n.data_dir, settings=settings,
                                              extra=extra))
-            n.format(cluster_id)
+            n.format(cluster_id, extra_args=None if self.security is None
+                     else self.security.format_args())
             if n.journal is not None:
                 # Not the fault disk: a repaired disk may come back as another loop device,
                 # and the journal keys files by device (lose-unsynced spares that dir).

@@ -59,6 +59,7 @@ from history import History
 from workload import WorkloadConfig, partition_leaders
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
+from broker.client.security import ClientSecurity
 from broker.controller.raft_wire import describe_quorum_from_wire, describe_quorum_request
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.messages import find_coordinator
@@ -136,8 +137,9 @@ def schedule(seed: int, kinds: list[str], time_limit_s: float, *, warmup_s: floa
     return out
 
 
-async def _describe_quorum_leader(host: str, port: int) -> int:
-    conn = await KafkaConnection.connect(host, port, timeout_s=2.0)
+async def _describe_quorum_leader(host: str, port: int,
+                                  security: ClientSecurity | None = None) -> int:
+    conn = await KafkaConnection.connect(host, port, timeout_s=2.0, security=security)
     try:
         resp = await conn.send(ApiKey.DESCRIBE_QUORUM, describe_quorum_request(), timeout_s=2.0)
     finally:
@@ -146,9 +148,10 @@ async def _describe_quorum_leader(host: str, port: int) -> int:
     return desc.leader_id if desc is not None else -1
 
 
-async def _find_txn_coordinator(host: str, port: int, tid: str) -> tuple[int, int]:
+async def _find_txn_coordinator(host: str, port: int, tid: str,
+                                security: ClientSecurity | None = None) -> tuple[int, int]:
     """(node id, error code) of FindCoordinator key_type 1 for ``tid``."""
-    conn = await KafkaConnection.connect(host, port, timeout_s=2.0)
+    conn = await KafkaConnection.connect(host, port, timeout_s=2.0, security=security)
     try:
         v = conn.version_for(ApiKey.FIND_COORDINATOR)
         req = (find_coordinator.REQUEST.cls(key_type=KEY_TYPE_TRANSACTION, coordinator_keys=[tid])
@@ -170,7 +173,9 @@ def txn_coordinator(cluster: Cluster, tid: str) -> tuple[int, str]:
         if not n.is_broker or not n.alive() or n.paused:
             continue
         try:
-            node, err = asyncio.run(_find_txn_coordinator(n.ip, BROKER_PORT, tid))
+            node, err = asyncio.run(_find_txn_coordinator(
+                n.ip, BROKER_PORT, tid,
+                None if cluster.security is None else cluster.security.broker_client()))
         except (KafkaConnectionError, KafkaTimeoutError, OSError) as e:
             why = f"node {n.node_id}: {e}"
             continue
@@ -187,7 +192,9 @@ def active_controller(cluster: Cluster) -> int:
         if not n.is_controller or not n.alive() or n.paused:
             continue
         try:
-            leader = asyncio.run(_describe_quorum_leader(n.ip, CONTROLLER_PORT))
+            leader = asyncio.run(_describe_quorum_leader(
+                n.ip, CONTROLLER_PORT,
+                None if cluster.security is None else cluster.security.controller_client()))
         except (KafkaConnectionError, KafkaTimeoutError, OSError):
             continue
         if leader >= 0:

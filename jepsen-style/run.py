@@ -53,6 +53,7 @@ from nemesis import (
     run_schedule,
     schedule,
 )
+from security import MODES, SaslSsl
 from txn_workload import RC, RU, TxnConfig, TxnWorkload, create_topics
 from workload import Workload, WorkloadConfig, create_topic, wait_healthy
 
@@ -118,6 +119,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="what counts as success (planted-unsafe: lost-write)")
     ap.add_argument("--strict-hw", action="store_true",
                     help="a high watermark going backwards makes a run invalid")
+    ap.add_argument("--security", choices=MODES, default="none",
+                    help="sasl_ssl: SASL_SSL listeners between all nodes and for the clients "
+                         "(security.py); default: PLAINTEXT")
     ap.add_argument("--out", type=Path, default=Path("jepsen-results"))
     a = ap.parse_args(argv)
     prof = PROFILES[a.profile]
@@ -161,18 +165,20 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     if a.flush_every_message:
         extra["log.flush.interval.messages"] = "1"
     disks = any(k in DISK_KINDS for k in a.kinds)
+    security = SaslSsl(out / "certs") if a.security == "sasl_ssl" else None
     cluster = Cluster(out / "cluster", n=a.nodes, controllers=a.controllers, extra=extra,
-                      seed=seed, fault_disk_mb=DISK_MB if disks else None)
+                      seed=seed, fault_disk_mb=DISK_MB if disks else None, security=security)
+    client = {} if security is None else security.client_conf()
     history = History(out / "history.jsonl")
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
                          replication_factor=a.replication_factor, min_insync=a.min_insync,
                          acks=a.acks, idempotence=a.idempotence == "on",
                          producers=a.producers, consumers=a.consumers, rate=a.rate,
-                         consumer_mode=a.consumer_mode, commit=a.commit)
+                         consumer_mode=a.consumer_mode, commit=a.commit, client=client)
     tcfg = TxnConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
                      replication_factor=a.replication_factor, min_insync=a.min_insync,
                      producers=a.producers, pipelines=a.consumers,
-                     rate=a.rate)
+                     rate=a.rate, client=client)
     txn = a.workload == "txn"
     if a.kinds == ["followers-lag"]:
         # One planted fault, early; heal after the controller fenced the killed leader.
@@ -260,7 +266,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
                    "min_insync_replicas": a.min_insync, "acks": a.acks,
                    "idempotence": a.idempotence, "partitions": a.partitions,
                    "consumer_mode": a.consumer_mode, "commit": a.commit,
-                   "time_limit_s": a.time_limit, "nemesis": a.kinds},
+                   "time_limit_s": a.time_limit, "nemesis": a.kinds,
+                   "security": a.security},
         "duration_s": round(time.monotonic() - t_start, 1),
         "fault_seconds": round(fault_seconds, 1),
         "faults": [{"f": op["f"], **op.get("value", {})} for op in fault_events],
@@ -293,6 +300,8 @@ def reproduce_command(a: argparse.Namespace, seed: int) -> str:
              f"--idempotence {a.idempotence} --consumer-mode {a.consumer_mode}",
              f"--rate {a.rate:g} --producers {a.producers} --consumers {a.consumers}"]
     parts.append("--commit" if a.commit else "--no-commit")
+    if a.security != "none":
+        parts.append(f"--security {a.security}")
     parts += [flag for flag, on in (("--flush-every-message", a.flush_every_message),
                                     ("--strict-hw", a.strict_hw)) if on]
     return " ".join(parts)
@@ -337,7 +346,9 @@ def missing_transaction_apis(cluster: Cluster) -> str | None:
     node = next(n for n in cluster.nodes.values() if n.is_broker)
 
     async def ask() -> dict[int, tuple[int, int]]:
-        conn = await KafkaConnection.connect(node.ip, BROKER_PORT, timeout_s=10.0)
+        conn = await KafkaConnection.connect(
+            node.ip, BROKER_PORT, timeout_s=10.0,
+            security=None if cluster.security is None else cluster.security.broker_client())
         await conn.close()
         return conn.api_versions
 

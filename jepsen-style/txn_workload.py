@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
@@ -58,6 +58,7 @@ class TxnConfig:
     group: str = "jepsen-txn-pipeline"
     transaction_timeout_ms: int = 10000
     op_timeout_s: float = 15.0  # per begin / commit / abort / send_offsets call
+    client: dict[str, str] = field(default_factory=dict)  # as WorkloadConfig.client
 
     @property
     def topics(self) -> list[str]:
@@ -67,7 +68,7 @@ class TxnConfig:
         """The queue workload's config for ``topic``: create_topic and partition_leaders."""
         return WorkloadConfig(bootstrap=self.bootstrap, topic=topic, partitions=self.partitions,
                               replication_factor=self.replication_factor,
-                              min_insync=self.min_insync)
+                              min_insync=self.min_insync, client=self.client)
 
 
 def create_topics(cfg: TxnConfig) -> None:
@@ -112,7 +113,7 @@ class TxnWorkload:
         ``stop`` is set. Raises KafkaException only if stopped meanwhile."""
         while True:
             p = Producer({
-                "bootstrap.servers": self.cfg.bootstrap,
+                "bootstrap.servers": self.cfg.bootstrap, **self.cfg.client,
                 "transactional.id": tid,
                 "transaction.timeout.ms": self.cfg.transaction_timeout_ms,
                 "enable.idempotence": True,
@@ -133,7 +134,7 @@ class TxnWorkload:
 
     def _consumer_conf(self, group: str, isolation: str) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.cfg.bootstrap,
+            "bootstrap.servers": self.cfg.bootstrap, **self.cfg.client,
             "group.id": group,
             "isolation.level": isolation,
             "enable.auto.commit": False,

@@ -62,10 +62,16 @@ class WorkloadConfig:
     group: str = "jepsen-group"
     message_timeout_ms: int = 10000
     extra_topic_config: dict[str, str] = field(default_factory=dict)
+    # Security settings added to every client's config (security.py SaslSsl.client_conf).
+    client: dict[str, str] = field(default_factory=dict)
+
+    def conf(self) -> dict[str, Any]:
+        """A client's bootstrap servers and security settings."""
+        return {"bootstrap.servers": self.bootstrap, **self.client}
 
 
 def create_topic(cfg: WorkloadConfig, timeout: float = 60.0) -> None:
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
+    admin = AdminClient(cfg.conf())
     topic_config = {"min.insync.replicas": str(cfg.min_insync), **cfg.extra_topic_config}
     deadline = time.monotonic() + timeout
     while True:
@@ -85,7 +91,7 @@ def create_topic(cfg: WorkloadConfig, timeout: float = 60.0) -> None:
 
 def partition_leaders(cfg: WorkloadConfig, timeout: float = 5.0) -> dict[int, tuple[int, list[int]]]:
     """partition -> (leader, isr) from a Metadata request (leader -1: none)."""
-    admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
+    admin = AdminClient(cfg.conf())
     md = admin.list_topics(cfg.topic, timeout=timeout)
     t = md.topics.get(cfg.topic)
     if t is None or t.error is not None:
@@ -142,7 +148,7 @@ class Workload:
 
     def _producer_conf(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.cfg.bootstrap,
+            **self.cfg.conf(),
             "acks": self.cfg.acks,
             "enable.idempotence": self.cfg.idempotence,
             "retries": 1000,
@@ -204,7 +210,7 @@ class Workload:
 
     def _consumer_conf(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.cfg.bootstrap,
+            **self.cfg.conf(),
             "group.id": self.cfg.group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
