@@ -52,6 +52,8 @@ from broker.admin.http_transactions import TransactionRoutes
 from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
+from broker.security.scram import verify_password
+from kraft.scram_image import ScramCredentialData, ScramMechanism
 
 __all__ = ["AdminHttpServer"]
 
@@ -66,10 +68,19 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
-        self.auth = HttpAuthenticator.from_config(self.config)
+        self.auth = HttpAuthenticator.from_config(self.config, credentials=self._scram_credentials,
+                                                  verify=verify_password)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
+
+    def _scram_credentials(self, user: str) -> tuple[ScramCredentialData, ...]:
+        """Basic authentication's credentials: the user's SCRAM credentials (both mechanisms)
+        in this node's metadata image as it is now, so users created, altered or deleted with
+        AlterUserScramCredentials (``kafka-configs``) count from the next request on."""
+        scram = self.node.loader.image.scram
+        return tuple(c for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+                     if (c := scram.get(user, m)) is not None)
 
     # -- application ------------------------------------------------------------------------
 
