@@ -53,8 +53,14 @@ from broker.admin.http_transactions import TransactionRoutes
 from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
-from broker.security.listener_security import SecurityConfigError, listener_tls_context
+from broker.security.listener_security import (
+    SecurityConfigError,
+    listener_prop,
+    listener_tls_context,
+)
+from broker.security.principal import USER_TYPE, KafkaPrincipal
 from broker.security.scram import verify_password
+from broker.security.ssl_principal import PrincipalMapper, peer_dn
 from kraft.scram_image import ScramCredentialData, ScramMechanism
 from storage.errors import ConfigError
 
@@ -71,9 +77,15 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
-        self.auth = HttpAuthenticator.from_config(self.config, credentials=self._scram_credentials,
-                                                  verify=verify_password)
         self.tls = self._tls_context()
+        rules = listener_prop(self.config.originals, "admin", "ssl.principal.mapping.rules")
+        try:
+            self._mapper = PrincipalMapper(rules)
+        except ValueError as e:
+            raise ConfigError("ssl.principal.mapping.rules", rules, str(e)) from None
+        self.auth = HttpAuthenticator.from_config(
+            self.config, credentials=self._scram_credentials, verify=verify_password,
+            certificate=self._certificate_principal if self.tls is not None else None)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
@@ -91,6 +103,13 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
                               ",".join(str(e) for e in self.config.admin_listeners),
                               f"{e} (https needs listener.name.admin.ssl.* or ssl.* keys)"
                               ) from None
+
+    def _certificate_principal(self, request: web.Request) -> KafkaPrincipal | None:
+        """``User:<mapped name>`` of the request's verified client certificate (https with
+        ``ssl.client.auth``), None without one."""
+        transport = request.transport
+        dn = peer_dn(None if transport is None else transport.get_extra_info("ssl_object"))
+        return None if dn is None else KafkaPrincipal(USER_TYPE, self._mapper.name(dn))
 
     def _scram_credentials(self, user: str) -> tuple[ScramCredentialData, ...]:
         """Basic authentication's credentials: the user's SCRAM credentials (both mechanisms)

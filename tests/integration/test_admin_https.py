@@ -6,7 +6,9 @@ The node serves ``http://`` and ``https://`` side by side; its key comes from th
 trust store are per-listener overrides (Kafka's key-by-key fallback), so only a client with a
 certificate of the trusted CA gets through (mutual TLS). ``requests`` is the client: it checks
 the server's certificate against the CA and host name; plaintext on the https port, no client
-certificate and a certificate of another CA are refused. An https listener without a key store
+certificate and a certificate of another CA are refused. Without HTTP authentication methods a
+request runs as its certificate's principal (``ssl.principal.mapping.rules``), so the
+authorizer lets the super user ops write and refuses dev (403). An https listener without a key store
 stops start-up naming the key.
 """
 
@@ -30,7 +32,7 @@ REFUSED = (requests.exceptions.SSLError, requests.exceptions.ConnectionError)
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Certs, Certs]:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl CLI is not installed")
-    ours = make_certs(tmp_path_factory.mktemp("certs"), {"ops": "/O=Acme/CN=ops"})
+    ours = make_certs(tmp_path_factory.mktemp("certs"), {"ops": "/O=Acme/CN=ops", "dev": "/O=Acme/CN=dev"})
     other = make_certs(tmp_path_factory.mktemp("other-ca"), {"ops": "/O=Acme/CN=ops"})
     return ours, other
 
@@ -47,7 +49,12 @@ def node(tmp_path_factory: pytest.TempPathFactory,
                         "ssl.keystore.type": "PEM", "ssl.keystore.location": str(ours.server),
                         "listener.name.admin.ssl.client.auth": "required",
                         "listener.name.admin.ssl.truststore.type": "PEM",
-                        "listener.name.admin.ssl.truststore.location": str(ours.ca)})
+                        "listener.name.admin.ssl.truststore.location": str(ours.ca),
+                        "ssl.principal.mapping.rules": "RULE:^CN=(.*?),O=.*$/$1/,DEFAULT",
+                        "authorizer.class.name":
+                            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                        "super.users": "User:ops;User:ANONYMOUS",
+                        "allow.everyone.if.no.acl.found": "false"})
     c.start()
     try:
         yield c, f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}"
@@ -68,6 +75,19 @@ def test_mutual_tls_admin_api(node: tuple[ProcCluster, str, str],
     resp = requests.post(https_url + "/v1/topics", json={"name": "over-tls", "partitions": 2},
                          verify=str(ours.ca), cert=client, timeout=TIMEOUT_S)
     assert resp.status_code == 201, resp.text
+    # dev's certificate gets through TLS but dev is no super user and has no ACL: 403 on a
+    # write, reads are not checked.
+    dev = tuple(map(str, ours.client("dev")))
+    resp = requests.post(https_url + "/v1/topics", json={"name": "by-dev", "partitions": 1},
+                         verify=str(ours.ca), cert=dev, timeout=TIMEOUT_S)
+    assert (resp.status_code, resp.json()["error_code"]) == (
+        403, "TOPIC_AUTHORIZATION_FAILED"), resp.text
+    resp = requests.delete(https_url + "/v1/topics/over-tls", verify=str(ours.ca), cert=dev,
+                           timeout=TIMEOUT_S)
+    assert resp.status_code == 403, resp.text
+    resp = requests.get(https_url + "/v1/topics/over-tls", verify=str(ours.ca), cert=dev,
+                        timeout=TIMEOUT_S)
+    assert resp.status_code == 200, resp.text
     # The plain http listener next to it still serves (same routes, same node).
     resp = requests.get(http_url + "/v1/topics/over-tls", timeout=TIMEOUT_S)
     assert resp.status_code == 200 and resp.json()["partitions_count"] == 2, resp.text
