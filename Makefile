@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-limits bench-txn bench-peer sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-kraft: $(STAMP)
 # Produce/consume records/s and MB/s, e2e latency, with confluent-kafka on real nodes.
 bench-produce: $(STAMP)
 	$(PY) -m tools.produce_bench
+
+# Produce/consume throughput over a PLAINTEXT and an SSL listener of the same node, and the ratio.
+TLS_BENCH_ARGS ?=
+bench-tls: $(STAMP)
+	$(PY) -m tools.tls_bench $(TLS_BENCH_ARGS)
 
 # The network limits under abuse: a producer's p99 with 4,000 idle/half-open and 500 garbage
 # connections (FAIL past +2 ms), and the node's RSS while 100 clients send 100 MiB requests

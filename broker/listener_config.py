@@ -157,10 +157,14 @@ def parse_security_map(key: str, entries: Sequence[str]) -> dict[str, str]:
 
 
 def parse_admin_listeners(key: str, entries: Sequence[str]) -> list[Endpoint]:
+    """``http://host:port`` and ``https://host:port`` entries (one of each at most, as Kafka's
+    listener names are unique); an https endpoint's security protocol is SSL (its TLS keys:
+    ``listener.name.admin.ssl.*``, else ``ssl.*``)."""
     raw = ",".join(entries)
     endpoints = parse_listeners(key, entries, None, require_distinct_ports=True)
     for e in endpoints:
-        if e.name != "HTTP":
+        if e.name not in ("HTTP", "HTTPS"):
             raise ConfigError(key, raw, f"Unsupported admin listener scheme {e.name.lower()!r} "
-                              "(only http:// is supported)")
-    return [Endpoint("http", e.host, e.port, "PLAINTEXT") for e in endpoints]
+                              "(only http:// and https:// are supported)")
+    return [Endpoint(e.name.lower(), e.host, e.port,
+                     "SSL" if e.name == "HTTPS" else "PLAINTEXT") for e in endpoints]

@@ -366,7 +366,7 @@ _DEFS: list[ConfigDef] = [
     _def("security.inter.broker.protocol", STRING, "PLAINTEXT", OneOf(SECURITY_PROTOCOLS),
          "Security protocol between brokers (mutually exclusive with inter.broker.listener.name)."),
     _def("admin.listeners", LIST, "http://127.0.0.1:9644", None,
-         "HTTP admin API listeners, http://host:port (ours, like Redpanda's)."),
+         "HTTP admin API listeners, http://host:port or https://host:port (ours, like Redpanda's)."),
     _def("admin.authentication.methods", LIST, "", ListOf(("basic", "bearer")),
          "HTTP admin API authentication (ours): empty = none; basic (SCRAM users), bearer."),
     _def("admin.bearer.tokens.file", STRING, None, None,

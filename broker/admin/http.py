@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,6 +53,16 @@ from broker.admin.http_transactions import TransactionRoutes
 from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
+from broker.security.listener_security import (
+    SecurityConfigError,
+    listener_prop,
+    listener_tls_context,
+)
+from broker.security.principal import USER_TYPE, KafkaPrincipal
+from broker.security.scram import verify_password
+from broker.security.ssl_principal import PrincipalMapper, peer_dn
+from kraft.scram_image import ScramCredentialData, ScramMechanism
+from storage.errors import ConfigError
 
 __all__ = ["AdminHttpServer"]
 
@@ -66,10 +77,47 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
-        self.auth = HttpAuthenticator.from_config(self.config)
+        self.tls = self._tls_context()
+        rules = listener_prop(self.config.originals, "admin", "ssl.principal.mapping.rules")
+        try:
+            self._mapper = PrincipalMapper(rules)
+        except ValueError as e:
+            raise ConfigError("ssl.principal.mapping.rules", rules, str(e)) from None
+        self.auth = HttpAuthenticator.from_config(
+            self.config, credentials=self._scram_credentials, verify=verify_password,
+            certificate=self._certificate_principal if self.tls is not None else None)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The https listeners' TLS context: ``listener.name.admin.ssl.*`` falling back to
+        ``ssl.*`` (keystore, truststore, ``ssl.client.auth`` for mutual TLS, protocols), built as
+        a Kafka SSL listener's (broker/security/listener_security.py); None without https."""
+        if not any(e.name == "https" for e in self.config.admin_listeners):
+            return None
+        try:
+            return listener_tls_context(self.config.originals, "admin")
+        except SecurityConfigError as e:
+            raise ConfigError("admin.listeners",
+                              ",".join(str(e) for e in self.config.admin_listeners),
+                              f"{e} (https needs listener.name.admin.ssl.* or ssl.* keys)"
+                              ) from None
+
+    def _certificate_principal(self, request: web.Request) -> KafkaPrincipal | None:
+        """``User:<mapped name>`` of the request's verified client certificate (https with
+        ``ssl.client.auth``), None without one."""
+        transport = request.transport
+        dn = peer_dn(None if transport is None else transport.get_extra_info("ssl_object"))
+        return None if dn is None else KafkaPrincipal(USER_TYPE, self._mapper.name(dn))
+
+    def _scram_credentials(self, user: str) -> tuple[ScramCredentialData, ...]:
+        """Basic authentication's credentials: the user's SCRAM credentials (both mechanisms)
+        in this node's metadata image as it is now, so users created, altered or deleted with
+        AlterUserScramCredentials (``kafka-configs``) count from the next request on."""
+        scram = self.node.loader.image.scram
+        return tuple(c for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+                     if (c := scram.get(user, m)) is not None)
 
     # -- application ------------------------------------------------------------------------
 
@@ -128,16 +176,19 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
                                      shutdown_timeout=2.0)
         await self._runner.setup()
         for e in self.config.admin_listeners:
-            site = web.TCPSite(self._runner, e.host or None, e.port, reuse_address=True)
+            tls = self.tls if e.name == "https" else None
+            known = len(self._runner.addresses)
+            site = web.TCPSite(self._runner, e.host or None, e.port, reuse_address=True,
+                               ssl_context=tls)
             try:
                 await site.start()
             except OSError as exc:
                 await self.stop()
                 raise OSError(exc.errno, f"cannot listen on admin.listeners entry "
-                              f"http://{e.host}:{e.port}: {exc.strerror or exc}") from exc
-        for addr in self._runner.addresses:
-            self.addresses.append((addr[0], addr[1]))
-            logger.info("Admin API listening on http://%s:%d", addr[0], addr[1])
+                              f"{e}: {exc.strerror or exc}") from exc
+            for addr in self._runner.addresses[known:]:
+                self.addresses.append((addr[0], addr[1]))
+                logger.info("Admin API listening on %s://%s:%d", e.name, addr[0], addr[1])
 
     async def stop(self) -> None:
         if self._runner is not None:

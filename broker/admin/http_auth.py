@@ -13,6 +13,12 @@ present in its ``Authorization`` header:
   ``<token> <principal>`` per line (``#`` starts a comment), e.g. ``s3cr3t User:ops``. The file
   is read again when it changes, so tokens rotate without a restart.
 
+Without methods, a request over an https listener that presented a verified client certificate
+(``ssl.client.auth``) runs as the certificate's principal, mapped by
+``listener.name.admin.ssl.principal.mapping.rules`` (else ``ssl.principal.mapping.rules``) as a
+Kafka SSL listener maps it; a certificate no rule maps gets 401. With methods, the
+``Authorization`` header decides (the certificate only gates the connection).
+
 A request without valid credentials gets 401 with ``WWW-Authenticate`` naming the methods and a
 body that says only that: no route, resource or node detail is revealed. ``/v1/status/live``
 stays open (a liveness probe learns nothing but that the process answers), and so do the web
@@ -51,6 +57,9 @@ Credentials = Callable[[str], Sequence[Any]]
 """``credentials(user)`` -> the user's current SCRAM credentials (hashable; empty: no such user)."""
 Verify = Callable[[Any, str], bool]
 """``verify(credential, password)`` -> whether the password derives that credential."""
+Certificate = Callable[[web.Request], KafkaPrincipal | None]
+"""``certificate(request)`` -> the principal of the request's client certificate (None without
+one); raises ``ValueError`` when the certificate's name maps to no principal."""
 
 
 def http_principal(request: web.Request) -> KafkaPrincipal:
@@ -106,8 +115,10 @@ class HttpAuthenticator:
     """The aiohttp middleware deciding a request's principal (see the module docstring)."""
 
     def __init__(self, methods: Sequence[str], tokens: TokenFile | None = None,
-                 credentials: Credentials | None = None, verify: Verify | None = None) -> None:
+                 credentials: Credentials | None = None, verify: Verify | None = None,
+                 certificate: Certificate | None = None) -> None:
         self.methods = tuple(methods)
+        self.certificate = certificate
         self.tokens = tokens
         self.credentials = credentials
         self.verify = verify
@@ -116,7 +127,8 @@ class HttpAuthenticator:
 
     @classmethod
     def from_config(cls, cfg: Any, credentials: Credentials | None = None,
-                    verify: Verify | None = None) -> HttpAuthenticator:
+                    verify: Verify | None = None,
+                    certificate: Certificate | None = None) -> HttpAuthenticator:
         methods = [m.strip().lower() for m in cfg.get("admin.authentication.methods") if m.strip()]
         for m in methods:
             if m not in AUTH_METHODS:
@@ -133,7 +145,7 @@ class HttpAuthenticator:
                 tokens.load()
             except (OSError, ValueError) as e:
                 raise ConfigError("admin.bearer.tokens.file", path, str(e)) from None
-        return cls(methods, tokens, credentials, verify)
+        return cls(methods, tokens, credentials, verify, certificate)
 
     @property
     def enabled(self) -> bool:
@@ -177,17 +189,30 @@ class HttpAuthenticator:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if (not self.methods or request.path in OPEN_PATHS
+        if (request.path in OPEN_PATHS
                 or request.path == UI_PREFIX or request.path.startswith(UI_PREFIX + "/")):
+            return await handler(request)
+        if not self.methods:
+            if self.certificate is not None:
+                try:
+                    principal = self.certificate(request)
+                except ValueError as e:
+                    logger.info("Admin API client certificate refused: %s", e)
+                    return self._unauthenticated()
+                if principal is not None:
+                    request[PRINCIPAL_KEY] = principal
             return await handler(request)
         principal = self.authenticate(request.headers.get("Authorization"))
         if principal is None:
-            self.failures += 1
-            challenge = ", ".join(
-                'Basic realm="admin", charset="UTF-8"' if m == "basic" else 'Bearer realm="admin"'
-                for m in self.methods)
-            return web.json_response(
-                {"error_code": "UNAUTHENTICATED", "message": "authentication required"},
-                status=401, headers={"WWW-Authenticate": challenge})
+            return self._unauthenticated()
         request[PRINCIPAL_KEY] = principal
         return await handler(request)
+
+    def _unauthenticated(self) -> web.Response:
+        self.failures += 1
+        challenge = ", ".join(
+            'Basic realm="admin", charset="UTF-8"' if m == "basic" else 'Bearer realm="admin"'
+            for m in self.methods)
+        return web.json_response(
+            {"error_code": "UNAUTHENTICATED", "message": "authentication required"},
+            status=401, headers={"WWW-Authenticate": challenge} if challenge else None)

@@ -25,7 +25,8 @@ from broker.security.ssl_principal import NoMatchingRuleError, PrincipalMapper, 
 from broker.security.tls import TlsConfigError, server_context
 from kraft.scram_image import ScramCredentialData
 
-__all__ = ["ListenerSecurity", "SecurityConfigError", "listener_prop", "listener_security"]
+__all__ = ["ListenerSecurity", "SecurityConfigError", "listener_prop", "listener_security",
+           "listener_tls_context"]
 
 SUPPORTED_MECHANISMS = ("PLAIN", *MECHANISMS)
 
@@ -57,6 +58,15 @@ def _ssl_props(props: Mapping[str, Any], listener: str) -> dict[str, Any]:
     for key in keys:
         out[key] = listener_prop(props, listener, key)
     return out
+
+
+def listener_tls_context(props: Mapping[str, Any], listener: str) -> ssl.SSLContext:
+    """The server TLS context of ``listener`` from ``listener.name.<listener>.ssl.*``, falling
+    back to ``ssl.*`` key by key (also the HTTP admin API's https listeners, as ``admin``)."""
+    try:
+        return server_context(_ssl_props(props, listener))
+    except TlsConfigError as e:
+        raise SecurityConfigError(f"listener {listener}: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +113,7 @@ def listener_security(props: Mapping[str, Any], listener: str, protocol: str,
         return None
     ctx = mapper = sasl = None
     if protocol in ("SSL", "SASL_SSL"):
-        try:
-            ctx = server_context(_ssl_props(props, listener))
-        except TlsConfigError as e:
-            raise SecurityConfigError(f"listener {listener}: {e}") from e
+        ctx = listener_tls_context(props, listener)
         try:
             mapper = PrincipalMapper(listener_prop(props, listener,
                                                    "ssl.principal.mapping.rules"))

@@ -499,9 +499,20 @@ def test_bootstrap_servers_parsing() -> None:
         "controller.quorum.bootstrap.servers", "h1", match="Invalid host:port")
 
 
+def test_admin_listeners_http_and_https() -> None:
+    c = KafkaConfig.from_properties(with_(
+        COMBINED, admin_listeners="http://127.0.0.1:9644,HTTPS://[::1]:9645"))
+    assert c.admin_listeners == [Endpoint("http", "127.0.0.1", 9644),
+                                 Endpoint("https", "::1", 9645, "SSL")]
+    assert [str(e) for e in c.admin_listeners] == ["http://127.0.0.1:9644",
+                                                   "https://[::1]:9645"]
+
+
 def test_bad_admin_listeners() -> None:
-    bad(with_(COMBINED, admin_listeners="https://127.0.0.1:9644"), "admin.listeners",
-        "https://127.0.0.1:9644", match="only http://")
+    bad(with_(COMBINED, admin_listeners="ftp://127.0.0.1:9644"), "admin.listeners",
+        "ftp://127.0.0.1:9644", match="only http:// and https://")
+    bad(with_(COMBINED, admin_listeners="https://127.0.0.1:9644,https://127.0.0.1:9645"),
+        "admin.listeners", match="different name")
     bad(with_(COMBINED, admin_listeners="127.0.0.1:9644"), "admin.listeners",
         match="Unable to parse")
     bad(with_(COMBINED, admin_listeners="http://:9092"), "admin.listeners", match="also used")

@@ -70,3 +70,43 @@ def test_token_file_maps_tokens_to_principals_and_rejects_bad_lines(tmp_path: Pa
         path.write_text(bad)
         with pytest.raises(ValueError, match="line 1"):
             TokenFile(path).load()
+
+
+def _through_middleware(auth: HttpAuthenticator, path: str = "/v1/topics",
+                        header: str | None = None) -> tuple[int, str]:
+    """(status, the principal the route saw) of one request through the middleware."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from broker.admin.http_auth import http_principal
+
+    request = make_mocked_request("GET", path,
+                                  headers={} if header is None else {"Authorization": header})
+
+    async def route(r: web.Request) -> web.Response:
+        return web.Response(text=str(http_principal(r)))
+
+    resp = asyncio.run(auth.middleware(request, route))
+    assert isinstance(resp, web.Response)
+    return resp.status, resp.text or ""
+
+
+def test_client_certificate_principal_without_methods() -> None:
+    ops = KafkaPrincipal("User", "ops")
+
+    def refuse(_request: object) -> KafkaPrincipal | None:
+        raise ValueError("no rule maps CN=x")
+
+    assert _through_middleware(HttpAuthenticator([], certificate=lambda _r: ops)) == \
+        (200, "User:ops")
+    assert _through_middleware(HttpAuthenticator([], certificate=lambda _r: None)) == \
+        (200, "User:ANONYMOUS")
+    status, _ = _through_middleware(HttpAuthenticator([], certificate=refuse))
+    assert status == 401
+    # The liveness probe stays open; with methods the header decides, not the certificate.
+    assert _through_middleware(HttpAuthenticator([], certificate=refuse),
+                               "/v1/status/live")[0] == 200
+    assert _through_middleware(HttpAuthenticator(["basic"], certificate=lambda _r: ops))[0] \
+        == 401
