@@ -14,14 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from broker.admin.http import AdminHttpServer
 from broker.admin.http_ui import UI_PREFIX
 from broker.admin.openapi import ROUTES, SCHEMAS, openapi_document
+from broker.config import KafkaConfig
 
 
 def _server() -> AdminHttpServer:
-    # Building the app reads only the node id; no handler runs here.
-    keys = {"admin.authentication.methods": [], "admin.bearer.tokens.file": None}
-    node = SimpleNamespace(config=SimpleNamespace(node_id=1, get=keys.__getitem__), admin=None,
-                           cluster_id="c")
-    return AdminHttpServer(node)
+    # Building the app reads only the node's configuration; no handler runs here.
+    cfg = KafkaConfig({"node.id": "1", "process.roles": "broker",
+                       "listeners": "PLAINTEXT://127.0.0.1:9092",
+                       "controller.listener.names": "CONTROLLER",
+                       "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                       "controller.quorum.voters": "2@127.0.0.1:9093", "log.dirs": "/tmp/x"})
+    return AdminHttpServer(SimpleNamespace(config=cfg, admin=None, cluster_id="c"))
 
 
 def _router_routes(server: AdminHttpServer) -> set[tuple[str, str]]:
