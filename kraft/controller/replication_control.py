@@ -15,10 +15,12 @@ from kraft.codec import ZERO_UUID
 from kraft.controller.cluster_control import check_broker_epoch
 from kraft.controller.config import ControllerConfig
 from kraft.controller.configuration_control import SET, incremental_changes
+from kraft.controller.directories import partition_directories
 from kraft.controller.partition_change import (
     Election,
     build_partition_change,
     is_active,
+    leader_acceptor,
     unclean_enabled,
 )
 from kraft.controller.placement import UsableBroker, place_replicas
@@ -125,7 +127,8 @@ def _registration(image: MetadataImage, replicas: Sequence[int]) -> PartitionReg
                        "Unable to replicate the partition: All brokers are currently fenced "
                        "or in controlled shutdown.")
     return PartitionRegistration(replicas=tuple(replicas), isr=isr, leader=isr[0],
-                                 leader_epoch=0, partition_epoch=0)
+                                 leader_epoch=0, partition_epoch=0,
+                                 directories=partition_directories(image, replicas))
 
 
 def _validate_manual(image: MetadataImage, replicas: Sequence[int], rf: int | None) -> None:
@@ -387,7 +390,7 @@ def alter_partition(image: MetadataImage, config: ControllerConfig,
                 parts_out.append(AlterPartitionPartitionResult(pid, err))
                 continue
             rec = build_partition_change(
-                topic.topic_id, pid, part, lambda r: is_active(image, r),
+                topic.topic_id, pid, part, leader_acceptor(image, part),
                 target_isr=[b for b, _ in new_isr], election=unclean,
                 target_recovery=LeaderRecoveryState(recovery))
             if rec is not None:
@@ -458,7 +461,7 @@ def _elect_one(image: MetadataImage, topic_name: str, pid: int, election_type: i
         election = Election.UNCLEAN
     else:
         return ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}", None
-    rec = build_partition_change(topic.topic_id, pid, part, lambda r: is_active(image, r),
+    rec = build_partition_change(topic.topic_id, pid, part, leader_acceptor(image, part),
                                  election=election)
     if rec is None:
         if election_type == ELECTION_PREFERRED:
@@ -533,8 +536,7 @@ def rebalance_leaders(image: MetadataImage, imbalance_percentage: int = 10,
                 continue
             if len(out) >= max_elections:
                 return out, True
-            rec = build_partition_change(topic.topic_id, pid, p,
-                                         lambda r: is_active(image, r),
+            rec = build_partition_change(topic.topic_id, pid, p, leader_acceptor(image, p),
                                          election=Election.PREFERRED)
             if rec is not None:
                 out.append((MetadataRecordType.PARTITION_CHANGE_RECORD, rec))
