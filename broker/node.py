@@ -57,6 +57,7 @@ from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
+from storage.log_dir_ids import read_directory_ids
 from storage.log_manager import LogManager
 from storage.meta_properties import metadata_version_level, read_bootstrap
 
@@ -261,7 +262,10 @@ class Node:
         self.lifecycle = lifecycle = BrokerLifecycleManager(
             cfg.node_id, self.cluster_id, self.channel, listeners=endpoints,
             rack=cfg.get("broker.rack"), metadata_offset=lambda: self.loader.offset,
-            heartbeat_interval_ms=cfg.get("broker.heartbeat.interval.ms"))
+            heartbeat_interval_ms=cfg.get("broker.heartbeat.interval.ms"),
+            log_dirs=self._log_dir_ids)
+        if self.replica_manager is not None:
+            self.replica_manager.log_dir_failure_listeners.append(lambda _d: lifecycle.wake())
         lifecycle.start()
         # Kafka's broker start-up waits until the controller unfences it (metadata caught up);
         # a shutdown request ends the wait.
@@ -377,11 +381,17 @@ class Node:
         rm = self.replica_manager
         return None if rm is None else rm.high_watermarks()
 
+    def _log_dir_ids(self) -> tuple[list[Any], list[Any]]:
+        """(online, offline) log dir ids for the broker's registration and heartbeats."""
+        m = self.log_manager
+        return ([], []) if m is None else (m.online_dir_ids(), m.offline_dir_ids())
+
     def _start_log_manager(self) -> None:
         cfg = self.config
         defaults = LogConfig.from_topic_configs(cfg.log_config_defaults())
         started = time.monotonic()
         self.log_manager = manager = LogManager.open(cfg.log_dirs, defaults)
+        manager.directory_ids = read_directory_ids(cfg.log_dirs)
         logger.info(
             "Loaded %d partition log(s) in %.0f ms; offline log dirs: %s",
             len(manager.all_logs()),

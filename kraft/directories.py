@@ -14,11 +14,12 @@ ids other than ``LOST`` count as online: nothing says otherwise.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "DIR_LOST", "DIR_MIGRATING", "DIR_UNASSIGNED", "directory_of", "is_dir_online",
-    "is_reserved_dir", "merged_directories",
+    "is_reserved_dir", "merged_directories", "offline_replicas",
 ]
 
 DIR_MIGRATING = uuid.UUID(int=0)
@@ -63,3 +64,16 @@ def merged_directories(old_replicas: Sequence[int], old_dirs: Sequence[uuid.UUID
         return ()
     known = dict(zip(old_replicas, old_dirs, strict=False))
     return tuple(known.get(r, DIR_UNASSIGNED) for r in new_replicas)
+
+
+def offline_replicas(brokers: Mapping[int, Any], live: Container[int], replicas: Sequence[int],
+                     directories: Sequence[uuid.UUID]) -> list[int]:
+    """Metadata's ``OfflineReplicas`` (Kafka's ``KRaftMetadataCache``): replicas on a broker
+    that is not live, or in a directory that is not online on their broker."""
+    out = []
+    for r in replicas:
+        reg = brokers.get(r)
+        if r not in live or reg is None or not is_dir_online(
+                directory_of(replicas, directories, r), reg.directories):
+            out.append(r)
+    return out

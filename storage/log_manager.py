@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from storage import fsync_journal
@@ -78,6 +79,12 @@ class LogManager:
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
         self.offline_dirs: set[Path] = set()
+        # KIP-858: each log dir's directory id (from its meta.properties, set by the node), the
+        # partitions that were in a dir when it went offline (never recreated elsewhere), and
+        # who to tell when a dir goes offline.
+        self.directory_ids: dict[Path, uuid.UUID] = {}
+        self.offline_partitions: dict[TopicPartition, Path] = {}
+        self.offline_listeners: list[Callable[[Path], None]] = []
         # Compaction state: where the next cleaning of each log starts, and what the last one
         # learnt about tombstone horizons (saves a scan in needs_cleaning).
         self._first_dirty: dict[TopicPartition, int] = {}
@@ -150,15 +157,53 @@ class LogManager:
         )
 
     def _take_offline(self, directory: Path, error: BaseException) -> None:
+        if directory in self.offline_dirs:
+            return
         log.error("Log directory %s is offline: %s", directory, error)
         self.offline_dirs.add(directory)
         for tp in [tp for tp, d in self._log_dir_of.items() if d == directory]:
             del self._log_dir_of[tp]
+            self.offline_partitions[tp] = directory
             partition_log = self._logs.pop(tp)
             try:
                 partition_log.close()
-            except StorageError:
+            except (StorageError, OSError):
                 pass
+        for listener in list(self.offline_listeners):
+            try:
+                listener(directory)
+            except Exception:
+                log.exception("A log dir failure listener failed")
+
+    # -- directory ids (KIP-858) --------------------------------------------------------------
+
+    def dir_id_of(self, topic: str, partition: int) -> uuid.UUID | None:
+        """The directory id of the log dir holding a partition's log (None: not known)."""
+        directory = self._log_dir_of.get((topic, partition))
+        return None if directory is None else self.directory_ids.get(directory)
+
+    def online_dir_ids(self) -> list[uuid.UUID]:
+        return [i for d, i in self.directory_ids.items() if d not in self.offline_dirs]
+
+    def offline_dir_ids(self) -> list[uuid.UUID]:
+        return [i for d, i in self.directory_ids.items() if d in self.offline_dirs]
+
+    def _target_dir(self, tp: TopicPartition, dir_id: uuid.UUID | None,
+                    online: list[Path]) -> Path | None:
+        """Where the metadata says a new log must go: one of our online dirs, or None to pick.
+        Refuses (LogDirOfflineError) a partition that was in a dir now offline, or whose
+        assigned dir is not one of ours online: its data is there, and an empty log elsewhere
+        would pass for it."""
+        if tp in self.offline_partitions:
+            raise LogDirOfflineError(
+                f"{tp[0]}-{tp[1]} was in {self.offline_partitions[tp]}, which is offline")
+        if dir_id is None or dir_id.int < 100:  # reserved: UNASSIGNED, MIGRATING, LOST
+            return None
+        for d in online:
+            if self.directory_ids.get(d) == dir_id:
+                return d
+        raise LogDirOfflineError(
+            f"{tp[0]}-{tp[1]} is assigned to log dir {dir_id}, which is not online here")
 
     # -- access -------------------------------------------------------------------------------
 
@@ -172,9 +217,11 @@ class LogManager:
         return self._log_dir_of.get((topic, partition))
 
     def get_or_create_log(
-        self, topic: str, partition: int, config: LogConfig | None = None
+        self, topic: str, partition: int, config: LogConfig | None = None,
+        dir_id: uuid.UUID | None = None,
     ) -> PartitionLog:
-        """The log of a partition, created in the online log dir holding the fewest logs."""
+        """The log of a partition, created in the log dir ``dir_id`` names (KIP-858), else in
+        the online log dir holding the fewest logs."""
         tp = (topic, partition)
         existing = self._logs.get(tp)
         if existing is not None:
@@ -182,13 +229,14 @@ class LogManager:
         if topic == METADATA_TOPIC or parse_partition_dir(partition_dir_name(*tp)) != tp:
             raise ValueError(f"illegal topic partition {topic!r}/{partition}")
         online = [d for d in self.log_dirs if d not in self.offline_dirs]
+        target = self._target_dir(tp, dir_id, online)
         if not online:
             raise LogDirOfflineError("every log dir is offline")
         counts = {d: 0 for d in online}
         for d in self._log_dir_of.values():
             if d in counts:
                 counts[d] += 1
-        directory = min(online, key=lambda d: (counts[d], online.index(d)))
+        directory = target or min(online, key=lambda d: (counts[d], online.index(d)))
         partition_log = PartitionLog.open(
             directory / partition_dir_name(topic, partition), config or self.default_config
         )
@@ -200,6 +248,7 @@ class LogManager:
     def delete_log(self, topic: str, partition: int) -> bool:
         """Remove a partition's log and its files. True if there was one."""
         tp = (topic, partition)
+        self.offline_partitions.pop(tp, None)
         partition_log = self._logs.pop(tp, None)
         directory = self._log_dir_of.pop(tp, None)
         if partition_log is None or directory is None:

@@ -21,6 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from broker.client import KafkaProtocolError
@@ -35,6 +36,7 @@ from broker.replication.delete_records import (
     delete_target,
     low_watermark,
 )
+from broker.replication.directories import DirectoryAssignments, stop_partitions_in_dir
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition
@@ -126,10 +128,27 @@ class ReplicaManager(MetadataApplier):
         # written through WriteTxnMarkers to that partition is replicated (acks=all), just
         # before the answer (broker/replication/txn_apis.py).
         self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
+        # KIP-858 (broker/replication/directories.py): where replicas live, told to the
+        # controller; called as fn(dir) once when a log dir goes offline.
+        self.dir_assignments = DirectoryAssignments(self)
+        self.log_dir_failure_listeners: list[Callable[[Path], None]] = []
+        log_manager.offline_listeners.append(self._on_log_dir_failure)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def offline_log_dirs(self) -> set[Path]:
+        return set(self.log_manager.offline_dirs)
+
+    def _on_log_dir_failure(self, directory: Path) -> None:
+        stop_partitions_in_dir(self, directory)
+        for fn in list(self.log_dir_failure_listeners):
+            try:
+                fn(directory)
+            except Exception:
+                logger.exception("A log dir failure listener failed")
+
     def start(self) -> None:
+        self.dir_assignments.start()
         self._isr_task = asyncio.create_task(self._isr_expiration(), name="isr-expiration")
         self._producer_task = asyncio.create_task(self._producer_expiration(),
                                                   name="producer-expiration")
@@ -142,6 +161,7 @@ class ReplicaManager(MetadataApplier):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.fetchers.shutdown()
+        await self.dir_assignments.stop()
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
