@@ -30,7 +30,7 @@ from broker.protocol.messages import assign_replicas_to_dirs
 if TYPE_CHECKING:
     from broker.replication.replica_manager import ReplicaManager
 
-__all__ = ["DirectoryAssignments", "stop_partitions_in_dir"]
+__all__ = ["DirectoryAssignments", "on_log_dir_failure", "stop_partitions_in_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +143,14 @@ def stop_partitions_in_dir(rm: ReplicaManager, directory: Path) -> list[TP]:
     logger.error("Log dir %s is offline: %d partition(s) stopped here: %s", directory,
                  len(gone), ", ".join(f"{t}-{p}" for t, p in sorted(gone)) or "none")
     return gone
+
+
+def on_log_dir_failure(rm: ReplicaManager, directory: Path) -> None:
+    """``LogManager`` took ``directory`` offline: stop its partitions, then tell
+    ``rm.log_dir_failure_listeners`` (once per dir)."""
+    stop_partitions_in_dir(rm, directory)
+    for fn in list(rm.log_dir_failure_listeners):
+        try:
+            fn(directory)
+        except Exception:
+            logger.exception("A log dir failure listener failed")

@@ -36,7 +36,7 @@ from broker.replication.delete_records import (
     delete_target,
     low_watermark,
 )
-from broker.replication.directories import DirectoryAssignments, stop_partitions_in_dir
+from broker.replication.directories import DirectoryAssignments, on_log_dir_failure
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition
@@ -132,20 +132,12 @@ class ReplicaManager(MetadataApplier):
         # controller; called as fn(dir) once when a log dir goes offline.
         self.dir_assignments = DirectoryAssignments(self)
         self.log_dir_failure_listeners: list[Callable[[Path], None]] = []
-        log_manager.offline_listeners.append(self._on_log_dir_failure)
+        log_manager.offline_listeners.append(lambda d: on_log_dir_failure(self, d))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def offline_log_dirs(self) -> set[Path]:
         return set(self.log_manager.offline_dirs)
-
-    def _on_log_dir_failure(self, directory: Path) -> None:
-        stop_partitions_in_dir(self, directory)
-        for fn in list(self.log_dir_failure_listeners):
-            try:
-                fn(directory)
-            except Exception:
-                logger.exception("A log dir failure listener failed")
 
     def start(self) -> None:
         self.dir_assignments.start()

@@ -16,9 +16,11 @@ the good dir.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ def second_dir(c: ProcCluster, broker: int) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
-    c = ProcCluster(tmp_path_factory.mktemp("jbod"), controllers=3, combined=True,
+    c = ProcCluster(tmp_path_factory.mktemp("jbod"), controllers=3, combined=True, admin=True,
                     extra={"log.flush.offset.checkpoint.interval.ms": "300"})
     for n in c.nodes.values():
         # A second, empty log dir: formatted at start-up with a fresh directory id.
@@ -81,6 +83,14 @@ def admin(cluster: ProcCluster) -> Iterator[Any]:
         yield ka
     finally:
         ka.close()
+
+
+def registered_dir_ids(c: ProcCluster, broker: int) -> list[str]:
+    """The broker's registered log dir ids, from the HTTP admin API of another node."""
+    other = next(b for b in c.broker_ids if b != broker)
+    with urllib.request.urlopen(f"{c.nodes[other].admin_url}/v1/brokers/{broker}",
+                                timeout=10) as r:
+        return sorted(json.load(r)["log_dir_ids"])
 
 
 def partitions(ka: Any, topic: str) -> dict[int, dict[str, Any]]:
@@ -160,12 +170,14 @@ def test_a_failed_log_dir_moves_leadership_and_isr_away(cluster: ProcCluster,
                                                         admin: Any) -> None:
     c, ka = cluster, admin
     # Every node's second dir got a directory id of its own at start-up.
-    ids = set()
+    ids: dict[int, list[str]] = {}
     for b in c.broker_ids:
         metas = [read_meta_properties(d) for d in (c.nodes[b].data_dir, second_dir(c, b))]
         assert all(m is not None and m.directory_id for m in metas), metas
-        ids |= {m.directory_id for m in metas if m is not None}
-    assert len(ids) == 2 * len(c.broker_ids)
+        ids[b] = [m.directory_id for m in metas if m is not None and m.directory_id]
+        # ... and registered them (the HTTP admin API shows the metadata's registration).
+        assert registered_dir_ids(c, b) == sorted(ids[b])
+    assert len({i for v in ids.values() for i in v}) == 2 * len(c.broker_ids)
 
     ka.create_topics([NewTopic(TOPIC, PARTS, 3, topic_configs={"min.insync.replicas": "2"})])
     until("every partition fully in sync", lambda: all(
@@ -206,6 +218,7 @@ def test_a_failed_log_dir_moves_leadership_and_isr_away(cluster: ProcCluster,
 
         until("leadership and ISR moving away from the failed dir", moved, every=0.05)
         elapsed = time.monotonic() - failed_at
+        print(f"leadership and ISR moved {elapsed:.2f} s after the dir failed")
         now = partitions(ka, TOPIC)
         for p in in_bad:
             assert now[p]["leader_id"] in isr_before[p]  # a clean election
@@ -226,6 +239,7 @@ def test_a_failed_log_dir_moves_leadership_and_isr_away(cluster: ProcCluster,
     where = placement(ka, victim, TOPIC)
     assert where[os.path.abspath(second_dir(c, victim))][0] == STORAGE_ERROR
     assert where[os.path.abspath(c.nodes[victim].data_dir)][1] == good
+    assert registered_dir_ids(c, victim) == [ids[victim][0]]  # only the good dir is online
 
     # A new topic: the broker's replicas go to its online dir.
     ka.create_topics([NewTopic(AFTER, 4, 3)])
@@ -260,7 +274,14 @@ def test_restarted_with_the_dir_still_failed_nothing_is_recreated(cluster: ProcC
     for p in out_of_isr:
         assert victim not in now[p]["isr_nodes"] and now[p]["leader_id"] not in (victim, -1)
         assert victim in now[p]["offline_replicas"]
-    where = placement(ka, victim, TOPIC)
+    # A new admin client: this one's broker list missed the broker while it restarted.
+    fresh = kafka_admin.KafkaAdminClient(bootstrap_servers=c.bootstrap_servers,
+                                         request_timeout_ms=20000)
+    try:
+        where = placement(fresh, victim, TOPIC)
+    finally:
+        fresh.close()
     assert where[os.path.abspath(c.nodes[victim].data_dir)] == (0, good)
+    assert where[os.path.abspath(second_dir(c, victim))] == (STORAGE_ERROR, [])
     for p in out_of_isr:
         assert not (c.nodes[victim].data_dir / f"{TOPIC}-{p}").exists()
