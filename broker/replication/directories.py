@@ -29,8 +29,10 @@ from broker.protocol.messages import assign_replicas_to_dirs
 
 if TYPE_CHECKING:
     from broker.replication.replica_manager import ReplicaManager
+    from kraft.image import MetadataImage
 
-__all__ = ["DirectoryAssignments", "on_log_dir_failure", "stop_partitions_in_dir"]
+__all__ = ["DirectoryAssignments", "on_log_dir_failure", "replica_dir_online",
+           "stop_partitions_in_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,15 @@ class DirectoryAssignments:
                             self.sent += 1
         logger.info("Told the controller the log dirs of %d replica(s)", len(done))
         return done
+
+
+def replica_dir_online(image: MetadataImage, hp: Any, broker_id: int) -> bool:
+    """Whether ``broker_id``'s replica of the hosted partition ``hp`` is on a log dir its
+    broker has online (as far as the metadata says). A leader does not hold its high watermark
+    for a caught-up replica outside the ISR whose dir went offline: it will not fetch again."""
+    reg = image.topics.get_partition(hp.topic_id, hp.partition)
+    b = image.cluster.brokers.get(broker_id)
+    return reg is None or b is None or b.has_online_dir(reg.directory(broker_id))
 
 
 def stop_partitions_in_dir(rm: ReplicaManager, directory: Path) -> list[TP]:

@@ -36,7 +36,11 @@ from broker.replication.delete_records import (
     delete_target,
     low_watermark,
 )
-from broker.replication.directories import DirectoryAssignments, on_log_dir_failure
+from broker.replication.directories import (
+    DirectoryAssignments,
+    on_log_dir_failure,
+    replica_dir_online,
+)
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.metadata_apply import MetadataApplier
 from broker.replication.partition import IsrChange, Partition
@@ -285,8 +289,10 @@ class ReplicaManager(MetadataApplier):
     # -- leader: HW and ISR -------------------------------------------------------------------
 
     def _maybe_increment_hw(self, hp: Partition) -> None:
-        if hp.state.maybe_increment_hw(hp.log.log_end_offset, self.clock.monotonic_ms(),
-                                       self.replica_lag_time_max_ms, self._eligible):
+        # A replica on an offline log dir (KIP-858) is not waited for, however caught up.
+        if hp.state.maybe_increment_hw(
+                hp.log.log_end_offset, self.clock.monotonic_ms(), self.replica_lag_time_max_ms,
+                lambda b: self._eligible(b) and replica_dir_online(self.image, hp, b)):
             self._wake(hp.tp)
 
     def _eligible(self, broker_id: int) -> bool:
@@ -494,8 +500,10 @@ class ReplicaManager(MetadataApplier):
             self.delete_records_purgatory.check(hp.tp)
 
     def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
-        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id),
-                                            self._broker_epoch)
+        # Not a replica on an offline log dir (KIP-858): a fetch sent before it failed.
+        eligible = (replica_id not in hp.state.isr and self._eligible(replica_id)
+                    and replica_dir_online(self.image, hp, replica_id))
+        change = hp.state.expand_candidate(replica_id, eligible, self._broker_epoch)
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
                         list(hp.state.isr), list(change.new_isr))

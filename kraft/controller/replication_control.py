@@ -21,6 +21,7 @@ from kraft.controller.partition_change import (
     build_partition_change,
     is_active,
     leader_acceptor,
+    replica_dir_online,
     unclean_enabled,
 )
 from kraft.controller.placement import UsableBroker, place_replicas
@@ -436,7 +437,9 @@ def _validate_alter(image: MetadataImage, broker_id: int, part: PartitionRegistr
     for b, epoch in new_isr:
         reg = image.cluster.brokers.get(b)
         if (reg is None or reg.in_controlled_shutdown or reg.fenced
-                or (epoch != -1 and reg.epoch != epoch)):
+                or (epoch != -1 and reg.epoch != epoch)
+                # KIP-858: a replica whose log dir is offline does not rejoin the ISR.
+                or (b not in part.isr and not replica_dir_online(image, part, b))):
             return (ErrorCode.INELIGIBLE_REPLICA if version > 1
                     else ErrorCode.OPERATION_NOT_ATTEMPTED)
     return ErrorCode.NONE

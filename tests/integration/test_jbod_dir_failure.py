@@ -121,7 +121,7 @@ class Producing:
     def __init__(self, bootstrap: str) -> None:
         self.p = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all",
                               "enable.idempotence": True, "linger.ms": 5,
-                              "message.timeout.ms": 60000})
+                              "message.timeout.ms": 120000})
         self.acked: set[bytes] = set()
         self.failed: list[str] = []
         self._stop = threading.Event()
@@ -140,14 +140,14 @@ class Producing:
                            on_delivery=self._done)
             i += 1
             self.p.poll(0.01)
-        self.p.flush(60)
+        self.p.flush(120)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(90)
+        self._thread.join(150)
 
 
 def consume_all(bootstrap: str, topic: str, want: set[bytes]) -> set[bytes]:

@@ -18,7 +18,13 @@ from kraft.image import NO_LEADER, MetadataImage
 from kraft.metadata_records import MetadataRecordType as T
 from kraft.metadata_records import PartitionChangeRecord
 from storage.error_codes import ErrorCode as E
-from tests.unit.test_controller_helpers import Harness, check_invariants, hb_request, reg_request
+from tests.unit.test_controller_helpers import (
+    Harness,
+    alter_request,
+    check_invariants,
+    hb_request,
+    reg_request,
+)
 
 
 def d(broker_id: int, n: int) -> uuid.UUID:
@@ -261,3 +267,24 @@ def test_registering_again_without_a_dir_takes_its_replicas_out_of_the_isr() -> 
         if before[pid].leader != 2:
             assert p.leader == before[pid].leader
     check_invariants(h.image)
+
+
+def test_alter_partition_cannot_put_a_replica_on_an_offline_dir_back_in_the_isr() -> None:
+    """A leader that saw a fetch sent before the dir failed must not re-add that replica:
+    it would never fetch again and hold every acks=all produce."""
+    h = cluster()
+    h.create("t", -1, -1, assignments={"t": [[2, 1, 3]]})
+    topic = h.image.topics.by_name["t"]
+    _place_all_on(h, 1, d(1, 0), "t")
+    heartbeat(h, 1, offline=[d(1, 0)])
+    p = h.image.topics.by_name["t"].partitions[0]
+    assert p.leader == 2 and p.isr == (2, 3)
+    epoch = h.image.cluster.brokers[2].epoch
+    reply = h.apply(h.c.alter_partition(alter_request(
+        2, epoch, topic, 0, p.leader_epoch, p.partition_epoch, [2, 3, 1]), h.now))
+    assert reply.topics[0].partitions[0].error_code == E.INELIGIBLE_REPLICA
+    assert h.image.topics.by_name["t"].partitions[0].isr == (2, 3)
+    # Shrinking (or keeping) the ISR is still accepted.
+    reply = h.apply(h.c.alter_partition(alter_request(
+        2, epoch, topic, 0, p.leader_epoch, p.partition_epoch, [2]), h.now))
+    assert reply.topics[0].partitions[0].error_code == E.NONE
