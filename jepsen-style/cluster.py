@@ -1,14 +1,8 @@
 """Cluster control for the fault suite: N real nodes, each in its own network namespace.
 
-Why network namespaces: iptables/nft are not available, and a per-link TCP proxy cannot cover
-broker-to-broker links (every broker dials the advertised listener from the metadata image, the
-same address for everybody). With one namespace per node, linked by veth pairs to a bridge in the
-root namespace, each node has its own IP (10.<net>.0.<id>) and a partition is a set of
-``ip route add blackhole <peer>/32`` routes inside the namespaces: packets to a blackholed
-destination are dropped before they leave, so both directions of every TCP connection between the
-two nodes stop (replies are dropped too). Clients run in the root namespace; a client-node
-partition is a blackhole route in the root namespace, which does not touch bridged node-to-node
-traffic (the bridge forwards at layer 2).
+Each node runs in its own network namespace at its own IP, linked to the others by a bridge
+(``tools/netns.py`` explains why, and how a partition is a set of blackhole routes); clients
+run in the root namespace.
 
 Nodes run ``broker,controller`` (combined), or, with ``controllers=k``, brokers 1..n run
 ``broker`` and k more nodes (ids 101..100+k) run ``controller`` and form the metadata quorum.
@@ -25,8 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
-import os
 import random
 import subprocess
 import sys
@@ -34,6 +26,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
+
+from disks import FaultDisk
 
 from storage import fsync_journal
 from tools.launcher import (
@@ -50,6 +44,9 @@ from tools.launcher import (
     server_properties,
     stop_nodes,
 )
+from tools.netns import NamespaceNetwork, netns_available
+
+__all__ = ["Cluster", "ClusterError", "Node", "netns_available"]
 
 STARTED = READY_LINE
 BROKER_PORT = 9092
@@ -59,26 +56,6 @@ STOP_ALL_TIMEOUT_S = 20.0
 
 class ClusterError(LaunchError):
     pass
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["ip", *args], check=False, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args)}: {r.stderr.strip()}")
-    return r
-
-
-_CLUSTER_TAGS = itertools.count()
-
-def netns_available() -> bool:
-    """True if we may create network namespaces (root and iproute2)."""
-    if os.geteuid() != 0:
-        return False
-    name = f"jpchk{os.getpid() % 100000}"
-    if _ip("netns", "add", name, check=False).returncode != 0:
-        return False
-    _ip("netns", "del", name, check=False)
-    return True
 
 
 CONTROLLER_ID_BASE = 100  # separate controllers are nodes 101, 102, ...
@@ -93,8 +70,8 @@ class Node(NodeProcess):
     def __init__(self, cluster: Cluster, node_id: int, roles: str = "broker,controller") -> None:
         self.cluster = cluster
         self.roles = roles
-        self.ip = f"10.{cluster.net}.0.{node_id}"
-        self.netns = f"{cluster.prefix}n{node_id}"
+        self.ip = cluster.network.ip(node_id)
+        self.netns = cluster.network.netns(node_id)
         directory = cluster.root / f"node-{node_id}"
         self.journal = directory / "fsync.journal" if cluster.fsync_journal else None
         role_set = tuple(roles.split(","))
@@ -132,7 +109,7 @@ class Cluster:
 
     def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
                  extra: dict[str, str] | None = None, fsync_journal: bool = True,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, fault_disk_mb: int | None = None) -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
         if controllers not in (0, 1, 3, 5):
@@ -142,33 +119,22 @@ class Cluster:
         self.extra = dict(extra or {})
         self.fsync_journal = fsync_journal
         rnd = random.Random(seed if seed is not None else time.time_ns())
-        # Unique per cluster of this process (not drawn from the seed: clusters of one process
-        # with the same seed must not share interface names, whatever one's teardown left).
-        tag = f"{os.getpid() % 1000:03d}{next(_CLUSTER_TAGS) % 100:02d}"
-        self.prefix = f"jp{tag}"  # short: interface names have at most 15 characters
-        self.net = self._free_net(rnd)
-        self.bridge = f"{self.prefix}br"
-        self.gateway = f"10.{self.net}.0.254"
         if controllers:
             plan = plan_roles(controllers=controllers, brokers=n,
                               controller_id_base=CONTROLLER_ID_BASE, broker_id_base=0)
         else:
             plan = plan_roles(controllers=n, combined=True)
+        self.network = NamespaceNetwork([i for i, _ in plan], rnd=rnd)
         self.nodes = {i: Node(self, i, ",".join(roles)) for i, roles in plan}
         self.broker_ids = [i for i, node in self.nodes.items() if node.is_broker]
         self.controller_ids = [i for i, node in self.nodes.items() if node.is_controller]
         self.combined = not controllers
-        self.blackholes: set[tuple[str, str]] = set()  # (netns or "root", destination ip)
+        # With ``fault_disk_mb``: each broker's second log dir on a disk of its own that the
+        # disk nemeses fill or fail (disks.py).
+        self.disks: dict[int, FaultDisk] = {} if fault_disk_mb is None else {
+            i: FaultDisk(node.dir / "disk2.img", node.dir / "data2", fault_disk_mb)
+            for i, node in self.nodes.items() if node.is_broker}
         self._set_up = False
-
-    @staticmethod
-    def _free_net(rnd: random.Random) -> int:
-        used = _ip("-4", "addr").stdout
-        for _ in range(200):
-            net = rnd.randrange(100, 250)
-            if f"10.{net}.0." not in used:
-                return net
-        raise ClusterError("no free 10.x.0.0/24 network")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -176,67 +142,21 @@ class Cluster:
 
     # -- network ------------------------------------------------------------------------------
 
-    def _setup_network(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for n in self.nodes.values():
-            host_if, ns_if = f"{self.prefix}h{n.node_id}", f"{self.prefix}v{n.node_id}"
-            _ip("netns", "add", n.netns)
-            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-            _ip("link", "set", ns_if, "netns", n.netns)
-            _ip("link", "set", host_if, "master", self.bridge)
-            _ip("link", "set", host_if, "up")
-            _ip("-n", n.netns, "addr", "add", f"{n.ip}/24", "dev", ns_if)
-            _ip("-n", n.netns, "link", "set", ns_if, "up")
-            _ip("-n", n.netns, "link", "set", "lo", "up")
-
-    def _teardown_network(self) -> None:
-        for n in self.nodes.values():
-            _ip("netns", "del", n.netns, check=False)
-            # Gone with its namespace, unless a process still holds that namespace.
-            _ip("link", "del", f"{self.prefix}h{n.node_id}", check=False)
-        for dest in {d for ns, d in self.blackholes if ns == "root"}:
-            _ip("route", "del", "blackhole", f"{dest}/32", check=False)
-        self.blackholes.clear()
-        _ip("link", "del", self.bridge, check=False)
-
     def block(self, src: int | None, dst: int) -> None:
         """Drop traffic from ``src`` (a node id, or None for the clients) to node ``dst``."""
-        where = "root" if src is None else self.nodes[src].netns
-        dest = self.nodes[dst].ip
-        if (where, dest) in self.blackholes:
-            return
-        args = ["route", "add", "blackhole", f"{dest}/32"]
-        _ip(*args) if where == "root" else _ip("-n", where, *args)
-        self.blackholes.add((where, dest))
+        self.network.block(src, dst)
 
     def partition(self, groups: Iterable[Iterable[int]]) -> None:
         """Nodes in different groups cannot talk (both directions). Nodes in no group are cut
         from everybody."""
-        member: dict[int, int] = {}
-        for gi, g in enumerate(groups):
-            for i in g:
-                member[i] = gi
-        for a in self.nodes:
-            for b in self.nodes:
-                if a != b and (a not in member or b not in member or member[a] != member[b]):
-                    self.block(a, b)
+        self.network.partition(groups)
 
     def block_links(self, links: Iterable[tuple[int, int]]) -> None:
         """Cut each (a, b) link in both directions."""
-        for a, b in links:
-            self.block(a, b)
-            self.block(b, a)
+        self.network.block_links(links)
 
     def heal(self) -> None:
-        for where, dest in sorted(self.blackholes):
-            args = ["route", "del", "blackhole", f"{dest}/32"]
-            if where == "root":
-                _ip(*args, check=False)
-            else:
-                _ip("-n", where, *args, check=False)
-        self.blackholes.clear()
+        self.network.heal()
 
     def can_connect(self, src: int | None, dst: int, timeout: float = 1.0) -> bool:
         """Try a TCP connect from ``src``'s namespace (None: the root namespace) to ``dst``'s
@@ -260,7 +180,7 @@ class Cluster:
         # up fails half-way, and on an early exit.
         self._set_up = True
         atexit.register(self.teardown)
-        self._setup_network()
+        self.network.setup()
         specs = [n.spec for n in self.nodes.values()]
         voters = quorum_voters(specs)
         cluster_id = random_cluster_id()
@@ -276,10 +196,17 @@ class Cluster:
         }
         for n in self.nodes.values():
             n.dir.mkdir(parents=True, exist_ok=True)
+            extra = dict(self.extra)
+            disk = self.disks.get(n.node_id)
+            if disk is not None:
+                disk.setup()
+                extra["log.dirs"] = f"{n.data_dir},{disk.mount}"
             n.write_config(server_properties(n.spec, voters, n.data_dir, settings=settings,
-                                             extra=self.extra))
+                                             extra=extra))
             n.format(cluster_id)
             if n.journal is not None:
+                # Not the fault disk: a repaired disk may come back as another loop device,
+                # and the journal keys files by device (lose-unsynced spares that dir).
                 fsync_journal.baseline(n.journal, [n.data_dir])
 
     def start(self, ids: Iterable[int] | None = None, wait: bool = True,
@@ -296,8 +223,10 @@ class Cluster:
         with contextlib.suppress(Exception):
             self.heal()
         stop_nodes(self.nodes.values(), STOP_ALL_TIMEOUT_S)
+        for disk in self.disks.values():
+            disk.teardown()
         if self._set_up:
-            self._teardown_network()
+            self.network.teardown()
             self._set_up = False
             atexit.unregister(self.teardown)
 

@@ -29,6 +29,12 @@ Kinds:
   lose-unsynced may also pick ``coordinator``, and partition ``isolate-coordinator``: the
   transaction coordinator of one of the workload's transactional.ids, found with
   FindCoordinator key_type 1 (a random broker while none is served; the history says which).
+- ``disk-full`` / ``disk-eio`` (with ``Cluster(fault_disk_mb=...)``: every broker's second
+  log dir on a loop-mounted ext4 image of its own, disks.py): fill that disk (ENOSPC), or shut
+  its filesystem down so every I/O on it returns EIO, on a random broker or a partition
+  leader. The broker takes the dir offline and serves on from its other dir; its partitions
+  in that dir answer KAFKA_STORAGE_ERROR. Heal stops the node, repairs the disk (the filler
+  deleted; or unmounted, ``e2fsck -fy``, mounted again) and starts it.
 - ``clock``: clock skew needs libfaketime (the nodes use time.time() for timestamps and a
   monotonic clock for timeouts); it is not installed here, so the kind is refused with a clear
   error.
@@ -48,6 +54,7 @@ from typing import Any
 
 from cluster import BROKER_PORT, CONTROLLER_PORT, Cluster
 from confluent_kafka import KafkaException
+from disks import disks_available
 from history import History
 from workload import WorkloadConfig, partition_leaders
 
@@ -58,7 +65,9 @@ from broker.protocol.messages import find_coordinator
 from storage.fsync_journal import Cut, lose_unsynced
 
 KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "followers-lag",
-         "clock")
+         "clock", "disk-full", "disk-eio")
+DISK_KINDS = ("disk-full", "disk-eio")
+DISK_TARGETS = ("broker", "leader")
 DEFAULT_KINDS = ("kill", "pause", "partition", "lose-unsynced")
 TARGETS = ("one", "minority", "n-1", "leader", "controller", "all")
 PARTITIONS = ("halves", "isolate-leader", "isolate-controller", "bridge", "ring", "clients")
@@ -86,6 +95,8 @@ def check_kinds(kinds: list[str]) -> None:
     for k in kinds:
         if k not in KINDS:
             raise NemesisError(f"unknown nemesis {k!r}; choose from {', '.join(KINDS)}")
+        if k in DISK_KINDS and (why := disks_available()) is not None:
+            raise NemesisError(f"the {k} nemesis is unavailable: {why}")
         if k == "clock":
             why = ("libfaketime is not installed" if shutil.which("faketime") is None
                    else "not implemented yet")
@@ -116,6 +127,8 @@ def schedule(seed: int, kinds: list[str], time_limit_s: float, *, warmup_s: floa
             target = rnd.choice(lose)
         elif kind == "lose-unsynced-all":
             target = "all"
+        elif kind in DISK_KINDS:
+            target = rnd.choice(DISK_TARGETS)
         else:
             target = "leader"
         out.append(Fault(round(t, 3), round(t + dur, 3), kind, target, rnd.randrange(2**31)))
@@ -314,11 +327,37 @@ class Nemesis:
             value.update(self._grid(fault.target, rnd))
         elif fault.kind == "followers-lag":
             value.update(self._followers_lag(rnd))
+        elif fault.kind in DISK_KINDS:
+            value.update(self._disk_fault(fault, rnd))
         else:
             raise NemesisError(f"cannot run nemesis {fault.kind!r}")
         if self.found_by is not None:
             value["found_by"] = self.found_by
         self._record(f"start-{fault.kind}", value)
+
+    def _disk_fault(self, fault: Fault, rnd: random.Random) -> dict[str, Any]:
+        c = self.cluster
+        if not c.disks:
+            raise NemesisError(f"{fault.kind} needs a cluster with fault disks (fault_disk_mb)")
+        node = self._leader(rnd) if fault.target == "leader" else rnd.choice(c.broker_ids)
+        disk = c.disks[node]
+        out: dict[str, Any] = {"nodes": [node], "dir": str(disk.mount)}
+        if fault.kind == "disk-full":
+            out["filled_bytes"] = disk.fill()
+        else:
+            disk.fail()
+        self.affected = [node]
+        return out
+
+    def _repair_disks(self, nodes: list[int]) -> None:
+        """Stop each node whose disk is not ok, repair the disk; the restart follows."""
+        c = self.cluster
+        for i in nodes:
+            disk = c.disks.get(i)
+            if disk is None or disk.state == "ok":
+                continue
+            c.nodes[i].stop(60)
+            disk.repair()
 
     def _followers_lag(self, rnd: random.Random) -> dict[str, Any]:
         c = self.cluster
@@ -357,6 +396,8 @@ class Nemesis:
             for i in self.affected:
                 c.nodes[i].resume()
         else:
+            if fault.kind in DISK_KINDS:
+                self._repair_disks(self.affected)
             self._restart(self.affected)
         self._record(f"stop-{fault.kind}", value)
         self.active = None
@@ -376,6 +417,7 @@ class Nemesis:
         c.heal()
         for n in c.nodes.values():
             n.resume()
+        self._repair_disks(list(c.disks))
         self._restart(list(c.nodes))
 
 

@@ -45,6 +45,7 @@ from cluster import BROKER_PORT, Cluster, netns_available
 from history import History
 from nemesis import (
     DEFAULT_KINDS,
+    DISK_KINDS,
     Fault,
     Nemesis,
     NemesisError,
@@ -57,6 +58,8 @@ from workload import Workload, WorkloadConfig, create_topic, wait_healthy
 
 from broker.client import KafkaConnection
 from broker.protocol.api_keys import ApiKey
+
+DISK_MB = 256  # each broker's second log dir, for the disk nemeses (disks.py)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"time_limit": 60.0, "nemesis": ",".join(DEFAULT_KINDS), "consumer_mode": "mixed",
@@ -73,6 +76,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     # transaction coordinator among the targets; txn-clean: no faults.
     "txn": {"workload": "txn", "time_limit": 120.0, "nemesis": ",".join(DEFAULT_KINDS)},
     "txn-clean": {"workload": "txn", "time_limit": 15.0, "nemesis": "none"},
+    # A broker's second log dir filled or failing with EIO (jepsen-style/disks.py).
+    "disk": {"time_limit": 60.0, "nemesis": "disk-full,disk-eio", "consumer_mode": "mixed",
+             "commit": True},
 }
 
 
@@ -85,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "pipeline (txn_workload.py); default: the profile's")
     ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
     ap.add_argument("--nemesis", help="comma-separated: kill,pause,partition,lose-unsynced,"
-                    "lose-unsynced-all,followers-lag,clock; 'none' for no faults")
+                    "lose-unsynced-all,followers-lag,clock,disk-full,disk-eio; 'none' for no "
+                    "faults")
     ap.add_argument("--seed", type=int, help="seed of the first run (default: random)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--nodes", type=int, choices=(3, 5), default=3,
@@ -153,8 +160,9 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     extra = {"min.insync.replicas": str(a.min_insync)}
     if a.flush_every_message:
         extra["log.flush.interval.messages"] = "1"
+    disks = any(k in DISK_KINDS for k in a.kinds)
     cluster = Cluster(out / "cluster", n=a.nodes, controllers=a.controllers, extra=extra,
-                      seed=seed)
+                      seed=seed, fault_disk_mb=DISK_MB if disks else None)
     history = History(out / "history.jsonl")
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
                          replication_factor=a.replication_factor, min_insync=a.min_insync,

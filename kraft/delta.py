@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage, StandardAcl
+from kraft.client_quotas import ClientQuotasDelta
 from kraft.image import (
     BrokerRegistration,
     ClusterImage,
@@ -30,6 +32,7 @@ from kraft.image import (
     TopicsImage,
 )
 from kraft.metadata_records import MetadataRecordType
+from kraft.scram_image import ScramCredentialData, apply_scram_changes
 
 __all__ = ["LocalReplicaChanges", "MetadataDelta", "MetadataReplayError", "TopicPartition"]
 
@@ -104,6 +107,9 @@ class MetadataDelta:
         self._configs: dict[tuple[int, str], dict[str, str | None]] = {}
         self._deleted_config_resources: set[tuple[int, str]] = set()
         self._next_producer_id: int | None = None
+        self._acls: dict[uuid.UUID, StandardAcl | None] = {}
+        self._quotas = ClientQuotasDelta(image.client_quotas)
+        self._scram: dict[tuple[str, int], ScramCredentialData | None] = {}
         self._dispatch = {
             MetadataRecordType.REGISTER_BROKER_RECORD: self._register_broker,
             MetadataRecordType.UNREGISTER_BROKER_RECORD: self._unregister_broker,
@@ -118,16 +124,25 @@ class MetadataDelta:
             MetadataRecordType.FEATURE_LEVEL_RECORD: self._feature_level,
             MetadataRecordType.PRODUCER_IDS_RECORD: self._producer_ids,
             MetadataRecordType.NO_OP_RECORD: lambda _r: None,
+            MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD: self._acl,
+            MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD: self._remove_acl,
+            MetadataRecordType.CLIENT_QUOTA_RECORD: self._quotas.replay,
+            MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD: self._scram_credential,
+            MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD: self._remove_scram,
         }
 
     # ------------------------------------------------------------------ replay
 
     def replay(self, record_type: int, record: Any) -> None:
-        self._dispatch[MetadataRecordType(record_type)](record)
+        handler = self._dispatch.get(record_type)  # type: ignore[call-overload]
+        if handler is None:
+            handler = self._dispatch[MetadataRecordType(record_type)]  # ValueError if unknown
+        handler(record)
 
     def replay_all(self, records: Iterable[tuple[int, Any]]) -> None:
+        replay = self.replay
         for t, r in records:
-            self._dispatch[MetadataRecordType(t)](r)
+            replay(t, r)
 
     def set_provenance(self, offset: int, epoch: int) -> None:
         """The offset and epoch of the last record replayed (recorded in the next image)."""
@@ -239,6 +254,26 @@ class MetadataDelta:
             )
         self._next_producer_id = r.next_producer_id
 
+    def _scram_credential(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = ScramCredentialData(
+            bytes(r.salt), bytes(r.stored_key), bytes(r.server_key), r.iterations)
+
+    def _remove_scram(self, r: Any) -> None:
+        self._scram[(r.name, r.mechanism)] = None
+
+    def _acl(self, r: Any) -> None:
+        self._acls[r.id] = StandardAcl.from_record(r)
+
+    def _remove_acl(self, r: Any) -> None:
+        known = self._acls[r.id] if r.id in self._acls else self.image.acls.by_id.get(r.id)
+        if known is None:
+            raise MetadataReplayError(f"RemoveAccessControlEntryRecord: no ACL with id {r.id}")
+        self._acls[r.id] = None
+
+    @property
+    def acls_changed(self) -> bool:
+        return bool(self._acls)
+
     # ------------------------------------------------------------------ apply
 
     def apply(self) -> MetadataImage:
@@ -294,6 +329,15 @@ class MetadataDelta:
         producer_ids = img.producer_ids
         if self._next_producer_id is not None:
             producer_ids = ProducerIdsImage(self._next_producer_id)
+        acls = img.acls
+        if self._acls:
+            by_id = dict(acls.by_id)
+            for acl_id, acl in self._acls.items():
+                if acl is None:
+                    by_id.pop(acl_id, None)
+                else:
+                    by_id[acl_id] = acl
+            acls = AclsImage(MappingProxyType(by_id))
         return MetadataImage(
             offset=self.offset,
             epoch=self.epoch,
@@ -302,6 +346,9 @@ class MetadataDelta:
             topics=topics,
             configs=configs,
             producer_ids=producer_ids,
+            acls=acls,
+            client_quotas=self._quotas.apply(),
+            scram=apply_scram_changes(img.scram, self._scram),
         )
 
     # ------------------------------------------------------------------ what changed
@@ -309,6 +356,9 @@ class MetadataDelta:
     @property
     def deleted_topics(self) -> Mapping[uuid.UUID, TopicImage]:
         return self._deleted_topics
+
+    def client_quotas_changed(self) -> bool:
+        return self._quotas.changed()
 
     def changed_config_resources(self) -> set[tuple[int, str]]:
         return set(self._configs) | self._deleted_config_resources

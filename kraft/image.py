@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclsImage
+from kraft.client_quotas import ClientQuotasImage
 from kraft.directories import directory_of, is_dir_online, merged_directories
+from kraft.fast_init import fast_frozen_init
 from kraft.metadata_records import (
     ConfigRecord,
     FeatureLevelRecord,
@@ -28,7 +31,9 @@ from kraft.metadata_records import (
     ProducerIdsRecord,
     RegisterBrokerRecord,
     TopicRecord,
+    UserScramCredentialRecord,
 )
+from kraft.scram_image import ScramImage
 
 __all__ = [
     "NO_LEADER",
@@ -65,6 +70,15 @@ class ConfigResourceType(enum.IntEnum):
 class LeaderRecoveryState(enum.IntEnum):
     RECOVERED = 0
     RECOVERING = 1
+
+
+_RECOVERY_STATES = {int(s): s for s in LeaderRecoveryState}
+
+
+def _recovery_state(value: int) -> LeaderRecoveryState:
+    """``LeaderRecoveryState(value)`` (ValueError if unknown) without the enum call's cost."""
+    got = _RECOVERY_STATES.get(value)
+    return LeaderRecoveryState(value) if got is None else got
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,7 @@ class BrokerRegistration:
         )
 
 
+@fast_frozen_init  # built once per partition on every snapshot load
 @dataclass(frozen=True, slots=True)
 class PartitionRegistration:
     replicas: tuple[int, ...]
@@ -214,7 +229,7 @@ class PartitionRegistration:
             partition_epoch=r.partition_epoch,
             removing_replicas=tuple(r.removing_replicas),
             adding_replicas=tuple(r.adding_replicas),
-            leader_recovery_state=LeaderRecoveryState(r.leader_recovery_state),
+            leader_recovery_state=_recovery_state(r.leader_recovery_state),
             elr=tuple(r.eligible_leader_replicas or ()),
             last_known_elr=tuple(r.last_known_elr or ()),
             directories=(tuple(r.directories) if len(r.directories) == len(r.replicas)
@@ -222,7 +237,7 @@ class PartitionRegistration:
         )
 
     def to_record(self, topic_id: uuid.UUID, partition_id: int) -> Any:
-        return PartitionRecord(
+        return PartitionRecord.cls(  # the class itself: Message.__call__ repacks kwargs
             partition_id=partition_id,
             topic_id=topic_id,
             replicas=list(self.replicas),
@@ -307,6 +322,9 @@ class MetadataImage:
     topics: TopicsImage = TopicsImage()
     configs: ConfigurationsImage = ConfigurationsImage()
     producer_ids: ProducerIdsImage = ProducerIdsImage()
+    acls: AclsImage = field(default_factory=AclsImage)
+    client_quotas: ClientQuotasImage = ClientQuotasImage()  # noqa: RUF009 (immutable)
+    scram: ScramImage = field(default_factory=ScramImage)
 
     def is_empty(self) -> bool:
         return (
@@ -315,13 +333,16 @@ class MetadataImage:
             and not self.topics.by_id
             and not self.configs.resources
             and self.producer_ids.next_producer_id == 0
+            and not self.acls.by_id
+            and not self.client_quotas.entities
+            and not self.scram.credentials
         )
 
     def records(self) -> Iterator[tuple[MetadataRecordType, Any]]:
         """Records that rebuild this image from an empty one (a snapshot's content).
 
         Deterministic order (features, brokers, topics with their partitions, configs, producer
-        ids), so equal images give byte-identical snapshots.
+        ids, client quotas), so equal images give byte-identical snapshots.
         """
         for name, level in sorted(self.features.levels.items()):
             yield MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
@@ -343,3 +364,8 @@ class MetadataImage:
             yield MetadataRecordType.PRODUCER_IDS_RECORD, ProducerIdsRecord(
                 broker_id=-1, broker_epoch=-1, next_producer_id=self.producer_ids.next_producer_id
             )
+        for acl_id, acl in sorted(self.acls.by_id.items()):
+            yield MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD, acl.to_record(acl_id)
+        yield from self.client_quotas.records()
+        for r in self.scram.records(UserScramCredentialRecord):
+            yield MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD, r

@@ -7,6 +7,8 @@ from typing import Any
 
 from kraft.codec import (
     BOOL,
+    BYTES,
+    FLOAT64,
     INT8,
     INT16,
     INT32,
@@ -28,11 +30,14 @@ from storage.control_records import ControlRecordType
 __all__ = [
     "CONTROL_RECORD_SCHEMAS", "CONTROL_RECORD_VERSIONS", "LATEST_VERSIONS",
     "METADATA_RECORD_FRAME_VERSION", "METADATA_RECORD_SCHEMAS",
-    "BrokerRegistrationChangeRecord", "ConfigRecord", "FeatureLevelRecord",
-    "FenceBrokerRecord", "KRaftVersionRecord", "LeaderChangeMessage", "MetadataRecordType",
+    "AccessControlEntryRecord", "BrokerRegistrationChangeRecord", "ClientQuotaRecord",
+    "ConfigRecord", "FeatureLevelRecord", "FenceBrokerRecord", "KRaftVersionRecord",
+    "LeaderChangeMessage", "MetadataRecordType",
     "NoOpRecord", "PartitionChangeRecord", "PartitionRecord", "ProducerIdsRecord",
-    "RegisterBrokerRecord", "RemoveTopicRecord", "SnapshotFooterRecord", "SnapshotHeaderRecord",
-    "TopicRecord", "UnfenceBrokerRecord", "UnregisterBrokerRecord", "VotersRecord",
+    "RegisterBrokerRecord", "RemoveAccessControlEntryRecord", "RemoveTopicRecord",
+    "RemoveUserScramCredentialRecord", "SnapshotFooterRecord", "SnapshotHeaderRecord",
+    "TopicRecord", "UnfenceBrokerRecord", "UnregisterBrokerRecord", "UserScramCredentialRecord",
+    "VotersRecord",
     "decode_control_record", "decode_metadata_record", "encode_control_record",
     "encode_metadata_record", "latest_version",
 ]
@@ -41,7 +46,7 @@ __all__ = [
 class MetadataRecordType(IntEnum):
     """Kafka's metadata record type ids (the ``apiKey`` of each metadata record spec).
 
-    Ids this module has no schema for (ACLs, SCRAM, quotas, delegation tokens, ZK migration,
+    Ids this module has no schema for (delegation tokens, ZK migration,
     controller registration, metadata transactions) are not listed: decoding rejects them.
     """
 
@@ -54,10 +59,15 @@ class MetadataRecordType(IntEnum):
     FENCE_BROKER_RECORD = 7
     UNFENCE_BROKER_RECORD = 8
     REMOVE_TOPIC_RECORD = 9
+    USER_SCRAM_CREDENTIAL_RECORD = 11
     FEATURE_LEVEL_RECORD = 12
+    CLIENT_QUOTA_RECORD = 14
     PRODUCER_IDS_RECORD = 15
     BROKER_REGISTRATION_CHANGE_RECORD = 17
+    ACCESS_CONTROL_ENTRY_RECORD = 18
+    REMOVE_ACCESS_CONTROL_ENTRY_RECORD = 19
     NO_OP_RECORD = 20
+    REMOVE_USER_SCRAM_CREDENTIAL_RECORD = 22
 
 
 RegisterBrokerRecord = Message(
@@ -190,6 +200,20 @@ FeatureLevelRecord = Message(
     ],
 )
 
+ClientQuotaRecord = Message(
+    "ClientQuotaRecord", api_key=MetadataRecordType.CLIENT_QUOTA_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("entity", Array(Struct("EntityData", [
+            Field("entity_type", STRING),
+            Field("entity_name", STRING, nullable_versions="0+"),
+        ]))),
+        Field("key", STRING),
+        Field("value", FLOAT64),
+        Field("remove", BOOL),
+    ],
+)
+
 ProducerIdsRecord = Message(
     "ProducerIdsRecord", api_key=MetadataRecordType.PRODUCER_IDS_RECORD,
     valid_versions="0", flexible_versions="0+",
@@ -212,10 +236,58 @@ BrokerRegistrationChangeRecord = Message(
     ],
 )
 
+UserScramCredentialRecord = Message(
+    "UserScramCredentialRecord", api_key=MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("name", STRING),
+        Field("mechanism", INT8),
+        Field("salt", BYTES),
+        Field("stored_key", BYTES),
+        Field("server_key", BYTES),
+        Field("iterations", INT32),
+    ],
+)
+
+RemoveUserScramCredentialRecord = Message(
+    "RemoveUserScramCredentialRecord",
+    api_key=MetadataRecordType.REMOVE_USER_SCRAM_CREDENTIAL_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("name", STRING),
+        Field("mechanism", INT8),
+    ],
+)
+
 NoOpRecord = Message(
     "NoOpRecord", api_key=MetadataRecordType.NO_OP_RECORD,
     valid_versions="0", flexible_versions="0+",
     fields=[],
+)
+
+
+AccessControlEntryRecord = Message(
+    "AccessControlEntryRecord", api_key=MetadataRecordType.ACCESS_CONTROL_ENTRY_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("id", UUID),
+        Field("resource_type", INT8),
+        Field("resource_name", STRING),
+        Field("pattern_type", INT8),
+        Field("principal", STRING),
+        Field("host", STRING),
+        Field("operation", INT8),
+        Field("permission_type", INT8),
+    ],
+)
+
+RemoveAccessControlEntryRecord = Message(
+    "RemoveAccessControlEntryRecord",
+    api_key=MetadataRecordType.REMOVE_ACCESS_CONTROL_ENTRY_RECORD,
+    valid_versions="0", flexible_versions="0+",
+    fields=[
+        Field("id", UUID),
+    ],
 )
 
 
@@ -231,6 +303,8 @@ METADATA_RECORD_SCHEMAS = _by_type(
     RegisterBrokerRecord, UnregisterBrokerRecord, TopicRecord, PartitionRecord, ConfigRecord,
     PartitionChangeRecord, FenceBrokerRecord, UnfenceBrokerRecord, RemoveTopicRecord,
     FeatureLevelRecord, ProducerIdsRecord, BrokerRegistrationChangeRecord, NoOpRecord,
+    ClientQuotaRecord, AccessControlEntryRecord, RemoveAccessControlEntryRecord,
+    UserScramCredentialRecord, RemoveUserScramCredentialRecord,
 )
 LATEST_VERSIONS: dict[MetadataRecordType, int] = {
     t: msg.valid_versions.highest for t, msg in METADATA_RECORD_SCHEMAS.items()
@@ -251,17 +325,29 @@ METADATA_RECORD_FRAME_VERSION = 1
 _SHORT_MAX = 0x7FFF
 
 
+# The frame prefix of each (record type, version) written so far, and the record type, version
+# and schema of each one-byte-each frame prefix, looked up by ``type << 8 | version`` (all three
+# fields are uvarints, single bytes below 128): framing costs a dict lookup, not three varints.
+_FRAME_PREFIXES: dict[tuple[int, int], bytes] = {}
+_ONE_BYTE_FRAMES: dict[int, tuple[MetadataRecordType, int, Message]] = {
+    t << 8 | v: (t, v, msg)
+    for t, msg in METADATA_RECORD_SCHEMAS.items() if t < 0x80
+    for v in range(msg.valid_versions.lowest, min(msg.valid_versions.highest, 0x7F) + 1)
+}
+
+
 def encode_metadata_record(record_type: int, version: int, obj: Any) -> bytes:
     """Frame and serialize ``obj`` (an instance of the record type's class) at ``version``."""
-    try:
-        schema = METADATA_RECORD_SCHEMAS[MetadataRecordType(record_type)]
-    except ValueError:
-        raise EncodeError(f"unknown metadata record type {record_type}") from None
-    out: list[Any] = [
-        write_uvarint(METADATA_RECORD_FRAME_VERSION), write_uvarint(record_type),
-        write_uvarint(version),
-    ]
+    schema = METADATA_RECORD_SCHEMAS.get(record_type)  # type: ignore[call-overload]
+    if schema is None or isinstance(record_type, bool):
+        raise EncodeError(f"unknown metadata record type {record_type}")
+    prefix = _FRAME_PREFIXES.get((record_type, version))
+    out: list[Any] = [prefix or b""]
     schema.encode_to(obj, version, out)
+    if prefix is None:  # the version is valid: the encode went through
+        out[0] = _FRAME_PREFIXES[(int(record_type), version)] = (
+            write_uvarint(METADATA_RECORD_FRAME_VERSION) + write_uvarint(record_type)
+            + write_uvarint(version))
     return b"".join(out)
 
 
@@ -278,6 +364,23 @@ def decode_metadata_record(buf: Any) -> tuple[MetadataRecordType, int, Any]:
     The whole of ``buf`` must be the record: trailing bytes are an error, as in Kafka.
     Raises ``DecodeError`` on a bad frame version, an unknown type or version, or a bad body.
     """
+    if len(buf) >= 3 and buf[0] == METADATA_RECORD_FRAME_VERSION and buf[1] < 0x80 \
+            and buf[2] < 0x80:
+        frame = _ONE_BYTE_FRAMES.get(buf[1] << 8 | buf[2])
+        if frame is not None:
+            record_type, version, schema = frame
+            pos = 3
+        else:
+            record_type, version, schema, pos = _decode_frame(buf)
+    else:
+        record_type, version, schema, pos = _decode_frame(buf)
+    obj, end = schema.decode(buf, version, pos)
+    if end != len(buf):
+        raise DecodeError(f"{len(buf) - end} byte(s) of garbage after {schema.name} v{version}")
+    return record_type, version, obj
+
+
+def _decode_frame(buf: Any) -> tuple[MetadataRecordType, int, Message, int]:
     frame_version, pos = _read_short_uvarint(buf, 0, "frame version")
     if frame_version != METADATA_RECORD_FRAME_VERSION:
         raise DecodeError(f"unsupported metadata record frame version {frame_version} "
@@ -292,10 +395,7 @@ def decode_metadata_record(buf: Any) -> tuple[MetadataRecordType, int, Any]:
     if version not in schema.valid_versions:
         raise DecodeError(f"unsupported {schema.name} version {version} "
                           f"(valid: {schema.valid_versions})")
-    obj, end = schema.decode(buf, version, pos)
-    if end != len(buf):
-        raise DecodeError(f"{len(buf) - end} byte(s) of garbage after {schema.name} v{version}")
-    return record_type, version, obj
+    return record_type, version, schema, pos
 
 
 # ---------------------------------------------------------------------------------------------

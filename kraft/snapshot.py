@@ -34,18 +34,19 @@ from kraft.delta import MetadataDelta
 from kraft.image import MetadataImage
 from kraft.messages import SnapshotId
 from kraft.metadata_records import (
+    LATEST_VERSIONS,
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     decode_control_record,
     decode_metadata_record,
     encode_control_record,
     encode_metadata_record,
-    latest_version,
 )
 from storage.control_records import ControlRecordType, build_control_batch, parse_control_record_key
 from storage.errors import CorruptRecordError, InvalidRecordError
-from storage.record_batch import HEADER_SIZE, LOG_OVERHEAD
-from storage.records import build_batch, decode_batch
+from storage.record_batch import ATTRIBUTES_OFFSET, CONTROL_MASK, HEADER_SIZE, LOG_OVERHEAD
+from storage.records import decode_batch
+from storage.value_batch import build_value_batch, decode_batch_values
 
 __all__ = [
     "DELETED_SUFFIX",
@@ -83,6 +84,7 @@ SNAPSHOT_FOOTER_VERSION = 0
 # only used to cut batches below MAX_BATCH_SIZE_BYTES, so it may overestimate.
 _RECORD_OVERHEAD = 24
 _WRITE_BUFFER_BYTES = 1 << 20
+_ATTRIBUTES_LOW_BYTE = ATTRIBUTES_OFFSET + 1  # int16, big-endian: the control bit is here
 
 # Control records allowed in a snapshot besides the header and footer (Kafka's kraft.version 1
 # header batch also carries these); a reader of metadata records skips them.
@@ -141,7 +143,7 @@ def snapshot_batches(
         timestamp=ts,
     )
     next_offset = 1
-    pending: list[tuple[None, bytes]] = []
+    pending: list[bytes] = []
     pending_bytes = HEADER_SIZE
     for value in records:
         size = len(value) + _RECORD_OVERHEAD
@@ -151,16 +153,16 @@ def snapshot_batches(
         if pending and (
             len(pending) >= max_records_per_batch or pending_bytes + size > max_batch_bytes
         ):
-            yield build_batch(pending, base_offset=next_offset, partition_leader_epoch=epoch,
-                              base_timestamp=ts)
+            yield build_value_batch(pending, base_offset=next_offset,
+                                    partition_leader_epoch=epoch, timestamp=ts)
             next_offset += len(pending)
             pending = []
             pending_bytes = HEADER_SIZE
-        pending.append((None, value))
+        pending.append(value)
         pending_bytes += size
     if pending:
-        yield build_batch(pending, base_offset=next_offset, partition_leader_epoch=epoch,
-                          base_timestamp=ts)
+        yield build_value_batch(pending, base_offset=next_offset, partition_leader_epoch=epoch,
+                                timestamp=ts)
         next_offset += len(pending)
     footer = SnapshotFooterRecord(version=SNAPSHOT_FOOTER_VERSION)
     yield build_control_batch(
@@ -211,6 +213,7 @@ class SnapshotReader:
         self._position = 0
         self._next_offset = 0
         self._done = False
+        self._batch = b""
         try:
             self.last_contained_log_timestamp_ms = self._read_header()
         except BaseException:
@@ -246,8 +249,13 @@ class SnapshotReader:
             raise self._error(pos, f"truncated batch: declares {length + LOG_OVERHEAD} bytes, "
                                    f"only {len(body) + LOG_OVERHEAD} present")
         self._position = pos + LOG_OVERHEAD + length
+        data = self._batch = prefix + body
         try:
-            header, records = decode_batch(prefix + body)
+            # Control batches as records (their keys name the type); data batches as values.
+            if data[_ATTRIBUTES_LOW_BYTE] & CONTROL_MASK:
+                header, records = decode_batch(data)
+            else:
+                header, records = decode_batch_values(data)
         except (CorruptRecordError, InvalidRecordError) as e:
             raise self._error(pos, f"bad batch: {e}") from None
         # Offsets run on from the header's (0 as Kafka writes it) with no gap.
@@ -318,10 +326,10 @@ class SnapshotReader:
                     for r in records:
                         self._check_skippable(pos, r)
                     continue
-                for r in records:
-                    if r.value is None:
-                        raise self._error(pos, f"record at offset {r.offset} has no value")
-                    yield r.value
+                if None in records:
+                    offset = next(r.offset for r in decode_batch(self._batch)[1] if r.value is None)
+                    raise self._error(pos, f"record at offset {offset} has no value")
+                yield from records
         finally:
             self.close()
 
@@ -340,8 +348,10 @@ def read_snapshot(source: bytes | bytearray | memoryview | BinaryIO) -> Iterator
 
 def image_snapshot_records(image: MetadataImage) -> Iterator[bytes]:
     """``image.records()``, framed at each record type's latest version."""
+    versions = LATEST_VERSIONS
+    encode = encode_metadata_record
     for record_type, record in image.records():
-        yield encode_metadata_record(record_type, latest_version(record_type), record)
+        yield encode(record_type, versions[record_type], record)
 
 
 def load_image(records: Iterable[bytes], offset: int, epoch: int) -> MetadataImage:

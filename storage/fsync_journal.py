@@ -40,6 +40,10 @@ synced length (0 if never fsynced), and the journal is rebaselined: after the "r
 everything left is durable. Not modelled: unsynced overwrites inside a file's synced length
 (only lengths are journaled).
 
+With ``PYKRAFT_FSYNC_DELAY=<seconds>:<substring>`` as well, every fsync of a regular file whose
+path contains ``<substring>`` sleeps ``<seconds>`` first: a planted slow disk, to show that
+nothing waiting for that fsync (an acknowledgement) goes out early.
+
 Without the variable ``fsync``, ``unlink``, ``replace``, ``rename`` and ``rmtree`` are
 ``os.fsync``, ``os.unlink``, ``os.replace``, ``os.rename`` and ``shutil.rmtree`` themselves:
 test mode costs nothing otherwise.
@@ -54,18 +58,30 @@ import random
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 ENV_VAR = "PYKRAFT_FSYNC_LOG"
+DELAY_ENV_VAR = "PYKRAFT_FSYNC_DELAY"
 
 StrPath = str | os.PathLike[str]
 Key = tuple[int, int]  # (st_dev, st_ino)
 Ident = tuple[int, int, int]  # (st_dev, st_ino, incarnation)
 
 _lock = threading.Lock()
+
+
+def _parse_delay(value: str | None) -> tuple[float, str] | None:
+    if not value:
+        return None
+    seconds, _, substring = value.partition(":")
+    return float(seconds), substring
+
+
+_DELAY = _parse_delay(os.environ.get(DELAY_ENV_VAR))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +159,11 @@ def _journaled_fsync(fd: int) -> None:
         os.fsync(fd)
         _append(_dir_record("D", st.st_dev, st.st_ino, _fd_path(fd), listing))
     elif stat.S_ISREG(st.st_mode):
+        path = _fd_path(fd)
+        if _DELAY is not None and _DELAY[1] in path:
+            time.sleep(_DELAY[0])
         os.fsync(fd)
-        _append(_file_record(st.st_dev, st.st_ino, st.st_size, _fd_path(fd)))
+        _append(_file_record(st.st_dev, st.st_ino, st.st_size, path))
     else:
         os.fsync(fd)
 

@@ -124,9 +124,12 @@ class LeaderEpochFileCache:
 
     @property
     def latest_epoch(self) -> int | None:
-        """The epoch of the newest entry: the current leader epoch of the data in the log."""
-        entry = self.latest_entry
-        return None if entry is None else entry.epoch
+        """The epoch of the newest entry: the current leader epoch of the data in the log.
+        Read once per append: without the lock, as one read of the list is atomic."""
+        try:
+            return self._entries[-1].epoch
+        except IndexError:
+            return None
 
     def previous_epoch(self, epoch: int | None = None) -> int | None:
         """The largest cached epoch below ``epoch`` (default: below the latest epoch)."""

@@ -45,6 +45,7 @@ from typing import Self
 from storage import fsync_journal
 from storage.errors import LogDirOfflineError
 from storage.fileutil import fsync_dir
+from storage.group_commit import GroupCommit
 from storage.leader_epoch import LEADER_EPOCH_CHECKPOINT, LeaderEpochFileCache
 from storage.log_append import LogAppendMixin
 from storage.log_config import LogConfig
@@ -86,6 +87,9 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
         # Called with the new segment's base offset at every roll, before the new segment's
         # first batch is written (the partition snapshots its producer state there).
         self.on_roll: Callable[[int], None] | None = None
+        # Called once with the log and the error when an I/O error takes the log offline (the
+        # log manager takes the whole log dir offline then: ``storage/log_manager.py``).
+        self.on_offline: Callable[[PartitionLog, BaseException], None] | None = None
         self._dir_dirty = False
         self._offline = False
         self._closed = False
@@ -94,6 +98,11 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
         # Bumped by every truncation: a flush job started before one must not mark the
         # (since rewritten) tail as durable.
         self._truncations = 0
+        # Group commit (storage/log_flush.py): with ``defer_flush`` an append the flush
+        # policy wants fsynced does not fsync inline; its caller awaits ``flush_wait``.
+        self.defer_flush = False
+        self._group_commit: GroupCommit | None = None
+        self._group_commit_truncations = 0
 
     # -- opening / recovery -----------------------------------------------------------------
 
@@ -189,6 +198,10 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
     @property
     def offline(self) -> bool:
         return self._offline
+
+    def mark_offline(self) -> None:
+        """Refuse every further write: the log dir holding this log failed."""
+        self._offline = True
 
     def update_config(self, config: LogConfig) -> None:
         """Apply changed topic configs (new values apply to future appends and rolls)."""
@@ -335,6 +348,8 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._offline:  # closed because its log dir failed: a storage error still
+                raise LogDirOfflineError(f"log {self.dir} is offline after an I/O error")
             raise ValueError(f"log {self.dir} is closed")
 
     def _check_writable(self) -> None:
@@ -357,6 +372,10 @@ class PartitionLog(LogAppendMixin, LogReadMixin, LogRetentionMixin, LogFlushMixi
         shortage of file descriptors."""
         if e.errno in (errno.EMFILE, errno.ENFILE):
             return e
-        self._offline = True
-        log.error("%s: I/O error while %s: %s; taking the log offline", self.dir, what, e)
-        return LogDirOfflineError(f"I/O error while {what} in {self.dir}: {e}")
+        err = LogDirOfflineError(f"I/O error while {what} in {self.dir}: {e}")
+        if not self._offline:
+            self._offline = True
+            log.error("%s: I/O error while %s: %s; taking the log offline", self.dir, what, e)
+            if self.on_offline is not None:
+                self.on_offline(self, err)
+        return err

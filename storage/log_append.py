@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from storage.errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
@@ -25,7 +26,9 @@ from storage.record_batch import (
     HEADER_SIZE,
     HEADER_STRUCT,
     LOG_OVERHEAD,
+    PARTITION_LEADER_EPOCH_OFFSET,
     TIMESTAMP_TYPE_MASK,
+    BatchHeader,
     crc32c,
     set_max_timestamp,
     set_partition_leader_epoch,
@@ -39,6 +42,7 @@ log = logging.getLogger("storage.log")
 INT32_MAX = 2**31 - 1
 
 _I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 
 
@@ -71,6 +75,7 @@ class LogAppendMixin:
         assign_offsets: bool = True,
         leader_epoch: int | None = None,
         now_ms: int | None = None,
+        headers: Sequence[BatchHeader] | None = None,
     ) -> LogAppendInfo:
         """Append one or more complete v2 batches, all or nothing.
 
@@ -78,6 +83,13 @@ class LogAppendMixin:
         ``partition_leader_epoch`` is stamped when ``leader_epoch`` is given, and LogAppendTime
         topics get ``max_timestamp = now``. Follower/Raft path: offsets are kept and must be
         increasing and >= ``log_end_offset`` (``leader_epoch`` is ignored).
+
+        ``headers``: the batches' headers as the caller already parsed them from ``buf``
+        (``storage.producer_state.batch_headers``, one per batch, in order), so they are not
+        parsed twice; the CRC and every other check are still done here.
+
+        With ``defer_flush`` an append that ``flush.messages`` wants fsynced is not flushed
+        here: the caller awaits ``flush_wait`` (storage/log_flush.py).
         """
         self._check_writable()
         now = _now_ms() if now_ms is None else now_ms
@@ -88,26 +100,37 @@ class LogAppendMixin:
         leo = self._segments[-1].next_offset
         log_append_time = now if self.config.log_append_time else -1
         rewrite = assign_offsets and (leader_epoch is not None or log_append_time >= 0)
+        stamp_epoch_only = rewrite and log_append_time < 0
         # Validate everything first (all or nothing), then rewrite headers. The leader path
         # copies the buffer once so base offsets can be patched in place (outside the CRC).
         data: bytes | bytearray | memoryview = bytearray(view) if assign_offsets else buf
         # (position, last offset, max timestamp, size) per batch: all the segment needs.
         batches: list[tuple[int, int, int, int]] = []
-        epochs: list[tuple[int, int]] = []  # (partition leader epoch, base offset)
+        # (partition leader epoch, base offset) where the epoch changes from batch to batch.
+        epochs: list[tuple[int, int]] = []
+        last_epoch: int | None = None
+        first_offset = leo
         pos = 0
         offset = leo
         max_bytes = self.config.max_message_bytes
         max_ts, offset_of_max_ts = -1, leo
         num_records = 0
         unpack = HEADER_STRUCT.unpack_from
+        parsed = iter(headers) if headers is not None else None
         while pos < size:
             # validate_batch, inlined: this loop runs once per produced batch.
-            if size - pos < HEADER_SIZE:
-                validate_batch(view, pos)  # raises the precise error
+            if parsed is not None:
+                fields = next(parsed, None)
+                if fields is None:
+                    raise InvalidRecordError(f"no parsed header for the batch at {pos}")
+            else:
+                if size - pos < HEADER_SIZE:
+                    validate_batch(view, pos)  # raises the precise error
+                fields = unpack(view, pos)
             (
                 base_offset, batch_length, epoch, magic, crc, _attributes, last_delta,
                 _base_ts, batch_max_ts, _pid, _pepoch, _seq, record_count,
-            ) = unpack(view, pos)
+            ) = fields
             batch_size = batch_length + LOG_OVERHEAD
             if (
                 magic != CURRENT_MAGIC
@@ -130,7 +153,11 @@ class LogAppendMixin:
                     )
                 base_offset = offset
                 _I64.pack_into(data, pos, offset)  # type: ignore[arg-type]
-                if rewrite:
+                if stamp_epoch_only:
+                    # The usual leader append: the epoch sits outside the CRC.
+                    _I32.pack_into(data, pos + PARTITION_LEADER_EPOCH_OFFSET, leader_epoch)  # type: ignore[arg-type]
+                    epoch = leader_epoch
+                elif rewrite:
                     batch_max_ts, epoch = self._stamp(
                         data, pos, batch_size, leader_epoch, log_append_time, batch_max_ts, epoch
                     )
@@ -139,14 +166,17 @@ class LogAppendMixin:
                     f"batch base offset {base_offset} is below the expected "
                     f"{offset} (log end offset {leo}): offsets must be increasing"
                 )
+            if pos == 0:
+                first_offset = base_offset
             offset = base_offset + last_delta + 1
             batches.append((pos, offset - 1, batch_max_ts, batch_size))
-            epochs.append((epoch, base_offset))
+            if epoch != last_epoch:  # the leader-epoch cache needs each epoch's first offset
+                epochs.append((epoch, base_offset))
+                last_epoch = epoch
             num_records += record_count
             if batch_max_ts > max_ts:
                 max_ts, offset_of_max_ts = batch_max_ts, offset - 1
             pos += batch_size
-        first_offset = epochs[0][1]
         last_offset = offset - 1
         if last_offset - first_offset > INT32_MAX:
             raise InvalidRecordError(
@@ -170,7 +200,7 @@ class LogAppendMixin:
                 if epoch >= 0 and (latest is None or epoch > latest):
                     cache.assign(epoch, base_offset)
                     latest = epoch
-        if offset - self._recovery_point >= self.config.flush_messages:
+        if offset - self._recovery_point >= self.config.flush_messages and not self.defer_flush:
             self.flush(now_ms=now)
         return LogAppendInfo(
             first_offset,

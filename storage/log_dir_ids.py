@@ -65,6 +65,7 @@ def _read(directory: str) -> MetaProperties | None | OSError:
 def prepare_log_dirs(log_dirs: Iterable[str], metadata_log_dir: str, node_id: int) -> LogDirs:
     """Check, complete and describe the node's directories; raises ``MetaPropertiesError``
     when the node must not start."""
+    log_dirs = list(log_dirs)
     dirs = list(dict.fromkeys([*log_dirs, metadata_log_dir]))
     found: dict[str, MetaProperties] = {}
     empty: list[str] = []
@@ -108,6 +109,8 @@ def prepare_log_dirs(log_dirs: Iterable[str], metadata_log_dir: str, node_id: in
             log.info("Log directory %s: wrote meta.properties with directory.id %s%s", d,
                      new_id, " (a new, empty directory)" if d in empty else "")
         out.metas[d] = meta
+    if out.offline and all(d in out.offline for d in log_dirs):
+        raise MetaPropertiesError(f"Every log dir failed: {', '.join(out.offline)}")
     return out
 
 

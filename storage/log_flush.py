@@ -3,6 +3,12 @@
 (group commit) as a ``LogFlushJob``; ``flush.ms`` and ``flush.messages``; the segment file sizes
 as of their last fsync (for fault injection).
 
+Group commit on the write path (``defer_flush``, set by the broker for its partition logs):
+an append that ``flush.messages`` wants fsynced does not fsync on the caller's thread; the
+caller awaits ``flush_wait(next offset)`` (the log's ``GroupCommit``, storage/group_commit.py:
+one fsync in a worker thread covers every append waiting at that moment) and answers only
+then. Without ``defer_flush`` (the metadata log, tools) the append fsyncs inline as before.
+
 ``LogFlushMixin`` is one of the parts ``storage.log.PartitionLog`` is made of: its methods work
 on the log's segments.
 """
@@ -12,11 +18,13 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from storage import fsync_journal
 from storage.fileutil import fsync_dir
+from storage.group_commit import FLUSH_NEVER, GroupCommit
 from storage.segment import LogSegment
 
 if TYPE_CHECKING:
@@ -80,34 +88,78 @@ class LogFlushMixin:
         self._recovery_point = max(self._recovery_point, target)
         self.last_flush_ms = _now_ms() if now_ms is None else now_ms
 
-    def begin_flush(self) -> LogFlushJob:
+    @property
+    def group_commit(self) -> GroupCommit:
+        """The log's group commit; positions are offsets (``LogFlushJob.run`` returns the log
+        end it covered). A truncation starts a new one: offsets the old one reported durable
+        may since have been rewritten."""
+        gc = self._group_commit
+        if gc is None or self._group_commit_truncations != self._truncations:
+            gc = GroupCommit(begin=self._begin_data_flush, durable_position=self._recovery_point)
+            self._group_commit = gc
+            self._group_commit_truncations = self._truncations
+        return gc
+
+    def _begin_data_flush(self) -> LogFlushJob:
+        return self.begin_flush(indexes=False)
+
+    def flush_wait(self, next_offset: int) -> Coroutine[Any, Any, None] | None:
+        """After an append that ended at ``next_offset`` (its last offset + 1), with
+        ``defer_flush``: None if nothing need be awaited, else the wait for the group commit
+        that makes every offset below ``next_offset`` durable (it raises what the fsync
+        raised). A wait is due when ``flush.messages`` says so (unflushed messages not yet
+        covered by a requested fsync reach it), or when an fsync covering ``next_offset`` is
+        already requested but not done (a retried batch is not answered before its original)."""
+        if not self.defer_flush:
+            return None
+        gc = self._group_commit
+        if gc is None and self.config.flush_messages >= FLUSH_NEVER:
+            return None  # the default policy: nothing is ever waited for
+        gc = self.group_commit
+        if next_offset <= gc.durable_position or next_offset <= self._recovery_point:
+            return None
+        requested = gc.written_position
+        if next_offset <= requested or (
+            next_offset - max(self._recovery_point, requested) >= self.config.flush_messages
+        ):
+            return gc.wait_durable(next_offset)
+        return None
+
+    def begin_flush(self, *, indexes: bool = True) -> LogFlushJob:
         """Start a flush whose fsyncs can run in another thread (group commit).
 
         Call on the log's own thread; run ``job.run()`` anywhere (it only fsyncs duplicated
         descriptors, so appends, rolls and retention may go on meanwhile), then call
         ``job.finish(ok)`` on the log's thread again to advance ``recovery_point``.
+
+        ``indexes=False`` (the write path's group commit) fsyncs only the active segment's
+        ``.log`` file, not its two indexes: the records are what an acknowledgement promises,
+        and an index that lost its unsynced tail is still a valid sparse index (or fails its
+        sanity check on open and is rebuilt, storage/segment_recovery.py). Inactive segments
+        are always flushed whole (a roll already did it), and so is everything at the next
+        full ``flush`` (roll, ``flush.ms``, shutdown).
         """
         self._check_writable()
         target = self.log_end_offset
         fds: list[int] = []
         marks: list[tuple[LogSegment, int, int, int]] = []
+        active = self._segments[-1]
         try:
             for segment in self._segments:
                 if segment.base_offset >= target:
                     break
+                oi, ti = segment.offset_index, segment.time_index
+                if not indexes and segment is active:
+                    if segment.flushed_size != segment.size:
+                        fds.append(os.dup(segment.flush_fds()[0]))
+                        marks.append((segment, segment.size, oi.flushed_size, ti.flushed_size))
+                    continue
                 if not segment.dirty:
                     continue
-                segment.offset_index.write_pending()
-                segment.time_index.write_pending()
+                oi.write_pending()
+                ti.write_pending()
                 fds.extend(os.dup(fd) for fd in segment.flush_fds())
-                marks.append(
-                    (
-                        segment,
-                        segment.size,
-                        segment.offset_index.size_bytes,
-                        segment.time_index.size_bytes,
-                    )
-                )
+                marks.append((segment, segment.size, oi.size_bytes, ti.size_bytes))
         except OSError as e:
             for fd in fds:
                 os.close(fd)

@@ -13,6 +13,13 @@ here). Compaction runs in three steps so its heavy middle can go to a worker thr
 
 Single-threaded like ``PartitionLog``: the caller serialises access (the broker's event loop).
 The metadata log (``__cluster_metadata-0``) is the Raft layer's, not ours, and is skipped.
+
+**A failing log dir** (Kafka's ``LogDirFailureChannel``): an I/O error in any log (an append,
+a read, a flush, a roll, retention, a checkpoint) takes its whole directory offline at once
+(``fail_dir``): it is listed in ``offline_dirs``, every log in it refuses writes from then on,
+and no new log is placed there. The owner (``on_dir_offline``, the broker's replica manager)
+then stops serving its partitions and calls ``close_offline_dir``; without an owner the logs
+are closed at once. A dir comes back only with a restart.
 """
 
 from __future__ import annotations
@@ -79,12 +86,11 @@ class LogManager:
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
         self.offline_dirs: set[Path] = set()
-        # KIP-858: each log dir's directory id (from its meta.properties, set by the node), the
-        # partitions that were in a dir when it went offline (never recreated elsewhere), and
-        # who to tell when a dir goes offline.
+        # KIP-858: each log dir's directory id (from its meta.properties, set by the node).
         self.directory_ids: dict[Path, uuid.UUID] = {}
-        self.offline_partitions: dict[TopicPartition, Path] = {}
-        self.offline_listeners: list[Callable[[Path], None]] = []
+        # Called with a directory once it goes offline at run time; the callee must call
+        # ``close_offline_dir`` (soon). None: the logs are closed at once.
+        self.on_dir_offline: Callable[[Path], None] | None = None
         # Compaction state: where the next cleaning of each log starts, and what the last one
         # learnt about tombstone horizons (saves a scan in needs_cleaning).
         self._first_dirty: dict[TopicPartition, int] = {}
@@ -144,6 +150,7 @@ class LogManager:
                 log_start_offset=log_starts.get(tp),
                 now_ms=now_ms,
             )
+            partition_log.on_offline = self._log_failed
             self._logs[tp] = partition_log
             self._log_dir_of[tp] = directory
             loaded += 1
@@ -157,23 +164,50 @@ class LogManager:
         )
 
     def _take_offline(self, directory: Path, error: BaseException) -> None:
+        self.fail_dir(directory, error)
+
+    def _log_failed(self, partition_log: PartitionLog, error: BaseException) -> None:
+        self.fail_dir(partition_log.dir.parent, error)
+
+    def fail_dir(self, directory: Path, error: BaseException) -> bool:
+        """Take ``directory`` offline after an I/O error in it (idempotent: True the first
+        time). Its logs refuse writes at once; ``on_dir_offline`` is told."""
+        if directory not in self.log_dirs:
+            # A log's parent as spelt by the caller: match the configured dir.
+            directory = next((d for d in self.log_dirs if _same_dir(d, directory)), directory)
         if directory in self.offline_dirs:
-            return
-        log.error("Log directory %s is offline: %s", directory, error)
+            return False
         self.offline_dirs.add(directory)
-        for tp in [tp for tp, d in self._log_dir_of.items() if d == directory]:
+        online = [d for d in self.log_dirs if d not in self.offline_dirs]
+        log.error(
+            "Log directory %s is offline: %s (online log dirs left: %s)",
+            directory, error, ", ".join(str(d) for d in online) or "none",
+        )
+        for tp, d in self._log_dir_of.items():
+            if d == directory:
+                self._logs[tp].mark_offline()
+        if self.on_dir_offline is None:
+            self.close_offline_dir(directory)
+        else:
+            self.on_dir_offline(directory)
+        return True
+
+    def close_offline_dir(self, directory: Path) -> list[TopicPartition]:
+        """Forget and close the logs of an offline dir; returns their partitions."""
+        tps = [tp for tp, d in self._log_dir_of.items() if d == directory]
+        for tp in tps:
             del self._log_dir_of[tp]
-            self.offline_partitions[tp] = directory
             partition_log = self._logs.pop(tp)
+            partition_log.mark_offline()
             try:
                 partition_log.close()
             except (StorageError, OSError):
                 pass
-        for listener in list(self.offline_listeners):
-            try:
-                listener(directory)
-            except Exception:
-                log.exception("A log dir failure listener failed")
+            self._cleaning.discard(tp)
+        return tps
+
+    def partitions_in(self, directory: Path) -> list[TopicPartition]:
+        return [tp for tp, d in self._log_dir_of.items() if d == directory]
 
     # -- directory ids (KIP-858) --------------------------------------------------------------
 
@@ -191,12 +225,10 @@ class LogManager:
     def _target_dir(self, tp: TopicPartition, dir_id: uuid.UUID | None,
                     online: list[Path]) -> Path | None:
         """Where the metadata says a new log must go: one of our online dirs, or None to pick.
-        Refuses (LogDirOfflineError) a partition that was in a dir now offline, or whose
-        assigned dir is not one of ours online: its data is there, and an empty log elsewhere
-        would pass for it."""
-        if tp in self.offline_partitions:
-            raise LogDirOfflineError(
-                f"{tp[0]}-{tp[1]} was in {self.offline_partitions[tp]}, which is offline")
+        Refuses (LogDirOfflineError) a partition whose assigned dir is not one of ours online:
+        its data is there, and an empty log elsewhere would pass for it. (A partition whose
+        dir went offline at run time is kept offline by the replica manager,
+        broker/replication/log_dir_failure.py.)"""
         if dir_id is None or dir_id.int < 100:  # reserved: UNASSIGNED, MIGRATING, LOST
             return None
         for d in online:
@@ -221,26 +253,40 @@ class LogManager:
         dir_id: uuid.UUID | None = None,
     ) -> PartitionLog:
         """The log of a partition, created in the log dir ``dir_id`` names (KIP-858), else in
-        the online log dir holding the fewest logs."""
+        the online log dir holding the fewest logs (a dir that fails meanwhile goes offline and
+        the next one is tried; an assigned dir that fails is not replaced by another)."""
         tp = (topic, partition)
         existing = self._logs.get(tp)
         if existing is not None:
             return existing
         if topic == METADATA_TOPIC or parse_partition_dir(partition_dir_name(*tp)) != tp:
             raise ValueError(f"illegal topic partition {topic!r}/{partition}")
-        online = [d for d in self.log_dirs if d not in self.offline_dirs]
-        target = self._target_dir(tp, dir_id, online)
-        if not online:
-            raise LogDirOfflineError("every log dir is offline")
-        counts = {d: 0 for d in online}
-        for d in self._log_dir_of.values():
-            if d in counts:
-                counts[d] += 1
-        directory = target or min(online, key=lambda d: (counts[d], online.index(d)))
-        partition_log = PartitionLog.open(
-            directory / partition_dir_name(topic, partition), config or self.default_config
-        )
-        fsync_dir(directory)
+        while True:
+            online = [d for d in self.log_dirs if d not in self.offline_dirs]
+            target = self._target_dir(tp, dir_id, online)
+            if not online:
+                raise LogDirOfflineError(
+                    f"cannot create the log of {topic}-{partition}: every log dir is offline "
+                    f"({', '.join(str(d) for d in self.log_dirs)})")
+            counts = {d: 0 for d in online}
+            for d in self._log_dir_of.values():
+                if d in counts:
+                    counts[d] += 1
+            directory = target or min(online, key=lambda d: (counts[d], online.index(d)))
+            try:
+                partition_log = PartitionLog.open(
+                    directory / partition_dir_name(topic, partition),
+                    config or self.default_config,
+                )
+                fsync_dir(directory)
+                break
+            except (OSError, LogDirOfflineError) as e:
+                # That dir failed: a new log has no data anywhere, so try the next one (and
+                # leave no half-made partition dir behind to clash with it after a restart).
+                fsync_journal.rmtree(directory / partition_dir_name(topic, partition),
+                                     ignore_errors=True)
+                self.fail_dir(directory, e)
+        partition_log.on_offline = self._log_failed
         self._logs[tp] = partition_log
         self._log_dir_of[tp] = directory
         return partition_log
@@ -248,32 +294,52 @@ class LogManager:
     def delete_log(self, topic: str, partition: int) -> bool:
         """Remove a partition's log and its files. True if there was one."""
         tp = (topic, partition)
-        self.offline_partitions.pop(tp, None)
         partition_log = self._logs.pop(tp, None)
         directory = self._log_dir_of.pop(tp, None)
         if partition_log is None or directory is None:
             return False
-        partition_log.close()
-        fsync_journal.rmtree(partition_log.dir, ignore_errors=True)
-        fsync_dir(directory)
         self._first_dirty.pop(tp, None)
         self._delete_horizons.pop(tp, None)
+        try:
+            partition_log.close()
+            fsync_journal.rmtree(partition_log.dir, ignore_errors=True)
+            fsync_dir(directory)
+        except (OSError, LogDirOfflineError) as e:
+            self.fail_dir(directory, e)
         return True
 
     # -- periodic work ------------------------------------------------------------------------
 
+    def _online_logs(self) -> list[tuple[TopicPartition, PartitionLog]]:
+        return [(tp, lg) for tp, lg in self._logs.items() if not lg.offline and not lg.closed]
+
+    def _failed(self, tp: TopicPartition, error: Exception) -> None:
+        """Periodic work hit an I/O error in ``tp``'s log: its dir goes offline."""
+        directory = self._log_dir_of.get(tp)
+        if directory is not None:
+            self.fail_dir(directory, error)
+
     def flush_due(self, now_ms: int) -> int:
         """Apply every log's ``flush.ms``; returns how many logs were flushed."""
-        return sum(1 for partition_log in self._logs.values() if partition_log.flush_if_due(now_ms))
+        flushed = 0
+        for tp, partition_log in self._online_logs():
+            try:
+                flushed += partition_log.flush_if_due(now_ms)
+            except (OSError, LogDirOfflineError) as e:
+                self._failed(tp, e)
+        return flushed
 
     def enforce_retention(
         self, now_ms: int, high_watermarks: Mapping[TopicPartition, int] | None = None
     ) -> int:
         """Delete segments past retention (time and size); returns segments deleted."""
         deleted = 0
-        for tp, partition_log in self._logs.items():
+        for tp, partition_log in self._online_logs():
             hw = None if high_watermarks is None else high_watermarks.get(tp)
-            deleted += partition_log.delete_retention_segments(now_ms, high_watermark=hw)
+            try:
+                deleted += partition_log.delete_retention_segments(now_ms, high_watermark=hw)
+            except (OSError, LogDirOfflineError) as e:
+                self._failed(tp, e)
         return deleted
 
     def begin_cleaning(
@@ -283,7 +349,7 @@ class LogManager:
         each with its range chosen and private fds taken. ``last_stable_offsets`` (high
         watermark, or first unstable offset) bounds what may be cleaned; None: the log end."""
         picked = []
-        for tp, partition_log in self._logs.items():
+        for tp, partition_log in self._online_logs():
             if (
                 tp in self._cleaning
                 or tp in self.uncleanable
@@ -301,17 +367,17 @@ class LogManager:
                 earliest_delete_horizon_ms=self._delete_horizons.get(tp),
             ):
                 continue
-            picked.append(
-                (
-                    tp,
-                    log_to_clean(
-                        partition_log,
-                        now_ms=now_ms,
-                        first_dirty_offset=first_dirty,
-                        last_stable_offset=lso,
-                    ),
+            try:
+                to_clean = log_to_clean(
+                    partition_log,
+                    now_ms=now_ms,
+                    first_dirty_offset=first_dirty,
+                    last_stable_offset=lso,
                 )
-            )
+            except (OSError, LogDirOfflineError) as e:
+                self._failed(tp, e)
+                continue
+            picked.append((tp, to_clean))
             self._cleaning.add(tp)
         return picked
 
@@ -323,7 +389,11 @@ class LogManager:
         self._cleaning.discard(tp)
         partition_log = self._logs.get(tp)
         if isinstance(plan, BaseException):
-            if isinstance(plan, CorruptRecordError):
+            if isinstance(plan, (OSError, LogDirOfflineError)) and partition_log is not None:
+                # The cleaner read or wrote the log's dir and the disk failed.
+                log.error("Compaction of %s-%d hit an I/O error: %s", *tp, plan)
+                self._failed(tp, plan)
+            elif isinstance(plan, CorruptRecordError):
                 # As Kafka: a corrupt batch makes the partition uncleanable until restart.
                 self.uncleanable.add(tp)
                 log.error("Compaction of %s-%d found a corrupt batch: %s", *tp, plan)
@@ -333,15 +403,26 @@ class LogManager:
         if partition_log is None:
             plan.abort()
             return None
+        if partition_log.offline:
+            plan.abort()
+            return None
         try:
             result = commit_clean(partition_log, plan)
         except CleanAbortedError as e:
             log.info("Compaction of %s-%d aborted: %s", *tp, e)
             return None
+        except (OSError, LogDirOfflineError) as e:
+            log.error("Compaction of %s-%d hit an I/O error swapping segments in: %s", *tp, e)
+            self._failed(tp, e)
+            return None
         self._first_dirty[tp] = result.next_dirty_offset
         self._delete_horizons[tp] = result.earliest_delete_horizon_ms
         directory = self._log_dir_of[tp]
-        self._write_cleaner_checkpoint(directory)
+        try:
+            self._write_cleaner_checkpoint(directory)
+        except (OSError, LogDirOfflineError) as e:
+            self.fail_dir(directory, e)
+            return None
         log.info(
             "Compacted %s-%d: %d segment(s) rewritten into %d in %.3f s; next dirty offset %d",
             *tp, result.segments_replaced, result.segments_written, result.elapsed_s,
@@ -356,7 +437,7 @@ class LogManager:
             plan: CleanPlan | BaseException
             try:
                 plan = prepare_clean(to_clean)
-            except StorageError as e:
+            except (StorageError, OSError) as e:
                 plan = e
             result = self.finish_cleaning(tp, plan)
             if result is not None:
@@ -398,20 +479,49 @@ class LogManager:
 
     def shutdown(self, high_watermarks: Mapping[TopicPartition, int] | None = None) -> None:
         """Flush and close every log, write the checkpoints and the clean-shutdown marker."""
-        for partition_log in self._logs.values():
-            if not partition_log.offline:
+        self.on_dir_offline = None  # from here on a failing dir is simply closed
+        for tp, partition_log in self._online_logs():
+            try:
                 partition_log.flush()
+            except (OSError, LogDirOfflineError) as e:
+                self._failed(tp, e)
         self.checkpoint(high_watermarks)
         for partition_log in self._logs.values():
-            partition_log.close()
+            try:
+                partition_log.close()
+            except (OSError, LogDirOfflineError) as e:
+                log.error("Closing %s failed: %s", partition_log.dir, e)
         for directory in self.log_dirs:
             if directory in self.offline_dirs:
-                continue
-            marker = directory / CLEAN_SHUTDOWN_FILE
-            marker.write_bytes(b"")
-            fsync_dir(directory)
+                continue  # no clean-shutdown marker: its logs are recovered at the next start
+            try:
+                marker = directory / CLEAN_SHUTDOWN_FILE
+                marker.write_bytes(b"")
+                fsync_dir(directory)
+            except OSError as e:
+                log.error("Cannot write the clean-shutdown marker of %s: %s", directory, e)
         self._logs.clear()
         self._log_dir_of.clear()
+
+
+def fatal_log_dir_failure(metadata_log_dir: str | os.PathLike[str], manager: LogManager
+                          ) -> str | None:
+    """Why the node must stop, or None: Kafka exits when the metadata log dir (the first log
+    dir unless ``metadata.log.dir`` is set) or every log dir has failed."""
+    metadata_dir = Path(metadata_log_dir)
+    for d in manager.offline_dirs:
+        if _same_dir(d, metadata_dir):
+            return f"the metadata log dir {metadata_dir} has failed"
+    if all(d in manager.offline_dirs for d in manager.log_dirs):
+        return (f"all log dirs in {', '.join(str(d) for d in manager.log_dirs)} have failed")
+    return None
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return False
 
 
 def _read_checkpoint(path: Path) -> dict[TopicPartition, int]:

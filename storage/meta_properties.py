@@ -243,6 +243,7 @@ def verify_log_dirs(
     metadata_log_dir: str,
     node_id: int,
     cluster_id: str | None = None,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, MetaProperties]:
     """The start-up check: every directory formatted, for one cluster, for this node.
 
@@ -250,7 +251,13 @@ def verify_log_dirs(
     hold a valid ``meta.properties``; all must carry the same ``cluster.id`` (``cluster_id`` if
     given); ``node.id`` must equal ``node_id``; directory ids must be distinct. Returns
     ``{dir: MetaProperties}``; raises :class:`MetaPropertiesError` naming the directory.
+
+    With ``failed`` (a dict to fill), a log dir other than the metadata log dir whose
+    ``meta.properties`` cannot be read for an I/O error is recorded there (dir -> reason) and
+    skipped, as Kafka's broker starts with such a dir offline; the metadata log dir, or every
+    dir, failing still raises.
     """
+    log_dirs = list(log_dirs)
     dirs = list(dict.fromkeys([*log_dirs, metadata_log_dir]))
     found: dict[str, MetaProperties] = {}
     seen_directory_ids: dict[str, str] = {}
@@ -258,7 +265,14 @@ def verify_log_dirs(
     expected_cluster_source = "the expected cluster id" if cluster_id is not None else ""
     for log_dir in dirs:
         path = meta_properties_path(log_dir)
-        meta = read_meta_properties(log_dir)
+        try:
+            meta = read_meta_properties(log_dir)
+        except MetaPropertiesError as e:
+            io_error = isinstance(e.__cause__, OSError)
+            if failed is None or not io_error or log_dir == metadata_log_dir:
+                raise
+            failed[log_dir] = str(e)
+            continue
         if meta is None:
             raise MetaPropertiesError(
                 f"No meta.properties found in {log_dir} (have you run kafka-storage to format "
@@ -288,6 +302,8 @@ def verify_log_dirs(
                 )
             seen_directory_ids[meta.directory_id] = log_dir
         found[log_dir] = meta
+    if failed and all(d in failed for d in log_dirs):
+        raise MetaPropertiesError(f"Every log dir failed: {failed}")
     return found
 
 
@@ -417,6 +433,10 @@ class BootstrapMetadata:
     metadata_version: str
     kraft_version: int
     initial_controllers: tuple[DynamicVoter, ...] | None = None
+    # Metadata records the first active controller writes after metadata.version (the SCRAM
+    # credentials of ``--add-scram``), each an encoded metadata record frame in hex
+    # (kraft/metadata_records.py encodes and decodes them).
+    records: tuple[str, ...] = ()
 
     def to_properties(self) -> dict[str, str]:
         props = {
@@ -428,6 +448,8 @@ class BootstrapMetadata:
         if self.initial_controllers is not None:
             voters = sorted(self.initial_controllers, key=lambda v: v.node_id)
             props["initial.controllers"] = ",".join(str(v) for v in voters)
+        if self.records:
+            props["bootstrap.records"] = ",".join(self.records)
         return props
 
     @classmethod
@@ -452,6 +474,7 @@ class BootstrapMetadata:
             metadata_version=props["metadata.version"],
             kraft_version=int(props["kraft.version"]),
             initial_controllers=voters,
+            records=tuple(r for r in props.get("bootstrap.records", "").split(",") if r),
         )
 
 

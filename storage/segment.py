@@ -335,14 +335,18 @@ class LogSegment:
         interval = self.config.index_interval_bytes
         since_last = self._bytes_since_last_index_entry
         offset_index, time_index = self.offset_index, self.time_index
+        # Room left in each index, counted once per request rather than per batch.
+        oi_room = offset_index.max_entries - len(offset_index)
+        ti_room = time_index.max_entries - len(time_index)
         for pos, last_offset, batch_max_ts, size in batches:
             if batch_max_ts > max_ts:
                 max_ts, max_ts_offset = batch_max_ts, last_offset
             if since_last > interval:
-                if len(offset_index) < offset_index.max_entries:
+                if oi_room > 0:
                     offset_index.append(last_offset, physical + pos)
-                if len(time_index) < time_index.max_entries:
-                    time_index.maybe_append(max_ts, max_ts_offset)
+                    oi_room -= 1
+                if ti_room > 0 and time_index.maybe_append(max_ts, max_ts_offset, skip_full_check=True):
+                    ti_room -= 1
                 since_last = 0
             since_last += size
         self._bytes_since_last_index_entry = since_last

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from broker.client import (
     KafkaTimeoutError,
     TopicInfo,
 )
+from broker.client.security import ClientSecurity, SecurityError, client_security
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError, error_for_code
 from broker.protocol.messages import (
@@ -33,6 +34,7 @@ from broker.protocol.messages import (
     elect_leaders,
     incremental_alter_configs,
 )
+from storage.properties import PropertiesError, load_properties
 
 __all__ = [
     "CliError",
@@ -40,6 +42,7 @@ __all__ = [
     "TopicPartition",
     "admin_client",
     "alter_configs",
+    "command_security",
     "create_partitions_to",
     "create_topic",
     "delete_topic",
@@ -126,14 +129,36 @@ def run_tool(prog: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return 0
 
 
+def command_security(path: str | None) -> ClientSecurity | None:
+    """The TLS/SASL settings of a ``--command-config`` properties file (Kafka's client keys:
+    ``security.protocol``, ``ssl.truststore.location``, ``sasl.mechanism``,
+    ``sasl.jaas.config``, ...); None without a file or for PLAINTEXT."""
+    if not path:
+        return None
+    try:
+        return client_security(load_properties(path))
+    except (OSError, PropertiesError, SecurityError) as e:
+        raise CliError(f"--command-config {path}: {e}") from None
+
+
 async def admin_client(bootstrap: str, *, timeout_s: float = 30.0,
-                       client_id: str = "pykraft-cli") -> KafkaClient:
+                       client_id: str = "pykraft-cli",
+                       command_config: str | None = None,
+                       props: Mapping[str, Any] | None = None) -> KafkaClient:
+    """A bootstrapped client; TLS/SASL from the ``command_config`` file or from ``props``
+    (a console tool's --producer.config/--consumer.config and -property values)."""
     servers = [s for s in bootstrap.split(",") if s.strip()]
     if not servers:
         raise CliError("--bootstrap-server is required")
+    security = command_security(command_config)
+    if security is None and props:
+        try:
+            security = client_security(props)
+        except SecurityError as e:
+            raise CliError(str(e)) from None
     try:
         return await KafkaClient.bootstrap(servers, client_id=client_id,
-                                           api_timeout_s=timeout_s)
+                                           api_timeout_s=timeout_s, security=security)
     except ValueError as e:
         raise CliError(str(e)) from None
 

@@ -371,7 +371,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.group is None and props.get("group.id"):
         args.group = props["group.id"]
     fmt = Formatter.from_properties(parse_properties_args(args.property, "--property"))
-    client = await admin_client(args.bootstrap_server, client_id=PROG)
+    client = await admin_client(args.bootstrap_server, client_id=PROG, props=props)
     consumer = ConsoleConsumer(client, args, fmt, props, sys.stdout.buffer)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()

@@ -242,7 +242,7 @@ async def _main(args: argparse.Namespace) -> int:
     settings = producer_settings(props, default_linger_ms=1000)
     reader = reader_settings(parse_properties_args(args.property, "--property"))
 
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, props=props)
     failures: list[str] = []
     try:
         producer = Producer(client, acks=settings.acks, linger_ms=settings.linger_ms,

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset-json-file", required=True,
                    help='{"partitions": [{"topic": "foo", "partition": 1, "offset": 1}], '
                    '"version": 1}')
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     return p
 
 
@@ -117,7 +118,7 @@ async def _main(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from None
     offsets = parse_offsets(text, path)
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         print("Executing records delete operation")
         # Partitions the metadata does not know are answered without a request (as Kafka's

@@ -139,7 +139,8 @@ class GroupMember:
                 code, node_id, host, port = c.error_code, c.node_id, c.host, c.port
             if code == 0:
                 self._coordinator = await KafkaConnection.connect(
-                    host, port, client_id=self.client_id, node_id=node_id)
+                    host, port, client_id=self.client_id, node_id=node_id,
+                    security=self.client.security)
                 return self._coordinator
             last = error_name(code)
             if not error_for_code(code).retriable:

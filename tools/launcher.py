@@ -280,12 +280,13 @@ class NodeProcess:
     def write_config(self, props: Mapping[str, str], header: str | None = None) -> None:
         self.config.write_text(render_properties(props, header))
 
-    def format(self, cluster_id: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``kafka-storage format`` for this node's config; with ``check`` a failure raises
-        ``error`` with the tool's output."""
+    def format(self, cluster_id: str, *, check: bool = True,
+               extra_args: Sequence[str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``kafka-storage format`` for this node's config (plus ``extra_args``, e.g.
+        ``--add-scram``); with ``check`` a failure raises ``error`` with the tool's output."""
         r = subprocess.run(
             [sys.executable, "-m", STORAGE_MODULE, "format", "--cluster-id", cluster_id,
-             "--config", str(self.config)],
+             "--config", str(self.config), *(extra_args or ())],
             cwd=REPO, env=self.env(), capture_output=True, text=True, check=False)
         if check and r.returncode != 0:
             raise self.error(f"formatting node {self.node_id} failed: {r.stdout}{r.stderr}")

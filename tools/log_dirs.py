@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic-list", default="",
                    help='The list of topics to be queried in the form "topic1,topic2,topic3". '
                    "All topics will be queried if no topic list is specified")
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     return p
 
 
@@ -105,7 +106,8 @@ async def describe_log_dirs_of(client: KafkaClient, broker: int) -> list[Any]:
 async def _main(args: argparse.Namespace) -> int:
     asked = parse_brokers(args.broker_list)
     topics = set(_split(args.topic_list))
-    client = await admin_client(args.bootstrap_server, client_id="log-dirs-tool")
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config,
+                                client_id="log-dirs-tool")
     try:
         cluster = set(client.cluster.brokers)
         missing = asked - cluster

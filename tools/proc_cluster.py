@@ -13,6 +13,7 @@ and failures as ``AssertionError``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import random
 import socket
@@ -35,6 +36,7 @@ from tools.launcher import (
     random_cluster_id,
     server_properties,
 )
+from tools.netns import NamespaceNetwork
 
 __all__ = ["REPO", "STARTED", "NodeProc", "ProcCluster", "env", "free_port_offset", "free_ports"]
 
@@ -116,30 +118,84 @@ class NodeProc(NodeProcess):
         return code
 
 
+class NetnsNodeProc(NodeProc):
+    """A node whose processes run inside its network namespace (``tools/netns.py``)."""
+
+    def __init__(self, spec: NodeSpec, directory: Path, network: NamespaceNetwork) -> None:
+        super().__init__(spec, directory)
+        self.network = network
+
+    def command(self, argv: list[str]) -> list[str]:
+        return self.network.command(self.node_id, argv)
+
+
 class ProcCluster:
+    """See the module docstring. With ``network=True`` (root and iproute2 only) every node runs
+    in its own network namespace at its own IP (``tools/netns.py``), so ``network.partition``
+    and ``network.block`` can cut links; ``shutdown`` removes the namespaces.
+
+    ``secure`` adds listeners to every broker: listener name -> security protocol (e.g.
+    ``{"SSL": "SSL", "SASL_SSL": "SASL_SSL"}``), each on its own free port
+    (``address(node_id, name)``); their ``ssl.*``/``sasl.*`` keys go in ``extra``.
+    ``format_args`` are added to each node's ``kafka-storage format`` (e.g. ``--add-scram``)."""
+
     def __init__(self, root: Path, *, controllers: int = 3, brokers: int = 2,
                  combined: bool = False, extra: dict[str, str] | None = None,
-                 admin: bool = False) -> None:
+                 admin: bool = False, network: bool = False,
+                 secure: dict[str, str] | None = None,
+                 format_args: list[str] | None = None) -> None:
         self.root = root
+        self.secure_addresses: dict[tuple[int, str], str] = {}
         roles = plan_roles(controllers=controllers, brokers=0 if combined else brokers,
                            combined=combined)
-        ports = free_ports(3 * len(roles))
-        specs = [NodeSpec(i, r, LOOPBACK,
-                          broker_port=ports.pop() if BROKER in r else None,
-                          controller_port=ports.pop() if CONTROLLER in r else None,
-                          admin_port=ports.pop() if admin else None)
-                 for i, r in roles]
-        self.nodes: dict[int, NodeProc] = {s.node_id: NodeProc(s, root / f"node-{s.node_id}")
-                                           for s in specs}
+        self.network: NamespaceNetwork | None = None
+        if network:
+            # Each node has its own address: the usual ports, the same on every node.
+            self.network = NamespaceNetwork([i for i, _ in roles])
+            self.network.setup()
+            atexit.register(self.network.teardown)
+            specs = [NodeSpec(i, r, self.network.ip(i),
+                              broker_port=9092 if BROKER in r else None,
+                              controller_port=9093 if CONTROLLER in r else None,
+                              admin_port=9644 if admin else None)
+                     for i, r in roles]
+        else:
+            ports = free_ports(3 * len(roles))
+            specs = [NodeSpec(i, r, LOOPBACK,
+                              broker_port=ports.pop() if BROKER in r else None,
+                              controller_port=ports.pop() if CONTROLLER in r else None,
+                              admin_port=ports.pop() if admin else None)
+                     for i, r in roles]
+        self.nodes: dict[int, NodeProc] = {
+            s.node_id: NodeProc(s, root / f"node-{s.node_id}") if self.network is None
+            else NetnsNodeProc(s, root / f"node-{s.node_id}", self.network)
+            for s in specs}
         self.controller_ids = [s.node_id for s in specs if s.is_controller]
         self.broker_ids = [s.node_id for s in specs if s.is_broker]
         self.cluster_id = random_cluster_id()
         voters = quorum_voters(specs)
+        secure = secure or {}
+        extra_ports = free_ports(len(secure) * len(specs))
         for n in self.nodes.values():
             n.dir.mkdir(parents=True)
+            node_extra = dict(extra or {})
+            if secure and n.spec.is_broker:
+                listeners = n.spec.listeners()
+                protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+                for name, protocol in secure.items():
+                    address = f"{n.spec.host}:{extra_ports.pop()}"
+                    self.secure_addresses[(n.node_id, name)] = address
+                    listeners.append(f"{name}://{address}")
+                    protocols.append(f"{name}:{protocol}")
+                node_extra.setdefault("listeners", ",".join(listeners))
+                node_extra.setdefault("listener.security.protocol.map", ",".join(protocols))
             n.write_config(server_properties(n.spec, voters, n.data_dir, settings=TEST_SETTINGS,
-                                             advertise=False, extra=extra))
-            n.format(self.cluster_id)
+                                             advertise=False, extra=node_extra))
+            n.format(self.cluster_id, extra_args=format_args)
+
+    def secure_bootstrap(self, name: str) -> str:
+        """The bootstrap servers of the added listener ``name``."""
+        return ",".join(a for (_, n), a in sorted(self.secure_addresses.items()) if n == name)
 
     @property
     def bootstrap_controllers(self) -> str:
@@ -169,8 +225,13 @@ class ProcCluster:
 
     def shutdown(self) -> None:
         """The end of a test: wake any node a test paused (SIGSTOP), stop all, kill what is
-        left."""
+        left; remove the namespaces, if any."""
+        if self.network is not None:
+            self.network.heal()
         for n in self.nodes.values():
             n.resume()
         self.stop_all()
         self.kill_all()
+        if self.network is not None:
+            self.network.teardown()
+            atexit.unregister(self.network.teardown)

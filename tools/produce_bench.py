@@ -12,7 +12,8 @@ produce-to-consume latency p50/p99 at a fixed moderate rate (``--latency-rate`` 
 per producer ``linger.ms`` in ``--latency-linger-ms`` (0 sends every record in its own request;
 1 lets librdkafka batch for up to a millisecond). ``--sizes ''`` skips the throughput runs.
 Raw disk append MB/s (1 MiB writes, fsync at the end) is measured in the same run, so the
-throughput is also printed as a ratio of it.
+throughput is also printed as a ratio of it. ``--plot`` (default ``bench-produce.html``) writes
+the latency CDFs and, with kcat, the produce throughput over time as one HTML page.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import create_topics
+from tools.bench_plot import BenchReport
 from tools.proc_cluster import ProcCluster
 
 
@@ -120,31 +122,49 @@ KCAT_PRODUCER = ["-X", "linger.ms=5", "-X", "batch.size=1000000",
                  "-X", "queue.buffering.max.kbytes=1048576", "-X", "message.max.bytes=10000000"]
 
 
-def _end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+def _end_offsets(bootstrap: str, topic: str, partitions: int, consumer: object = None) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    c = consumer or Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
     try:
         return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                    for p in range(partitions))
     finally:
-        c.close()
+        if consumer is None:
+            c.close()
 
 
 def produce_throughput_kcat(bootstrap: str, topic: str, acks: str, records: int, size: int,
-                            partitions: int, workdir: Path) -> float:
+                            partitions: int, workdir: Path,
+                            progress: list[tuple[float, float]] | None = None) -> float:
     """kcat (librdkafka in C) reads one value per line: no Python loop in the load generator.
-    The count of records the topic gained is checked afterwards."""
+    The count of records the topic gained is checked afterwards. With ``progress``, the
+    topic's end offsets are sampled every 0.2 s while kcat runs and (seconds since start,
+    records/s over the interval) appended: the throughput over time."""
+    from confluent_kafka import Consumer
+
     data = workdir / f"values-{size}.txt"
     if not data.exists():
         data.write_bytes((b"x" * size + b"\n") * records)
     before = _end_offsets(bootstrap, topic, partitions)
     t0 = time.perf_counter()
-    r = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-l", "-X", f"acks={acks}",
-                        *KCAT_PRODUCER, str(data)], check=False, capture_output=True, text=True)
+    proc = subprocess.Popen(["kcat", "-P", "-b", bootstrap, "-t", topic, "-l", "-X",
+                             f"acks={acks}", *KCAT_PRODUCER, str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last_t, last_n = t0, before
+    if progress is not None:
+        sampler = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+        while proc.poll() is None:
+            time.sleep(0.2)
+            n = _end_offsets(bootstrap, topic, partitions, sampler)
+            now = time.perf_counter()
+            progress.append((now - t0, (n - last_n) / (now - last_t)))
+            last_t, last_n = now, n
+        sampler.close()
+    _, stderr = proc.communicate()
     dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"kcat -P failed ({r.returncode}): {r.stderr[-500:]}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"kcat -P failed ({proc.returncode}): {stderr[-500:]}")
     got = _end_offsets(bootstrap, topic, partitions) - before
     if got != records:
         raise RuntimeError(f"kcat produced {got} of {records} records")
@@ -229,7 +249,8 @@ def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
 
 def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
                  sizes: Sequence[int], records: int, latency_rate: int, raw_mb_s: float,
-                 lingers: Sequence[float] = (0.0, 1.0), kcat: bool = False) -> None:
+                 lingers: Sequence[float] = (0.0, 1.0), kcat: bool = False,
+                 report: BenchReport | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="produce-bench-") as tmp:
         extra = {"min.insync.replicas": "2" if rf >= 3 else "1", "num.partitions": "1",
                  "log.flush.interval.messages": str(2**62)}
@@ -241,13 +262,17 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
             for linger in lingers:
                 asyncio.run(_create_topic(cluster, f"bench-latency-{linger:g}", 1, rf))
             bootstrap = cluster.bootstrap_servers
+            produce_series: list[tuple[str, list[tuple[float, float]]]] = []
+            cdfs: list[tuple[str, list[float]]] = []
             time.sleep(1.0)
             for size in sizes:
                 topic = f"bench-{size}"
                 if kcat:
+                    progress: list[tuple[float, float]] = []
                     dt = produce_throughput_kcat(bootstrap, topic, "-1" if acks == "all"
                                                  else acks, records, size, partitions,
-                                                 Path(tmp))
+                                                 Path(tmp), progress)
+                    produce_series.append((f"{name} {size} B", progress))
                 else:
                     dt = produce_throughput(bootstrap, topic, acks, records, size)
                 mb = records * size / dt / 1e6
@@ -264,12 +289,18 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
                 # A fresh topic per run: the consumer reads from offset 0.
                 lat = sorted(e2e_latency(bootstrap, f"bench-latency-{linger:g}", acks,
                                          latency_rate, 5.0, linger))
+                cdfs.append((f"linger.ms={linger:g}", [x * 1000 for x in lat]))
                 if lat:
                     p50 = statistics.median(lat) * 1000
                     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
                     print(f"{name} e2e latency at {latency_rate:,} records/s, linger.ms="
                           f"{linger:g}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} records)",
                           flush=True)
+            if report is not None:
+                report.series(f"{name}: produce throughput over time (kcat)", produce_series,
+                              "seconds since the start", "records/s (0.2 s intervals)")
+                report.latency_cdf(f"{name}: produce-to-consume latency at {latency_rate:,} "
+                                   "records/s", cdfs)
         finally:
             cluster.stop_all()
             cluster.kill_all()
@@ -289,7 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "100-byte runs near 250K records/s on this machine)")
     ap.add_argument("--latency-linger-ms", default="0,1",
                     help="producer linger.ms values for the latency runs (comma-separated)")
+    ap.add_argument("--plot", default="bench-produce.html",
+                    help="where to write the plots (latency CDFs, throughput over time) as "
+                         "one HTML page; '' for none")
     args = ap.parse_args(argv)
+    report = BenchReport("produce_bench") if args.plot else None
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
     lingers = [float(x) for x in args.latency_linger_ms.split(",")]
     with tempfile.TemporaryDirectory(prefix="raw-disk-") as tmp:
@@ -300,13 +335,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.scenarios.split(","):
         if name == "rf1":
             run_scenario("rf1/acks=1", 1, 1, "1", args.partitions, sizes, args.records,
-                         args.latency_rate, raw, lingers, kcat)
+                         args.latency_rate, raw, lingers, kcat, report)
         elif name == "rf3":
             run_scenario("rf3/acks=all", 3, 3, "all", args.partitions, sizes, args.records,
-                         args.latency_rate, raw, lingers, kcat)
+                         args.latency_rate, raw, lingers, kcat, report)
         else:
             print(f"unknown scenario {name}", file=sys.stderr)
             return 1
+    if report is not None:
+        report.write(Path(args.plot))
+        print(f"plots: {args.plot}", flush=True)
     return 0
 
 

@@ -62,7 +62,8 @@ FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Move partitions between replicas.")
     p.add_argument("--bootstrap-server", required=True)
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     action = p.add_mutually_exclusive_group(required=True)
     for name in ("generate", "execute", "verify", "cancel", "list"):
         action.add_argument(f"--{name}", action="store_true")
@@ -377,7 +378,7 @@ async def _list(client: KafkaClient, args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         if args.generate:
             return await _generate(client, args)

@@ -5,12 +5,13 @@
 Every figure is printed next to a raw baseline measured in the same run on the same bytes, so
 the ratio is what matters on a noisy machine:
 
-- append, fsync off: ``PartitionLog.append`` of one 16 KiB batch per call (the produce path:
-  CRC check, header rewrite, index upkeep) against ``os.write`` of the same bytes per call;
+- append, fsync off: ``batch_headers`` + ``PartitionLog.append`` of one 16 KiB batch per call
+  (the produce path: header parse, CRC check, header rewrite, index upkeep) against ``os.write`` of the same bytes per call;
   and 64 batches per call (the replication path, a follower appending a fetched chunk)
   against ``os.write`` of the same 1 MiB chunks.
-- append, group commit: many concurrent appenders each waiting for durability, one fsync
-  covering all waiters at that moment, against raw ``os.write`` with ``os.fsync`` at the same
+- append, group commit: the broker's write path under ``flush.messages=1`` (many concurrent
+  appenders, each awaiting ``PartitionLog.flush_wait``: one fsync in a worker thread covers
+  every append waiting at that moment), against raw ``os.write`` with ``os.fsync`` at the same
   cadence (the same number of fsyncs for the same bytes).
 - read: ``PartitionLog.read`` + ``FetchSlice.read_bytes`` in 1 MiB fetches against
   ``os.pread`` of the same 1 MiB chunks (page cache warm for both).
@@ -30,9 +31,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from storage.group_commit import GroupCommit
 from storage.log import PartitionLog
 from storage.log_config import LogConfig
+from storage.producer_state import batch_headers
 from storage.records import SimpleRecord, build_batch
 
 FETCH_BYTES = 1 << 20
@@ -95,7 +96,9 @@ def _log_append(directory: Path, chunk: bytes, count: int) -> float:
     try:
         start = time.perf_counter()
         for _ in range(count):
-            log.append(chunk, leader_epoch=0)
+            # As the broker's produce path: the headers parsed once (for the producer-state
+            # checks) and handed down to the append.
+            log.append(chunk, leader_epoch=0, headers=batch_headers(chunk))
         elapsed = time.perf_counter() - start
     finally:
         log.close()
@@ -103,19 +106,22 @@ def _log_append(directory: Path, chunk: bytes, count: int) -> float:
 
 
 def _log_append_group_commit(directory: Path, batch: bytes, count: int) -> tuple[float, int]:
-    log = PartitionLog.open(directory, _log_config())
+    # The broker's write path under flush.messages=1 (broker/replication/partition.py and
+    # apis.py): parse the headers once, append with them, await the log's group commit.
+    log = PartitionLog.open(directory, _log_config().replace(flush_messages=1))
+    log.defer_flush = True
     per_producer = count // PRODUCERS
 
     async def main() -> int:
-        gc = GroupCommit(begin=log.begin_flush)
-
         async def producer() -> None:
             for _ in range(per_producer):
-                info = log.append(batch, leader_epoch=0)
-                await gc.wait_durable(info.last_offset + 1)
+                info = log.append(batch, leader_epoch=0, headers=batch_headers(batch))
+                flush = log.flush_wait(info.last_offset + 1)
+                assert flush is not None, "flush.messages=1 waits for every append"
+                await flush
 
         await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
-        return gc.sync_count
+        return log.group_commit.sync_count
 
     try:
         start = time.perf_counter()

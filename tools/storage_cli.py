@@ -19,6 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker.config import KafkaConfig
+from broker.security.scram_config import ScramSpecError, parse_scram_spec
+from kraft.metadata_records import (
+    MetadataRecordType,
+    UserScramCredentialRecord,
+    encode_metadata_record,
+)
 from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import (
     BootstrapMetadata,
@@ -122,6 +128,26 @@ def _initial_voters(args: argparse.Namespace, config: KafkaConfig) -> list[Dynam
     return None
 
 
+def _scram_records(specs: list[str]) -> tuple[str, ...]:
+    """``--add-scram`` values as encoded UserScramCredentialRecords (hex), as Kafka's format
+    puts them in the bootstrap metadata."""
+    out = []
+    for text in specs:
+        try:
+            spec = parse_scram_spec(text)
+        except (ScramSpecError, ValueError) as e:
+            raise CommandError(f"--add-scram {text}: {e}") from None
+        if not spec.name:
+            raise CommandError(f"--add-scram {text}: you must supply 'name' to add-scram")
+        c = spec.credential
+        record = UserScramCredentialRecord(
+            name=spec.name, mechanism=spec.mechanism, salt=c.salt, stored_key=c.stored_key,
+            server_key=c.server_key, iterations=c.iterations)
+        out.append(encode_metadata_record(
+            MetadataRecordType.USER_SCRAM_CREDENTIAL_RECORD, 0, record).hex())
+    return tuple(out)
+
+
 def cmd_format(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     cluster_id = args.cluster_id
@@ -137,6 +163,7 @@ def cmd_format(args: argparse.Namespace) -> int:
     node_id = config.node_id
     metadata_dir = config.metadata_log_dir
     directories = config_to_log_directories(config)
+    scram_records = _scram_records(args.add_scram or [])
 
     # Load what is there, then verify it against this cluster and node (Kafka's
     # MetaPropertiesEnsemble.verify with the expected cluster id): a directory of another
@@ -207,6 +234,7 @@ def cmd_format(args: argparse.Namespace) -> int:
                         metadata_version=release_version,
                         kraft_version=1 if dynamic else 0,
                         initial_controllers=tuple(voters) if voters is not None else None,
+                        records=scram_records,
                     ),
                 )
             write_meta_properties(
@@ -307,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument(
         "--release-version", "-r",
         help=f"metadata.version to bootstrap with (default {DEFAULT_RELEASE_VERSION}).",
+    )
+    fmt.add_argument(
+        "--add-scram", "-S", action="append", metavar="SCRAM",
+        help="A SCRAM credential for the bootstrap metadata, e.g. "
+             "'SCRAM-SHA-256=[name=alice,password=alice-secret]' (repeatable).",
     )
     quorum = fmt.add_mutually_exclusive_group()
     quorum.add_argument(

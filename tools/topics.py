@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--delete", "Delete a topic.")):
         actions.add_argument(flag, action="store_true", help=text)
     p.add_argument("--bootstrap-server", required=True, help="REQUIRED: host:port[,host:port]")
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     p.add_argument("--topic", help="the topic (a regular expression except with --create)")
     p.add_argument("--partitions", type=int, help="number of partitions")
     p.add_argument("--replication-factor", type=int, help="replication factor")
@@ -185,7 +186,7 @@ async def describe(client: KafkaClient, args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     configs = parse_properties_args(args.config, "--config")
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         if args.create:
             if not args.topic:

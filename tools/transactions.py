@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="This tool is used to analyze the "
                                 "transactional state of producers in the cluster.")
     p.add_argument("--bootstrap-server", required=True)
-    p.add_argument("--command-config", help="accepted for compatibility; not used")
+    p.add_argument("--command-config",
+                   help="client properties file (security.protocol, ssl.*, sasl.*)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list transactions")
     d = sub.add_parser("describe", help="describe the state of an active transactional-id")
@@ -271,7 +272,7 @@ COMMANDS = {"list": cmd_list, "describe": cmd_describe,
 
 
 async def _main(args: argparse.Namespace) -> int:
-    client = await admin_client(args.bootstrap_server)
+    client = await admin_client(args.bootstrap_server, command_config=args.command_config)
     try:
         await COMMANDS[args.command](client, args)
     except KafkaError as e:

@@ -21,6 +21,8 @@ broker or controller, serves every route:
   (FindCoordinator, ListGroups, DescribeGroups, OffsetFetch, ListOffsets; ListTransactions,
   DescribeTransactions, DescribeProducers) from the brokers in the image, so this API does
   not depend on the coordinators' internals.
+- With an authorizer, writes are checked for the request's principal
+  (``http_authz.py``: the operation Kafka checks for the same change; 403 otherwise).
 - ``POST /v1/brokers/{id}/shutdown`` stops *this* node (controlled shutdown first on a broker);
   another id gets 421 Misdirected Request: send it to that node's own admin listener.
 
@@ -39,11 +41,15 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.admin.http_auth import HttpAuthenticator
+from broker.admin.http_authz import authorize_writes
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
+from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
+from broker.admin.http_ui import add_ui_routes
 from broker.admin.metrics import NodeMetrics
 from broker.admin.openapi import ROUTES
 
@@ -54,11 +60,13 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes):
+class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
+                      TransactionRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:
         super().__init__(node, metrics)
+        self.auth = HttpAuthenticator.from_config(self.config)
         self.app = self.build_app()
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
@@ -66,11 +74,15 @@ class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, TransactionRoutes
     # -- application ------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._logged, self._errors],
-                              client_max_size=MAX_BODY_BYTES)
+        middlewares: list[Any] = [self._logged, self.auth.middleware, self._errors]
+        checker = getattr(self.node, "authz", None)
+        if checker is not None:  # authorizer.class.name set: writes are checked
+            middlewares.append(authorize_writes(checker))
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, getattr(self, route.operation_id),
                                  name=route.operation_id)
+        add_ui_routes(app)
         return app
 
     @web.middleware

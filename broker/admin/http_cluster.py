@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -86,6 +87,9 @@ class ClusterRoutes(RouteBase):
                         or now_ms - v["last_fetch_timestamp"] > fetch_timeout_ms):
                     down.add(v["replica_id"])
         reasons = []
+        offline_dirs = self._offline_log_dirs()
+        if offline_dirs:
+            reasons.append("offline_log_dirs")
         if leader is None or quorum is None:
             reasons.append("no_active_controller")
         if down:
@@ -112,6 +116,8 @@ class ClusterRoutes(RouteBase):
                 "leaderless_count": len(leaderless),
                 "under_replicated_partitions": under[:limit],
                 "under_replicated_count": len(under),
+                # This node's own offline log dirs (node id -> absolute paths).
+                "offline_log_dirs": {str(self.node_id): offline_dirs} if offline_dirs else {},
             },
         })
 
@@ -152,6 +158,7 @@ class ClusterRoutes(RouteBase):
         return json_response({"broker_id": broker_id, "log_dirs": [{
             "log_dir": r.log_dir,
             "error_code": _error_name(r.error_code) if r.error_code else None,
+            "offline": r.error_code == ErrorCode.KAFKA_STORAGE_ERROR,
             "total_bytes": r.total_bytes if r.total_bytes >= 0 else None,
             "usable_bytes": r.usable_bytes if r.usable_bytes >= 0 else None,
             "partitions": sorted(({"topic": t.name, "partition": p.partition_index,
@@ -219,9 +226,19 @@ class ClusterRoutes(RouteBase):
 
     # -- status, metrics, schema ------------------------------------------------------------
 
+    def _offline_log_dirs(self) -> list[str]:
+        """This node's offline log dirs (an I/O error took them offline; absolute paths)."""
+        rm = getattr(self.node, "replica_manager", None)
+        if rm is None:
+            return []
+        return sorted(os.path.abspath(d) for d in rm.offline_log_dirs())
+
     def _not_ready_reasons(self) -> list[str]:
         node = self.node
         reasons = []
+        offline = self._offline_log_dirs()
+        if offline:
+            reasons.append(f"offline log dirs: {', '.join(offline)}")
         if node.shutdown_reason is not None:
             reasons.append("shutting down")
         if self._leader_id() is None:

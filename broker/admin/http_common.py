@@ -28,7 +28,7 @@ from broker.protocol.errors import (
     KafkaError,
     UnsupportedVersionError,
 )
-from broker.protocol.messages import list_offsets
+from broker.protocol.messages import find_coordinator, list_offsets
 from kraft.image import MetadataImage, TopicImage
 
 __all__ = [
@@ -252,7 +252,8 @@ class RouteBase:
             try:
                 self._client = await KafkaClient.bootstrap(
                     servers, client_id=f"node-{self.node_id}-admin-http",
-                    api_timeout_s=READ_TIMEOUT_S, request_timeout_s=READ_TIMEOUT_S / 2)
+                    api_timeout_s=READ_TIMEOUT_S, request_timeout_s=READ_TIMEOUT_S / 2,
+                    security=getattr(self.node.replica_manager, "inter_broker_security", None))
             except (KafkaConnectionError, KafkaTimeoutError, OSError) as e:
                 raise HttpError(503, "BROKER_NOT_AVAILABLE",
                                 f"No broker answered: {e}") from None
@@ -292,6 +293,22 @@ class RouteBase:
             return await c.send_to(node, api_key, build(version), version, check=check,
                                    timeout_s=READ_TIMEOUT_S)
         return await self._kafka_call(what, go)
+
+    async def _coordinator_of(self, group_id: str) -> int:
+        """The node id of ``group_id``'s coordinator (FindCoordinator)."""
+        FQ = find_coordinator.REQUEST
+        client = await self._kafka()
+        brokers = sorted(client.cluster.brokers)
+        if not brokers:
+            raise HttpError(503, "BROKER_NOT_AVAILABLE", "No broker is known")
+        ask = self.node_id if self.node_id in brokers else brokers[0]
+        fc = await self._send_versioned(
+            "FindCoordinator", ask, ApiKey.FIND_COORDINATOR,
+            lambda v: FQ.cls(key=group_id, key_type=0) if v < 4
+            else FQ.cls(key_type=0, coordinator_keys=[group_id]),
+            check=lambda r: (r.coordinators[0].error_code if r.coordinators
+                             else r.error_code))
+        return int(fc.coordinators[0].node_id if fc.coordinators else fc.node_id)
 
     def _topic(self, name: str, field: str = "name") -> TopicImage:
         check_topic_name(name, field)

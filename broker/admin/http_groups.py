@@ -27,7 +27,6 @@ from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import (
     consumer_group_describe,
     describe_groups,
-    find_coordinator,
     list_groups,
     offset_fetch,
 )
@@ -90,19 +89,7 @@ class GroupRoutes(RouteBase):
         group_id = request.match_info["group_id"]
         if not group_id or len(group_id) > 249:
             raise bad_field("group_id", "must be 1-249 characters")
-        FQ = find_coordinator.REQUEST
-        client = await self._kafka()
-        brokers = sorted(client.cluster.brokers)
-        if not brokers:
-            raise HttpError(503, "BROKER_NOT_AVAILABLE", "No broker is known")
-        ask = self.node_id if self.node_id in brokers else brokers[0]
-        fc = await self._send_versioned(
-            "FindCoordinator", ask, ApiKey.FIND_COORDINATOR,
-            lambda v: FQ.cls(key=group_id, key_type=0) if v < 4
-            else FQ.cls(key_type=0, coordinator_keys=[group_id]),
-            check=lambda r: (r.coordinators[0].error_code if r.coordinators
-                             else r.error_code))
-        coordinator = fc.coordinators[0].node_id if fc.coordinators else fc.node_id
+        coordinator = await self._coordinator_of(group_id)
         await self._kafka_call("Metadata", lambda c: c.metadata())
         # A consumer group of KIP-848 answers ConsumerGroupDescribe (DescribeGroups reports it
         # Dead, as Kafka does); any other group answers GROUP_ID_NOT_FOUND there.

@@ -158,6 +158,7 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("pykraft_network_handler_errors", "Requests whose handler "
                                   "failed (a bug; the connection is closed)",
                                   value=st.handler_errors)
+        yield from _limits(server)
 
     @staticmethod
     def _image(node: Any) -> Iterator[Metric]:
@@ -294,6 +295,48 @@ class NodeCollector(Collector):
                     age.add_metric(labels, max(0.0, (now_ms - r.last_fetch_timestamp) / 1000))
         yield lag
         yield age
+
+
+def _limits(server: Any) -> Iterator[Metric]:
+    """The network limits of each listener kind (broker/network/limits.py)."""
+    limits = getattr(server, "limits", None)
+    if not isinstance(limits, dict):
+        return
+    kinds = sorted(limits.items())
+    families = [
+        (GaugeMetricFamily, "pykraft_network_limit_connections", ("Connections counted against "
+         "max.connections, per listener kind"), lambda lim: lim.quotas.total),
+        (CounterMetricFamily, "pykraft_network_connections_rejected_per_ip", ("Connections "
+         "closed at once because their address had max.connections.per.ip already"),
+         lambda lim: lim.quotas.rejected_per_ip),
+        (CounterMetricFamily, "pykraft_network_accept_blocked", ("Times a listener stopped "
+         "accepting for want of a connection slot (kafka.network Acceptor "
+         "AcceptorBlockedPercent)"), lambda lim: lim.quotas.accept_blocks),
+        (CounterMetricFamily, "pykraft_network_connections_closed_lru", ("Connections closed "
+         "because the inter-broker listener went past max.connections"),
+         lambda lim: lim.lru_closes),
+        (CounterMetricFamily, "pykraft_network_connections_closed_idle", ("Connections closed "
+         "after connections.max.idle.ms without a byte received (kafka.server "
+         "socket-server-metrics connection-close-total counts them too)"),
+         lambda lim: lim.idle_closes),
+        (GaugeMetricFamily, "pykraft_network_request_pool_used_bytes", ("Bytes of partially "
+         "read requests drawn from the queued.max.request.bytes pool (kafka.network "
+         "SocketServer MemoryPoolAvailable is its complement)"), lambda lim: lim.pool.used),
+        (GaugeMetricFamily, "pykraft_network_request_pool_peak_bytes", ("Most bytes the pool "
+         "had out at once"), lambda lim: lim.pool.peak_used),
+        (CounterMetricFamily, "pykraft_network_request_pool_waits", ("Times a connection stopped "
+         "being read because the pool was empty (kafka.network SocketServer "
+         "MemoryPoolDepletedPercent)"), lambda lim: lim.pool.waits),
+        (GaugeMetricFamily, "pykraft_network_queued_requests", ("Requests read and not yet "
+         "answered (kafka.network RequestChannel RequestQueueSize)"), lambda lim: lim.queued),
+        (CounterMetricFamily, "pykraft_network_queued_requests_waits", ("Times a connection "
+         "stopped being read at queued.max.requests"), lambda lim: lim.queue_waits),
+    ]
+    for cls, name, doc, read in families:
+        fam = cls(name, doc, labels=["kind"])
+        for kind, lim in kinds:
+            fam.add_metric([kind], read(lim))
+        yield fam
 
 
 def _groups(node: Any) -> Iterator[Metric]:

@@ -83,6 +83,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "log_dir": {"type": "string", "description": "Absolute path"},
         "error_code": {"type": "string", "nullable": True,
                        "description": "KAFKA_STORAGE_ERROR for an offline directory"},
+        "offline": {"type": "boolean",
+                    "description": "An I/O error took the directory offline"},
         "total_bytes": {"type": "integer", "format": "int64", "nullable": True,
                         "description": "Size of the directory's volume"},
         "usable_bytes": {"type": "integer", "format": "int64", "nullable": True,
@@ -96,12 +98,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "is_healthy": BOOL,
         "unhealthy_reasons": _arr({"type": "string", "enum": [
             "no_active_controller", "nodes_down", "leaderless_partitions",
-            "under_replicated_partitions"]}),
+            "under_replicated_partitions", "offline_log_dirs"]}),
         "nodes_down": _arr(INT),
         "leaderless_partitions": _arr(_ref("TopicPartitionRef")),
         "leaderless_count": INT,
         "under_replicated_partitions": _arr(_ref("TopicPartitionRef")),
         "under_replicated_count": INT,
+        "offline_log_dirs": {"type": "object", "additionalProperties": _arr(STR),
+                             "description": "This node's offline log dirs, by node id"},
     }),
     "Cluster": _obj({
         "cluster_id": STR, "controller_id": INT, "node_id": INT, "metadata_offset": LONG,
@@ -174,6 +178,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "coordinator_id": INT, "members": _arr(_ref("GroupMember")),
         "offsets": _arr(_ref("GroupOffset")), "total_lag": LONG,
     }),
+    "RecordHeader": _obj({"key": STR, "value": {"type": "string", "format": "byte",
+                                                "nullable": True}}),
+    "Record": _obj({
+        "offset": LONG, "timestamp": LONG,
+        "key": {"type": "string", "format": "byte", "nullable": True,
+                "description": "base64"},
+        "value": {"type": "string", "format": "byte", "nullable": True,
+                  "description": "base64"},
+        "headers": _arr(_ref("RecordHeader")),
+    }),
+    "PartitionRecords": _obj({"topic": STR, "partition": INT, "start_offset": LONG,
+                              "end_offset": LONG, "records": _arr(_ref("Record"))}),
+    "OffsetReset": _obj({
+        "topic": {"type": "string", "pattern": TOPIC_NAME_PATTERN},
+        "partitions": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                       "minItems": 1, "description": "Default: every partition"},
+        "to": {"type": "string", "enum": ["earliest", "latest", "offset"]},
+        "offset": {"type": "integer", "format": "int64", "minimum": 0,
+                   "description": "With to=offset; clamped to the partition's range"},
+    }, ["topic", "to"]),
+    "OffsetResetResult": _obj({"group_id": STR, "offsets": _arr(_obj({
+        "topic": STR, "partition": INT, "offset": LONG}))}),
     "Transaction": _obj({
         "transactional_id": STR, "coordinator_id": INT,
         "state": {"type": "string", "description": "Kafka's transaction state (Empty, "
@@ -255,6 +281,10 @@ INCLUDE_INTERNAL = {"name": "include_internal", "in": "query", "required": False
                     "schema": {"type": "boolean", "default": False},
                     "description": "Also list internal topics (__consumer_offsets, ...)"}
 
+RECORD_LIMIT = {"name": "limit", "in": "query", "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+                "description": "How many of the latest records"}
+
 _BAD = (400, ("Bad input; the error names the field", "Error"))
 _NOT_FOUND = (404, ("No such resource", "Error"))
 _UNAVAILABLE = (503, ("No active controller, or a broker did not answer", "Error"))
@@ -318,6 +348,18 @@ ROUTES: tuple[Route, ...] = (
           "A consumer group: members, assignment, committed offsets, lag", "consumer-groups",
           _r((200, ("The group", "Group")), _BAD, _NOT_FOUND, _UNAVAILABLE),
           params=(GROUP_ID,)),
+    Route("POST", "/v1/consumer-groups/{group_id}/reset-offsets", "reset_group_offsets",
+          "Reset an inactive group's committed offsets (kafka-consumer-groups "
+          "--reset-offsets --execute)", "consumer-groups",
+          _r((200, ("The committed offsets", "OffsetResetResult")), _BAD, _NOT_FOUND,
+             (409, ("The group has members", "Error")), _UNAVAILABLE),
+          params=(GROUP_ID,), body="OffsetReset"),
+    Route("GET", "/v1/partitions/{topic}/{partition}/records", "get_partition_records",
+          "The latest records of a partition (keys, values, headers in base64)", "topics",
+          _r((200, ("The records", "PartitionRecords")), _BAD, _NOT_FOUND, _UNAVAILABLE),
+          params=(TOPIC_P, PARTITION, RECORD_LIMIT),
+          description="Read from the partition's leader up to its high watermark "
+                      "(read_uncommitted); control records are left out."),
     Route("GET", "/v1/transactions", "list_transactions",
           "Transactions: state, producer, partitions (kafka-transactions list)",
           "transactions", _r((200, ("Transactions", "TransactionList")), _BAD, _UNAVAILABLE),

@@ -48,6 +48,7 @@ from broker.client.connection import (
     choose_version,
 )
 from broker.client.errors import (
+    KafkaAuthenticationError,
     KafkaConnectionError,
     KafkaProtocolError,
     KafkaTimeoutError,
@@ -64,6 +65,7 @@ __all__ = [
     "BrokerInfo",
     "ClientStats",
     "ClusterMetadata",
+    "KafkaAuthenticationError",
     "KafkaClient",
     "KafkaConnection",
     "KafkaConnectionError",

@@ -22,12 +22,14 @@ from broker.client.connection import (
     KafkaConnection,
 )
 from broker.client.errors import (
+    KafkaAuthenticationError,
     KafkaConnectionError,
     KafkaProtocolError,
     KafkaTimeoutError,
     NoBrokersAvailableError,
 )
 from broker.client.metadata import ClusterMetadata, TopicInfo, cluster_from_response
+from broker.client.security import ClientSecurity
 from broker.protocol.api_keys import API_SPECS, ApiKey, UnknownApiKeyError
 from broker.protocol.errors import (
     ErrorCode,
@@ -131,7 +133,8 @@ class KafkaClient:
                  retries: int | None = None,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 security: ClientSecurity | None = None) -> None:
         if not bootstrap_servers:
             raise ValueError("at least one bootstrap server is required")
         self.bootstrap_servers = [parse_address(s) for s in bootstrap_servers]
@@ -144,6 +147,7 @@ class KafkaClient:
         self.retries = retries
         self.max_response_bytes = max_response_bytes
         self.max_in_flight = max_in_flight
+        self.security = security  # TLS and SASL for every connection (broker/client/security.py)
         self.cluster = ClusterMetadata()
         self.stats = ClientStats()
         self._rng = rng or random.Random()
@@ -183,7 +187,9 @@ class KafkaClient:
                         host, port, client_id=self.client_id,
                         timeout_s=min(self.connect_timeout_s, remaining),
                         max_response_bytes=self.max_response_bytes,
-                        max_in_flight=self.max_in_flight)
+                        max_in_flight=self.max_in_flight, security=self.security)
+                except KafkaAuthenticationError:
+                    raise  # wrong credentials: retrying does not help (as Kafka's clients)
                 except (KafkaConnectionError, KafkaError) as e:
                     errors.append(f"{host}:{port}: {e}")
                     continue
@@ -298,7 +304,7 @@ class KafkaClient:
                     host, port, client_id=self.client_id,
                     timeout_s=min(self.connect_timeout_s, timeout_s),
                     max_response_bytes=self.max_response_bytes,
-                    max_in_flight=self.max_in_flight)
+                    max_in_flight=self.max_in_flight, security=self.security)
             except (KafkaConnectionError, KafkaError):
                 continue
             self.stats.connections_opened += 1
@@ -339,7 +345,7 @@ class KafkaClient:
                     broker.host, broker.port, client_id=self.client_id,
                     timeout_s=min(self.connect_timeout_s, timeout_s), node_id=node_id,
                     max_response_bytes=self.max_response_bytes,
-                    max_in_flight=self.max_in_flight)
+                    max_in_flight=self.max_in_flight, security=self.security)
             except KafkaConnectionError:
                 self._failed_at[node_id] = self._loop.time()
                 raise

@@ -10,7 +10,13 @@ import socket
 import struct
 from typing import Any, Self
 
-from broker.client.errors import KafkaConnectionError, KafkaProtocolError, KafkaTimeoutError
+from broker.client.errors import (
+    KafkaAuthenticationError,
+    KafkaConnectionError,
+    KafkaProtocolError,
+    KafkaTimeoutError,
+)
+from broker.client.security import ClientSecurity, SecurityError, sasl_login
 from broker.protocol.api_keys import (
     API_SPECS,
     ApiKey,
@@ -137,16 +143,20 @@ class KafkaConnection(asyncio.Protocol):
     async def connect(cls, host: str, port: int, *, client_id: str | None = "pykraft",
                       timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, node_id: int = -1,
                       max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                      max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> KafkaConnection:
+                      max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                      security: ClientSecurity | None = None) -> KafkaConnection:
         """Connect and negotiate versions within ``timeout_s``; ``KafkaConnectionError`` when
-        the peer cannot be reached or does not answer ApiVersions in time."""
+        the peer cannot be reached or does not answer ApiVersions in time. ``security``: TLS
+        and a SASL login (``broker/client/security.py``), done before returning."""
         conn = cls(host, port, client_id=client_id, node_id=node_id,
                    max_response_bytes=max_response_bytes, max_in_flight=max_in_flight)
         loop = conn._loop
         where = f"{host}:{port}" + (f" (node {node_id})" if node_id >= 0 else "")
         try:
             async with asyncio.timeout(timeout_s):
-                await loop.create_connection(lambda: conn, host, port)
+                ctx = None if security is None else security.ssl_context
+                await loop.create_connection(lambda: conn, host, port, ssl=ctx,
+                                             server_hostname=host if ctx else None)
         except TimeoutError:
             conn._abort(None)
             raise KafkaConnectionError(f"timed out connecting to {where} after {timeout_s}s",
@@ -156,6 +166,11 @@ class KafkaConnection(asyncio.Protocol):
                                        host=host, port=port) from e
         try:
             await conn._negotiate(timeout_s)
+            if security is not None and security.mechanism is not None:
+                try:
+                    await sasl_login(conn, security, timeout_s)
+                except SecurityError as e:
+                    raise KafkaAuthenticationError(str(e), host=host, port=port) from e
         except BaseException:
             conn._abort(None)
             raise

@@ -15,6 +15,11 @@ class KafkaConnectionError(ConnectionError):
         self.port = port
 
 
+class KafkaAuthenticationError(KafkaConnectionError):
+    """The broker refused the SASL login (wrong credentials, unknown user, mechanism not
+    enabled): retrying with the same settings does not help."""
+
+
 class NoBrokersAvailableError(KafkaConnectionError):
     """None of the bootstrap servers (or known brokers) answered."""
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.controller import acl_translation as acl_tr
+from broker.controller import quota_translation as qtr
 from broker.controller import translation as tr
+from broker.controller.scram_translation import alter_scram_request, alter_scram_response
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
 from kraft.controller import ControllerResult, NotController, QuorumController
@@ -62,9 +65,19 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: (
         tr.alter_partition_reassignments_request, QuorumController.alter_partition_reassignments,
         tr.alter_partition_reassignments_response),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (
+        alter_scram_request, QuorumController.alter_user_scram_credentials,
+        alter_scram_response),
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (
         tr.list_partition_reassignments_request, QuorumController.list_partition_reassignments,
         tr.list_partition_reassignments_response),
+    ApiKey.CREATE_ACLS: (
+        acl_tr.create_acls_request, QuorumController.create_acls, acl_tr.create_acls_response),
+    ApiKey.DELETE_ACLS: (
+        acl_tr.delete_acls_request, QuorumController.delete_acls, acl_tr.delete_acls_response),
+    ApiKey.ALTER_CLIENT_QUOTAS: (
+        qtr.alter_client_quotas_request, QuorumController.alter_client_quotas,
+        qtr.alter_client_quotas_response),
 }
 
 

@@ -39,6 +39,7 @@ class ControllerChannel:
         self.controllers = dict(controllers)
         self._leader_id = leader_id
         self._client_id = client_id or f"broker-{node_id}-to-controller"
+        self.security: Any = None  # TLS/SASL towards the controller listener
         self._conns: dict[int, KafkaConnection] = {}
         self._round_robin = itertools.cycle(sorted(self.controllers))
         self._closed = False
@@ -59,7 +60,8 @@ class ControllerChannel:
             return conn
         host, port = self.controllers[controller_id]
         conn = await KafkaConnection.connect(host, port, client_id=self._client_id,
-                                             node_id=controller_id, timeout_s=2.0)
+                                             node_id=controller_id, timeout_s=2.0,
+                                             security=self.security)
         self._conns[controller_id] = conn
         return conn
 

@@ -147,6 +147,7 @@ class RaftManager:
         self.fetch_timeout_ms = fetch_timeout_ms
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.request_timeout_ms = request_timeout_ms
+        self.security: Any = None  # TLS/SASL towards the other voters' controller listener
         self._random = random.Random(seed)
         self._snapshots = snapshots
         self._inbound = inbound = InboundRequests(self)
@@ -179,6 +180,8 @@ class RaftManager:
         self._leader = LeaderAndEpoch(None, 0)
         self._committed_end = 0  # the node has handed out every entry below this as committed
         self.failed: BaseException | None = None
+        # Called with the error once the driver fails (the node stops: broker/node.py).
+        self.on_failure: Callable[[BaseException], None] | None = None
         # Wire max_wait: below the fetcher's own request timeout, so a held fetch is answered
         # before the fetcher gives up on it and sends another.
         self._wire_max_wait_ms = max(0, min(fetch_max_wait_ms,
@@ -412,6 +415,8 @@ class RaftManager:
                             "offline", self.node_id, exc_info=True)
             self._closed = True
             self._inbound.fail_all()
+            if self.on_failure is not None:
+                self.on_failure(e)
 
     async def _process(self) -> None:
         node = self._node

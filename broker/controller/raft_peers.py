@@ -89,7 +89,7 @@ class RaftPeer:
         try:
             conn = await KafkaConnection.connect(
                 self.host, self.port, client_id=f"raft-{mgr.node_id}", node_id=self.node_id,
-                timeout_s=mgr.request_timeout_ms / 1000)
+                timeout_s=mgr.request_timeout_ms / 1000, security=mgr.security)
         except (KafkaConnectionError, KafkaError, OSError) as e:
             logger.debug("node %d: cannot connect to voter %d: %s", mgr.node_id, self.node_id, e)
             self.retry_at = mgr._loop.time() + self.backoff_ms * mgr._random.uniform(0.8, 1.2) / 1000

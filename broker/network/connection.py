@@ -15,9 +15,14 @@ the handlers, and writes what it hands out (see that module's docstring for the 
 - **Ordering.** ``push_pending()`` reserves a slot for a request handled later; responses
   behind an unanswered request wait in the queue (``queue_response``) and ``release_head``
   moves the completed head of the queue to ``out``, the bytes to write.
-- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests or while the
-  transport's write buffer is full (``write_paused``); ``update_blocked`` returns ``PAUSE``,
-  ``RESUME`` or 0 for the caller to act on.
+- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests, while the
+  transport's write buffer is full (``write_paused``), while the kind's request memory pool
+  refuses the partial frame kept in the stash (``mem_wait``: the frame's whole size is drawn
+  when its size prefix is in, and given back once the frame is whole; ``retry_memory``), and
+  while the kind's waiting requests are at ``queued.max.requests`` and this connection has
+  one (``queue_wait``); see ``broker.network.limits``. ``update_blocked`` returns ``PAUSE``,
+  ``RESUME`` or 0 for the caller to act on; ``hooks`` (the server's connection) is told when
+  to wait for memory and is woken when the waiting requests drop below the bound.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import re
 import struct
 from collections import deque
 from collections.abc import Iterator, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from broker.network.limits import NetworkLimits
 from broker.protocol.api_keys import API_SPECS, ApiKey, request_header_version
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import (
@@ -112,7 +119,8 @@ class ConnectionInfo:
     """What a request's context knows about its connection."""
 
     __slots__ = ("client_software_name", "client_software_version", "connection_id",
-                 "listener_kind", "listener_name", "local_address", "peer", "principal")
+                 "listener_kind", "listener_name", "local_address", "mute_until", "peer",
+                 "principal", "sasl")
 
     def __init__(self, listener_name: str, listener_kind: str, peer: Any, local_address: Any,
                  connection_id: str) -> None:
@@ -125,6 +133,10 @@ class ConnectionInfo:
         self.client_software_version = ""
         # Who the requests are authorized as (broker/security/principal.py).
         self.principal: KafkaPrincipal = ANONYMOUS
+        # Set by a quota hook (broker/quotas/enforce.py): stop reading this connection after
+        # the response until this time.monotonic() (KIP-219); 0.0: not throttled.
+        self.mute_until = 0.0
+        self.sasl: Any = None  # a SASL listener's SaslSession (broker/security/sasl_server.py)
 
 
 class ListenerRoutes:
@@ -164,6 +176,8 @@ class ListenerRoutes:
                     1 if v in api.response.flexible_versions else 0)
                 self.routes[(key << 16) | v] = (api.request, request_header_version(key, v),
                                                 api.response, resp_hv, h)  # type: ignore[arg-type]
+        # A SASL connection's table until it authenticates (broker/network/secure.py).
+        self.sasl_routes = {k: v for k, v in self.routes.items() if k >> 16 in (17, 18, 36)}
         self.api_versions_lo, self.api_versions_hi = self.advertised[_API_VERSIONS]
         resp = av.response
         entries = [resp.ApiVersion(api_key=k, min_version=lo, max_version=hi)
@@ -218,16 +232,28 @@ class ListenerRoutes:
 class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
-    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "_routes", "blocked",
-                 "closed", "closing", "info", "listener", "max_in_flight", "max_request_bytes", "need",
-                 "out", "out_bytes", "pending", "processing", "reading_paused", "stash",
-                 "stats", "write_paused")
+    __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
+                 "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
+                 "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
+                 "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
+                 "routes", "stash", "stats", "throttled", "write_paused")
 
     def __init__(self, listener: ListenerRoutes, stats: ServerStats, *,
                  max_request_bytes: int, max_in_flight: int,
-                 info: ConnectionInfo | None = None) -> None:
+                 info: ConnectionInfo | None = None,
+                 limits: NetworkLimits | None = None) -> None:
         self.listener = listener
-        self._routes = listener.routes
+        # The kind's limits (broker.network.limits): the memory pool partial frames draw
+        # from, and the count of waiting requests.
+        self.limits = limits if limits is not None else NetworkLimits([listener.name])
+        self.pool = self.limits.pool
+        self.reserved = 0  # bytes drawn from the pool for the partial frame in the stash
+        self.mem_wait = False  # the pool refused: stop reading until it has bytes again
+        self.queue_wait = False  # paused because the kind's waiting requests are at the bound
+        self.last_active = monotonic()  # when bytes last arrived (idle expiry, LRU)
+        # The I/O side's callbacks for the limits (``memory_wait()``, ``queue_resume()``).
+        self.hooks: Any = None
+        self.routes = listener.routes
         self.stats = stats
         self.max_request_bytes = max_request_bytes
         self.max_in_flight = max_in_flight
@@ -240,6 +266,7 @@ class ServerConnection:
         self.write_paused = False
         self.reading_paused = False
         self.blocked = False  # stop parsing frames (in-flight bound or write backpressure)
+        self.throttled = False  # muted for a quota's throttle time (KIP-219)
         self.processing = False  # inside frames(): a resume must not parse the stash
         self.closed = False
         self.closing = False  # a CLOSE is queued: parse nothing more, close when it is due
@@ -257,6 +284,9 @@ class ServerConnection:
                 return None
             data = bytes(self.stash)
             self.stash = bytearray()
+            if self.reserved:  # the frame is whole: its bytes go back to the pool
+                self.pool.release(self.reserved)
+                self.reserved = 0
         elif self.blocked:
             self.stash += data
             return None
@@ -287,6 +317,14 @@ class ServerConnection:
                 if not 0 < self.need - 4 <= limit:
                     raise FrameSizeError(f"request size {self.need - 4} is outside "
                                          f"1..{limit} bytes")
+                if self.pool.bounded and not self.reserved:
+                    # Held until the rest arrives: draw the whole frame from the pool first.
+                    if self.pool.try_allocate(self.need):
+                        self.reserved = self.need
+                    else:
+                        self.mem_wait = True
+                        if self.hooks is not None:
+                            self.hooks.memory_wait()
             else:
                 self.need = 4
         else:
@@ -297,8 +335,22 @@ class ServerConnection:
         if self.stash and len(self.stash) >= self.need and not self.processing:
             data = bytes(self.stash)
             self.stash = bytearray()
+            if self.reserved:
+                self.pool.release(self.reserved)
+                self.reserved = 0
             return data
         return None
+
+    def retry_memory(self) -> bool:
+        """The pool has bytes again: draw the partial frame's size. True if reading may go
+        on (then call ``update_blocked``)."""
+        if not self.mem_wait or self.closed:
+            return False
+        if not self.pool.try_allocate(self.need):
+            return False
+        self.reserved = self.need
+        self.mem_wait = False
+        return True
 
     # -- decoding -----------------------------------------------------------------------------
 
@@ -309,7 +361,7 @@ class ServerConnection:
         if len(frame) < _MIN_HEADER_V1_BYTES:
             return self._short_frame(frame)
         api_key, api_version, correlation_id, n = _HEAD_V1.unpack_from(frame, 0)
-        route = self._routes.get((api_key << 16) | (api_version & 0xFFFF))
+        route = self.routes.get((api_key << 16) | (api_version & 0xFFFF))
         if route is None:
             return self._unroutable(frame, api_key, api_version, correlation_id)
         request_schema, header_version = route[0], route[1]
@@ -354,7 +406,7 @@ class ServerConnection:
         if len(frame) < MIN_REQUEST_HEADER_BYTES:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than a header")
         api_key, api_version, correlation_id = _HEAD.unpack_from(frame, 0)
-        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self._routes:
+        if api_key == _API_VERSIONS or (api_key << 16 | (api_version & 0xFFFF)) in self.routes:
             return ProtocolError(f"request of {len(frame)} bytes is shorter than its header")
         return self._unroutable(frame, api_key, api_version, correlation_id)
 
@@ -416,6 +468,7 @@ class ServerConnection:
         response goes into ``slot[0]`` (None: no response)."""
         slot: list[Any] = [PENDING, None]
         self.pending.append(slot)
+        self.limits.queued += 1
         return slot
 
     def queue_response(self, data: bytes | None) -> int:
@@ -423,6 +476,7 @@ class ServerConnection:
         request, else into ``out``. Returns ``WRITE``, ``BLOCK`` or 0."""
         if self.pending:
             self.pending.append([data])
+            self.limits.queued += 1
             return BLOCK if self.note_in_flight() else 0
         if data is not None:
             self.out.append(data)
@@ -436,14 +490,36 @@ class ServerConnection:
         ``CLOSE`` reached the head: write ``out``, then close the connection."""
         pending = self.pending
         out = self.out
-        while pending and pending[0][0] is not PENDING:
-            data = pending.popleft()[0]
-            if data is CLOSE:
-                return True
-            if data is not None:
-                out.append(data)
-                self.out_bytes += len(data)
-        return False
+        released = 0
+        try:
+            while pending and pending[0][0] is not PENDING:
+                data = pending.popleft()[0]
+                released += 1
+                if data is CLOSE:
+                    return True
+                if data is not None:
+                    out.append(data)
+                    self.out_bytes += len(data)
+            return False
+        finally:
+            self.limits.dequeued(released)
+
+    def append_pending(self, entry: list[Any]) -> None:
+        """Queue an entry (e.g. ``[CLOSE]``) behind the unanswered requests."""
+        self.pending.append(entry)
+        self.limits.queued += 1
+
+    def drop_pending(self) -> None:
+        """Forget every unanswered request (the connection is closed); give back what the
+        connection held of the kind's limits."""
+        if self.pending:
+            n = len(self.pending)
+            self.pending.clear()
+            self.limits.dequeued(n)
+        if self.reserved:
+            self.pool.release(self.reserved)
+            self.reserved = 0
+        self.mem_wait = False
 
     def take_out(self) -> bytes:
         """The response bytes to write now (``out`` is then empty)."""
@@ -456,7 +532,7 @@ class ServerConnection:
     def close(self) -> bytes | None:
         """Closed: drop unanswered requests; return the responses still to write, if any."""
         self.closed = True
-        self.pending.clear()
+        self.drop_pending()
         if not self.out:
             return None
         return self.take_out()
@@ -469,13 +545,27 @@ class ServerConnection:
         n = len(self.pending)
         stats = self.stats
         stats.max_in_flight_seen = max(stats.max_in_flight_seen, n)
-        return n >= self.max_in_flight and not self.blocked
+        limits = self.limits
+        return (n >= self.max_in_flight or limits.queued >= limits.max_queued) \
+            and not self.blocked
 
     def update_blocked(self) -> int:
-        """Whether parsing must stop (in-flight bound or write backpressure): ``PAUSE`` or
+        """Whether parsing must stop (in-flight bound, write backpressure or a quota's throttle
+        time): ``PAUSE`` or
         ``RESUME`` when reading must change, else 0."""
-        blocked = self.write_paused or len(self.pending) >= self.max_in_flight
+        n = len(self.pending)
+        limits = self.limits
+        queue_full = n > 0 and limits.queued >= limits.max_queued
+        blocked = (self.write_paused or self.throttled or n >= self.max_in_flight or self.mem_wait
+                   or queue_full)
         self.blocked = blocked
+        if queue_full and not self.queue_wait:
+            self.queue_wait = True
+            limits.queue_waits += 1
+            if self.hooks is not None:
+                limits.queue_waiters.append(self.hooks.queue_resume)
+        elif not queue_full:
+            self.queue_wait = False
         if blocked and not self.reading_paused:
             self.reading_paused = True
             self.stats.read_pauses += 1

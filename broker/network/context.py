@@ -44,6 +44,8 @@ class ListenerSpec:
     handlers: Mapping[int, Handler] | None = None
     # ApiVersions v3+ features, read for each answer (None: no features).
     features: Callable[[], ApiFeatures] | None = None
+    # TLS and SASL (broker/security/listener_security.ListenerSecurity; None: PLAINTEXT).
+    security: Any = None
 
 
 @dataclass(slots=True)

@@ -10,7 +10,9 @@ an awaitable of either: write it as a plain ``def`` when it never waits (no task
 iteration: the cheap path), as ``async def`` when it does (the server runs it in a task).
 
 A handler turns failures into error codes itself (per partition or topic); an exception that
-escapes it is a bug, which the server logs before closing that connection. Metadata is answered
+escapes it is a bug: for the data-path and coordinator APIs it is logged and answered with an
+error code for every partition (``error_responses.py``), for the others the server logs it
+before closing that connection. Metadata is answered
 here: from the metadata image when ``image`` is given (a node), otherwise as an empty cluster
 with this node as its only broker (the protocol benchmark, tests). The broker listener's other
 APIs come in ``extra_handlers`` from their rooms (data path, groups, admin; ``broker/node.py``
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from broker.network.context import RequestContext
+from broker.network.error_responses import guard_handlers
 from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
@@ -79,7 +82,9 @@ class ApiDispatcher:
             ApiKey.METADATA: self.handle_metadata,
         }
         if extra_handlers:
-            self._handlers.update({int(k): h for k, h in extra_handlers.items()})
+            # Data-path and coordinator handlers answer an unexpected failure with an error
+            # code rather than a closed connection (error_responses.py).
+            self._handlers.update(guard_handlers({int(k): h for k, h in extra_handlers.items()}))
         missing = [API_SPECS[k].name for k in self.advertised
                    if k != ApiKey.API_VERSIONS and k not in self._handlers]
         if missing:

@@ -21,7 +21,13 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Backpressure.** At most ``max_in_flight`` requests per connection are parsed and not yet
   answered (cf. ``queued.max.requests``); at the bound the connection stops parsing and calls
   ``transport.pause_reading()``, and resumes once the queue drains below it. It also stops
-  while the transport's write buffer is above its high-water mark (``pause_writing``).
+  while the transport's write buffer is above its high-water mark (``pause_writing``), while
+  the request memory pool has no bytes for its partial frame, and at ``queued.max.requests``
+  (``broker.network.limits``).
+- **Connection limits**: listeners accept through ``broker.network.acceptor`` within the
+  quotas of ``broker.network.limits`` (Kafka's ``ConnectionQuotas``); idle connections and,
+  past ``max.connections``, the least recently active one are closed
+  (``broker.network.expiry``).
 - **Limits and malformed input** close only the offending connection, with one WARNING naming
   the peer: a size prefix <= 0 or above ``max_request_bytes`` (``socket.request.max.bytes``),
   a header that cannot be parsed, or a body that does not decode. Trailing bytes after a body
@@ -40,6 +46,10 @@ Behaviour, and where it follows Kafka (``SocketServer``, ``RequestContext``, ``A
 - **Closing on purpose**: a handler that returns ``CLOSE`` sends no response and has the
   connection closed once the responses of the requests before it are written; nothing after
   it is parsed (Kafka's ``RequestChannel.closeConnection``: a Produce with acks=0 that failed).
+- **Quotas** (broker/quotas/enforce.py): a handler that sets ``ctx.connection.mute_until`` (a
+  ``time.monotonic()`` deadline) has the connection not read again, once that request is
+  answered, until then (KIP-219's muting). ``request_quota``, when set, gets each request's
+  result and handler time (the synchronous part) and may give it a throttle time.
 - **Handler failures**: an exception from the handler (the handler layer should have turned it
   into an error code) or a response that does not encode is a bug: logged with its traceback,
   and that connection is closed. The server keeps serving everyone else.
@@ -51,12 +61,15 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from time import monotonic as _monotonic
 from time import perf_counter
 from typing import Any, Self
 
+from broker.network.acceptor import Acceptor, bind_sockets
 from broker.network.connection import (
     BLOCK,
     CLOSE,
@@ -73,6 +86,9 @@ from broker.network.connection import (
 )
 from broker.network.context import Handler, ListenerSpec, RequestContext, ServerStats
 from broker.network.eventloop import new_task
+from broker.network.expiry import close_idle_connections, least_recently_active
+from broker.network.limits import LimitsConfig, NetworkLimits
+from broker.network.secure import secure_connection
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -109,17 +125,22 @@ class _Connection(asyncio.Protocol):
     decodes, orders and decides backpressure; this class feeds it, runs the handlers and
     writes (see the module docstring for the behaviour)."""
 
-    def __init__(self, server: KafkaServer, listener: ListenerRoutes) -> None:
+    def __init__(self, server: KafkaServer, listener: ListenerRoutes, ip: str = "") -> None:
         self._server = server
-        self._listener = listener
+        self._listener = self.listener = listener
+        self.ip = ip  # counted in the kind's connection quotas until connection_lost
+        self.limits = server.limits[listener.kind]
         self.core = ServerConnection(listener, server.stats,
                                      max_request_bytes=server.max_request_bytes,
-                                     max_in_flight=server.max_in_flight)
+                                     max_in_flight=server.max_in_flight, limits=self.limits)
+        self.core.hooks = self
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flush_scheduled = False
+        self._unmute: asyncio.TimerHandle | None = None
+        self._muted_until = 0.0
 
     @property
     def closed(self) -> bool:
@@ -145,6 +166,10 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
+        if self._listener.spec.security is not None and not secure_connection(
+                self, self._listener, self.core, self.info, tr, self._close):
+            tr.abort()
+            return
         server._connections.add(self)
         server.stats.connections_accepted += 1
 
@@ -155,8 +180,12 @@ class _Connection(asyncio.Protocol):
         if self in server._connections:
             server._connections.discard(self)
             server.stats.connections_closed += 1
-        core.pending.clear()
+            self.limits.quotas.dec(self._listener.name, self.ip)
+        core.drop_pending()
         core.stash = bytearray()
+        if self._unmute is not None:
+            self._unmute.cancel()
+            self._unmute = None
         # Running handlers finish on their own (their responses are dropped); the server keeps
         # them so that stop() can still cancel them.
         for task in self._tasks:
@@ -176,6 +205,7 @@ class _Connection(asyncio.Protocol):
         core = self.core
         if core.closed or core.closing:
             return
+        core.last_active = _monotonic()
         ready = core.receive(data)
         if ready is not None:
             self._process(ready)
@@ -216,11 +246,15 @@ class _Connection(asyncio.Protocol):
         _, _, response_schema, response_header_version, handler = route
         api_version = header.api_version
         started = perf_counter()
+        ctx = RequestContext(self.info, header, frame)  # type: ignore[arg-type]
         try:
-            result = handler(RequestContext(self.info, header, frame), header, request)  # type: ignore[arg-type]
+            result = handler(ctx, header, request)
         except Exception:  # noqa: BLE001 - any handler bug closes only this connection
             self._handler_failed(header)
             return
+        request_quota = self._server.request_quota
+        if request_quota is not None:
+            result = request_quota(ctx, header, request, result, perf_counter() - started)
         if not hasattr(result, "__await__"):  # answered synchronously: the fast path
             self._complete(result, response_schema, api_version, header.correlation_id,
                            response_header_version, None, started, len(frame))
@@ -310,6 +344,8 @@ class _Connection(asyncio.Protocol):
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
             data = b"".join(out)
+        if self.info.mute_until:  # type: ignore[union-attr]
+            self._mute()
         observe = self._server.request_observer
         if observe is not None:
             observe(schema.api_key, getattr(response, "error_code", 0),
@@ -319,6 +355,27 @@ class _Connection(asyncio.Protocol):
         elif action := self.core.queue_response(data):
             self._act(action)
 
+    def _mute(self) -> None:
+        """Stop reading until ``info.mute_until`` (a quota's throttle time)."""
+        info = self.info
+        assert info is not None
+        until, info.mute_until = info.mute_until, 0.0
+        if until <= self._muted_until:
+            return
+        self._muted_until = until
+        if self._unmute is not None:
+            self._unmute.cancel()
+        self._unmute = self._loop.call_later(max(0.0, until - time.monotonic()), self._end_mute)
+        if not self.core.throttled:
+            self.core.throttled = True
+            self._update_blocked()
+
+    def _end_mute(self) -> None:
+        self._unmute = None
+        self._muted_until = 0.0
+        self.core.throttled = False
+        self._update_blocked()
+
     def _close_when_due(self, slot: list[Any] | None) -> None:
         """A handler answered ``CLOSE``: parse nothing more; close now if no earlier request
         is unanswered, else once the responses before this one have been written."""
@@ -327,7 +384,7 @@ class _Connection(asyncio.Protocol):
         if slot is not None:
             slot[0] = CLOSE  # _finish closes when it reaches the head of the queue
         elif core.pending:
-            core.pending.append([CLOSE])
+            core.append_pending([CLOSE])
         else:
             self._close()
 
@@ -353,6 +410,25 @@ class _Connection(asyncio.Protocol):
     def _note_in_flight(self) -> None:
         if self.core.note_in_flight():
             self._update_blocked()
+
+    def memory_wait(self) -> None:
+        """The memory pool refused this connection's partial frame: stop reading until the
+        pool has bytes again (``broker.network.limits``)."""
+        self._update_blocked()
+        self.limits.pool.wait(self._memory_resume)
+
+    def _memory_resume(self) -> None:
+        if self.core.closed or not self.core.mem_wait:
+            return
+        if self.core.retry_memory():
+            self._update_blocked()
+        else:
+            self.limits.pool.wait(self._memory_resume)
+
+    def queue_resume(self) -> None:
+        """The kind's waiting requests are below ``queued.max.requests`` again."""
+        self.core.queue_wait = False
+        self._update_blocked()
 
     def _update_blocked(self) -> None:
         core = self.core
@@ -400,6 +476,12 @@ class _Connection(asyncio.Protocol):
     def _peer_str(self) -> str:
         return addr(self.info.peer) if self.info else "?"
 
+    peer_str = _peer_str
+
+    def unsent(self) -> int:
+        """Response bytes written and not yet sent."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def _close(self) -> None:
         """Stop reading, drop unanswered requests, let written responses drain (bounded)."""
         core = self.core
@@ -408,7 +490,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             core.closed = True
-            core.pending.clear()
+            core.drop_pending()
             return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
@@ -419,6 +501,8 @@ class _Connection(asyncio.Protocol):
         else:
             transport.close()
 
+    close = _close
+
     def abort(self) -> None:
         self.core.closed = True
         if self._transport is not None:
@@ -428,7 +512,7 @@ class _Connection(asyncio.Protocol):
 @dataclass
 class _Bound:
     listener: ListenerRoutes
-    server: asyncio.AbstractServer | None = None
+    acceptor: Acceptor | None = None
     addresses: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -450,7 +534,7 @@ class KafkaServer:
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
                  write_buffer_low: int = DEFAULT_WRITE_BUFFER_LOW,
-                 backlog: int = 128) -> None:
+                 backlog: int = 128, limits: LimitsConfig | None = None) -> None:
         if not listeners:
             raise ValueError("at least one listener is required")
         names = [spec.name for spec in listeners]
@@ -478,6 +562,14 @@ class KafkaServer:
         self._bound = {spec.name: _Bound(ListenerRoutes(spec, spec.advertised or advertised or {},
                                                    handler))
                        for spec in listeners}
+        # One set of limits per listener kind (broker.network.limits).
+        self.limits_config = limits = limits or LimitsConfig()
+        if 0 < limits.queued_max_request_bytes < max_request_bytes:
+            raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes")
+        self.limits: dict[str, NetworkLimits] = {
+            kind: NetworkLimits([s.name for s in listeners if s.kind == kind], limits)
+            for kind in ("broker", "controller")}
+        self._idle_task: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
         # Handlers still running for connections that have closed (see connection_lost).
         self._orphaned_tasks: set[asyncio.Task[Any]] = set()
@@ -486,6 +578,9 @@ class KafkaServer:
         # observer(api_key, top-level error code, seconds, bytes in, bytes out) per answered
         # request (broker.admin.metrics); None: no per-request accounting.
         self.request_observer: Callable[[int | None, int, float, int, int], None] | None = None
+        # request_quota(ctx, header, request, result, handler seconds) -> result; None: no
+        # request_percentage quota exists, nothing is measured.
+        self.request_quota: Callable[[Any, Any, Any, Any, float], Any] | None = None
         self._started = False
 
     def advertised_for(self, listener_name: str) -> dict[int, tuple[int, int]]:
@@ -500,28 +595,54 @@ class KafkaServer:
             raise RuntimeError("server already started")
         self._started = True
         loop = asyncio.get_running_loop()
+        for limits in self.limits.values():
+            limits.set_scheduler(loop.call_soon)
         try:
             for bound in self._bound.values():
                 spec = bound.listener.spec
                 host = None if spec.host in ("", "0.0.0.0", "::") else spec.host
                 serve = spec.kind not in deferred_kinds
-                bound.server = await loop.create_server(
-                    partial(_Connection, self, bound.listener), host, spec.port,
-                    backlog=self.backlog, reuse_address=True, start_serving=serve)
-                bound.addresses = [s.getsockname()[:2] for s in bound.server.sockets]
+                sockets = bind_sockets(host, spec.port)
+                quotas = self.limits[spec.kind].quotas
+                bound.acceptor = Acceptor(
+                    loop, spec.name, sockets, quotas,
+                    partial(partial, _Connection, self, bound.listener),
+                    partial(self._close_lru, spec.kind, quotas.protected), self.backlog,
+                    ssl_context=None if spec.security is None else spec.security.ssl_context)
+                bound.addresses = [sk.getsockname()[:2] for sk in sockets]
+                if serve:
+                    bound.acceptor.start()
                 logger.info("%s %s (%s) at %s", "Listening on" if serve else "Bound",
                             spec.name, spec.kind, ", ".join(addr(a) for a in bound.addresses))
         except BaseException:
             await self.stop()
             raise
+        idle_ms = self.limits_config.connections_max_idle_ms
+        if 0 < idle_ms < 2**62:
+            self._idle_task = loop.create_task(close_idle_connections(
+                lambda: self._connections, idle_ms, self._close_idle), name="idle sweep")
+
+    def _close_lru(self, kind: str, protected: str | None) -> None:
+        """The protected inter-broker listener went past max.connections: close the least
+        recently active connection of another listener (Kafka's closeExcessConnections)."""
+        victim = least_recently_active(self._connections, kind, protected)
+        if victim is not None:
+            self.limits[kind].lru_closes += 1
+            logger.info("Closing connection %s: max.connections is exceeded after a connection "
+                        "on the inter-broker listener %s", victim.peer_str(), protected)
+            victim.close()
+
+    def _close_idle(self, conn: _Connection) -> None:
+        self.limits[conn.listener.kind].idle_closes += 1
+        conn.close()
 
     async def start_serving(self, kind: str) -> None:
         """Start listening on the listeners of ``kind`` that ``start`` deferred."""
         for bound in self._bound.values():
             spec = bound.listener.spec
-            if spec.kind == kind and bound.server is not None and \
-                    not bound.server.is_serving():
-                await bound.server.start_serving()
+            if spec.kind == kind and bound.acceptor is not None and \
+                    not bound.acceptor.serving:
+                bound.acceptor.start()
                 logger.info("Listening on %s (%s) at %s", spec.name, spec.kind,
                             ", ".join(addr(a) for a in bound.addresses))
 
@@ -543,9 +664,13 @@ class KafkaServer:
 
     async def stop(self) -> None:
         """Stop accepting, close every connection, cancel running handlers and wait for them."""
-        servers = [b.server for b in self._bound.values() if b.server is not None]
-        for srv in servers:
-            srv.close()
+        for b in self._bound.values():
+            if b.acceptor is not None:
+                b.acceptor.close()
+                b.acceptor = None
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         connections = list(self._connections)
         tasks: list[asyncio.Task[Any]] = list(self._orphaned_tasks)
         for conn in connections:
@@ -555,10 +680,6 @@ class KafkaServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for srv in servers:
-            await srv.wait_closed()
-        for b in self._bound.values():
-            b.server = None
         # Let the transports deliver connection_lost before we return.
         await asyncio.sleep(0)
         self._started = False

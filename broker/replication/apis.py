@@ -127,6 +127,7 @@ class DataApis:
         # (topic, [[partition, error, base_offset, log_append_time, log_start]])
         results: list[tuple[str, list[list[Any]]]] = []
         waiting: list[tuple[list[Any], Any, int, int]] = []  # (row, hp, epoch, last offset)
+        flushing: list[tuple[list[Any], Any, Any]] = []  # (row, hp, PartitionLog.flush_wait)
         # Kafka's handleProduceRequest: transactional records need the request's
         # transactional id, else the whole request is refused.
         refuse = (ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
@@ -161,9 +162,45 @@ class DataApis:
                 row = [pd.index, ErrorCode.NONE, info.first_offset, info.log_append_time_ms,
                        info.log_start_offset]
                 rows.append(row)
+                # The flush policy may want the batch fsynced (group commit, off the event
+                # loop) before any answer: acks=1, and the leader's part of acks=all.
+                flush = hp.log.flush_wait(info.last_offset + 1)
+                if flush is not None:
+                    flushing.append((row, hp, flush))
                 if acks == -1:
                     waiting.append((row, hp, hp.state.leader_epoch, info.last_offset))
             results.append((td.name, rows))
+        if flushing:
+            return self._flushed_produce(header, results, waiting, flushing, acks,
+                                         request.timeout_ms, ctx.listener_name)
+        return self._produce_answer(header, results, waiting, acks, request.timeout_ms,
+                                    ctx.listener_name)
+
+    async def _flushed_produce(self, header: RequestHeader,
+                               results: list[tuple[str, list[list[Any]]]],
+                               waiting: list[tuple[list[Any], Any, int, int]],
+                               flushing: list[tuple[list[Any], Any, Any]], acks: int,
+                               timeout_ms: int, listener: str) -> Any:
+        """Answer once the fsyncs covering the appended batches completed."""
+        codes = await asyncio.gather(*(self.rm.wait_flushed(hp, flush)
+                                       for _, hp, flush in flushing))
+        failed = set()
+        for (row, _, _), code in zip(flushing, codes, strict=True):
+            if code:
+                row[1:] = [code, -1, -1, -1]
+                failed.add(id(row))
+        if failed:
+            waiting[:] = [w for w in waiting if id(w[0]) not in failed]
+        response = self._produce_answer(header, results, waiting, acks, timeout_ms, listener)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
+
+    def _produce_answer(self, header: RequestHeader, results: list[tuple[str, list[list[Any]]]],
+                        waiting: list[tuple[list[Any], Any, int, int]], acks: int,
+                        timeout_ms: int, listener: str) -> Any:
+        rm = self.rm
+        v = header.api_version
         if acks == 0:
             # No response; a failure closes the connection, the producer's only way to learn
             # of it (Kafka's KafkaApis.handleProduceRequest).
@@ -188,10 +225,9 @@ class DataApis:
             waiting[:] = still
             return not still
 
-        listener = ctx.listener_name
         if not waiting or settle():
             return self._produce_response(results, v, listener)
-        return self._delayed_produce(results, waiting, settle, request.timeout_ms, v, listener)
+        return self._delayed_produce(results, waiting, settle, timeout_ms, v, listener)
 
     def _check_verdict(self, topic: str, partition: int, records: Any,
                        verdict: tuple[ErrorCode, int, object]) -> ErrorCode:

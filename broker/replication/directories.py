@@ -4,13 +4,15 @@
   than the one the metadata names for this broker's replica (``PartitionRegistration.directory``;
   UNASSIGNED until the broker says), the broker tells the controller with AssignReplicasToDirs
   (Kafka's ``AssignmentsManager``): batched, resent until the controller answers.
-- **A log dir going offline.** ``LogManager`` closes the logs of a failed dir
-  (``storage.log_manager``); here the partitions hosted there stop (fetchers removed, waiting
-  requests woken, leadership listeners told), and ``ReplicaManager.log_dir_failure_listeners``
-  are called: the broker's lifecycle sends a heartbeat naming the dir offline at once, and the
+- **A log dir going offline.** ``broker/replication/log_dir_failure.py`` stops the partitions
+  hosted there and calls ``ReplicaManager.log_dir_failure_listeners``: the broker's lifecycle
+  sends a heartbeat naming the dir offline at once (its ``offline_log_dirs()``), and the
   controller moves leadership and ISR membership away from the replicas in it
-  (``kraft.controller.directories``). Such a partition is never recreated empty in another dir
-  (``LogManager.get_or_create_log`` refuses it).
+  (``kraft.controller.directories``). Such a partition is never recreated empty in another
+  dir (``log_dir_failure.py``; ``LogManager.get_or_create_log`` refuses a partition whose
+  assigned dir is not online).
+- **Replicas on offline dirs** are not waited for by a leader's high watermark nor taken
+  back into the ISR (``replica_dir_online``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broker.client import KafkaProtocolError
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
     from broker.replication.replica_manager import ReplicaManager
     from kraft.image import MetadataImage
 
-__all__ = ["DirectoryAssignments", "on_log_dir_failure", "replica_dir_online",
-           "stop_partitions_in_dir"]
+__all__ = ["DirectoryAssignments", "replica_dir_online"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,30 +138,3 @@ def replica_dir_online(image: MetadataImage, hp: Any, broker_id: int) -> bool:
     reg = image.topics.get_partition(hp.topic_id, hp.partition)
     b = image.cluster.brokers.get(broker_id)
     return reg is None or b is None or b.has_online_dir(reg.directory(broker_id))
-
-
-def stop_partitions_in_dir(rm: ReplicaManager, directory: Path) -> list[TP]:
-    """Stop serving the partitions whose log was in ``directory`` (now offline): Kafka's
-    ``ReplicaManager.handleLogDirFailure`` (fetchers removed, partitions offline)."""
-    gone = [tp for tp, d in rm.log_manager.offline_partitions.items() if d == directory]
-    for tp in gone:
-        rm.fetchers.remove(tp)
-        hp: Any = rm.partitions.pop(tp, None)
-        if hp is not None:
-            hp.state.leader = -1
-            rm._tell_leadership(tp, False, -1)
-        rm._wake(tp)
-    logger.error("Log dir %s is offline: %d partition(s) stopped here: %s", directory,
-                 len(gone), ", ".join(f"{t}-{p}" for t, p in sorted(gone)) or "none")
-    return gone
-
-
-def on_log_dir_failure(rm: ReplicaManager, directory: Path) -> None:
-    """``LogManager`` took ``directory`` offline: stop its partitions, then tell
-    ``rm.log_dir_failure_listeners`` (once per dir)."""
-    stop_partitions_in_dir(rm, directory)
-    for fn in list(rm.log_dir_failure_listeners):
-        try:
-            fn(directory)
-        except Exception:
-            logger.exception("A log dir failure listener failed")

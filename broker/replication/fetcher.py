@@ -53,6 +53,8 @@ class FetcherHost(Protocol):
     node_id: int
     clock: Clock
 
+    def storage_failed(self, hp: Partition, error: BaseException) -> None: ...
+
 __all__ = ["ReplicaFetcher", "ReplicaFetcherManager"]
 
 logger = logging.getLogger(__name__)
@@ -165,7 +167,8 @@ class ReplicaFetcher:
             return None
         self._conn = await KafkaConnection.connect(
             ep.host, ep.port, client_id=f"broker-{self.rm.node_id}-fetcher-{self.source_id}",
-            node_id=self.source_id, timeout_s=CONNECT_TIMEOUT_S)
+            node_id=self.source_id, timeout_s=CONNECT_TIMEOUT_S,
+            security=self.rm.inter_broker_security)
         return self._conn
 
     def _ready(self) -> dict[TP, FetchState]:
@@ -245,7 +248,11 @@ class ReplicaFetcher:
             logger.info("Truncating %s-%d from %d to %d (leader %d)", hp.topic, hp.partition,
                         log.log_end_offset, offset, self.source_id)
         if offset <= log.log_end_offset:  # at the log end: an empty epoch there still goes
-            hp.truncate(offset, self.rm.clock.wall_ms())
+            try:
+                hp.truncate(offset, self.rm.clock.wall_ms())
+            except (StorageError, OSError) as e:
+                self.rm.storage_failed(hp, e)
+                raise
 
     def _truncation_done(self, hp: Partition, s: FetchState, offset: int | None) -> None:
         if offset is not None:
@@ -328,20 +335,35 @@ class ReplicaFetcher:
             self._in_session.update(changed)
         else:
             self._reset_session()
-        for t in resp.responses:
-            for p in t.partitions:
-                tp = (t.topic, p.partition_index)
-                entry = wanted.get(tp)
-                if entry is None:
-                    continue
-                s, (offset, _, _) = entry
-                if tp in max_bytes and p.records:
-                    throttle.record(len(p.records))
-                hp = self._current(tp, s)
-                if hp is None or hp.log.log_end_offset != offset:
-                    continue
-                await self._process(conn, hp, s, p)
+        # (tp, state, wait) of the appends the flush policy wants fsynced.
+        durable: list[tuple[TP, FetchState, Any]] = []
+        try:
+            for t in resp.responses:
+                for p in t.partitions:
+                    tp = (t.topic, p.partition_index)
+                    entry = wanted.get(tp)
+                    if entry is None:
+                        continue
+                    s, (offset, _, _) = entry
+                    if tp in max_bytes and p.records:
+                        throttle.record(len(p.records))
+                    hp = self._current(tp, s)
+                    if hp is None or hp.log.log_end_offset != offset:
+                        continue
+                    await self._process(conn, hp, s, p, durable)
+        finally:
+            if durable:
+                await self._await_durable(durable)
         return True
+
+    async def _await_durable(self, durable: list[tuple[TP, FetchState, Any]]) -> None:
+        """The fsyncs the flush policy asked for (one group commit per log, all at once):
+        the next fetch reports the new log ends only once they are durable."""
+        results = await asyncio.gather(*(wait for _, _, wait in durable), return_exceptions=True)
+        for (tp, s, _), result in zip(durable, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("Follower flush of %s-%d failed: %s", tp[0], tp[1], result)
+                self._delay(tp, s)
 
     def _reset_session(self) -> None:
         """Start over with a full fetch that opens a new session (closing the old one)."""
@@ -349,7 +371,7 @@ class ReplicaFetcher:
         self._in_session = {}
 
     async def _process(self, conn: KafkaConnection, hp: Partition, s: FetchState,
-                       p: Any) -> None:
+                       p: Any, durable: list[tuple[TP, FetchState, Any]]) -> None:
         code = p.error_code
         tp = hp.tp
         if code == ErrorCode.NONE:
@@ -358,9 +380,12 @@ class ReplicaFetcher:
                 s.truncating = True  # resolve with OffsetsForLeaderEpoch
                 return
             try:
-                hp.append_fetched(p.records, p.high_watermark, p.log_start_offset)
+                wait = hp.append_fetched(p.records, p.high_watermark, p.log_start_offset)
+                if wait is not None:
+                    durable.append((tp, s, wait))
             except (StorageError, OSError) as e:
                 logger.error("Follower append to %s-%d failed: %s", tp[0], tp[1], e)
+                self.rm.storage_failed(hp, e)  # an I/O error takes the log dir offline
                 self._delay(tp, s)
             return
         if code == ErrorCode.OFFSET_OUT_OF_RANGE:

@@ -28,7 +28,7 @@ from broker.config import effective_broker_config
 from broker.replication.partition import Partition, PartitionState
 from kraft.delta import MetadataDelta
 from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
-from storage.errors import StorageError
+from storage.errors import LogDirOfflineError, StorageError
 from storage.log_config import LogConfig
 from storage.producer_state import ProducerStateManager
 
@@ -54,6 +54,7 @@ class MetadataApplier:
         The work (creating and opening logs, fsyncs) runs right after, in publish order, in
         slices of at most APPLY_BUDGET_MS per loop iteration: thousands of new partitions
         must not stall the loop, least of all this broker's own metadata fetching."""
+        previous = self.image
         self.image = image
         if self._stopped:
             return
@@ -74,6 +75,11 @@ class MetadataApplier:
             ops.append((_STRAYS, seen, None, None))
         else:
             changes = delta.local_changes(self.node_id)
+            for tp, (tid, _) in (changes.leaders | changes.followers).items():
+                before = previous.topics.by_id.get(tid)
+                reg = before.partitions.get(tp.partition) if before is not None else None
+                if reg is None or self.node_id not in reg.replicas:
+                    self._new_replicas.add((tp.topic, tp.partition))  # log_dir_failure.py
             ops.extend((_DELETE, (tp.topic, tp.partition), None, None) for tp in changes.deletes)
             ops.extend((_LEADER, (tp.topic, tp.partition), tid, reg)
                        for tp, (tid, reg) in changes.leaders.items())
@@ -103,6 +109,12 @@ class MetadataApplier:
                 else:
                     for tp in [tp for tp in self.partitions if tp not in key]:
                         self._delete(tp)
+            except (OSError, LogDirOfflineError) as e:
+                # A leader epoch checkpoint or a truncation hit the disk: its dir goes offline.
+                logger.error("Applying a metadata change to %s failed: %s", key, e)
+                hp = self.partitions.get(key) if kind in (_LEADER, _FOLLOWER) else None
+                if hp is not None:
+                    self.storage_failed(hp, e)
             except Exception:
                 logger.exception("Applying a metadata change to %s failed", key)
             if budget_ms is not None and (self.clock.monotonic() - started) * 1000 >= budget_ms:
@@ -172,14 +184,17 @@ class MetadataApplier:
             hp = None
         assigned = None if reg is None else reg.directory(self.node_id)
         if hp is not None:
+            self._new_replicas.discard(tp)
             if assigned is not None:
                 self.dir_assignments.note(topic_id, tp[1], assigned,
                                           self.log_manager.dir_id_of(*tp))
             return hp
+        if self._offline_for_metadata(tp, topic_id):
+            return None
         config = self.topic_log_config(tp[0])
         try:
             # KIP-858: in the log dir the metadata names, never recreated elsewhere if that
-            # dir is offline (broker/replication/directories.py).
+            # dir is offline (broker/replication/directories.py, log_dir_failure.py).
             log = self.log_manager.get_or_create_log(tp[0], tp[1], config, dir_id=assigned)
             if assigned is not None:
                 self.dir_assignments.note(topic_id, tp[1], assigned,
@@ -188,6 +203,7 @@ class MetadataApplier:
                 log.update_config(config)
         except (StorageError, OSError, ValueError) as e:
             logger.error("Cannot open the log of %s-%d: %s", tp[0], tp[1], e)
+            self._creation_failed(tp, topic_id, e)
             return None
         hw = self._checkpointed_hw.pop(tp, 0)
         hw = max(min(hw, log.log_end_offset), log.log_start_offset)
@@ -197,6 +213,10 @@ class MetadataApplier:
             producers.rebuild_from_log(log, self.clock.wall_ms())
         except (StorageError, OSError) as e:
             logger.error("Cannot load the producer state of %s-%d: %s", tp[0], tp[1], e)
+            directory = self.log_manager.log_dir_of(*tp)
+            if directory is not None and isinstance(e, (OSError, LogDirOfflineError)):
+                self.offline_partitions[tp] = topic_id
+                self.log_manager.fail_dir(directory, e)
             return None
         hp = Partition(tp[0], tp[1], topic_id, log,
                              PartitionState(self.node_id, high_watermark=hw), producers)
@@ -242,6 +262,8 @@ class MetadataApplier:
         self.fetchers.remove(tp)
         hp = self.partitions.pop(tp, None)
         self._checkpointed_hw.pop(tp, None)
+        self.offline_partitions.pop(tp, None)
+        self._new_replicas.discard(tp)
         if hp is not None:
             hp.state.leader = -1
             self._tell_leadership(tp, False, -1)

@@ -31,7 +31,7 @@ in the broker, an in-memory log in the simulation); whoever calls these function
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ from storage.leader_epoch import UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
 from storage.log import PartitionLog
 from storage.log_append import LogAppendInfo
 from storage.producer_state import ProducerStateManager, batch_headers, txn_index_writer
-from storage.record_batch import BatchHeader
+from storage.record_batch import CONTROL_MASK, BatchHeader
 
 __all__ = [
     "EpochCache", "FetchPosition", "IsrChange", "OutOfRange", "Partition", "PartitionState",
@@ -503,6 +503,19 @@ def out_of_range_action(log: ReplicaLog, leader_start: int, leader_end: int) -> 
 # -- one replica -----------------------------------------------------------------------------
 
 
+def batch_flags(headers: Iterable[BatchHeader]) -> tuple[bool, bool]:
+    """(any batch from an idempotent or transactional producer, any control batch), in one
+    pass: only those requests touch the producer state."""
+    producers = control = False
+    for h in headers:
+        if h.producer_id >= 0:
+            producers = True
+        if h.attributes & CONTROL_MASK:
+            control = True
+    return producers, control
+
+
+
 class Partition:
     """One partition replica on this broker: its log (which snapshots the producer state at
     every segment roll, before the new segment's first batch), its idempotent-producer state
@@ -519,22 +532,28 @@ class Partition:
         self.state = state
         self.producers = producers
         log.on_roll = producers.take_snapshot
+        # Appends the flush policy wants fsynced are group-committed off the event loop and
+        # answered once durable (``PartitionLog.flush_wait``, storage/log_flush.py).
+        log.defer_flush = True
 
     @property
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
 
     def append(self, records: Any, headers: list[BatchHeader], *, assign_offsets: bool,
-               leader_epoch: int | None = None) -> LogAppendInfo:
+               leader_epoch: int | None = None,
+               flags: tuple[bool, bool] | None = None) -> LogAppendInfo:
         """Append to the log (as leader: ``assign_offsets`` at ``leader_epoch``), then apply
-        the batches to the producer state."""
+        the batches to the producer state. ``flags``: ``batch_flags(headers)`` if the caller
+        already has them."""
         kwargs: dict[str, Any] = {"assign_offsets": assign_offsets}
         if leader_epoch is not None:
             kwargs["leader_epoch"] = leader_epoch
-        info = self.log.append(records, **kwargs)
-        if any(h.producer_id >= 0 for h in headers):
+        info = self.log.append(records, headers=headers, **kwargs)
+        producers, control = batch_flags(headers) if flags is None else flags
+        if producers:
             markers = None
-            if any(h.is_control for h in headers):
+            if control:
                 markers = control_markers(records, headers)
             self.producers.on_append(
                 headers, first_offset=info.first_offset if assign_offsets else None,
@@ -550,17 +569,28 @@ class Partition:
         return lso if lso >= self.log.log_start_offset else min(self.log.log_start_offset, hw)
 
     def append_fetched(self, records: Any, leader_high_watermark: int,
-                       leader_log_start: int) -> None:
+                       leader_log_start: int) -> Coroutine[Any, Any, None] | None:
         """A follower's fetch answer: append the leader's batches (with its offsets), take the
         leader's high watermark as far as we hold it, and follow its log start. Errors of the
         append (``StorageError``, ``OSError``) propagate; a failed log-start move does not
-        stop replication and is only reported (``StorageError``/``OSError`` again)."""
+        stop replication and is only reported (``StorageError``/``OSError`` again).
+
+        Returns the wait for the fsync the flush policy asks for (``PartitionLog.flush_wait``),
+        or None: the follower awaits it before its next fetch reports the new log end."""
         log = self.log
+        durable = None
         if records is not None and len(records) > 0:
-            self.append(records, batch_headers(records), assign_offsets=False)
+            info = self.append(records, batch_headers(records), assign_offsets=False)
+            durable = log.flush_wait(info.last_offset + 1)
         self.state.high_watermark = follower_high_watermark(leader_high_watermark, log)
         if leader_log_start > log.log_start_offset:
-            log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
+            try:
+                log.maybe_increment_log_start_offset(min(leader_log_start, log.log_end_offset))
+            except BaseException:
+                if durable is not None:
+                    durable.close()
+                raise
+        return durable
 
     def delete_records_before(self, offset: int) -> bool:
         """DeleteRecords on the leader: move the log start to ``offset`` (deleting the segments

@@ -21,7 +21,6 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from broker.client import KafkaProtocolError
@@ -30,20 +29,12 @@ from broker.config import KafkaConfig
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
-from broker.replication.delete_records import (
-    INTERNAL_TOPICS,
-    INVALID_LOW_WATERMARK,
-    delete_target,
-    low_watermark,
-)
-from broker.replication.directories import (
-    DirectoryAssignments,
-    on_log_dir_failure,
-    replica_dir_online,
-)
+from broker.replication.delete_records_leader import DeleteRecordsOnLeader
+from broker.replication.directories import DirectoryAssignments, replica_dir_online
 from broker.replication.fetcher import ReplicaFetcherManager
+from broker.replication.log_dir_failure import LogDirFailureHandler
 from broker.replication.metadata_apply import MetadataApplier
-from broker.replication.partition import IsrChange, Partition
+from broker.replication.partition import IsrChange, Partition, batch_flags
 from broker.replication.purgatory import Purgatory
 from broker.replication.throttle import ReplicationThrottle
 from kraft.image import MetadataImage
@@ -87,13 +78,15 @@ class PartitionRead:
     aborted_txns: list[AbortedTxn] | None = None
 
 
-class ReplicaManager(MetadataApplier):
+class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeader):
     def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
                  send_to_controller: SendToController,
                  broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.clock = clock
         self.node_id = config.node_id
+        # TLS/SASL towards the other brokers' inter-broker listener (broker/client/security.py).
+        self.inter_broker_security: Any = None
         self.log_manager = log_manager
         self.send_to_controller = send_to_controller
         self.broker_epoch = broker_epoch
@@ -132,16 +125,13 @@ class ReplicaManager(MetadataApplier):
         # written through WriteTxnMarkers to that partition is replicated (acks=all), just
         # before the answer (broker/replication/txn_apis.py).
         self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
+        # Offline log dirs and their partitions (broker/replication/log_dir_failure.py).
+        self._init_log_dir_failure()
         # KIP-858 (broker/replication/directories.py): where replicas live, told to the
-        # controller; called as fn(dir) once when a log dir goes offline.
+        # controller.
         self.dir_assignments = DirectoryAssignments(self)
-        self.log_dir_failure_listeners: list[Callable[[Path], None]] = []
-        log_manager.offline_listeners.append(lambda d: on_log_dir_failure(self, d))
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def offline_log_dirs(self) -> set[Path]:
-        return set(self.log_manager.offline_dirs)
 
     def start(self) -> None:
         self.dir_assignments.start()
@@ -185,11 +175,27 @@ class ReplicaManager(MetadataApplier):
         code, info, hp = self.append_to_leader(topic, partition, records, acks)
         if info is None or hp is None:
             return code, -1
+        flush = hp.log.flush_wait(info.last_offset + 1)
+        if flush is not None:
+            code = await self.wait_flushed(hp, flush)
+            if code:
+                return code, -1
         if acks != -1:
             return ErrorCode.NONE, info.first_offset
         code = await self.wait_replicated(hp, hp.state.leader_epoch, info.last_offset,
                                           timeout_s)
         return code, info.first_offset
+
+    async def wait_flushed(self, hp: Partition, flush: Awaitable[None]) -> ErrorCode:
+        """Await a ``PartitionLog.flush_wait`` (the fsync the flush policy asked for after an
+        append); KAFKA_STORAGE_ERROR if it failed (an fsync error takes the log offline)."""
+        # ValueError: the log was closed meanwhile; RuntimeError: storage/group_commit.py.
+        try:
+            await flush
+        except (StorageError, OSError, ValueError, RuntimeError) as e:
+            logger.error("Flush of %s-%d failed: %s", hp.topic, hp.partition, e)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.NONE
 
     async def wait_replicated(self, hp: Partition, leader_epoch: int, last_offset: int,
                               timeout_s: float) -> ErrorCode:
@@ -225,6 +231,8 @@ class ReplicaManager(MetadataApplier):
     # -- leader: produce ----------------------------------------------------------------------
 
     def unknown_or_not_leader(self, topic: str, partition: int) -> ErrorCode:
+        if (topic, partition) in self.offline_partitions:
+            return ErrorCode.KAFKA_STORAGE_ERROR
         t = self.image.topics.by_name.get(topic)
         if t is None or partition not in t.partitions:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -250,9 +258,10 @@ class ReplicaManager(MetadataApplier):
             headers = batch_headers(records)
         except StorageError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
-        if from_client and any(h.is_control for h in headers):
+        flags = batch_flags(headers)
+        if from_client and flags[1]:
             return ErrorCode.INVALID_RECORD, None, None
-        if any(h.producer_id >= 0 for h in headers):
+        if flags[0]:
             # Idempotent producers: a retry of one of the last five batches is answered with
             # its original offsets; a gap or a stale epoch is refused.
             check = hp.producers.check_batches(headers)
@@ -264,7 +273,8 @@ class ReplicaManager(MetadataApplier):
             if check.error != ErrorCode.NONE:
                 return check.error, None, None
         try:
-            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch)
+            info = hp.append(records, headers, assign_offsets=True, leader_epoch=st.leader_epoch,
+                             flags=flags)
         except CorruptRecordError:
             return ErrorCode.CORRUPT_MESSAGE, None, None
         except RecordTooLargeError:
@@ -273,6 +283,7 @@ class ReplicaManager(MetadataApplier):
             return ErrorCode.INVALID_RECORD, None, None
         except (LogDirOfflineError, OSError) as e:
             logger.error("Append to %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return ErrorCode.KAFKA_STORAGE_ERROR, None, None
         self._maybe_increment_hw(hp)
         self.fetch_purgatory.check(tp)  # followers long-poll on the log end offset
@@ -282,6 +293,8 @@ class ReplicaManager(MetadataApplier):
                        ) -> ErrorCode | None:
         """acks=all: None while waiting for the HW to pass ``last_offset``, else the answer."""
         if self.partitions.get(hp.tp) is not hp:
+            if hp.tp in self.offline_partitions:
+                return ErrorCode.KAFKA_STORAGE_ERROR
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         return hp.state.produce_status(leader_epoch, last_offset,
                                        self.min_insync_replicas(hp.topic))
@@ -331,13 +344,18 @@ class ReplicaManager(MetadataApplier):
                 logger.info("%s-%d: expired %d idle producer id(s)", hp.topic, hp.partition,
                             removed)
             log = hp.log
-            if log.closed:
+            if log.closed or log.offline:
                 continue
             oldest = producers.oldest_snapshot_offset
             first_base = log.segments[0].base_offset
             if oldest is not None and oldest < first_base:
                 producers.on_log_start_offset_incremented(log.log_start_offset)
-                producers.delete_snapshots_before(first_base)
+                try:
+                    producers.delete_snapshots_before(first_base)
+                except OSError as e:
+                    logger.error("Deleting producer snapshots of %s-%d failed: %s",
+                                 hp.topic, hp.partition, e)
+                    self.storage_failed(hp, e)
 
     def maybe_shrink_isrs(self) -> None:
         now = self.clock.monotonic_ms()
@@ -489,6 +507,7 @@ class ReplicaManager(MetadataApplier):
                                  lso, log.log_start_offset)
         except (LogDirOfflineError, OSError) as e:
             logger.error("Read of %s-%d failed: %s", topic, partition, e)
+            self.storage_failed(hp, e)
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
         return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset,
                              records, aborted_txns=aborted)
@@ -537,57 +556,13 @@ class ReplicaManager(MetadataApplier):
             return 1
         try:
             sl = log.read(fetch_offset, limit, max_offset=end)
-        except (StorageError, OSError):
+        except (StorageError, OSError) as e:
+            self.storage_failed(hp, e)
             return -1
         if sl is None:
             return 0
         with sl:
             return sl.length
-
-    # -- DeleteRecords ------------------------------------------------------------------------
-
-    def delete_records_on_leader(self, topic: str, partition: int, offset: int
-                                 ) -> tuple[ErrorCode, int, int]:
-        """Move the leader's log start to ``offset`` (-1: the high watermark), deleting the
-        segments wholly below it. Returns (error, the offset the answer waits for, the low
-        watermark now)."""
-        code, hp = self.leader_partition(topic, partition, -1)
-        if hp is None:
-            return code, -1, INVALID_LOW_WATERMARK
-        log = hp.log
-        code, target = delete_target(offset, hp.state.high_watermark,
-                                     delete_policy=log.config.delete_enabled,
-                                     internal=topic in INTERNAL_TOPICS)
-        if code:
-            return code, -1, INVALID_LOW_WATERMARK
-        try:
-            if hp.delete_records_before(target):
-                logger.info("Incremented the log start offset of %s-%d to %d (deleted records)",
-                            topic, partition, log.log_start_offset)
-        except (StorageError, OSError) as e:
-            logger.error("Deleting records of %s-%d failed: %s", topic, partition, e)
-            return ErrorCode.KAFKA_STORAGE_ERROR, -1, INVALID_LOW_WATERMARK
-        return ErrorCode.NONE, target, self._low_watermark(hp)
-
-    def delete_records_status(self, tp: TP, required: int) -> tuple[ErrorCode, int] | None:
-        """A waiting DeleteRecords: None until the low watermark reaches ``required``, else
-        (error, low watermark)."""
-        hp = self.partitions.get(tp)
-        if hp is None:
-            return self.unknown_or_not_leader(*tp), INVALID_LOW_WATERMARK
-        if not hp.state.is_leader:
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER, INVALID_LOW_WATERMARK
-        lw = self._low_watermark(hp)
-        return (ErrorCode.NONE, lw) if lw >= required else None
-
-    def _low_watermark(self, hp: Partition) -> int:
-        brokers = self.image.cluster.brokers
-
-        def alive(broker_id: int) -> bool:
-            b = brokers.get(broker_id)
-            return b is not None and not b.fenced
-
-        return low_watermark(hp.log.log_start_offset, hp.state.followers.values(), alive)
 
     # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
 

@@ -127,6 +127,11 @@ class TxnPartitionApis:
     async def _after_marker(self, hp: Partition, leader_epoch: int, last_offset: int,
                             topic: str, partition: int, producer_id: int,
                             committed: bool) -> ErrorCode:
+        flush = hp.log.flush_wait(last_offset + 1)
+        if flush is not None:
+            code = await self.rm.wait_flushed(hp, flush)
+            if code:
+                return code
         code = await self.rm.wait_replicated(hp, leader_epoch, last_offset, MARKER_TIMEOUT_S)
         if code == ErrorCode.NONE:
             for fn in list(self.rm.txn_marker_listeners):

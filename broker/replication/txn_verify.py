@@ -176,7 +176,8 @@ class TxnVerifier:
                 return None
             conn = await KafkaConnection.connect(
                 ep.host, ep.port, client_id=f"broker-{self.rm.node_id}-txn-verification",
-                node_id=broker_id, timeout_s=CONNECT_TIMEOUT_S)
+                node_id=broker_id, timeout_s=CONNECT_TIMEOUT_S,
+                security=self.rm.inter_broker_security)
             self._conns[broker_id] = conn
             return conn
 

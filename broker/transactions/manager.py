@@ -89,7 +89,7 @@ class TransactionStateManager:
             max_timeout_ms=config.get("transaction.max.timeout.ms"),
             id_expiration_ms=config.get("transactional.id.expiration.ms")))
         self.markers = MarkerSender(replica_manager.node_id, config.inter_broker_listener_name,
-                                    image)
+                                    image, replica_manager.inter_broker_security)
         self.owned: dict[int, _Owned] = {}
         self._sending: dict[str, asyncio.Task[None]] = {}
         # The partitions of a prepared transaction still waiting for their marker (Kafka's

@@ -50,8 +50,10 @@ class MarkerSender:
     """``send(...)`` returns True once every partition has its marker, False when the
     sending was abandoned (fenced, or ``still_valid()`` turned False)."""
 
-    def __init__(self, node_id: int, listener: str, image: Callable[[], MetadataImage]) -> None:
+    def __init__(self, node_id: int, listener: str, image: Callable[[], MetadataImage],
+                 security: Any = None) -> None:
         self.node_id = node_id
+        self.security = security  # TLS/SASL towards the inter-broker listener
         self.listener = listener
         self.image = image
         self._conns: dict[int, KafkaConnection] = {}
@@ -85,7 +87,7 @@ class MarkerSender:
                 return None
             conn = await KafkaConnection.connect(
                 ep.host, ep.port, client_id=f"broker-{self.node_id}-txn-markers",
-                node_id=broker_id, timeout_s=CONNECT_TIMEOUT_S)
+                node_id=broker_id, timeout_s=CONNECT_TIMEOUT_S, security=self.security)
             self._conns[broker_id] = conn
             return conn
 

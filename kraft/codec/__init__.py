@@ -40,8 +40,10 @@ more per object on the decode path, and Kafka responses are built up incremental
 ``frozen=True`` to ``Struct``/``Message`` where immutability matters more than speed.
 
 The engine is split by concern: ``primitives`` (errors, varints, UUIDs, version ranges and the
-scalar types), ``schema`` (arrays, fields and structs), ``codegen`` (the code generator) and
-``message`` (``Message``: compilation, encode and decode). Import from ``kraft.codec``.
+scalar types), ``schema`` (arrays, fields and structs), ``codegen`` (the code generator),
+``flat`` (one ``struct`` call per message for those made only of fixed fields and arrays of
+them, such as ``PartitionRecord``) and ``message`` (``Message``: compilation, encode and
+decode). Import from ``kraft.codec``.
 """
 
 from kraft.codec.message import Message

@@ -9,6 +9,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kraft.codec.flat import emit_flat
 from kraft.codec.primitives import (
     _B1,
     _MAX_STRING_BYTES,
@@ -68,13 +69,32 @@ def _bad_length(path: str, n: int, pos: int, blen: int) -> DecodeError:
     return DecodeError(f"{path}: length {n} at offset {pos} exceeds the {blen - pos} bytes left")
 
 
+def _uuid_bytes(expr: str) -> str:
+    """The 16 bytes of the UUID ``expr`` (``UUID.bytes`` without its property call)."""
+    return f"{expr}.int.to_bytes(16, 'big')"
+
+
+# Arrays of fixed-size elements are packed and unpacked in one call of a ``struct.Struct`` per
+# element count, precompiled for the common small counts.
+_CACHED_COUNTS = 64
+
+
+def _array_structs(fmt: str) -> list[struct.Struct]:
+    got = _ARRAY_STRUCTS.get(fmt)
+    if got is None:
+        got = _ARRAY_STRUCTS[fmt] = [struct.Struct(f">{k}{fmt}") for k in range(_CACHED_COUNTS)]
+    return got
+
+
+_ARRAY_STRUCTS: dict[str, list[struct.Struct]] = {}
+
 _BASE_NS: dict[str, Any] = {
     "_DE": DecodeError, "_EE": EncodeError, "_UVE": UnsupportedVersionError,
     "_ruv": read_uvarint, "_rv": read_varint, "_rvl": read_varlong,
     "_wuv": write_uvarint, "_wv": write_varint, "_wvl": write_varlong,
-    "_B1": _B1, "_uuid": _uuid, "_pack": struct.pack, "_unpack": struct.unpack_from,
+    "_B1": _B1, "_uuid": _uuid, "_St": struct.Struct,
     "_H": struct.Struct(">h"), "_I": struct.Struct(">i"), "_b": struct.Struct(">b"),
-    "_wt": _write_tagged, "_badlen": _bad_length, "_new": object.__new__,
+    "_StructError": struct.error, "_wt": _write_tagged, "_badlen": _bad_length, "_new": object.__new__,
 }
 
 # Python allows 20 nested loop blocks per function; deeper structs go out of line.
@@ -171,6 +191,7 @@ class _Gen:
         self.emit(1, "blen = len(buf)")
         self.dec_struct(msg, "r", 1, msg.name)
         self.emit(1, "return r, pos")
+        emit_flat(self, msg)  # _encode_flat/_decode_flat where the message allows
         return "\n".join(self.extra + self.lines) + "\n"
 
     def outline(self, kind: str, s: Struct, path: str) -> str:
@@ -212,7 +233,7 @@ class _Gen:
             t = sl.field.type
             expr = f"{o}.{sl.field.name}"
             if isinstance(t, Primitive) and t.kind == "fixed":
-                run.append((t.fmt or "", f"{expr}.bytes" if t is UUID else expr))
+                run.append((t.fmt or "", _uuid_bytes(expr) if t is UUID else expr))
                 continue
             self.flush_pack(run, a, d)
             self.enc_value(t, expr, a, d, sl.nullable, sl.compact, False, f"{path}.{sl.field.name}")
@@ -250,7 +271,7 @@ class _Gen:
             return
         if isinstance(t, Primitive) and t.kind not in ("string", "bytes", "records"):
             if t.kind == "fixed":
-                arg = f"{expr}.bytes" if t is UUID else expr
+                arg = _uuid_bytes(expr) if t is UUID else expr
                 self.emit(d, f"{a}({self.const(struct.Struct('>' + (t.fmt or '')), 'S')}.pack({arg}))")
             else:
                 fn = {"uvarint": "_wuv", "varint": "_wv", "varlong": "_wvl"}[t.kind]
@@ -283,9 +304,13 @@ class _Gen:
         elem = t.elem
         if isinstance(elem, Primitive) and elem.kind == "fixed":
             if elem is UUID:
-                self.emit(d, f"{a}(b''.join([x.bytes for x in {v}]))")
+                self.emit(d, f"if {v}: {a}(b''.join([{_uuid_bytes('x')} for x in {v}]))")
             else:
-                self.emit(d, f"{a}(_pack('>%d{elem.fmt}' % len({v}), *{v}))")
+                m = self.var("m")
+                structs = self.const(_array_structs(elem.fmt or ""), "AS")
+                self.emit(d, f"{m} = len({v})")
+                self.emit(d, f"if {m}: {a}(({structs}[{m}] if {m} < {_CACHED_COUNTS} "
+                             f"else _St('>%d{elem.fmt}' % {m})).pack(*{v}))")
             return
         x = self.var("x")
         self.emit(d, f"for {x} in {v}:")
@@ -445,9 +470,12 @@ class _Gen:
         if isinstance(elem, Primitive) and elem.kind == "fixed":
             if elem is UUID:
                 self.emit(d, f"{v} = [_uuid(bytes(buf[p:p + 16])) "
-                             f"for p in range(pos, pos + 16 * {n}, 16)]")
+                             f"for p in range(pos, pos + 16 * {n}, 16)] if {n} else []")
             else:
-                self.emit(d, f"{v} = list(_unpack('>%d{elem.fmt}' % {n}, buf, pos))")
+                structs = self.const(_array_structs(elem.fmt or ""), "AS")
+                self.emit(d, f"{v} = list(({structs}[{n}] if {n} < {_CACHED_COUNTS} "
+                             f"else _St('>%d{elem.fmt}' % {n})).unpack_from(buf, pos)) "
+                             f"if {n} else []")
             self.emit(d, f"pos += {elem.size} * {n}")
             return
         ap = self.var("ap")

@@ -61,6 +61,7 @@ class Message(Struct):
         self._encoders: dict[int, _Encoder] = {}
         self._decoders: dict[int, _Decoder] = {}
         self._sources: dict[int, str] = {}
+        self._general: dict[int, tuple[_Encoder, _Decoder]] = {}
 
     def __getattr__(self, name: str) -> Any:
         # Only called for missing attributes: expose nested struct classes by name.
@@ -136,7 +137,11 @@ class Message(Struct):
         ns = gen.ns
         # The source is generated here from schema declarations, never from input bytes.
         exec(compile(source, filename, "exec"), ns)  # noqa: S102
-        enc, dec = ns["_encode"], ns["_decode"]
+        # The flat functions where generated (kraft.codec.flat); they fall back to the general
+        # ones, kept in _general for tests that hold one against the other.
+        self._general[version] = ns["_encode"], ns["_decode"]
+        enc = ns.get("_encode_flat", ns["_encode"])
+        dec = ns.get("_decode_flat", ns["_decode"])
         self._sources[version] = source
         self._encoders[version] = enc
         self._decoders[version] = dec

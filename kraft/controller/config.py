@@ -29,6 +29,9 @@ class ControllerConfig:
     cluster_id: str | None = None
     # Controller node ids: valid BROKER config resource names besides registered brokers.
     controller_ids: frozenset[int] = frozenset()
+    # Records written once after metadata.version on an empty log (kafka-storage format
+    # --add-scram): (record type, record).
+    bootstrap_records: tuple[tuple[int, Any], ...] = ()
 
     @classmethod
     def from_kafka_config(cls, cfg: Any, cluster_id: str | None = None) -> ControllerConfig:

@@ -25,12 +25,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from kraft.acls import AclFilter, StandardAcl
 from kraft.controller import (
+    acl_control,
+    client_quota_control,
     cluster_control,
     configuration_control,
     directories,
     reassignment,
     replication_control,
+    scram_control,
 )
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
@@ -52,6 +56,7 @@ from kraft.controller.requests import (
     UnregisterBrokerRequest,
 )
 from kraft.controller.results import ControllerResult, NotController, Record
+from kraft.controller.scram_control import AlterScramRequest
 from kraft.delta import MetadataDelta
 from kraft.image import METADATA_VERSION, MetadataImage
 from kraft.metadata_records import FeatureLevelRecord, MetadataRecordType
@@ -158,6 +163,7 @@ class QuorumController:
         if self.image.features.metadata_version == 0:
             records.append((MetadataRecordType.FEATURE_LEVEL_RECORD, FeatureLevelRecord(
                 name=METADATA_VERSION, feature_level=self.config.metadata_version)))
+            records.extend(self.config.bootstrap_records)
         return ControllerResult(records, None)
 
     def become_standby(self) -> None:
@@ -256,7 +262,26 @@ class QuorumController:
         return configuration_control.alter_configs(self.image, self.config.controller_ids,
                                                    request)
 
+    # ------------------------------------------------------------------ ACLs
+
+    def create_acls(self, acls: Sequence[StandardAcl], now_ms: int) -> ControllerResult:
+        self._check_active()
+        return acl_control.create_acls(self.image, self.rng, acls)
+
+    def delete_acls(self, filters: Sequence[AclFilter], now_ms: int) -> ControllerResult:
+        self._check_active()
+        return acl_control.delete_acls(self.image, filters)
+    def alter_client_quotas(self, request: client_quota_control.AlterClientQuotasRequest,
+                            now_ms: int) -> ControllerResult:
+        self._check_active()
+        return client_quota_control.alter_client_quotas(self.image, request)
+
     # ------------------------------------------------------------------ periodic
+
+    def alter_user_scram_credentials(self, request: AlterScramRequest,
+                                     now_ms: int) -> ControllerResult:
+        self._check_active()
+        return scram_control.alter_user_scram_credentials(self.image, request)
 
     def tick(self, now_ms: int) -> ControllerResult | None:
         """Fence brokers whose session timed out (each fence sees the previous one's effect),

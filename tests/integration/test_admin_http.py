@@ -10,6 +10,7 @@ shut down through the API.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import time
@@ -444,6 +445,87 @@ def test_consumer_groups(cluster: ProcCluster) -> None:
     finally:
         consumer.close()
     error(call("GET", url(cluster, 3, "/v1/consumer-groups/no-such-group")), 404)
+
+
+def test_latest_records_of_a_partition(cluster: ProcCluster) -> None:
+    ok(call("POST", url(cluster, 1, "/v1/topics"), {"name": "browsed", "partitions": 2,
+                                                    "replication_factor": 3}), 201)
+    producer = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all"})
+    for k in range(30):
+        producer.produce("browsed", value=b"v%d" % k, key=None if k % 3 else b"k%d" % k,
+                         partition=1, headers=[("h", b"\xff%d" % k), ("empty", None)])
+    assert producer.flush(30) == 0
+    body = ok(call("GET", url(cluster, 2, "/v1/partitions/browsed/1/records"),
+                   params={"limit": "5"}))
+    assert (body["start_offset"], body["end_offset"]) == (0, 30)
+    assert [r["offset"] for r in body["records"]] == list(range(25, 30))
+    dec = lambda v: None if v is None else base64.b64decode(v)
+    assert [dec(r["value"]) for r in body["records"]] == [b"v%d" % k for k in range(25, 30)]
+    assert [dec(r["key"]) for r in body["records"]] == [
+        None if k % 3 else b"k%d" % k for k in range(25, 30)]
+    assert body["records"][0]["headers"] == [
+        {"key": "h", "value": base64.b64encode(b"\xff25").decode()},
+        {"key": "empty", "value": None}]
+    default = ok(call("GET", url(cluster, 3, "/v1/partitions/browsed/1/records")))
+    assert [r["offset"] for r in default["records"]] == list(range(10, 30))
+    assert ok(call("GET", url(cluster, 1, "/v1/partitions/browsed/0/records")))["records"] == []
+    error(call("GET", url(cluster, 1, "/v1/partitions/browsed/1/records"),
+               params={"limit": "0"}), 400, "limit")
+    error(call("GET", url(cluster, 1, "/v1/partitions/browsed/7/records")), 404)
+
+
+def test_reset_offsets_of_an_inactive_group(cluster: ProcCluster) -> None:
+    ok(call("POST", url(cluster, 1, "/v1/topics"), {"name": "rewound", "partitions": 2,
+                                                    "replication_factor": 3}), 201)
+    producer = ck.Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all"})
+    for k in range(8):
+        producer.produce("rewound", value=b"%d" % k, partition=k % 2)
+    assert producer.flush(30) == 0
+    conf = {"bootstrap.servers": cluster.bootstrap_servers, "group.id": "rewinders",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    consumer = ck.Consumer(conf)
+    reset = url(cluster, 2, "/v1/consumer-groups/rewinders/reset-offsets")
+    try:
+        consumer.subscribe(["rewound"])
+        got, deadline = 0, time.monotonic() + 45
+        while got < 8 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got += 1
+        assert got == 8
+        consumer.commit(asynchronous=False)
+        # While the group has a member the reset is refused, as Kafka's tool refuses it.
+        body = error(call("POST", reset, {"topic": "rewound", "to": "earliest"}), 409)
+        assert body["error_code"] == "GROUP_NOT_EMPTY"
+    finally:
+        consumer.close()
+    wait_until(lambda: ok(call("GET", url(cluster, 1, "/v1/consumer-groups/rewinders")))
+               ["state"] == "Empty", 30, "group empty")
+    body = ok(call("POST", reset, {"topic": "rewound", "to": "earliest"}))
+    assert body["offsets"] == [{"topic": "rewound", "partition": p, "offset": 0} for p in (0, 1)]
+    g = ok(call("GET", url(cluster, 3, "/v1/consumer-groups/rewinders")))
+    assert {(o["partition"], o["committed_offset"]) for o in g["offsets"]} == {(0, 0), (1, 0)}
+    assert g["total_lag"] == 8
+    body = ok(call("POST", reset, {"topic": "rewound", "partitions": [1], "to": "offset",
+                                   "offset": 99}))
+    assert body["offsets"] == [{"topic": "rewound", "partition": 1, "offset": 4}]  # clamped
+    # A consumer of the group now starts where the reset put it.
+    consumer = ck.Consumer(conf)
+    try:
+        consumer.subscribe(["rewound"])
+        seen, deadline = [], time.monotonic() + 45
+        while len(seen) < 4 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen.append((msg.partition(), msg.offset()))
+        assert sorted(seen) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    finally:
+        consumer.close()
+    error(call("POST", reset, {"topic": "rewound", "to": "offset"}), 400, "offset")
+    error(call("POST", reset, {"topic": "rewound", "to": "sideways"}), 400, "to")
+    error(call("POST", reset, {"topic": "rewound", "partitions": [5], "to": "latest"}), 400,
+          "partitions")
+    error(call("POST", reset, {"topic": "no-such-topic", "to": "latest"}), 404)
 
 
 # -- transactions ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Images come from random *valid* record sequences (brokers registering, fencing, unfencing and
 unregistering, topics with partitions, partition changes, configs set and deleted, topic
-removal and name reuse, feature levels, producer id blocks), drawn step by step against a small
+removal and name reuse, feature levels, producer id blocks, ACLs added and removed), drawn step by step against a small
 model of what exists so that every record applies.
 """
 
@@ -22,6 +22,7 @@ from kraft.delta import MetadataDelta, TopicPartition
 from kraft.image import ConfigResourceType, MetadataImage
 from kraft.messages import SnapshotId
 from kraft.metadata_records import (
+    AccessControlEntryRecord,
     BrokerRegistrationChangeRecord,
     ConfigRecord,
     FeatureLevelRecord,
@@ -32,6 +33,7 @@ from kraft.metadata_records import (
     PartitionRecord,
     ProducerIdsRecord,
     RegisterBrokerRecord,
+    RemoveAccessControlEntryRecord,
     RemoveTopicRecord,
     TopicRecord,
     UnfenceBrokerRecord,
@@ -65,6 +67,7 @@ class _Model:
         self.topics: dict[uuid.UUID, tuple[str, int]] = {}  # id -> (name, partition count)
         self.used_ids: set[uuid.UUID] = set()
         self.next_producer_id = 0
+        self.acls: set[uuid.UUID] = set()
 
 
 def _subset(data: Any, of: list[int]) -> list[int]:
@@ -185,12 +188,28 @@ def _other(data: Any, m: _Model) -> list[tuple[int, Any]]:
     return [(T.NO_OP_RECORD, NoOpRecord())]
 
 
+def _acl_op(data: Any, m: _Model) -> list[tuple[int, Any]]:
+    if m.acls and data.draw(st.booleans()):
+        acl_id = data.draw(st.sampled_from(sorted(m.acls)))
+        m.acls.discard(acl_id)
+        return [(T.REMOVE_ACCESS_CONTROL_ENTRY_RECORD, RemoveAccessControlEntryRecord(id=acl_id))]
+    acl_id = uuid.UUID(int=data.draw(st.integers(1, 2**64)))
+    m.acls.add(acl_id)
+    return [(T.ACCESS_CONTROL_ENTRY_RECORD, AccessControlEntryRecord(
+        id=acl_id, resource_type=data.draw(st.sampled_from([2, 3, 4, 5])),
+        resource_name=data.draw(st.sampled_from(TOPIC_NAMES + ["*", "kafka-cluster"])),
+        pattern_type=data.draw(st.sampled_from([3, 4])),
+        principal=data.draw(st.sampled_from(["User:alice", "User:*"])),
+        host=data.draw(st.sampled_from(["*", "10.0.0.1"])),
+        operation=data.draw(st.integers(2, 12)), permission_type=data.draw(st.sampled_from([2, 3]))))]
+
+
 def draw_records(data: Any, max_ops: int = 40) -> list[tuple[int, Any]]:
     """A random valid sequence of metadata records."""
     m = _Model()
     out: list[tuple[int, Any]] = []
     for _ in range(data.draw(st.integers(0, max_ops))):
-        ops = [_register, _create_topic, _config, _other]
+        ops = [_register, _create_topic, _config, _other, _acl_op]
         if m.brokers:
             ops.append(_broker_op)
         if m.topics:

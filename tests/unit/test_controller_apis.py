@@ -13,14 +13,18 @@ from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import (
     allocate_producer_ids,
+    alter_client_quotas,
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
+    alter_user_scram_credentials,
     assign_replicas_to_dirs,
     broker_heartbeat,
     broker_registration,
+    create_acls,
     create_partitions,
     create_topics,
+    delete_acls,
     delete_topics,
     elect_leaders,
     incremental_alter_configs,
@@ -41,6 +45,9 @@ MODULES = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
     ApiKey.ASSIGN_REPLICAS_TO_DIRS: assign_replicas_to_dirs,
+    ApiKey.CREATE_ACLS: create_acls, ApiKey.DELETE_ACLS: delete_acls,
+    ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: alter_user_scram_credentials,
 }
 
 
@@ -362,3 +369,80 @@ def test_log_dirs_through_registration_heartbeat_and_assign_replicas_to_dirs() -
     assert part.leader not in (leader, -1) and leader not in part.isr
     stale = R.cls(broker_id=1, broker_epoch=epochs[1] + 100, directories=[])
     assert p.call(ApiKey.ASSIGN_REPLICAS_TO_DIRS, 0, stale).error_code == E.STALE_BROKER_EPOCH
+
+
+@pytest.mark.parametrize("version", [0, 1, 3])
+def test_create_and_delete_acls(version: int) -> None:
+    p = InProcess()
+    C = create_acls.REQUEST
+    good = C.AclCreation(resource_type=2, resource_name="orders", resource_pattern_type=3,
+                         principal="User:alice", host="*", operation=3, permission_type=3)
+    bad = C.AclCreation(resource_type=4, resource_name="other", resource_pattern_type=3,
+                        principal="User:alice", host="*", operation=7, permission_type=3)
+    resp = p.call(ApiKey.CREATE_ACLS, version, C.cls(creations=[good, bad, good]))
+    assert [r.error_code for r in resp.results] == [0, E.INVALID_REQUEST, 0]
+    assert "kafka-cluster" in resp.results[1].error_message
+    assert len(p.h.image.acls.by_id) == 1  # the duplicate wrote nothing
+    D = delete_acls.REQUEST
+    any_pattern = 1 if version >= 1 else 3  # v0 has no pattern type: LITERAL
+    flt = D.DeleteAclsFilter(resource_type_filter=1, resource_name_filter=None,
+                             pattern_type_filter=any_pattern, principal_filter="User:alice",
+                             host_filter=None, operation=1, permission_type=1)
+    unknown = D.DeleteAclsFilter(resource_type_filter=0, resource_name_filter=None,
+                                 pattern_type_filter=any_pattern, principal_filter=None,
+                                 host_filter=None, operation=1, permission_type=1)
+    resp = p.call(ApiKey.DELETE_ACLS, version, D.cls(filters=[flt, unknown, flt]))
+    assert [r.error_code for r in resp.filter_results] == [0, E.INVALID_REQUEST, 0]
+    assert [m.resource_name for m in resp.filter_results[0].matching_acls] == ["orders"]
+    assert not p.h.image.acls.by_id
+    p.active = False
+    resp = p.call(ApiKey.DELETE_ACLS, version, D.cls(filters=[flt]))
+    assert resp.filter_results[0].error_code == E.NOT_CONTROLLER
+@pytest.mark.parametrize("version", [0, 1])
+def test_alter_client_quotas_through_the_wire(version: int) -> None:
+    p = InProcess()
+    R = alter_client_quotas.REQUEST
+    req = R.cls(entries=[
+        R.EntryData(entity=[R.EntityData(entity_type="user", entity_name=None),
+                            R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="producer_byte_rate", value=2048.0, remove=False)]),
+        R.EntryData(entity=[R.EntityData(entity_type="client-id", entity_name="c")],
+                    ops=[R.OpData(key="bogus", value=1.0, remove=False)]),
+    ], validate_only=False)
+    resp = p.call(ApiKey.ALTER_CLIENT_QUOTAS, version, req)
+    assert [e.error_code for e in resp.entries] == [0, E.INVALID_REQUEST]
+    assert [(x.entity_type, x.entity_name) for x in resp.entries[0].entity] == [
+        ("user", None), ("client-id", "c")]
+    assert p.h.image.client_quotas.entities == {
+        (("client-id", "c"), ("user", None)): {"producer_byte_rate": 2048.0}}
+
+
+def test_alter_user_scram_credentials() -> None:
+    """Upserts become UserScramCredentialRecords with keys derived from the salted password;
+    Kafka's per-user errors; a failing user changes nothing of its own."""
+    from broker.security.scram import salted_password, verify_password
+    p = InProcess()
+    R = alter_user_scram_credentials.REQUEST
+    salted = salted_password(1, b"pw", b"salt" * 8, 4096)
+
+    def upsert(name: str, mech: int = 1, iterations: int = 4096) -> Any:
+        return R.ScramCredentialUpsertion(name=name, mechanism=mech, iterations=iterations,
+                                          salt=b"salt" * 8, salted_password=salted)
+
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(deletions=[], upsertions=[
+        upsert("alice"), upsert("", 1), upsert("bob", 3), upsert("carol", 1, 100),
+        upsert("dan", 1, 20000)]))
+    assert [(r.user, r.error_code) for r in resp.results] == [
+        ("alice", 0), ("", 93), ("bob", 33), ("carol", 93), ("dan", 93)]
+    cred = p.h.image.scram.get("alice", 1)
+    assert cred is not None and verify_password(cred, "pw", 1)
+    assert set(p.h.image.scram.users()) == {"alice"}
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(
+        deletions=[R.ScramCredentialDeletion(name="alice", mechanism=1),
+                   R.ScramCredentialDeletion(name="zed", mechanism=2)],
+        upsertions=[upsert("alice")]))
+    assert [(r.user, r.error_code) for r in resp.results] == [("alice", 92), ("zed", 91)]
+    assert p.h.image.scram.get("alice", 1) == cred
+    resp = p.call(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, R.cls(
+        deletions=[R.ScramCredentialDeletion(name="alice", mechanism=1)], upsertions=[]))
+    assert resp.results[0].error_code == 0 and not p.h.image.scram.credentials

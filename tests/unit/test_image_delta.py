@@ -288,3 +288,19 @@ def test_replay_errors_against_the_image_too() -> None:
         build([topic("again", FOO)], old)
     with pytest.raises(MetadataReplayError, match="epoch 99"):
         build([(T.FENCE_BROKER_RECORD, FenceBrokerRecord(id=0, epoch=99))], old)
+
+
+def test_partition_registration_fast_init_keeps_dataclass_semantics() -> None:
+    import dataclasses
+
+    from kraft.image import LeaderRecoveryState, PartitionRegistration
+    p = PartitionRegistration((1, 2), (1,), 1, 3, 4)
+    assert p == PartitionRegistration(replicas=(1, 2), isr=(1,), leader=1, leader_epoch=3,
+                                      partition_epoch=4, removing_replicas=(),
+                                      leader_recovery_state=LeaderRecoveryState.RECOVERED)
+    assert hash(p) == hash(dataclasses.replace(p))
+    assert p.adding_replicas == () and p.elr == () and p.last_known_elr == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.leader = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        PartitionRegistration((1,), (1,))  # type: ignore[call-arg]

@@ -72,16 +72,23 @@ def test_a_partition_is_never_recreated_outside_its_assigned_dir(tmp_path: Path)
     with pytest.raises(LogDirOfflineError):
         m.get_or_create_log("t", 2, dir_id=uuid.UUID(int=3 << 100))
     assert m.get_log("t", 2) is None
-    # b fails at run time: its partitions are remembered and not recreated in a.
+    # b fails at run time: its owner is told once, its id is listed offline, and nothing
+    # assigned to it is created in a (the replica manager keeps its partitions offline:
+    # broker/replication/log_dir_failure.py).
     seen: list[Path] = []
-    m.offline_listeners.append(seen.append)
+
+    def offline(d: Path) -> None:
+        seen.append(d)
+        m.close_offline_dir(d)
+
+    m.on_dir_offline = offline
     shutil.rmtree(b)
     m.checkpoint()
     assert seen == [b] and m.offline_dirs == {b}
-    assert m.offline_partitions == {("t", 0): b}
+    assert m.get_log("t", 0) is None and m.log_dir_of("t", 0) is None
     assert m.online_dir_ids() == [ida] and m.offline_dir_ids() == [idb]
     with pytest.raises(LogDirOfflineError):
-        m.get_or_create_log("t", 0)
+        m.get_or_create_log("t", 0, dir_id=idb)
     with pytest.raises(LogDirOfflineError):
         m.get_or_create_log("t", 3, dir_id=idb)
     assert list(a.iterdir()) and not (a / "t-0").exists()

@@ -172,3 +172,78 @@ def test_compaction_through_the_log_manager_resumes_from_its_checkpoint(tmp_path
     assert _latest_values(reopened, "state", 0) == latest
     assert reopened.clean_all(now_ms=10_000) == []  # resumes from the checkpoint
     reopened.shutdown()
+
+
+def _fail_writes_under(monkeypatch: pytest.MonkeyPatch, directory: Path, code: int) -> None:
+    """os.pwrite fails with ``code`` for files under ``directory`` (a failing disk)."""
+    real = os.pwrite
+
+    def pwrite(fd: int, data: object, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(directory) + "/"):
+            raise OSError(code, os.strerror(code))
+        return real(fd, data, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def test_an_io_error_at_run_time_takes_the_whole_dir_offline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One log's failed append: every log of its dir refuses writes at once, the owner is
+    told (and closes them when it says so), new logs go to the other dir."""
+    import errno
+
+    from storage.errors import LogDirOfflineError
+    a, b = tmp_path / "a", tmp_path / "b"
+    manager = LogManager.open([a, b])
+    for p in range(4):
+        manager.get_or_create_log("t", p).append(make_batch([10]))
+    in_b = [p for p in range(4) if manager.log_dir_of("t", p) == b]
+    assert len(in_b) == 2
+    told: list[Path] = []
+    manager.on_dir_offline = told.append
+    _fail_writes_under(monkeypatch, b, errno.ENOSPC)
+    with pytest.raises(LogDirOfflineError):
+        manager.get_log("t", in_b[0]).append(make_batch([10]))  # type: ignore[union-attr]
+    assert manager.offline_dirs == {b} and told == [b]
+    other = manager.get_log("t", in_b[1])
+    assert other is not None and other.offline
+    with pytest.raises(LogDirOfflineError):
+        other.append(make_batch([10]))
+    # A new log never lands in the offline dir.
+    manager.get_or_create_log("new", 0)
+    assert manager.log_dir_of("new", 0) == a
+    # The owner closes the dir's logs: a late reader gets a storage error, not ValueError.
+    assert sorted(manager.close_offline_dir(b)) == [("t", p) for p in in_b]
+    with pytest.raises(LogDirOfflineError):
+        other.read(0, 100)
+    # Periodic work skips the closed dir; a clean shutdown writes no marker there.
+    manager.checkpoint({})
+    manager.flush_due(1 << 60)
+    manager.shutdown({})
+    assert (a / CLEAN_SHUTDOWN_FILE).exists() and not (b / CLEAN_SHUTDOWN_FILE).exists()
+
+
+def test_a_new_log_tries_the_next_dir_and_says_when_every_dir_is_offline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from storage.errors import LogDirOfflineError
+    from storage.log_manager import fatal_log_dir_failure
+    a, b = tmp_path / "a", tmp_path / "b"
+    manager = LogManager.open([a, b])
+    real_mkdir = os.mkdir
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if str(path).startswith(str(a) + "/"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    manager.get_or_create_log("t", 0)  # a (fewest logs, first) fails: b takes it
+    assert manager.log_dir_of("t", 0) == b and manager.offline_dirs == {a}
+    assert fatal_log_dir_failure(a, manager) == f"the metadata log dir {a} has failed"
+    assert fatal_log_dir_failure(tmp_path / "meta", manager) is None
+    manager.fail_dir(b, OSError(errno.EIO, "Input/output error"))
+    with pytest.raises(LogDirOfflineError, match="every log dir is offline"):
+        manager.get_or_create_log("t", 1)
+    assert "all log dirs in" in (fatal_log_dir_failure(tmp_path / "meta", manager) or "")

@@ -193,6 +193,25 @@ def test_verify_log_dirs_node_mismatch(tmp_path: Path) -> None:
         verify_log_dirs([str(a)], str(a), node_id=2)
 
 
+def test_verify_log_dirs_starts_with_an_unreadable_log_dir_offline(tmp_path: Path) -> None:
+    """As Kafka's broker: a log dir whose meta.properties cannot be read (an I/O error) is
+    reported and left out; the metadata log dir failing, or every dir, still refuses."""
+    cid = random_uuid()
+    a, b = tmp_path / "a", tmp_path / "b"
+    _format([a, b], cid, 1)
+    (b / "meta.properties").unlink()
+    (b / "meta.properties").mkdir()  # reading it fails with an OSError
+    failed: dict[str, str] = {}
+    found = verify_log_dirs([str(a), str(b)], str(a), node_id=1, failed=failed)
+    assert list(found) == [str(a)] and list(failed) == [str(b)]
+    with pytest.raises(MetaPropertiesError, match="Unable to read"):
+        verify_log_dirs([str(a), str(b)], str(a), node_id=1)  # without ``failed``
+    with pytest.raises(MetaPropertiesError, match="Unable to read"):
+        verify_log_dirs([str(a), str(b)], str(b), node_id=1, failed={})  # the metadata dir
+    with pytest.raises(MetaPropertiesError, match="Every log dir failed"):
+        verify_log_dirs([str(b)], str(a), node_id=1, failed={})
+
+
 def test_verify_log_dirs_duplicate_directory_id(tmp_path: Path) -> None:
     cid, did = random_uuid(), random_directory_id()
     a, b = tmp_path / "a", tmp_path / "b"

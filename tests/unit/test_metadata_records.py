@@ -14,7 +14,9 @@ from kraft.metadata_records import (
     CONTROL_RECORD_SCHEMAS,
     LATEST_VERSIONS,
     METADATA_RECORD_SCHEMAS,
+    AccessControlEntryRecord,
     BrokerRegistrationChangeRecord,
+    ClientQuotaRecord,
     ConfigRecord,
     FeatureLevelRecord,
     FenceBrokerRecord,
@@ -26,12 +28,15 @@ from kraft.metadata_records import (
     PartitionRecord,
     ProducerIdsRecord,
     RegisterBrokerRecord,
+    RemoveAccessControlEntryRecord,
     RemoveTopicRecord,
+    RemoveUserScramCredentialRecord,
     SnapshotFooterRecord,
     SnapshotHeaderRecord,
     TopicRecord,
     UnfenceBrokerRecord,
     UnregisterBrokerRecord,
+    UserScramCredentialRecord,
     VotersRecord,
     decode_control_record,
     decode_metadata_record,
@@ -78,6 +83,18 @@ _FULL: dict[Message, Any] = {
     BrokerRegistrationChangeRecord: BrokerRegistrationChangeRecord(
         broker_id=3, broker_epoch=1234, fenced=-1, in_controlled_shutdown=1, log_dirs=[DIR_A]),
     NoOpRecord: NoOpRecord(),
+    AccessControlEntryRecord: AccessControlEntryRecord(
+        id=uuid.UUID(int=5), resource_type=2, resource_name="orders", pattern_type=4,
+        principal="User:alice", host="10.0.0.1", operation=3, permission_type=3),
+    RemoveAccessControlEntryRecord: RemoveAccessControlEntryRecord(id=uuid.UUID(int=5)),
+    ClientQuotaRecord: ClientQuotaRecord(
+        entity=[ClientQuotaRecord.EntityData(entity_type="user", entity_name="alice"),
+                ClientQuotaRecord.EntityData(entity_type="client-id", entity_name=None)],
+        key="producer_byte_rate", value=1048576.0, remove=True),
+    UserScramCredentialRecord: UserScramCredentialRecord(
+        name="alice", mechanism=1, salt=b"s" * 32, stored_key=b"k" * 32, server_key=b"v" * 32,
+        iterations=4096),
+    RemoveUserScramCredentialRecord: RemoveUserScramCredentialRecord(name="alice", mechanism=2),
 }
 
 
@@ -120,8 +137,10 @@ def test_kafka_record_type_ids_and_latest_versions() -> None:
         "REGISTER_BROKER_RECORD": 0, "UNREGISTER_BROKER_RECORD": 1, "TOPIC_RECORD": 2,
         "PARTITION_RECORD": 3, "CONFIG_RECORD": 4, "PARTITION_CHANGE_RECORD": 5,
         "FENCE_BROKER_RECORD": 7, "UNFENCE_BROKER_RECORD": 8, "REMOVE_TOPIC_RECORD": 9,
-        "FEATURE_LEVEL_RECORD": 12, "PRODUCER_IDS_RECORD": 15,
-        "BROKER_REGISTRATION_CHANGE_RECORD": 17, "NO_OP_RECORD": 20,
+        "FEATURE_LEVEL_RECORD": 12, "CLIENT_QUOTA_RECORD": 14, "PRODUCER_IDS_RECORD": 15,
+        "BROKER_REGISTRATION_CHANGE_RECORD": 17, "ACCESS_CONTROL_ENTRY_RECORD": 18,
+        "REMOVE_ACCESS_CONTROL_ENTRY_RECORD": 19, "NO_OP_RECORD": 20,
+        "USER_SCRAM_CREDENTIAL_RECORD": 11, "REMOVE_USER_SCRAM_CREDENTIAL_RECORD": 22,
     }
     assert LATEST_VERSIONS[MetadataRecordType.REGISTER_BROKER_RECORD] == 3
     assert LATEST_VERSIONS[MetadataRecordType.PARTITION_RECORD] == 2

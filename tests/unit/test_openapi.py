@@ -12,12 +12,15 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from broker.admin.http import AdminHttpServer
+from broker.admin.http_ui import UI_PREFIX
 from broker.admin.openapi import ROUTES, SCHEMAS, openapi_document
 
 
 def _server() -> AdminHttpServer:
     # Building the app reads only the node id; no handler runs here.
-    node = SimpleNamespace(config=SimpleNamespace(node_id=1), admin=None, cluster_id="c")
+    keys = {"admin.authentication.methods": [], "admin.bearer.tokens.file": None}
+    node = SimpleNamespace(config=SimpleNamespace(node_id=1, get=keys.__getitem__), admin=None,
+                           cluster_id="c")
     return AdminHttpServer(node)
 
 
@@ -27,7 +30,10 @@ def _router_routes(server: AdminHttpServer) -> set[tuple[str, str]]:
         if route.method == "HEAD":  # aiohttp adds HEAD for every GET
             continue
         info = route.resource.get_info() if route.resource is not None else {}
-        out.add((route.method, info.get("formatter") or info.get("path")))
+        path = info.get("formatter") or info.get("path")
+        if path.startswith(UI_PREFIX):  # the web console's static files, not API operations
+            continue
+        out.add((route.method, path))
     return out
 
 

@@ -293,6 +293,14 @@ KNOWN_CLIENT_BUGS = {
     ("aiokafka", "ListOffsets", "request", 5): "aiokafka declares current_leader_epoch as int64",
     ("legacy", "DescribeLogDirs", "request", 0):
         "kafka-python's legacy schema declares partitions as one int32, not an array",
+    ("aiokafka", "DescribeAcls", "request", 2):
+        "aiokafka's v2 is not flexible (Kafka's DescribeAclsRequest is, from v2)",
+    ("aiokafka", "DescribeAcls", "response", 2):
+        "aiokafka's v2 is not flexible (Kafka's DescribeAclsResponse is, from v2)",
+    ("legacy", "DescribeAcls", "request", 2):
+        "kafka-python's legacy v2 is not flexible (Kafka's DescribeAclsRequest is, from v2)",
+    ("legacy", "DescribeAcls", "response", 2):
+        "kafka-python's legacy v2 is not flexible (Kafka's DescribeAclsResponse is, from v2)",
 }
 
 LEGACY_CASES = _hand_written_cases(kafka_old, (OldRequest, OldResponse), "legacy")

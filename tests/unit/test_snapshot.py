@@ -359,3 +359,14 @@ def test_snapshot_keeps_every_topic_of_the_image() -> None:
     assert len(image.topics.by_id) == 2
     data = snapshot_bytes(SID, image_snapshot_records(image), last_contained_log_timestamp_ms=0)
     assert load_image(read_snapshot(data), image.offset, image.epoch) == image
+
+
+def test_record_without_value_is_corrupt_and_named_by_offset() -> None:
+    data = snapshot_bytes(SnapshotId(3, 2), [b"a", b"b"], last_contained_log_timestamp_ms=7)
+    _, (pos, data_batch), (end, _) = list(iter_batches(data))
+    null_value = build_batch([(None, b"a"), (None, None)], base_offset=1,
+                             partition_leader_epoch=2, base_timestamp=7)
+    assert len(null_value) == data_batch.size - 1  # one value byte less, same offsets
+    corrupt = data[:pos] + null_value + data[end:]
+    with pytest.raises(CorruptSnapshotError, match="record at offset 2 has no value"):
+        list(read_snapshot(corrupt))
