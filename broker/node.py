@@ -41,6 +41,7 @@ from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
+from broker.log_tasks import start_log_tasks
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.limits import LimitsConfig, raise_fd_limit
@@ -65,10 +66,10 @@ from kraft.controller import ControllerConfig, QuorumController
 from kraft.image import METADATA_VERSION
 from kraft.image import Endpoint as BrokerEndpoint
 from kraft.metadata_records import decode_metadata_record
-from storage.cleaner import Throttler, prepare_clean
 from storage.errors import StorageError
 from storage.fileutil import make_dirs
 from storage.log_config import LogConfig
+from storage.log_dir_ids import read_directory_ids
 from storage.log_manager import LogManager, fatal_log_dir_failure
 from storage.meta_properties import metadata_version_level, read_bootstrap
 
@@ -319,7 +320,10 @@ class Node:
         self.lifecycle = lifecycle = BrokerLifecycleManager(
             cfg.node_id, self.cluster_id, self.channel, listeners=endpoints,
             rack=cfg.get("broker.rack"), metadata_offset=lambda: self.loader.offset,
-            heartbeat_interval_ms=cfg.get("broker.heartbeat.interval.ms"))
+            heartbeat_interval_ms=cfg.get("broker.heartbeat.interval.ms"),
+            log_dirs=self._log_dir_ids)
+        if self.replica_manager is not None:
+            self.replica_manager.log_dir_failure_listeners.append(lambda _d: lifecycle.wake())
         lifecycle.start()
         # Kafka's broker start-up waits until the controller unfences it (metadata caught up);
         # a shutdown request ends the wait.
@@ -458,11 +462,25 @@ class Node:
         rm = self.replica_manager
         return None if rm is None else rm.high_watermarks()
 
+    def _log_dir_ids(self) -> tuple[list[Any], list[Any]]:
+        """(online, offline) log dir ids for the broker's registration and heartbeats: offline
+        as the replica manager has them (broker/replication/log_dir_failure.py, whose
+        log_dir_failure_listeners wake the heartbeat)."""
+        m = self.log_manager
+        if m is None:
+            return ([], [])
+        rm = self.replica_manager
+        offline = m.offline_dirs if rm is None else rm.offline_log_dirs()
+        ids = m.directory_ids
+        return ([i for d, i in ids.items() if d not in offline],
+                [i for d, i in ids.items() if d in offline])
+
     def _start_log_manager(self) -> None:
         cfg = self.config
         defaults = LogConfig.from_topic_configs(cfg.log_config_defaults())
         started = time.monotonic()
         self.log_manager = manager = LogManager.open(cfg.log_dirs, defaults)
+        manager.directory_ids = read_directory_ids(cfg.log_dirs)
         logger.info(
             "Loaded %d partition log(s) in %.0f ms; offline log dirs: %s",
             len(manager.all_logs()),
@@ -472,49 +490,8 @@ class Node:
         fatal = fatal_log_dir_failure(cfg.metadata_log_dir, manager)
         if fatal is not None:
             raise StorageError(f"Shutdown broker because {fatal}")
-        periodic = [
-            ("log flusher", cfg.get("log.flush.scheduler.interval.ms"), manager.flush_due),
-            ("log retention", cfg.get("log.retention.check.interval.ms"),
-             manager.enforce_retention),
-            ("log checkpoints", cfg.get("log.flush.offset.checkpoint.interval.ms"),
-             lambda _now_ms: manager.checkpoint(self._high_watermarks())),
-        ]
-        for name, interval_ms, work in periodic:
-            if 0 < interval_ms < 2**62:
-                self._log_tasks.append(
-                    asyncio.create_task(_every(name, interval_ms, work), name=name)
-                )
-        if cfg.get("log.cleaner.enable"):
-            self._log_tasks.append(asyncio.create_task(self._run_cleaner(), name="log cleaner"))
-
-    async def _run_cleaner(self) -> None:
-        """Compaction: pick logs on the loop, rewrite segments in a worker thread (within the
-        log.cleaner.io.max.bytes.per.second budget), swap them in on the loop."""
-        cfg = self.config
-        manager = self.log_manager
-        assert manager is not None
-        rate = cfg.get("log.cleaner.io.max.bytes.per.second")
-        budget = Throttler(rate) if 0 < rate < 1e300 else None
-        dedupe = cfg.get("log.cleaner.dedupe.buffer.size")
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(cfg.get("log.cleaner.backoff.ms") / 1000)
-            rm = self.replica_manager
-            # As Kafka's cleaner: nothing at or past a partition's last stable offset.
-            lsos = None if rm is None else {
-                tp: hp.last_stable_offset() for tp, hp in rm.partitions.items()}
-            for tp, to_clean in manager.begin_cleaning(int(time.time() * 1000), lsos):
-                try:
-                    plan = await loop.run_in_executor(
-                        None,
-                        lambda t=to_clean: prepare_clean(
-                            t, io_budget=budget, dedupe_buffer_size=dedupe
-                        ),
-                    )
-                except (StorageError, OSError) as e:
-                    manager.finish_cleaning(tp, e)
-                else:
-                    manager.finish_cleaning(tp, plan)
+        self._log_tasks.extend(start_log_tasks(cfg, manager, self._high_watermarks,
+                                               lambda: self.replica_manager))
 
     def _log_dir_failed(self, directory: Path) -> None:
         assert self.log_manager is not None
@@ -621,16 +598,6 @@ def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:
         v = API_SPECS[key].valid_versions
         out[int(key)] = (v.lowest, v.highest)
     return out
-
-
-async def _every(name: str, interval_ms: int, work: Callable[[int], object]) -> None:
-    """Run ``work(now_ms)`` every ``interval_ms``; an error is logged, not fatal to the loop."""
-    while True:
-        await asyncio.sleep(interval_ms / 1000)
-        try:
-            work(int(time.time() * 1000))
-        except Exception:
-            logger.exception("Periodic task %s failed", name)
 
 
 def run_node(config: KafkaConfig, cluster_id: str) -> int:

@@ -188,7 +188,10 @@ class MetadataDelta:
         shutdown = b.in_controlled_shutdown or r.in_controlled_shutdown == (
             CONTROLLED_SHUTDOWN_CHANGE_IN
         )
-        self._brokers[r.broker_id] = replace(b, fenced=fenced, in_controlled_shutdown=shutdown)
+        # Kafka's ClusterControlManager: an empty LogDirs means no change of directories.
+        dirs = tuple(sorted(r.log_dirs)) if r.log_dirs else b.directories
+        self._brokers[r.broker_id] = replace(b, fenced=fenced, in_controlled_shutdown=shutdown,
+                                             directories=dirs)
 
     def _topic_delta(self, topic_id: uuid.UUID, what: str) -> _TopicDelta:
         td = self._topics.get(topic_id)

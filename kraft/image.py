@@ -21,6 +21,7 @@ from typing import Any
 
 from kraft.acls import AclsImage
 from kraft.client_quotas import ClientQuotasImage
+from kraft.directories import directory_of, is_dir_online, merged_directories
 from kraft.fast_init import fast_frozen_init
 from kraft.metadata_records import (
     ConfigRecord,
@@ -98,6 +99,11 @@ class BrokerRegistration:
     rack: str | None = None
     fenced: bool = True
     in_controlled_shutdown: bool = False
+    # KIP-858: the ids of the broker's online log directories, sorted (empty: not known).
+    directories: tuple[uuid.UUID, ...] = ()
+
+    def has_online_dir(self, dir_id: uuid.UUID) -> bool:
+        return is_dir_online(dir_id, self.directories)
 
     def listener(self, name: str) -> Endpoint | None:
         for e in self.listeners:
@@ -125,6 +131,7 @@ class BrokerRegistration:
             rack=self.rack,
             fenced=self.fenced,
             in_controlled_shutdown=self.in_controlled_shutdown,
+            log_dirs=list(self.directories),
         )
 
     @staticmethod
@@ -142,6 +149,7 @@ class BrokerRegistration:
             rack=r.rack,
             fenced=r.fenced,
             in_controlled_shutdown=r.in_controlled_shutdown,
+            directories=tuple(sorted(r.log_dirs)),
         )
 
 
@@ -159,10 +167,16 @@ class PartitionRegistration:
     # KIP-966: replicas that were in the ISR when it shrank below min.insync.replicas.
     elr: tuple[int, ...] = ()
     last_known_elr: tuple[int, ...] = ()
+    # KIP-858: the directory id of each replica, parallel to ``replicas`` (empty: not known).
+    directories: tuple[uuid.UUID, ...] = ()
 
     @property
     def has_leader(self) -> bool:
         return self.leader != NO_LEADER
+
+    def directory(self, broker_id: int) -> uuid.UUID:
+        """The directory ``broker_id``'s replica lives in (``kraft.directories``)."""
+        return directory_of(self.replicas, self.directories, broker_id)
 
     def merge(self, change: Any) -> PartitionRegistration:
         """Apply a PartitionChangeRecord (Kafka's PartitionRegistration.merge): a changed
@@ -174,8 +188,15 @@ class PartitionRegistration:
         recovery = self.leader_recovery_state
         if change.leader_recovery_state != -1:
             recovery = LeaderRecoveryState(change.leader_recovery_state)
+        replicas = self.replicas if change.replicas is None else tuple(change.replicas)
+        if change.directories is not None and len(change.directories) == len(replicas):
+            directories = tuple(change.directories)
+        elif replicas != self.replicas:
+            directories = merged_directories(self.replicas, self.directories, replicas)
+        else:
+            directories = self.directories
         return PartitionRegistration(
-            replicas=self.replicas if change.replicas is None else tuple(change.replicas),
+            replicas=replicas,
             isr=self.isr if change.isr is None else tuple(change.isr),
             leader=leader,
             leader_epoch=leader_epoch,
@@ -195,6 +216,7 @@ class PartitionRegistration:
             else tuple(change.eligible_leader_replicas),
             last_known_elr=self.last_known_elr if change.last_known_elr is None
             else tuple(change.last_known_elr),
+            directories=directories,
         )
 
     @staticmethod
@@ -210,6 +232,8 @@ class PartitionRegistration:
             leader_recovery_state=_recovery_state(r.leader_recovery_state),
             elr=tuple(r.eligible_leader_replicas or ()),
             last_known_elr=tuple(r.last_known_elr or ()),
+            directories=(tuple(r.directories) if len(r.directories) == len(r.replicas)
+                         else ()),
         )
 
     def to_record(self, topic_id: uuid.UUID, partition_id: int) -> Any:
@@ -226,6 +250,7 @@ class PartitionRegistration:
             partition_epoch=self.partition_epoch,
             eligible_leader_replicas=list(self.elr) if self.elr else None,
             last_known_elr=list(self.last_known_elr) if self.last_known_elr else None,
+            directories=list(self.directories),
         )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -85,6 +86,8 @@ class LogManager:
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._log_dir_of: dict[TopicPartition, Path] = {}
         self.offline_dirs: set[Path] = set()
+        # KIP-858: each log dir's directory id (from its meta.properties, set by the node).
+        self.directory_ids: dict[Path, uuid.UUID] = {}
         # Called with a directory once it goes offline at run time; the callee must call
         # ``close_offline_dir`` (soon). None: the logs are closed at once.
         self.on_dir_offline: Callable[[Path], None] | None = None
@@ -206,6 +209,34 @@ class LogManager:
     def partitions_in(self, directory: Path) -> list[TopicPartition]:
         return [tp for tp, d in self._log_dir_of.items() if d == directory]
 
+    # -- directory ids (KIP-858) --------------------------------------------------------------
+
+    def dir_id_of(self, topic: str, partition: int) -> uuid.UUID | None:
+        """The directory id of the log dir holding a partition's log (None: not known)."""
+        directory = self._log_dir_of.get((topic, partition))
+        return None if directory is None else self.directory_ids.get(directory)
+
+    def online_dir_ids(self) -> list[uuid.UUID]:
+        return [i for d, i in self.directory_ids.items() if d not in self.offline_dirs]
+
+    def offline_dir_ids(self) -> list[uuid.UUID]:
+        return [i for d, i in self.directory_ids.items() if d in self.offline_dirs]
+
+    def _target_dir(self, tp: TopicPartition, dir_id: uuid.UUID | None,
+                    online: list[Path]) -> Path | None:
+        """Where the metadata says a new log must go: one of our online dirs, or None to pick.
+        Refuses (LogDirOfflineError) a partition whose assigned dir is not one of ours online:
+        its data is there, and an empty log elsewhere would pass for it. (A partition whose
+        dir went offline at run time is kept offline by the replica manager,
+        broker/replication/log_dir_failure.py.)"""
+        if dir_id is None or dir_id.int < 100:  # reserved: UNASSIGNED, MIGRATING, LOST
+            return None
+        for d in online:
+            if self.directory_ids.get(d) == dir_id:
+                return d
+        raise LogDirOfflineError(
+            f"{tp[0]}-{tp[1]} is assigned to log dir {dir_id}, which is not online here")
+
     # -- access -------------------------------------------------------------------------------
 
     def get_log(self, topic: str, partition: int) -> PartitionLog | None:
@@ -218,10 +249,12 @@ class LogManager:
         return self._log_dir_of.get((topic, partition))
 
     def get_or_create_log(
-        self, topic: str, partition: int, config: LogConfig | None = None
+        self, topic: str, partition: int, config: LogConfig | None = None,
+        dir_id: uuid.UUID | None = None,
     ) -> PartitionLog:
-        """The log of a partition, created in the online log dir holding the fewest logs (a dir
-        that fails meanwhile goes offline and the next one is tried)."""
+        """The log of a partition, created in the log dir ``dir_id`` names (KIP-858), else in
+        the online log dir holding the fewest logs (a dir that fails meanwhile goes offline and
+        the next one is tried; an assigned dir that fails is not replaced by another)."""
         tp = (topic, partition)
         existing = self._logs.get(tp)
         if existing is not None:
@@ -230,6 +263,7 @@ class LogManager:
             raise ValueError(f"illegal topic partition {topic!r}/{partition}")
         while True:
             online = [d for d in self.log_dirs if d not in self.offline_dirs]
+            target = self._target_dir(tp, dir_id, online)
             if not online:
                 raise LogDirOfflineError(
                     f"cannot create the log of {topic}-{partition}: every log dir is offline "
@@ -238,7 +272,7 @@ class LogManager:
             for d in self._log_dir_of.values():
                 if d in counts:
                     counts[d] += 1
-            directory = min(online, key=lambda d: (counts[d], online.index(d)))
+            directory = target or min(online, key=lambda d: (counts[d], online.index(d)))
             try:
                 partition_log = PartitionLog.open(
                     directory / partition_dir_name(topic, partition),

@@ -20,7 +20,7 @@ from types import FrameType
 from broker.config import KafkaConfig
 from broker.node import run_node
 from storage.errors import ConfigError, MetaPropertiesError
-from storage.meta_properties import verify_log_dirs
+from storage.log_dir_ids import prepare_log_dirs
 from storage.properties import PropertiesError
 from tools.launcher import parse_overrides
 
@@ -121,19 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(e))
     node_filter.node_id = str(config.node_id)
 
-    failed: dict[str, str] = {}
     try:
-        metas = verify_log_dirs(config.log_dirs, config.metadata_log_dir, config.node_id,
-                                failed=failed)
+        dirs = prepare_log_dirs(config.log_dirs, config.metadata_log_dir, config.node_id)
     except MetaPropertiesError as e:
         return _error(str(e))
-    for log_dir, reason in failed.items():
-        # As Kafka: the broker starts with that dir offline (storage/log_manager.py).
-        log.error("Log dir %s failed at start-up and is offline: %s", log_dir, reason)
-    cluster_id = next(iter(metas.values())).cluster_id
+    cluster_id = dirs.cluster_id
     log.info(
-        "Storage verified: cluster.id=%s, %d director%s",
-        cluster_id, len(metas), "y" if len(metas) == 1 else "ies",
+        "Storage verified: cluster.id=%s, %d director%s%s",
+        cluster_id, len(dirs.metas), "y" if len(dirs.metas) == 1 else "ies",
+        f"; offline: {', '.join(dirs.offline)}" if dirs.offline else "",
     )
     for key, value in sorted(config.values().items()):
         log.debug("config %s = %s", key, value)

@@ -30,6 +30,7 @@ from broker.controller.channel import ControllerUnavailableError
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_log_dirs, describe_quorum
+from storage.meta_properties import format_uuid
 
 __all__ = ["ClusterRoutes"]
 
@@ -58,6 +59,8 @@ class ClusterRoutes(RouteBase):
                            "security_protocol": SECURITY_PROTOCOLS.get(e.security_protocol,
                                                                        str(e.security_protocol))}
                           for e in b.listeners],
+            # KIP-858: the directory ids of the broker's online log dirs (meta.properties).
+            "log_dir_ids": [format_uuid(d.bytes) for d in b.directories],
         }
 
     async def get_cluster(self, request: web.Request) -> web.Response:

@@ -59,10 +59,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Broker": _obj({
         "broker_id": INT, "epoch": LONG, "incarnation_id": STR, "rack": NULL_STR,
         "fenced": BOOL, "in_controlled_shutdown": BOOL, "endpoints": _arr(_ref("Endpoint")),
+        "log_dir_ids": _arr({"type": "string", "description":
+                             "Directory ids of the broker's online log dirs (KIP-858)"}),
     }),
     "BrokerDetail": _obj({
         "broker_id": INT, "epoch": LONG, "incarnation_id": STR, "rack": NULL_STR,
         "fenced": BOOL, "in_controlled_shutdown": BOOL, "endpoints": _arr(_ref("Endpoint")),
+        "log_dir_ids": _arr({"type": "string", "description":
+                             "Directory ids of the broker's online log dirs (KIP-858)"}),
         "leader_partitions": INT, "replica_partitions": INT,
     }),
     "BrokerList": _obj({"brokers": _arr(_ref("Broker"))}),

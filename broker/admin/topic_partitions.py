@@ -20,7 +20,7 @@ Kafka's ``DescribeTopicPartitionsRequestHandler`` and ``KRaftMetadataCache.descr
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker.network.context import RequestContext
@@ -29,6 +29,7 @@ from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import describe_topic_partitions
 from broker.replication.delete_records import INTERNAL_TOPICS
+from kraft.directories import offline_replicas
 from kraft.image import MetadataImage, TopicImage
 
 __all__ = ["MAX_PARTITIONS_PER_RESPONSE", "TopicPartitionsApi", "describe_topic_partitions"]
@@ -44,7 +45,8 @@ def _live_brokers(image: MetadataImage, listener: str) -> set[int]:
             if not b.fenced and b.listener(listener) is not None}
 
 
-def _partitions(t: TopicImage, start: int, limit: int, live: set[int]) -> tuple[list[Any], int]:
+def _partitions(t: TopicImage, start: int, limit: int, live: set[int],
+                brokers: Mapping[int, Any]) -> tuple[list[Any], int]:
     """Up to ``limit`` partitions of ``t`` from index ``start``, and the index of the first one
     left out (-1: none)."""
     count = len(t.partitions)
@@ -59,7 +61,7 @@ def _partitions(t: TopicImage, start: int, limit: int, live: set[int]) -> tuple[
             partition_index=pid, leader_id=p.leader, leader_epoch=p.leader_epoch,
             replica_nodes=list(p.replicas), isr_nodes=list(p.isr),
             eligible_leader_replicas=list(p.elr), last_known_elr=list(p.last_known_elr),
-            offline_replicas=[r for r in p.replicas if r not in live]))
+            offline_replicas=offline_replicas(brokers, live, p.replicas, p.directories)))
     return out, end if end < count else -1
 
 
@@ -94,7 +96,7 @@ def describe_topic_partitions(image: MetadataImage, request: Any, listener: str)
                 is_internal=False))
             continue
         start = cursor.partition_index if cursor is not None and name == cursor_topic else 0
-        parts, next_index = _partitions(t, start, remaining, live)
+        parts, next_index = _partitions(t, start, remaining, live, image.cluster.brokers)
         topics.append(_R.DescribeTopicPartitionsResponseTopic(
             error_code=ErrorCode.NONE, name=name, topic_id=t.topic_id,
             is_internal=name in INTERNAL_TOPICS, partitions=parts))

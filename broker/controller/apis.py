@@ -43,6 +43,9 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
     ApiKey.BROKER_HEARTBEAT: (
         tr.broker_heartbeat_request, QuorumController.broker_heartbeat,
         tr.broker_heartbeat_response),
+    ApiKey.ASSIGN_REPLICAS_TO_DIRS: (
+        tr.assign_replicas_to_dirs_request, QuorumController.assign_replicas_to_dirs,
+        tr.assign_replicas_to_dirs_response),
     ApiKey.UNREGISTER_BROKER: (
         tr.unregister_broker_request, QuorumController.unregister_broker,
         tr.unregister_broker_response),

@@ -48,7 +48,9 @@ class BrokerLifecycleManager:
     def __init__(self, node_id: int, cluster_id: str, channel: ControllerChannel, *,
                  listeners: Sequence[Endpoint], rack: str | None,
                  metadata_offset: Callable[[], int], heartbeat_interval_ms: int = 2000,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK,
+                 log_dirs: Callable[[], tuple[list[uuid.UUID], list[uuid.UUID]]] | None = None,
+                 ) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.clock = clock
@@ -67,6 +69,9 @@ class BrokerLifecycleManager:
         self.shutdown_allowed = asyncio.Event()
         self.last_error: str | None = None
         self._last_answer = 0.0  # monotonic time of the last heartbeat answer
+        # KIP-858: (online, offline) log dir ids; registration carries the online ones,
+        # every heartbeat the offline ones.
+        self._log_dirs = log_dirs or (lambda: ([], []))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"broker {self.node_id} lifecycle")
@@ -108,6 +113,7 @@ class BrokerLifecycleManager:
                 name="metadata.version", min_supported_version=METADATA_VERSION_RANGE[0],
                 max_supported_version=METADATA_VERSION_RANGE[1])],
             rack=self.rack,
+            log_dirs=list(self._log_dirs()[0]),
         )
         resp = await self.channel.send(ApiKey.BROKER_REGISTRATION, req, timeout_s=10.0)
         if resp.error_code != ErrorCode.NONE:
@@ -128,6 +134,7 @@ class BrokerLifecycleManager:
             current_metadata_offset=self._metadata_offset(),
             want_fence=False,
             want_shut_down=self._want_shutdown,
+            offline_log_dirs=list(self._log_dirs()[1]),
         )
         resp = await self.channel.send(ApiKey.BROKER_HEARTBEAT, req, timeout_s=10.0)
         self._last_answer = self.clock.monotonic()
@@ -160,6 +167,10 @@ class BrokerLifecycleManager:
             self.unfenced.set()
             logger.info("Broker %d is unfenced (metadata offset %d)", self.node_id,
                         self._metadata_offset())
+
+    def wake(self) -> None:
+        """Heartbeat now (a log dir just went offline: the controller must know at once)."""
+        self._wake.set()
 
     async def controlled_shutdown(self, timeout_s: float) -> bool:
         """Ask the controller to move leadership away; True once it says we may stop."""

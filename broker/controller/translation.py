@@ -18,6 +18,7 @@ from broker.protocol.messages import (
     alter_configs,
     alter_partition,
     alter_partition_reassignments,
+    assign_replicas_to_dirs,
     broker_heartbeat,
     broker_registration,
     create_partitions,
@@ -29,6 +30,11 @@ from broker.protocol.messages import (
     unregister_broker,
 )
 from kraft.codec import ZERO_UUID
+from kraft.controller.directories import (
+    AssignedDirectory,
+    AssignReplicasToDirsReply,
+    AssignReplicasToDirsRequest,
+)
 from kraft.controller.requests import (
     AllocateProducerIdsRequest,
     AlterConfigsRequest,
@@ -80,6 +86,7 @@ __all__ = [
     "allocate_producer_ids_request", "allocate_producer_ids_response", "alter_configs_request",
     "alter_configs_response", "alter_partition_reassignments_request",
     "alter_partition_reassignments_response", "alter_partition_request", "alter_partition_response",
+    "assign_replicas_to_dirs_request", "assign_replicas_to_dirs_response",
     "broker_heartbeat_request", "broker_heartbeat_response", "broker_registration_request",
     "broker_registration_response", "create_partitions_request", "create_partitions_response",
     "create_topics_request", "create_topics_response", "delete_topics_request",
@@ -207,7 +214,8 @@ def broker_registration_request(request: Any, version: int) -> BrokerRegistratio
         features=tuple(FeatureRange(f.name, f.min_supported_version, f.max_supported_version)
                        for f in request.features),
         rack=request.rack,
-        is_migrating_zk_broker=bool(getattr(request, "is_migrating_zk_broker", False)))
+        is_migrating_zk_broker=bool(getattr(request, "is_migrating_zk_broker", False)),
+        log_dirs=tuple(request.log_dirs or ()))
 
 
 def broker_registration_response(request: Any, reply: BrokerRegistrationReply | None,
@@ -223,7 +231,8 @@ def broker_heartbeat_request(request: Any, version: int) -> BrokerHeartbeatReque
     return BrokerHeartbeatRequest(
         broker_id=int(request.broker_id), broker_epoch=request.broker_epoch,
         current_metadata_offset=request.current_metadata_offset,
-        want_fence=request.want_fence, want_shut_down=request.want_shut_down)
+        want_fence=request.want_fence, want_shut_down=request.want_shut_down,
+        offline_log_dirs=tuple(request.offline_log_dirs or ()))
 
 
 def broker_heartbeat_response(request: Any, reply: BrokerHeartbeatReply | None,
@@ -457,3 +466,29 @@ def list_partition_reassignments_response(request: Any,
                              adding_replicas=list(p.adding_replicas),
                              removing_replicas=list(p.removing_replicas))
                          for p in t.partitions]) for t in reply.topics])
+
+
+# -- AssignReplicasToDirs (73) -------------------------------------------------------------
+
+def assign_replicas_to_dirs_request(request: Any, version: int) -> AssignReplicasToDirsRequest:
+    return AssignReplicasToDirsRequest(
+        broker_id=int(request.broker_id), broker_epoch=request.broker_epoch,
+        directories=tuple(
+            AssignedDirectory(d.id, tuple((t.topic_id, p.partition_index)
+                                          for t in d.topics for p in t.partitions))
+            for d in request.directories))
+
+
+def assign_replicas_to_dirs_response(request: Any, reply: AssignReplicasToDirsReply | None,
+                                     version: int) -> Any:
+    R = assign_replicas_to_dirs.RESPONSE
+    if reply is None:
+        return R.cls(throttle_time_ms=0, error_code=ErrorCode.NOT_CONTROLLER, directories=[])
+    by_dir: dict[uuid.UUID, dict[uuid.UUID, list[Any]]] = {}
+    for r in reply.results:
+        by_dir.setdefault(r.dir_id, {}).setdefault(r.topic_id, []).append(
+            R.PartitionData(partition_index=r.partition_index, error_code=int(r.error_code)))
+    return R.cls(throttle_time_ms=0, error_code=int(reply.error_code), directories=[
+        R.DirectoryData(id=dir_id, topics=[
+            R.TopicData(topic_id=tid, partitions=parts) for tid, parts in topics.items()])
+        for dir_id, topics in by_dir.items()])

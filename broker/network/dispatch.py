@@ -33,6 +33,7 @@ from broker.protocol.api_keys import API_SPECS, ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.framing import RequestHeader
 from broker.protocol.messages import metadata
+from kraft.directories import offline_replicas
 from kraft.image import MetadataImage
 
 __all__ = ["DEFAULT_ADVERTISED", "ApiDispatcher"]
@@ -193,7 +194,8 @@ class ApiDispatcher:
                 continue
             parts = []
             for pid, p in sorted(t.partitions.items()):
-                offline = [r for r in p.replicas if r not in live]
+                offline = offline_replicas(image.cluster.brokers, live, p.replicas,
+                                           p.directories)
                 # A leader without an endpoint here (fenced, or no such listener) is no leader
                 # a client can use: it retries after a refresh.
                 code = ErrorCode.NONE if p.leader in live else ErrorCode.LEADER_NOT_AVAILABLE

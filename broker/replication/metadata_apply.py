@@ -175,20 +175,30 @@ class MetadataApplier:
         except ValueError:
             return self.default_min_isr
 
-    def _hosted(self, tp: TP, topic_id: uuid.UUID) -> Partition | None:
+    def _hosted(self, tp: TP, topic_id: uuid.UUID,
+                reg: PartitionRegistration | None = None) -> Partition | None:
         hp = self.partitions.get(tp)
         if hp is not None and hp.topic_id != topic_id:
             # Same name, new topic: the old replica is gone.
             self._delete(tp)
             hp = None
+        assigned = None if reg is None else reg.directory(self.node_id)
         if hp is not None:
             self._new_replicas.discard(tp)
+            if assigned is not None:
+                self.dir_assignments.note(topic_id, tp[1], assigned,
+                                          self.log_manager.dir_id_of(*tp))
             return hp
         if self._offline_for_metadata(tp, topic_id):
             return None
         config = self.topic_log_config(tp[0])
         try:
-            log = self.log_manager.get_or_create_log(tp[0], tp[1], config)
+            # KIP-858: in the log dir the metadata names, never recreated elsewhere if that
+            # dir is offline (broker/replication/directories.py, log_dir_failure.py).
+            log = self.log_manager.get_or_create_log(tp[0], tp[1], config, dir_id=assigned)
+            if assigned is not None:
+                self.dir_assignments.note(topic_id, tp[1], assigned,
+                                          self.log_manager.dir_id_of(*tp))
             if log.config != config:
                 log.update_config(config)
         except (StorageError, OSError, ValueError) as e:
@@ -214,7 +224,7 @@ class MetadataApplier:
         return hp
 
     def _make_leader(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
-        hp = self._hosted(tp, topic_id)
+        hp = self._hosted(tp, topic_id, reg)
         if hp is None:
             return
         self.fetchers.remove(tp)
@@ -233,7 +243,7 @@ class MetadataApplier:
             self._tell_leadership(tp, True, reg.leader_epoch)
 
     def _make_follower(self, tp: TP, topic_id: uuid.UUID, reg: PartitionRegistration) -> None:
-        hp = self._hosted(tp, topic_id)
+        hp = self._hosted(tp, topic_id, reg)
         if hp is None:
             return
         st = hp.state

@@ -29,12 +29,8 @@ from broker.config import KafkaConfig
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
-from broker.replication.delete_records import (
-    INTERNAL_TOPICS,
-    INVALID_LOW_WATERMARK,
-    delete_target,
-    low_watermark,
-)
+from broker.replication.delete_records_leader import DeleteRecordsOnLeader
+from broker.replication.directories import DirectoryAssignments, replica_dir_online
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.log_dir_failure import LogDirFailureHandler
 from broker.replication.metadata_apply import MetadataApplier
@@ -82,7 +78,7 @@ class PartitionRead:
     aborted_txns: list[AbortedTxn] | None = None
 
 
-class ReplicaManager(MetadataApplier, LogDirFailureHandler):
+class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeader):
     def __init__(self, config: KafkaConfig, log_manager: LogManager, *,
                  send_to_controller: SendToController,
                  broker_epoch: Callable[[], int], clock: Clock = SYSTEM_CLOCK) -> None:
@@ -131,10 +127,14 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
         self.txn_marker_listeners: list[Callable[[str, int, int, bool], None]] = []
         # Offline log dirs and their partitions (broker/replication/log_dir_failure.py).
         self._init_log_dir_failure()
+        # KIP-858 (broker/replication/directories.py): where replicas live, told to the
+        # controller.
+        self.dir_assignments = DirectoryAssignments(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.dir_assignments.start()
         self._isr_task = asyncio.create_task(self._isr_expiration(), name="isr-expiration")
         self._producer_task = asyncio.create_task(self._producer_expiration(),
                                                   name="producer-expiration")
@@ -147,6 +147,7 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.fetchers.shutdown()
+        await self.dir_assignments.stop()
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
@@ -301,8 +302,10 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
     # -- leader: HW and ISR -------------------------------------------------------------------
 
     def _maybe_increment_hw(self, hp: Partition) -> None:
-        if hp.state.maybe_increment_hw(hp.log.log_end_offset, self.clock.monotonic_ms(),
-                                       self.replica_lag_time_max_ms, self._eligible):
+        # A replica on an offline log dir (KIP-858) is not waited for, however caught up.
+        if hp.state.maybe_increment_hw(
+                hp.log.log_end_offset, self.clock.monotonic_ms(), self.replica_lag_time_max_ms,
+                lambda b: self._eligible(b) and replica_dir_online(self.image, hp, b)):
             self._wake(hp.tp)
 
     def _eligible(self, broker_id: int) -> bool:
@@ -516,8 +519,10 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
             self.delete_records_purgatory.check(hp.tp)
 
     def _after_follower_fetch(self, hp: Partition, replica_id: int) -> None:
-        change = hp.state.expand_candidate(replica_id, self._eligible(replica_id),
-                                            self._broker_epoch)
+        # Not a replica on an offline log dir (KIP-858): a fetch sent before it failed.
+        eligible = (replica_id not in hp.state.isr and self._eligible(replica_id)
+                    and replica_dir_online(self.image, hp, replica_id))
+        change = hp.state.expand_candidate(replica_id, eligible, self._broker_epoch)
         if change is not None:
             logger.info("Expanding ISR of %s-%d from %s to %s", hp.topic, hp.partition,
                         list(hp.state.isr), list(change.new_isr))
@@ -558,52 +563,6 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler):
             return 0
         with sl:
             return sl.length
-
-    # -- DeleteRecords ------------------------------------------------------------------------
-
-    def delete_records_on_leader(self, topic: str, partition: int, offset: int
-                                 ) -> tuple[ErrorCode, int, int]:
-        """Move the leader's log start to ``offset`` (-1: the high watermark), deleting the
-        segments wholly below it. Returns (error, the offset the answer waits for, the low
-        watermark now)."""
-        code, hp = self.leader_partition(topic, partition, -1)
-        if hp is None:
-            return code, -1, INVALID_LOW_WATERMARK
-        log = hp.log
-        code, target = delete_target(offset, hp.state.high_watermark,
-                                     delete_policy=log.config.delete_enabled,
-                                     internal=topic in INTERNAL_TOPICS)
-        if code:
-            return code, -1, INVALID_LOW_WATERMARK
-        try:
-            if hp.delete_records_before(target):
-                logger.info("Incremented the log start offset of %s-%d to %d (deleted records)",
-                            topic, partition, log.log_start_offset)
-        except (StorageError, OSError) as e:
-            logger.error("Deleting records of %s-%d failed: %s", topic, partition, e)
-            self.storage_failed(hp, e)
-            return ErrorCode.KAFKA_STORAGE_ERROR, -1, INVALID_LOW_WATERMARK
-        return ErrorCode.NONE, target, self._low_watermark(hp)
-
-    def delete_records_status(self, tp: TP, required: int) -> tuple[ErrorCode, int] | None:
-        """A waiting DeleteRecords: None until the low watermark reaches ``required``, else
-        (error, low watermark)."""
-        hp = self.partitions.get(tp)
-        if hp is None:
-            return self.unknown_or_not_leader(*tp), INVALID_LOW_WATERMARK
-        if not hp.state.is_leader:
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER, INVALID_LOW_WATERMARK
-        lw = self._low_watermark(hp)
-        return (ErrorCode.NONE, lw) if lw >= required else None
-
-    def _low_watermark(self, hp: Partition) -> int:
-        brokers = self.image.cluster.brokers
-
-        def alive(broker_id: int) -> bool:
-            b = brokers.get(broker_id)
-            return b is not None and not b.fenced
-
-        return low_watermark(hp.log.log_start_offset, hp.state.followers.values(), alive)
 
     # -- ListOffsets / OffsetsForLeaderEpoch ---------------------------------------------------
 

@@ -8,6 +8,7 @@ broker a full session, as Kafka does.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from collections.abc import Mapping
@@ -15,6 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kraft.controller.config import ControllerConfig
+from kraft.controller.directories import (
+    all_dirs_offline,
+    directories_offline_records,
+    offline_replica_updates,
+    validate_log_dirs,
+)
 from kraft.controller.partition_change import RecordBuilder, leadership_updates
 from kraft.controller.requests import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from kraft.controller.results import (
@@ -130,6 +137,7 @@ def register_broker(
             features.append(RegisterBrokerRecord.BrokerFeature(
                 name=f.name, min_supported_version=f.min_supported_version,
                 max_supported_version=f.max_supported_version))
+        validate_log_dirs(image, broker_id, request.log_dirs)
     except ApiError as e:
         return ControllerResult([], BrokerRegistrationReply(e.code, -1, e.message))
 
@@ -149,6 +157,7 @@ def register_broker(
         fenced=existing.fenced if same and existing is not None else True,
         in_controlled_shutdown=(existing.in_controlled_shutdown
                                 if same and existing is not None else False),
+        log_dirs=list(request.log_dirs),
     )
     b = RecordBuilder(image)
     b.add(MetadataRecordType.REGISTER_BROKER_RECORD, record)
@@ -157,6 +166,12 @@ def register_broker(
         # and ISR membership away from it, as fencing would, so no partition keeps a leader
         # that is now fenced.
         b.extend(leadership_updates(image, config, remove=broker_id))
+    if request.log_dirs:
+        # Replicas in a directory the broker no longer registers (it failed at start-up, or
+        # was removed from log.dirs) cannot lead and leave the ISR (KIP-858).
+        online = set(request.log_dirs)
+        b.extend(offline_replica_updates(b.image, config, broker_id,
+                                         lambda d: d.int >= 100 and d not in online))
     if not same:
         heartbeats.remove(broker_id)
     heartbeats.touch(broker_id, now_ms)
@@ -229,6 +244,9 @@ def broker_heartbeat(
     reg = image.cluster.brokers[broker_id]
     register_offset = register_offsets.get(broker_id, reg.epoch)
     current = _current_state(reg)
+    if not request.want_fence and all_dirs_offline(image, broker_id, request.offline_log_dirs):
+        # Every log dir of the broker is offline: it can host nothing, so it is fenced.
+        request = dataclasses.replace(request, want_fence=True)
     nxt = _next_state(image, reg, request, register_offset)
     S = BrokerControlState
     records: list[Any] = []
@@ -249,6 +267,12 @@ def broker_heartbeat(
                                 broker_id=broker_id, broker_epoch=reg.epoch,
                                 in_controlled_shutdown=CONTROLLED_SHUTDOWN_CHANGE_IN)))
             records.extend(leadership_updates(image, config, remove=broker_id))
+    if request.offline_log_dirs:
+        b = RecordBuilder(image)
+        b.extend(records)
+        b.extend(directories_offline_records(b.image, config, broker_id, reg.epoch,
+                                             request.offline_log_dirs))
+        records = b.records
     heartbeats.touch(broker_id, now_ms, request.current_metadata_offset)
     reply = BrokerHeartbeatReply(
         ErrorCode.NONE,

@@ -31,12 +31,14 @@ from kraft.controller import (
     client_quota_control,
     cluster_control,
     configuration_control,
+    directories,
     reassignment,
     replication_control,
     scram_control,
 )
 from kraft.controller.cluster_control import BrokerHeartbeatManager
 from kraft.controller.config import ControllerConfig
+from kraft.controller.directories import AssignReplicasToDirsRequest
 from kraft.controller.partition_change import RecordBuilder
 from kraft.controller.requests import (
     AllocateProducerIdsRequest,
@@ -201,6 +203,11 @@ class QuorumController:
         self._check_active()
         return cluster_control.unregister_broker(self.image, self.config, self.heartbeats,
                                                  request.broker_id)
+
+    def assign_replicas_to_dirs(self, request: AssignReplicasToDirsRequest,
+                                now_ms: int) -> ControllerResult:
+        self._check_active()
+        return directories.assign_replicas_to_dirs(self.image, self.config, request)
 
     # ------------------------------------------------------------------ topics
 

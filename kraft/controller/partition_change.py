@@ -37,8 +37,8 @@ from kraft.image import (
 from kraft.metadata_records import MetadataRecordType, PartitionChangeRecord
 
 __all__ = [
-    "Election", "RecordBuilder", "build_partition_change", "is_active", "leadership_updates",
-    "maybe_complete", "unclean_enabled",
+    "Election", "RecordBuilder", "build_partition_change", "is_active", "leader_acceptor",
+    "leadership_updates", "maybe_complete", "replica_dir_online", "unclean_enabled",
 ]
 
 UNCLEAN_KEY = "unclean.leader.election.enable"
@@ -54,6 +54,22 @@ def is_active(image: MetadataImage, broker_id: int) -> bool:
     """Kafka's ClusterControlManager.isActive: registered, unfenced, not shutting down."""
     b = image.cluster.brokers.get(broker_id)
     return b is not None and not b.fenced and not b.in_controlled_shutdown
+
+
+def replica_dir_online(image: MetadataImage, part: PartitionRegistration, broker_id: int) -> bool:
+    """Kafka's ``ClusterControlManager.hasOnlineDir`` for ``broker_id``'s replica of ``part``."""
+    reg = image.cluster.brokers.get(broker_id)
+    return reg is not None and reg.has_online_dir(part.directory(broker_id))
+
+
+def leader_acceptor(image: MetadataImage, part: PartitionRegistration,
+                    base: Callable[[int], bool] | None = None) -> Callable[[int], bool]:
+    """Kafka's ``LeaderAcceptor``: ``base`` (default: the broker is active) and the replica's
+    directory is online on its broker."""
+    def acceptable(r: int) -> bool:
+        ok = base(r) if base is not None else is_active(image, r)
+        return ok and replica_dir_online(image, part, r)
+    return acceptable
 
 
 def unclean_enabled(image: MetadataImage, config: ControllerConfig, topic: str) -> bool:
@@ -185,7 +201,8 @@ def leadership_updates(
             elif remove not in p.isr:
                 continue
             target = [r for r in p.isr if r != remove]
-            rec = build_partition_change(topic.topic_id, pid, p, acceptable,
+            rec = build_partition_change(topic.topic_id, pid, p,
+                                         leader_acceptor(image, p, acceptable),
                                          target_isr=target, election=election)
             if rec is not None:
                 out.append((MetadataRecordType.PARTITION_CHANGE_RECORD, rec))

@@ -29,7 +29,7 @@ from kraft.controller.partition_change import (
     Election,
     RecordBuilder,
     build_partition_change,
-    is_active,
+    leader_acceptor,
     unclean_enabled,
 )
 from kraft.controller.requests import (
@@ -112,8 +112,7 @@ def _change(image: MetadataImage, config: ControllerConfig, topic: TopicImage,
         raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                        f"Unable to find partition {topic.name}:{pid}.")
 
-    def acceptable(r: int) -> bool:
-        return is_active(image, r)
+    acceptable = leader_acceptor(image, part)
 
     if target.replicas is None:
         if not is_reassigning(part):

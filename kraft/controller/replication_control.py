@@ -15,10 +15,13 @@ from kraft.codec import ZERO_UUID
 from kraft.controller.cluster_control import check_broker_epoch
 from kraft.controller.config import ControllerConfig
 from kraft.controller.configuration_control import SET, incremental_changes
+from kraft.controller.directories import partition_directories
 from kraft.controller.partition_change import (
     Election,
     build_partition_change,
     is_active,
+    leader_acceptor,
+    replica_dir_online,
     unclean_enabled,
 )
 from kraft.controller.placement import UsableBroker, place_replicas
@@ -125,7 +128,8 @@ def _registration(image: MetadataImage, replicas: Sequence[int]) -> PartitionReg
                        "Unable to replicate the partition: All brokers are currently fenced "
                        "or in controlled shutdown.")
     return PartitionRegistration(replicas=tuple(replicas), isr=isr, leader=isr[0],
-                                 leader_epoch=0, partition_epoch=0)
+                                 leader_epoch=0, partition_epoch=0,
+                                 directories=partition_directories(image, replicas))
 
 
 def _validate_manual(image: MetadataImage, replicas: Sequence[int], rf: int | None) -> None:
@@ -387,7 +391,7 @@ def alter_partition(image: MetadataImage, config: ControllerConfig,
                 parts_out.append(AlterPartitionPartitionResult(pid, err))
                 continue
             rec = build_partition_change(
-                topic.topic_id, pid, part, lambda r: is_active(image, r),
+                topic.topic_id, pid, part, leader_acceptor(image, part),
                 target_isr=[b for b, _ in new_isr], election=unclean,
                 target_recovery=LeaderRecoveryState(recovery))
             if rec is not None:
@@ -433,7 +437,9 @@ def _validate_alter(image: MetadataImage, broker_id: int, part: PartitionRegistr
     for b, epoch in new_isr:
         reg = image.cluster.brokers.get(b)
         if (reg is None or reg.in_controlled_shutdown or reg.fenced
-                or (epoch != -1 and reg.epoch != epoch)):
+                or (epoch != -1 and reg.epoch != epoch)
+                # KIP-858: a replica whose log dir is offline does not rejoin the ISR.
+                or (b not in part.isr and not replica_dir_online(image, part, b))):
             return (ErrorCode.INELIGIBLE_REPLICA if version > 1
                     else ErrorCode.OPERATION_NOT_ATTEMPTED)
     return ErrorCode.NONE
@@ -458,7 +464,7 @@ def _elect_one(image: MetadataImage, topic_name: str, pid: int, election_type: i
         election = Election.UNCLEAN
     else:
         return ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}", None
-    rec = build_partition_change(topic.topic_id, pid, part, lambda r: is_active(image, r),
+    rec = build_partition_change(topic.topic_id, pid, part, leader_acceptor(image, part),
                                  election=election)
     if rec is None:
         if election_type == ELECTION_PREFERRED:
@@ -533,8 +539,7 @@ def rebalance_leaders(image: MetadataImage, imbalance_percentage: int = 10,
                 continue
             if len(out) >= max_elections:
                 return out, True
-            rec = build_partition_change(topic.topic_id, pid, p,
-                                         lambda r: is_active(image, r),
+            rec = build_partition_change(topic.topic_id, pid, p, leader_acceptor(image, p),
                                          election=Election.PREFERRED)
             if rec is not None:
                 out.append((MetadataRecordType.PARTITION_CHANGE_RECORD, rec))

@@ -50,6 +50,7 @@ class BrokerRegistrationRequest:
     features: tuple[FeatureRange, ...] = ()
     rack: str | None = None
     is_migrating_zk_broker: bool = False
+    log_dirs: tuple[uuid.UUID, ...] = ()  # KIP-858: ids of the broker's online log dirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class BrokerHeartbeatRequest:
     current_metadata_offset: int
     want_fence: bool = False
     want_shut_down: bool = False
+    offline_log_dirs: tuple[uuid.UUID, ...] = ()  # KIP-858
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from broker.protocol.messages import (
     alter_partition,
     alter_partition_reassignments,
     alter_user_scram_credentials,
+    assign_replicas_to_dirs,
     broker_heartbeat,
     broker_registration,
     create_acls,
@@ -43,6 +44,7 @@ MODULES = {
     ApiKey.ALTER_CONFIGS: alter_configs, ApiKey.ELECT_LEADERS: elect_leaders,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
+    ApiKey.ASSIGN_REPLICAS_TO_DIRS: assign_replicas_to_dirs,
     ApiKey.CREATE_ACLS: create_acls, ApiKey.DELETE_ACLS: delete_acls,
     ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: alter_user_scram_credentials,
@@ -320,6 +322,53 @@ def test_partition_reassignments_on_the_wire(version: int) -> None:
     assert alter(None).error_code == E.NO_REASSIGNMENT_IN_PROGRESS
     assert alter([]).error_code == E.INVALID_REPLICA_ASSIGNMENT
     assert alter([1], topic="nope").error_code == E.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_log_dirs_through_registration_heartbeat_and_assign_replicas_to_dirs() -> None:
+    """KIP-858 on the wire: LogDirs (registration v2+), OfflineLogDirs (heartbeat v1),
+    AssignReplicasToDirs v0."""
+    import uuid
+    p = InProcess()
+    dirs = {b: [uuid.UUID(int=(b << 64) + 500 + n) for n in range(2)] for b in (1, 2)}
+    epochs = {}
+    for b in (1, 2):
+        req = reg_request(b)
+        req.log_dirs = dirs[b]
+        resp = p.call(ApiKey.BROKER_REGISTRATION, 2, req)
+        assert resp.error_code == 0
+        epochs[b] = resp.broker_epoch
+        hb = broker_heartbeat.REQUEST.cls(broker_id=b, broker_epoch=resp.broker_epoch,
+                                          current_metadata_offset=10**6, want_fence=False,
+                                          want_shut_down=False)
+        assert not p.call(ApiKey.BROKER_HEARTBEAT, 1, hb).is_fenced
+    assert p.h.image.cluster.brokers[1].directories == tuple(sorted(dirs[1]))
+    # A directory another broker registered is refused.
+    req = reg_request(3)
+    req.log_dirs = [dirs[1][0]]
+    assert p.call(ApiKey.BROKER_REGISTRATION, 2, req).error_code == E.INVALID_REGISTRATION
+    p.h.create("t", 1, 2)
+    topic = p.h.image.topics.by_name["t"]
+    R = assign_replicas_to_dirs.REQUEST
+    for b in (1, 2):
+        resp = p.call(ApiKey.ASSIGN_REPLICAS_TO_DIRS, 0, R.cls(
+            broker_id=b, broker_epoch=epochs[b], directories=[R.DirectoryData(
+                id=dirs[b][0], topics=[R.TopicData(topic_id=topic.topic_id, partitions=[
+                    R.PartitionData(partition_index=0), R.PartitionData(partition_index=9)])])])
+        )
+        assert resp.error_code == 0
+        assert [(x.partition_index, x.error_code) for x in resp.directories[0].topics[0].partitions
+                ] == [(0, 0), (9, E.UNKNOWN_TOPIC_OR_PARTITION)]
+    part = p.h.image.topics.by_name["t"].partitions[0]
+    assert part.directory(1) == dirs[1][0] and part.directory(2) == dirs[2][0]
+    leader = part.leader
+    hb = broker_heartbeat.REQUEST.cls(broker_id=leader, broker_epoch=epochs[leader],
+                                      current_metadata_offset=10**6, want_fence=False,
+                                      want_shut_down=False, offline_log_dirs=[dirs[leader][0]])
+    assert p.call(ApiKey.BROKER_HEARTBEAT, 1, hb).error_code == 0
+    part = p.h.image.topics.by_name["t"].partitions[0]
+    assert part.leader not in (leader, -1) and leader not in part.isr
+    stale = R.cls(broker_id=1, broker_epoch=epochs[1] + 100, directories=[])
+    assert p.call(ApiKey.ASSIGN_REPLICAS_TO_DIRS, 0, stale).error_code == E.STALE_BROKER_EPOCH
 
 
 @pytest.mark.parametrize("version", [0, 1, 3])
