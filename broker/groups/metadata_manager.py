@@ -121,6 +121,7 @@ class GroupMetadataManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._stopped = False
+        self._store_gates: dict[int, asyncio.Lock] = {}  # per partition, see _store_group
         replica_manager.txn_marker_listeners.append(self.on_txn_marker)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -291,21 +292,24 @@ class GroupMetadataManager:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]]
-                      ) -> ErrorCode:
-        return (await self._append_batch(group_id, records_batch(records, self.clock.wall_ms()))
-                )[0]
+    async def _append(self, group_id: str, records: list[tuple[bytes, bytes | None]],
+                      timeout_s: float | None = None) -> ErrorCode:
+        return (await self._append_batch(group_id, records_batch(records, self.clock.wall_ms()),
+                                         timeout_s))[0]
 
-    async def _append_batch(self, group_id: str, batch: bytes) -> tuple[ErrorCode, int]:
-        """Append one batch to the group's partition and wait for acks=all: (error, offset of
-        its first record)."""
+    async def _append_batch(self, group_id: str, batch: bytes, timeout_s: float | None = None
+                            ) -> tuple[ErrorCode, int]:
+        """Append one batch to the group's partition and wait for acks=all (at most
+        ``timeout_s``, offsets.commit.timeout.ms by default): (error, offset of its first
+        record)."""
         p = self.partition_of(group_id)
         owned = self.owned.get(p)
         if owned is None:
             return ErrorCode.NOT_COORDINATOR, -1
         try:
             code, base = await self.rm.append_and_wait(
-                GROUP_METADATA_TOPIC, p, batch, acks=-1, timeout_s=self.commit_timeout_s)
+                GROUP_METADATA_TOPIC, p, batch, acks=-1,
+                timeout_s=self.commit_timeout_s if timeout_s is None else timeout_s)
         except (StorageError, OSError) as e:
             logger.error("Appending to %s-%d failed: %s", GROUP_METADATA_TOPIC, p, e)
             return ErrorCode.NOT_COORDINATOR, -1
@@ -318,13 +322,45 @@ class GroupMetadataManager:
 
     def _store_group(self, group_id: str, record: GroupMetadataRecord,
                      done: Callable[[ErrorCode], None]) -> None:
+        """The coordinator's ``store``. While the partition's ISR is below
+        min.insync.replicas the write waits for it to come back, up to
+        offsets.commit.timeout.ms, as a write waits for its replication; then it is answered
+        COORDINATOR_NOT_AVAILABLE. Refused at once instead, a SyncGroup failed in a
+        millisecond and a client that rejoins without a backoff (librdkafka) ran
+        JoinGroup/SyncGroup/store thousands of times a second until the ISR grew back.
+        Writes of one partition are appended in the order they were asked for (a later
+        generation's record must stay the later one in the log)."""
+        p = self.partition_of(group_id)
+        records: list[tuple[bytes, bytes | None]] = [
+            (group_metadata_key(group_id), group_metadata_value(record))]
+
         async def write() -> None:
-            code = await self._append(group_id, [(group_metadata_key(group_id),
-                                                  group_metadata_value(record))])
+            deadline = self.clock.monotonic() + self.commit_timeout_s
+            appending: asyncio.Task[ErrorCode] | None = None
+            async with self._store_gates.setdefault(p, asyncio.Lock()):
+                if await self._min_isr_wait(p, deadline - self.clock.monotonic()):
+                    # Started (appended) before the next write passes the gate.
+                    appending = asyncio.ensure_future(self._append(
+                        group_id, records, max(deadline - self.clock.monotonic(), 0.0)))
+            code = ErrorCode.COORDINATOR_NOT_AVAILABLE if appending is None else \
+                await appending
             if code:
                 logger.warning("Storing metadata of group %s failed: %s", group_id, code.name)
             done(code)
         self._spawn(write())
+
+    async def _min_isr_wait(self, p: int, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` until partition ``p``, if still led here, has
+        min.insync.replicas in its ISR (an ISR change or a leadership change wakes the
+        produce purgatory). False on timeout."""
+        tp = (GROUP_METADATA_TOPIC, p)
+
+        def ready() -> bool:
+            hp = self.rm.partitions.get(tp)
+            return hp is None or not hp.state.is_leader or not hp.state.under_min_isr(
+                self.rm.min_insync_replicas(GROUP_METADATA_TOPIC))
+
+        return await self.rm.produce_purgatory.wait([tp], ready, timeout_s)
 
     async def expire_offsets(self) -> None:
         """offsets.retention.minutes: tombstone the offsets of groups that stayed Empty that

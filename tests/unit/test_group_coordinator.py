@@ -299,6 +299,59 @@ def test_store_failure_on_sync_restarts_the_rebalance() -> None:
     assert gc.groups["g"].state is GroupState.PREPARING_REBALANCE
 
 
+def test_a_failed_store_is_never_retried_by_the_coordinator_itself() -> None:
+    """Every write follows a client request (or a timeout): a failed one is answered and the
+    group waits for its members, whatever the store answers and however late."""
+    pending: list[Any] = []
+    stored: list[GroupMetadataRecord] = []
+
+    def store(gid: str, rec: GroupMetadataRecord, done: Any) -> None:
+        stored.append(rec)
+        pending.append(done)
+
+    def settle() -> None:  # each write fails, later (the metadata manager answers async)
+        while pending:
+            pending.pop(0)(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+    gc = GroupCoordinator(CoordinatorConfig(min_session_timeout_ms=1000,
+                                            initial_rebalance_delay_ms=0), store=store)
+    # SyncGroup of a one-member group: one write, then the member must rejoin.
+    r = join(gc, instance="i-a").one
+    s = sync(gc, r.member_id, r.generation_id, 1, {r.member_id: b"x"}, instance="i-a")
+    settle()
+    assert len(stored) == 1 and s.one.error == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert gc.groups["g"].state is GroupState.PREPARING_REBALANCE
+    for now in range(2, SESSION - 500, 500):
+        gc.tick(now)
+        settle()
+    assert len(stored) == 1
+    # It rejoins and syncs again: one more write per SyncGroup, no more.
+    r = join(gc, r.member_id, SESSION, instance="i-a").one
+    sync(gc, r.member_id, r.generation_id, SESSION, {r.member_id: b"x"}, instance="i-a")
+    settle()
+    assert len(stored) == 2
+    # The member never comes back: its session ends, the group is Empty, written once.
+    for now in range(SESSION, 3 * SESSION + REBALANCE, 500):
+        gc.tick(now)
+        settle()
+    assert len(stored) == 3 and stored[-1].members == ()
+    assert gc.groups["g"].state is GroupState.EMPTY
+    # A static member's replacement in a Stable group: one write, undone when it fails.
+    gc2 = GroupCoordinator(CoordinatorConfig(min_session_timeout_ms=1000,
+                                             initial_rebalance_delay_ms=0))
+    a = join(gc2, instance="i-a").one
+    sync(gc2, a.member_id, a.generation_id, 1, {a.member_id: b"A"}, instance="i-a")
+    gc2.store = store
+    again = join(gc2, now=5, instance="i-a")
+    settle()
+    assert len(stored) == 4 and again.one.error == ErrorCode.COORDINATOR_NOT_AVAILABLE
+    assert list(gc2.groups["g"].members) == [a.member_id]
+    for now in range(6, SESSION, 500):
+        gc2.tick(now)
+        settle()
+    assert len(stored) == 4
+
+
 def test_offset_commit_rules() -> None:
     gc, _ = make()
     # Outside group management (generation -1): allowed, creates an Empty group.
