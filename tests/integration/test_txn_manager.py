@@ -50,6 +50,7 @@ class ReplicaManager:
     """Hosts ``__transaction_state-0`` as a local log; appends are 'replicated' at once."""
 
     node_id = 9
+    inter_broker_security = None  # PLAINTEXT between nodes
 
     def __init__(self, path: Path) -> None:
         self.log = PartitionLog.open(path)
