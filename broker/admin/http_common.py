@@ -294,8 +294,9 @@ class RouteBase:
                                    timeout_s=READ_TIMEOUT_S)
         return await self._kafka_call(what, go)
 
-    async def _coordinator_of(self, group_id: str) -> int:
-        """The node id of ``group_id``'s coordinator (FindCoordinator)."""
+    async def _coordinator_of(self, key: str, key_type: int = 0) -> int:
+        """The node id of the coordinator of ``key`` (FindCoordinator; ``key_type`` 0 a group,
+        1 a transactional id)."""
         FQ = find_coordinator.REQUEST
         client = await self._kafka()
         brokers = sorted(client.cluster.brokers)
@@ -304,8 +305,8 @@ class RouteBase:
         ask = self.node_id if self.node_id in brokers else brokers[0]
         fc = await self._send_versioned(
             "FindCoordinator", ask, ApiKey.FIND_COORDINATOR,
-            lambda v: FQ.cls(key=group_id, key_type=0) if v < 4
-            else FQ.cls(key_type=0, coordinator_keys=[group_id]),
+            lambda v: FQ.cls(key=key, key_type=key_type) if v < 4
+            else FQ.cls(key_type=key_type, coordinator_keys=[key]),
             check=lambda r: (r.coordinators[0].error_code if r.coordinators
                              else r.error_code))
         return int(fc.coordinators[0].node_id if fc.coordinators else fc.node_id)

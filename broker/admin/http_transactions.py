@@ -33,7 +33,6 @@ from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import (
     describe_producers,
     describe_transactions,
-    find_coordinator,
     list_transactions,
 )
 
@@ -111,19 +110,7 @@ class TransactionRoutes(RouteBase):
         tid = request.match_info["transactional_id"]
         if not tid or len(tid) > MAX_TRANSACTIONAL_ID:
             raise bad_field("transactional_id", "must be 1-32767 characters")
-        FQ = find_coordinator.REQUEST
-        client = await self._kafka()
-        brokers = sorted(client.cluster.brokers)
-        if not brokers:
-            raise HttpError(503, "BROKER_NOT_AVAILABLE", "No broker is known")
-        ask = self.node_id if self.node_id in brokers else brokers[0]
-        fc = await self._send_versioned(
-            "FindCoordinator", ask, ApiKey.FIND_COORDINATOR,
-            lambda v: FQ.cls(key=tid, key_type=1) if v < 4
-            else FQ.cls(key_type=1, coordinator_keys=[tid]),
-            check=lambda r: (r.coordinators[0].error_code if r.coordinators
-                             else r.error_code))
-        coordinator = fc.coordinators[0].node_id if fc.coordinators else fc.node_id
+        coordinator = await self._coordinator_of(tid, key_type=1)
         await self._kafka_call("Metadata", lambda c: c.metadata())
         resp = await self._kafka_call("DescribeTransactions", lambda c: c.send_to(
             coordinator, ApiKey.DESCRIBE_TRANSACTIONS,
