@@ -119,6 +119,7 @@ class Node:
         self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
+        self.before_stop: Callable[[], None] | None = None
         # The authorizer (authorizer.class.name), over the ACLs of this node's image.
         authz = AuthorizerConfig.from_config(config.get)
         self.authz: AuthzChecker | None = None if authz is None else AuthzChecker(
@@ -517,6 +518,8 @@ class Node:
         self._shutdown.set()
 
     async def stop(self) -> None:
+        if self.before_stop is not None:  # the node's worker processes (tools/node_workers.py)
+            await asyncio.to_thread(self.before_stop)
         if self.lifecycle is not None:
             await self._controlled_shutdown(self.lifecycle)
             await self.lifecycle.stop()
@@ -600,7 +603,11 @@ def _full_ranges(handlers: dict[int, Any]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def run_node(config: KafkaConfig, cluster_id: str) -> int:
-    """Run a node until SIGTERM/SIGINT; return the process exit code (0 on a clean stop)."""
+def run_node(config: KafkaConfig, cluster_id: str,
+             before_stop: Callable[[], None] | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT; return the process exit code (0 on a clean stop).
+    ``before_stop`` (blocking, run in a thread) is called first when the node stops."""
+    node = Node(config, cluster_id)
+    node.before_stop = before_stop
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(Node(config, cluster_id).run())
+        return runner.run(node.run())

@@ -23,6 +23,7 @@ from storage.errors import ConfigError, MetaPropertiesError
 from storage.log_dir_ids import prepare_log_dirs
 from storage.properties import PropertiesError
 from tools.launcher import parse_overrides
+from tools.node_workers import Workers, follow_parent, node_rack, plan_workers
 
 PROG = "kafka-server-start"
 LOG_FORMAT = "[%(asctime)s] %(levelname)s [node.id=%(node_id)s] %(message)s (%(name)s)"
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "object per line)",
     )
     args = parser.parse_args(argv)
+    follow_parent()  # a worker process of a node dies with it (tools/node_workers.py)
     try:
         overrides = parse_overrides(args.override)
     except ValueError as e:
@@ -134,11 +136,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in sorted(config.values().items()):
         log.debug("config %s = %s", key, value)
 
+    workers: Workers | None = None
     try:
-        return run_node(config, cluster_id)
+        specs = plan_workers(config)
+        if specs:
+            if not config.get("broker.rack"):
+                config = KafkaConfig.load(args.config, {**overrides,
+                                                        "broker.rack": node_rack(config)})
+            workers = Workers(args.config, overrides, specs, cluster_id,
+                              ["--log-level", args.log_level, "--log-format", args.log_format])
+            workers.start()
+    except (ConfigError, MetaPropertiesError, OSError) as e:
+        if workers is not None:
+            workers.stop()
+        return _error(str(e))
+
+    try:
+        return run_node(config, cluster_id, workers.stop if workers is not None else None)
     except Exception:
         log.exception("Fatal error during node run, exiting")
         return 1
+    finally:
+        if workers is not None:
+            workers.stop()
 
 
 if __name__ == "__main__":
