@@ -175,7 +175,7 @@ class Workers:
                      self.procs[spec.index].pid)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM every worker, wait for them (SIGKILL past ``timeout``). Blocking."""
+        """SIGTERM every worker, wait for them (SIGKILL past ``timeout``). Blocking; once."""
         for p in self.procs.values():
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -187,7 +187,5 @@ class Workers:
                 p.kill()
                 code = p.wait()
             log.info("Worker %d exited with %d", index, code)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs.values()]
+        self.procs.clear()
 
