@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,7 @@ class Workers:
         self.cluster_id = cluster_id
         self.extra_args = list(extra_args or [])
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.stopping = False
 
     def start(self) -> None:
         for spec in self.specs:
@@ -173,9 +175,20 @@ class Workers:
             self.procs[spec.index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
             log.info("Started worker %d (node.id=%d, pid %d)", spec.index, spec.node_id,
                      self.procs[spec.index].pid)
+            threading.Thread(target=self._watch, args=(spec, self.procs[spec.index]),
+                             name=f"worker-{spec.index}-watch", daemon=True).start()
+
+    def _watch(self, spec: WorkerSpec, proc: subprocess.Popen[bytes]) -> None:
+        """Say so when a worker exits while the node runs (it is not restarted)."""
+        code = proc.wait()
+        if not self.stopping:
+            log.error("Worker %d (node.id=%d) exited with %d while the node runs; the "
+                      "partitions it leads stay offline until the node restarts", spec.index,
+                      spec.node_id, code)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM every worker, wait for them (SIGKILL past ``timeout``). Blocking; once."""
+        self.stopping = True
         for p in self.procs.values():
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -1,13 +1,14 @@
 """One node with two worker processes (``node.worker.processes=2``, tools/node_workers.py),
 through confluent-kafka: both workers are brokers of the node's rack, partitions are led by
 both, records produced to every partition are consumed back; a ``kill -9`` of the node takes
-its worker with it, a restart brings both back with their records, and a clean stop stops the
-worker first."""
+its worker with it, a restart brings both back with their records, a clean stop stops the
+worker first, and a worker dying alone is reported by the node."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +138,13 @@ def test_a_clean_stop_stops_the_worker_first(cluster: ProcCluster) -> None:
         "[node.id=1] Kafka Server shut down cleanly")
     assert not pid_alive(worker)
     assert os.path.isdir(str(node.data_dir) + ".worker-1")
+
+
+def test_a_worker_that_dies_alone_is_reported(cluster: ProcCluster) -> None:
+    node = cluster.nodes[1]
+    cluster.start()
+    brokers(cluster, 2)
+    assert node.proc is not None
+    os.kill(_worker_pid(node.proc.pid), signal.SIGKILL)
+    node.wait_for("Worker 1 (node.id=1001) exited with -9 while the node runs", timeout=30)
+    assert node.alive()
