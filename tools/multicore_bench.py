@@ -174,6 +174,8 @@ def run_once(workers: int, records: int, size: int, partitions: int,
             # process (one core) was the limit.
             busy_p = max(b - a for a, b in zip(each0, each1, strict=True)) / dt
             busy_c = max(b - a for a, b in zip(each1, each2, strict=True)) / cdt
+            # How the produce work split over the node's processes (worker 0 first).
+            split = [b - a for a, b in zip(each0, each1, strict=True)]
         finally:
             cluster.stop_all()
             cluster.kill_all()
@@ -182,6 +184,7 @@ def run_once(workers: int, records: int, size: int, partitions: int,
             "produce_node_cpu": (node1 - node0) / m, "produce_kcat_cpu": (kcat1 - kcat0) / m,
             "consume_node_cpu": (node2 - node1) / m, "consume_kcat_cpu": (kcat2 - kcat1) / m,
             "produce_busiest": busy_p, "consume_busiest": busy_c,
+            "worker0_share": split[0] / max(sum(split), 1e-9),
             "produce_s": dt, "consume_s": cdt, "leaders": float(len(spread))}
 
 
@@ -213,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"CPU s/M, busiest node process {r['produce_busiest']:.0%} of a core)  "
                   f"consume {r['consume']:>10,.0f} rec/s (node {r['consume_node_cpu']:.2f} + "
                   f"kcat {r['consume_kcat_cpu']:.2f} CPU s/M, busiest "
-                  f"{r['consume_busiest']:.0%})  "
+                  f"{r['consume_busiest']:.0%})  produce CPU in worker 0 "
+                  f"{r['worker0_share']:.0%}  "
                   f"leaders on {r['leaders']:.0f} broker(s)", flush=True)
     print(f"load average after: {_loadavg()}", flush=True)
     print("\nmedians (CPU: seconds per million records; busiest: the busiest node process's "
