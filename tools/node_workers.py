@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.config import KafkaConfig
-from storage.errors import ConfigError
+from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import MetaProperties, read_meta_properties, write_meta_properties
 
 __all__ = ["WorkerSpec", "Workers", "follow_parent", "node_rack", "plan_workers"]
@@ -134,9 +134,9 @@ def prepare_worker_dirs(spec: WorkerSpec, cluster_id: str) -> None:
         if meta is None:
             write_meta_properties(d, MetaProperties(cluster_id, spec.node_id))
         elif meta.cluster_id != cluster_id or meta.node_id != spec.node_id:
-            raise ConfigError("node.worker.processes", spec.overrides["node.worker.processes"],
-                              f"{d} belongs to cluster {meta.cluster_id} node {meta.node_id}, "
-                              f"not to worker {spec.index} (node {spec.node_id})")
+            raise MetaPropertiesError(
+                f"{d} belongs to cluster {meta.cluster_id} node {meta.node_id}, not to worker "
+                f"{spec.index} (node {spec.node_id}) of cluster {cluster_id}")
 
 
 def follow_parent() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import KafkaConfig
-from storage.errors import ConfigError
+from storage.errors import ConfigError, MetaPropertiesError
 from storage.meta_properties import MetaProperties, read_meta_properties, write_meta_properties
 from tools.node_workers import node_rack, plan_workers, prepare_worker_dirs
 
@@ -92,5 +92,5 @@ def test_worker_dirs_get_the_node_cluster_id_once(tmp_path: Path) -> None:
     prepare_worker_dirs(spec, "AAAAAAAAAAAAAAAAAAAAAA")  # a restart: kept as it is
     write_meta_properties(tmp_path / "logs.worker-1", MetaProperties("BBBBBBBBBBBBBBBBBBBBBB",
                                                                      1001))
-    with pytest.raises(ConfigError, match="belongs to cluster"):
+    with pytest.raises(MetaPropertiesError, match="belongs to cluster"):
         prepare_worker_dirs(spec, "AAAAAAAAAAAAAAAAAAAAAA")
