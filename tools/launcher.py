@@ -174,12 +174,16 @@ def engine_settings(engine: str, specs: Iterable[NodeSpec], *,
 
 
 def _free_offset(ports: Sequence[int]) -> int:
+    # Below Linux's ephemeral range where possible, so that sockets bound to port 0 elsewhere
+    # cannot take them between this check and the nodes' start.
+    lo, hi = 1024 - min(ports), 32767 - max(ports)
+    if lo >= hi:
+        lo, hi = 1024 - min(ports), 65535 - max(ports)
     rng = random.Random()
     for _ in range(200):
-        offset = rng.randrange(-20000, 20000)
+        offset = rng.randrange(lo, hi)
         shifted = [p + offset for p in ports]
-        if all(1024 <= p < 32768 and p not in ports and _loopback_port_free(p)
-               for p in shifted):
+        if offset and all(p not in ports and _loopback_port_free(p) for p in shifted):
             return offset
     raise LaunchError("no free pysyncobj port offset found")
 
