@@ -344,9 +344,9 @@ class PysyncobjEngine:
         if so is None or not self._replayed or not so._isLeader():
             return
         a = self._applied
-        if a.leader == self.node_id and self._fenced_epoch != a.epoch:
-            return  # we lead the current epoch
         term = so.raftCurrentTerm
+        if a.leader == self.node_id and a.claim_term == term and self._fenced_epoch != a.epoch:
+            return  # we lead the current epoch
         if self._claim_term == term:
             return  # in flight
         self._claim_term = term
@@ -433,14 +433,17 @@ class PysyncobjEngine:
         else:
             leader = a.leader
             so = self._syncobj
+            # We lead only in the pysyncobj term we claimed the epoch in: a leader elected
+            # again (after a restart, a lost election) claims a new epoch first.
             if leader == self.node_id and (so is None or not so._isLeader()
+                                           or so.raftCurrentTerm != a.claim_term
                                            or self._fenced_epoch == a.epoch):
                 leader = None
             le = LeaderAndEpoch(leader, a.epoch)
         if le == self._leader:
             return
         if le.leader_id == self.node_id and le.epoch != self._leader.epoch:
-            self._next_write = max(self._next_write, a.next_offset)
+            self._next_write = a.next_offset  # our epoch: nothing after our claim yet
         self._leader = le
         logger.info("node %d: leader is now %s in epoch %d", self.node_id, le.leader_id,
                     le.epoch)
