@@ -192,7 +192,7 @@ class PysyncobjEngine:
             journalFile=str(self._journal_path()),
             raftMinTimeout=min_timeout, raftMaxTimeout=2 * min_timeout,
             appendEntriesPeriod=period, autoTickPeriod=0.01,
-            connectionTimeout=max(3.5, 2 * min_timeout),
+            connectionTimeout=max(3.5, 2 * min_timeout), connectionRetryTime=0.5,
             leaderFallbackTimeout=max(2 * period, self._fetch_timeout_ms / 1000),
             logCompactionMinEntries=NEVER, logCompactionMinTime=NEVER,
             dynamicMembershipChange=False, commandsWaitLeader=False)
