@@ -24,8 +24,11 @@ from tools.proc_cluster import STARTED, ProcCluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # Small snapshot threshold: the metadata loader snapshots the derived log often and the
+    # engine drops the log below each snapshot (a restarted controller loads one).
     c = ProcCluster(Path(tmp_path_factory.mktemp("pysyncobj")), controllers=3, brokers=2,
-                    quorum_engine="pysyncobj")
+                    quorum_engine="pysyncobj",
+                    extra={"metadata.log.max.record.bytes.between.snapshots": "300"})
     try:
         c.start()
         yield c
@@ -157,3 +160,33 @@ def test_killing_the_active_controller_moves_the_metadata_quorum(cluster: ProcCl
             for v in d.current_voters)
 
     wait_for("the restarted controller to catch up", caught_up)
+    # It resumed from its own snapshot (the derived log below it was dropped).
+    assert "Loaded metadata snapshot" in cluster.nodes[old].output()
+
+
+def partition_state(cluster: ProcCluster, broker_id: int, topic: str) -> list[tuple[int, list[int]]]:
+    """(leader, ISR) of each partition of ``topic`` in this broker's metadata."""
+    resp = asyncio.run(_request(cluster.nodes[broker_id].bootstrap, ApiKey.METADATA,
+                                metadata.REQUEST.cls(topics=[
+                                    metadata.REQUEST.MetadataRequestTopic(name=topic)])))
+    [t] = resp.topics
+    return sorted((p.leader_id, sorted(p.isr_nodes)) for p in t.partitions)
+
+
+def test_leaders_and_isr_follow_a_broker_failure(cluster: ProcCluster) -> None:
+    """A killed broker is fenced by the controller: its partitions get the other broker as
+    leader and leave its ISR (PartitionChangeRecords through pysyncobj); back, it rejoins
+    the ISR (AlterPartition from the leader)."""
+    create_topic(cluster, "pso-isr")
+    first, second = cluster.broker_ids
+    both = sorted(cluster.broker_ids)
+    wait_for("both brokers in the ISR", lambda: all(
+        isr == both for _, isr in partition_state(cluster, first, "pso-isr")))
+    cluster.nodes[second].kill()
+    wait_for("leadership and ISR without the killed broker", lambda: partition_state(
+        cluster, first, "pso-isr") == [(first, [first]), (first, [first])])
+    assert produce_and_consume(cluster, "pso-isr") == expected("pso-isr")
+    cluster.nodes[second].start()
+    cluster.nodes[second].wait_for(STARTED)
+    wait_for("the restarted broker back in the ISR", lambda: all(
+        isr == both for _, isr in partition_state(cluster, first, "pso-isr")))
