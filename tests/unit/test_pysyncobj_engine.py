@@ -248,3 +248,47 @@ def test_the_engine_refuses_to_run_without_a_password_or_off_the_voters(tmp_path
                         port_offset=0, password="p")
     assert pysyncobj_password("a", "s") != pysyncobj_password("b", "s")
     assert pysyncobj_password("a", "s") != pysyncobj_password("a", "t")
+
+
+# -- choosing the engine -----------------------------------------------------------------------
+
+_CONTROLLER = {"node.id": "2", "process.roles": "controller", "listeners": "CONTROLLER://:9093",
+               "controller.listener.names": "CONTROLLER",
+               "controller.quorum.voters": "1@h1:9093,2@h2:9093,3@h3:9093"}
+_BROKER = {**_CONTROLLER, "node.id": "4", "process.roles": "broker",
+           "listeners": "PLAINTEXT://127.0.0.1:9092"}
+
+
+def test_the_engine_key_is_checked_at_start_up_and_picks_the_engine(tmp_path: Path) -> None:
+    from broker.config import KafkaConfig
+    from broker.controller.engine import create_engine
+    from broker.controller.raft_driver import RaftManager
+    from storage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="controller.quorum.engine"):
+        KafkaConfig.from_properties({**_CONTROLLER, "controller.quorum.engine": "zab"})
+    voters = {1: ("h1", 9093), 2: ("h2", 9093), 3: ("h3", 9093)}
+    store = FileSnapshotStore(tmp_path)
+
+    def engine(props: dict[str, str]) -> Any:
+        config = KafkaConfig.from_properties({**props, "log.dirs": str(tmp_path)})
+        return create_engine(config, "cid", voters, store)
+
+    assert isinstance(engine(_CONTROLLER), RaftManager)
+    pso = engine({**_CONTROLLER, "controller.quorum.engine": "pysyncobj",
+                  "controller.quorum.engine.pysyncobj.password": "secret"})
+    assert isinstance(pso, PysyncobjEngine)
+    assert pso._addresses == {1: "h1:10093", 2: "h2:10093", 3: "h3:10093"}
+    assert pso._password == pysyncobj_password("cid", "secret")
+    # A broker is a KRaft observer of either engine.
+    assert isinstance(engine({**_BROKER, "controller.quorum.engine": "pysyncobj"}), RaftManager)
+
+
+def test_nothing_of_pysyncobj_is_imported_with_the_kraft_engine() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import broker.node, broker.controller.engine; "
+            "assert not [m for m in sys.modules if m.startswith('pysyncobj')], 'imported'")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
