@@ -195,7 +195,9 @@ class PysyncobjEngine:
             connectionTimeout=max(3.5, 2 * min_timeout), connectionRetryTime=0.5,
             leaderFallbackTimeout=max(2 * period, self._fetch_timeout_ms / 1000),
             logCompactionMinEntries=NEVER, logCompactionMinTime=NEVER,
-            dynamicMembershipChange=False, commandsWaitLeader=False)
+            dynamicMembershipChange=False, commandsWaitLeader=False,
+            # Send each command at once (not at the next appendEntriesPeriod): commit latency.
+            appendEntriesUseBatch=False)
 
         class _Relay(SyncObj):  # type: ignore[misc]
             @replicated
