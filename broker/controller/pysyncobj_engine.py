@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often the loop looks at pysyncobj's leadership
 MAX_INDEX_MAP = 10000  # (pysyncobj index, derived log end) pairs kept for DescribeQuorum
+HAND_OVER_S = 1.0  # how long a stopping leader waits for a follower to take over
 NEVER = 10 ** 12  # pysyncobj's log compaction thresholds: never (see the module doc)
 
 
@@ -224,7 +225,10 @@ class PysyncobjEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.server.close()
-        so, self._syncobj = self._syncobj, None
+        so = self._syncobj
+        if so is not None and graceful and self.failed is None and so._isLeader():
+            await self._hand_over(so)
+        self._syncobj = None
         if so is not None:
             await self._loop.run_in_executor(None, so.destroy_synchronous)
         if self._flushing is not None:
@@ -237,6 +241,28 @@ class PysyncobjEngine:
                 self._log.close()
             except Exception:
                 logger.exception("node %d: closing the metadata log", self.node_id)
+
+    async def _hand_over(self, so: Any) -> None:
+        """A stopping leader asks its most caught-up follower to run an election now
+        (pysyncobj's TimeoutNow, sent from pysyncobj's own thread), and waits a little for it:
+        the quorum does not wait an election timeout for a leader that said it is going."""
+        asked = False
+
+        def transfer() -> None:  # pysyncobj's thread, at its next tick
+            nonlocal asked
+            if not asked:
+                asked = True
+                so.transferLeadership()
+
+        so.addOnTickCallback(transfer)
+        try:
+            deadline = self._loop.time() + HAND_OVER_S
+            while so._isLeader() and self._loop.time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            so.removeOnTickCallback(transfer)
+        logger.info("node %d: %s", self.node_id, "handed the pysyncobj leadership over"
+                    if not so._isLeader() else "still the pysyncobj leader when stopping")
 
     def register(self, listener: Any) -> None:
         self._listeners.append(listener)
