@@ -204,5 +204,3 @@ def test_a_stopping_active_controller_hands_the_quorum_over(cluster: ProcCluster
 
     assert wait_for("a new leader", new_leader).leader_epoch > before.leader_epoch
     create_topic(cluster, "pso-handed-over")
-    cluster.nodes[old].start()
-    cluster.nodes[old].wait_for(STARTED)
