@@ -1,8 +1,8 @@
 """The metadata quorum on pysyncobj (``controller.quorum.engine=pysyncobj``, controllers only).
 
 The controllers run a pysyncobj ``SyncObj`` (its own Raft, its own TCP port: the controller
-listener's port plus ``controller.quorum.engine.pysyncobj.port.offset``, bound to the
-controller listener's host only). Its one replicated method carries our commands
+listener's port plus ``controller.quorum.engine.pysyncobj.port.offset``, bound only to this
+controller's host in the voter list). Its one replicated method carries our commands
 (``pysyncobj_log``: a leader's claim of an epoch, a batch of encoded KIP-631 metadata records);
 each controller turns the committed commands, in pysyncobj's order, into the same KRaft
 metadata log (``AppliedLog``), writes it to its ``__cluster_metadata-0`` (the same files as the
@@ -21,8 +21,8 @@ FetchSnapshot and DescribeQuorum (``pysyncobj_serve``), the active one with reco
 (KIP-630) are the metadata loader's, as with kraft; ``snapshot_taken`` drops the derived log
 below one.
 
-Safety of the transport: pysyncobj peers unpickle what they receive, so its port is bound to
-the controller listener's host only and a password is always set (pysyncobj then encrypts and
+Safety of the transport: pysyncobj peers unpickle what they receive, so its port is bound only to
+this controller's address in the voter list (never to all interfaces) and a password is always set (pysyncobj then encrypts and
 authenticates every message with it, through the ``cryptography`` package): SHA-256 of the
 cluster id and ``controller.quorum.engine.pysyncobj.password``. Anyone who knows both (the
 cluster id is not a secret) can run code on a controller: set the secret.
