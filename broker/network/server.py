@@ -70,6 +70,7 @@ from time import perf_counter
 from typing import Any, Self
 
 from broker.network.acceptor import Acceptor, bind_sockets
+from broker.network.chunks import CHUNKED_BYTES, ResponseChunks
 from broker.network.connection import (
     BLOCK,
     CLOSE,
@@ -343,7 +344,10 @@ class _Connection(asyncio.Protocol):
                 out[0] = _SIZE_CID.pack(size + 4, correlation_id)
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
-            data = b"".join(out)
+            if size < CHUNKED_BYTES:
+                data = b"".join(out)
+            else:  # a large Fetch response: its record chunks are written uncopied
+                data = ResponseChunks(out, size + len(out[0]))
         if self.info.mute_until:  # type: ignore[union-attr]
             self._mute()
         observe = self._server.request_observer
@@ -403,7 +407,11 @@ class _Connection(asyncio.Protocol):
     def _write_out(self) -> None:
         transport = self._transport
         assert transport is not None
-        transport.write(self.core.take_out())
+        data = self.core.take_out()
+        if data.__class__ is list:
+            transport.writelines(data)
+        else:
+            transport.write(data)
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -494,7 +502,10 @@ class _Connection(asyncio.Protocol):
             return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
-            transport.write(rest)
+            if rest.__class__ is list:
+                transport.writelines(rest)
+            else:
+                transport.write(rest)
         if transport.get_write_buffer_size():
             transport.close()
             self._loop.call_later(CLOSE_LINGER_S, transport.abort)
