@@ -90,6 +90,7 @@ from broker.network.eventloop import new_task
 from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.network.secure import secure_connection
+from broker.network.sendfile import SocketSender, has_regions, materialize
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -142,6 +143,11 @@ class _Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._unmute: asyncio.TimerHandle | None = None
         self._muted_until = 0.0
+        # Zero-copy Fetch responses (broker/network/sendfile.py): the socket's fd on a
+        # plaintext listener (-1: regions are read instead), the sender while one is writing.
+        self._sock_fd = -1
+        self._sender: SocketSender | None = None
+        self._transport_paused = False
 
     @property
     def closed(self) -> bool:
@@ -167,6 +173,8 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
+        if sock is not None and self._listener.spec.security is None and server.sendfile:
+            self._sock_fd = sock.fileno()
         if self._listener.spec.security is not None and not secure_connection(
                 self, self._listener, self.core, self.info, tr, self._close):
             tr.abort()
@@ -177,6 +185,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         core = self.core
         core.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
         server = self._server
         if self in server._connections:
             server._connections.discard(self)
@@ -195,11 +206,13 @@ class _Connection(asyncio.Protocol):
                 task.add_done_callback(server._orphaned_tasks.discard)
 
     def pause_writing(self) -> None:
+        self._transport_paused = True
         self.core.write_paused = True
         self._update_blocked()
 
     def resume_writing(self) -> None:
-        self.core.write_paused = False
+        self._transport_paused = False
+        self.core.write_paused = self._sender is not None
         self._update_blocked()
 
     def data_received(self, data: bytes) -> None:
@@ -405,13 +418,48 @@ class _Connection(asyncio.Protocol):
             self._update_blocked()
 
     def _write_out(self) -> None:
+        if self._sender is not None:
+            return  # the sender owns the socket: the responses wait in ``out`` until it ends
         transport = self._transport
         assert transport is not None
         data = self.core.take_out()
         if data.__class__ is list:
+            if has_regions(data):  # type: ignore[arg-type]
+                if self._sock_fd >= 0:
+                    self._start_sender(data)  # type: ignore[arg-type]
+                    return
+                data = materialize(data)  # type: ignore[arg-type]
             transport.writelines(data)
         else:
             transport.write(data)
+
+    def _start_sender(self, bufs: list[Any]) -> None:
+        """Send a response holding file regions from the files (broker/network/sendfile.py);
+        reading stops meanwhile, as when the transport's buffer is full."""
+        self._sender = SocketSender(self._loop, self._transport, self._sock_fd, bufs,
+                                    self._sent, self._send_failed)
+        self.core.write_paused = True
+        self._update_blocked()
+        self._sender.start()
+
+    def _sent(self) -> None:
+        self._sender = None
+        core = self.core
+        if core.closed:
+            return
+        core.write_paused = self._transport_paused
+        self._update_blocked()
+        if core.out and not core.closed and self._sender is None:
+            self._write_out()
+
+    def _send_failed(self, reason: str) -> None:
+        """A response could not be sent whole: the client cannot resynchronise on a broken
+        frame, so the connection is dropped."""
+        self._sender = None
+        logger.warning("Closing connection from %s: %s", self._peer_str(), reason)
+        self.core.close()
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -500,10 +548,16 @@ class _Connection(asyncio.Protocol):
             core.closed = True
             core.drop_pending()
             return
+        if self._sender is not None:  # a response is half sent: no clean end is possible
+            self._sender.cancel()
+            self._sender = None
+            core.close()
+            transport.abort()
+            return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
             if rest.__class__ is list:
-                transport.writelines(rest)
+                transport.writelines(materialize(rest))  # type: ignore[arg-type]
             else:
                 transport.write(rest)
         if transport.get_write_buffer_size():
@@ -565,6 +619,9 @@ class KafkaServer:
         self.write_buffer_high = write_buffer_high
         self.write_buffer_low = write_buffer_low
         self.backlog = backlog
+        # Fetch responses' file regions (broker/network/sendfile.py) go out with os.sendfile on
+        # plaintext listeners; False reads them into memory first, as on TLS listeners.
+        self.sendfile = True
         for spec in listeners:
             if (spec.advertised or advertised) is None:
                 raise ValueError(f"listener {spec.name}: no advertised version table")

@@ -1,7 +1,9 @@
-"""Large responses over real sockets (``broker/network/chunks.py``): a Fetch response of at
-least ``CHUNKED_BYTES`` is written as its chunks, uncopied; the client must get exactly the
-frame a joined write would have given, in request order with the small responses around it,
-on uvloop and on asyncio's own loop."""
+"""Large responses over real sockets (``broker/network/chunks.py``, ``sendfile.py``): a Fetch
+response of at least ``CHUNKED_BYTES`` is written as its chunks, uncopied, and records read as a
+file region go out with ``os.sendfile`` (or are read first when the server may not send from
+files); the client must get exactly the frame a joined write would have given, in request order
+with the small responses around it, on uvloop and on asyncio's own loop, also when it reads
+slowly (the sender waits for the socket again and again)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,10 +22,12 @@ from broker.network.chunks import CHUNKED_BYTES, ResponseChunks, flatten
 from broker.network.context import ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop
+from broker.network.sendfile import FileRegion
 from broker.network.server import KafkaServer
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import encode_request, parse_response_header
 from broker.protocol.messages import fetch, metadata
+from storage.log_read import FetchSlice
 
 FETCH_VERSION = 12
 TIMEOUT_S = 20.0
@@ -41,7 +46,9 @@ def _fetch_response(records: bytes) -> Any:
 
 
 class _Server:
-    def __init__(self, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    def __init__(self, loop_factory: Callable[[], asyncio.AbstractEventLoop],
+                 region_file: str) -> None:
+        self.region_file = region_file
         self.dispatcher = ApiDispatcher(node_id=1, cluster_id="test-cluster")
         advertised = {**self.dispatcher.advertised, ApiKey.FETCH: (FETCH_VERSION, FETCH_VERSION)}
         self.server = KafkaServer([ListenerSpec("PLAINTEXT", kind="broker")], self.handle,
@@ -69,7 +76,18 @@ class _Server:
         if header.api_key != ApiKey.FETCH:
             return self.dispatcher.handle(ctx, header, request)
         # max_bytes picks the answer: 0 the big one at once, 1 the big one from a task that
-        # suspends first (the queued path), 2 a medium one (joined).
+        # suspends first (the queued path), 2 a medium one (joined), 3 the big one as a file
+        # region at once, 4 as a file region from a task.
+        if request.max_bytes in (3, 4):
+            fd = os.open(self.region_file, os.O_RDONLY)
+            response = _fetch_response(FileRegion(FetchSlice(fd, 5, len(BIG), 0, 1)))  # type: ignore[arg-type]
+            if request.max_bytes == 3:
+                return response
+
+            async def region_later() -> Any:
+                await asyncio.sleep(0.02)
+                return response
+            return region_later()
         if request.max_bytes == 0:
             return _fetch_response(BIG)
         if request.max_bytes == 1:
@@ -88,12 +106,15 @@ class _Server:
         self.thread.join(TIMEOUT_S)
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def srv(request: pytest.FixtureRequest) -> Iterator[_Server]:
+@pytest.fixture(params=["uvloop", "asyncio", "asyncio-no-sendfile"])
+def srv(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[_Server]:
     factory = new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
     if request.param == "uvloop":
         pytest.importorskip("uvloop")
-    s = _Server(factory)
+    region = tmp_path / "segment.log"
+    region.write_bytes(b"head!" + BIG + b"tail")  # the region is BIG at position 5
+    s = _Server(factory, str(region))
+    s.server.sendfile = request.param != "asyncio-no-sendfile"
     yield s
     s.close()
 
@@ -121,14 +142,23 @@ def _metadata_frame(correlation_id: int) -> bytes:
     return encode_request(metadata.REQUEST, req, 12, correlation_id, "test", 2)
 
 
-def test_large_responses_arrive_whole_and_in_order(srv: _Server) -> None:
-    sock = socket.create_connection(("127.0.0.1", srv.port()), timeout=TIMEOUT_S)
+@pytest.mark.parametrize("slow_reader", [False, True])
+def test_large_responses_arrive_whole_and_in_order(srv: _Server, slow_reader: bool) -> None:
+    sock = socket.socket()
+    if slow_reader:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+    sock.settimeout(TIMEOUT_S)
+    sock.connect(("127.0.0.1", srv.port()))
     try:
-        # Pipelined: big (task), small, big (at once), medium, small, big (task).
-        plan = [(1, "fetch", 1), (2, "md", 0), (3, "fetch", 0), (4, "fetch", 2), (5, "md", 0),
-                (6, "fetch", 1)]
+        # Pipelined: big (task), small, region (at once), big (at once), medium, region
+        # (task), small, region (at once), big (task).
+        plan = [(1, "fetch", 1), (2, "md", 0), (3, "fetch", 3), (4, "fetch", 0),
+                (5, "fetch", 2), (6, "fetch", 4), (7, "md", 0), (8, "fetch", 3),
+                (9, "fetch", 1)]
         sock.sendall(b"".join(_fetch_frame(cid, mb) if kind == "fetch" else
                               _metadata_frame(cid) for cid, kind, mb in plan))
+        if slow_reader:
+            time.sleep(0.3)  # the server fills the socket and must wait for it
         for cid, kind, mb in plan:
             (size,) = struct.unpack(">i", _recv_exact(sock, 4))
             frame = _recv_exact(sock, size)
