@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -134,8 +136,20 @@ def metadata_rows(base: Path, partitions: int) -> list[Row]:
 class ClusterFigures:
     produce: float = 0.0  # records/s, kcat, 100 B
     consume: float = 0.0
+    consume_cpu: tuple[float, float] = (0.0, 0.0)  # (node, kcat) CPU seconds per M records
     latency: dict[tuple[int, float], list[float]] | None = None  # (rate, linger) -> sorted ms
     first_send: dict[str, float] | None = None  # client -> median ms
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def run_cluster(nodes: int, records: int, latencies: Sequence[tuple[int, float]],
@@ -165,9 +179,18 @@ def run_cluster(nodes: int, records: int, latencies: Sequence[tuple[int, float]]
             print(f"  rf{rf} produce 100 B: {out.produce:,.0f} records/s "
                   f"({out.produce * 100 / 1e6 / raw_mb_s:.3f} of raw disk)", flush=True)
             if consume:
+                # CPU of the node and of kcat: which side bounds the consume rate.
+                node_cpu = _proc_cpu(cluster.nodes[cluster.controller_ids[0]].proc.pid)  # type: ignore[union-attr]
+                kcat_cpu = _children_cpu()
                 out.consume = records / pb.consume_throughput_kcat(bootstrap, "bench-100",
                                                                    records)
-                print(f"  rf{rf} consume 100 B: {out.consume:,.0f} records/s", flush=True)
+                per_m = 1e6 / records
+                out.consume_cpu = (
+                    (_proc_cpu(cluster.nodes[cluster.controller_ids[0]].proc.pid)  # type: ignore[union-attr]
+                     - node_cpu) * per_m, (_children_cpu() - kcat_cpu) * per_m)
+                print(f"  rf{rf} consume 100 B: {out.consume:,.0f} records/s (CPU per M records: "
+                      f"node {out.consume_cpu[0]:.2f} s, kcat {out.consume_cpu[1]:.2f} s)",
+                      flush=True)
             for i, (rate, linger) in enumerate(latencies):
                 lat = sorted(x * 1000 for x in pb.e2e_latency(
                     bootstrap, f"bench-latency-{i}", acks, rate, 5.0, linger))
@@ -227,7 +250,10 @@ def cluster_rows(groups: Sequence[str], records: int, raw_mb_s: float) -> list[R
                         rf3.produce / base if base else None, ">= 0.5 x RF 1",
                         rf3.produce / base >= 0.5 if base else None))
     if rf1 is not None:
-        rows.append(Row("consume, 1 node (kcat, 100 B)", f"{rf1.consume:,.0f} records/s",
+        node_cpu, kcat_cpu = rf1.consume_cpu
+        rows.append(Row("consume, 1 node (kcat, 100 B)",
+                        f"{rf1.consume:,.0f} records/s (CPU per M records: node "
+                        f"{node_cpu:.2f} s, kcat {kcat_cpu:.2f} s)",
                         f"RF 1 produce {rf1.produce:,.0f} records/s",
                         rf1.consume / rf1.produce, ">= 2.5 M records/s",
                         rf1.consume >= 2_500_000))
