@@ -32,23 +32,34 @@ from typing import Any
 
 from broker.network.chunks import CHUNKED_BYTES
 
-__all__ = ["SENDFILE_MIN_BYTES", "FileRegion", "SocketSender", "has_regions", "materialize"]
+__all__ = ["MAX_OPEN_REGIONS", "SENDFILE_MIN_BYTES", "FileRegion", "SocketSender", "has_regions",
+           "materialize"]
 
 logger = logging.getLogger(__name__)
 
 SENDFILE_MIN_BYTES = CHUNKED_BYTES
 """Reads at least this large become a ``FileRegion`` (so the response holding one is always
 written as chunks); smaller ones are read into bytes at once."""
+MAX_OPEN_REGIONS = 256
+"""Each region holds a duplicate of its segment's fd until it is sent: past this many in the
+process, reads are read into bytes at once (file descriptors stay bounded)."""
 
 
 class FileRegion:
     """Whole batches of a segment file, to be sent by the network server: wraps a
     ``storage.log_read.FetchSlice`` (its own fd; closed once sent, read or dropped)."""
 
-    __slots__ = ("slice",)
+    __slots__ = ("_open", "slice")
+    open_count = 0  # regions not yet closed, in this process
 
     def __init__(self, fetch_slice: Any) -> None:
         self.slice = fetch_slice
+        self._open = True
+        FileRegion.open_count += 1
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.open_count < MAX_OPEN_REGIONS
 
     def __len__(self) -> int:
         return int(self.slice.length)
@@ -57,10 +68,19 @@ class FileRegion:
         try:
             return bytes(self.slice.read_bytes())
         finally:
-            self.slice.close()
+            self.close()
 
     def close(self) -> None:
-        self.slice.close()
+        if self._open:
+            self._open = False
+            FileRegion.open_count -= 1
+            self.slice.close()
+
+    def __del__(self) -> None:  # a response dropped unsent (its connection closed)
+        try:
+            self.close()
+        except OSError:  # pragma: no cover
+            pass
 
 
 def has_regions(bufs: list[Any]) -> bool:

@@ -497,7 +497,7 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeade
         try:
             sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
             if sl is not None:
-                if sl.length >= SENDFILE_MIN_BYTES:
+                if sl.length >= SENDFILE_MIN_BYTES and FileRegion.available():
                     # Sent from the file by the network server (broker/network/sendfile.py).
                     records = FileRegion(sl)  # type: ignore[assignment]
                 else:

@@ -181,3 +181,21 @@ def test_flatten_keeps_order_and_joins_small_neighbours() -> None:
     assert b"".join(bufs) == b"r0" + b"h1" + b"x" * 10 + big + b"t" + b"r2"
     assert bufs == [b"r0h1" + b"x" * 10, big, b"tr2"]
     assert len(chunks) == 5013
+
+
+def test_file_regions_are_counted_until_closed(tmp_path: Any) -> None:
+    path = tmp_path / "segment.log"
+    path.write_bytes(b"x" * 100)
+    before = FileRegion.open_count
+    regions = [FileRegion(FetchSlice(os.open(path, os.O_RDONLY), 0, 100, 0, 1))
+               for _ in range(3)]
+    assert FileRegion.open_count == before + 3
+    assert regions[0].read_bytes() == b"x" * 100  # read, then closed
+    regions[1].close()
+    regions[1].close()  # twice: counted once
+    assert FileRegion.open_count == before + 1
+    dropped = regions.pop()  # dropped unsent: closed (fd and count) when collected
+    sl = dropped.slice
+    del dropped
+    assert FileRegion.open_count == before
+    assert sl.fd == -1
