@@ -32,8 +32,8 @@ from typing import Any
 
 from broker.network.chunks import CHUNKED_BYTES
 
-__all__ = ["MAX_OPEN_REGIONS", "SENDFILE_MIN_BYTES", "FileRegion", "SocketSender", "has_regions",
-           "materialize"]
+__all__ = ["MAX_OPEN_REGIONS", "SENDFILE_MIN_BYTES", "FileRegion", "SendfileWrites",
+           "SocketSender", "has_regions", "materialize"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,3 +178,60 @@ class SocketSender:
     def cancel(self) -> None:
         if not self.done:
             self._finish()
+
+
+class SendfileWrites:
+    """The network server connection's part (``broker/network/server.py`` ``_Connection``)
+    that runs a ``SocketSender``: reading stops while it writes, the responses that come
+    meanwhile wait in the connection's ``out``, a close waits for it (``_close_when_sent``)."""
+
+    core: Any
+    _loop: Any
+    _transport: Any
+    _sock_fd: int
+    _sender: SocketSender | None
+    _transport_paused: bool
+    _close_when_sent: bool
+    _update_blocked: Callable[[], None]
+    _write_out: Callable[[], None]
+    _close: Callable[[], None]
+    _peer_str: Callable[[], str]
+
+    def _start_sender(self, bufs: list[Any]) -> None:
+        """Send a response holding file regions from the files (broker/network/sendfile.py);
+        reading stops meanwhile, as when the transport's buffer is full."""
+        self._sender = SocketSender(self._loop, self._transport, self._sock_fd, bufs,
+                                    self._sent, self._send_failed)
+        self.core.write_paused = True
+        self._update_blocked()
+        self._sender.start()
+
+    def _sent(self) -> None:
+        self._sender = None
+        core = self.core
+        if core.closed:
+            return
+        if self._close_when_sent:
+            self._close()
+            return
+        core.write_paused = self._transport_paused
+        self._update_blocked()
+        if core.out and not core.closed and self._sender is None:
+            self._write_out()
+
+    def _abort_send(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+            self.core.close()
+            if self._transport is not None:
+                self._transport.abort()
+
+    def _send_failed(self, reason: str) -> None:
+        """A response could not be sent whole: the client cannot resynchronise on a broken
+        frame, so the connection is dropped."""
+        self._sender = None
+        logger.warning("Closing connection from %s: %s", self._peer_str(), reason)
+        self.core.close()
+        if self._transport is not None:
+            self._transport.abort()

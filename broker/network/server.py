@@ -90,7 +90,7 @@ from broker.network.eventloop import new_task
 from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.network.secure import secure_connection
-from broker.network.sendfile import SocketSender, has_regions, materialize
+from broker.network.sendfile import SendfileWrites, SocketSender, has_regions, materialize
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -122,7 +122,7 @@ _SIZE_CID_TAGS = struct.Struct(">iiB")
 
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(SendfileWrites, asyncio.Protocol):
     """One client connection: the asyncio shell around a ``ServerConnection``, which frames,
     decodes, orders and decides backpressure; this class feeds it, runs the handlers and
     writes (see the module docstring for the behaviour)."""
@@ -148,6 +148,7 @@ class _Connection(asyncio.Protocol):
         self._sock_fd = -1
         self._sender: SocketSender | None = None
         self._transport_paused = False
+        self._close_when_sent = False
 
     @property
     def closed(self) -> bool:
@@ -433,34 +434,6 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(data)
 
-    def _start_sender(self, bufs: list[Any]) -> None:
-        """Send a response holding file regions from the files (broker/network/sendfile.py);
-        reading stops meanwhile, as when the transport's buffer is full."""
-        self._sender = SocketSender(self._loop, self._transport, self._sock_fd, bufs,
-                                    self._sent, self._send_failed)
-        self.core.write_paused = True
-        self._update_blocked()
-        self._sender.start()
-
-    def _sent(self) -> None:
-        self._sender = None
-        core = self.core
-        if core.closed:
-            return
-        core.write_paused = self._transport_paused
-        self._update_blocked()
-        if core.out and not core.closed and self._sender is None:
-            self._write_out()
-
-    def _send_failed(self, reason: str) -> None:
-        """A response could not be sent whole: the client cannot resynchronise on a broken
-        frame, so the connection is dropped."""
-        self._sender = None
-        logger.warning("Closing connection from %s: %s", self._peer_str(), reason)
-        self.core.close()
-        if self._transport is not None:
-            self._transport.abort()
-
     # -- backpressure -------------------------------------------------------------------------
 
     def _note_in_flight(self) -> None:
@@ -548,11 +521,13 @@ class _Connection(asyncio.Protocol):
             core.closed = True
             core.drop_pending()
             return
-        if self._sender is not None:  # a response is half sent: no clean end is possible
-            self._sender.cancel()
-            self._sender = None
-            core.close()
-            transport.abort()
+        if self._sender is not None:
+            # A response is half sent: close once it is out (the responses before the close
+            # still go), or abort if the client does not take it within the linger time.
+            core.closing = True
+            if not self._close_when_sent:
+                self._close_when_sent = True
+                self._loop.call_later(CLOSE_LINGER_S, self._abort_send)
             return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out

@@ -23,7 +23,7 @@ from broker.network.context import ListenerSpec, RequestContext
 from broker.network.dispatch import ApiDispatcher
 from broker.network.eventloop import new_event_loop
 from broker.network.sendfile import FileRegion
-from broker.network.server import KafkaServer
+from broker.network.server import CLOSE, KafkaServer
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.framing import encode_request, parse_response_header
 from broker.protocol.messages import fetch, metadata
@@ -33,6 +33,7 @@ FETCH_VERSION = 12
 TIMEOUT_S = 20.0
 BIG = os.urandom(3 * CHUNKED_BYTES + 17)
 MEDIUM = os.urandom(CHUNKED_BYTES // 2)
+HUGE = os.urandom(24 << 20)  # more than loopback socket buffers hold: the sender must wait
 
 
 def _fetch_response(records: bytes) -> Any:
@@ -78,6 +79,21 @@ class _Server:
         # max_bytes picks the answer: 0 the big one at once, 1 the big one from a task that
         # suspends first (the queued path), 2 a medium one (joined), 3 the big one as a file
         # region at once, 4 as a file region from a task.
+        if request.max_bytes == 5:
+            return CLOSE
+        if request.max_bytes == 7:
+            fd = os.open(self.region_file, os.O_RDONLY)
+            huge = _fetch_response(FileRegion(FetchSlice(fd, 5 + len(BIG) + 4, len(HUGE), 0, 1)))  # type: ignore[arg-type]
+
+            async def huge_later() -> Any:
+                await asyncio.sleep(0.02)
+                return huge
+            return huge_later()
+        if request.max_bytes == 6:
+            async def close_later() -> Any:
+                await asyncio.sleep(0.15)
+                return CLOSE
+            return close_later()
         if request.max_bytes in (3, 4):
             fd = os.open(self.region_file, os.O_RDONLY)
             response = _fetch_response(FileRegion(FetchSlice(fd, 5, len(BIG), 0, 1)))  # type: ignore[arg-type]
@@ -112,7 +128,7 @@ def srv(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[_Server]:
     if request.param == "uvloop":
         pytest.importorskip("uvloop")
     region = tmp_path / "segment.log"
-    region.write_bytes(b"head!" + BIG + b"tail")  # the region is BIG at position 5
+    region.write_bytes(b"head!" + BIG + b"tail" + HUGE)  # BIG at position 5, then HUGE
     s = _Server(factory, str(region))
     s.server.sendfile = request.param != "asyncio-no-sendfile"
     yield s
@@ -199,3 +215,28 @@ def test_file_regions_are_counted_until_closed(tmp_path: Any) -> None:
     del dropped
     assert FileRegion.open_count == before
     assert sl.fd == -1
+
+
+@pytest.mark.parametrize("close_from_task", [False, True])
+def test_close_after_a_region_waits_for_it(srv: _Server, close_from_task: bool) -> None:
+    """A handler's CLOSE behind a response being sent from a file (from a task: it comes while
+    the file is being sent): that response arrives whole, then the connection ends (nothing
+    after the CLOSE is answered)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+    sock.settimeout(TIMEOUT_S)
+    sock.connect(("127.0.0.1", srv.port()))
+    try:
+        first, close = (7, 6) if close_from_task else (3, 5)
+        sock.sendall(_fetch_frame(1, first) + _fetch_frame(2, close) + _metadata_frame(3))
+        time.sleep(0.3)  # the region is still being sent when the CLOSE comes
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        frame = _recv_exact(sock, size)
+        cid, pos = parse_response_header(frame, 1)
+        assert cid == 1
+        resp = fetch.RESPONSE.decode(memoryview(frame)[pos:], FETCH_VERSION)[0]
+        assert bytes(resp.responses[0].partitions[0].records) == (HUGE if close_from_task
+                                                                   else BIG)
+        assert sock.recv(1) == b""  # closed, the Metadata request unanswered
+    finally:
+        sock.close()
