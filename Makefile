@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send bench-multicore sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send bench-multicore bench-report sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ bench-limits: $(STAMP)
 TXN_BENCH_ARGS ?=
 bench-txn: $(STAMP)
 	$(PY) -m tools.txn_bench $(TXN_BENCH_ARGS)
+
+# Every row of the performance table once, small sizes (a few minutes), as one markdown table:
+# figure, the baseline measured in the same run, ratio, goal, met. BENCH_REPORT_ARGS="--only rf1".
+BENCH_REPORT_ARGS ?=
+bench-report: $(STAMP)
+	$(PY) -m tools.bench_report $(BENCH_REPORT_ARGS)
 
 # Snapshot write/load and replay rate for 100 K partitions.
 # The first record of a new idempotent producer, per client (where its time goes).

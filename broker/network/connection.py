@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from broker.network.chunks import CHUNKED_BYTES, ResponseChunks, flatten
 from broker.network.limits import NetworkLimits
 from broker.protocol.api_keys import API_SPECS, ApiKey, request_header_version
 from broker.protocol.errors import ErrorCode
@@ -521,15 +522,20 @@ class ServerConnection:
             self.reserved = 0
         self.mem_wait = False
 
-    def take_out(self) -> bytes:
-        """The response bytes to write now (``out`` is then empty)."""
+    def take_out(self) -> bytes | list[Any]:
+        """The response bytes to write now (``out`` is then empty); a list of buffers (for
+        ``writelines``) when a large response is among them (``broker.network.chunks``)."""
         out = self.out
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if self.out_bytes >= CHUNKED_BYTES and any(
+                x.__class__ is ResponseChunks for x in out):
+            data: bytes | list[Any] = flatten(out)
+        else:
+            data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self.out_bytes = 0
         return data
 
-    def close(self) -> bytes | None:
+    def close(self) -> bytes | list[Any] | None:
         """Closed: drop unanswered requests; return the responses still to write, if any."""
         self.closed = True
         self.drop_pending()

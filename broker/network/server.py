@@ -70,6 +70,7 @@ from time import perf_counter
 from typing import Any, Self
 
 from broker.network.acceptor import Acceptor, bind_sockets
+from broker.network.chunks import CHUNKED_BYTES, ResponseChunks
 from broker.network.connection import (
     BLOCK,
     CLOSE,
@@ -89,6 +90,7 @@ from broker.network.eventloop import new_task
 from broker.network.expiry import close_idle_connections, least_recently_active
 from broker.network.limits import LimitsConfig, NetworkLimits
 from broker.network.secure import secure_connection
+from broker.network.sendfile import SendfileWrites, SocketSender, has_regions, materialize
 from broker.protocol.framing import (
     DEFAULT_MAX_REQUEST_BYTES,
     MIN_REQUEST_HEADER_BYTES,
@@ -120,7 +122,7 @@ _SIZE_CID_TAGS = struct.Struct(">iiB")
 
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(SendfileWrites, asyncio.Protocol):
     """One client connection: the asyncio shell around a ``ServerConnection``, which frames,
     decodes, orders and decides backpressure; this class feeds it, runs the handlers and
     writes (see the module docstring for the behaviour)."""
@@ -141,6 +143,12 @@ class _Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._unmute: asyncio.TimerHandle | None = None
         self._muted_until = 0.0
+        # Zero-copy Fetch responses (broker/network/sendfile.py): the socket's fd on a
+        # plaintext listener (-1: regions are read instead), the sender while one is writing.
+        self._sock_fd = -1
+        self._sender: SocketSender | None = None
+        self._transport_paused = False
+        self._close_when_sent = False
 
     @property
     def closed(self) -> bool:
@@ -166,6 +174,8 @@ class _Connection(asyncio.Protocol):
             except OSError:
                 pass
         tr.set_write_buffer_limits(server.write_buffer_high, server.write_buffer_low)
+        if sock is not None and self._listener.spec.security is None and server.sendfile:
+            self._sock_fd = sock.fileno()
         if self._listener.spec.security is not None and not secure_connection(
                 self, self._listener, self.core, self.info, tr, self._close):
             tr.abort()
@@ -176,6 +186,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         core = self.core
         core.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
         server = self._server
         if self in server._connections:
             server._connections.discard(self)
@@ -194,11 +207,13 @@ class _Connection(asyncio.Protocol):
                 task.add_done_callback(server._orphaned_tasks.discard)
 
     def pause_writing(self) -> None:
+        self._transport_paused = True
         self.core.write_paused = True
         self._update_blocked()
 
     def resume_writing(self) -> None:
-        self.core.write_paused = False
+        self._transport_paused = False
+        self.core.write_paused = self._sender is not None
         self._update_blocked()
 
     def data_received(self, data: bytes) -> None:
@@ -343,7 +358,10 @@ class _Connection(asyncio.Protocol):
                 out[0] = _SIZE_CID.pack(size + 4, correlation_id)
             else:
                 out[0] = _SIZE_CID_TAGS.pack(size + 5, correlation_id, 0)
-            data = b"".join(out)
+            if size < CHUNKED_BYTES:
+                data = b"".join(out)
+            else:  # a large Fetch response: its record chunks are written uncopied
+                data = ResponseChunks(out, size + len(out[0]))
         if self.info.mute_until:  # type: ignore[union-attr]
             self._mute()
         observe = self._server.request_observer
@@ -401,9 +419,20 @@ class _Connection(asyncio.Protocol):
             self._update_blocked()
 
     def _write_out(self) -> None:
+        if self._sender is not None:
+            return  # the sender owns the socket: the responses wait in ``out`` until it ends
         transport = self._transport
         assert transport is not None
-        transport.write(self.core.take_out())
+        data = self.core.take_out()
+        if data.__class__ is list:
+            if has_regions(data):  # type: ignore[arg-type]
+                if self._sock_fd >= 0:
+                    self._start_sender(data)  # type: ignore[arg-type]
+                    return
+                data = materialize(data)  # type: ignore[arg-type]
+            transport.writelines(data)
+        else:
+            transport.write(data)
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -492,9 +521,20 @@ class _Connection(asyncio.Protocol):
             core.closed = True
             core.drop_pending()
             return
+        if self._sender is not None:
+            # A response is half sent: close once it is out (the responses before the close
+            # still go), or abort if the client does not take it within the linger time.
+            core.closing = True
+            if not self._close_when_sent:
+                self._close_when_sent = True
+                self._loop.call_later(CLOSE_LINGER_S, self._abort_send)
+            return
         rest = core.close()
         if rest is not None:  # answers to the requests before the bad one still go out
-            transport.write(rest)
+            if rest.__class__ is list:
+                transport.writelines(materialize(rest))  # type: ignore[arg-type]
+            else:
+                transport.write(rest)
         if transport.get_write_buffer_size():
             transport.close()
             self._loop.call_later(CLOSE_LINGER_S, transport.abort)
@@ -554,6 +594,9 @@ class KafkaServer:
         self.write_buffer_high = write_buffer_high
         self.write_buffer_low = write_buffer_low
         self.backlog = backlog
+        # Fetch responses' file regions (broker/network/sendfile.py) go out with os.sendfile on
+        # plaintext listeners; False reads them into memory first, as on TLS listeners.
+        self.sendfile = True
         for spec in listeners:
             if (spec.advertised or advertised) is None:
                 raise ValueError(f"listener {spec.name}: no advertised version table")

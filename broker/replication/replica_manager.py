@@ -26,6 +26,7 @@ from typing import Any
 from broker.client import KafkaProtocolError
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.config import KafkaConfig
+from broker.network.sendfile import SENDFILE_MIN_BYTES, FileRegion
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
@@ -496,8 +497,12 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeade
         try:
             sl = log.read(fetch_offset, max_bytes, max_offset=max_offset, min_one_batch=min_one)
             if sl is not None:
-                with sl:
-                    records = sl.read_bytes()
+                if sl.length >= SENDFILE_MIN_BYTES and FileRegion.available():
+                    # Sent from the file by the network server (broker/network/sendfile.py).
+                    records = FileRegion(sl)  # type: ignore[assignment]
+                else:
+                    with sl:
+                        records = sl.read_bytes()
             if throttled:
                 throttle.record(len(records))
             if read_committed and records and max_offset is not None:
