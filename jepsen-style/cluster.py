@@ -52,6 +52,7 @@ __all__ = ["Cluster", "ClusterError", "Node", "netns_available"]
 STARTED = READY_LINE
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
+ADMIN_PORT = 9644  # the HTTP admin API, on nodes of a Cluster(admin=True)
 STOP_ALL_TIMEOUT_S = 20.0
 
 
@@ -78,7 +79,8 @@ class Node(NodeProcess):
         role_set = tuple(roles.split(","))
         spec = NodeSpec(node_id, role_set, self.ip,
                         broker_port=BROKER_PORT if BROKER in role_set else None,
-                        controller_port=CONTROLLER_PORT if CONTROLLER in role_set else None)
+                        controller_port=CONTROLLER_PORT if CONTROLLER in role_set else None,
+                        admin_port=ADMIN_PORT if cluster.admin else None)
         # Only a journaling node's processes (format and server) write the journal.
         super().__init__(spec, directory, env={
             fsync_journal.ENV_VAR: None if self.journal is None else str(self.journal)})
@@ -111,7 +113,8 @@ class Cluster:
     def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
                  extra: dict[str, str] | None = None, fsync_journal: bool = True,
                  seed: int | None = None, fault_disk_mb: int | None = None,
-                 security: SaslSsl | None = None) -> None:
+                 security: SaslSsl | None = None, admin: bool = False,
+                 quorum_engine: str = "kraft") -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
         if controllers not in (0, 1, 3, 5):
@@ -119,6 +122,11 @@ class Cluster:
         self.root = root
         self.n = n
         self.extra = dict(extra or {})
+        # The metadata quorum's engine; only a non-default one is written to the config.
+        self.quorum_engine = quorum_engine
+        if quorum_engine != "kraft":
+            self.extra.setdefault("controller.quorum.engine", quorum_engine)
+        self.admin = admin  # every node serves the HTTP admin API on ADMIN_PORT
         self.fsync_journal = fsync_journal
         rnd = random.Random(seed if seed is not None else time.time_ns())
         if controllers:
