@@ -3,7 +3,7 @@
 
 Anomalies (all fatal):
 
-- ``lost-create``: an acknowledged CreateTopics whose topic has no TopicRecord in the committed
+- ``lost-create`` (judged once the final read settled): an acknowledged CreateTopics whose topic has no TopicRecord in the committed
   log (below the final high watermark, on any node) and is not in the final image either;
   or whose topic is missing from the final image though no delete of it was ever attempted.
 - ``lost-delete``: an acknowledged DeleteTopics whose topic is still in the final image.
@@ -11,7 +11,9 @@ Anomalies (all fatal):
   acknowledged, whose records are committed in the other order (a create's TopicRecord, a
   delete's RemoveTopicRecord), or a topic whose RemoveTopicRecord precedes its TopicRecord.
 - ``divergent-log``: two nodes' logs hold different entries at one offset below the final
-  high watermark (committed entries are the same everywhere).
+  high watermark (committed entries are the same everywhere); compared only when the final
+  read settled, since a deposed leader keeps its uncommitted tail until it hears of the new
+  one.
 - ``divergent-image``: two nodes' images at the same offset with different digests (sampled
   during the run from ``GET /v1/metadata/image``, and at the end), or an image that stopped
   replaying (``loader_failed``), or, once settled, nodes whose final images stand at different
@@ -145,14 +147,18 @@ def check(ops: list[dict[str, Any]], logs: dict[int, dict[int, tuple[int, bool, 
     final_q = next((op for op in reversed(ops) if op["f"] == "final-quorum"), None)
     final_images = {op["node"]: op for op in ops if op["f"] == "final-image"}
     settled = final_q is not None
+    # Below a high watermark some leader reported, entries are committed. Only once settled
+    # (every voter's log end at the final high watermark) has every node dropped the
+    # uncommitted tail it may have written as a deposed leader, so logs are compared then only.
     hw = final_q["high_watermark"] if final_q is not None else max(
-        (max(log, default=-1) + 1 for log in logs.values()), default=0)
+        (op["high_watermark"] for op in ops if op["f"] == "quorum-read" and op["type"] == "ok"),
+        default=0)
 
     # Divergent logs: committed offsets must hold the same entry everywhere.
     reference: dict[int, tuple[int, tuple[int, bool, bytes]]] = {}
     for node, log in sorted(logs.items()):
         for off, entry in log.items():
-            if off >= hw:
+            if off >= hw or (not settled and off in reference):
                 continue
             seen = reference.get(off)
             if seen is None:

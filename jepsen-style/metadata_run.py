@@ -1,6 +1,7 @@
 """One run of the metadata profile (``run.py --profile metadata``): a cluster whose nodes serve
 the HTTP admin API, the metadata workload (``metadata_workload.py``) under the nemesis, heal,
-the final read, then every node's ``__cluster_metadata`` log read from disk and the history
+one node killed and restarted (it rebuilds its image from its whole log), the final
+read, then every node's ``__cluster_metadata`` log read from disk and the history
 checked (``metadata_checker.py``). ``run.py`` parses the arguments and prints the summary.
 """
 
@@ -39,6 +40,7 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         admin_urls={i: n.spec.admin_url for i, n in cluster.nodes.items()
                     if n.spec.admin_url is not None},
         controllers={i: (cluster.nodes[i].ip, CONTROLLER_PORT) for i in cluster.controller_ids},
+        brokers_by_node={i: n.bootstrap for i, n in cluster.nodes.items() if n.is_broker},
         brokers=len(cluster.broker_ids), rate=a.rate)
     # The nemesis resolves "leader" targets from a partition of this topic.
     anchor = WorkloadConfig(bootstrap=cluster.bootstrap_servers, topic="md-anchor",
@@ -67,6 +69,7 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         nem.join(120)
         nemesis.heal_all()
         history.add("info", "healed", "nemesis", value={})
+        restart_one(cluster, nemesis, rnd)
         workload.finish()
         final_complete = workload.final_read(timeout=90)
         if not final_complete:
@@ -105,6 +108,19 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         report["unknown_reason"] = "a worker or the harness crashed"
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+def restart_one(cluster: Cluster, nemesis: Nemesis, rnd: random.Random) -> None:
+    """Kill -9 and restart one node once healed: it rebuilds its image from its whole log (one
+    batch per epoch), which must give the image the others built record by record."""
+    node = rnd.choice(sorted(cluster.nodes))
+    nemesis.history.add("info", "start-kill", "nemesis",
+                        value={"target": "restart-after-heal", "nodes": [node]})
+    cluster.nodes[node].kill()
+    time.sleep(1.0)
+    cluster.start([node], wait=False)
+    cluster.nodes[node].wait_for("Kafka Server started", 120)
+    nemesis.history.add("info", "stop-kill", "nemesis", value={"nodes": [node]})
 
 
 def print_report(r: dict[str, Any]) -> None:

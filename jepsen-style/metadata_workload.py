@@ -4,7 +4,10 @@ node's metadata, under faults, written to the history for ``metadata_checker.py`
 Clients:
 - ``admin-<i>`` threads create topics (unique names ``md-<seq>``, 1-3 partitions, RF 1-3)
   through confluent-kafka's AdminClient or the HTTP admin API (``POST /v1/topics`` on a random
-  node), and delete topics they created (AdminClient). Each operation is an ``invoke`` and an
+  node), and delete topics they created (AdminClient).
+- ``aimed`` creates topics through an AdminClient bootstrapped from the node that last
+  answered DescribeQuorum as the leader (a short timeout, then the next), so that writes
+  reach a leader just cut off. Each operation is an ``invoke`` and an
   ``ok`` / ``fail`` (a definite Kafka error) / ``info`` (timeout, no answer: unknown).
 - ``elector``: preferred leader elections of random partitions (AdminClient.elect_leaders, what
   ``kafka-leader-election`` sends); the nemesis' kills and pauses make the ISR shrink and grow.
@@ -46,6 +49,7 @@ except ImportError:  # pragma: no cover - older clients: no elections
     ElectionType = None
 
 OP_TIMEOUT_S = 15.0
+AIMED_TIMEOUT_S = 3.0  # the aimed client gives up early (outcome unknown) and sends the next
 HTTP_TIMEOUT_S = 2.0
 
 
@@ -55,9 +59,11 @@ class MetadataConfig:
     # node id -> admin URL (http://ip:port) of every node; node id -> controller (host, port).
     admin_urls: dict[int, str]
     controllers: dict[int, tuple[str, int]]
+    brokers_by_node: dict[int, str] = field(default_factory=dict)  # node id -> host:port
     brokers: int = 3
     admins: int = 2
     rate: float = 4.0  # admin operations per second, all admin threads
+    aimed_rate: float = 3.0  # creates per second sent to the last known leader's HTTP API
     delete_fraction: float = 0.25
     http_fraction: float = 0.2
     elect_interval_s: float = 2.0
@@ -135,6 +141,10 @@ class MetadataWorkload:
         self._lock = threading.Lock()
         self._seq = 0
         self.created: list[str] = []  # acknowledged creates, candidates for deletion
+        # The node that last answered DescribeQuorum as the leader: admin-0 sends its creates
+        # to that node's HTTP API, so writes reach a leader that may just have been cut off.
+        self.leader_hint: int | None = None
+        self._aimed_clients: dict[int, AdminClient] = {}
 
     def _next_topic(self) -> str:
         with self._lock:
@@ -143,10 +153,11 @@ class MetadataWorkload:
 
     # -- admin operations -----------------------------------------------------------------
 
-    def _create(self, admin: AdminClient, process: str, rnd: random.Random) -> None:
+    def _create(self, admin: AdminClient | None, process: str, rnd: random.Random) -> None:
         topic = self._next_topic()
         parts, rf = rnd.randint(1, 3), rnd.randint(1, min(3, self.cfg.brokers))
-        via = "http" if rnd.random() < self.cfg.http_fraction else "admin"
+        aimed = process == "aimed"
+        via = "http" if not aimed and rnd.random() < self.cfg.http_fraction else "admin"
         value = {"topic": topic, "partitions": parts, "replication_factor": rf, "via": via}
         self.history.add("invoke", "create", process, value=value)
         if via == "http":
@@ -173,10 +184,14 @@ class MetadataWorkload:
             kind = "fail" if status in (400, 409) and code != "TOPIC_ALREADY_EXISTS" else "info"
             self.history.add(kind, "create", process, value=value, error=code)
             return
+        timeout = OP_TIMEOUT_S
+        if aimed:
+            admin, timeout = self._aimed_admin(value), AIMED_TIMEOUT_S
+        assert admin is not None
         futures = admin.create_topics([NewTopic(topic, parts, rf)],
-                                      operation_timeout=OP_TIMEOUT_S, request_timeout=OP_TIMEOUT_S)
+                                      operation_timeout=timeout, request_timeout=timeout)
         try:
-            futures[topic].result(OP_TIMEOUT_S + 5)
+            futures[topic].result(timeout + 5)
         except Exception as e:  # noqa: BLE001 - any client error is recorded
             name = _error_name(e)
             self.history.add("fail" if _definite(name) else "info", "create", process,
@@ -217,6 +232,24 @@ class MetadataWorkload:
                 self._create(admin, process, rnd)
             self.stop.wait(max(0.0, period - (time.monotonic() - t0)))
 
+    def _aimed_admin(self, value: dict[str, Any]) -> AdminClient:
+        """An AdminClient bootstrapped from the last known leader alone: a node names itself
+        the controller in its Metadata answers (broker/node.py), so the client sends its
+        CreateTopics there."""
+        node = self.leader_hint
+        assert node is not None
+        value["node"] = node
+        if node not in self._aimed_clients:
+            self._aimed_clients[node] = AdminClient(
+                {**self.cfg.conf(), "bootstrap.servers": self.cfg.brokers_by_node[node]})
+        return self._aimed_clients[node]
+
+    def _aimed_loop(self, seed: int) -> None:
+        rnd = random.Random(seed)
+        while not self.stop.wait(1.0 / self.cfg.aimed_rate):
+            if self.leader_hint in self.cfg.brokers_by_node:
+                self._create(None, "aimed", rnd)
+
     def _elect_loop(self, seed: int) -> None:
         rnd = random.Random(seed)
         admin = AdminClient(self.cfg.conf())
@@ -256,6 +289,7 @@ class MetadataWorkload:
         if q is None:
             self.history.add("fail", "quorum-read", "reader", node=node, invoked=op["index"])
             return None
+        self.leader_hint = q["leader_id"] if q["leader_id"] == node else self.leader_hint
         self.history.add("ok", "quorum-read", "reader", node=node, invoked=op["index"],
                          invoke_time=op["time"], leader_id=q["leader_id"], epoch=q["epoch"],
                          high_watermark=q["high_watermark"])
@@ -273,6 +307,7 @@ class MetadataWorkload:
     def start(self) -> None:
         for i in range(self.cfg.admins):
             self._spawn(self._admin_loop, f"admin-{i}", i, self.rnd.randrange(2**31))
+        self._spawn(self._aimed_loop, "aimed", self.rnd.randrange(2**31))
         self._spawn(self._elect_loop, "elector", self.rnd.randrange(2**31))
         self._spawn(self._read_loop, "reader")
 
