@@ -34,10 +34,11 @@ from broker.client.security import inter_node_security
 from broker.config import KafkaConfig
 from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
+from broker.controller.engine import QuorumEngine, create_engine
 from broker.controller.host import ControllerService
 from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
-from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.raft_driver import RAFT_API_VERSIONS
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
@@ -106,7 +107,7 @@ class Node:
         self.exit_code = 0  # 1 after a fatal failure (``fatal``)
         self.log_manager: LogManager | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
-        self.raft: RaftManager | None = None
+        self.raft: QuorumEngine | None = None
         self.loader = MetadataLoader(config.node_id)
         self.controller: ControllerService | None = None
         self.channel: ControllerChannel | None = None
@@ -157,13 +158,8 @@ class Node:
         metadata_dir = Path(cfg.metadata_log_dir) / METADATA_PARTITION_DIR
         make_dirs(metadata_dir)  # durable: quorum-state and the metadata log live in it
         snapshots = FileSnapshotStore(metadata_dir)
-        self.raft = raft = RaftManager(
-            cfg.node_id, self.cluster_id, self.voters, cfg.metadata_log_dir,
-            election_timeout_ms=cfg.get("controller.quorum.election.timeout.ms"),
-            fetch_timeout_ms=cfg.get("controller.quorum.fetch.timeout.ms"),
-            request_timeout_ms=cfg.get("controller.quorum.request.timeout.ms"),
-            snapshots=snapshots,
-        )
+        # controller.quorum.engine: kraft or pysyncobj (broker/controller/engine.py).
+        self.raft = raft = create_engine(cfg, self.cluster_id, self.voters, snapshots)
         raft.register(self.loader)
         raft.on_failure = lambda e: self.fatal(
             f"the metadata log dir {cfg.metadata_log_dir} has failed ({e})"

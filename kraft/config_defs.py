@@ -335,6 +335,13 @@ _DEFS: list[ConfigDef] = [
          "Backoff before retrying a failed quorum request."),
     _def("controller.quorum.append.linger.ms", INT, 25, AtLeast(0),
          "How long the leader lingers to batch metadata appends before flushing."),
+    # The replication engine under the metadata quorum (ours; broker/controller/engine.py).
+    _def("controller.quorum.engine", STRING, "kraft", OneOf(("kraft", "pysyncobj")),
+         "Metadata quorum engine (ours): kraft (KIP-595 Raft) or pysyncobj (controllers only)."),
+    _def("controller.quorum.engine.pysyncobj.port.offset", INT, 1000, Between(-65535, 65535),
+         "pysyncobj engine (ours): its port is the controller listener's port plus this."),
+    _def("controller.quorum.engine.pysyncobj.password", PASSWORD, "", None,
+         "pysyncobj engine (ours): secret mixed with the cluster id into its peers' password."),
     _def("controller.socket.timeout.ms", INT, 30000, AtLeast(1),
          "Socket timeout of broker-to-controller channels."),
     # --- metadata log --------------------------------------------------------------------------

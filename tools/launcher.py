@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -150,6 +151,50 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+QUORUM_ENGINES = ("kraft", "pysyncobj")
+
+
+def engine_settings(engine: str, specs: Iterable[NodeSpec], *,
+                    port_offset: int | None = None) -> dict[str, str]:
+    """The keys that run the metadata quorum on ``engine`` (broker/controller/engine.py):
+    nothing for kraft; for pysyncobj the engine and one port offset for every controller
+    (its pysyncobj port is its controller port plus the offset), picked so that those ports
+    are free on loopback now unless ``port_offset`` is given."""
+    if engine not in QUORUM_ENGINES:
+        raise LaunchError(f"unknown quorum engine {engine!r} (one of {QUORUM_ENGINES})")
+    if engine == "kraft":
+        return {}
+    ports = [s.controller_port for s in specs if s.controller_port is not None]
+    if port_offset is None:
+        port_offset = _free_offset(ports)
+    return {"controller.quorum.engine": engine,
+            "controller.quorum.engine.pysyncobj.port.offset": str(port_offset)}
+
+
+def _free_offset(ports: Sequence[int]) -> int:
+    # Below Linux's ephemeral range where possible, so that sockets bound to port 0 elsewhere
+    # cannot take them between this check and the nodes' start.
+    lo, hi = 1024 - min(ports), 32767 - max(ports)
+    if lo >= hi:
+        lo, hi = 1024 - min(ports), 65535 - max(ports)
+    rng = random.Random()
+    for _ in range(200):
+        offset = rng.randrange(lo, hi)
+        shifted = [p + offset for p in ports]
+        if offset and all(p not in ports and _loopback_port_free(p) for p in shifted):
+            return offset
+    raise LaunchError("no free pysyncobj port offset found")
+
+
+def _loopback_port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ nodes never clash with each other, nor with a stock Kafka on 9092/9093):
   node 2 = 9112 / 9113 / 9664, node 3 = 9122 / 9123 / 9674;
 - ``--port-offset N`` adds N to every port (a second cluster next to the first);
 - static quorum: ``controller.quorum.voters`` lists every controller;
+- ``--engine pysyncobj`` runs the metadata quorum on pysyncobj (``controller.quorum.engine``;
+  its ports are the CONTROLLER ports + 1000);
 - ``<dir>/node-<i>/server.properties``, ``<dir>/node-<i>/data`` (log.dirs and metadata log),
   ``<dir>/node-<i>/server.log`` (the node's output).
 
@@ -46,6 +48,7 @@ from tools.launcher import (
     BROKER,
     CONTROLLER,
     LOOPBACK,
+    QUORUM_ENGINES,
     READY_LINE,
     SERVER_MODULE,
     LaunchError,
@@ -53,6 +56,7 @@ from tools.launcher import (
     NodeSpec,
     bootstrap_controllers,
     bootstrap_servers,
+    engine_settings,
     parse_overrides,
     pid_alive,
     plan_roles,
@@ -251,6 +255,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    # --engine: the metadata quorum's engine; its pysyncobj ports sit 1000 above the
+    # controller ports (the key's default), clear of this tool's other ports.
+    specs_planned = plan(args.nodes, args.separate_roles, args.port_offset)
+    overrides = {**engine_settings(args.engine, specs_planned, port_offset=1000), **overrides}
     cluster_id, nodes = _prepare(root, args.nodes, args.separate_roles, args.port_offset,
                                  overrides)
     specs = [n.spec for n in nodes]
@@ -401,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="a server property for every node, written into each server.properties after "
              "the defaults (repeatable; up), e.g. --override min.insync.replicas=1",
+    )
+    parser.add_argument(
+        "--engine", choices=QUORUM_ENGINES, default="kraft",
+        help="the metadata quorum's engine, controller.quorum.engine (default kraft; up)",
     )
     parser.add_argument(
         "--timeout", type=float, default=STOP_TIMEOUT_S,

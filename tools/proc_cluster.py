@@ -29,6 +29,7 @@ from tools.launcher import (
     NodeSpec,
     bootstrap_controllers,
     bootstrap_servers,
+    engine_settings,
     free_ports,
     plan_roles,
     process_env,
@@ -137,14 +138,18 @@ class ProcCluster:
     ``secure`` adds listeners to every broker: listener name -> security protocol (e.g.
     ``{"SSL": "SSL", "SASL_SSL": "SASL_SSL"}``), each on its own free port
     (``address(node_id, name)``); their ``ssl.*``/``sasl.*`` keys go in ``extra``.
-    ``format_args`` are added to each node's ``kafka-storage format`` (e.g. ``--add-scram``)."""
+    ``format_args`` are added to each node's ``kafka-storage format`` (e.g. ``--add-scram``).
+    ``quorum_engine`` runs the metadata quorum on kraft (default) or pysyncobj
+    (``controller.quorum.engine``, ``tools/launcher.engine_settings``)."""
 
     def __init__(self, root: Path, *, controllers: int = 3, brokers: int = 2,
                  combined: bool = False, extra: dict[str, str] | None = None,
                  admin: bool = False, network: bool = False,
                  secure: dict[str, str] | None = None,
-                 format_args: list[str] | None = None) -> None:
+                 format_args: list[str] | None = None,
+                 quorum_engine: str = "kraft") -> None:
         self.root = root
+        self.quorum_engine = quorum_engine
         self.secure_addresses: dict[tuple[int, str], str] = {}
         roles = plan_roles(controllers=controllers, brokers=0 if combined else brokers,
                            combined=combined)
@@ -174,6 +179,8 @@ class ProcCluster:
         self.broker_ids = [s.node_id for s in specs if s.is_broker]
         self.cluster_id = random_cluster_id()
         voters = quorum_voters(specs)
+        # controller.quorum.engine and its keys; ``extra`` may still override them.
+        extra = {**engine_settings(quorum_engine, specs), **(extra or {})}
         secure = secure or {}
         extra_ports = free_ports(len(secure) * len(specs))
         for n in self.nodes.values():
