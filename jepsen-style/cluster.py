@@ -39,6 +39,7 @@ from tools.launcher import (
     NodeProcess,
     NodeSpec,
     bootstrap_servers,
+    engine_settings,
     plan_roles,
     quorum_voters,
     random_cluster_id,
@@ -53,6 +54,7 @@ STARTED = READY_LINE
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
 ADMIN_PORT = 9644  # the HTTP admin API, on nodes of a Cluster(admin=True)
+PYSYNCOBJ_PORT_OFFSET = 1000  # quorum_engine="pysyncobj": its port is the controller port + this
 STOP_ALL_TIMEOUT_S = 20.0
 
 
@@ -122,10 +124,8 @@ class Cluster:
         self.root = root
         self.n = n
         self.extra = dict(extra or {})
-        # The metadata quorum's engine; only a non-default one is written to the config.
+        # The metadata quorum's engine (broker/controller/engine.py); set after the nodes.
         self.quorum_engine = quorum_engine
-        if quorum_engine != "kraft":
-            self.extra.setdefault("controller.quorum.engine", quorum_engine)
         self.admin = admin  # every node serves the HTTP admin API on ADMIN_PORT
         self.fsync_journal = fsync_journal
         rnd = random.Random(seed if seed is not None else time.time_ns())
@@ -136,6 +136,9 @@ class Cluster:
             plan = plan_roles(controllers=n, combined=True)
         self.network = NamespaceNetwork([i for i, _ in plan], rnd=rnd)
         self.nodes = {i: Node(self, i, ",".join(roles)) for i, roles in plan}
+        # Each node has its own address: one fixed pysyncobj port offset serves them all.
+        self.extra = {**engine_settings(quorum_engine, [n.spec for n in self.nodes.values()],
+                                        port_offset=PYSYNCOBJ_PORT_OFFSET), **self.extra}
         self.broker_ids = [i for i, node in self.nodes.items() if node.is_broker]
         self.controller_ids = [i for i, node in self.nodes.items() if node.is_controller]
         self.combined = not controllers

@@ -48,11 +48,6 @@ ENGINES = ("kraft", "pysyncobj")
 FAULT_NEMESES = "kill,pause,partition,lose-unsynced"
 
 
-def engine_extra(engine: str) -> dict[str, str]:
-    """The config of a cluster of ``engine``: the key only when it is not the default."""
-    return {} if engine == "kraft" else {"controller.quorum.engine": engine}
-
-
 def fault_run(engine: str, seed: int, time_limit: float, out: Path) -> dict[str, Any]:
     """One metadata-profile run; its figures, or why there are none."""
     if not netns_available():
@@ -97,10 +92,10 @@ async def create_one(ctl: ProcCluster, name: str, timeout_s: float) -> float:
 async def cluster_figures(engine: str, rounds: int, topics: int) -> dict[str, Any]:
     extra = {"controller.quorum.election.timeout.ms": "1000",
              "controller.quorum.fetch.timeout.ms": "2000",
-             "broker.heartbeat.interval.ms": "2000", "broker.session.timeout.ms": "9000",
-             **engine_extra(engine)}
+             "broker.heartbeat.interval.ms": "2000", "broker.session.timeout.ms": "9000"}
     with tempfile.TemporaryDirectory(prefix=f"engine-bench-{engine}-") as tmp:
-        ctl = ProcCluster(Path(tmp), controllers=3, combined=True, extra=extra)
+        ctl = ProcCluster(Path(tmp), controllers=3, combined=True, extra=extra,
+                          quorum_engine=engine)
         try:
             ctl.start(wait=False)
             await wait_leader(ctl, ctl.controller_ids)
