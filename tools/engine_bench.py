@@ -67,7 +67,9 @@ def fault_run(engine: str, seed: int, time_limit: float, out: Path) -> dict[str,
             "divergent": a["divergent-image"] + a["divergent-log"],
             "stale": a["stale-read"], "verdict": r["verdict"],
             "acknowledged": r["stats"].get("create_ok", 0) + r["stats"].get("delete_ok", 0),
-            "faults": len(r["faults"])}
+            "faults": len(r["faults"]),
+            **({"why": f"{r['verdict']}: " + "; ".join(r["notes"])[:300]}
+               if r["verdict"] != "valid" and r["notes"] else {})}
 
 
 async def create_one(ctl: ProcCluster, name: str, timeout_s: float) -> float:

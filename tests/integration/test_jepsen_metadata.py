@@ -46,3 +46,16 @@ def test_metadata_profile_under_kill_and_partition(tmp_path: Path) -> None:
     assert s["committed_topic_records"] >= s["create_ok"]
     assert s["quorum-read_ok"] > 0 and s["image_samples"] > 60, s
     assert s["node_logs_read"] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_metadata_profile_with_the_pysyncobj_engine(tmp_path: Path) -> None:
+    """The same schedule with the metadata quorum on pysyncobj (controller.quorum.engine)."""
+    code, r = run_profile(tmp_path / "results", "--profile", "metadata", "--seed", "106",
+                          "--time-limit", "30", "--nemesis", "kill,partition",
+                          "--engine", "pysyncobj")
+    assert r["verdict"] == "valid", json.dumps(r, indent=1)[:4000]
+    assert code == 0 and r["engine"] == "pysyncobj" and r["final_read_complete"]
+    props = (tmp_path / "results").glob("run-*/cluster/node-1/server.properties")
+    assert "controller.quorum.engine=pysyncobj" in next(props).read_text()
+    assert r["stats"]["create_ok"] >= 20 and r["stats"]["image_samples"] > 60
