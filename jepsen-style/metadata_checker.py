@@ -18,10 +18,10 @@ Anomalies (all fatal):
   during the run from ``GET /v1/metadata/image``, and at the end), or an image that stopped
   replaying (``loader_failed``), or, once settled, nodes whose final images stand at different
   offsets.
-- ``stale-read``: a controller answered DescribeQuorum as the leader although, when the request
-  was sent, it had been cut off from a majority of the voters (partition, or its peers
-  paused/killed) for longer than the fetch timeout plus ``slack_ms``: check-quorum should have
-  made it resign (``kraft/raft_leader.py``).
+- ``stale-read``: a controller answered DescribeQuorum as the leader, in the epoch it led
+  when cut off, although when the request was sent it had been cut off from a majority of the
+  voters (partition, or its peers paused/killed) for longer than the fetch timeout plus
+  ``slack_ms``: check-quorum should have made it resign (``kraft/raft_leader.py``).
 
 The verdict is ``invalid`` with any anomaly, else ``unknown`` when the final read did not
 settle or no node log could be read, else ``valid``.
@@ -248,15 +248,20 @@ def check(ops: list[dict[str, Any]], logs: dict[int, dict[int, tuple[int, bool, 
             found["reordered"].append({"first": {"f": a[2], "topic": a[3], "offset": a[4]},
                                        "then": {"f": b[2], "topic": b[3], "offset": b[4]}})
 
-    # Stale reads from an isolated leader.
+    # Stale reads from an isolated leader: a claim in the epoch it led when cut off (a new
+    # epoch is a new election, e.g. once killed peers are back and vote, and may be genuine).
     isolated = isolation_intervals(ops, voters)
     limit_ns = (fetch_timeout_ms + slack_ms) * 1_000_000
-    for op in ops:
-        if op["f"] != "quorum-read" or op["type"] != "ok" or op["leader_id"] != op["node"]:
-            continue
+    leader_reads = [op for op in ops if op["f"] == "quorum-read" and op["type"] == "ok"
+                    and op["leader_id"] == op["node"]]
+    for op in leader_reads:
         t = op.get("invoke_time", op["time"])
         for start, end in isolated.get(op["node"], []):
-            if start + limit_ns <= t <= end:
+            before = [r["epoch"] for r in leader_reads if r["time"] < start]
+            held = max(before) if before else min(
+                r["epoch"] for r in leader_reads if r["node"] == op["node"]
+                and start <= r.get("invoke_time", r["time"]) <= end)
+            if start + limit_ns <= t <= end and op["epoch"] <= held:
                 found["stale-read"].append({
                     "node": op["node"], "epoch": op["epoch"],
                     "isolated_for_ms": (t - start) // 1_000_000,

@@ -156,6 +156,22 @@ def test_a_leader_isolated_past_the_fetch_timeout_serving_reads_is_stale() -> No
     assert r["examples"]["stale-read"][0]["node"] == 1
 
 
+def test_a_leader_elected_anew_while_peers_restart_is_not_stale() -> None:
+    """Its peers killed, a leader resigns; they come back and elect it again in a new epoch
+    before the nemesis records the heal: that claim is genuine."""
+    h = H()
+    h.add(0.5, "ok", "quorum-read", "reader", node=1, leader_id=1, epoch=2, high_watermark=5,
+          invoke_time=int(0.5 * S))
+    h.add(1, "info", "start-kill", "nemesis", value={"nodes": [2, 3]})
+    h.add(6, "ok", "quorum-read", "reader", node=1, leader_id=1, epoch=4, high_watermark=7,
+          invoke_time=int(6 * S))
+    h.add(8, "info", "stop-kill", "nemesis", value={"nodes": [2, 3]})
+    h.final(10, [])
+    assert run(h, logs({}))["anomalies"]["stale-read"] == 0
+    h.ops.insert(3, {**h.ops[0], "time": int(5 * S), "invoke_time": int(5 * S)})
+    assert run(h, logs({}))["anomalies"]["stale-read"] == 1  # epoch 2 still claimed at 5 s
+
+
 def test_isolation_from_pauses_and_ring_cuts() -> None:
     h = H()
     h.add(1, "info", "start-pause", "nemesis", value={"nodes": [2, 3]})
