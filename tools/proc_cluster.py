@@ -180,7 +180,10 @@ class ProcCluster:
         self.cluster_id = random_cluster_id()
         voters = quorum_voters(specs)
         # controller.quorum.engine and its keys; ``extra`` may still override them.
-        extra = {**engine_settings(quorum_engine, specs), **(extra or {})}
+        # In network namespaces every controller has its own address: the key's default offset.
+        extra = {**engine_settings(quorum_engine, specs,
+                                   port_offset=1000 if self.network is not None else None),
+                 **(extra or {})}
         secure = secure or {}
         extra_ports = free_ports(len(secure) * len(specs))
         for n in self.nodes.values():

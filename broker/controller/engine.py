@@ -19,7 +19,7 @@ when the engine is kraft.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from broker.controller.raft_driver import CommittedBatch, LeaderAndEpoch, RaftManager
@@ -50,15 +50,18 @@ class QuorumListener(Protocol):
 class QuorumEngine(Protocol):
     """A node's metadata quorum (see the module doc). Offsets and epochs are those of the
     metadata log: committed batches carry them, ``append`` returns them, brokers fetch by
-    them. ``handlers`` are the API handlers the engine serves on the controller listener."""
+    them."""
 
     node_id: int
     cluster_id: str
     voters: dict[int, tuple[str, int]]
-    handlers: dict[int, Callable[..., Any]]
     security: Any
     failed: BaseException | None
     on_failure: Callable[[BaseException], None] | None
+
+    @property
+    def handlers(self) -> Mapping[int, Callable[..., Any]]:
+        """The API handlers the engine serves on the controller listener (by API key)."""
 
     async def start(self) -> None: ...
 

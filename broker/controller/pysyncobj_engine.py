@@ -1,8 +1,8 @@
 """The metadata quorum on pysyncobj (``controller.quorum.engine=pysyncobj``, controllers only).
 
 The controllers run a pysyncobj ``SyncObj`` (its own Raft, its own TCP port: the controller
-listener's port plus ``controller.quorum.engine.pysyncobj.port.offset``, bound to the
-controller listener's host only). Its one replicated method carries our commands
+listener's port plus ``controller.quorum.engine.pysyncobj.port.offset``, bound only to this
+controller's host in the voter list). Its one replicated method carries our commands
 (``pysyncobj_log``: a leader's claim of an epoch, a batch of encoded KIP-631 metadata records);
 each controller turns the committed commands, in pysyncobj's order, into the same KRaft
 metadata log (``AppliedLog``), writes it to its ``__cluster_metadata-0`` (the same files as the
@@ -21,8 +21,8 @@ FetchSnapshot and DescribeQuorum (``pysyncobj_serve``), the active one with reco
 (KIP-630) are the metadata loader's, as with kraft; ``snapshot_taken`` drops the derived log
 below one.
 
-Safety of the transport: pysyncobj peers unpickle what they receive, so its port is bound to
-the controller listener's host only and a password is always set (pysyncobj then encrypts and
+Safety of the transport: pysyncobj peers unpickle what they receive, so its port is bound only to
+this controller's address in the voter list (never to all interfaces) and a password is always set (pysyncobj then encrypts and
 authenticates every message with it, through the ``cryptography`` package): SHA-256 of the
 cluster id and ``controller.quorum.engine.pysyncobj.password``. Anyone who knows both (the
 cluster id is not a secret) can run code on a controller: set the secret.
@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often the loop looks at pysyncobj's leadership
 MAX_INDEX_MAP = 10000  # (pysyncobj index, derived log end) pairs kept for DescribeQuorum
+HAND_OVER_S = 1.0  # how long a stopping leader waits for a follower to take over
 NEVER = 10 ** 12  # pysyncobj's log compaction thresholds: never (see the module doc)
 
 
@@ -195,7 +196,9 @@ class PysyncobjEngine:
             connectionTimeout=max(3.5, 2 * min_timeout), connectionRetryTime=0.5,
             leaderFallbackTimeout=max(2 * period, self._fetch_timeout_ms / 1000),
             logCompactionMinEntries=NEVER, logCompactionMinTime=NEVER,
-            dynamicMembershipChange=False, commandsWaitLeader=False)
+            dynamicMembershipChange=False, commandsWaitLeader=False,
+            # Send each command at once (not at the next appendEntriesPeriod): commit latency.
+            appendEntriesUseBatch=False)
 
         class _Relay(SyncObj):  # type: ignore[misc]
             @replicated
@@ -222,7 +225,10 @@ class PysyncobjEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         self.server.close()
-        so, self._syncobj = self._syncobj, None
+        so = self._syncobj
+        if so is not None and graceful and self.failed is None and so._isLeader():
+            await self._hand_over(so)
+        self._syncobj = None
         if so is not None:
             await self._loop.run_in_executor(None, so.destroy_synchronous)
         if self._flushing is not None:
@@ -235,6 +241,28 @@ class PysyncobjEngine:
                 self._log.close()
             except Exception:
                 logger.exception("node %d: closing the metadata log", self.node_id)
+
+    async def _hand_over(self, so: Any) -> None:
+        """A stopping leader asks its most caught-up follower to run an election now
+        (pysyncobj's TimeoutNow, sent from pysyncobj's own thread), and waits a little for it:
+        the quorum does not wait an election timeout for a leader that said it is going."""
+        asked = False
+
+        def transfer() -> None:  # pysyncobj's thread, at its next tick
+            nonlocal asked
+            if not asked:
+                asked = True
+                so.transferLeadership()
+
+        so.addOnTickCallback(transfer)
+        try:
+            deadline = self._loop.time() + HAND_OVER_S
+            while so._isLeader() and self._loop.time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            so.removeOnTickCallback(transfer)
+        logger.info("node %d: %s", self.node_id, "handed the pysyncobj leadership over"
+                    if not so._isLeader() else "still the pysyncobj leader when stopping")
 
     def register(self, listener: Any) -> None:
         self._listeners.append(listener)

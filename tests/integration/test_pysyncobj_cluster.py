@@ -190,3 +190,17 @@ def test_leaders_and_isr_follow_a_broker_failure(cluster: ProcCluster) -> None:
     cluster.nodes[second].wait_for(STARTED)
     wait_for("the restarted broker back in the ISR", lambda: all(
         isr == both for _, isr in partition_state(cluster, first, "pso-isr")))
+
+
+def test_a_stopping_active_controller_hands_the_quorum_over(cluster: ProcCluster) -> None:
+    before = wait_for("a leader", lambda: describe(cluster))
+    old = before.leader_id
+    cluster.nodes[old].stop()
+    assert "handed the pysyncobj leadership over" in cluster.nodes[old].output()
+
+    def new_leader() -> Any:
+        d = describe(cluster)
+        return d if d is not None and d.leader_id != old else None
+
+    assert wait_for("a new leader", new_leader).leader_epoch > before.leader_epoch
+    create_topic(cluster, "pso-handed-over")

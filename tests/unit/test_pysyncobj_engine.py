@@ -239,6 +239,33 @@ def test_a_single_voter_leads_appends_and_replays_after_a_restart(tmp_path: Path
     asyncio.run(second_run(epoch))
 
 
+def test_a_leader_whose_batch_was_dropped_fences_its_epoch_and_claims_a_new_one(
+        tmp_path: Path) -> None:
+    async def run() -> None:
+        eng = _engine(tmp_path, _free_port())
+        listener = _Listener()
+        eng.register(listener)
+        await eng.start()
+        try:
+            await _until(eng.is_leader)
+            epoch = eng.epoch
+            # A batch of our epoch at an offset nobody expects (as if one before it was lost):
+            # every controller drops it; we stop leading that epoch.
+            eng._submit(encode_command(Batch(epoch, 999, (b"lost",))), epoch)
+            await _until(lambda: LeaderAndEpoch(None, epoch) in listener.leaders)
+            with pytest.raises(NotLeader):
+                eng.append([b"x"], epoch=epoch)
+            # Then we claim the next epoch and lead again, with nothing of the dropped batch.
+            await _until(lambda: eng.is_leader() and eng.epoch == epoch + 1)
+            last = eng.append([b"after"], epoch=epoch + 1)
+            await _until(lambda: listener.records[-1:] == [(last, b"after")])
+            assert b"lost" not in [r for _, r in listener.records]
+        finally:
+            await eng.shutdown()
+
+    asyncio.run(run())
+
+
 def test_the_engine_refuses_to_run_without_a_password_or_off_the_voters(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="password"):
         PysyncobjEngine(1, "c", {1: ("127.0.0.1", 1)}, str(tmp_path), snapshots=None,
