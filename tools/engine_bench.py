@@ -68,8 +68,14 @@ def fault_run(engine: str, seed: int, time_limit: float, out: Path) -> dict[str,
             "stale": a["stale-read"], "verdict": r["verdict"],
             "acknowledged": r["stats"].get("create_ok", 0) + r["stats"].get("delete_ok", 0),
             "faults": len(r["faults"]),
-            **({"why": f"{r['verdict']}: " + "; ".join(r["notes"])[:300]}
+            **({"why": f"{r['verdict']}: {_last_line(r['notes'][0])}"}
                if r["verdict"] != "valid" and r["notes"] else {})}
+
+
+def _last_line(note: str) -> str:
+    """A harness error's last line (the exception of a node that did not start), shortened."""
+    lines = [x for x in note.replace("\\n", "\n").splitlines() if x.strip(" ')")]
+    return (lines[-1] if lines else note)[-200:]
 
 
 async def create_one(ctl: ProcCluster, name: str, timeout_s: float) -> float:
