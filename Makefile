@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send bench-multicore bench-report sim-long mutants clean
+.PHONY: jepsen jepsen-txn jepsen-campaign run test test-all system-deps bench-storage bench-protocol bench-kraft bench-metadata bench-metadata-failover bench-engines bench-produce bench-tls bench-limits bench-txn bench-peer bench-first-send bench-multicore bench-report sim-long mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,11 @@ bench-peer: $(STAMP)
 
 bench-metadata: $(STAMP)
 	$(PY) -m tools.metadata_bench
+
+# The metadata quorum's engines side by side: metadata fault run (root), election time,
+# commit rate, recovery after a full restart (ENGINE_BENCH_ARGS="--engines kraft --rounds 5").
+bench-engines: $(STAMP)
+	$(PY) -m tools.engine_bench $(ENGINE_BENCH_ARGS)
 
 # Controller failover (kill -9 of the active controller) with 100 K partitions in the image.
 bench-metadata-failover: $(STAMP)

@@ -39,6 +39,7 @@ from tools.launcher import (
     NodeProcess,
     NodeSpec,
     bootstrap_servers,
+    engine_settings,
     plan_roles,
     quorum_voters,
     random_cluster_id,
@@ -52,6 +53,8 @@ __all__ = ["Cluster", "ClusterError", "Node", "netns_available"]
 STARTED = READY_LINE
 BROKER_PORT = 9092
 CONTROLLER_PORT = 9093
+ADMIN_PORT = 9644  # the HTTP admin API, on nodes of a Cluster(admin=True)
+PYSYNCOBJ_PORT_OFFSET = 1000  # quorum_engine="pysyncobj": its port is the controller port + this
 STOP_ALL_TIMEOUT_S = 20.0
 
 
@@ -78,7 +81,8 @@ class Node(NodeProcess):
         role_set = tuple(roles.split(","))
         spec = NodeSpec(node_id, role_set, self.ip,
                         broker_port=BROKER_PORT if BROKER in role_set else None,
-                        controller_port=CONTROLLER_PORT if CONTROLLER in role_set else None)
+                        controller_port=CONTROLLER_PORT if CONTROLLER in role_set else None,
+                        admin_port=ADMIN_PORT if cluster.admin else None)
         # Only a journaling node's processes (format and server) write the journal.
         super().__init__(spec, directory, env={
             fsync_journal.ENV_VAR: None if self.journal is None else str(self.journal)})
@@ -111,7 +115,8 @@ class Cluster:
     def __init__(self, root: Path, *, n: int = 3, controllers: int = 0,
                  extra: dict[str, str] | None = None, fsync_journal: bool = True,
                  seed: int | None = None, fault_disk_mb: int | None = None,
-                 security: SaslSsl | None = None) -> None:
+                 security: SaslSsl | None = None, admin: bool = False,
+                 quorum_engine: str = "kraft") -> None:
         if n not in (1, 3, 5):
             raise ClusterError(f"n must be 1, 3 or 5, not {n}")
         if controllers not in (0, 1, 3, 5):
@@ -119,6 +124,9 @@ class Cluster:
         self.root = root
         self.n = n
         self.extra = dict(extra or {})
+        # The metadata quorum's engine (broker/controller/engine.py); set after the nodes.
+        self.quorum_engine = quorum_engine
+        self.admin = admin  # every node serves the HTTP admin API on ADMIN_PORT
         self.fsync_journal = fsync_journal
         rnd = random.Random(seed if seed is not None else time.time_ns())
         if controllers:
@@ -128,6 +136,9 @@ class Cluster:
             plan = plan_roles(controllers=n, combined=True)
         self.network = NamespaceNetwork([i for i, _ in plan], rnd=rnd)
         self.nodes = {i: Node(self, i, ",".join(roles)) for i, roles in plan}
+        # Each node has its own address: one fixed pysyncobj port offset serves them all.
+        self.extra = {**engine_settings(quorum_engine, [n.spec for n in self.nodes.values()],
+                                        port_offset=PYSYNCOBJ_PORT_OFFSET), **self.extra}
         self.broker_ids = [i for i, node in self.nodes.items() if node.is_broker]
         self.controller_ids = [i for i, node in self.nodes.items() if node.is_controller]
         self.combined = not controllers

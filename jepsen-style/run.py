@@ -39,6 +39,7 @@ for p in (str(HERE), str(REPO)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import metadata_run
 import txn_checker
 from checker import check
 from cluster import BROKER_PORT, Cluster, netns_available
@@ -80,6 +81,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # A broker's second log dir filled or failing with EIO (jepsen-style/disks.py).
     "disk": {"time_limit": 60.0, "nemesis": "disk-full,disk-eio", "consumer_mode": "mixed",
              "commit": True},
+    # Topic creation and deletion, leader elections and metadata reads under faults; every
+    # node's metadata log and image checked (metadata_workload.py, metadata_checker.py).
+    "metadata": {"workload": "metadata", "time_limit": 60.0,
+                 "nemesis": "kill,pause,partition,lose-unsynced,lose-unsynced-all"},
 }
 
 
@@ -87,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
-    ap.add_argument("--workload", choices=("queue", "txn"),
+    ap.add_argument("--workload", choices=("queue", "txn", "metadata"),
                     help="queue (workload.py) or txn: transactions and an exactly-once "
                          "pipeline (txn_workload.py); default: the profile's")
     ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
@@ -122,12 +127,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--security", choices=MODES, default="none",
                     help="sasl_ssl: SASL_SSL listeners between all nodes and for the clients "
                          "(security.py); default: PLAINTEXT")
+    ap.add_argument("--engine", choices=("kraft", "pysyncobj"), default="kraft",
+                    help="the metadata quorum's engine (controller.quorum.engine)")
     ap.add_argument("--out", type=Path, default=Path("jepsen-results"))
     a = ap.parse_args(argv)
     prof = PROFILES[a.profile]
     a.workload = a.workload or prof.get("workload", "queue")
     if a.rate is None:
-        a.rate = 10.0 if a.workload == "txn" else 40.0
+        a.rate = {"txn": 10.0, "metadata": 4.0}.get(a.workload, 40.0)
     a.time_limit = a.time_limit if a.time_limit is not None else prof["time_limit"]
     a.nemesis = a.nemesis if a.nemesis is not None else prof["nemesis"]
     a.acks = a.acks or prof.get("acks", "all")
@@ -159,6 +166,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
+    if a.workload == "metadata":
+        return metadata_run.run_once(a, seed, out)
     out.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
     extra = {"min.insync.replicas": str(a.min_insync)}
@@ -361,6 +370,9 @@ def missing_transaction_apis(cluster: Cluster) -> str | None:
 
 
 def print_report(r: dict[str, Any]) -> None:
+    if r.get("workload") == "metadata":
+        metadata_run.print_report(r)
+        return
     if r.get("workload") == "txn":
         print_txn_report(r)
         return

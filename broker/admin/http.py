@@ -47,6 +47,7 @@ from broker.admin.http_authz import authorize_writes
 from broker.admin.http_cluster import ClusterRoutes
 from broker.admin.http_common import MAX_BODY_BYTES, HttpError, json_response
 from broker.admin.http_groups import GroupRoutes
+from broker.admin.http_metadata import MetadataImageRoutes
 from broker.admin.http_records import RecordRoutes
 from broker.admin.http_topics import TopicRoutes
 from broker.admin.http_transactions import TransactionRoutes
@@ -72,7 +73,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AdminHttpServer(ClusterRoutes, TopicRoutes, GroupRoutes, RecordRoutes,
-                      TransactionRoutes):
+                      TransactionRoutes, MetadataImageRoutes):
     """``await start()`` binds every ``admin.listeners`` endpoint; ``await stop()`` closes."""
 
     def __init__(self, node: Any, metrics: NodeMetrics | None = None) -> None:

@@ -220,6 +220,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     }),
     "PartitionProducers": _obj({"topic": STR, "partition": INT, "leader_id": INT,
                                 "producers": _arr(_ref("Producer"))}),
+    "MetadataImageSummary": _obj({
+        "node_id": INT, "offset": LONG, "epoch": INT, "digest": STR,
+        "topics": {"type": "object", "additionalProperties": _obj({
+            "topic_id": STR, "partitions": INT})},
+        "brokers": _arr(INT),
+        "loader_failed": {"type": "string", "nullable": True},
+    }),
     "QuorumReplica": _obj({
         "replica_id": INT, "log_end_offset": LONG, "lag": LONG,
         "last_fetch_timestamp": LONG, "last_caught_up_timestamp": LONG,
@@ -380,6 +387,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/quorum", "get_quorum",
           "The metadata quorum (kafka-metadata-quorum describe)", "quorum",
           _r((200, ("The quorum", "Quorum")), _UNAVAILABLE)),
+    Route("GET", "/v1/metadata/image", "get_metadata_image",
+          "This node's metadata image: offset, epoch, digest, topics", "quorum",
+          _r((200, ("The image", "MetadataImageSummary"))),
+          description="Read locally, never forwarded: the offset and epoch of the last "
+                      "metadata record this node replayed and a SHA-256 digest of its image "
+                      "(equal images, equal digests)."),
     Route("GET", "/v1/status/ready", "status_ready", "Readiness", "status",
           _r((200, ("Ready", "Status")), (503, ("Not ready", "Status")))),
     Route("GET", "/v1/status/live", "status_live", "Liveness", "status",

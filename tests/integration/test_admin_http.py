@@ -137,6 +137,21 @@ def test_cluster_brokers_and_quorum_agree_across_nodes(cluster: ProcCluster) -> 
     error(call("GET", url(cluster, 3, "/v1/brokers/-1")), 400, "broker_id")
 
 
+def test_metadata_image_is_the_same_on_every_node_at_one_offset(cluster: ProcCluster) -> None:
+    ok(call("POST", url(cluster, 1, "/v1/topics"), {"name": "imaged", "partitions": 2}), 201)
+
+    def images() -> list[Any] | None:
+        got = [ok(call("GET", url(cluster, i, "/v1/metadata/image"))) for i in (1, 2, 3)]
+        return got if len({g["offset"] for g in got}) == 1 and all(
+            "imaged" in g["topics"] for g in got) else None
+
+    got = wait_until(images, 15, "every node's image at one offset")
+    assert len({g["digest"] for g in got}) == 1, got
+    assert [g["node_id"] for g in got] == [1, 2, 3]
+    assert got[0]["topics"]["imaged"]["partitions"] == 2 and got[0]["loader_failed"] is None
+    assert got[0]["epoch"] >= 1 and sorted(got[0]["brokers"]) == [1, 2, 3]
+
+
 def test_broker_log_dirs(cluster: ProcCluster) -> None:
     """Each broker's log directory and the partitions in it, asked of that broker from any
     node; sizes follow the records produced."""
