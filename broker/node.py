@@ -39,6 +39,7 @@ from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleM
 from broker.controller.metadata_loader import MetadataLoader
 from broker.controller.quorum_bootstrap import quorum_voters
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.raft_voters import dynamic_quorum
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
@@ -156,7 +157,7 @@ class Node:
             election_timeout_ms=cfg.get("controller.quorum.election.timeout.ms"),
             fetch_timeout_ms=cfg.get("controller.quorum.fetch.timeout.ms"),
             request_timeout_ms=cfg.get("controller.quorum.request.timeout.ms"),
-            snapshots=snapshots,
+            snapshots=snapshots, **dynamic_quorum(cfg),
         )
         raft.register(self.loader)
         raft.on_failure = lambda e: self.fatal(
