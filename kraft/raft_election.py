@@ -104,7 +104,7 @@ class ElectionsMixin:
         assert isinstance(st, Leader)
         for v, rs in st.voter_states.items():
             if rs.last_fetch_ms is None:
-                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch))
+                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch, self._vote_keys(v)[1]))
         self._next_begin_epoch_ms = now_ms + self.request_timeout_ms
 
     def _resign(self, now_ms: int) -> None:
@@ -210,6 +210,9 @@ class ElectionsMixin:
     def _on_begin_quorum_epoch(self, msg: BeginQuorumEpoch, now_ms: int) -> None:
         if msg.epoch < self.epoch:
             return
+        if (msg.voter_directory_id is not None and self.directory_id != NO_DIRECTORY
+                and msg.voter_directory_id != self.directory_id):
+            return  # meant for the voter of another directory (Kafka: INVALID_VOTER_KEY)
         st = self.state
         if msg.epoch == self.epoch:
             assert not isinstance(st, (Leader, Resigned)) or msg.sender == self.node_id, (
