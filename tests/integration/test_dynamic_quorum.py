@@ -25,6 +25,7 @@ import pytest
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.controller.metadata_log import MetadataLog
+from broker.controller.raft_voters import snapshot_voters
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
@@ -182,6 +183,12 @@ def test_standalone_grows_to_three_and_shrinks_without_losing_metadata(
     props["controller.quorum.bootstrap.servers"] = f"{LOOPBACK}:{first.spec.controller_port}"
     first.write_config(props)
     first.format(cluster_id, extra_args=["--standalone"])
+    # The bootstrap checkpoint holds the first voter set, with its directory id and endpoint.
+    checkpoint = first.data_dir / "__cluster_metadata-0" / "00000000000000000000-0000000000.checkpoint"
+    boot = snapshot_voters(checkpoint.read_bytes())
+    assert boot is not None and [(n.voter_id, n.directory_id, n.endpoints[0].port)
+                                 for n in boot.nodes] == \
+        [(1, directory_of(first), first.spec.controller_port)]
     first.start()
     first.wait_for(READY_LINE, 60)
     resp = wait_for(lambda: describe({1: first}), 30, "the standalone controller to lead")
