@@ -33,6 +33,7 @@ from broker.protocol.messages import (
     alter_client_quotas,
     describe_quorum,
     remove_raft_voter,
+    update_raft_voter,
 )
 from kraft.metadata_records import MetadataRecordType, decode_metadata_record
 from kraft.voters import VOTERS_TYPE, decode_voters
@@ -234,6 +235,19 @@ def test_standalone_grows_to_three_and_shrinks_without_losing_metadata(
     ghost.cluster_id = "another-cluster"
     assert call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.ADD_RAFT_VOTER,
                 ghost).error_code == ErrorCode.INCONSISTENT_CLUSTER_ID
+    # UpdateRaftVoter: voter 3 re-announces its endpoint under another listener name.
+    U = update_raft_voter.REQUEST
+    upd = U.cls(cluster_id=cluster_id, current_leader_epoch=-1, voter_id=3,
+                voter_directory_id=directory_of(nodes[3]),
+                listeners=[U.Listener(name="CONTROLLER2", host=LOOPBACK,
+                                      port=nodes[3].spec.controller_port)],
+                kraft_version_feature=U.KRaftVersionFeature(min_supported_version=0,
+                                                            max_supported_version=1))
+    uresp = call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.UPDATE_RAFT_VOTER,
+                 upd)
+    assert uresp.error_code == ErrorCode.NONE and uresp.current_leader.leader_id == leader_id
+    named = {n.node_id: n.listeners[0].name for n in describe(nodes).nodes}
+    assert named[3] == "CONTROLLER2" and named[2] == "CONTROLLER"
     write_marker(nodes, "grown")
 
     # Remove the leader itself (the standalone controller): it leads until the removal
