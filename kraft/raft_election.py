@@ -8,6 +8,8 @@ the node's state and use its transitions (``_transition``, ``_become_unattached`
 
 from __future__ import annotations
 
+import uuid
+
 from kraft.log import LogEntry
 from kraft.messages import (
     BeginQuorumEpoch,
@@ -25,6 +27,7 @@ from kraft.quorum_state import (
     Resigned,
     Unattached,
 )
+from kraft.voters import NO_DIRECTORY
 
 LEADER_CHANGE_DATA = b"LeaderChange"
 
@@ -35,7 +38,7 @@ class ElectionsMixin:
     # ------------------------------------------------------------------ transitions
 
     def _become_prospective(self, now_ms: int) -> None:
-        if not self.is_voter:
+        if not self.may_campaign:
             return
         self._transition(Prospective(self.epoch, frozenset({self.node_id})), self.election)
         self._reset_election_timer(now_ms)
@@ -44,10 +47,19 @@ class ElectionsMixin:
             self._send(
                 v,
                 VoteRequest(
-                    self.node_id, self.epoch + 1, self.log.last_epoch, self.log.end_offset, True
+                    self.node_id, self.epoch + 1, self.log.last_epoch, self.log.end_offset, True,
+                    *self._vote_keys(v),
                 ),
             )
         self._maybe_win_prevote(now_ms)
+
+    def _vote_keys(self, voter: int) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """Vote v1's directory ids (KIP-853): ours and the one our voter set names for
+        ``voter``; None where unknown (kraft.version 0)."""
+        n = self.voter_set.get(voter)
+        theirs = n.directory_id if n is not None and n.directory_id != NO_DIRECTORY else None
+        ours = self.directory_id if self.directory_id != NO_DIRECTORY else None
+        return ours, theirs
 
     def _maybe_win_prevote(self, now_ms: int) -> None:
         st = self.state
@@ -62,7 +74,8 @@ class ElectionsMixin:
         self._reset_election_timer(now_ms)
         for v in self.voters - {self.node_id}:
             self._send(
-                v, VoteRequest(self.node_id, epoch, self.log.last_epoch, self.log.end_offset)
+                v, VoteRequest(self.node_id, epoch, self.log.last_epoch, self.log.end_offset,
+                               False, *self._vote_keys(v))
             )
         self._maybe_win_election(now_ms)
 
@@ -82,6 +95,7 @@ class ElectionsMixin:
         # The LeaderChange control entry lets the leader commit something of its own epoch,
         # which is what makes earlier-epoch entries committable (Raft's Figure 8).
         self.log.append([LogEntry(start, epoch, LEADER_CHANGE_DATA, control=True)])
+        self._append_bootstrap_voters()  # kraft.version 1: the bootstrap voter set, once
         self._send_begin_quorum_epoch(now_ms)
         self._update_high_watermark(self.state)  # type: ignore[arg-type]
 
@@ -90,7 +104,7 @@ class ElectionsMixin:
         assert isinstance(st, Leader)
         for v, rs in st.voter_states.items():
             if rs.last_fetch_ms is None:
-                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch))
+                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch, self._vote_keys(v)[1]))
         self._next_begin_epoch_ms = now_ms + self.request_timeout_ms
 
     def _resign(self, now_ms: int) -> None:
@@ -107,7 +121,16 @@ class ElectionsMixin:
         return (last_epoch, end_offset) >= (self.log.last_epoch, self.log.end_offset)
 
     def _on_vote_request(self, req: VoteRequest, now_ms: int) -> None:
-        if not self.is_voter:
+        if not self.is_voter and self.kraft_version == 0:
+            self._reply_vote(req, False)
+            return
+        # With a dynamic voter set (KIP-853, and the Raft dissertation's 4.2.2) a replica
+        # answers votes whatever its own latest set says: a voter whose removal is not yet
+        # committed may be needed by the others' majority. The candidate counts only votes of
+        # its own voters. A request meant for another directory (our disk was replaced: we
+        # are not the voter it asks) is refused (Kafka answers INVALID_VOTER_KEY).
+        if (req.voter_directory_id is not None and self.directory_id != NO_DIRECTORY
+                and req.voter_directory_id != self.directory_id):
             self._reply_vote(req, False)
             return
         if req.pre_vote:
@@ -187,6 +210,9 @@ class ElectionsMixin:
     def _on_begin_quorum_epoch(self, msg: BeginQuorumEpoch, now_ms: int) -> None:
         if msg.epoch < self.epoch:
             return
+        if (msg.voter_directory_id is not None and self.directory_id != NO_DIRECTORY
+                and msg.voter_directory_id != self.directory_id):
+            return  # meant for the voter of another directory (Kafka: INVALID_VOTER_KEY)
         st = self.state
         if msg.epoch == self.epoch:
             assert not isinstance(st, (Leader, Resigned)) or msg.sender == self.node_id, (

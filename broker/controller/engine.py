@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from broker.controller.raft_driver import CommittedBatch, LeaderAndEpoch, RaftManager
+from broker.controller.raft_voters import dynamic_quorum
 from kraft.messages import QuorumDescription, SnapshotId
 
 if TYPE_CHECKING:
@@ -116,5 +117,5 @@ def create_engine(config: KafkaConfig, cluster_id: str, voters: dict[int, tuple[
         election_timeout_ms=config.get("controller.quorum.election.timeout.ms"),
         fetch_timeout_ms=config.get("controller.quorum.fetch.timeout.ms"),
         request_timeout_ms=config.get("controller.quorum.request.timeout.ms"),
-        snapshots=snapshots,
+        snapshots=snapshots, **dynamic_quorum(config),
     )
