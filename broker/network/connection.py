@@ -233,7 +233,7 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
-                 "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
+                 "closed", "closing", "held", "hooks", "info", "last_active", "limits", "listener",
                  "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
                  "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
                  "routes", "stash", "stats", "throttled", "write_paused")
@@ -259,6 +259,9 @@ class ServerConnection:
         self.max_in_flight = max_in_flight
         self.info = info
         self.stash = bytearray()  # bytes received but not yet processed
+        # The unparsed rest of a read whose parsing was blocked (a view, not a copy); the
+        # stash is empty while it is set.
+        self.held: memoryview | None = None
         self.need = 4  # process the stash once it holds this many bytes
         self.out: list[Any] = []  # response bytes to write at the end of this batch
         self.out_bytes = 0
@@ -278,6 +281,10 @@ class ServerConnection:
 
     def receive(self, data: bytes) -> bytes | None:
         """Bytes from the socket: what to parse now, or None (kept for later)."""
+        if self.held is not None:
+            # Bytes that were already on their way when reading paused: join the two.
+            self.stash = bytearray(self.held)
+            self.held = None
         if self.stash:
             self.stash += data
             if len(self.stash) < self.need or self.blocked:
@@ -292,7 +299,7 @@ class ServerConnection:
             return None
         return data
 
-    def frames(self, data: bytes) -> Iterator[memoryview]:
+    def frames(self, data: bytes | memoryview) -> Iterator[memoryview]:
         """Every complete frame in ``data`` (no size prefix), until parsing is blocked; the
         rest is kept. Stop iterating once the connection is closed."""
         n = len(data)
@@ -310,7 +317,10 @@ class ServerConnection:
             yield mv[pos + 4:end]
             pos = end
         if pos < n:
-            self.stash = bytearray(mv[pos:])
+            if self.blocked and n - pos >= 4 and pos + 4 + unpack(data, pos)[0] <= n:
+                self.held = mv[pos:]  # whole frames wait for the block to end
+            else:
+                self.stash = bytearray(mv[pos:])
             if n - pos >= 4:
                 self.need = 4 + unpack(data, pos)[0]
                 # Fail an oversized frame now, not after buffering it.
@@ -330,8 +340,15 @@ class ServerConnection:
         else:
             self.need = 4
 
-    def ready_stash(self) -> bytes | None:
+    def ready_stash(self) -> bytes | memoryview | None:
         """After a resume: the kept bytes, if they hold a whole frame and nobody is parsing."""
+        held = self.held
+        if held is not None and not self.processing:
+            self.held = None
+            if self.reserved:
+                self.pool.release(self.reserved)
+                self.reserved = 0
+            return held
         if self.stash and len(self.stash) >= self.need and not self.processing:
             data = bytes(self.stash)
             self.stash = bytearray()

@@ -183,6 +183,7 @@ class _Connection(asyncio.Protocol):
             self.limits.quotas.dec(self._listener.name, self.ip)
         core.drop_pending()
         core.stash = bytearray()
+        core.held = None
         if self._unmute is not None:
             self._unmute.cancel()
             self._unmute = None
@@ -215,7 +216,7 @@ class _Connection(asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _process(self, data: bytes) -> None:
+    def _process(self, data: bytes | memoryview) -> None:
         """Handle every complete frame in ``data`` (or up to the in-flight bound); the
         connection keeps the rest."""
         core = self.core
