@@ -15,7 +15,9 @@ the handlers, and writes what it hands out (see that module's docstring for the 
 - **Ordering.** ``push_pending()`` reserves a slot for a request handled later; responses
   behind an unanswered request wait in the queue (``queue_response``) and ``release_head``
   moves the completed head of the queue to ``out``, the bytes to write.
-- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests, while the
+- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests (and goes on once
+  half of them are answered, so that a busy pipelining client is read in bursts rather than
+  one request per answer), while the
   transport's write buffer is full (``write_paused``), while the kind's request memory pool
   refuses the partial frame kept in the stash (``mem_wait``: the frame's whole size is drawn
   when its size prefix is in, and given back once the frame is whole; ``retry_memory``), and
@@ -233,7 +235,7 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
-                 "closed", "closing", "held", "hooks", "info", "last_active", "limits", "listener",
+                 "closed", "closing", "held", "hooks", "in_flight_full", "info", "last_active", "limits", "listener",
                  "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
                  "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
                  "routes", "stash", "stats", "throttled", "write_paused")
@@ -269,6 +271,7 @@ class ServerConnection:
         self.write_paused = False
         self.reading_paused = False
         self.blocked = False  # stop parsing frames (in-flight bound or write backpressure)
+        self.in_flight_full = False  # reached max_in_flight, not yet back to half of it
         self.throttled = False  # muted for a quota's throttle time (KIP-219)
         self.processing = False  # inside frames(): a resume must not parse the stash
         self.closed = False
@@ -573,7 +576,11 @@ class ServerConnection:
         n = len(self.pending)
         limits = self.limits
         queue_full = n > 0 and limits.queued >= limits.max_queued
-        blocked = (self.write_paused or self.throttled or n >= self.max_in_flight or self.mem_wait
+        if n >= self.max_in_flight:
+            self.in_flight_full = True
+        elif self.in_flight_full and n <= self.max_in_flight // 2:
+            self.in_flight_full = False
+        blocked = (self.write_paused or self.throttled or self.in_flight_full or self.mem_wait
                    or queue_full)
         self.blocked = blocked
         if queue_full and not self.queue_wait:

@@ -213,6 +213,21 @@ def test_reading_pauses_at_the_in_flight_bound_and_resumes_below_it() -> None:
     assert not conn.blocked and not conn.reading_paused
 
 
+def test_reading_at_the_bound_resumes_once_half_are_answered() -> None:
+    conn, _ = new_conn(max_in_flight=4)
+    for _ in range(4):
+        conn.push_pending()
+    assert conn.update_blocked() == PAUSE
+    conn.pending[0][0] = b"a"
+    conn.release_head()
+    assert conn.update_blocked() == 0 and conn.blocked  # 3 of 4: still paused
+    conn.pending[0][0] = b"b"
+    conn.release_head()
+    assert conn.update_blocked() == RESUME and not conn.blocked  # 2 of 4
+    conn.push_pending()
+    assert conn.update_blocked() == 0 and not conn.blocked  # 3 of 4 again: below the bound
+
+
 def test_an_immediate_answer_behind_running_requests_counts_toward_the_bound() -> None:
     conn, _ = new_conn(max_in_flight=2)
     conn.push_pending()
