@@ -53,6 +53,7 @@ from storage.txn_index import TransactionIndex
 log = logging.getLogger(__name__)
 
 INT32_MAX = 2**31 - 1
+_BATCH_AFTER_MAX = 4096  # recent batch positions remembered for tail reads
 
 
 def _now_ms() -> int:
@@ -104,6 +105,10 @@ class LogSegment:
         # The aborted-transaction index (``<base>.txnindex``); its file exists once an ABORT
         # marker lands in this segment.
         self.txn_index = TransactionIndex.for_segment(directory, base_offset)
+        # Offset -> position of the batch that starts after offset - 1, for recent appends:
+        # readers at the tail (followers and consumers fetch from where the last batch
+        # ended) find their batch without a header scan from the last index entry.
+        self._batch_after: dict[int, int] = {}
 
     # -- construction -----------------------------------------------------------------------
 
@@ -282,6 +287,9 @@ class LogSegment:
         self, offset: int, start_position: int = 0
     ) -> tuple[int, BatchHeader] | None:
         """(position, header) of the first batch whose last offset >= ``offset``, or None."""
+        known = self._batch_after.get(offset)
+        if known is not None and known >= start_position:
+            return None if known >= self.size else (known, self._read_header(known))
         position = max(self.offset_index.lookup(offset)[1], start_position)
         for pos, header in self.iter_headers(position):
             if header.last_offset >= offset:
@@ -338,7 +346,11 @@ class LogSegment:
         # Room left in each index, counted once per request rather than per batch.
         oi_room = offset_index.max_entries - len(offset_index)
         ti_room = time_index.max_entries - len(time_index)
+        after = self._batch_after
+        if len(after) > _BATCH_AFTER_MAX:
+            after.clear()
         for pos, last_offset, batch_max_ts, size in batches:
+            after[last_offset + 1] = physical + pos + size
             if batch_max_ts > max_ts:
                 max_ts, max_ts_offset = batch_max_ts, last_offset
             if since_last > interval:
@@ -455,6 +467,7 @@ class LogSegment:
         truncate the file at the first invalid or torn batch, and fsync. Returns what was cut."""
         self.offset_index.reset()
         self.time_index.reset()
+        self._batch_after.clear()
         self._bytes_since_last_index_entry = 0
         file_size = os.fstat(self._fd).st_size
         self.size = file_size  # so header reads see the whole file
@@ -493,6 +506,7 @@ class LogSegment:
         found = self.translate_offset(offset)
         if found is None:
             return 0
+        self._batch_after.clear()
         position, header = found
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to(header.base_offset)

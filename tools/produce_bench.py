@@ -8,9 +8,11 @@ Scenarios, each on a fresh cluster of ``kafka-server-start`` processes on loopba
 
 For each value size (100 B and 1 KiB by default): producer records/s and MB/s
 (``linger.ms=5``, large batches), consumer records/s and MB/s reading everything back, and
-produce-to-consume latency p50/p99 at a fixed moderate rate (``--latency-rate`` records/s), once
-per producer ``linger.ms`` in ``--latency-linger-ms`` (0 sends every record in its own request;
-1 lets librdkafka batch for up to a millisecond). ``--sizes ''`` skips the throughput runs.
+produce-to-consume latency p50/p99/p99.9 at fixed rates (``--latency-rate`` records/s, a
+comma-separated list: 10,000 and 50,000 by default), once per producer ``linger.ms`` in
+``--latency-linger-ms`` (0 sends every record in its own request; 1 lets librdkafka batch for
+up to a millisecond); a rate above 10,000 is run only with linger.ms 1 (one request per record
+at that rate measures the client, not the broker). ``--sizes ''`` skips the throughput runs.
 Raw disk append MB/s (1 MiB writes, fsync at the end) is measured in the same run, so the
 throughput is also printed as a ratio of it. ``--plot`` (default ``bench-produce.html``) writes
 the latency CDFs and, with kcat, the produce throughput over time as one HTML page.
@@ -247,8 +249,19 @@ def e2e_latency(bootstrap: str, topic: str, acks: str, rate: int,
     return topic_latencies
 
 
+def _pct(sorted_values: Sequence[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def latency_runs(rates: Sequence[int], lingers: Sequence[float]) -> list[tuple[int, float]]:
+    """(rate, linger.ms) of each latency run: every linger at rates up to 10,000 records/s;
+    above that only linger.ms >= 1 (at linger 0 each record is its own request)."""
+    return [(r, x) for r in rates for x in lingers if r <= 10_000 or x >= 1]
+
+
 def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
-                 sizes: Sequence[int], records: int, latency_rate: int, raw_mb_s: float,
+                 sizes: Sequence[int], records: int, latency_rates: Sequence[int],
+                 raw_mb_s: float,
                  lingers: Sequence[float] = (0.0, 1.0), kcat: bool = False,
                  report: BenchReport | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="produce-bench-") as tmp:
@@ -259,8 +272,9 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
             cluster.start()
             for size in sizes:
                 asyncio.run(_create_topic(cluster, f"bench-{size}", partitions, rf))
-            for linger in lingers:
-                asyncio.run(_create_topic(cluster, f"bench-latency-{linger:g}", 1, rf))
+            runs = latency_runs(latency_rates, lingers)
+            for rate, linger in runs:
+                asyncio.run(_create_topic(cluster, f"bench-latency-{rate}-{linger:g}", 1, rf))
             bootstrap = cluster.bootstrap_servers
             produce_series: list[tuple[str, list[tuple[float, float]]]] = []
             cdfs: list[tuple[str, list[float]]] = []
@@ -285,22 +299,20 @@ def run_scenario(name: str, nodes: int, rf: int, acks: str, partitions: int,
                     cdt, nbytes = consume_throughput(bootstrap, topic, partitions, records)
                 print(f"{name} consume {size:>5} B  {records / cdt:>12,.0f} records/s "
                       f"{nbytes / cdt / 1e6:>8.1f} MB/s", flush=True)
-            for linger in lingers:
+            for rate, linger in runs:
                 # A fresh topic per run: the consumer reads from offset 0.
-                lat = sorted(e2e_latency(bootstrap, f"bench-latency-{linger:g}", acks,
-                                         latency_rate, 5.0, linger))
-                cdfs.append((f"linger.ms={linger:g}", [x * 1000 for x in lat]))
+                lat = sorted(e2e_latency(bootstrap, f"bench-latency-{rate}-{linger:g}", acks,
+                                         rate, 5.0, linger))
+                cdfs.append((f"{rate:,}/s linger.ms={linger:g}", [x * 1000 for x in lat]))
                 if lat:
                     p50 = statistics.median(lat) * 1000
-                    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
-                    print(f"{name} e2e latency at {latency_rate:,} records/s, linger.ms="
-                          f"{linger:g}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} records)",
-                          flush=True)
+                    print(f"{name} e2e latency at {rate:,} records/s, linger.ms={linger:g}: "
+                          f"p50 {p50:.2f} ms, p99 {_pct(lat, 0.99) * 1000:.2f} ms, p99.9 "
+                          f"{_pct(lat, 0.999) * 1000:.2f} ms ({len(lat)} records)", flush=True)
             if report is not None:
                 report.series(f"{name}: produce throughput over time (kcat)", produce_series,
                               "seconds since the start", "records/s (0.2 s intervals)")
-                report.latency_cdf(f"{name}: produce-to-consume latency at {latency_rate:,} "
-                                   "records/s", cdfs)
+                report.latency_cdf(f"{name}: produce-to-consume latency", cdfs)
         finally:
             cluster.stop_all()
             cluster.kill_all()
@@ -311,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--sizes", default="100,1024")
     ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--latency-rate", type=int, default=10_000)
+    ap.add_argument("--latency-rate", default="10000,50000",
+                    help="records/s of the latency runs (comma-separated)")
     ap.add_argument("--scenarios", default="rf1,rf3")
     ap.add_argument("--load-generator", choices=("kcat", "python"),
                     default="kcat" if shutil.which("kcat") else "python",
@@ -327,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = BenchReport("produce_bench") if args.plot else None
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else []
     lingers = [float(x) for x in args.latency_linger_ms.split(",")]
+    rates = [int(x) for x in args.latency_rate.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="raw-disk-") as tmp:
         raw = raw_disk_mb_s(Path(tmp))
     print(f"raw disk append: {raw:.1f} MB/s (1 MiB writes, one fsync)", flush=True)
@@ -335,10 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.scenarios.split(","):
         if name == "rf1":
             run_scenario("rf1/acks=1", 1, 1, "1", args.partitions, sizes, args.records,
-                         args.latency_rate, raw, lingers, kcat, report)
+                         rates, raw, lingers, kcat, report)
         elif name == "rf3":
             run_scenario("rf3/acks=all", 3, 3, "all", args.partitions, sizes, args.records,
-                         args.latency_rate, raw, lingers, kcat, report)
+                         rates, raw, lingers, kcat, report)
         else:
             print(f"unknown scenario {name}", file=sys.stderr)
             return 1

@@ -15,7 +15,9 @@ the handlers, and writes what it hands out (see that module's docstring for the 
 - **Ordering.** ``push_pending()`` reserves a slot for a request handled later; responses
   behind an unanswered request wait in the queue (``queue_response``) and ``release_head``
   moves the completed head of the queue to ``out``, the bytes to write.
-- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests, while the
+- **Backpressure.** Reading stops at ``max_in_flight`` unanswered requests (and goes on once
+  half of them are answered, so that a busy pipelining client is read in bursts rather than
+  one request per answer), while the
   transport's write buffer is full (``write_paused``), while the kind's request memory pool
   refuses the partial frame kept in the stash (``mem_wait``: the frame's whole size is drawn
   when its size prefix is in, and given back once the frame is whole; ``retry_memory``), and
@@ -234,7 +236,7 @@ class ServerConnection:
     """The state and decisions of one connection (see the module docstring)."""
 
     __slots__ = ("_client_id", "_client_id_raw", "_last_software", "blocked",
-                 "closed", "closing", "hooks", "info", "last_active", "limits", "listener",
+                 "closed", "closing", "held", "hooks", "in_flight_full", "info", "last_active", "limits", "listener",
                  "max_in_flight", "max_request_bytes", "mem_wait", "need", "out", "out_bytes",
                  "pending", "pool", "processing", "queue_wait", "reading_paused", "reserved",
                  "routes", "stash", "stats", "throttled", "write_paused")
@@ -260,6 +262,9 @@ class ServerConnection:
         self.max_in_flight = max_in_flight
         self.info = info
         self.stash = bytearray()  # bytes received but not yet processed
+        # The unparsed rest of a read whose parsing was blocked (a view, not a copy); the
+        # stash is empty while it is set.
+        self.held: memoryview | None = None
         self.need = 4  # process the stash once it holds this many bytes
         self.out: list[Any] = []  # response bytes to write at the end of this batch
         self.out_bytes = 0
@@ -267,6 +272,7 @@ class ServerConnection:
         self.write_paused = False
         self.reading_paused = False
         self.blocked = False  # stop parsing frames (in-flight bound or write backpressure)
+        self.in_flight_full = False  # reached max_in_flight, not yet back to half of it
         self.throttled = False  # muted for a quota's throttle time (KIP-219)
         self.processing = False  # inside frames(): a resume must not parse the stash
         self.closed = False
@@ -279,6 +285,10 @@ class ServerConnection:
 
     def receive(self, data: bytes) -> bytes | None:
         """Bytes from the socket: what to parse now, or None (kept for later)."""
+        if self.held is not None:
+            # Bytes that were already on their way when reading paused: join the two.
+            self.stash = bytearray(self.held)
+            self.held = None
         if self.stash:
             self.stash += data
             if len(self.stash) < self.need or self.blocked:
@@ -293,7 +303,7 @@ class ServerConnection:
             return None
         return data
 
-    def frames(self, data: bytes) -> Iterator[memoryview]:
+    def frames(self, data: bytes | memoryview) -> Iterator[memoryview]:
         """Every complete frame in ``data`` (no size prefix), until parsing is blocked; the
         rest is kept. Stop iterating once the connection is closed."""
         n = len(data)
@@ -311,7 +321,10 @@ class ServerConnection:
             yield mv[pos + 4:end]
             pos = end
         if pos < n:
-            self.stash = bytearray(mv[pos:])
+            if self.blocked and n - pos >= 4 and pos + 4 + unpack(data, pos)[0] <= n:
+                self.held = mv[pos:]  # whole frames wait for the block to end
+            else:
+                self.stash = bytearray(mv[pos:])
             if n - pos >= 4:
                 self.need = 4 + unpack(data, pos)[0]
                 # Fail an oversized frame now, not after buffering it.
@@ -331,8 +344,15 @@ class ServerConnection:
         else:
             self.need = 4
 
-    def ready_stash(self) -> bytes | None:
+    def ready_stash(self) -> bytes | memoryview | None:
         """After a resume: the kept bytes, if they hold a whole frame and nobody is parsing."""
+        held = self.held
+        if held is not None and not self.processing:
+            self.held = None
+            if self.reserved:
+                self.pool.release(self.reserved)
+                self.reserved = 0
+            return held
         if self.stash and len(self.stash) >= self.need and not self.processing:
             data = bytes(self.stash)
             self.stash = bytearray()
@@ -562,7 +582,11 @@ class ServerConnection:
         n = len(self.pending)
         limits = self.limits
         queue_full = n > 0 and limits.queued >= limits.max_queued
-        blocked = (self.write_paused or self.throttled or n >= self.max_in_flight or self.mem_wait
+        if n >= self.max_in_flight:
+            self.in_flight_full = True
+        elif self.in_flight_full and n <= self.max_in_flight // 2:
+            self.in_flight_full = False
+        blocked = (self.write_paused or self.throttled or self.in_flight_full or self.mem_wait
                    or queue_full)
         self.blocked = blocked
         if queue_full and not self.queue_wait:

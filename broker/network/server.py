@@ -196,6 +196,7 @@ class _Connection(SendfileWrites, asyncio.Protocol):
             self.limits.quotas.dec(self._listener.name, self.ip)
         core.drop_pending()
         core.stash = bytearray()
+        core.held = None
         if self._unmute is not None:
             self._unmute.cancel()
             self._unmute = None
@@ -230,9 +231,11 @@ class _Connection(SendfileWrites, asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _process(self, data: bytes) -> None:
+    def _process(self, data: bytes | memoryview, write_later: bool = False) -> None:
         """Handle every complete frame in ``data`` (or up to the in-flight bound); the
-        connection keeps the rest."""
+        connection keeps the rest. The responses ready at the end are written now, or with
+        ``write_later`` (a resume after an answered request) at the end of this loop
+        iteration, together with those of the other requests answered in it."""
         core = self.core
         if core.closing:
             return
@@ -247,7 +250,11 @@ class _Connection(SendfileWrites, asyncio.Protocol):
         finally:
             core.processing = False
             if core.out and not core.closed:
-                self._write_out()
+                if not write_later or core.out_bytes >= OUT_BATCH_BYTES:
+                    self._write_out()
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._loop.call_soon(self._flush)
 
     def _on_frame(self, frame: memoryview) -> None:
         decoded = self.core.decode(frame)
@@ -472,7 +479,7 @@ class _Connection(SendfileWrites, asyncio.Protocol):
             transport.resume_reading()
             data = core.ready_stash()
             if data is not None:
-                self._process(data)
+                self._process(data, write_later=True)
 
     # -- failures -----------------------------------------------------------------------------
 

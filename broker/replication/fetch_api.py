@@ -63,20 +63,22 @@ class FetchApi:
             fctx = FetchContext(partitions=[CachedPartition.requested(t.topic, p)
                                             for t in request.topics for p in t.partitions])
         wanted = fctx.wanted()
-        first = self._read_all(request, wanted, replica_id)
+        skip_idle = fctx.incremental and replica_id >= 0
+        first = self._read_all(request, wanted, replica_id, skip_idle)
         listener = ctx.listener_name
         max_wait_ms = request.max_wait_ms
         min_bytes = max(request.min_bytes, 1)
         got = sum(len(r.records) for _, r in first)
         errors = any(r.error or r.diverging_epoch is not None for _, r in first)
-        if max_wait_ms <= 0 or got >= min_bytes or errors or not first:
+        if max_wait_ms <= 0 or got >= min_bytes or errors or not wanted:
             return self._fetch_response(request, fctx, first, v, listener)
         return self._delayed_fetch(request, fctx, wanted, v, replica_id, min_bytes,
-                                   max_wait_ms, listener)
+                                   max_wait_ms, listener, skip_idle)
 
     async def _delayed_fetch(self, request: Any, fctx: FetchContext,
                              wanted: list[CachedPartition], v: int, replica_id: int,
-                             min_bytes: int, max_wait_ms: int, listener: str) -> Any:
+                             min_bytes: int, max_wait_ms: int, listener: str,
+                             skip_idle: bool) -> Any:
         rm = self.rm
         committed = replica_id < 0 and getattr(request, "isolation_level", 0) == READ_COMMITTED
 
@@ -106,16 +108,21 @@ class FetchApi:
 
         await rm.fetch_purgatory.wait(by_tp, ready, max_wait_ms / 1000,
                                       ready_for=ready_for if min_bytes <= 1 else None)
-        return self._fetch_response(request, fctx, self._read_all(request, wanted, replica_id),
-                                    v, listener)
+        return self._fetch_response(
+            request, fctx, self._read_all(request, wanted, replica_id, skip_idle), v, listener)
 
-    def _read_all(self, request: Any, wanted: list[CachedPartition], replica_id: int
-                  ) -> list[tuple[CachedPartition, PartitionRead]]:
+    def _read_all(self, request: Any, wanted: list[CachedPartition], replica_id: int,
+                  skip_idle: bool = False) -> list[tuple[CachedPartition, PartitionRead]]:
+        """Read every partition of ``wanted``; with ``skip_idle`` (a follower's incremental
+        session) the idle partitions the session has nothing new for are only recorded as
+        fetched (``ReplicaManager.idle_follower_fetch``) and left out of the answer."""
         rm = self.rm
         names = rm.image.topics.by_id
         remaining = request.max_bytes if request.max_bytes > 0 else 0x7FFFFFFF
         read_any = False
         committed = replica_id < 0 and getattr(request, "isolation_level", 0) == READ_COMMITTED
+        now_ms = rm.clock.monotonic_ms() if skip_idle else 0
+        idle = rm.idle_follower_fetch
         out = []
         for c in wanted:
             if c.topic_id is not None:
@@ -126,6 +133,8 @@ class FetchApi:
                 if not c.topic:
                     out.append((c, PartitionRead(ErrorCode.UNKNOWN_TOPIC_ID)))
                     continue
+            if skip_idle and idle(c, replica_id, now_ms):
+                continue
             r = rm.read(c.topic, c.partition, fetch_offset=c.fetch_offset,
                         current_leader_epoch=c.current_leader_epoch,
                         last_fetched_epoch=c.last_fetched_epoch,

@@ -27,7 +27,12 @@ import uuid
 from broker.config import effective_broker_config
 from broker.replication.partition import Partition, PartitionState
 from kraft.delta import MetadataDelta
-from kraft.image import ConfigResourceType, MetadataImage, PartitionRegistration
+from kraft.image import (
+    ConfigResourceType,
+    ConfigurationsImage,
+    MetadataImage,
+    PartitionRegistration,
+)
 from storage.errors import LogDirOfflineError, StorageError
 from storage.log_config import LogConfig
 from storage.producer_state import ProducerStateManager
@@ -47,6 +52,9 @@ _LEADER, _FOLLOWER, _DELETE, _STRAYS = "leader", "follower", "delete", "strays"
 
 class MetadataApplier:
     """The metadata publisher half of ``ReplicaManager``."""
+
+    # (configs image, topic -> min.insync.replicas) of ``min_insync_replicas``
+    _min_isr_cache: tuple[object, dict[str, int]] = (None, {})
 
     def on_metadata(self, delta: MetadataDelta | None, image: MetadataImage) -> None:
         """Loader publisher: queue what this broker must now lead, follow or delete.
@@ -167,9 +175,22 @@ class MetadataApplier:
             return self.log_defaults
 
     def min_insync_replicas(self, topic: str) -> int:
-        raw = self.image.configs.topic_config(topic).get("min.insync.replicas")
+        # Asked for every acks=all produce and each check of its completion: remembered per
+        # configs image (a new object whenever any config changes).
+        configs = self.image.configs
+        seen, cache = self._min_isr_cache
+        if seen is not configs:
+            cache = {}
+            self._min_isr_cache = (configs, cache)
+        value = cache.get(topic)
+        if value is None:
+            value = cache[topic] = self._read_min_insync_replicas(configs, topic)
+        return value
+
+    def _read_min_insync_replicas(self, configs: ConfigurationsImage, topic: str) -> int:
+        raw = configs.topic_config(topic).get("min.insync.replicas")
         if raw is None:
-            raw = self.image.configs.broker_config("").get("min.insync.replicas")
+            raw = configs.broker_config("").get("min.insync.replicas")
         try:
             return int(raw) if raw is not None else self.default_min_isr
         except ValueError:

@@ -38,6 +38,11 @@ class _Op:
         self.future = future
 
 
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
 class Purgatory(Generic[K]):
     def __init__(self, name: str, max_size: int = DEFAULT_PURGATORY_SIZE) -> None:
         assert max_size >= 0
@@ -67,20 +72,22 @@ class Purgatory(Generic[K]):
         if self._size >= self.max_size:
             self.rejected += 1
             return False
+        loop = asyncio.get_running_loop()
         op = _Op(tuple(dict.fromkeys(keys)), ready, ready_for,  # type: ignore[arg-type]
-                 asyncio.get_running_loop().create_future())
+                 loop.create_future())
         for k in op.keys:
             self._watchers.setdefault(k, []).append(op)
         self._size += 1
+        # A plain timer rather than asyncio.timeout: one per waiting produce or fetch.
+        timer = loop.call_later(timeout_s, _expire, op.future)
         try:
-            async with asyncio.timeout(timeout_s):
-                await op.future
-        except TimeoutError:
-            self.expired += 1
-            return False
+            done = await op.future
         finally:
+            timer.cancel()
             self._unwatch(op)
-        return True
+        if not done:
+            self.expired += 1
+        return done
 
     def check(self, key: K) -> int:
         """Re-evaluate the operations watching ``key``; returns how many completed."""

@@ -32,6 +32,7 @@ from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import alter_partition
 from broker.replication.delete_records_leader import DeleteRecordsOnLeader
 from broker.replication.directories import DirectoryAssignments, replica_dir_online
+from broker.replication.fetch_session import CachedPartition
 from broker.replication.fetcher import ReplicaFetcherManager
 from broker.replication.log_dir_failure import LogDirFailureHandler
 from broker.replication.metadata_apply import MetadataApplier
@@ -516,6 +517,30 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeade
             return PartitionRead(ErrorCode.KAFKA_STORAGE_ERROR)
         return PartitionRead(ErrorCode.NONE, st.high_watermark, lso, log.log_start_offset,
                              records, aborted_txns=aborted)
+
+    def idle_follower_fetch(self, c: CachedPartition, replica_id: int, now_ms: int) -> bool:
+        """A follower's incremental fetch session names partition ``c``, which it has fully
+        replicated and whose offsets the session already told it (HW, LSO and log start
+        unchanged): record the fetch (the follower's clocks, as ``read`` would) and return
+        True; the partition then needs neither a read nor a place in the answer. False for
+        anything else (nothing recorded; the caller reads it as usual). A follower's session
+        names every partition it replicates from us, most of them idle at any moment."""
+        hp = self.partitions.get((c.topic, c.partition))
+        if hp is None or c.last_fetched_epoch >= 0:
+            return False
+        st = hp.state
+        log = hp.log
+        leo = log.log_end_offset
+        if (c.fetch_offset != leo or c.high_watermark != leo or not st.is_leader
+                or (c.current_leader_epoch >= 0 and c.current_leader_epoch != st.leader_epoch)
+                or c.leader_log_start != log.log_start_offset):
+            return False
+        r = st.followers.get(replica_id)
+        if r is None or r.log_start_offset != c.log_start_offset:
+            return False
+        if c.last_stable_offset != hp.last_stable_offset():
+            return False
+        return st.idle_fetch(replica_id, leo, leo, now_ms)
 
     def _follower_log_start(self, hp: Partition, replica_id: int, log_start: int) -> None:
         r = hp.state.followers.get(replica_id)

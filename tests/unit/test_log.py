@@ -792,3 +792,31 @@ def test_log_config_from_topic_configs() -> None:
     assert LogConfig(cleanup_policy=policy).cleanup_policy == frozenset({"compact"})
     with pytest.raises(ConfigError):
         LogConfig(segment_index_bytes=4)
+
+
+def test_tail_reads_use_remembered_batch_positions(tmp_path: Path) -> None:
+    """A segment remembers where the batches it appended start, by the offset before them:
+    a read at any batch boundary answers what a header scan from the index finds, also
+    after a truncation and a re-append at the same offsets."""
+    config = LogConfig(segment_bytes=1 << 20, index_interval_bytes=4096)
+    log = open_log(tmp_path / "t-0", config)
+    batches = fill(log, 60, records=2)
+    seg = log.segments[-1]
+    assert seg._batch_after
+
+    def scanned(offset: int) -> Any:
+        remembered, seg._batch_after = seg._batch_after, {}
+        try:
+            return seg.translate_offset(offset)
+        finally:
+            seg._batch_after = remembered
+
+    for offset in range(log.log_end_offset + 2):
+        assert seg.translate_offset(offset) == scanned(offset), offset
+    assert log.read_batches(40) == b"".join(batches[20:])
+    log.truncate_to(50)
+    assert not seg._batch_after
+    again = fill(log, 5, records=3, size=7)
+    for offset in range(log.log_end_offset + 2):
+        assert seg.translate_offset(offset) == scanned(offset), offset
+    assert log.read_batches(50) == b"".join(again)

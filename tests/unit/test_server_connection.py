@@ -213,6 +213,21 @@ def test_reading_pauses_at_the_in_flight_bound_and_resumes_below_it() -> None:
     assert not conn.blocked and not conn.reading_paused
 
 
+def test_reading_at_the_bound_resumes_once_half_are_answered() -> None:
+    conn, _ = new_conn(max_in_flight=4)
+    for _ in range(4):
+        conn.push_pending()
+    assert conn.update_blocked() == PAUSE
+    conn.pending[0][0] = b"a"
+    conn.release_head()
+    assert conn.update_blocked() == 0 and conn.blocked  # 3 of 4: still paused
+    conn.pending[0][0] = b"b"
+    conn.release_head()
+    assert conn.update_blocked() == RESUME and not conn.blocked  # 2 of 4
+    conn.push_pending()
+    assert conn.update_blocked() == 0 and not conn.blocked  # 3 of 4 again: below the bound
+
+
 def test_an_immediate_answer_behind_running_requests_counts_toward_the_bound() -> None:
     conn, _ = new_conn(max_in_flight=2)
     conn.push_pending()
@@ -242,7 +257,9 @@ def test_frames_stop_while_blocked_and_the_rest_waits_for_the_resume() -> None:
             assert conn.update_blocked() == PAUSE
     conn.processing = False
     assert got == [a[4:]]
-    assert bytes(conn.stash) == b
+    # The whole frame behind the block is held as a view of the read, not copied.
+    assert conn.held is not None and conn.held.obj is ready and not conn.stash
+    assert bytes(conn.held) == b
     # More bytes while blocked are kept, not parsed.
     assert conn.receive(md_frame(3)) is None
     conn.pending[0][0] = b"r1"
@@ -251,6 +268,30 @@ def test_frames_stop_while_blocked_and_the_rest_waits_for_the_resume() -> None:
     rest = conn.ready_stash()
     assert rest == b + md_frame(3)
     assert [bytes(f) for f in conn.frames(rest)] == [b[4:], md_frame(3)[4:]]
+
+
+def test_held_frames_resume_one_at_a_time_without_copies() -> None:
+    conn, _ = new_conn(max_in_flight=1)
+    frames = [md_frame(i) for i in range(1, 5)]
+    data = conn.receive(b"".join(frames))
+    got = []
+    while data is not None:
+        conn.processing = True
+        for frame in conn.frames(data):
+            got.append(bytes(frame))
+            conn.push_pending()
+            if conn.note_in_flight():
+                assert conn.update_blocked() == PAUSE
+        conn.processing = False
+        if conn.held is not None:
+            source = data.obj if isinstance(data, memoryview) else data
+            assert conn.held.obj is source
+        conn.pending[0][0] = b"r"
+        conn.release_head()
+        conn.update_blocked()
+        data = conn.ready_stash()
+    assert got == [f[4:] for f in frames]
+    assert conn.held is None and not conn.stash and conn.need == 4
 
 
 def test_no_stash_hand_over_while_frames_are_being_parsed() -> None:
