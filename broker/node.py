@@ -37,6 +37,7 @@ from broker.controller.channel import ControllerChannel, ControllerUnavailableEr
 from broker.controller.host import ControllerService
 from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
+from broker.controller.quorum_bootstrap import quorum_voters
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
@@ -124,18 +125,6 @@ class Node:
         self.authz: AuthzChecker | None = None if authz is None else AuthzChecker(
             AuthorizerHolder(authz, lambda: self.loader.image), lambda: self.loader.image)
 
-    def _quorum_voters(self) -> dict[int, tuple[str, int]]:
-        cfg = self.config
-        if cfg.controller_quorum_voters:
-            return dict(cfg.controller_quorum_voters)
-        boot = read_bootstrap(cfg.metadata_log_dir)
-        if boot is not None and boot.initial_controllers:
-            return {v.node_id: (v.host, v.port) for v in boot.initial_controllers}
-        raise StorageError(
-            "controller.quorum.bootstrap.servers without controller.quorum.voters is only "
-            "supported on controllers formatted with --standalone or --initial-controllers; "
-            "set controller.quorum.voters (id@host:port,...) on this node")
-
     async def start(self) -> None:
         cfg = self.config
         roles = ",".join(sorted(cfg.process_roles))
@@ -147,7 +136,12 @@ class Node:
                 ", ".join(str(e) for e in cfg.effective_advertised_broker_listeners),
                 cfg.inter_broker_listener_name,
             )
-        self.voters = self._quorum_voters()
+        voters = await quorum_voters(
+            cfg, self.cluster_id, security=self._controller_security(),
+            stopping=lambda: self._shutdown is not None and self._shutdown.is_set())
+        if voters is None:  # told to stop while asking the bootstrap servers
+            return
+        self.voters = voters
         logger.info("Controller quorum voters: %s", ", ".join(
             f"{i}@{h}:{p}" for i, (h, p) in sorted(self.voters.items())))
         logger.info("Admin API listeners: %s", ", ".join(str(e) for e in cfg.admin_listeners))
@@ -197,7 +191,7 @@ class Node:
         if cfg.is_broker:
             self._start_log_manager()
             self.channel = ControllerChannel(
-                cfg.node_id, self.voters, lambda: raft.leader_and_epoch.leader_id)
+                cfg.node_id, raft.voters, lambda: raft.leader_and_epoch.leader_id)
             self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             self._start_replica_manager(broker_handlers)
@@ -356,7 +350,7 @@ class Node:
         if header.api_version >= 1 and request.endpoint_type not in (1, 2):
             return resp.cls(error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, cluster_id="")
         nodes = [resp.DescribeClusterBroker(broker_id=i, host=h, port=p)
-                 for i, (h, p) in sorted(self.voters.items())]
+                 for i, (h, p) in sorted(self.raft.voters.items())]
         leader = self.raft.leader_and_epoch.leader_id
         return resp.cls(error_code=0, endpoint_type=2, cluster_id=self.cluster_id,
                         controller_id=-1 if leader is None else leader, brokers=nodes)

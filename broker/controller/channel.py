@@ -1,7 +1,9 @@
 """Requests from a broker to the active controller (Kafka's NodeToControllerChannelManager).
 
 The active controller is the Raft leader; the broker learns who that is from its own Raft
-observer (``leader_id()``) and the controllers' addresses from ``controller.quorum.voters``.
+observer (``leader_id()``) and the controllers' addresses from the voters it observes (a live
+mapping: ``controller.quorum.voters``, or those found through
+``controller.quorum.bootstrap.servers``, broker/controller/quorum_bootstrap.py).
 Until a leader is known, or when a controller answers NOT_CONTROLLER or cannot be reached, the
 channel tries the next controller, with a short backoff, until the caller's deadline.
 """
@@ -36,23 +38,24 @@ class ControllerChannel:
                  leader_id: Callable[[], int | None], *, client_id: str | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.node_id = node_id
         self.clock = clock
-        self.controllers = dict(controllers)
+        self.controllers = controllers  # read at each send: the voter set may change
         self._leader_id = leader_id
         self._client_id = client_id or f"broker-{node_id}-to-controller"
         self.security: Any = None  # TLS/SASL towards the controller listener
         self._conns: dict[int, KafkaConnection] = {}
-        self._round_robin = itertools.cycle(sorted(self.controllers))
+        self._round_robin = itertools.count()
         self._closed = False
 
     def _candidate(self, avoid: int | None) -> int:
         leader = self._leader_id()
         if leader is not None and leader in self.controllers and leader != avoid:
             return leader
-        for _ in range(len(self.controllers)):
-            c = next(self._round_robin)
-            if c != avoid or len(self.controllers) == 1:
+        ids = sorted(self.controllers)
+        for _ in range(len(ids)):
+            c = ids[next(self._round_robin) % len(ids)]
+            if c != avoid or len(ids) == 1:
                 return c
-        return next(self._round_robin)
+        return ids[next(self._round_robin) % len(ids)]
 
     async def _connection(self, controller_id: int) -> KafkaConnection:
         conn = self._conns.get(controller_id)
