@@ -17,7 +17,7 @@ from typing import Any
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError, parse_address
 from broker.protocol.api_keys import ApiKey
-from broker.protocol.errors import ErrorCode, KafkaError
+from broker.protocol.errors import ErrorCode, KafkaError, UnsupportedVersionError
 from broker.protocol.messages import api_versions, describe_cluster
 from tools.cli_client import CliError
 
@@ -55,6 +55,8 @@ async def send_to_controller(servers: str | Sequence[str], api_key: int, request
                     resp, active = await _send_once(target, api_key, request, security,
                                                     min(remaining, 30.0), version, client_id,
                                                     error_of)
+                except UnsupportedVersionError as e:  # asking again will not help
+                    raise CliError(f"{target[0]}:{target[1]}: {e}") from None
                 except (KafkaConnectionError, KafkaTimeoutError, KafkaError, OSError) as e:
                     errors.append(f"{target[0]}:{target[1]}: {e}")
                     break
