@@ -37,12 +37,9 @@ from broker.controller.channel import ControllerChannel, ControllerUnavailableEr
 from broker.controller.host import ControllerService
 from broker.controller.lifecycle import BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
-from broker.controller.quorum_bootstrap import (
-    local_kraft_version,
-    metadata_directory_id,
-    quorum_voters,
-)
+from broker.controller.quorum_bootstrap import local_kraft_version, quorum_voters
 from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
+from broker.controller.raft_voters import dynamic_quorum
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
 from broker.groups.apis import GroupApis
@@ -124,7 +121,6 @@ class Node:
         self.client_quotas: ClientQuotas | None = None
         self.admin_http: AdminHttpServer | None = None
         self.voters: dict[int, tuple[str, int]] = {}
-        self.directory_id: uuid.UUID | None = None  # the metadata log dir's (KIP-853)
         # The authorizer (authorizer.class.name), over the ACLs of this node's image.
         authz = AuthorizerConfig.from_config(config.get)
         self.authz: AuthzChecker | None = None if authz is None else AuthzChecker(
@@ -147,9 +143,8 @@ class Node:
         if voters is None:  # told to stop while asking the bootstrap servers
             return
         self.voters = voters
-        self.directory_id = metadata_directory_id(cfg)
-        logger.info("Controller quorum voters: %s; metadata log dir id: %s", ", ".join(
-            f"{i}@{h}:{p}" for i, (h, p) in sorted(self.voters.items())), self.directory_id)
+        logger.info("Controller quorum voters: %s", ", ".join(
+            f"{i}@{h}:{p}" for i, (h, p) in sorted(self.voters.items())))
         logger.info("Admin API listeners: %s", ", ".join(str(e) for e in cfg.admin_listeners))
         logger.info(
             "Log dirs: %s; metadata log dir: %s", ", ".join(cfg.log_dirs), cfg.metadata_log_dir
@@ -162,7 +157,7 @@ class Node:
             election_timeout_ms=cfg.get("controller.quorum.election.timeout.ms"),
             fetch_timeout_ms=cfg.get("controller.quorum.fetch.timeout.ms"),
             request_timeout_ms=cfg.get("controller.quorum.request.timeout.ms"),
-            snapshots=snapshots,
+            snapshots=snapshots, **dynamic_quorum(cfg),
         )
         raft.register(self.loader)
         raft.on_failure = lambda e: self.fatal(

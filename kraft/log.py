@@ -19,8 +19,12 @@ class LogEntry:
     offset: int
     epoch: int
     data: bytes
-    # Control entries (LeaderChange) are written by the leader at the start of its epoch.
+    # Control entries (LeaderChange) are written by the leader at the start of its epoch;
+    # with kraft.version 1 also KRaftVersion and Voters records (``kraft/voters.py``).
     control: bool = False
+    # Kafka's control record type of a control entry (storage.control_records.ControlRecordType;
+    # 2 LeaderChange, 5 KRaftVersion, 6 Voters).
+    control_type: int = 2
 
 
 class RaftLog(Protocol):

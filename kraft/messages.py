@@ -6,6 +6,7 @@ Every message names its ``sender`` so ``RaftNode.step`` needs no transport metad
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
 
 from kraft.log import LogEntry
@@ -35,6 +36,10 @@ class VoteRequest:
     last_epoch: int
     end_offset: int
     pre_vote: bool = False
+    # Vote v1+ (KIP-853): the candidate's directory id and the directory id it believes the
+    # receiving voter has; None when unknown (kraft.version 0, older versions).
+    candidate_directory_id: uuid.UUID | None = None
+    voter_directory_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,9 @@ class FetchRequest:
     epoch: int
     fetch_offset: int
     last_fetched_epoch: int
+    # The fetcher's metadata directory id (Fetch v17 ReplicaDirectoryId, KIP-853); None if the
+    # fetcher did not say (older versions).
+    directory_id: uuid.UUID | None = None
 
     @property
     def replica_id(self) -> int:
@@ -121,6 +129,7 @@ class ReplicaDescription:
     log_end_offset: int = -1
     last_fetch_timestamp: int = -1
     last_caught_up_timestamp: int = -1
+    directory_id: uuid.UUID | None = None  # DescribeQuorum v2 ReplicaDirectoryId
 
 
 @dataclass(frozen=True, slots=True)

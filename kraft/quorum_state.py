@@ -67,6 +67,8 @@ class ReplicaState:
     last_caught_up_timestamp: int = -1
     # The leader's log end when this replica last fetched (Kafka's lastFetchLeaderLogEndOffset).
     last_fetch_leader_end_offset: int = -1
+    # The metadata directory id it fetched with (Fetch v17, KIP-853), if it said.
+    directory_id: object = None
 
     def update_follower_state(self, now_ms: int, fetch_offset: int, leader_end: int) -> None:
         """A valid fetch at ``fetch_offset`` while the leader's log ends at ``leader_end``.
@@ -89,7 +91,8 @@ class ReplicaState:
 class Leader:
     epoch: int
     epoch_start_offset: int
-    # Per-voter fetch state; the mapping is fixed at election, the values are updated in place.
+    # Per-voter fetch state, following the latest voter set (KIP-853 changes move entries
+    # between the two mappings); the values are updated in place.
     voter_states: dict[int, ReplicaState] = field(default_factory=dict, compare=False)
     # Observers that fetched from this leader, by replica id (bounded: idle ones are dropped).
     observer_states: dict[int, ReplicaState] = field(default_factory=dict, compare=False)

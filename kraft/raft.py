@@ -25,13 +25,16 @@ before it is sent.
 
 The node is one class assembled from parts: the core here (public API, ``poll``/``advance``,
 epoch transitions), ``kraft.raft_election`` (Vote, PreVote, Begin/EndQuorumEpoch),
-``kraft.raft_leader`` (serving fetches, the high watermark, check-quorum) and
-``kraft.raft_follower`` (fetching, snapshot install, truncation).
+``kraft.raft_leader`` (serving fetches, the high watermark, check-quorum),
+``kraft.raft_follower`` (fetching, snapshot install, truncation) and ``kraft.raft_membership``
+(the voter set as data in the log and the leader's changes to it, KIP-853).
 """
 
 from __future__ import annotations
 
 import random as _random
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kraft.log import LogEntry, RaftLog
@@ -65,7 +68,9 @@ from kraft.quorum_state import (
 from kraft.raft_election import LEADER_CHANGE_DATA, ElectionsMixin
 from kraft.raft_follower import FollowerMixin, _SnapshotFetch
 from kraft.raft_leader import OBSERVER_SESSION_TIMEOUT_MS, LeaderMixin
+from kraft.raft_membership import MembershipMixin
 from kraft.snapshot_store import MemorySnapshotStore, SnapshotStore
+from kraft.voters import NO_DIRECTORY, VoterHistory, VoterSet
 
 __all__ = [
     "LEADER_CHANGE_DATA",
@@ -121,11 +126,18 @@ class Ready:
         )
 
 
-class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
+def _dir(directory_id: object) -> uuid.UUID | None:
+    """A directory id for DescribeQuorum: None when unknown or unset (kraft.version 0)."""
+    if isinstance(directory_id, uuid.UUID) and directory_id != NO_DIRECTORY:
+        return directory_id
+    return None
+
+
+class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin, MembershipMixin):
     def __init__(
         self,
         node_id: int,
-        voters: frozenset[int],
+        voters: frozenset[int] | VoterSet,
         *,
         random: _random.Random,
         election_timeout_ms: int = 1000,
@@ -136,11 +148,19 @@ class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
         election_state: ElectionState,
         snapshots: SnapshotStore | None = None,
         max_snapshot_chunk_bytes: int = MAX_SNAPSHOT_CHUNK_BYTES,
+        kraft_version: int = 0,
+        directory_id: uuid.UUID = NO_DIRECTORY,
+        snapshot_voters: Callable[[bytes], VoterSet | None] | None = None,
     ) -> None:
+        """``voters``: the static voter ids (kraft.version 0) or, with ``kraft_version`` 1,
+        the bootstrap voter set that holds until the log says otherwise (KIP-853).
+        ``snapshot_voters`` reads the voter set a snapshot's bytes hold (None: none)."""
         assert voters, "a quorum needs voters"
         self.node_id = node_id
-        self.voters = voters
-        self.is_voter = node_id in voters
+        self.directory_id = directory_id
+        initial = voters if isinstance(voters, VoterSet) else VoterSet.static(voters)
+        self._history = VoterHistory(initial, kraft_version=kraft_version)
+        self._snapshot_voters = snapshot_voters
         self.random = random
         self.election_timeout_ms = election_timeout_ms
         self.fetch_timeout_ms = fetch_timeout_ms
@@ -155,7 +175,18 @@ class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
         self.max_snapshot_chunk_bytes = max_snapshot_chunk_bytes
         self.election = election_state
         self.state: EpochState = initial_state(node_id, election_state)
-        if not self.is_voter:
+        # The voter sets the log holds (after the snapshot's, if it says one).
+        sid = log.snapshot_id
+        if sid is not None and snapshot_voters is not None:
+            size = self.snapshots.size(sid)
+            if size is not None:
+                vs = snapshot_voters(self.snapshots.read(sid, 0, size))
+                if vs is not None:
+                    self._history.reset(sid.end_offset - 1, vs)
+        if log.end_offset > log.start_offset:
+            self._log_appended(log.entries_from(log.start_offset,
+                                                log.end_offset - log.start_offset))
+        if not self.is_voter and self._history.kraft_version == 0:
             assert not isinstance(self.state, Resigned), "an observer was never leader"
 
         # Everything below the log start is in a snapshot, hence committed; the application
@@ -209,12 +240,12 @@ class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
         if isinstance(st, Leader):
             self._tick_leader(st, now_ms)
         elif isinstance(st, Follower):
-            if self.is_voter and now_ms >= self._follower_deadline_ms:
+            if self.may_campaign and now_ms >= self._follower_deadline_ms:
                 self._become_prospective(now_ms)
             else:
                 self._maybe_fetch(now_ms)
-        elif not self.is_voter:
-            self._maybe_fetch(now_ms)  # unattached observer: probe a voter for the leader
+        elif not self.may_campaign:
+            self._maybe_fetch(now_ms)  # unattached observer (or removed voter): probe a voter
         elif now_ms >= self._election_deadline_ms:
             self._become_prospective(now_ms)
 
@@ -319,6 +350,7 @@ class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
             f"snapshot {snapshot_id} does not match the log (epoch {self.log.epoch_at(end - 1)})"
         )
         self.log.truncate_prefix(snapshot_id)
+        self._history.compact(end)
         self._log_start_dirty = True
 
     def describe_quorum(self, now_ms: int) -> QuorumDescription:
@@ -328,15 +360,20 @@ class RaftNode(ElectionsMixin, LeaderMixin, FollowerMixin):
             raise NotLeader(self.epoch, self.leader_id)
         self._expire_observers(st, now_ms)
 
+        vs = self.voter_set
+
         def row(rid: int, rs: ReplicaState) -> ReplicaDescription:
+            n = vs.get(rid)
             return ReplicaDescription(
                 rid,
                 rs.end_offset if rs.last_fetch_timestamp >= 0 else -1,
                 rs.last_fetch_timestamp,
                 rs.last_caught_up_timestamp,
+                _dir(n.directory_id if n is not None else rs.directory_id),
             )
 
-        me = ReplicaDescription(self.node_id, self.log.end_offset, now_ms, now_ms)
+        me = ReplicaDescription(self.node_id, self.log.end_offset, now_ms, now_ms,
+                                _dir(self.directory_id))
         voters = [
             me if v == self.node_id else row(v, st.voter_states[v]) for v in sorted(self.voters)
         ]

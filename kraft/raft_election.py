@@ -35,7 +35,7 @@ class ElectionsMixin:
     # ------------------------------------------------------------------ transitions
 
     def _become_prospective(self, now_ms: int) -> None:
-        if not self.is_voter:
+        if not self.may_campaign:
             return
         self._transition(Prospective(self.epoch, frozenset({self.node_id})), self.election)
         self._reset_election_timer(now_ms)
@@ -82,6 +82,7 @@ class ElectionsMixin:
         # The LeaderChange control entry lets the leader commit something of its own epoch,
         # which is what makes earlier-epoch entries committable (Raft's Figure 8).
         self.log.append([LogEntry(start, epoch, LEADER_CHANGE_DATA, control=True)])
+        self._append_bootstrap_voters()  # kraft.version 1: the bootstrap voter set, once
         self._send_begin_quorum_epoch(now_ms)
         self._update_high_watermark(self.state)  # type: ignore[arg-type]
 
@@ -107,9 +108,13 @@ class ElectionsMixin:
         return (last_epoch, end_offset) >= (self.log.last_epoch, self.log.end_offset)
 
     def _on_vote_request(self, req: VoteRequest, now_ms: int) -> None:
-        if not self.is_voter:
+        if not self.is_voter and self.kraft_version == 0:
             self._reply_vote(req, False)
             return
+        # With a dynamic voter set (KIP-853, and the Raft dissertation's 4.2.2) a replica
+        # answers votes whatever its own latest set says: a voter whose removal is not yet
+        # committed may be needed by the others' majority. The candidate counts only votes of
+        # its own voters.
         if req.pre_vote:
             if req.candidate_epoch - 1 > self.epoch:
                 # The sender is already in a later epoch (it became a candidate where we did

@@ -18,6 +18,7 @@ from kraft.messages import (
     SnapshotId,
 )
 from kraft.quorum_state import Follower, Leader
+from kraft.voters import NO_DIRECTORY
 
 
 @dataclass(slots=True)
@@ -36,7 +37,7 @@ class FollowerMixin:
 
     def _fetch_target(self, now_ms: int) -> int | None:
         st = self.state
-        if self.is_voter:
+        if self.may_campaign:
             return st.leader_id if isinstance(st, Follower) else None
         leader_alive = (
             self._leader_contact_ms is not None
@@ -81,7 +82,8 @@ class FollowerMixin:
         self._fetch_in_flight_since = now_ms
         self._send(
             target,
-            FetchRequest(self.node_id, self.epoch, self.log.end_offset, self.log.last_epoch),
+            FetchRequest(self.node_id, self.epoch, self.log.end_offset, self.log.last_epoch,
+                         self.directory_id if self.directory_id != NO_DIRECTORY else None),
         )
 
     def _on_fetch_response(self, resp: FetchResponse, now_ms: int) -> None:
@@ -92,7 +94,7 @@ class FollowerMixin:
             return  # a late answer to a fetch from before the snapshot fetch began
         st = self.state
         if resp.error is not FetchError.NONE or not isinstance(st, Follower):
-            if isinstance(st, Follower) or not self.is_voter:
+            if isinstance(st, Follower) or not self.may_campaign:
                 self._fetch_in_flight_since = None
                 self._next_fetch_ms = now_ms + self.fetch_backoff_ms
             return
@@ -119,6 +121,7 @@ class FollowerMixin:
         if resp.records:
             assert resp.records[0].offset == self.log.end_offset
             self.log.append(list(resp.records))
+            self._log_appended(resp.records)
         new_hw = min(resp.high_watermark, self.log.end_offset)
         self.high_watermark = max(self.high_watermark, new_hw)
         if resp.records:
@@ -176,6 +179,12 @@ class FollowerMixin:
             f"node {self.node_id} installing {snapshot_id} below its HW {self.high_watermark}"
         )
         self.log.reset_to_snapshot(snapshot_id)
+        vs = self._snapshot_voters(data) if self._snapshot_voters is not None else None
+        if vs is not None:
+            self._history.reset(end - 1, vs)
+        else:
+            self._history.compact(end)
+        self._voters_changed()
         self.high_watermark = max(self.high_watermark, end)
         self._applied = max(self._applied, end)
         self._pending_install = (snapshot_id, data)
@@ -191,6 +200,7 @@ class FollowerMixin:
         if offset >= self.log.end_offset:
             return
         self.log.truncate_to(offset)
+        self._log_truncated(offset)
         if offset < self._stable_end:
             self._stable_end = offset
             self._truncated = True

@@ -32,8 +32,10 @@ class LeaderMixin:
 
     def _tick_leader(self, st: Leader, now_ms: int) -> None:
         # Check-quorum: a leader cut off from a majority steps down instead of lingering.
+        if self._maybe_leave_after_removal(now_ms):
+            return
         if now_ms - self._leader_since_ms >= self.fetch_timeout_ms:
-            live = 1 + sum(
+            live = int(self.is_voter) + sum(
                 1
                 for rs in st.voter_states.values()
                 if rs.last_fetch_ms is not None
@@ -67,6 +69,10 @@ class LeaderMixin:
         rs.last_fetch_ms = now_ms
         return rs
 
+    def _note_directory(self, rs: ReplicaState | None, directory_id: object) -> None:
+        if rs is not None and directory_id is not None:
+            rs.directory_id = directory_id
+
     def _snapshot_required(self, fetch_offset: int, last_fetched_epoch: int) -> bool:
         """Kafka's ``validateOffsetAndEpoch``: the fetcher must start from a snapshot if it is
         below our log start, or at it with another epoch, or its last epoch is older than the
@@ -90,7 +96,10 @@ class LeaderMixin:
         return sid if latest is None or latest < sid else latest
 
     def _update_high_watermark(self, st: Leader) -> None:
-        ends = [self._durable_end] + [rs.end_offset for rs in st.voter_states.values()]
+        # Over the latest voter set (KIP-853): a leader being removed does not count itself.
+        ends = [rs.end_offset for rs in st.voter_states.values()]
+        if self.is_voter:
+            ends.append(self._durable_end)
         ends.sort(reverse=True)
         candidate = ends[len(self.voters) // 2]
         # Only once an entry of our own epoch (offset >= epoch_start_offset) is replicated.
@@ -116,6 +125,7 @@ class LeaderMixin:
             )
             return
         rs = self._replica_state(st, req.sender, now_ms)
+        self._note_directory(rs, req.directory_id)
         if self._snapshot_required(req.fetch_offset, req.last_fetched_epoch):
             self._reply_fetch(
                 req,

@@ -9,6 +9,9 @@ The file format is Kafka's (``RecordsSnapshotWriter``): RecordBatch v2 batches,
 
 - first a control batch whose first record is a ``SnapshotHeaderRecord`` (version 0,
   ``last_contained_log_timestamp``);
+- with kraft.version 1, control batches holding the ``KRaftVersionRecord`` and the
+  ``VotersRecord`` in force at the snapshot's end (KIP-853: the voter set outlives the log
+  prefix the snapshot replaces; ``snapshot_control_records`` reads them back);
 - then data batches of framed metadata records (``encode_metadata_record``), at most
   ``MAX_RECORDS_PER_BATCH`` records (Kafka's ``SnapshotEmitter`` batch size) and
   ``MAX_BATCH_SIZE_BYTES`` bytes (``KafkaRaftClient.MAX_BATCH_SIZE_BYTES``) each;
@@ -26,7 +29,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Self
 
 from kraft.codec import CodecError, DecodeError
@@ -128,8 +131,10 @@ def snapshot_batches(
     last_contained_log_timestamp_ms: int,
     max_batch_bytes: int = MAX_BATCH_SIZE_BYTES,
     max_records_per_batch: int = MAX_RECORDS_PER_BATCH,
+    control_records: Sequence[tuple[int, bytes]] = (),
 ) -> Iterator[bytes]:
-    """The batches of a snapshot holding ``records`` (framed metadata record values)."""
+    """The batches of a snapshot holding ``records`` (framed metadata record values), after
+    ``control_records`` ((control type, value): KRaftVersion and Voters records)."""
     ts = last_contained_log_timestamp_ms
     epoch = snapshot_id.epoch
     header = SnapshotHeaderRecord(
@@ -143,6 +148,10 @@ def snapshot_batches(
         timestamp=ts,
     )
     next_offset = 1
+    for control_type, value in control_records:
+        yield build_control_batch(control_type, value=value, base_offset=next_offset,
+                                  partition_leader_epoch=epoch, timestamp=ts)
+        next_offset += 1
     pending: list[bytes] = []
     pending_bytes = HEADER_SIZE
     for value in records:
@@ -175,12 +184,34 @@ def snapshot_batches(
 
 
 def snapshot_bytes(
-    snapshot_id: SnapshotId, records: Iterable[bytes], *, last_contained_log_timestamp_ms: int
+    snapshot_id: SnapshotId, records: Iterable[bytes], *, last_contained_log_timestamp_ms: int,
+    control_records: Sequence[tuple[int, bytes]] = (),
 ) -> bytes:
     """A whole snapshot file's content, in memory."""
     return b"".join(snapshot_batches(
-        snapshot_id, records, last_contained_log_timestamp_ms=last_contained_log_timestamp_ms
+        snapshot_id, records, last_contained_log_timestamp_ms=last_contained_log_timestamp_ms,
+        control_records=control_records,
     ))
+
+
+def snapshot_control_records(data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
+    """The KRaftVersion and Voters control records of a snapshot's bytes, (type, value) in
+    order (they come before the metadata records; reading stops at the first data batch)."""
+    view = memoryview(data)
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while len(view) - pos >= LOG_OVERHEAD:
+        header, records = decode_batch(view, pos)
+        if not header.is_control:
+            break
+        for r in records:
+            ctype = parse_control_record_key(r.key)[1]
+            if ctype in _SKIPPED_CONTROL_TYPES:
+                out.append((ctype, bytes(r.value or b"")))
+            elif ctype == ControlRecordType.SNAPSHOT_FOOTER:
+                return out
+        pos += header.size
+    return out
 
 
 # ------------------------------------------------------------------------------------ reading

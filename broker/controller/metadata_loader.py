@@ -157,9 +157,13 @@ class MetadataLoader:
         store = self._store
         started = self.clock.monotonic()
 
+        # KIP-853: the voter set in force at the snapshot's end goes into it.
+        control = getattr(self._raft, "snapshot_control_records", None)
+        control_records = control(snapshot_id.end_offset) if callable(control) else []
+
         def write() -> None:
             store.write_records(snapshot_id, image_snapshot_records(image),
-                                self.clock.wall_ms())
+                                self.clock.wall_ms(), control_records)
 
         def done(fut: asyncio.Future[None]) -> None:
             self._writing = False

@@ -7,7 +7,8 @@ batches: consecutive entries of one epoch and one kind become one batch whose
 entry's data is its record's value. Control entries (the leader's LeaderChange at the start of
 its epoch) are control batches holding a real ``LeaderChangeMessage`` record: ``RaftNode`` writes
 the placeholder ``b"LeaderChange"``, which is encoded here with the leader id and voter set, and
-a decoded control entry keeps the record value bytes as its data.
+a decoded control entry keeps the record value bytes as its data and the record's control type
+(KIP-853's KRaftVersion and Voters records, ``kraft/voters.py``, go through unchanged).
 
 Durability: ``write`` (on the loop thread) truncates durably and appends to the page cache;
 ``begin_flush``/``LogFlushJob`` fsyncs in a worker thread so the event loop keeps serving; the
@@ -108,7 +109,7 @@ def encode_entries(entries: Sequence[LogEntry], *, timestamp_ms: int | None = No
                 leader = leader_of_epoch(first.epoch) if leader_of_epoch is not None else None
                 data = encode_leader_change(-1 if leader is None else leader, voters)
             out.append(build_control_batch(
-                ControlRecordType.LEADER_CHANGE, value=data, base_offset=first.offset,
+                first.control_type, value=data, base_offset=first.offset,
                 partition_leader_epoch=first.epoch, timestamp=ts))
         else:
             out.append(build_batch(
@@ -134,8 +135,9 @@ def decode_entries(buf: bytes | bytearray | memoryview) -> list[LogEntry]:
             # Any KRaft control record (LeaderChange; snapshot header/footer and voters from
             # newer writers) occupies its offset: a control entry keeping the raw value.
             for r in records:
-                parse_control_record_key(r.key)  # validates the key
-                out.append(LogEntry(r.offset, epoch, bytes(r.value or b""), control=True))
+                _, control_type = parse_control_record_key(r.key)  # validates the key
+                out.append(LogEntry(r.offset, epoch, bytes(r.value or b""), control=True,
+                                    control_type=control_type))
         else:
             for r in records:
                 out.append(LogEntry(r.offset, epoch, bytes(r.value or b"")))

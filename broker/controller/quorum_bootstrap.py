@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,10 +29,9 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import describe_cluster
-from storage.meta_properties import parse_uuid, read_bootstrap, read_meta_properties
+from storage.meta_properties import read_bootstrap
 
-__all__ = ["CONTROLLER_ENDPOINT_TYPE", "discover_voters", "local_kraft_version",
-           "metadata_directory_id", "quorum_voters"]
+__all__ = ["CONTROLLER_ENDPOINT_TYPE", "discover_voters", "local_kraft_version", "quorum_voters"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +55,6 @@ async def quorum_voters(cfg: Any, cluster_id: str, *, security: Any = None,
     return await discover_voters(cfg.controller_quorum_bootstrap_servers, cluster_id,
                                  security=security, stopping=stopping,
                                  client_id=f"node-{cfg.node_id}-quorum-bootstrap")
-
-
-def metadata_directory_id(cfg: Any) -> uuid.UUID | None:
-    """The directory id of this node's metadata log dir (its ``meta.properties``, written by
-    ``kafka-storage format``): with the node id, a voter's identity in a dynamic quorum
-    (KIP-853: the ReplicaDirectoryId of its Fetch and Vote requests, the id
-    ``kafka-metadata-quorum add-controller`` sends). None if the file has none."""
-    meta = read_meta_properties(cfg.metadata_log_dir)
-    if meta is None or meta.directory_id is None:
-        return None
-    return uuid.UUID(bytes=parse_uuid(meta.directory_id))
 
 
 def local_kraft_version(cfg: Any, raft: Any = None) -> int | None:

@@ -42,7 +42,8 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +53,10 @@ from broker.controller import raft_wire as wire
 from broker.controller.metadata_log import MetadataLog
 from broker.controller.quorum_state_file import QuorumStateFile, quorum_state_path
 from broker.controller.raft_inbound import InboundRequests
+from broker.controller.raft_membership_apis import MEMBERSHIP_API_VERSIONS, MembershipApis
 from broker.controller.raft_peers import RaftPeer, exchange
 from broker.controller.raft_persist import ReadyPersister
+from broker.controller.raft_voters import Membership, VoterDirectory, snapshot_voters
 from broker.network.context import RequestContext
 from broker.protocol.api_keys import ApiKey
 from kraft.log import LogEntry
@@ -69,6 +72,7 @@ from kraft.messages import (
 )
 from kraft.quorum_state import ElectionState, Leader
 from kraft.raft import NotLeader, RaftNode, Ready
+from kraft.voters import NO_DIRECTORY, VoterSet
 from storage.fileutil import make_dirs
 
 __all__ = [
@@ -88,6 +92,7 @@ RAFT_API_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.FETCH: (wire.FETCH_VERSIONS.start, wire.FETCH_VERSIONS.stop - 1),
     ApiKey.FETCH_SNAPSHOT: (0, 1),
     ApiKey.DESCRIBE_QUORUM: (0, 2),
+    **MEMBERSHIP_API_VERSIONS,  # AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter (KIP-853)
 }
 """What a controller listener must advertise for these handlers (ApiVersions)."""
 
@@ -129,19 +134,33 @@ class RaftManager:
     ``voters`` maps each voter id to its controller listener address. A node not in ``voters``
     is an observer (a broker). Register listeners before ``start()``; a listener registered
     later is caught up from the first entry the log still holds.
+
+    KIP-853: with ``kraft_version`` 1 the voter set is data in the log (``kraft/voters.py``);
+    ``bootstrap_voters`` (the set ``kafka-storage format`` chose, with directory ids and
+    endpoints) holds until the log says otherwise, ``voters`` then follows the latest set, and
+    ``directory_id`` (the metadata log dir's) is this node's half of its voter key.
     """
 
     def __init__(self, node_id: int, cluster_id: str, voters: dict[int, tuple[str, int]],
                  metadata_log_dir: str, *, election_timeout_ms: int = 1000,
                  fetch_timeout_ms: int = 2000, fetch_max_wait_ms: int = 500,
                  request_timeout_ms: int = 2000, seed: int | None = None,
-                 snapshots: object | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 snapshots: object | None = None, clock: Clock = SYSTEM_CLOCK,
+                 kraft_version: int = 0, directory_id: uuid.UUID | None = None,
+                 bootstrap_voters: VoterSet | None = None,
+                 controller_listener_name: str = "CONTROLLER") -> None:
         if not voters:
             raise ValueError("the quorum needs at least one voter")
         self.clock = clock
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.voters = dict(voters)
+        self._kraft_version = kraft_version
+        self.directory_id = directory_id
+        self._bootstrap_voters = bootstrap_voters
+        self.controller_listener_name = controller_listener_name
+        self._directory = VoterDirectory(self)
+        self.membership = Membership(self)
         self.metadata_log_dir = metadata_log_dir
         self.election_timeout_ms = election_timeout_ms
         self.fetch_timeout_ms = fetch_timeout_ms
@@ -158,6 +177,7 @@ class RaftManager:
             ApiKey.FETCH: inbound.handle_fetch,
             ApiKey.FETCH_SNAPSHOT: inbound.handle_fetch_snapshot,
             ApiKey.DESCRIBE_QUORUM: inbound.handle_describe_quorum,
+            **MembershipApis(self).handlers,
         }
         self._node: RaftNode | None = None
         self._log: MetadataLog | None = None
@@ -202,11 +222,17 @@ class RaftManager:
         kwargs: dict[str, Any] = {}
         if self._snapshots is not None:
             kwargs["snapshots"] = self._snapshots
+        initial: frozenset[int] | VoterSet = frozenset(self.voters)
+        if self._kraft_version >= 1 and self._bootstrap_voters is not None:
+            initial = self._bootstrap_voters
         self._node = RaftNode(
-            self.node_id, frozenset(self.voters), random=self._random,
+            self.node_id, initial, random=self._random,
             election_timeout_ms=self.election_timeout_ms, fetch_timeout_ms=self.fetch_timeout_ms,
             fetch_backoff_ms=0, log=self._log.memory,
-            election_state=ElectionState(epoch, voted, leader), **kwargs)
+            election_state=ElectionState(epoch, voted, leader),
+            kraft_version=self._kraft_version,
+            directory_id=self.directory_id or NO_DIRECTORY,
+            snapshot_voters=snapshot_voters if self._kraft_version >= 1 else None, **kwargs)
         self._leader = LeaderAndEpoch(self._node.leader_id, self._node.epoch)
         self._committed_end = self._node.log.start_offset
         if snapshot_id is not None and self._snapshots is not None:
@@ -226,6 +252,7 @@ class RaftManager:
         for vid, (host, port) in self.voters.items():
             if vid != self.node_id:
                 self._peers[vid] = RaftPeer(self, vid, host, port)
+        self._directory.sync()  # the voters the log names (KIP-853)
         self._driver = self._loop.create_task(self._drive())
         self._ticker = self._loop.create_task(self._tick_loop())
         self._wake.set()
@@ -303,6 +330,43 @@ class RaftManager:
         self._listeners.append(st)
         if self._started and not self._closed:
             self._wake.set()
+
+    @property
+    def kraft_version(self) -> int:
+        """The quorum's kraft.version: 1 once the voter set is data in the log (KIP-853)."""
+        node = self._node
+        return node.kraft_version if node is not None else self._kraft_version
+
+    async def add_voter(self, voter_id: int, directory_id: uuid.UUID,
+                        endpoints: Sequence[tuple[str, str, int]], *,
+                        timeout_ms: int | None = None,
+                        ack_when_committed: bool = True) -> tuple[int, str | None]:
+        """AddRaftVoter as the leader: (error code, message). The new voter must fetch as an
+        observer with ``directory_id`` and catch up first (REQUEST_TIMED_OUT otherwise)."""
+        return await self.membership.add_voter(voter_id, directory_id, endpoints,
+                                               timeout_ms=timeout_ms,
+                                               ack_when_committed=ack_when_committed)
+
+    async def remove_voter(self, voter_id: int, directory_id: uuid.UUID, *,
+                           timeout_ms: int | None = None) -> tuple[int, str | None]:
+        return await self.membership.remove_voter(voter_id, directory_id,
+                                                  timeout_ms=timeout_ms)
+
+    async def update_voter(self, voter_id: int, directory_id: uuid.UUID,
+                           endpoints: Sequence[tuple[str, str, int]], min_version: int,
+                           max_version: int, *,
+                           timeout_ms: int | None = None) -> tuple[int, str | None]:
+        return await self.membership.update_voter(voter_id, directory_id, endpoints,
+                                                  min_version, max_version,
+                                                  timeout_ms=timeout_ms)
+
+    def snapshot_control_records(self, end_offset: int) -> list[tuple[int, bytes]]:
+        """KIP-853: the KRaftVersion and Voters records a snapshot ending there holds."""
+        return self._directory.snapshot_control_records(end_offset)
+
+    def voter_nodes(self) -> list[tuple[int, list[tuple[str, str, int]]]]:
+        """DescribeQuorum v2 Nodes: the voters' endpoints."""
+        return self._directory.nodes()
 
     @property
     def leader_and_epoch(self) -> LeaderAndEpoch:
@@ -489,6 +553,7 @@ class RaftManager:
     def _after_ready(self) -> None:
         node = self._node
         assert node is not None
+        self._directory.sync()
         self._inbound.ack_persisted(self._persisted, node)
         leader = LeaderAndEpoch(node.leader_id, node.epoch)
         if leader != self._leader:

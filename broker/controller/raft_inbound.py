@@ -217,7 +217,7 @@ class InboundRequests:
         except NotImplementedError as e:
             return wire.describe_quorum_response(None, ErrorCode.UNKNOWN_SERVER_ERROR,
                                                  message=str(e))
-        return wire.describe_quorum_response(desc)
+        return wire.describe_quorum_response(desc, nodes=self.mgr.voter_nodes())
 
     # ------------------------------------------------------------------ going away
 

@@ -93,6 +93,11 @@ _NO_ID = -1
 _FETCH_ERRORS = {e.value: e for e in FetchError}
 
 
+def _dir(value: Any) -> Any:
+    """A directory id from the wire: None for the zero UUID ("not given")."""
+    return None if value is None or value == ZERO_UUID else value
+
+
 def _id(value: int | None) -> int:
     return _NO_ID if value is None else value
 
@@ -132,7 +137,9 @@ def vote_request_to_wire(msg: VoteRequest, cluster_id: str, dest: int, version: 
     epoch = msg.candidate_epoch - 1 if msg.pre_vote else msg.candidate_epoch
     part = R.PartitionData(
         partition_index=METADATA_PARTITION, candidate_epoch=epoch, candidate_id=msg.sender,
-        last_offset_epoch=msg.last_epoch, last_offset=msg.end_offset, pre_vote=msg.pre_vote)
+        last_offset_epoch=msg.last_epoch, last_offset=msg.end_offset, pre_vote=msg.pre_vote,
+        candidate_directory_id=msg.candidate_directory_id or ZERO_UUID,
+        voter_directory_id=msg.voter_directory_id or ZERO_UUID)
     return R.cls(cluster_id=cluster_id, voter_id=dest, topics=[
         R.TopicData(topic_name=METADATA_TOPIC, partitions=[part])])
 
@@ -148,7 +155,8 @@ def vote_request_from_wire(req: Any, cluster_id: str) -> tuple[VoteRequest | Non
     pre = bool(part.pre_vote)
     epoch = part.candidate_epoch + 1 if pre else part.candidate_epoch
     return VoteRequest(part.candidate_id, epoch, part.last_offset_epoch, part.last_offset,
-                       pre), ErrorCode.NONE
+                       pre, _dir(part.candidate_directory_id),
+                       _dir(part.voter_directory_id)), ErrorCode.NONE
 
 
 def vote_response_to_wire(msg: VoteResponse) -> Any:
@@ -272,6 +280,8 @@ def fetch_request_to_wire(msg: FetchRequest, cluster_id: str, version: int, *,
                             fetch_offset=msg.fetch_offset,
                             last_fetched_epoch=msg.last_fetched_epoch, log_start_offset=-1,
                             partition_max_bytes=max_bytes)
+    if version >= 17 and msg.directory_id is not None:
+        part.replica_directory_id = msg.directory_id  # KIP-853: the fetcher's directory
     topic = (R.FetchTopic(topic=METADATA_TOPIC, partitions=[part]) if version < 13
              else R.FetchTopic(topic_id=METADATA_TOPIC_ID, partitions=[part]))
     kw: dict[str, Any] = {}
@@ -305,8 +315,9 @@ def fetch_request_from_wire(req: Any, version: int, cluster_id: str
     if part is None:
         return None, err
     replica = req.replica_state.replica_id if version >= 15 else req.replica_id
+    directory = _dir(part.replica_directory_id) if version >= 17 else None
     return FetchRequest(replica, part.current_leader_epoch, part.fetch_offset,
-                        part.last_fetched_epoch), ErrorCode.NONE
+                        part.last_fetched_epoch, directory), ErrorCode.NONE
 
 
 def _fetch_topic_response(version: int, part: Any) -> Any:
@@ -478,15 +489,19 @@ def describe_quorum_request_from_wire(req: Any) -> int:
 
 def _replica_state(r: ReplicaDescription) -> Any:
     return _dq.RESPONSE.ReplicaState(
-        replica_id=r.replica_id, replica_directory_id=ZERO_UUID, log_end_offset=r.log_end_offset,
+        replica_id=r.replica_id, replica_directory_id=r.directory_id or ZERO_UUID,
+        log_end_offset=r.log_end_offset,
         last_fetch_timestamp=r.last_fetch_timestamp,
         last_caught_up_timestamp=r.last_caught_up_timestamp)
 
 
 def describe_quorum_response(desc: QuorumDescription | None, error_code: int = 0, *,
-                             message: str | None = None) -> Any:
+                             message: str | None = None,
+                             nodes: Iterable[tuple[int, Iterable[tuple[str, str, int]]]] = (),
+                             ) -> Any:
     """The leader's description, or a partition-level error (NOT_LEADER_OR_FOLLOWER on a
-    non-leader) / top-level error (anything about the request itself)."""
+    non-leader) / top-level error (anything about the request itself). ``nodes``: the voters'
+    endpoints (v2 Nodes: node id, [(listener name, host, port)])."""
     R = _dq.RESPONSE
     if desc is None:
         if error_code in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_REQUEST,
@@ -502,7 +517,10 @@ def describe_quorum_response(desc: QuorumDescription | None, error_code: int = 0
             current_voters=[_replica_state(r) for r in desc.voters],
             observers=[_replica_state(r) for r in desc.observers])
     return R.cls(error_code=0, topics=[R.TopicData(topic_name=METADATA_TOPIC,
-                                                   partitions=[part])])
+                                                   partitions=[part])],
+                 nodes=[R.Node(node_id=nid, listeners=[
+                     R.Listener(name=name, host=host, port=port) for name, host, port in eps])
+                     for nid, eps in nodes])
 
 
 def describe_quorum_from_wire(resp: Any) -> tuple[QuorumDescription | None, int]:
@@ -517,7 +535,7 @@ def describe_quorum_from_wire(resp: Any) -> tuple[QuorumDescription | None, int]
 
     def rd(s: Any) -> ReplicaDescription:
         return ReplicaDescription(s.replica_id, s.log_end_offset, s.last_fetch_timestamp,
-                                  s.last_caught_up_timestamp)
+                                  s.last_caught_up_timestamp, _dir(s.replica_directory_id))
 
     return QuorumDescription(part.leader_id, part.leader_epoch, part.high_watermark,
                              tuple(rd(s) for s in part.current_voters),

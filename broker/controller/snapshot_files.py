@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kraft.messages import SnapshotId
@@ -86,14 +86,17 @@ def write_snapshot(
     records: Iterable[bytes],
     *,
     last_contained_log_timestamp_ms: int,
+    control_records: Sequence[tuple[int, bytes]] = (),
 ) -> Path:
-    """Write a snapshot of ``records`` durably into ``directory``; return its path.
+    """Write a snapshot of ``records`` (after ``control_records``: the KRaftVersion and
+    Voters records) durably into ``directory``; return its path.
 
     An existing file of the same name is replaced (atomically).
     """
     path = Path(directory) / snapshot_file_name(snapshot_id)
     _write_durably(path, snapshot_batches(
-        snapshot_id, records, last_contained_log_timestamp_ms=last_contained_log_timestamp_ms
+        snapshot_id, records, last_contained_log_timestamp_ms=last_contained_log_timestamp_ms,
+        control_records=control_records,
     ))
     return path
 
@@ -177,13 +180,15 @@ class FileSnapshotStore:
         snapshot_id: SnapshotId,
         records: Iterable[bytes],
         last_contained_log_timestamp_ms: int,
+        control_records: Sequence[tuple[int, bytes]] = (),
     ) -> Path:
         """Write a snapshot of ``records`` (framed metadata record values) atomically."""
         path = self.path(snapshot_id)
         if snapshot_id in self._sizes:
             return path
         write_snapshot(self.directory, snapshot_id, records,
-                       last_contained_log_timestamp_ms=last_contained_log_timestamp_ms)
+                       last_contained_log_timestamp_ms=last_contained_log_timestamp_ms,
+                       control_records=control_records)
         self._sizes[snapshot_id] = path.stat().st_size
         return path
 

@@ -21,6 +21,7 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import create_topics, describe_quorum, metadata
+from storage.meta_properties import read_meta_properties
 from tools.proc_cluster import REPO, ProcCluster, env
 
 SESSION_TIMEOUT_S = 4.0  # broker.session.timeout.ms in ProcCluster
@@ -142,7 +143,11 @@ def test_quorum_controller_failover_fencing_and_restart(cluster: ProcCluster) ->
                          "describe", "--status")
     assert f"ClusterId:              {c.cluster_id}" in status
     assert "LeaderId:" in status and "HighWatermark:" in status
-    assert '{"id": 4, "directoryId": null}' in status.split("CurrentObservers:")[1]
+    # Observers fetch with their metadata log dir's directory id (Fetch v17, KIP-853).
+    meta = read_meta_properties(c.nodes[4].data_dir)
+    assert meta is not None
+    assert f'{{"id": 4, "directoryId": "{meta.directory_id}"}}' in \
+        status.split("CurrentObservers:")[1]
     # Through any single controller, a follower included: the tool finds the leader.
     for one in c.bootstrap_controllers.split(","):
         alone = quorum_tool(c, "--bootstrap-controller", one, "describe", "--status")

@@ -46,14 +46,16 @@ class InvariantViolation(AssertionError):
 
 def encode_state(applied: list[LogEntry]) -> bytes:
     """The snapshot of the sim's state machine: every applied entry, in order."""
-    return b"".join(f"{e.epoch} {int(e.control)} {e.data.hex()}\n".encode() for e in applied)
+    return b"".join(f"{e.epoch} {int(e.control)} {e.data.hex()} {e.control_type}\n".encode()
+                    for e in applied)
 
 
 def decode_state(data: bytes) -> list[LogEntry]:
     out = []
     for i, line in enumerate(data.decode().splitlines()):
-        epoch, control, hexdata = line.split(" ")
-        out.append(LogEntry(i, int(epoch), bytes.fromhex(hexdata), control == "1"))
+        epoch, control, hexdata, control_type = line.split(" ")
+        out.append(LogEntry(i, int(epoch), bytes.fromhex(hexdata), control == "1",
+                            int(control_type)))
     return out
 
 
@@ -192,7 +194,8 @@ class Sim:
             self._check_snapshot_state(sn, sid, sn.applied, "loaded")
         sn.node = RaftNode(
             sn.node_id,
-            self.voters,
+            self._initial_voters(),
+            **self._node_kwargs(sn),
             random=random.Random(self.seed * 7919 + sn.node_id * 131 + sn.incarnation),
             election_timeout_ms=self.cfg.election_timeout_ms,
             fetch_timeout_ms=self.cfg.fetch_timeout_ms,
@@ -204,6 +207,16 @@ class Sim:
             max_snapshot_chunk_bytes=self.snapshot_chunk_bytes,
         )
         sn.last_hw = sn.node.high_watermark
+
+    def _dispatch_extra(self, kind: str, arg: Any) -> None:
+        """An event kind a subclass added (the membership sim's changes)."""
+
+    def _initial_voters(self) -> Any:
+        return self.voters
+
+    def _node_kwargs(self, sn: SimNode) -> dict[str, Any]:
+        """Extra RaftNode arguments (the membership sim's voter set and directory ids)."""
+        return {}
 
     def crash(self, nid: int) -> None:
         sn = self.nodes[nid]
@@ -451,16 +464,21 @@ class Sim:
                 sn.cut_since = None
                 self.leading.discard(nid)
                 continue
-            reachable = 1
-            for v in self.voters:
+            voters = self._voters_of(node)
+            reachable = int(nid in voters)
+            for v in voters:
                 if v != nid and self.connected(nid, v):
                     vn = self.nodes[v]
                     if not vn.crashed and not vn.paused:
                         reachable += 1
-            if 2 * reachable > len(self.voters):
+            if 2 * reachable > len(voters):
                 sn.cut_since = None
             elif sn.cut_since is None:
                 sn.cut_since = self.now
+
+    def _voters_of(self, node: RaftNode) -> frozenset[int]:
+        """The voter set a leader answers to (static here; its latest set with KIP-853)."""
+        return self.voters
 
     def _check_quorum_rule(self, sn: SimNode) -> None:
         """Check-quorum: a leader that no majority could reach for the fetch timeout resigns
@@ -802,6 +820,8 @@ class Sim:
             elif kind == "client" and self.faults:
                 self.client_append()
                 self._schedule(self.cfg.client_interval_ms, "client", None)
+            else:
+                self._dispatch_extra(kind, arg)
             self._note_reachability()
             if len(self.history) > 200:
                 del self.history[:100]

@@ -1,12 +1,11 @@
 """What a node starts its quorum with (broker/controller/quorum_bootstrap.py) without asking
-anybody: static voters, the voters a controller was formatted with, its kraft.version and its
-metadata directory id; and that asking unreachable bootstrap servers ends when told to stop."""
+anybody: static voters, the voters a controller was formatted with, its kraft.version; and that
+asking unreachable bootstrap servers ends when told to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,16 +14,12 @@ import pytest
 from broker.controller.quorum_bootstrap import (
     discover_voters,
     local_kraft_version,
-    metadata_directory_id,
     quorum_voters,
 )
 from storage.meta_properties import (
     BootstrapMetadata,
     DynamicVoter,
-    MetaProperties,
-    parse_uuid,
     write_bootstrap,
-    write_meta_properties,
 )
 
 DIR_ID = "f2D9cXJ1T8Wb0lAQmiR3hQ"
@@ -50,12 +45,6 @@ def test_static_and_formatted_voters(tmp_path: Path) -> None:
     # The Raft layer's own level wins; a broker with only bootstrap servers does not know.
     assert local_kraft_version(dynamic, SimpleNamespace(kraft_version=0)) == 0
     assert local_kraft_version(cfg(tmp_path, controller=False)) is None
-
-
-def test_metadata_directory_id(tmp_path: Path) -> None:
-    assert metadata_directory_id(cfg(tmp_path)) is None
-    write_meta_properties(tmp_path, MetaProperties("c", 1, directory_id=DIR_ID))
-    assert metadata_directory_id(cfg(tmp_path)) == uuid.UUID(bytes=parse_uuid(DIR_ID))
 
 
 def test_discovery_stops_when_told(tmp_path: Path) -> None:
