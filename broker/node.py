@@ -42,6 +42,7 @@ from broker.controller.raft_driver import RAFT_API_VERSIONS, RaftManager
 from broker.controller.raft_voters import dynamic_quorum
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
+from broker.controller.voter_forwarding import voter_change_forwarders
 from broker.groups.apis import GroupApis
 from broker.log_tasks import start_log_tasks
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
@@ -197,6 +198,7 @@ class Node:
             self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
             broker_handlers[ApiKey.UPDATE_FEATURES] = self._forward(ApiKey.UPDATE_FEATURES)
+            broker_handlers.update(voter_change_forwarders(lambda: self.channel))
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
             broker_handlers.update(TopicPartitionsApi(lambda: self.loader.image).handlers)
