@@ -172,7 +172,10 @@ class MembershipWorkload:
             if r.returncode == 0:
                 self.history.add("ok", f, "changer", value={"node": node}, output=out)
             else:
-                unknown = "REQUEST_TIMED_OUT" in out or "no active controller" in out
+                # The tool resends after a lost connection: DUPLICATE_VOTER / VOTER_NOT_FOUND
+                # may answer its own first attempt, which took effect.
+                unknown = any(m in out for m in ("REQUEST_TIMED_OUT", "no active controller",
+                                                 "DUPLICATE_VOTER", "VOTER_NOT_FOUND"))
                 self.history.add("info" if unknown else "fail", f, "changer",
                                  value={"node": node}, error=out[-300:])
 
