@@ -56,6 +56,8 @@ class VoteResponse:
 class BeginQuorumEpoch:
     sender: int
     epoch: int
+    # v1 (KIP-853): the directory id the leader's voter set names for the receiver.
+    voter_directory_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ the node's state and use its transitions (``_transition``, ``_become_unattached`
 
 from __future__ import annotations
 
+import uuid
+
 from kraft.log import LogEntry
 from kraft.messages import (
     BeginQuorumEpoch,
@@ -25,6 +27,7 @@ from kraft.quorum_state import (
     Resigned,
     Unattached,
 )
+from kraft.voters import NO_DIRECTORY
 
 LEADER_CHANGE_DATA = b"LeaderChange"
 
@@ -44,10 +47,19 @@ class ElectionsMixin:
             self._send(
                 v,
                 VoteRequest(
-                    self.node_id, self.epoch + 1, self.log.last_epoch, self.log.end_offset, True
+                    self.node_id, self.epoch + 1, self.log.last_epoch, self.log.end_offset, True,
+                    *self._vote_keys(v),
                 ),
             )
         self._maybe_win_prevote(now_ms)
+
+    def _vote_keys(self, voter: int) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+        """Vote v1's directory ids (KIP-853): ours and the one our voter set names for
+        ``voter``; None where unknown (kraft.version 0)."""
+        n = self.voter_set.get(voter)
+        theirs = n.directory_id if n is not None and n.directory_id != NO_DIRECTORY else None
+        ours = self.directory_id if self.directory_id != NO_DIRECTORY else None
+        return ours, theirs
 
     def _maybe_win_prevote(self, now_ms: int) -> None:
         st = self.state
@@ -62,7 +74,8 @@ class ElectionsMixin:
         self._reset_election_timer(now_ms)
         for v in self.voters - {self.node_id}:
             self._send(
-                v, VoteRequest(self.node_id, epoch, self.log.last_epoch, self.log.end_offset)
+                v, VoteRequest(self.node_id, epoch, self.log.last_epoch, self.log.end_offset,
+                               False, *self._vote_keys(v))
             )
         self._maybe_win_election(now_ms)
 
@@ -91,7 +104,7 @@ class ElectionsMixin:
         assert isinstance(st, Leader)
         for v, rs in st.voter_states.items():
             if rs.last_fetch_ms is None:
-                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch))
+                self._send(v, BeginQuorumEpoch(self.node_id, st.epoch, self._vote_keys(v)[1]))
         self._next_begin_epoch_ms = now_ms + self.request_timeout_ms
 
     def _resign(self, now_ms: int) -> None:
@@ -114,7 +127,12 @@ class ElectionsMixin:
         # With a dynamic voter set (KIP-853, and the Raft dissertation's 4.2.2) a replica
         # answers votes whatever its own latest set says: a voter whose removal is not yet
         # committed may be needed by the others' majority. The candidate counts only votes of
-        # its own voters.
+        # its own voters. A request meant for another directory (our disk was replaced: we
+        # are not the voter it asks) is refused (Kafka answers INVALID_VOTER_KEY).
+        if (req.voter_directory_id is not None and self.directory_id != NO_DIRECTORY
+                and req.voter_directory_id != self.directory_id):
+            self._reply_vote(req, False)
+            return
         if req.pre_vote:
             if req.candidate_epoch - 1 > self.epoch:
                 # The sender is already in a later epoch (it became a candidate where we did
@@ -192,6 +210,9 @@ class ElectionsMixin:
     def _on_begin_quorum_epoch(self, msg: BeginQuorumEpoch, now_ms: int) -> None:
         if msg.epoch < self.epoch:
             return
+        if (msg.voter_directory_id is not None and self.directory_id != NO_DIRECTORY
+                and msg.voter_directory_id != self.directory_id):
+            return  # meant for the voter of another directory (Kafka: INVALID_VOTER_KEY)
         st = self.state
         if msg.epoch == self.epoch:
             assert not isinstance(st, (Leader, Resigned)) or msg.sender == self.node_id, (

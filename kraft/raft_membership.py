@@ -143,6 +143,8 @@ class MembershipMixin:
         st = self.state
         if not isinstance(st, Leader):
             return NOT_LEADER_OR_FOLLOWER, "this replica is not the leader"
+        if not self.is_voter:  # it removed itself: it only waits for that to commit
+            return NOT_LEADER_OR_FOLLOWER, "the leader is leaving the voter set"
         if self._history.kraft_version < 1:
             return UNSUPPORTED_VERSION, ("Cluster doesn't support changing the voter set "
                                          "because the kraft.version feature is 0")

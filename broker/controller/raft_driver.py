@@ -337,28 +337,23 @@ class RaftManager:
         node = self._node
         return node.kraft_version if node is not None else self._kraft_version
 
+    # KIP-853 voter changes as the leader, each -> (error code, message): see
+    # ``broker.controller.raft_voters.Membership`` (a new voter must fetch as an observer with
+    # its directory id and catch up first, else REQUEST_TIMED_OUT).
     async def add_voter(self, voter_id: int, directory_id: uuid.UUID,
-                        endpoints: Sequence[tuple[str, str, int]], *,
-                        timeout_ms: int | None = None,
-                        ack_when_committed: bool = True) -> tuple[int, str | None]:
-        """AddRaftVoter as the leader: (error code, message). The new voter must fetch as an
-        observer with ``directory_id`` and catch up first (REQUEST_TIMED_OUT otherwise)."""
-        return await self.membership.add_voter(voter_id, directory_id, endpoints,
-                                               timeout_ms=timeout_ms,
-                                               ack_when_committed=ack_when_committed)
+                        endpoints: Sequence[tuple[str, str, int]],
+                        **kw: Any) -> tuple[int, str | None]:
+        return await self.membership.add_voter(voter_id, directory_id, endpoints, **kw)
 
-    async def remove_voter(self, voter_id: int, directory_id: uuid.UUID, *,
-                           timeout_ms: int | None = None) -> tuple[int, str | None]:
-        return await self.membership.remove_voter(voter_id, directory_id,
-                                                  timeout_ms=timeout_ms)
+    async def remove_voter(self, voter_id: int, directory_id: uuid.UUID,
+                           **kw: Any) -> tuple[int, str | None]:
+        return await self.membership.remove_voter(voter_id, directory_id, **kw)
 
     async def update_voter(self, voter_id: int, directory_id: uuid.UUID,
                            endpoints: Sequence[tuple[str, str, int]], min_version: int,
-                           max_version: int, *,
-                           timeout_ms: int | None = None) -> tuple[int, str | None]:
+                           max_version: int, **kw: Any) -> tuple[int, str | None]:
         return await self.membership.update_voter(voter_id, directory_id, endpoints,
-                                                  min_version, max_version,
-                                                  timeout_ms=timeout_ms)
+                                                  min_version, max_version, **kw)
 
     def snapshot_control_records(self, end_offset: int) -> list[tuple[int, bytes]]:
         """KIP-853: the KRaftVersion and Voters records a snapshot ending there holds."""

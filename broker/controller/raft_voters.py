@@ -79,6 +79,8 @@ class VoterDirectory:
                 del mgr.voters[vid]
         mgr.voters.update(addresses)
         from broker.controller.raft_peers import RaftPeer
+        # Peers of voters no longer in the set stay: a removed leader still leads until its
+        # removal commits, and its followers must reach it for that.
         for vid, (host, port) in addresses.items():
             if vid == mgr.node_id:
                 continue
@@ -143,11 +145,12 @@ class Membership:
             node = mgr._node
             if node is None or mgr._closed:
                 break
+            if node.high_watermark > offset and (
+                    offset < node.log.start_offset or node.log.epoch_at(offset) == epoch):
+                return ErrorCode.NONE, None  # our record (of our epoch) is committed
             if node.epoch != epoch:
                 return (ErrorCode.NOT_LEADER_OR_FOLLOWER,
                         "leadership changed before the voter change committed")
-            if node.high_watermark > offset:  # same epoch, same leader: its record committed
-                return ErrorCode.NONE, None
             await asyncio.sleep(0.01)
         return ErrorCode.REQUEST_TIMED_OUT, "timed out waiting for the voter change to commit"
 

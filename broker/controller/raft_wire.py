@@ -190,7 +190,8 @@ def begin_quorum_epoch_request_to_wire(msg: BeginQuorumEpoch, cluster_id: str,
                                        dest: int) -> Any:
     R = _bqe.REQUEST
     part = R.PartitionData(partition_index=METADATA_PARTITION, leader_id=msg.sender,
-                           leader_epoch=msg.epoch)
+                           leader_epoch=msg.epoch,
+                           voter_directory_id=msg.voter_directory_id or ZERO_UUID)
     return R.cls(cluster_id=cluster_id, voter_id=dest, topics=[
         R.TopicData(topic_name=METADATA_TOPIC, partitions=[part])])
 
@@ -243,6 +244,9 @@ def _epoch_request_from_wire(req: Any, cluster_id: str, cls: Any) -> tuple[Any, 
                                   lambda p: p.partition_index)
     if part is None:
         return None, err
+    if cls is BeginQuorumEpoch:
+        return cls(part.leader_id, part.leader_epoch,
+                   _dir(getattr(part, "voter_directory_id", None))), ErrorCode.NONE
     return cls(part.leader_id, part.leader_epoch), ErrorCode.NONE
 
 

@@ -211,14 +211,27 @@ def test_standalone_grows_to_three_and_shrinks_without_losing_metadata(
     assert sorted(n.node_id for n in resp.nodes) == [1, 2, 3]
     assert {n.node_id: n.listeners[0].port for n in resp.nodes} == \
         {i: nodes[i].spec.controller_port for i in (1, 2, 3)}
-    # A voter already in the set is refused as Kafka does.
+    # A voter already in the set is refused as Kafka does; so is a node that is not fetching
+    # (it cannot catch up within the request's timeout), and a follower sends the caller on.
     assert add_voter(nodes, nodes[2]) == ErrorCode.DUPLICATE_VOTER
+    R = add_raft_voter.REQUEST
+    ghost = R.cls(cluster_id=cluster_id, timeout_ms=300, voter_id=9,
+                  voter_directory_id=uuid.uuid4(),
+                  listeners=[R.Listener(name="CONTROLLER", host=LOOPBACK, port=1)])
+    leader_id = resp.topics[0].partitions[0].leader_id
+    follower = next(i for i in (1, 2, 3) if i != leader_id)
+    assert call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.ADD_RAFT_VOTER,
+                ghost).error_code == ErrorCode.REQUEST_TIMED_OUT
+    assert call((LOOPBACK, nodes[follower].spec.controller_port), ApiKey.ADD_RAFT_VOTER,
+                ghost).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    ghost.cluster_id = "another-cluster"
+    assert call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.ADD_RAFT_VOTER,
+                ghost).error_code == ErrorCode.INCONSISTENT_CLUSTER_ID
     write_marker(nodes, "grown")
 
     # Remove the leader itself (the standalone controller): it leads until the removal
     # commits, then steps down, and one of the other two takes over.
     R = remove_raft_voter.REQUEST
-    leader_id = resp.topics[0].partitions[0].leader_id
     removed = nodes[leader_id]
     rresp = call((LOOPBACK, removed.spec.controller_port), ApiKey.REMOVE_RAFT_VOTER,
                  R.cls(cluster_id=None, voter_id=leader_id,
