@@ -237,12 +237,50 @@ def cmd_format(args: argparse.Namespace) -> int:
                         records=scram_records,
                     ),
                 )
+                if voters is not None:
+                    _write_bootstrap_checkpoint(directory, voters, config)
             write_meta_properties(
                 directory, MetaProperties(cluster_id, node_id, directory_id=directory_id)
             )
         except OSError as e:
             raise CommandError(f"Error while writing meta.properties file {directory}: {e}") from e
     return 0
+
+
+def _write_bootstrap_checkpoint(directory: str, voters: list[DynamicVoter],
+                                config: KafkaConfig) -> None:
+    """Kafka's bootstrap checkpoint of a dynamic quorum (KIP-853):
+    ``__cluster_metadata-0/00000000000000000000-0000000000.checkpoint`` holding the
+    KRaftVersionRecord (1) and the VotersRecord of the initial controllers; a node starting on
+    this log takes its voter set from it, and the first leader appends both records to the
+    log (kraft/raft_membership.py)."""
+    import time
+    import uuid
+
+    from broker.controller.quorum_state_file import METADATA_PARTITION_DIR
+    from broker.controller.snapshot_files import write_snapshot
+    from kraft.messages import SnapshotId
+    from kraft.voters import (
+        KRAFT_VERSION_TYPE,
+        VOTERS_TYPE,
+        Endpoint,
+        VoterNode,
+        VoterSet,
+        encode_kraft_version,
+        encode_voters,
+    )
+    from storage.meta_properties import parse_uuid
+
+    listener = (config.controller_listener_names or ["CONTROLLER"])[0]
+    voter_set = VoterSet.of([
+        VoterNode(v.node_id, uuid.UUID(bytes=parse_uuid(v.directory_id)),
+                  (Endpoint(listener, v.host, v.port),)) for v in voters])
+    partition = Path(directory) / METADATA_PARTITION_DIR
+    partition.mkdir(parents=True, exist_ok=True)
+    write_snapshot(partition, SnapshotId(0, 0), [],
+                   last_contained_log_timestamp_ms=int(time.time() * 1000),
+                   control_records=[(KRAFT_VERSION_TYPE, encode_kraft_version(1)),
+                                    (VOTERS_TYPE, encode_voters(voter_set))])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ class RaftManager:
             election_state=ElectionState(epoch, voted, leader),
             kraft_version=self._kraft_version,
             directory_id=self.directory_id or NO_DIRECTORY,
-            snapshot_voters=snapshot_voters if self._kraft_version >= 1 else None, **kwargs)
+            snapshot_voters=snapshot_voters, **kwargs)
         self._leader = LeaderAndEpoch(self._node.leader_id, self._node.epoch)
         self._committed_end = self._node.log.start_offset
         if snapshot_id is not None and self._snapshots is not None:

@@ -25,6 +25,7 @@ import pytest
 
 from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutError
 from broker.controller.metadata_log import MetadataLog
+from broker.controller.raft_voters import snapshot_voters
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import (
@@ -32,6 +33,7 @@ from broker.protocol.messages import (
     alter_client_quotas,
     describe_quorum,
     remove_raft_voter,
+    update_raft_voter,
 )
 from kraft.metadata_records import MetadataRecordType, decode_metadata_record
 from kraft.voters import VOTERS_TYPE, decode_voters
@@ -182,6 +184,12 @@ def test_standalone_grows_to_three_and_shrinks_without_losing_metadata(
     props["controller.quorum.bootstrap.servers"] = f"{LOOPBACK}:{first.spec.controller_port}"
     first.write_config(props)
     first.format(cluster_id, extra_args=["--standalone"])
+    # The bootstrap checkpoint holds the first voter set, with its directory id and endpoint.
+    checkpoint = first.data_dir / "__cluster_metadata-0" / "00000000000000000000-0000000000.checkpoint"
+    boot = snapshot_voters(checkpoint.read_bytes())
+    assert boot is not None and [(n.voter_id, n.directory_id, n.endpoints[0].port)
+                                 for n in boot.nodes] == \
+        [(1, directory_of(first), first.spec.controller_port)]
     first.start()
     first.wait_for(READY_LINE, 60)
     resp = wait_for(lambda: describe({1: first}), 30, "the standalone controller to lead")
@@ -227,6 +235,19 @@ def test_standalone_grows_to_three_and_shrinks_without_losing_metadata(
     ghost.cluster_id = "another-cluster"
     assert call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.ADD_RAFT_VOTER,
                 ghost).error_code == ErrorCode.INCONSISTENT_CLUSTER_ID
+    # UpdateRaftVoter: voter 3 re-announces its endpoint under another listener name.
+    U = update_raft_voter.REQUEST
+    upd = U.cls(cluster_id=cluster_id, current_leader_epoch=-1, voter_id=3,
+                voter_directory_id=directory_of(nodes[3]),
+                listeners=[U.Listener(name="CONTROLLER2", host=LOOPBACK,
+                                      port=nodes[3].spec.controller_port)],
+                kraft_version_feature=U.KRaftVersionFeature(min_supported_version=0,
+                                                            max_supported_version=1))
+    uresp = call((LOOPBACK, nodes[leader_id].spec.controller_port), ApiKey.UPDATE_RAFT_VOTER,
+                 upd)
+    assert uresp.error_code == ErrorCode.NONE and uresp.current_leader.leader_id == leader_id
+    named = {n.node_id: n.listeners[0].name for n in describe(nodes).nodes}
+    assert named[3] == "CONTROLLER2" and named[2] == "CONTROLLER"
     write_marker(nodes, "grown")
 
     # Remove the leader itself (the standalone controller): it leads until the removal

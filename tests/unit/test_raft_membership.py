@@ -135,3 +135,19 @@ def test_history_truncate_and_compact() -> None:
     assert len(h) == 1 and h.latest == vs(1, 2)
     h.truncate(0)  # the oldest set is never dropped
     assert h.latest == vs(1, 2)
+
+
+def test_update_voter_replaces_endpoints_only_for_the_same_voter() -> None:
+    sim = MembershipSim(4)
+    leader = quiet(sim)
+    now = sim.now
+    moved = VoterNode(2, directory_of(2), (Endpoint("CONTROLLER", "h2", 19093),))
+    assert leader.update_voter(VoterNode(2, uuid.uuid4()), now)[0] == VOTER_NOT_FOUND
+    too_new = VoterNode(2, directory_of(2), moved.endpoints, 2, 3)
+    assert leader.update_voter(too_new, now)[0] == 42  # INVALID_REQUEST: kraft.version 1 unsupported
+    err, _, off = leader.update_voter(moved, now)
+    assert err == 0 and leader.voter_set.get(2) == moved and leader.voters == {1, 2, 3}
+    sim._drive(sim.nodes[leader.node_id])
+    sim.run_until(sim.now + 500)
+    assert leader.high_watermark > off
+    assert all(sn.node.voter_set.get(2) == moved for sn in sim.nodes.values() if sn.node)
