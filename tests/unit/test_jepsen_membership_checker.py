@@ -73,3 +73,13 @@ def test_divergent_log_image_and_voters() -> None:
 
 def test_unknown_without_a_commit_point() -> None:
     assert check(created("a"), {1: log(1, *GOOD)}, committed=None)["verdict"] == "unknown"
+
+
+def test_leader_change_bytes_are_counted_not_fatal() -> None:
+    other = (((1, 2, b"leader-change-other-voters")), *GOOD[1:])
+    r = check(created("a", "b"), {1: log(1, *GOOD), 2: log(2, *other)}, committed=4)
+    assert r["verdict"] == "valid" and r["stats"]["leader_change_bytes_differ"] == 1
+    # Another kind of entry at that offset is a divergence.
+    other = ((1, None, topic("z", T2)), *GOOD[1:])
+    r = check([], {1: log(1, *GOOD), 2: log(2, *other)}, committed=4)
+    assert r["anomalies"]["divergent-log"] == 1
