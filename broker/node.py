@@ -36,12 +36,13 @@ from broker.controller.apis import ControllerApis
 from broker.controller.channel import ControllerChannel, ControllerUnavailableError
 from broker.controller.engine import QuorumEngine, create_engine
 from broker.controller.host import ControllerService
-from broker.controller.lifecycle import METADATA_VERSION_RANGE, BrokerLifecycleManager
+from broker.controller.lifecycle import BrokerLifecycleManager
 from broker.controller.metadata_loader import MetadataLoader
-from broker.controller.quorum_bootstrap import quorum_voters
+from broker.controller.quorum_bootstrap import local_kraft_version, quorum_voters
 from broker.controller.raft_driver import RAFT_API_VERSIONS
 from broker.controller.scram_translation import alter_scram_timed_out
 from broker.controller.snapshot_files import FileSnapshotStore
+from broker.controller.voter_forwarding import voter_change_forwarders
 from broker.groups.apis import GroupApis
 from broker.log_tasks import start_log_tasks
 from broker.network.context import ApiFeatures, ListenerSpec, RequestContext
@@ -65,7 +66,7 @@ from broker.security.scram_apis import describe_scram_handler
 from broker.transactions.apis import ADVERTISED as TXN_API_VERSIONS
 from broker.transactions.apis import TransactionApis
 from kraft.controller import ControllerConfig, QuorumController
-from kraft.image import METADATA_VERSION
+from kraft.controller.feature_control import KRAFT_VERSION, SUPPORTED_FEATURES
 from kraft.image import Endpoint as BrokerEndpoint
 from kraft.metadata_records import decode_metadata_record
 from storage.errors import StorageError
@@ -175,6 +176,7 @@ class Node:
                 controller_config = dataclasses.replace(
                     controller_config,
                     metadata_version=metadata_version_level(boot.metadata_version),
+                    kraft_version=boot.kraft_version,
                     bootstrap_records=tuple(
                         decode_metadata_record(bytes.fromhex(r))[::2] for r in boot.records))
             qc = QuorumController(controller_config,
@@ -191,6 +193,8 @@ class Node:
                 cfg.node_id, raft.voters, lambda: raft.leader_and_epoch.leader_id)
             self.channel.security = raft.security
             broker_handlers[ApiKey.DESCRIBE_QUORUM] = self._forward(ApiKey.DESCRIBE_QUORUM)
+            broker_handlers[ApiKey.UPDATE_FEATURES] = self._forward(ApiKey.UPDATE_FEATURES)
+            broker_handlers.update(voter_change_forwarders(lambda: self.channel))
             self._start_replica_manager(broker_handlers)
             broker_handlers[ApiKey.DESCRIBE_CLUSTER] = self._describe_cluster_broker
             broker_handlers.update(TopicPartitionsApi(lambda: self.loader.image).handlers)
@@ -442,11 +446,16 @@ class Node:
         return self.loader.image.scram.get(user, mechanism)
 
     def _api_features(self) -> ApiFeatures:
-        """ApiVersions v3+: the metadata.version levels this node runs, and the cluster's
-        finalized levels as of the metadata offset this node has applied."""
+        """ApiVersions v3+: the feature levels this node runs (metadata.version, kraft.version),
+        and the cluster's finalized levels as of the metadata offset this node has applied."""
         image = self.loader.image
-        return ApiFeatures(supported=((METADATA_VERSION, *METADATA_VERSION_RANGE),),
-                           finalized=tuple(sorted(image.features.levels.items())),
+        finalized = dict(image.features.levels)
+        kraft_version = local_kraft_version(self.config, self.raft)
+        if finalized and kraft_version is not None:
+            finalized[KRAFT_VERSION] = kraft_version
+        return ApiFeatures(supported=tuple(sorted(
+                               (name, *r) for name, r in SUPPORTED_FEATURES.items())),
+                           finalized=tuple(sorted(finalized.items())),
                            epoch=image.offset if image.features.levels else -1)
 
     def _high_watermarks(self) -> dict[tuple[str, int], int] | None:

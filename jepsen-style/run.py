@@ -6,6 +6,7 @@ everything back, check the history.
     python jepsen-style/run.py --profile planted-unsafe  # must report lost writes
     python jepsen-style/run.py --seed 42               # reproduce a run
     python jepsen-style/run.py --profile txn           # the transactional workload under faults
+    python jepsen-style/run.py --profile membership    # controllers added/removed (membership.py)
 
 Writes ``<out>/run-<i>-seed-<seed>/{history.jsonl,report.json}`` and ``<out>/summary.json``,
 prints a report per run with its verdict: VALID, INVALID (a fatal anomaly), or UNKNOWN (no
@@ -39,6 +40,7 @@ for p in (str(HERE), str(REPO)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import membership
 import metadata_run
 import txn_checker
 from checker import check
@@ -85,6 +87,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # node's metadata log and image checked (metadata_workload.py, metadata_checker.py).
     "metadata": {"workload": "metadata", "time_limit": 60.0,
                  "nemesis": "kill,pause,partition,lose-unsynced,lose-unsynced-all"},
+    # Controllers added and removed (KIP-853) under kill and partition (membership.py).
+    "membership": {"workload": "membership", "time_limit": 60.0, "nemesis": "kill,partition"},
 }
 
 
@@ -92,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
-    ap.add_argument("--workload", choices=("queue", "txn", "metadata"),
+    ap.add_argument("--workload", choices=("queue", "txn", "metadata", "membership"),
                     help="queue (workload.py) or txn: transactions and an exactly-once "
                          "pipeline (txn_workload.py); default: the profile's")
     ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
@@ -168,6 +172,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     if a.workload == "metadata":
         return metadata_run.run_once(a, seed, out)
+    if a.workload == "membership":
+        report = membership.run_once(a, seed, out)
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        return report
     out.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
     extra = {"min.insync.replicas": str(a.min_insync)}
@@ -372,6 +380,9 @@ def missing_transaction_apis(cluster: Cluster) -> str | None:
 def print_report(r: dict[str, Any]) -> None:
     if r.get("workload") == "metadata":
         metadata_run.print_report(r)
+        return
+    if r.get("workload") == "membership":
+        membership.print_report(r)
         return
     if r.get("workload") == "txn":
         print_txn_report(r)

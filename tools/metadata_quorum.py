@@ -1,5 +1,6 @@
 """``kafka-metadata-quorum (--bootstrap-controller H:P | --bootstrap-server H:P) describe
---status | --replication [--human-readable]``: what Kafka's tool prints, from DescribeQuorum.
+--status | --replication [--human-readable]``: what Kafka's tool prints, from DescribeQuorum;
+``add-controller`` / ``remove-controller`` (KIP-853) are in ``tools.quorum_membership``.
 
 DescribeQuorum is answered by the Raft leader; the tool asks each given server in turn and
 uses the first full answer. A broker forwards it to the active controller; a follower controller
@@ -23,6 +24,8 @@ from broker.client import KafkaConnection, KafkaConnectionError, KafkaTimeoutErr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import describe_cluster, describe_quorum
+from tools import quorum_membership as membership
+from tools.cli_client import CliError
 
 PROG = "kafka-metadata-quorum"
 METADATA_TOPIC = "__cluster_metadata"
@@ -200,13 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     conn = parser.add_mutually_exclusive_group(required=True)
     conn.add_argument("--bootstrap-server", help="comma-separated host:port of brokers")
     conn.add_argument("--bootstrap-controller", help="comma-separated host:port of controllers")
-    parser.add_argument("--command-config", help="accepted for compatibility; ignored")
+    parser.add_argument("--command-config", help="Property file containing configs to be "
+                        "passed to Admin Client. For add-controller, the file is used to "
+                        "specify the controller properties as well.")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("describe", help="Describe the metadata quorum info")
     d.add_argument("--status", action="store_true")
     d.add_argument("--replication", action="store_true")
     d.add_argument("--human-readable", action="store_true")
+    membership.add_subparsers(sub)
     args = parser.parse_args(argv)
+    bootstrap = args.bootstrap_controller or args.bootstrap_server
+    if args.command in ("add-controller", "remove-controller"):
+        return _membership(args, bootstrap)
     if args.status and args.replication:
         print("Only one of --status or --replication should be specified with describe "
               "sub-command", file=sys.stderr)
@@ -228,6 +237,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return 1
     return 0
+
+
+def _membership(args: argparse.Namespace, bootstrap: str) -> int:
+    async def body() -> int:
+        if args.command == "add-controller":
+            return await membership.add_controller(bootstrap, args.command_config, args.dry_run)
+        return await membership.remove_controller(
+            bootstrap, args.command_config, args.controller_id, args.controller_directory_id,
+            args.dry_run)
+
+    try:
+        return asyncio.run(body())
+    except CliError as e:
+        print(str(e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.controller import acl_translation as acl_tr
+from broker.controller import feature_translation as ftr
 from broker.controller import quota_translation as qtr
 from broker.controller import translation as tr
 from broker.controller.scram_translation import alter_scram_request, alter_scram_response
@@ -78,6 +79,9 @@ _OPERATIONS: dict[int, tuple[Callable[[Any, int], Any],
     ApiKey.ALTER_CLIENT_QUOTAS: (
         qtr.alter_client_quotas_request, QuorumController.alter_client_quotas,
         qtr.alter_client_quotas_response),
+    ApiKey.UPDATE_FEATURES: (
+        ftr.update_features_request, QuorumController.update_features,
+        ftr.update_features_response),
 }
 
 

@@ -69,10 +69,12 @@ class ControllerChannel:
         return conn
 
     async def send(self, api_key: int, request: Any, *, timeout_s: float = 30.0,
-                   retry_on: Callable[[Any], bool] | None = None) -> Any:
+                   retry_on: Callable[[Any], bool] | None = None,
+                   attempt_timeout_s: float = 10.0) -> Any:
         """Send to the active controller; retry elsewhere on NOT_CONTROLLER (top-level
-        ``error_code``), connection errors and timeouts, and whenever ``retry_on(response)``
-        says so, until ``timeout_s`` has passed."""
+        ``error_code``), connection errors and timeouts (``attempt_timeout_s`` per attempt:
+        longer for a request the controller may hold, like AddRaftVoter), and whenever
+        ``retry_on(response)`` says so, until ``timeout_s`` has passed."""
         deadline = self.clock.monotonic() + timeout_s
         avoid: int | None = None
         last: BaseException | str | None = None
@@ -83,7 +85,8 @@ class ControllerChannel:
             target = self._candidate(avoid)
             try:
                 conn = await self._connection(target)
-                resp = await conn.send(api_key, request, timeout_s=min(remaining, 10.0))
+                resp = await conn.send(api_key, request,
+                                       timeout_s=min(remaining, attempt_timeout_s))
             except (KafkaConnectionError, KafkaTimeoutError, OSError) as e:
                 last = e
                 avoid = target

@@ -25,14 +25,14 @@ from broker.controller.channel import ControllerChannel, ControllerUnavailableEr
 from broker.protocol.api_keys import ApiKey
 from broker.protocol.errors import ErrorCode
 from broker.protocol.messages import broker_heartbeat, broker_registration
+from kraft.controller.feature_control import METADATA_VERSION_RANGE
 from kraft.image import Endpoint
 
-__all__ = ["BrokerLifecycleManager", "BrokerState"]
+__all__ = ["METADATA_VERSION_RANGE", "BrokerLifecycleManager", "BrokerState"]
 
 logger = logging.getLogger(__name__)
 
-# metadata.version levels this broker can run (3.3-IV0 .. 4.0-IV3).
-METADATA_VERSION_RANGE = (4, 25)
+# metadata.version levels this broker can run: METADATA_VERSION_RANGE (3.3-IV0 .. 4.0-IV3).
 NO_CONTROLLER_GIVE_UP_S = 2.0
 
 

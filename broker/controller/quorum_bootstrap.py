@@ -31,7 +31,7 @@ from broker.protocol.errors import ErrorCode, KafkaError
 from broker.protocol.messages import describe_cluster
 from storage.meta_properties import read_bootstrap
 
-__all__ = ["CONTROLLER_ENDPOINT_TYPE", "discover_voters", "quorum_voters"]
+__all__ = ["CONTROLLER_ENDPOINT_TYPE", "discover_voters", "local_kraft_version", "quorum_voters"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,22 @@ async def quorum_voters(cfg: Any, cluster_id: str, *, security: Any = None,
     return await discover_voters(cfg.controller_quorum_bootstrap_servers, cluster_id,
                                  security=security, stopping=stopping,
                                  client_id=f"node-{cfg.node_id}-quorum-bootstrap")
+
+
+def local_kraft_version(cfg: Any, raft: Any = None) -> int | None:
+    """kraft.version as this node knows it: the quorum's own when the Raft layer tracks it
+    (``raft.kraft_version``), else 0 for static ``controller.quorum.voters``, else what this
+    controller was formatted with; None on a broker that knows only bootstrap servers."""
+    level = getattr(raft, "kraft_version", None)
+    if isinstance(level, int):
+        return level
+    if cfg.controller_quorum_voters:
+        return 0
+    if cfg.is_controller:
+        boot = read_bootstrap(cfg.metadata_log_dir)
+        if boot is not None:
+            return int(boot.kraft_version)
+    return None
 
 
 async def discover_voters(servers: Sequence[tuple[str, int]], cluster_id: str, *,

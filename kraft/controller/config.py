@@ -32,6 +32,10 @@ class ControllerConfig:
     # Records written once after metadata.version on an empty log (kafka-storage format
     # --add-scram): (record type, record).
     bootstrap_records: tuple[tuple[int, Any], ...] = ()
+    # kraft.version of the quorum (KIP-853): 0 static voters, 1 formatted with --standalone or
+    # --initial-controllers (kraft/controller/feature_control.py).
+    kraft_version: int = 0
+    node_id: int = -1  # this controller's id (in error messages)
 
     @classmethod
     def from_kafka_config(cls, cfg: Any, cluster_id: str | None = None) -> ControllerConfig:
@@ -51,4 +55,5 @@ class ControllerConfig:
                 cfg.get("leader.imbalance.per.broker.percentage")),
             cluster_id=cluster_id,
             controller_ids=frozenset(int(v) for v in voters),
+            node_id=int(getattr(cfg, "node_id", -1)),
         )

@@ -32,6 +32,7 @@ from kraft.controller import (
     cluster_control,
     configuration_control,
     directories,
+    feature_control,
     reassignment,
     replication_control,
     scram_control,
@@ -275,6 +276,14 @@ class QuorumController:
                             now_ms: int) -> ControllerResult:
         self._check_active()
         return client_quota_control.alter_client_quotas(self.image, request)
+
+    def update_features(self, request: feature_control.UpdateFeaturesRequest,
+                        now_ms: int) -> ControllerResult:
+        self._check_active()
+        return feature_control.update_features(
+            self.image, request, node_id=self.config.node_id,
+            default_metadata_version=self.config.metadata_version,
+            kraft_version=self.config.kraft_version)
 
     # ------------------------------------------------------------------ periodic
 

@@ -397,10 +397,13 @@ def test_api_versions_4_features_and_describe_cluster_2(cluster: ProcCluster) ->
     assert ranges[ApiKey.FETCH] == (4, 17) and ranges[ApiKey.PRODUCE] == (0, 12)
     assert ranges[ApiKey.METADATA] == (0, 13) and ranges[ApiKey.LIST_OFFSETS] == (0, 10)
     assert ranges[ApiKey.API_VERSIONS] == (0, 4) and ranges[ApiKey.DESCRIBE_CLUSTER] == (0, 2)
-    [sup] = resp.supported_features
-    [fin] = resp.finalized_features
-    assert sup.name == fin.name == "metadata.version"
-    assert sup.min_version <= fin.max_version_level == fin.min_version_level <= sup.max_version
+    supported = {f.name: (f.min_version, f.max_version) for f in resp.supported_features}
+    finalized = {f.name: (f.min_version_level, f.max_version_level)
+                 for f in resp.finalized_features}
+    assert supported == {"metadata.version": (4, 25), "kraft.version": (0, 1)}
+    lo, hi = finalized["metadata.version"]
+    assert 4 <= lo == hi <= 25
+    assert finalized["kraft.version"] == (0, 0)  # a static quorum (controller.quorum.voters)
     assert resp.finalized_features_epoch >= 0
     # DescribeCluster v2: fenced brokers only when asked for, and marked. Stop broker b (a
     # clean shutdown fences it) and wait until the controller has.

@@ -30,6 +30,7 @@ from broker.protocol.messages import (
     incremental_alter_configs,
     list_partition_reassignments,
     unregister_broker,
+    update_features,
 )
 from kraft.controller import NotController
 from storage.error_codes import ErrorCode as E
@@ -48,6 +49,7 @@ MODULES = {
     ApiKey.CREATE_ACLS: create_acls, ApiKey.DELETE_ACLS: delete_acls,
     ApiKey.ALTER_CLIENT_QUOTAS: alter_client_quotas,
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: alter_user_scram_credentials,
+    ApiKey.UPDATE_FEATURES: update_features,
 }
 
 
@@ -112,6 +114,27 @@ def _ready(p: InProcess, *brokers: int) -> None:
 
 def test_handlers_cover_every_api() -> None:
     assert set(InProcess().apis.handlers) == set(MODULES)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_update_features_versions(version: int) -> None:
+    p = InProcess()
+    R = update_features.REQUEST
+    req = R.cls(feature_updates=[R.FeatureUpdateKey(feature="metadata.version",
+                                                    max_version_level=22)])
+    resp = p.call(ApiKey.UPDATE_FEATURES, version, req)
+    assert resp.error_code == 0
+    assert [r.feature for r in resp.results] == ([] if version == 2 else ["metadata.version"])
+    assert p.h.image.features.metadata_version == 22
+    req.feature_updates[0].max_version_level = 21
+    resp = p.call(ApiKey.UPDATE_FEATURES, version, req)  # a downgrade asked as an upgrade
+    assert resp.error_code == E.INVALID_UPDATE_VERSION and resp.results == []
+    if version == 0:
+        req.feature_updates[0].allow_downgrade = True
+    else:
+        req.feature_updates[0].upgrade_type = 2
+    assert p.call(ApiKey.UPDATE_FEATURES, version, req).error_code == 0
+    assert p.h.image.features.metadata_version == 21
 
 
 @pytest.mark.parametrize("version", [0, 1, 4])
