@@ -303,9 +303,6 @@ def print_report(r: dict[str, Any]) -> None:
           f"removed {s['controllers_removed']}; committed offset {s['committed_offset']}")
     found = {k: v for k, v in r["anomalies"].items() if v}
     print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
-    if s.get("leader_change_bytes_differ"):
-        print(f"   LeaderChange entries whose bytes differ between nodes (not an anomaly, see "
-              f"membership_checker.py): {s['leader_change_bytes_differ']}")
     for k, ex in r["examples"].items():
         print(f"     {k}: {ex[:2]}")
     for n in r["notes"]:

@@ -22,11 +22,9 @@ Rules, each counted as an anomaly:
 - ``short-log``: a node's log ends below the committed offset although it had caught up (it
   lost entries it had acknowledged to the leader).
 
-Not an anomaly but counted (``stats["leader_change_bytes_differ"]``, with examples): a
-LeaderChange control entry of the same epoch whose bytes differ between nodes. Raft's entry is
-a placeholder (kraft/raft_election.py) that each node encodes with the voters it knows when it
-writes or serves it (broker/controller/metadata_log.py), so with a changing voter set the
-informational voter list in it can differ; nothing reads it back.
+A LeaderChange control entry counts like any other: Raft's entry is a placeholder
+(kraft/raft_election.py) that every node encodes with the voter set in force at its offset
+(``RaftManager.voters_at``, broker/controller/metadata_log.py), so equal logs hold equal bytes.
 
 The verdict is ``valid`` with no anomaly, ``invalid`` with any, ``unknown`` when the logs
 could not be read or the committed offset was not found (``notes`` say why).
@@ -47,7 +45,6 @@ __all__ = ["ANOMALIES", "NodeLog", "check"]
 ANOMALIES = ("lost-metadata", "divergent-log", "divergent-image", "divergent-voters",
              "short-log")
 VOTERS_CONTROL_TYPE = 6  # Kafka's KRaftVoters control record (storage/control_records.py)
-LEADER_CHANGE_CONTROL_TYPE = 2
 
 Entry = tuple[int, int, int | None, bytes]  # offset, epoch, control type (None: data), data
 
@@ -131,20 +128,13 @@ def check(ops: list[dict[str, Any]], logs: dict[int, NodeLog],
     # Log matching: the same entry at every offset two nodes both hold below the commit.
     nodes = sorted(prefixes)
     reference = {e[0]: (n, e) for n in reversed(nodes) for e in prefixes[n]}
-    leader_change_bytes: list[Any] = []
     for n in nodes:
         for e in prefixes[n]:
             other_node, other = reference[e[0]]
             if other_node == n or other[1:] == e[1:]:
                 continue
-            where = {"offset": e[0], "nodes": [n, other_node], "epochs": [e[1], other[1]]}
-            if e[1:3] == other[1:3] == (e[1], LEADER_CHANGE_CONTROL_TYPE):
-                leader_change_bytes.append(where)
-            else:
-                found("divergent-log", where)
-    stats["leader_change_bytes_differ"] = len(leader_change_bytes)
-    if leader_change_bytes:
-        examples["leader-change-bytes"] = leader_change_bytes[:3]
+            found("divergent-log", {"offset": e[0], "nodes": [n, other_node],
+                                    "epochs": [e[1], other[1]]})
     images = {n: _topics(prefixes[n]) for n in nodes}
     for topic in acked:
         missing = [n for n in nodes if topic not in images[n][1]]

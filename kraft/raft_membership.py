@@ -56,6 +56,11 @@ class MembershipMixin:
     def voter_set(self) -> VoterSet:
         return self._history.latest
 
+    def voters_at(self, offset: int) -> frozenset[int]:
+        """The voter ids in force at ``offset`` of this log (the last VotersRecord at or
+        below it): equal on every replica holding that offset, by log matching."""
+        return self._history.at(offset).ids
+
     @property
     def is_voter(self) -> bool:
         return self._history.latest.contains(self.node_id, self.directory_id)

@@ -93,11 +93,14 @@ def _runs(entries: Sequence[LogEntry]) -> Iterable[Sequence[LogEntry]]:
 
 def encode_entries(entries: Sequence[LogEntry], *, timestamp_ms: int | None = None,
                    leader_of_epoch: Callable[[int], int | None] | None = None,
-                   voters: Iterable[int] = ()) -> bytes:
+                   voters: Iterable[int] | Callable[[int], Iterable[int]] = ()) -> bytes:
     """Entries as record batches (see the module doc). ``leader_of_epoch`` names the leader
-    for a placeholder LeaderChange entry (-1 if unknown)."""
+    for a placeholder LeaderChange entry (-1 if unknown); ``voters`` its voters, or a function
+    of the entry's offset giving the voter set in force there, so that every node encodes the
+    same entry to the same bytes whenever it writes or serves it."""
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    voters = tuple(voters)
+    voters_at = voters if callable(voters) else None
+    fixed = () if callable(voters) else tuple(voters)
     out: list[bytes] = []
     for run in _runs(entries):
         first = run[0]
@@ -107,7 +110,9 @@ def encode_entries(entries: Sequence[LogEntry], *, timestamp_ms: int | None = No
             data = first.data
             if data == LEADER_CHANGE_DATA:
                 leader = leader_of_epoch(first.epoch) if leader_of_epoch is not None else None
-                data = encode_leader_change(-1 if leader is None else leader, voters)
+                data = encode_leader_change(
+                    -1 if leader is None else leader,
+                    voters_at(first.offset) if voters_at is not None else fixed)
             out.append(build_control_batch(
                 first.control_type, value=data, base_offset=first.offset,
                 partition_leader_epoch=first.epoch, timestamp=ts))
@@ -216,7 +221,7 @@ class MetadataLog:
 
     def write(self, truncate_to: int | None, entries: Sequence[LogEntry], *,
               leader_of_epoch: Callable[[int], int | None] | None = None,
-              voters: Iterable[int] = ()) -> None:
+              voters: Iterable[int] | Callable[[int], Iterable[int]] = ()) -> None:
         """Truncate (durably) then append ``entries`` to the page cache. Call ``begin_flush``
         (or ``flush``) afterwards to make the append durable."""
         if truncate_to is not None:

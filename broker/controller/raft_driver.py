@@ -248,7 +248,7 @@ class RaftManager:
         for st in self._listeners:
             st.next_offset = max(st.next_offset, self._committed_end)
         self._persister = ReadyPersister(self.node_id, self._qs, self._log, self._snapshots,
-                                         self.voters, self._loop)
+                                         self.voters_at, self._loop)
         for vid, (host, port) in self.voters.items():
             if vid != self.node_id:
                 self._peers[vid] = RaftPeer(self, vid, host, port)
@@ -362,6 +362,12 @@ class RaftManager:
     def voter_nodes(self) -> list[tuple[int, list[tuple[str, str, int]]]]:
         """DescribeQuorum v2 Nodes: the voters' endpoints."""
         return self._directory.nodes()
+
+    def voters_at(self, offset: int) -> frozenset[int]:
+        """The voter ids in force at ``offset`` of the log (what a LeaderChange entry there
+        names): the same on every node holding that offset, whenever it is encoded."""
+        node = self._node
+        return frozenset(self.voters) if node is None else node.voters_at(offset)
 
     @property
     def leader_and_epoch(self) -> LeaderAndEpoch:

@@ -86,7 +86,7 @@ class InboundRequests:
                 self.parked.append(p)  # long poll
                 return
             self._hw_sent[dest] = msg.high_watermark
-            p.future.set_result(wire.fetch_response_to_wire(msg, p.version, voters=mgr.voters))
+            p.future.set_result(wire.fetch_response_to_wire(msg, p.version, voters=mgr.voters_at))
         elif isinstance(msg, VoteResponse):
             p.future.set_result(wire.vote_response_to_wire(msg))
         else:

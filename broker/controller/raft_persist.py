@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 
 from broker.controller.metadata_log import MetadataLog
 from broker.controller.quorum_state_file import QuorumStateFile
@@ -35,13 +36,13 @@ class ReadyPersister:
     """Persists Readys of node ``node_id`` into ``qs`` and ``log`` (see the module doc)."""
 
     def __init__(self, node_id: int, qs: QuorumStateFile, log: MetadataLog,
-                 snapshots: object | None, voters: dict[int, tuple[str, int]],
+                 snapshots: object | None, voters_at: Callable[[int], Iterable[int]],
                  loop: asyncio.AbstractEventLoop) -> None:
         self.node_id = node_id
         self._qs = qs
         self._log = log
         self._snapshots = snapshots
-        self.voters = voters
+        self.voters_at = voters_at
         self._loop = loop
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"raft-fsync-{node_id}")
@@ -72,7 +73,7 @@ class ReadyPersister:
         if ready.entries_to_append:
             node_id = self.node_id
             mlog.write(None, ready.entries_to_append, leader_of_epoch=lambda _e: node_id,
-                       voters=self.voters)
+                       voters=self.voters_at)
             job = mlog.begin_flush()
             fsync = self._loop.run_in_executor(self._executor, job.run)
             ok = False

@@ -332,7 +332,8 @@ def _fetch_topic_response(version: int, part: Any) -> Any:
 
 
 def fetch_response_to_wire(msg: FetchResponse, version: int, *,
-                           voters: Iterable[int] = (), records: bytes | None = None) -> Any:
+                           voters: Iterable[int] | Callable[[int], Iterable[int]] = (),
+                           records: bytes | None = None) -> Any:
     """``records`` overrides encoding ``msg.records`` (e.g. bytes read from disk)."""
     R = _fetch.RESPONSE
     data = records
