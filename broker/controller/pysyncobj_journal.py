@@ -13,9 +13,10 @@ node then starts with an empty journal, and pysyncobj's leader sends it the log 
 
 This is unsafe for Raft, and known to be: a voter that forgot its log and its vote can vote
 for a candidate missing a committed entry, and with a majority of such voters a committed entry
-disappears (docs/architecture.md, "Quorum engines"). The kraft engine fsyncs its log and
-quorum state before answering and never needs this; ``make bench-engines`` measures the
-difference.
+can disappear; after a power loss of every controller, each one's derived metadata log is
+ahead of the new, empty pysyncobj log and no controller leads again (docs/architecture.md).
+The kraft engine fsyncs its log and quorum state before answering and never needs this;
+``make bench-engines`` measures the difference.
 """
 
 from __future__ import annotations
