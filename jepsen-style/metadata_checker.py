@@ -130,7 +130,8 @@ def _unreachable_pairs(kind: str, v: dict[str, Any], voters: list[int]) -> set[t
                     cut |= {(a, b), (b, a)}
         for a, b in v.get("cut", []):
             cut |= {(a, b), (b, a)}
-    elif kind in ("pause", "kill", "lose-unsynced", "lose-unsynced-all"):
+    elif kind in ("pause", "kill", "lose-unsynced", "lose-unsynced-all",
+                  "lose-unsynced-majority"):
         for down in v.get("nodes", []):
             for a in voters:
                 if a != down:

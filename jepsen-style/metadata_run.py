@@ -88,6 +88,7 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
                                     fetch_timeout_ms=FETCH_TIMEOUT_MS,
                                     final_complete=final_complete)
     crashed = [op for op in history.ops if op["f"] in ("worker-crash", "harness-error")]
+    storage = storage_after_faults(cluster)
     report = {
         "seed": seed,
         "workload": "metadata",
@@ -100,6 +101,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
                    if op["process"] == "nemesis" and op["f"].startswith("start-")],
         "fault_seconds": 0.0,
         "final_read_complete": final_complete,
+        "storage_unopenable_nodes": len(storage),
+        "storage_unopenable": storage,
         "notes": notes + [f"{op['f']}: {op.get('error')}" for op in crashed],
         **result,
     }
@@ -108,6 +111,30 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         report["unknown_reason"] = "a worker or the harness crashed"
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+SET_ASIDE = "could not be opened"  # broker/controller/pysyncobj_journal.py's ERROR
+
+
+def storage_after_faults(cluster: Cluster) -> dict[int, list[str]]:
+    """Per node whose storage could not be opened at some start during the run: the engine's
+    ERROR lines for the files it moved aside, and the last line of a start that failed
+    (a traceback before "Kafka Server started")."""
+    out: dict[int, list[str]] = {}
+    for i, node in sorted(cluster.nodes.items()):
+        try:
+            text = node.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        found = [line[line.find("ERROR"):][:300] for line in text.splitlines()
+                 if SET_ASIDE in line]
+        for run in ("\n" + text).split("\n--- start ")[1:]:
+            if "Kafka Server started" not in run and "Traceback" in run:
+                lines = [x for x in run.splitlines() if x.strip()]
+                found.append(f"did not start: {lines[-1][:200]}")
+        if found:
+            out[i] = found
+    return out
 
 
 def restart_one(cluster: Cluster, nemesis: Nemesis, rnd: random.Random) -> None:
@@ -132,6 +159,12 @@ def print_report(r: dict[str, Any]) -> None:
         kinds[f["f"]] = kinds.get(f["f"], 0) + 1
     print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
     print(f"   operations: {json.dumps(r['stats'])}")
+    if r.get("storage_unopenable"):
+        print(f"   storage that could not be opened after a fault: "
+              f"{r['storage_unopenable_nodes']} node(s)")
+        for node, lines in r["storage_unopenable"].items():
+            print(f"     node {node}: {lines[0]}" + (f" (+{len(lines) - 1})" if len(lines) > 1
+                                                     else ""))
     found = {k: v for k, v in r["anomalies"].items() if v}
     print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
     for k, ex in r["examples"].items():

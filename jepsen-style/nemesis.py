@@ -21,6 +21,8 @@ Kinds:
   ``lose-unsynced-all`` does it to every node at once (a power loss of the whole cluster:
   records acknowledged but in no node's fsynced data are lost unless
   ``log.flush.interval.messages=1``).
+  ``lose-unsynced-majority`` does it to a majority of the controllers (2 of 3): what a quorum
+  engine that does not fsync its log and vote before answering cannot survive.
 - ``followers-lag``: pause the followers of a partition's leader, let the leader take writes
   alone for a moment, kill -9 the leader, resume the followers (a follower becomes leader
   without the leader's tail); heal restarts the old leader. Safe with acks=all and
@@ -66,7 +68,8 @@ from broker.protocol.messages import find_coordinator
 from storage.fsync_journal import Cut, lose_unsynced
 
 KINDS = ("kill", "pause", "partition", "lose-unsynced", "lose-unsynced-all", "followers-lag",
-         "clock", "disk-full", "disk-eio")
+         "clock", "disk-full", "disk-eio", "lose-unsynced-majority")
+LOSE_KINDS = ("lose-unsynced", "lose-unsynced-all", "lose-unsynced-majority")
 DISK_KINDS = ("disk-full", "disk-eio")
 DISK_TARGETS = ("broker", "leader")
 DEFAULT_KINDS = ("kill", "pause", "partition", "lose-unsynced")
@@ -128,6 +131,8 @@ def schedule(seed: int, kinds: list[str], time_limit_s: float, *, warmup_s: floa
             target = rnd.choice(lose)
         elif kind == "lose-unsynced-all":
             target = "all"
+        elif kind == "lose-unsynced-majority":
+            target = "controller-majority"
         elif kind in DISK_KINDS:
             target = rnd.choice(DISK_TARGETS)
         else:
@@ -257,6 +262,9 @@ class Nemesis:
             return [self._coordinator(rnd)]
         if target == "all":
             return ids
+        if target == "controller-majority":
+            voters = self.cluster.controller_ids
+            return sorted(rnd.sample(voters, len(voters) // 2 + 1))
         raise NemesisError(f"unknown target {target!r}")
 
     def _grid(self, target: str, rnd: random.Random) -> dict[str, Any]:
@@ -308,7 +316,7 @@ class Nemesis:
         self.active = fault
         value: dict[str, Any] = {"target": fault.target}
         self.found_by = None
-        if fault.kind in ("kill", "lose-unsynced", "lose-unsynced-all"):
+        if fault.kind == "kill" or fault.kind in LOSE_KINDS:
             nodes = self._nodes(fault.target, rnd)
             for i in nodes:
                 c.nodes[i].kill()

@@ -101,8 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "pipeline (txn_workload.py); default: the profile's")
     ap.add_argument("--time-limit", type=float, help="seconds of workload under faults")
     ap.add_argument("--nemesis", help="comma-separated: kill,pause,partition,lose-unsynced,"
-                    "lose-unsynced-all,followers-lag,clock,disk-full,disk-eio; 'none' for no "
-                    "faults")
+                    "lose-unsynced-all,lose-unsynced-majority,followers-lag,clock,disk-full,"
+                    "disk-eio; 'none' for no faults")
     ap.add_argument("--seed", type=int, help="seed of the first run (default: random)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--nodes", type=int, choices=(3, 5), default=3,

@@ -3,11 +3,14 @@
 
 For each engine (``controller.quorum.engine``; kraft is the default and needs no key):
 
-- safety, from one run of the fault suite's metadata profile (``jepsen-style/run.py
-  --profile metadata --engine E``, kill, pause, partition, lose-unsynced; root and network
-  namespaces needed, else "n/a"): committed metadata records lost (acknowledged creates and
-  deletes missing from the committed log and image), divergent images or logs, stale reads
-  from an isolated leader, and the run's verdict;
+- safety, from runs of the fault suite's metadata profile (``jepsen-style/run.py
+  --profile metadata --engine E``; by default one of kill, pause, partition, lose-unsynced
+  and one of lose-unsynced-majority: a power loss on 2 of 3 controllers; ``--fault-runs``;
+  root and network namespaces needed, else "n/a"), summed over the runs: nodes whose storage
+  could not be opened after a fault (a start that failed, or files the pysyncobj engine moved
+  aside, broker/controller/pysyncobj_journal.py), committed metadata records lost
+  (acknowledged creates and deletes missing from the committed log and image), reordered,
+  divergent images or logs, stale reads from an isolated leader, and the runs' verdicts;
 - on 3 combined nodes on loopback (``tools.proc_cluster.ProcCluster``, Kafka's Raft timeouts:
   election 1000 ms, fetch 2000 ms): election time after kill -9 of the active controller
   (median over ``--rounds``, ``tools.kraft_bench.elections``); committed metadata records per
@@ -45,16 +48,39 @@ from tools.proc_cluster import ProcCluster
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINES = ("kraft", "pysyncobj")
-FAULT_NEMESES = "kill,pause,partition,lose-unsynced"
+FAULT_RUNS = ("kill,pause,partition,lose-unsynced@66", "lose-unsynced-majority@67")
+SUMMED = ("storage_unopenable", "lost", "reordered", "divergent", "stale", "acknowledged",
+          "faults")
 
 
-def fault_run(engine: str, seed: int, time_limit: float, out: Path) -> dict[str, Any]:
-    """One metadata-profile run; its figures, or why there are none."""
+def fault_runs(engine: str, runs: Sequence[str], time_limit: float,
+               out: Path) -> dict[str, Any]:
+    """The metadata-profile runs ``NEMESES@SEED``, their figures summed, verdicts listed."""
     if not netns_available():
         return {"why": "needs root and ip netns"}
+    each = []
+    for k, spec in enumerate(runs):
+        nemeses, _, seed = spec.partition("@")
+        r = fault_run(engine, nemeses, int(seed or 66), time_limit, out / f"{k}")
+        print(f"   fault run {spec}: {r}", flush=True)
+        each.append(r)
+    done = [r for r in each if "verdict" in r]
+    if not done:
+        return {"why": "; ".join(r["why"] for r in each)}
+    res: dict[str, Any] = {key: sum(r[key] for r in done) for key in SUMMED}
+    res["verdict"] = "/".join(r["verdict"] for r in each if "verdict" in r)
+    whys = [f"{spec}: {r['why']}" for spec, r in zip(runs, each, strict=True) if "why" in r]
+    if whys:
+        res["why"] = "; ".join(whys)
+    return res
+
+
+def fault_run(engine: str, nemeses: str, seed: int, time_limit: float,
+              out: Path) -> dict[str, Any]:
+    """One metadata-profile run; its figures, or why there are none."""
     cmd = [sys.executable, str(REPO / "jepsen-style" / "run.py"), "--profile", "metadata",
            "--engine", engine, "--seed", str(seed), "--time-limit", str(time_limit),
-           "--nemesis", FAULT_NEMESES, "--out", str(out)]
+           "--nemesis", nemeses, "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env,
                           timeout=time_limit + 600)
@@ -63,7 +89,8 @@ def fault_run(engine: str, seed: int, time_limit: float, out: Path) -> dict[str,
         return {"why": f"no report (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"}
     r = json.loads(reports[0].read_text())
     a = r["anomalies"]
-    return {"lost": a["lost-create"] + a["lost-delete"],
+    return {"storage_unopenable": r.get("storage_unopenable_nodes", 0),
+            "lost": a["lost-create"] + a["lost-delete"], "reordered": a["reordered"],
             "divergent": a["divergent-image"] + a["divergent-log"],
             "stale": a["stale-read"], "verdict": r["verdict"],
             "acknowledged": r["stats"].get("create_ok", 0) + r["stats"].get("delete_ok", 0),
@@ -128,8 +155,8 @@ def run_engine(engine: str, a: argparse.Namespace, out: Path) -> dict[str, Any]:
     print(f"== {engine}", flush=True)
     res: dict[str, Any] = {}
     if not a.skip_faults:
-        res["faults"] = fault_run(engine, a.seed, a.time_limit, out / engine)
-        print(f"   fault run: {res['faults']}", flush=True)
+        res["faults"] = fault_runs(engine, a.fault_runs, a.time_limit, out / engine)
+        print(f"   fault runs: {res['faults']}", flush=True)
     try:
         res["cluster"] = asyncio.run(cluster_figures(engine, a.rounds, a.topics))
     except Exception as e:  # noqa: BLE001 - an engine that does not start is a result too
@@ -147,23 +174,31 @@ def _cell(d: dict[str, Any] | None, key: str, fmt: str) -> str:
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    rows = [("committed metadata records lost", "faults", "lost", "d"),
+    rows = [("nodes whose storage could not be opened after a fault", "faults",
+             "storage_unopenable", "d"),
+            ("committed metadata records lost", "faults", "lost", "d"),
+            ("reordered records", "faults", "reordered", "d"),
             ("divergent images / logs", "faults", "divergent", "d"),
             ("stale reads from an isolated leader", "faults", "stale", "d"),
-            ("fault run verdict", "faults", "verdict", "s"),
-            ("acknowledged creates+deletes in the fault run", "faults", "acknowledged", "d"),
+            ("fault run verdicts", "faults", "verdict", "s"),
+            ("faults injected", "faults", "faults", "d"),
+            ("acknowledged creates+deletes in the fault runs", "faults", "acknowledged", "d"),
             ("election after kill -9, median ms", "cluster", "election_ms", ".0f"),
             ("election after kill -9, max ms", "cluster", "election_max_ms", ".0f"),
             ("metadata commits per second", "cluster", "commits_per_s", ",.0f"),
             ("recovery after a full restart, s", "cluster", "recovery_s", ".2f")]
     engines = list(results)
     width = max(len(r[0]) for r in rows)
+    table = [[_cell(results[e].get(part), key, fmt) for e in engines]
+             for _, part, key, fmt in rows]
+    cw = [max([10, len(e)] + [len(cells[k]) for cells in table]) for k, e in enumerate(engines)]
     print()
-    print(f"| {'figure':<{width}} | " + " | ".join(f"{e:>10}" for e in engines) + " |")
-    print(f"|{'-' * (width + 2)}|" + "|".join("-" * 12 for _ in engines) + "|")
-    for label, part, key, fmt in rows:
-        cells = [_cell(results[e].get(part), key, fmt) for e in engines]
-        print(f"| {label:<{width}} | " + " | ".join(f"{c:>10}" for c in cells) + " |")
+    print(f"| {'figure':<{width}} | "
+          + " | ".join(f"{e:>{w}}" for e, w in zip(engines, cw, strict=True)) + " |")
+    print(f"|{'-' * (width + 2)}|" + "|".join("-" * (w + 2) for w in cw) + "|")
+    for (label, *_), cells in zip(rows, table, strict=True):
+        print(f"| {label:<{width}} | "
+              + " | ".join(f"{c:>{w}}" for c, w in zip(cells, cw, strict=True)) + " |")
     for e in engines:
         for part in ("faults", "cluster"):
             why = (results[e].get(part) or {}).get("why")
@@ -177,7 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="kills of the active controller")
     ap.add_argument("--topics", type=int, default=100, help="CreateTopics for the commit rate")
     ap.add_argument("--time-limit", type=float, default=40.0, help="seconds of the fault run")
-    ap.add_argument("--seed", type=int, default=66)
+    ap.add_argument("--fault-runs", nargs="+", default=list(FAULT_RUNS),
+                    metavar="NEMESES@SEED", help="metadata-profile runs per engine "
+                    f"(default: {' '.join(FAULT_RUNS)})")
     ap.add_argument("--skip-faults", action="store_true", help="no fault-suite run")
     ap.add_argument("--out", type=Path, default=Path("engine-bench-results"))
     a = ap.parse_args(argv)

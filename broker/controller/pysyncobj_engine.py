@@ -28,7 +28,9 @@ cluster id and ``controller.quorum.engine.pysyncobj.password``. Anyone who knows
 cluster id is not a secret) can run code on a controller: set the secret.
 
 Gaps against kraft (also in docs/architecture.md): pysyncobj's journal is written through mmap
-and not fsynced before an entry is acknowledged, and it is never compacted (it grows with the
+and not fsynced before an entry is acknowledged (after a power loss a journal it cannot open is
+moved aside at start and the node rejoins with an empty one, ``pysyncobj_journal``: unsafe for
+Raft, measured by ``make bench-engines``), and it is never compacted (it grows with the
 metadata; a restarted controller replays it whole, skipping what its derived log already
 holds); no pre-vote; no KIP-853 membership; DescribeQuorum's follower timestamps are
 pysyncobj's connection state, not fetch times.
@@ -47,6 +49,7 @@ from typing import Any
 
 from broker.clock import SYSTEM_CLOCK, Clock
 from broker.controller.metadata_log import MetadataLog
+from broker.controller.pysyncobj_journal import set_aside_unreadable
 from broker.controller.pysyncobj_log import (
     AppliedLog,
     Batch,
@@ -134,6 +137,7 @@ class PysyncobjEngine:
         self._leader = LeaderAndEpoch(None, 0)
         self._started = False
         self._closed = False
+        self.storage_set_aside: list[Any] = []  # pysyncobj files moved aside at start
         self.server = LogServer(self)
         self.handlers = self.server.handlers
 
@@ -173,6 +177,9 @@ class PysyncobjEngine:
         # Everything in the derived log is committed: the listeners have it at once.
         self._deliver(mem.entries_from(mem.start_offset, mem.end_offset - mem.start_offset))
         self._leader = LeaderAndEpoch(None, mem.last_epoch)
+        # A journal pysyncobj cannot open (cut by a power loss: it is never fsynced) is moved
+        # aside and this node rejoins with an empty one; unsafe for Raft, see the module.
+        self.storage_set_aside = set_aside_unreadable(self._journal_path(), self.node_id)
         self._syncobj = self._make_syncobj()
         self._poller = self._loop.create_task(self._poll_loop())
         logger.info("node %d: pysyncobj engine started on %s (peers %s), metadata log end %d",

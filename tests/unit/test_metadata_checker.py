@@ -205,3 +205,35 @@ def test_image_digest_is_equal_for_equal_images_only() -> None:
     sa, sb, sc = (image_summary(1, x, None) for x in (a, b, c))
     assert sa["digest"] == sb["digest"] != sc["digest"]
     assert sa["offset"] == 1 and sorted(sa["topics"]) == ["a", "b"]
+
+
+def test_a_majority_power_loss_and_the_storage_that_did_not_open_are_reported(
+        tmp_path: Path) -> None:
+    import random
+    from types import SimpleNamespace
+
+    from metadata_run import storage_after_faults
+    from nemesis import Nemesis, schedule
+
+    faults = schedule(3, ["lose-unsynced-majority"], 40)
+    assert faults and {f.target for f in faults} == {"controller-majority"}
+    cluster = SimpleNamespace(nodes={i: None for i in range(1, 6)}, controller_ids=[1, 2, 3])
+    picked = Nemesis._nodes(SimpleNamespace(cluster=cluster), "controller-majority",
+                            random.Random(1))
+    assert len(picked) == 2 and set(picked) <= {1, 2, 3}
+
+    logs = {1: "--- start 10:00:00\nKafka Server started\n--- start 10:00:20\n"
+               "[t] ERROR [node.id=1] node 1: pysyncobj storage file /d/pysyncobj.journal "
+               "could not be opened (empty): moved to pysyncobj.journal.unreadable-0\n"
+               "Kafka Server started\n",
+            2: "--- start 10:00:00\nKafka Server started\n--- start 10:00:20\n"
+               "Traceback (most recent call last):\nValueError: cannot mmap an empty file\n",
+            3: "--- start 10:00:00\nKafka Server started\n"}
+    nodes = {}
+    for i, text in logs.items():
+        (tmp_path / f"{i}.log").write_text(text)
+        nodes[i] = SimpleNamespace(log_path=tmp_path / f"{i}.log")
+    found = storage_after_faults(SimpleNamespace(nodes=nodes))
+    assert sorted(found) == [1, 2]
+    assert found[1][0].startswith("ERROR [node.id=1]") and "could not be opened" in found[1][0]
+    assert found[2] == ["did not start: ValueError: cannot mmap an empty file"]

@@ -6,6 +6,7 @@ replays its journal without handing anything out twice)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,35 @@ def test_nothing_of_pysyncobj_is_imported_with_the_kraft_engine() -> None:
             "assert not [m for m in sys.modules if m.startswith('pysyncobj')], 'imported'")
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_a_controller_whose_journal_was_emptied_starts_with_an_empty_one(
+        tmp_path: Path) -> None:
+    port = _free_port()
+
+    async def first_run() -> None:
+        eng = _engine(tmp_path, port)
+        await eng.start()
+        try:
+            await _until(eng.is_leader)
+            eng.append([b"a"], epoch=eng.epoch)
+            await _until(lambda: eng.high_watermark == 2)
+        finally:
+            await eng.shutdown()
+
+    async def second_run() -> None:
+        eng = _engine(tmp_path, port)
+        listener = _Listener()
+        eng.register(listener)
+        await eng.start()  # pysyncobj alone would fail: cannot mmap an empty file
+        try:
+            assert [src.name for src, _, _ in eng.storage_set_aside] == [
+                "pysyncobj.journal", "pysyncobj.journal.meta"]
+            assert listener.records == [(1, b"a")]  # the derived log is kept
+            assert (tmp_path / "meta" / "pysyncobj.journal").stat().st_size > 0
+        finally:
+            await eng.shutdown()
+
+    asyncio.run(first_run())
+    os.truncate(tmp_path / "meta" / "pysyncobj.journal", 0)
+    asyncio.run(second_run())
