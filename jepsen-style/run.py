@@ -237,11 +237,11 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
             stop.set()
             nem.join(120)
             nemesis.heal_all()
-            history.add("info", "healed", "nemesis", value={})
+            healed = history.add("info", "healed", "nemesis", value={})
             # Let consumers catch up on a healed cluster before stopping the clients.
             if not all(wait_healthy(c, timeout=60) for c in health):
                 notes.append("cluster not healthy (leaders / full ISR) 60 s after healing")
-            time.sleep(5)
+            settle(history, healed["index"], txn)
             if isinstance(workload, TxnWorkload):
                 if not workload.finish():
                     notes.append("the pipeline did not catch up with its input in 60 s")
@@ -304,6 +304,36 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
         report["unknown_reason"] = "a worker or the harness crashed"
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+CATCH_UP_S = 5.0
+
+
+def settle(history: History, healed: int, txn: bool) -> None:
+    """Give the consumers up to CATCH_UP_S on the healed cluster: the queue workload's stop
+    as soon as every partition was polled, after the heal, past the last offset acknowledged
+    before it (what the cluster held when it healed has been read); the txn workload's
+    pipelines wait the whole time (their finish waits for the pipeline to catch up)."""
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        if not txn and consumers_caught_up(list(history.ops), healed):
+            return
+        time.sleep(0.1)
+
+
+def consumers_caught_up(ops: list[dict[str, Any]], healed: int) -> bool:
+    """Whether every partition with an acknowledged send before op ``healed`` was polled
+    after it at or past the last such offset."""
+    want: dict[int, int] = {}
+    for op in ops[:healed]:
+        if op["f"] == "send" and op["type"] == "ok":
+            want[op["partition"]] = max(want.get(op["partition"], -1), op["offset"])
+    got: dict[int, int] = {}
+    for op in ops[healed:]:
+        if op["f"] == "poll" and op["type"] == "ok":
+            for p, offset, *_ in op.get("reads") or ():
+                got[p] = max(got.get(p, -1), offset)
+    return all(got.get(p, -1) >= offset for p, offset in want.items())
 
 
 def reproduce_command(a: argparse.Namespace, seed: int) -> str:

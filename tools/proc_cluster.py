@@ -233,14 +233,19 @@ class ProcCluster:
         for n in self.nodes.values():
             n.kill()
 
-    def shutdown(self) -> None:
-        """The end of a test: wake any node a test paused (SIGSTOP), stop all, kill what is
-        left; remove the namespaces, if any."""
-        if self.network is not None:
-            self.network.heal()
-        for n in self.nodes.values():
-            n.resume()
-        self.stop_all()
+    def shutdown(self, *, graceful: bool = False) -> None:
+        """The end of a test: kill every node (SIGKILL; a paused one too) and remove the
+        namespaces, if any. Nothing after a test looks at how its nodes stopped, and a clean
+        stop costs seconds per cluster (a combined quorum's last node waits for a controller
+        that is gone); tests of a clean shutdown call ``stop_all`` or ``NodeProc.stop``
+        themselves. ``graceful``: first heal the network, wake paused nodes and stop all
+        (brokers before controllers), then kill what is left."""
+        if graceful:
+            if self.network is not None:
+                self.network.heal()
+            for n in self.nodes.values():
+                n.resume()
+            self.stop_all()
         self.kill_all()
         if self.network is not None:
             self.network.teardown()

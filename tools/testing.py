@@ -264,7 +264,7 @@ def cluster(nodes: int = 1, *, root: Path | str | None = None,
         yield tc
     finally:
         tc.close()
-        procs.shutdown()
+        procs.shutdown(graceful=True)
         if own:
             shutil.rmtree(base, ignore_errors=True)
 

@@ -462,11 +462,13 @@ class ReplicaManager(MetadataApplier, LogDirFailureHandler, DeleteRecordsOnLeade
             return PartitionRead(code)
         log = hp.log
         st = hp.state
+        # As in _maybe_increment_hw: a replica on an offline log dir is not waited for.
         pos = st.fetch_position(log, fetch_offset=fetch_offset,
                                 last_fetched_epoch=last_fetched_epoch, replica_id=replica_id,
                                 now_ms=self.clock.monotonic_ms() if replica_id >= 0 else 0,
                                 max_lag_ms=self.replica_lag_time_max_ms,
-                                eligible=self._eligible)
+                                eligible=lambda b: self._eligible(b)
+                                and replica_dir_online(self.image, hp, b))
         if pos.error == ErrorCode.OFFSET_OUT_OF_RANGE:
             return PartitionRead(ErrorCode.OFFSET_OUT_OF_RANGE, st.high_watermark,
                                  hp.last_stable_offset(), log.log_start_offset)

@@ -49,8 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
         c.start()
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 async def _request(address: str, api_key: int, req: Any, version: int | None = None,

@@ -90,8 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
                        f"node {n.node_id} ready")
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def url(c: ProcCluster, node: int, path: str) -> str:
@@ -705,8 +704,7 @@ def test_controller_only_nodes_failover_write_and_shutdown(tmp_path: Path) -> No
         c.nodes[broker].wait_for("Kafka Server shut down cleanly", timeout=45)
         assert c.nodes[broker].proc is not None and c.nodes[broker].proc.wait(15) == 0
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def test_admin_port_in_use_stops_start_up_with_a_clear_error(tmp_path: Path) -> None:

@@ -75,8 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
         c.start()
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def _data_dir(cluster: ProcCluster) -> Path:
@@ -433,5 +432,4 @@ def test_preferred_leader_election_moves_leadership_back(tmp_path: Path) -> None
         assert "le-0" in r.stdout
         assert leader_and_isr()[0] == str(first)
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()

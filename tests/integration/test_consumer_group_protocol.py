@@ -57,8 +57,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def send(address: str, api_key: int, req: Any, version: int | None = None) -> Any:

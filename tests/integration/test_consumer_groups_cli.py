@@ -27,8 +27,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def cli(c: ProcCluster, *args: str) -> subprocess.CompletedProcess[str]:

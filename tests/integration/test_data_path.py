@@ -60,8 +60,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 async def _send(address: str, api_key: int, req: Any, version: int | None = None,
@@ -86,8 +85,7 @@ def rf3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluste
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 @pytest.fixture(params=["1-node", "3-nodes-rf3"])

@@ -55,8 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def create_topic(c: ProcCluster, name: str, partitions: int = PARTITIONS, rf: int = 1) -> None:
@@ -706,5 +705,4 @@ def test_offsets_of_an_empty_group_expire(tmp_path: Any, request: pytest.Fixture
         c.start([1])
         assert committed(c, "ret-group")[1] == {}
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()

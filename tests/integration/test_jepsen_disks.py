@@ -40,6 +40,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 extra={"min.insync.replicas": "2"}, seed=5)
     with c:
         yield c
+        # Nothing after the tests looks at how the nodes stop: no clean stop to wait for.
+        for node in c.nodes.values():
+            node.kill()
 
 
 def _dir_errors(c: Cluster, broker: int) -> dict[str, int]:

@@ -31,6 +31,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 extra={"min.insync.replicas": "2"}, seed=3)
     with c:
         yield c
+        # Nothing after the tests looks at how the nodes stop: no clean stop to wait for.
+        for node in c.nodes.values():
+            node.kill()
 
 
 def test_partition_blocks_traffic_both_ways_and_heal_restores_it(cluster: Cluster) -> None:

@@ -127,8 +127,7 @@ def cluster(tmp_path: Path) -> Any:
     c.start(c.controller_ids, wait=True)
     c.start(c.broker_ids, wait=True)
     yield c
-    c.stop_all()
-    c.kill_all()
+    c.shutdown()
 
 
 def test_quorum_controller_failover_fencing_and_restart(cluster: ProcCluster) -> None:
@@ -283,8 +282,7 @@ def test_snapshots_bound_the_log_and_catch_up_a_lagging_broker(tmp_path: Path) -
             state = {t.name: t.topic_id for t in topic_state(c, b).topics}
             assert state == before
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def test_single_node_restart_replays_the_log_before_acting(tmp_path: Path) -> None:
@@ -306,5 +304,4 @@ def test_single_node_restart_replays_the_log_before_acting(tmp_path: Path) -> No
         assert create_topic(c, "solo", partitions=2, rf=1).error_code == (
             ErrorCode.TOPIC_ALREADY_EXISTS)
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()

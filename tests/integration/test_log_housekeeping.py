@@ -34,8 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     try:
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def test_idle_producer_id_expires(cluster: ProcCluster) -> None:

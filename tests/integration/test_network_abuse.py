@@ -37,8 +37,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
     cluster.start()
     asyncio.run(_create_topic(cluster, "latency", 1, 1))
     yield cluster
-    cluster.stop_all()
-    cluster.kill_all()
+    cluster.shutdown()
 
 
 def scrape(cluster: ProcCluster, name: str) -> float:

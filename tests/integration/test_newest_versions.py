@@ -61,8 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
         assert p.flush(30) == 0
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 async def _send(address: str, api_key: int, req: Any, version: int | None) -> Any:

@@ -46,8 +46,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcCluster]:
         assert create_topic(c, TOPIC, partitions=2, rf=1).error_code == 0
         yield c
     finally:
-        c.stop_all()
-        c.kill_all()
+        c.shutdown()
 
 
 def txn_commit(group: str, offsets: dict[int, int], pid: int, epoch: int = 0, *,

@@ -5,9 +5,12 @@ cluster is healed, every partition is read from offset 0, and the fault suite's 
 (jepsen-style/checker.py) is the oracle: no acknowledged record may be lost, duplicated or
 reordered, and the final read must be complete.
 
-Bounded: 15 examples of at most 8 steps on one cluster (each example gets its own topic), about
-2 minutes. A failing example is shrunk (each shrink step runs on the real cluster again, so a
-failure costs minutes more) to the shortest step sequence that still fails.
+Bounded, on one cluster (each example gets its own topic): the default run tries kill, pause
+and partition each in its plainest sequence plus 3 drawn sequences of at most 8 steps, about a
+minute; the slow run (``make test-all``) draws 30 sequences. The default run keeps the property
+covered by every fault kind in every run; the slow run explores more sequences. A failing
+example is shrunk (each shrink step runs on the real cluster again, so a failure costs minutes
+more) to the shortest step sequence that still fails.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 ck = pytest.importorskip("confluent_kafka")
@@ -55,6 +58,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 extra={"min.insync.replicas": "2"}, seed=11)
     with c:
         yield c
+        # Nothing after the tests looks at how the nodes stop: no clean stop to wait for.
+        for node in c.nodes.values():
+            node.kill()
 
 
 class Run:
@@ -124,12 +130,13 @@ class Run:
 # Each example costs a real cluster run: no example database (a fresh machine has none),
 # derandomized so every run draws the same sequences; a failure is shrunk, then printed with
 # the checker's examples.
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate, Phase.shrink],
-          suppress_health_check=[HealthCheck.too_slow])
-@given(steps=steps)
-def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
-                                                         steps: list[tuple[str, int]]) -> None:
+def _settings(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_fault_sequence(cluster: Cluster, steps: list[tuple[str, int]]) -> None:
     # Not random.*: Hypothesis reseeds it per example, and topics must differ.
     topic = f"props-{next(TOPIC_IDS)}-{time.time_ns() % 10**6}"
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, topic=topic, partitions=2)
@@ -146,3 +153,23 @@ def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
     result = run.finish()
     assert result["valid"], (steps, result["anomalies"], result["examples"])
     assert result["stats"]["sends_acknowledged"] > 0  # type: ignore[index]
+
+
+# The default run: the three faults each in their plainest sequence (a write while one node is
+# killed, paused, cut off; then it comes back), and a few drawn sequences.
+@_settings(3)
+@given(steps=steps)
+@example(steps=[("kill", 1), ("produce", 20), ("restart", 1), ("produce", 10)])
+@example(steps=[("pause", 2), ("produce", 20), ("resume", 2)])
+@example(steps=[("partition", 3), ("produce", 20), ("heal", 0)])
+def test_acknowledged_records_survive_any_fault_sequence(cluster: Cluster,
+                                                         steps: list[tuple[str, int]]) -> None:
+    check_fault_sequence(cluster, steps)
+
+
+@pytest.mark.slow
+@_settings(30)
+@given(steps=steps)
+def test_acknowledged_records_survive_many_fault_sequences(cluster: Cluster,
+                                                           steps: list[tuple[str, int]]) -> None:
+    check_fault_sequence(cluster, steps)
