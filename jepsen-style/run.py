@@ -184,7 +184,8 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
     disks = any(k in DISK_KINDS for k in a.kinds)
     security = SaslSsl(out / "certs") if a.security == "sasl_ssl" else None
     cluster = Cluster(out / "cluster", n=a.nodes, controllers=a.controllers, extra=extra,
-                      seed=seed, fault_disk_mb=DISK_MB if disks else None, security=security)
+                      seed=seed, fault_disk_mb=DISK_MB if disks else None, security=security,
+                      quorum_engine=a.engine)
     client = {} if security is None else security.client_conf()
     history = History(out / "history.jsonl")
     cfg = WorkloadConfig(bootstrap=cluster.bootstrap_servers, partitions=a.partitions,
@@ -284,7 +285,7 @@ def run_once(a: argparse.Namespace, seed: int, out: Path) -> dict[str, Any]:
                    "idempotence": a.idempotence, "partitions": a.partitions,
                    "consumer_mode": a.consumer_mode, "commit": a.commit,
                    "time_limit_s": a.time_limit, "nemesis": a.kinds,
-                   "security": a.security},
+                   "security": a.security, "engine": a.engine},
         "duration_s": round(time.monotonic() - t_start, 1),
         "fault_seconds": round(fault_seconds, 1),
         "faults": [{"f": op["f"], **op.get("value", {})} for op in fault_events],
@@ -349,6 +350,8 @@ def reproduce_command(a: argparse.Namespace, seed: int) -> str:
     parts.append("--commit" if a.commit else "--no-commit")
     if a.security != "none":
         parts.append(f"--security {a.security}")
+    if a.engine != "kraft":
+        parts.append(f"--engine {a.engine}")
     parts += [flag for flag, on in (("--flush-every-message", a.flush_every_message),
                                     ("--strict-hw", a.strict_hw)) if on]
     return " ".join(parts)
