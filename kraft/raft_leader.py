@@ -31,9 +31,9 @@ class LeaderMixin:
     # ------------------------------------------------------------------ leader
 
     def _tick_leader(self, st: Leader, now_ms: int) -> None:
-        # Check-quorum: a leader cut off from a majority steps down instead of lingering.
         if self._maybe_leave_after_removal(now_ms):
             return
+        # Check-quorum: a leader cut off from a majority steps down instead of lingering.
         if now_ms - self._leader_since_ms >= self.fetch_timeout_ms:
             live = int(self.is_voter) + sum(
                 1
