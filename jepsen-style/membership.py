@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from history import History
 from membership_checker import NodeLog, check
 from nemesis import Nemesis, run_schedule, schedule
+from report_lines import print_faults, print_findings, print_header
 from workload import WorkloadConfig, create_topic
 
 from broker.controller.metadata_log import MetadataLog
@@ -291,20 +292,10 @@ def _fault_seconds(ops: list[dict[str, Any]]) -> float:
 
 def print_report(r: dict[str, Any]) -> None:
     s = r["stats"]
-    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
-    print(f"== seed {r['seed']} (membership): {r['verdict'].upper()}{why}  "
-          f"({r['duration_s']} s)")
-    kinds: dict[str, int] = {}
-    for f in r["faults"]:
-        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
-    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    print_header(r, "membership")
+    print_faults(r)
     print(f"   topics: {s['creates_acknowledged']} created, {s['creates_failed']} refused, "
           f"{s['creates_unknown']} unknown; controllers added {s['controllers_added']}, "
           f"removed {s['controllers_removed']}; committed offset {s['committed_offset']}")
-    found = {k: v for k, v in r["anomalies"].items() if v}
-    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
-    for k, ex in r["examples"].items():
-        print(f"     {k}: {ex[:2]}")
-    for n in r["notes"]:
-        print(f"   note: {n}")
+    print_findings(r)
     print(f"   reproduce: {r['reproduce']}")

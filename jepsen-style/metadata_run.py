@@ -20,6 +20,7 @@ from cluster import CONTROLLER_PORT, Cluster
 from history import History
 from metadata_workload import MetadataConfig, MetadataWorkload
 from nemesis import Nemesis, run_schedule, schedule
+from report_lines import print_faults, print_findings, print_header
 from workload import WorkloadConfig, create_topic
 
 FETCH_TIMEOUT_MS = 2000  # controller.quorum.fetch.timeout.ms of these runs (Kafka's default)
@@ -151,13 +152,8 @@ def restart_one(cluster: Cluster, nemesis: Nemesis, rnd: random.Random) -> None:
 
 
 def print_report(r: dict[str, Any]) -> None:
-    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
-    print(f"== seed {r['seed']} (metadata, engine {r['engine']}): {r['verdict'].upper()}{why}"
-          f"  ({r['duration_s']} s)")
-    kinds: dict[str, int] = {}
-    for f in r["faults"]:
-        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
-    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    print_header(r, f"metadata, engine {r['engine']}")
+    print_faults(r)
     print(f"   operations: {json.dumps(r['stats'])}")
     if r.get("storage_unopenable"):
         print(f"   storage that could not be opened after a fault: "
@@ -165,10 +161,5 @@ def print_report(r: dict[str, Any]) -> None:
         for node, lines in r["storage_unopenable"].items():
             print(f"     node {node}: {lines[0]}" + (f" (+{len(lines) - 1})" if len(lines) > 1
                                                      else ""))
-    found = {k: v for k, v in r["anomalies"].items() if v}
-    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
-    for k, ex in r["examples"].items():
-        print(f"     {k}: {json.dumps(ex[:2], default=str)}")
-    for n in r["notes"]:
-        print(f"   note: {n}")
+    print_findings(r)
     print(f"   reproduce: {r['reproduce']}")

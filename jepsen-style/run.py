@@ -56,6 +56,7 @@ from nemesis import (
     run_schedule,
     schedule,
 )
+from report_lines import print_faults, print_findings, print_header
 from security import MODES, SaslSsl
 from txn_workload import RC, RU, TxnConfig, TxnWorkload, create_topics
 from workload import Workload, WorkloadConfig, create_topic, wait_healthy
@@ -421,23 +422,13 @@ def print_report(r: dict[str, Any]) -> None:
         print_txn_report(r)
         return
     s = r["stats"]
-    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
-    print(f"== seed {r['seed']}: {r['verdict'].upper()}{why}  ({r['duration_s']} s, "
-          f"{r['fault_seconds']} s of faults)")
-    kinds: dict[str, int] = {}
-    for f in r["faults"]:
-        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
-    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    print_header(r, fault_seconds=True)
+    print_faults(r)
     print(f"   sends: {s['sends_attempted']} attempted, {s['sends_acknowledged']} acknowledged, "
           f"{s['sends_failed']} failed, {s['sends_unknown']} unknown; "
           f"{s['values_read']} values read ({s['acknowledged_read']} acknowledged), "
           f"{s['polls']} polls, final read complete: {r['final_read_complete']}")
-    found = {k: v for k, v in r["anomalies"].items() if v}
-    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
-    for k, ex in r["examples"].items():
-        print(f"     {k}: {json.dumps(ex[:2], default=str)}")
-    for n in r["notes"]:
-        print(f"   note: {n}")
+    print_findings(r)
     for u in r.get("stuck_clients", []):
         print(f"   stuck client: process {u['process']} {u['f']} did not return; replaced")
     for u in r.get("unfinished_client_ops", []):
@@ -448,24 +439,14 @@ def print_report(r: dict[str, Any]) -> None:
 
 def print_txn_report(r: dict[str, Any]) -> None:
     s = r["stats"]
-    why = f" ({r['unknown_reason']})" if r.get("unknown_reason") else ""
-    print(f"== seed {r['seed']} (txn): {r['verdict'].upper()}{why}  ({r['duration_s']} s, "
-          f"{r['fault_seconds']} s of faults)")
-    kinds: dict[str, int] = {}
-    for f in r["faults"]:
-        kinds[f["f"]] = kinds.get(f["f"], 0) + 1
-    print("   faults: " + (", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"))
+    print_header(r, "txn", fault_seconds=True)
+    print_faults(r)
     t = s["transactions"]
     print(f"   transactions: {json.dumps(t.get('txn', {}))}, {s['planned_aborts']} aborted on "
           f"purpose, {s['records_written']} records; pipeline: {json.dumps(t.get('ctp', {}))}, "
           f"{s['pipeline_outputs']} outputs, lag {s['pipeline_lag']}; final reads: "
           f"{json.dumps(s['final_read'])}")
-    found = {k: v for k, v in r["anomalies"].items() if v}
-    print("   anomalies: " + (", ".join(f"{k} {v}" for k, v in found.items()) or "none"))
-    for k, ex in r["examples"].items():
-        print(f"     {k}: {json.dumps(ex[:2], default=str)}")
-    for n in r["notes"]:
-        print(f"   note: {n}")
+    print_findings(r)
     print(f"   reproduce: {r['reproduce']}")
 
 
